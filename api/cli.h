@@ -1,0 +1,29 @@
+/* cli — the `blindspot` command line: one function per subcommand, and the
+ * small helpers they share (option values, JSON output, data folder).
+ * Subcommands return the process exit status: 0 success, 1 failure, 2 bad
+ * usage. */
+#ifndef BS_CLI_H
+#define BS_CLI_H
+
+#include <jansson.h>
+
+int cli_train(int argc, char **argv);
+int cli_info(int argc, char **argv);
+int cli_predict(int argc, char **argv);
+int cli_import_mnist(int argc, char **argv);
+
+/* The data folder: --data, else $BLINDSPOT_DATA, else "data". */
+const char *cli_data_dir(const char *flag);
+
+/* Parses a whole decimal number into *out; prints a usage error naming the
+ * option and returns -1 when it is not one, or is outside [lo,hi]. */
+int cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out);
+int cli_parse_float(const char *opt, const char *s, double lo, double hi, float *out);
+
+/* Prints j as indented JSON on stdout and releases it. */
+void cli_print_json(json_t *j);
+
+/* Prints "blindspot CMD: message" on stderr; returns 1. */
+int cli_fail(const char *cmd, const char *fmt, ...);
+
+#endif

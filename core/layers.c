@@ -1,0 +1,314 @@
+/* layers — forward and backward of every layer type; see layers.h for the
+ * conventions (shapes, which gradients are overwritten or accumulated). */
+#include "core/layers.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* linear */
+
+void bs_linear_forward(float *out, const float *inp, const float *weight,
+                       const float *bias, int B, int C, int OC)
+{
+    /* out (B,OC) = inp (B,C) @ weight^T (C,OC) + bias */
+    for (int b = 0; b < B; b++)
+        memcpy(out + (size_t)b * OC, bias, (size_t)OC * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OC, C,
+                1.0f, inp, C, weight, C, 1.0f, out, OC);
+}
+
+void bs_linear_backward(float *dinp, float *dweight, float *dbias,
+                        const float *dout, const float *inp,
+                        const float *weight, int B, int C, int OC)
+{
+    /* forward was out = inp W^T + b, so:
+     * dinp (B,C) = dout (B,OC) @ W (OC,C)
+     * dW (OC,C) += dout^T (OC,B) @ inp (B,C)
+     * db (OC)   += sum over the batch of dout */
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, OC,
+                    1.0f, dout, OC, weight, C, 0.0f, dinp, C);
+    if (dweight)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B,
+                    1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+    if (dbias)
+        for (int b = 0; b < B; b++) {
+            const float *d = dout + (size_t)b * OC;
+            for (int o = 0; o < OC; o++)
+                dbias[o] += d[o];
+        }
+}
+
+/* ------------------------------------------------------------------------ */
+/* conv2d, by unfolding each sample into a matrix (im2col) */
+
+int bs_conv_out_size(int n, int k, int s, int p)
+{
+    if (k <= 0 || s <= 0 || p < 0 || n + 2 * p < k)
+        return 0;
+    return (n + 2 * p - k) / s + 1;
+}
+
+size_t bs_conv2d_scratch(const bs_conv_dims *d)
+{
+    return (size_t)d->C * d->K * d->K * d->OH * d->OW;
+}
+
+/* col (C*K*K, OH*OW): row (c,ky,kx), column (oy,ox) holds the input pixel
+ * under kernel tap (ky,kx) when the window is at output (oy,ox); 0 in the
+ * padding. */
+static void im2col(float *col, const float *img, const bs_conv_dims *d)
+{
+    int K = d->K, OHW = d->OH * d->OW;
+    for (int c = 0; c < d->C; c++)
+        for (int ky = 0; ky < K; ky++)
+            for (int kx = 0; kx < K; kx++) {
+                float *row = col + ((size_t)(c * K + ky) * K + kx) * OHW;
+                const float *plane = img + (size_t)c * d->H * d->W;
+                for (int oy = 0; oy < d->OH; oy++) {
+                    int y = oy * d->stride - d->pad + ky;
+                    float *r = row + oy * d->OW;
+                    if (y < 0 || y >= d->H) {
+                        memset(r, 0, (size_t)d->OW * sizeof(float));
+                        continue;
+                    }
+                    for (int ox = 0; ox < d->OW; ox++) {
+                        int x = ox * d->stride - d->pad + kx;
+                        r[ox] = (x >= 0 && x < d->W) ? plane[y * d->W + x] : 0.0f;
+                    }
+                }
+            }
+}
+
+/* The adjoint of im2col: adds every column entry back onto its pixel. */
+static void col2im(float *img, const float *col, const bs_conv_dims *d)
+{
+    int K = d->K, OHW = d->OH * d->OW;
+    memset(img, 0, (size_t)d->C * d->H * d->W * sizeof(float));
+    for (int c = 0; c < d->C; c++)
+        for (int ky = 0; ky < K; ky++)
+            for (int kx = 0; kx < K; kx++) {
+                const float *row = col + ((size_t)(c * K + ky) * K + kx) * OHW;
+                float *plane = img + (size_t)c * d->H * d->W;
+                for (int oy = 0; oy < d->OH; oy++) {
+                    int y = oy * d->stride - d->pad + ky;
+                    if (y < 0 || y >= d->H)
+                        continue;
+                    const float *r = row + oy * d->OW;
+                    for (int ox = 0; ox < d->OW; ox++) {
+                        int x = ox * d->stride - d->pad + kx;
+                        if (x >= 0 && x < d->W)
+                            plane[y * d->W + x] += r[ox];
+                    }
+                }
+            }
+}
+
+void bs_conv2d_forward(float *out, const float *inp, const float *weight,
+                       const float *bias, float *col, int B,
+                       const bs_conv_dims *d)
+{
+    int CKK = d->C * d->K * d->K, OHW = d->OH * d->OW;
+    size_t in_n = (size_t)d->C * d->H * d->W, out_n = (size_t)d->OC * OHW;
+    for (int b = 0; b < B; b++) {
+        float *o = out + b * out_n;
+        im2col(col, inp + b * in_n, d);
+        for (int oc = 0; oc < d->OC; oc++)
+            for (int i = 0; i < OHW; i++)
+                o[(size_t)oc * OHW + i] = bias[oc];
+        /* o (OC,OHW) += weight (OC,CKK) @ col (CKK,OHW) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->OC, OHW, CKK,
+                    1.0f, weight, CKK, col, OHW, 1.0f, o, OHW);
+    }
+}
+
+void bs_conv2d_backward(float *dinp, float *dweight, float *dbias,
+                        const float *dout, const float *inp,
+                        const float *weight, float *col, int B,
+                        const bs_conv_dims *d)
+{
+    int CKK = d->C * d->K * d->K, OHW = d->OH * d->OW;
+    size_t in_n = (size_t)d->C * d->H * d->W, out_n = (size_t)d->OC * OHW;
+    for (int b = 0; b < B; b++) {
+        const float *g = dout + b * out_n;
+        if (dbias)
+            for (int oc = 0; oc < d->OC; oc++) {
+                const float *go = g + (size_t)oc * OHW;
+                float s = 0.0f;
+                for (int i = 0; i < OHW; i++)
+                    s += go[i];
+                dbias[oc] += s;
+            }
+        if (dweight) {
+            /* forward was o = W col, so dW (OC,CKK) += g (OC,OHW) @ col^T */
+            im2col(col, inp + b * in_n, d);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->OC, CKK, OHW,
+                        1.0f, g, OHW, col, OHW, 1.0f, dweight, CKK);
+        }
+        if (dinp) {
+            /* dcol (CKK,OHW) = W^T (CKK,OC) @ g (OC,OHW), folded back */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, OHW, d->OC,
+                        1.0f, weight, CKK, g, OHW, 0.0f, col, OHW);
+            col2im(dinp + b * in_n, col, d);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* maxpool2d */
+
+/* Offset within the input plane of the first maximum of window (oy,ox). */
+static int pool_argmax(const float *plane, int oy, int ox, const bs_conv_dims *d)
+{
+    int best = -1;
+    float bv = -FLT_MAX;
+    for (int ky = 0; ky < d->K; ky++) {
+        int y = oy * d->stride + ky;
+        if (y >= d->H)
+            break;
+        for (int kx = 0; kx < d->K; kx++) {
+            int x = ox * d->stride + kx;
+            if (x >= d->W)
+                break;
+            float v = plane[y * d->W + x];
+            if (best < 0 || v > bv) {
+                bv = v;
+                best = y * d->W + x;
+            }
+        }
+    }
+    return best;
+}
+
+void bs_maxpool2d_forward(float *out, const float *inp, int B,
+                          const bs_conv_dims *d)
+{
+    size_t in_plane = (size_t)d->H * d->W, out_plane = (size_t)d->OH * d->OW;
+    for (int bc = 0; bc < B * d->C; bc++) {
+        const float *plane = inp + bc * in_plane;
+        float *o = out + bc * out_plane;
+        for (int oy = 0; oy < d->OH; oy++)
+            for (int ox = 0; ox < d->OW; ox++)
+                o[oy * d->OW + ox] = plane[pool_argmax(plane, oy, ox, d)];
+    }
+}
+
+void bs_maxpool2d_backward(float *dinp, const float *dout, const float *inp,
+                           int B, const bs_conv_dims *d)
+{
+    size_t in_plane = (size_t)d->H * d->W, out_plane = (size_t)d->OH * d->OW;
+    memset(dinp, 0, (size_t)B * d->C * in_plane * sizeof(float));
+    for (int bc = 0; bc < B * d->C; bc++) {
+        const float *plane = inp + bc * in_plane;
+        const float *g = dout + bc * out_plane;
+        float *di = dinp + bc * in_plane;
+        for (int oy = 0; oy < d->OH; oy++)
+            for (int ox = 0; ox < d->OW; ox++)
+                di[pool_argmax(plane, oy, ox, d)] += g[oy * d->OW + ox];
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* elementwise activations */
+
+void bs_relu_forward(float *out, const float *inp, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+}
+
+void bs_relu_backward(float *dinp, const float *dout, const float *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+void bs_sigmoid_forward(float *out, const float *inp, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = 1.0f / (1.0f + expf(-inp[i]));
+}
+
+void bs_sigmoid_backward(float *dinp, const float *dout, const float *out, size_t n)
+{
+    /* d sigmoid(z)/dz = s (1 - s) */
+    for (size_t i = 0; i < n; i++)
+        dinp[i] = dout[i] * out[i] * (1.0f - out[i]);
+}
+
+void bs_tanh_forward(float *out, const float *inp, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = tanhf(inp[i]);
+}
+
+void bs_tanh_backward(float *dinp, const float *dout, const float *out, size_t n)
+{
+    /* d tanh(z)/dz = 1 - tanh(z)^2 */
+    for (size_t i = 0; i < n; i++)
+        dinp[i] = dout[i] * (1.0f - out[i] * out[i]);
+}
+
+void bs_dropout_forward(float *out, const float *inp, const uint8_t *mask,
+                        float p, size_t n)
+{
+    if (!mask) {
+        if (out != inp)
+            memmove(out, inp, n * sizeof(float));
+        return;
+    }
+    float scale = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++)
+        out[i] = mask[i] ? inp[i] * scale : 0.0f;
+}
+
+void bs_dropout_backward(float *dinp, const float *dout, const uint8_t *mask,
+                         float p, size_t n)
+{
+    bs_dropout_forward(dinp, dout, mask, p, n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* softmax cross-entropy */
+
+float bs_softmax_xent_forward(float *probs, float *losses, const float *logits,
+                              const int *targets, int B, int V)
+{
+    double total = 0.0;
+    for (int b = 0; b < B; b++) {
+        const float *z = logits + (size_t)b * V;
+        float *p = probs + (size_t)b * V;
+        float maxz = z[0];
+        for (int v = 1; v < V; v++)
+            if (z[v] > maxz)
+                maxz = z[v];
+        double sum = 0.0;
+        for (int v = 0; v < V; v++) {
+            p[v] = expf(z[v] - maxz);
+            sum += p[v];
+        }
+        for (int v = 0; v < V; v++)
+            p[v] = (float)(p[v] / sum);
+        /* -log softmax(z)_t computed from the logits: no log(0) */
+        double loss = -((double)z[targets[b]] - maxz - log(sum));
+        if (losses)
+            losses[b] = (float)loss;
+        total += loss;
+    }
+    return (float)(total / B);
+}
+
+void bs_softmax_xent_backward(float *dlogits, const float *probs,
+                              const int *targets, int B, int V, float scale)
+{
+    for (int b = 0; b < B; b++) {
+        const float *p = probs + (size_t)b * V;
+        float *d = dlogits + (size_t)b * V;
+        for (int v = 0; v < V; v++)
+            d[v] = p[v] * scale;
+        d[targets[b]] -= scale;
+    }
+}

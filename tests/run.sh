@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every cmocka test binary of a build folder and sums their results.
+# The last line is "N passed, N failed"; the exit status is non-zero when
+# anything failed. A binary that dies without a cmocka summary counts as one
+# failure.
+set -u
+build=${1:-build}
+export BLINDSPOT_BUILD=$build
+passed=0
+failed=0
+for t in "$build"/tests/test_*; do
+    [ -x "$t" ] || continue
+    name=$(basename "$t")
+    echo "== $name"
+    out=$("$t" 2>&1)
+    rc=$?
+    printf '%s\n' "$out"
+    p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
+    f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "$name: exited with status $rc without a cmocka summary"
+        f=1
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

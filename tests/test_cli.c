@@ -1,0 +1,199 @@
+/* test_cli — the `blindspot` command line end to end: the trained zoo meets
+ * the error bounds of the paper's models, `predict` reproduces each file's
+ * recorded test error, `info --json` and `predict --json` carry their
+ * fields, training is byte-for-byte deterministic, and bad usage is
+ * refused with a message. Needs `make data models` (make test does it). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tests/testutil.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *zoo[] = {
+    "fc10-1e-4", "fc10-1e-2", "fc10-1", "fc100-100-10", "fc200-200-10", "ae400-10",
+    "fc100-100-10-p1", "fc123-456-10-p1", "fc100-100-10-p2", "cnn",
+};
+#define ZOO_N (sizeof zoo / sizeof zoo[0])
+
+/* Runs a blindspot command line (arguments after the binary) and parses
+ * its stdout as JSON; fails the test when it exits non-zero. */
+static json_t *run_json(const char *args)
+{
+    char cmd[1024], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s %s", tu_bin("blindspot"), args);
+    int rc = tu_run(cmd, &out);
+    if (rc != 0)
+        fail_msg("'%s' exited %d", cmd, rc);
+    json_error_t e;
+    json_t *j = json_loads(out, 0, &e);
+    if (!j)
+        fail_msg("'%s' printed no JSON: %s", cmd, e.text);
+    free(out);
+    return j;
+}
+
+static double predict_error(const char *name, const char *split, double *recorded)
+{
+    char args[512];
+    snprintf(args, sizeof args, "predict --model models/%s.safetensors --split %s --json",
+             name, split);
+    json_t *j = run_json(args);
+    json_t *conf = json_object_get(j, "confusion");
+    assert_true(json_is_array(conf));
+    assert_int_equal(json_array_size(conf), 10);
+    long total = 0, errors = 0;
+    for (size_t y = 0; y < 10; y++)
+        for (size_t p = 0; p < 10; p++) {
+            long v = (long)json_integer_value(json_array_get(json_array_get(conf, y), p));
+            total += v;
+            errors += y != p ? v : 0;
+        }
+    assert_int_equal(total, json_integer_value(json_object_get(j, "images")));
+    assert_int_equal(errors, json_integer_value(json_object_get(j, "errors")));
+    double err = json_real_value(json_object_get(j, "error_rate"));
+    assert_true(err >= 0.0 && err <= 1.0);
+    if (recorded)
+        *recorded = json_real_value(json_object_get(j, "recorded_test_error"));
+    json_decref(j);
+    return err;
+}
+
+static void test_predict_reproduces_recorded_test_error(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ZOO_N; i++) {
+        double recorded = -1.0;
+        double err = predict_error(zoo[i], "test", &recorded);
+        if (recorded < 0.0 || err - recorded > 1e-6 || recorded - err > 1e-6)
+            fail_msg("%s: predict says %.6f, the file records %.6f", zoo[i], err, recorded);
+    }
+}
+
+static void test_zoo_meets_paper_bounds(void **state)
+{
+    (void)state;
+    double fc100 = predict_error("fc100-100-10", "test", NULL);
+    double fc200 = predict_error("fc200-200-10", "test", NULL);
+    double cnn = predict_error("cnn", "test", NULL);
+    double fc10_small = predict_error("fc10-1e-4", "test", NULL);
+    double fc10_big = predict_error("fc10-1", "test", NULL);
+    assert_true(fc100 <= 0.05);
+    assert_true(fc200 <= 0.05);
+    assert_true(cnn <= 0.025);
+    assert_true(fc10_small <= 0.10);
+    /* weight decay 1 must clearly hurt softmax regression, as in Table 1 */
+    assert_true(fc10_big >= fc10_small + 0.05);
+    /* the nets fit their training set almost perfectly (paper: 0%) */
+    assert_true(predict_error("fc100-100-10", "train", NULL) <= 0.01);
+}
+
+static void test_info_json_fields(void **state)
+{
+    (void)state;
+    json_t *j = run_json("info models/cnn.safetensors --json");
+    assert_string_equal(json_string_value(json_object_get(j, "spec")), "cnn:small");
+    assert_true(json_is_array(json_object_get(j, "arch")));
+    assert_int_equal(json_integer_value(json_object_get(j, "parameters")), 80202);
+    assert_int_equal(json_integer_value(json_object_get(j, "classes")), 10);
+    json_t *shape = json_object_get(j, "input_shape");
+    assert_int_equal(json_integer_value(json_array_get(shape, 1)), 28);
+    json_t *layers = json_object_get(j, "layers");
+    assert_true(json_array_size(layers) >= 8);
+    json_t *meta = json_object_get(j, "metadata");
+    assert_string_equal(json_string_value(json_object_get(meta, "blindspot.dataset")), "mnist");
+    assert_non_null(json_object_get(meta, "blindspot.train_error"));
+    assert_non_null(json_object_get(meta, "blindspot.test_error"));
+    const char *cmd = json_string_value(json_object_get(meta, "blindspot.command"));
+    assert_non_null(cmd);
+    assert_non_null(strstr(cmd, "blindspot train --arch cnn:small"));
+    json_decref(j);
+}
+
+static uint8_t *train_small(const char *dir, const char *seed, size_t *len)
+{
+    char args[1024], path[512];
+    snprintf(path, sizeof path, "%s/m.safetensors", dir);
+    snprintf(args, sizeof args,
+             "train --arch fc:30 --dataset mnist:P2 --epochs 2 --seed %s -o %s --json 2>/dev/null",
+             seed, path);
+    json_decref(run_json(args));
+    uint8_t *bytes = tu_read_file(path, len);
+    assert_non_null(bytes);
+    return bytes;
+}
+
+static void test_training_is_deterministic(void **state)
+{
+    (void)state;
+    char *dir = tu_tmpdir();
+    assert_non_null(dir);
+    size_t la, lb, lc;
+    uint8_t *a = train_small(dir, "7", &la);
+    uint8_t *b = train_small(dir, "7", &lb);
+    uint8_t *c = train_small(dir, "8", &lc);
+    /* same command, same build: the same file, byte for byte */
+    assert_int_equal(la, lb);
+    assert_memory_equal(a, b, la);
+    /* another seed gives other parameters */
+    assert_true(lc != la || memcmp(a, c, la) != 0);
+    free(a);
+    free(b);
+    free(c);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void expect_failure(const char *args, int want_rc, const char *want_msg)
+{
+    char cmd[1024], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", tu_bin("blindspot"), args);
+    int rc = tu_run(cmd, &out);
+    if (rc != want_rc || !out || !strstr(out, want_msg))
+        fail_msg("'%s' exited %d (want %d) saying: %s", args, rc, want_rc, out ? out : "");
+    free(out);
+}
+
+static void test_bad_usage_is_refused(void **state)
+{
+    (void)state;
+    expect_failure("train --arch xyz:1 -o /tmp/never.safetensors", 1, "unknown architecture");
+    expect_failure("train --arch fc", 2, "--arch and -o are required");
+    expect_failure("train --arch fc --epochs 0 -o /tmp/never.safetensors", 2, "--epochs");
+    expect_failure("train --arch fc --dataset nosuch -o /tmp/never.safetensors", 1, "make data");
+    expect_failure("info /nonexistent.safetensors", 1, "nonexistent");
+    expect_failure("predict --model models/cnn.safetensors --split dev", 2, "--split");
+    expect_failure("frobnicate", 2, "unknown command");
+}
+
+static void test_help_explains_every_command(void **state)
+{
+    (void)state;
+    const char *cmds[] = {"train", "info", "predict", "import-mnist"};
+    for (size_t i = 0; i < 4; i++) {
+        char cmd[256], *out = NULL;
+        snprintf(cmd, sizeof cmd, "%s %s --help", tu_bin("blindspot"), cmds[i]);
+        assert_int_equal(tu_run(cmd, &out), 0);
+        assert_non_null(strstr(out, "usage: blindspot"));
+        free(out);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_predict_reproduces_recorded_test_error),
+        cmocka_unit_test(test_zoo_meets_paper_bounds),
+        cmocka_unit_test(test_info_json_fields),
+        cmocka_unit_test(test_training_is_deterministic),
+        cmocka_unit_test(test_bad_usage_is_refused),
+        cmocka_unit_test(test_help_explains_every_command),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
