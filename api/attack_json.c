@@ -1,0 +1,311 @@
+/* attack_json — attack parameters from JSON and the attack's answer as JSON
+ * (see attack_json.h for the document). */
+#include "api/attack_json.h"
+
+#include "api/base64.h"
+#include "api/image.h"
+#include "core/layers.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int fail(char *err, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, BS_ERR_LEN, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* The numeric parameters, one row each: the single table behind parsing,
+ * printing and the documentation of the parameters. */
+typedef enum { P_INT, P_DOUBLE, P_FLOAT, P_BOOL } ptype;
+typedef struct param_field {
+    const char *name;
+    ptype type;
+    size_t offset;
+} param_field;
+
+#define F(name, type) {#name, type, offsetof(bs_attack_params, name)}
+static const param_field fields[] = {
+    F(quantize, P_BOOL),     F(search_steps, P_INT),   F(initial_c, P_DOUBLE),
+    F(c_factor, P_DOUBLE),   F(max_iterations, P_INT), F(history, P_INT),
+    F(factr, P_DOUBLE),      F(pgtol, P_DOUBLE),       F(lr, P_FLOAT),
+    F(steps, P_INT),         F(c_search, P_BOOL),      F(eps_max, P_DOUBLE),
+    F(pgd_steps, P_INT),     F(kappa, P_DOUBLE),       F(repair_steps, P_INT),
+};
+#undef F
+#define N_FIELDS (sizeof fields / sizeof fields[0])
+
+static int set_field(bs_attack_params *p, const param_field *f, const json_t *v, char *err)
+{
+    char *base = (char *)p + f->offset;
+    switch (f->type) {
+    case P_BOOL:
+        if (!json_is_boolean(v))
+            return fail(err, "params.%s must be true or false", f->name);
+        *(int *)base = json_is_true(v);
+        return 0;
+    case P_INT:
+        if (!json_is_integer(v) || json_integer_value(v) < -2147483647 ||
+            json_integer_value(v) > 2147483647)
+            return fail(err, "params.%s must be a whole number", f->name);
+        *(int *)base = (int)json_integer_value(v);
+        return 0;
+    case P_DOUBLE:
+    case P_FLOAT:
+        if (!json_is_number(v) || !isfinite(json_number_value(v)))
+            return fail(err, "params.%s must be a number", f->name);
+        if (f->type == P_DOUBLE)
+            *(double *)base = json_number_value(v);
+        else
+            *(float *)base = (float)json_number_value(v);
+        return 0;
+    }
+    return -1;
+}
+
+static int set_choice(const json_t *v, const char *key, const char *a, int va,
+                      const char *b, int vb, int *out, char *err)
+{
+    const char *s = json_string_value(v);
+    if (s && !strcmp(s, a))
+        *out = va;
+    else if (s && !strcmp(s, b))
+        *out = vb;
+    else
+        return fail(err, "params.%s must be \"%s\" or \"%s\"", key, a, b);
+    return 0;
+}
+
+int bs_attack_params_from_json(const json_t *obj, const char *method,
+                               bs_attack_params *p, char *err)
+{
+    int mi = bs_attack_method_parse(method ? method : "lbfgs");
+    if (mi < 0)
+        return fail(err, "unknown method \"%s\" (lbfgs, adam-l1, fgsm, pgd, cw-l2)", method);
+    *p = bs_attack_defaults((bs_attack_method)mi);
+    if (!obj || json_is_null(obj))
+        return bs_attack_params_check(p, err);
+    if (!json_is_object(obj))
+        return fail(err, "params must be an object");
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v) {
+        size_t i;
+        for (i = 0; i < N_FIELDS; i++)
+            if (!strcmp(key, fields[i].name))
+                break;
+        if (i < N_FIELDS) {
+            if (set_field(p, &fields[i], v, err))
+                return -1;
+        } else if (!strcmp(key, "seed")) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0)
+                return fail(err, "params.seed must be a non-negative whole number");
+            p->seed = (uint64_t)json_integer_value(v);
+        } else if (!strcmp(key, "norm")) {
+            if (set_choice(v, key, "l2", 2, "l1", 1, &p->norm, err))
+                return -1;
+        } else if (!strcmp(key, "pgd_norm")) {
+            if (set_choice(v, key, "linf", 0, "l2", 2, &p->pgd_norm, err))
+                return -1;
+        } else if (!strcmp(key, "init")) {
+            if (set_choice(v, key, "uniform", 0, "zeros", 1, &p->init_zeros, err))
+                return -1;
+        } else {
+            return fail(err, "unknown parameter params.%s", key);
+        }
+    }
+    return bs_attack_params_check(p, err);
+}
+
+json_t *bs_attack_params_to_json(const bs_attack_params *p)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; i < N_FIELDS; i++) {
+        const char *base = (const char *)p + fields[i].offset;
+        json_t *v = NULL;
+        switch (fields[i].type) {
+        case P_BOOL: v = json_boolean(*(const int *)base); break;
+        case P_INT: v = json_integer(*(const int *)base); break;
+        case P_DOUBLE: v = json_real(*(const double *)base); break;
+        case P_FLOAT: v = json_real(*(const float *)base); break;
+        }
+        json_object_set_new(o, fields[i].name, v);
+    }
+    json_object_set_new(o, "seed", json_integer((json_int_t)p->seed));
+    json_object_set_new(o, "norm", json_string(p->norm == 1 ? "l1" : "l2"));
+    json_object_set_new(o, "pgd_norm", json_string(p->pgd_norm == 2 ? "l2" : "linf"));
+    json_object_set_new(o, "init", json_string(p->init_zeros ? "zeros" : "uniform"));
+    return o;
+}
+
+int bs_attack_targets_from_json(const json_t *v, int classes, int original,
+                                int *targets, int *k, char *err)
+{
+    *k = 0;
+    if (json_is_string(v) && !strcmp(json_string_value(v), "all")) {
+        for (int c = 0; c < classes && *k < BS_MAX_TARGETS; c++)
+            if (c != original)
+                targets[(*k)++] = c;
+        return 0;
+    }
+    if (json_is_integer(v)) {
+        json_int_t t = json_integer_value(v);
+        if (t < 0 || t >= classes)
+            return fail(err, "target %lld is not a class of this model (0..%d)",
+                        (long long)t, classes - 1);
+        targets[(*k)++] = (int)t;
+        return 0;
+    }
+    if (json_is_array(v)) {
+        size_t i;
+        json_t *e;
+        if (json_array_size(v) == 0 || json_array_size(v) > BS_MAX_TARGETS)
+            return fail(err, "target lists hold 1 to %d labels", BS_MAX_TARGETS);
+        json_array_foreach(v, i, e) {
+            json_int_t t = json_integer_value(e);
+            if (!json_is_integer(e) || t < 0 || t >= classes)
+                return fail(err, "target[%zu] is not a class of this model (0..%d)",
+                            i, classes - 1);
+            for (int j = 0; j < *k; j++)
+                if (targets[j] == t)
+                    return fail(err, "target %lld is listed twice", (long long)t);
+            targets[(*k)++] = (int)t;
+        }
+        return 0;
+    }
+    return fail(err, "target must be a label, a list of labels, or \"all\"");
+}
+
+int bs_image_out_parse(const char *s, bs_image_out *out)
+{
+    if (!strcmp(s, "png"))
+        *out = BS_OUT_PNG;
+    else if (!strcmp(s, "jpeg"))
+        *out = BS_OUT_JPEG;
+    else if (!strcmp(s, "floats"))
+        *out = BS_OUT_FLOATS;
+    else
+        return -1;
+    return 0;
+}
+
+static json_t *norms_json(const bs_norms *n)
+{
+    return json_pack("{s:i, s:f, s:f, s:f, s:f}", "l0", n->l0, "l1", n->l1, "l2", n->l2,
+                     "linf", n->linf, "distortion", n->distortion);
+}
+
+/* An (C,H,W) image as {"format","width","height","channels","data"}: 8-bit
+ * pixels encoded as PNG or JPEG and base64, or the floats themselves. */
+static json_t *image_json(const float *v, const uint8_t *bytes, const int shape[3],
+                          bs_image_out out, char *err)
+{
+    int C = shape[0], H = shape[1], W = shape[2];
+    size_t n = (size_t)C * H * W;
+    json_t *o = json_pack("{s:s, s:i, s:i, s:i}", "format",
+                          out == BS_OUT_PNG ? "png" : out == BS_OUT_JPEG ? "jpeg" : "floats",
+                          "width", W, "height", H, "channels", C);
+    if (out == BS_OUT_FLOATS) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(a, json_real(v[i]));
+        json_object_set_new(o, "data", a);
+        return o;
+    }
+    /* CHW planes to interleaved HWC rows */
+    uint8_t *hwc = malloc(n);
+    uint8_t *enc = NULL;
+    size_t enc_len = 0;
+    char *b64 = NULL;
+    if (hwc) {
+        for (int c = 0; c < C; c++)
+            for (size_t i = 0; i < (size_t)H * W; i++)
+                hwc[i * C + c] = bytes[(size_t)c * H * W + i];
+        if (!bs_image_encode(hwc, W, H, C, out == BS_OUT_PNG ? BS_IMAGE_PNG : BS_IMAGE_JPEG,
+                             95, &enc, &enc_len, err))
+            b64 = bs_base64_encode(enc, enc_len);
+    }
+    free(hwc);
+    free(enc);
+    if (!b64) {
+        json_decref(o);
+        return NULL;
+    }
+    json_object_set_new(o, "data", json_string(b64));
+    free(b64);
+    return o;
+}
+
+json_t *bs_attack_answer_json(const char *model_name, const bs_model *m,
+                              const float *x, const bs_attack_params *p,
+                              const bs_attack_result *res, int k,
+                              const bs_report_model *report, int n_report,
+                              bs_image_out out, char *err)
+{
+    size_t n = m->input_size;
+    bs_workspace *ws = bs_workspace_new(m, 1);
+    json_t *doc = NULL;
+    if (!ws) {
+        fail(err, "out of memory");
+        return NULL;
+    }
+    const float *logits = bs_model_forward(m, ws, x, 1);
+    json_t *probs = json_array();
+    int any = 0; /* softmax needs a label for its loss; any will do */
+    bs_softmax_xent_forward(ws->probs, NULL, logits, &any, 1, m->classes);
+    for (int c = 0; c < m->classes; c++)
+        json_array_append_new(probs, json_real(ws->probs[c]));
+    doc = json_pack("{s:s, s:s, s:o, s:{s:i, s:o}}", "model", model_name,
+                    "method", bs_attack_method_name(p->method),
+                    "params", bs_attack_params_to_json(p),
+                    "original", "label", bs_argmax(logits, m->classes), "probabilities", probs);
+    json_t *results = json_array();
+    json_object_set_new(doc, "results", results);
+    for (int j = 0; j < k; j++) {
+        const bs_attack_result *r = &res[j];
+        json_t *img = image_json(r->adv, r->adv8, m->input_shape, out, err);
+        if (!img) {
+            json_decref(doc);
+            doc = NULL;
+            break;
+        }
+        json_t *preds = json_array();
+        for (int i = 0; i < n_report; i++) {
+            const bs_model *rm = report[i].model;
+            if (rm->input_size != n)
+                continue;
+            bs_workspace *rws = bs_workspace_new(rm, 1);
+            if (!rws)
+                continue;
+            const float *lg = bs_model_forward(rm, rws, r->adv, 1);
+            int label = bs_argmax(lg, rm->classes);
+            bs_softmax_xent_forward(rws->probs, NULL, lg, &label, 1, rm->classes);
+            json_array_append_new(preds, json_pack("{s:s, s:i, s:f, s:b}", "model",
+                                                   report[i].name, "label", label,
+                                                   "probability", (double)rws->probs[label],
+                                                   "fooled", label == r->target));
+            bs_workspace_free(rws);
+        }
+        json_array_append_new(results, json_pack(
+            "{s:i, s:s, s:b, s:b, s:b, s:i, s:f, s:f, s:i, s:i, s:i, s:f, s:o, s:o, s:o, s:o}",
+            "target", r->target, "status", bs_attack_status_name(r->status),
+            "success", r->success, "success_float", r->success_float,
+            "untargeted", r->untargeted, "label", r->adversarial,
+            "target_probability", (double)r->target_prob, "c", r->c,
+            "iterations", r->iterations, "evaluations", r->evaluations, "runs", r->runs,
+            "seconds", r->seconds, "norms", norms_json(&r->norms),
+            "norms_float", norms_json(&r->norms_float), "image", img,
+            "predictions", preds));
+    }
+    bs_workspace_free(ws);
+    return doc;
+}

@@ -1,0 +1,62 @@
+/* attack_json — the attack's wire contract: attack parameters from JSON,
+ * and the attack's answer as JSON. `blindspot attack --json` and the
+ * daemon's POST /v1/attacks print the same document.
+ *
+ * The answer:
+ * {
+ *   "model": "fc100-100-10", "method": "lbfgs", "params": {...},
+ *   "original": {"label": 7, "probabilities": [...]},
+ *   "results": [ { "target": 3, "status": "done", "success": true,
+ *       "success_float": true, "untargeted": true, "label": 3,
+ *       "target_probability": 0.61, "c": 1.25, "iterations": 83,
+ *       "evaluations": 97, "runs": 8, "seconds": 0.021,
+ *       "norms": {"l0":..,"l1":..,"l2":..,"linf":..,"distortion":..},
+ *       "norms_float": {...},
+ *       "image": {"format": "png", "width": 28, "height": 28,
+ *                 "channels": 1, "data": "<base64>"},   (or "floats": [...])
+ *       "predictions": [ {"model": "cnn", "label": 3, "probability": 0.4}, ... ]
+ *   } ]
+ * } */
+#ifndef BS_ATTACK_JSON_H
+#define BS_ATTACK_JSON_H
+
+#include "core/attack.h"
+#include "core/model.h"
+
+#include <jansson.h>
+
+/* Fills p from a JSON object of parameter names (the fields of
+ * bs_attack_params, plus "method" and "norm" as "l2"/"l1" and "init" as
+ * "uniform"/"zeros"), starting from the method's defaults. Unknown keys and
+ * values of the wrong type or range are refused with a message naming the
+ * key. obj may be NULL (defaults of method). Returns 0 or -1. */
+int bs_attack_params_from_json(const json_t *obj, const char *method,
+                               bs_attack_params *p, char *err);
+json_t *bs_attack_params_to_json(const bs_attack_params *p);
+
+/* Parses targets: an integer, an array of integers, or "all" (every class
+ * but the original). Fills targets (room for BS_MAX_TARGETS), *k. */
+#define BS_MAX_TARGETS 64
+int bs_attack_targets_from_json(const json_t *v, int classes, int original,
+                                int *targets, int *k, char *err);
+
+/* A resident model to predict with on every adversarial image. */
+typedef struct bs_report_model {
+    const char *name;
+    const bs_model *model;
+} bs_report_model;
+
+/* Output image encodings. */
+typedef enum bs_image_out { BS_OUT_PNG, BS_OUT_JPEG, BS_OUT_FLOATS } bs_image_out;
+int bs_image_out_parse(const char *s, bs_image_out *out);
+
+/* The answer document above. report (n_report models that take the source
+ * model's input shape) are run on each returned image. Returns NULL with a
+ * message on failure (out of memory, encoder failure). */
+json_t *bs_attack_answer_json(const char *model_name, const bs_model *m,
+                              const float *x, const bs_attack_params *p,
+                              const bs_attack_result *res, int k,
+                              const bs_report_model *report, int n_report,
+                              bs_image_out out, char *err);
+
+#endif

@@ -1,0 +1,344 @@
+/* cli_attack — `blindspot attack`: one image, one or more target labels,
+ * the attack core, and its answer as text, JSON or an adversarial PNG. */
+#include "api/cli.h"
+
+#include "api/attack_json.h"
+#include "api/image.h"
+#include "core/attack.h"
+#include "core/dataset.h"
+#include "core/model_file.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *attack_usage =
+    "usage: blindspot attack --model FILE --target T [image] [options]\n"
+    "\n"
+    "Finds, for each target label, a small perturbation r such that the model\n"
+    "calls x+r the target, and reports the perturbation's norms (L0, L1, L2,\n"
+    "Linf and the paper's distortion sqrt(sum r_i^2 / n)), the search's c, the\n"
+    "optimiser's iterations and evaluations, and the model's label before and\n"
+    "after. The returned image is the 8-bit one a PNG holds, checked again after\n"
+    "rounding.\n"
+    "\n"
+    "image (one of):\n"
+    "  --dataset NAME --index I [--split S]   a dataset sample (split default test)\n"
+    "  --image FILE       a PNG or JPEG, converted to the model's input (gray or\n"
+    "                     RGB, area-averaged resize) and inverted per --invert\n"
+    "  --invert MODE      auto (default: invert dark-on-light photos), yes, no\n"
+    "options:\n"
+    "  --model FILE       the model to attack (.safetensors)\n"
+    "  --target T         a label, a comma-separated list, or all\n"
+    "  --method M         lbfgs (default, the paper's box-constrained L-BFGS),\n"
+    "                     adam-l1, fgsm, pgd, cw-l2\n"
+    "  --param KEY=VALUE  a method parameter; repeatable. Defaults (lbfgs):\n"
+    "                     search_steps=8 initial_c=1 c_factor=10 norm=l2 (or l1)\n"
+    "                     max_iterations=150 history=15 factr=1e7 pgtol=1e-5\n"
+    "                     quantize=true repair_steps=40; adam-l1: lr=0.001\n"
+    "                     steps=3000 initial_c=1 init=uniform (or zeros)\n"
+    "                     c_search=false; fgsm/pgd: eps_max=1 pgd_steps=40\n"
+    "                     pgd_norm=linf (or l2); cw-l2: lr=0.01 steps=200\n"
+    "                     search_steps=6 kappa=0\n"
+    "  --timeout S        stop after S seconds with the best result so far\n"
+    "  --models DIR       every model in DIR taking the same input predicts each\n"
+    "                     result (default: models; --models none to skip)\n"
+    "  -o, --out FILE     write the adversarial PNG (FILE-T.png per target when\n"
+    "                     several)\n"
+    "  --data DIR         data folder (default: $BLINDSPOT_DATA or data)\n"
+    "  --json             print the answer as JSON (as the daemon's POST /v1/attacks)\n"
+    "\n"
+    "Exit status: 0 when every target was reached, 1 when one was not or on an\n"
+    "error, 2 on bad usage.\n"
+    "\n"
+    "The c search: the objective is c*||r||^2 + xent(f(x+r), target); c grows\n"
+    "(or shrinks) by c_factor from initial_c until success flips, then is\n"
+    "bisected; the largest c that succeeds gives the smallest r.\n";
+
+/* KEY=VALUE into obj: VALUE as JSON when it parses (numbers, true, false),
+ * else as a string. */
+static int add_param(json_t *obj, const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv)
+        return -1;
+    char key[64];
+    snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
+    json_t *v = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
+    json_object_set_new(obj, key, v ? v : json_string(eq + 1));
+    return 0;
+}
+
+static int load_image(const char *path, const bs_model *m, bs_invert inv, float *x,
+                      char *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, BS_ERR_LEN, "cannot open %s", path);
+        return -1;
+    }
+    size_t cap = 1 << 20, len = 0, got;
+    uint8_t *buf = malloc(cap);
+    while (buf && (got = fread(buf + len, 1, cap - len, f)) > 0) {
+        len += got;
+        if (len == cap) {
+            uint8_t *nb = cap < (64u << 20) ? realloc(buf, cap *= 2) : NULL;
+            if (!nb)
+                free(buf);
+            buf = nb;
+        }
+    }
+    fclose(f);
+    if (!buf) {
+        snprintf(err, BS_ERR_LEN, "%s is too large (64 MiB at most)", path);
+        return -1;
+    }
+    bs_image img;
+    int rc = bs_image_decode(buf, len, 4096 * 4096, &img, err);
+    free(buf);
+    if (rc)
+        return -1;
+    rc = bs_image_to_input(&img, m->input_shape[0], m->input_shape[1], m->input_shape[2],
+                           inv, x, NULL, err);
+    bs_image_free(&img);
+    return rc;
+}
+
+static int write_png(const char *path, const bs_attack_result *r, const bs_model *m,
+                     char *err)
+{
+    int C = m->input_shape[0], H = m->input_shape[1], W = m->input_shape[2];
+    size_t plane = (size_t)H * W;
+    uint8_t *hwc = malloc(plane * C), *png = NULL;
+    size_t png_len = 0;
+    if (!hwc) {
+        snprintf(err, BS_ERR_LEN, "out of memory");
+        return -1;
+    }
+    for (int c = 0; c < C; c++)
+        for (size_t i = 0; i < plane; i++)
+            hwc[i * C + c] = r->adv8[(size_t)c * plane + i];
+    int rc = bs_image_encode(hwc, W, H, C, BS_IMAGE_PNG, 0, &png, &png_len, err);
+    free(hwc);
+    if (rc)
+        return -1;
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(png, 1, png_len, f) != png_len) {
+        snprintf(err, BS_ERR_LEN, "cannot write %s", path);
+        rc = -1;
+    }
+    if (f && fclose(f) != 0 && rc == 0) {
+        snprintf(err, BS_ERR_LEN, "cannot write %s", path);
+        rc = -1;
+    }
+    free(png);
+    return rc;
+}
+
+int cli_attack(int argc, char **argv)
+{
+    enum { O_MODEL = 1000, O_TARGET, O_DATASET, O_SPLIT, O_INDEX, O_IMAGE, O_INVERT,
+           O_METHOD, O_PARAM, O_TIMEOUT, O_REPORT, O_OUT, O_DATA, O_JSON };
+    static const struct option opts[] = {
+        {"model", required_argument, 0, O_MODEL}, {"target", required_argument, 0, O_TARGET},
+        {"dataset", required_argument, 0, O_DATASET}, {"split", required_argument, 0, O_SPLIT},
+        {"index", required_argument, 0, O_INDEX}, {"image", required_argument, 0, O_IMAGE},
+        {"invert", required_argument, 0, O_INVERT}, {"method", required_argument, 0, O_METHOD},
+        {"param", required_argument, 0, O_PARAM}, {"timeout", required_argument, 0, O_TIMEOUT},
+        {"models", required_argument, 0, O_REPORT}, {"out", required_argument, 0, 'o'},
+        {"data", required_argument, 0, O_DATA}, {"json", no_argument, 0, O_JSON},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+    };
+    const char *model_path = NULL, *target_s = NULL, *dataset = NULL, *split = "test";
+    const char *image = NULL, *method = "lbfgs", *models_dir = "models", *out = NULL;
+    const char *data_flag = NULL;
+    long index = -1;
+    float timeout = 0.0f;
+    bs_invert inv = BS_INVERT_AUTO;
+    int json = 0, c, rc = 2;
+    json_t *params = json_object();
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        switch (c) {
+        case O_MODEL: model_path = optarg; break;
+        case O_TARGET: target_s = optarg; break;
+        case O_DATASET: dataset = optarg; break;
+        case O_SPLIT: split = optarg; break;
+        case O_INDEX:
+            if (cli_parse_long("--index", optarg, 0, 100000000, &index)) goto out;
+            break;
+        case O_IMAGE: image = optarg; break;
+        case O_INVERT:
+            if (!strcmp(optarg, "auto")) inv = BS_INVERT_AUTO;
+            else if (!strcmp(optarg, "yes")) inv = BS_INVERT_YES;
+            else if (!strcmp(optarg, "no")) inv = BS_INVERT_NO;
+            else {
+                fprintf(stderr, "blindspot attack: --invert is auto, yes or no\n");
+                goto out;
+            }
+            break;
+        case O_METHOD: method = optarg; break;
+        case O_PARAM:
+            if (add_param(params, optarg)) {
+                fprintf(stderr, "blindspot attack: --param wants KEY=VALUE, got '%s'\n", optarg);
+                goto out;
+            }
+            break;
+        case O_TIMEOUT:
+            if (cli_parse_float("--timeout", optarg, 0.001, 1e6, &timeout)) goto out;
+            break;
+        case O_REPORT: models_dir = optarg; break;
+        case 'o': out = optarg; break;
+        case O_DATA: data_flag = optarg; break;
+        case O_JSON: json = 1; break;
+        case 'h': fputs(attack_usage, stdout); rc = 0; goto out;
+        default: fputs(attack_usage, stderr); goto out;
+        }
+    }
+    if (!model_path || !target_s || optind != argc || (!image == !(dataset && index >= 0))) {
+        fprintf(stderr, "blindspot attack: %s\n\n%s",
+                optind != argc ? "unexpected argument"
+                : !model_path || !target_s ? "--model and --target are required"
+                : "give either --image FILE or --dataset NAME --index I",
+                attack_usage);
+        goto out;
+    }
+
+    char err[BS_ERR_LEN], name[256];
+    rc = 1;
+    bs_dataset d = {0};
+    float *x = NULL;
+    bs_attack_result *res = NULL;
+    bs_report_model report[CLI_MAX_REPORT];
+    int n_report = 0, k = 0, targets[BS_MAX_TARGETS];
+    bs_model *m = bs_model_load(model_path, err);
+    if (!m) {
+        cli_fail("attack", "%s", err);
+        goto done;
+    }
+    x = malloc(m->input_size * sizeof(float));
+    if (!x) {
+        cli_fail("attack", "out of memory");
+        goto done;
+    }
+    if (image) {
+        if (load_image(image, m, inv, x, err)) {
+            cli_fail("attack", "%s", err);
+            goto done;
+        }
+    } else {
+        if (bs_dataset_load(cli_data_dir(data_flag), dataset, split, &d, err)) {
+            cli_fail("attack", "%s", err);
+            goto done;
+        }
+        if (index >= d.n || d.input_size != m->input_size) {
+            cli_fail("attack", index >= d.n ? "--index %ld is past the %d images of %s %s"
+                     : "dataset %s does not fit the model's input", index, d.n, dataset, split);
+            goto done;
+        }
+        memcpy(x, d.images + (size_t)index * d.input_size, d.input_size * sizeof(float));
+    }
+    bs_attack_params p;
+    if (bs_attack_params_from_json(params, method, &p, err)) {
+        cli_fail("attack", "%s", err);
+        goto done;
+    }
+    /* targets: "all", or a comma-separated list */
+    json_t *tj;
+    if (!strcmp(target_s, "all")) {
+        tj = json_string("all");
+    } else {
+        char buf[512];
+        snprintf(buf, sizeof buf, "[%s]", target_s);
+        tj = json_loads(buf, 0, NULL);
+    }
+    bs_workspace *ws = bs_workspace_new(m, 1);
+    int original = ws ? bs_argmax(bs_model_forward(m, ws, x, 1), m->classes) : 0;
+    bs_workspace_free(ws);
+    int bad = !tj || bs_attack_targets_from_json(tj, m->classes, original, targets, &k, err);
+    json_decref(tj);
+    if (bad) {
+        cli_fail("attack", "--target: %s", tj ? err : "a label, a comma-separated list, or all");
+        goto done;
+    }
+    cli_model_name(model_path, name, sizeof name);
+    report[n_report++] = (bs_report_model){strdup(name), m};
+    if (strcmp(models_dir, "none") &&
+        cli_load_models(models_dir, m, model_path, report, &n_report, err)) {
+        cli_fail("attack", "%s", err);
+        goto done;
+    }
+    res = calloc((size_t)k, sizeof *res);
+    bs_attack_control ctl = {.deadline = timeout > 0 ? bs_now() + timeout : 0.0};
+    if (!res || bs_attack_run(m, x, targets, k, &p, &ctl, res, res ? err : "out of memory")) {
+        cli_fail("attack", "%s", res ? err : "out of memory");
+        free(res);
+        res = NULL;
+        goto done;
+    }
+    if (out)
+        for (int j = 0; j < k; j++) {
+            char path[1024];
+            if (k == 1)
+                snprintf(path, sizeof path, "%s", out);
+            else {
+                const char *dot = strrchr(out, '.');
+                int stem = dot ? (int)(dot - out) : (int)strlen(out);
+                snprintf(path, sizeof path, "%.*s-%d%s", stem, out, res[j].target,
+                         dot ? dot : ".png");
+            }
+            if (write_png(path, &res[j], m, err)) {
+                cli_fail("attack", "%s", err);
+                goto done;
+            }
+        }
+    if (json) {
+        json_t *doc = bs_attack_answer_json(name, m, x, &p, res, k, report, n_report,
+                                            BS_OUT_PNG, err);
+        if (!doc) {
+            cli_fail("attack", "%s", err);
+            goto done;
+        }
+        cli_print_json(doc);
+    } else {
+        printf("%s: label %d, method %s\n", model_path, original, bs_attack_method_name(p.method));
+        for (int j = 0; j < k; j++) {
+            const bs_attack_result *r = &res[j];
+            printf("target %d: %s%s, label %d (p=%.3f), L2 %.4f, Linf %.4f, L0 %d, "
+                   "distortion %.4f, c %.4g, %d iterations, %d evaluations, %.3f s\n",
+                   r->target, r->success ? "success" : "failed",
+                   r->status == BS_ATTACK_DONE ? "" : r->status == BS_ATTACK_TIMEOUT
+                   ? " (timeout)" : " (cancelled)", r->adversarial, (double)r->target_prob,
+                   r->norms.l2, r->norms.linf, r->norms.l0, r->norms.distortion, r->c,
+                   r->iterations, r->evaluations, r->seconds);
+            for (int i = 1; i < n_report; i++) {
+                bs_workspace *rws = bs_workspace_new(report[i].model, 1);
+                int label = rws ? bs_argmax(bs_model_forward(report[i].model, rws, r->adv, 1),
+                                            report[i].model->classes) : -1;
+                bs_workspace_free(rws);
+                printf("    %-20s says %d%s\n", report[i].name, label,
+                       label == r->target ? " (fooled)" : "");
+            }
+        }
+    }
+    rc = 0;
+    for (int j = 0; j < k; j++)
+        rc |= !res[j].success;
+done:
+    if (res)
+        for (int j = 0; j < k; j++)
+            bs_attack_result_free(&res[j]);
+    free(res);
+    for (int i = 0; i < n_report; i++) {
+        free((char *)report[i].name);
+        if (i > 0)
+            bs_model_free((bs_model *)report[i].model);
+    }
+    free(x);
+    bs_dataset_free(&d);
+    bs_model_free(m);
+out:
+    json_decref(params);
+    return rc;
+}

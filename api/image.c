@@ -1,0 +1,469 @@
+/* image — PNG/JPEG codecs over libspng and TurboJPEG, and the conversion of
+ * a decoded image to a model input (see image.h). Every codec call gets its
+ * own context, so any number of threads may decode at once. */
+#include "api/image.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <spng.h>
+#include <turbojpeg.h>
+
+/* Ancillary PNG chunks (text, ICC profiles, EXIF) are kept by libspng while
+ * it decodes; this bounds what a hostile file can make it hold. */
+#define PNG_CHUNK_LIMIT ((size_t)16 << 20)
+
+static void set_err(char *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void set_err(char *err, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, BS_ERR_LEN, fmt, ap);
+    va_end(ap);
+}
+
+void bs_image_free(bs_image *img)
+{
+    if (!img)
+        return;
+    free(img->pixels);
+    memset(img, 0, sizeof *img);
+}
+
+/* Checks the size a header announces, before anything is allocated. */
+static int check_size(const char *fmt, uint64_t w, uint64_t h,
+                      size_t max_pixels, char *err)
+{
+    if (w == 0 || h == 0) {
+        set_err(err, "%s image has an empty size (%llux%llu)", fmt,
+                (unsigned long long)w, (unsigned long long)h);
+        return -1;
+    }
+    uint64_t n = w * h; /* both < 2^32: cannot overflow */
+    if (n > max_pixels || n > SIZE_MAX / 16) {
+        set_err(err, "%s image is %llux%llu = %llu pixels, more than the limit "
+                "of %zu pixels", fmt, (unsigned long long)w,
+                (unsigned long long)h, (unsigned long long)n, max_pixels);
+        return -1;
+    }
+    return 0;
+}
+
+static int alloc_pixels(bs_image *out, int w, int h, int channels, char *err)
+{
+    size_t n = (size_t)w * (size_t)h * (size_t)channels;
+    out->pixels = malloc(n * sizeof *out->pixels);
+    if (!out->pixels) {
+        set_err(err, "out of memory for a %dx%d image", w, h);
+        return -1;
+    }
+    out->width = w;
+    out->height = h;
+    out->channels = channels;
+    return 0;
+}
+
+/* libspng reads IEND's length and type but not its CRC, so a file cut in
+ * its last four bytes would pass: insist on the whole chunk (its CRC is a
+ * constant). Called only after a successful decode, so len > 33. */
+static int png_iend_complete(const uint8_t *buf, size_t len)
+{
+    static const uint8_t iend_crc[4] = {0xae, 0x42, 0x60, 0x82};
+    for (size_t p = len - 4; p >= 12; p--)
+        if (!memcmp(buf + p, "IEND", 4))
+            return p + 8 <= len && !memcmp(buf + p + 4, iend_crc, 4);
+    return 0;
+}
+
+/* PNG: every colour type is decoded to RGBA (8 or 16 bits, tRNS applied),
+ * then alpha is composited over white and gray sources keep one channel. */
+static int decode_png(const uint8_t *buf, size_t len, size_t max_pixels,
+                      bs_image *out, char *err)
+{
+    spng_ctx *ctx = spng_ctx_new(0);
+    if (!ctx) {
+        set_err(err, "out of memory for the PNG decoder");
+        return -1;
+    }
+    void *raw = NULL;
+    int rc = -1;
+    struct spng_ihdr ihdr;
+    int e = spng_set_chunk_limits(ctx, PNG_CHUNK_LIMIT, PNG_CHUNK_LIMIT);
+    if (!e)
+        e = spng_set_png_buffer(ctx, buf, len);
+    if (!e)
+        e = spng_get_ihdr(ctx, &ihdr);
+    if (e) {
+        set_err(err, "bad PNG header: %s", spng_strerror(e));
+        goto done;
+    }
+    if (check_size("PNG", ihdr.width, ihdr.height, max_pixels, err))
+        goto done;
+
+    int wide = ihdr.bit_depth == 16;
+    int fmt = wide ? SPNG_FMT_RGBA16 : SPNG_FMT_RGBA8;
+    size_t size;
+    e = spng_decoded_image_size(ctx, fmt, &size);
+    if (e) {
+        set_err(err, "corrupt PNG: %s", spng_strerror(e));
+        goto done;
+    }
+    raw = malloc(size);
+    if (!raw) {
+        set_err(err, "out of memory for a %ux%u PNG", ihdr.width, ihdr.height);
+        goto done;
+    }
+    e = spng_decode_image(ctx, raw, size, fmt, SPNG_DECODE_TRNS);
+    /* Read on to IEND, so a file cut after its pixel data is refused too. */
+    if (!e)
+        e = spng_decode_chunks(ctx);
+    if (e) {
+        set_err(err, "corrupt or truncated PNG: %s", spng_strerror(e));
+        goto done;
+    }
+    if (!png_iend_complete(buf, len)) {
+        set_err(err, "truncated PNG: the IEND chunk is incomplete");
+        goto done;
+    }
+
+    int gray = ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE ||
+               ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE_ALPHA;
+    int ch = gray ? 1 : 3;
+    if (alloc_pixels(out, (int)ihdr.width, (int)ihdr.height, ch, err))
+        goto done;
+    size_t n = (size_t)ihdr.width * ihdr.height;
+    const uint8_t *p8 = raw;
+    const uint16_t *p16 = raw;
+    float maxv = wide ? 65535.0f : 255.0f;
+    for (size_t i = 0; i < n; i++) {
+        float rgba[4];
+        for (int k = 0; k < 4; k++)
+            rgba[k] = (float)(wide ? p16[4 * i + k] : p8[4 * i + k]) / maxv;
+        float a = rgba[3];
+        for (int k = 0; k < ch; k++)
+            out->pixels[i * ch + k] = rgba[k] * a + (1.0f - a);
+    }
+    rc = 0;
+done:
+    free(raw);
+    spng_ctx_free(ctx);
+    return rc;
+}
+
+/* JPEG: TurboJPEG's warnings (libjpeg goes on past a premature end or a bad
+ * Huffman code, filling with grey) are treated as errors, and the number of
+ * progressive scans is limited, so a hostile file cannot take minutes. */
+static int decode_jpeg(const uint8_t *buf, size_t len, size_t max_pixels,
+                       bs_image *out, char *err)
+{
+    tjhandle tj = tjInitDecompress();
+    if (!tj) {
+        set_err(err, "cannot start the JPEG decoder: %s", tjGetErrorStr2(NULL));
+        return -1;
+    }
+    uint8_t *raw = NULL;
+    int rc = -1;
+    int w, h, subsamp, cs;
+    if (tjDecompressHeader3(tj, buf, (unsigned long)len, &w, &h, &subsamp, &cs)) {
+        set_err(err, "bad JPEG header: %s", tjGetErrorStr2(tj));
+        goto done;
+    }
+    if (check_size("JPEG", (uint64_t)(w > 0 ? w : 0), (uint64_t)(h > 0 ? h : 0),
+                   max_pixels, err))
+        goto done;
+    if (cs == TJCS_CMYK || cs == TJCS_YCCK) {
+        set_err(err, "CMYK JPEG images are not supported; convert it to RGB or "
+                "grayscale");
+        goto done;
+    }
+    int ch = cs == TJCS_GRAY ? 1 : 3;
+    size_t n = (size_t)w * (size_t)h * (size_t)ch;
+    raw = malloc(n);
+    if (!raw) {
+        set_err(err, "out of memory for a %dx%d JPEG", w, h);
+        goto done;
+    }
+    if (tjDecompress2(tj, buf, (unsigned long)len, raw, w, 0, h,
+                      ch == 1 ? TJPF_GRAY : TJPF_RGB,
+                      TJFLAG_ACCURATEDCT | TJFLAG_STOPONWARNING |
+                          TJFLAG_LIMITSCANS)) {
+        set_err(err, "corrupt or truncated JPEG: %s", tjGetErrorStr2(tj));
+        goto done;
+    }
+    if (alloc_pixels(out, w, h, ch, err))
+        goto done;
+    for (size_t i = 0; i < n; i++)
+        out->pixels[i] = (float)raw[i] / 255.0f;
+    rc = 0;
+done:
+    free(raw);
+    tjDestroy(tj);
+    return rc;
+}
+
+int bs_image_decode(const uint8_t *buf, size_t len, size_t max_pixels,
+                    bs_image *out, char *err)
+{
+    static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    static const uint8_t jpeg_sig[3] = {0xff, 0xd8, 0xff};
+    memset(out, 0, sizeof *out);
+    if (!buf || len == 0) {
+        set_err(err, "empty image");
+        return -1;
+    }
+    int rc;
+    if (len >= sizeof png_sig && !memcmp(buf, png_sig, sizeof png_sig))
+        rc = decode_png(buf, len, max_pixels, out, err);
+    else if (len >= sizeof jpeg_sig && !memcmp(buf, jpeg_sig, sizeof jpeg_sig))
+        rc = decode_jpeg(buf, len, max_pixels, out, err);
+    else {
+        set_err(err, "not a PNG or JPEG image");
+        return -1;
+    }
+    if (rc)
+        bs_image_free(out);
+    return rc;
+}
+
+static int encode_png(const uint8_t *pixels, int width, int height,
+                      int channels, uint8_t **out, size_t *out_len, char *err)
+{
+    spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
+    if (!ctx) {
+        set_err(err, "out of memory for the PNG encoder");
+        return -1;
+    }
+    struct spng_ihdr ihdr = {
+        .width = (uint32_t)width,
+        .height = (uint32_t)height,
+        .bit_depth = 8,
+        .color_type = channels == 1 ? SPNG_COLOR_TYPE_GRAYSCALE
+                                    : SPNG_COLOR_TYPE_TRUECOLOR,
+    };
+    size_t size = (size_t)width * (size_t)height * (size_t)channels;
+    int e = spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);
+    if (!e)
+        e = spng_set_ihdr(ctx, &ihdr);
+    if (!e)
+        e = spng_encode_image(ctx, pixels, size, SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE);
+    void *png = NULL;
+    size_t len = 0;
+    if (!e)
+        png = spng_get_png_buffer(ctx, &len, &e);
+    spng_ctx_free(ctx);
+    if (e || !png) {
+        free(png);
+        set_err(err, "PNG encoding failed: %s", spng_strerror(e));
+        return -1;
+    }
+    /* libspng allocated the buffer with malloc and handed it over. */
+    *out = png;
+    *out_len = len;
+    return 0;
+}
+
+static int encode_jpeg(const uint8_t *pixels, int width, int height,
+                       int channels, int quality, uint8_t **out,
+                       size_t *out_len, char *err)
+{
+    tjhandle tj = tjInitCompress();
+    if (!tj) {
+        set_err(err, "cannot start the JPEG encoder: %s", tjGetErrorStr2(NULL));
+        return -1;
+    }
+    unsigned char *jpeg = NULL;
+    unsigned long len = 0;
+    int rc = -1;
+    if (tjCompress2(tj, pixels, width, 0, height,
+                    channels == 1 ? TJPF_GRAY : TJPF_RGB, &jpeg, &len,
+                    channels == 1 ? TJSAMP_GRAY : TJSAMP_444, quality,
+                    TJFLAG_ACCURATEDCT)) {
+        set_err(err, "JPEG encoding failed: %s", tjGetErrorStr2(tj));
+        goto done;
+    }
+    /* TurboJPEG's buffer must go back through tjFree; callers get malloc's. */
+    *out = malloc(len);
+    if (!*out) {
+        set_err(err, "out of memory for a %lu-byte JPEG", len);
+        goto done;
+    }
+    memcpy(*out, jpeg, len);
+    *out_len = len;
+    rc = 0;
+done:
+    tjFree(jpeg);
+    tjDestroy(tj);
+    return rc;
+}
+
+int bs_image_encode(const uint8_t *pixels, int width, int height, int channels,
+                    bs_image_format fmt, int quality, uint8_t **out,
+                    size_t *out_len, char *err)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (width <= 0 || height <= 0) {
+        set_err(err, "cannot encode an image of size %dx%d", width, height);
+        return -1;
+    }
+    if (channels != 1 && channels != 3) {
+        set_err(err, "cannot encode an image of %d channels (1 or 3)", channels);
+        return -1;
+    }
+    if (fmt == BS_IMAGE_PNG)
+        return encode_png(pixels, width, height, channels, out, out_len, err);
+    if (fmt == BS_IMAGE_JPEG) {
+        if (quality < 1 || quality > 100) {
+            set_err(err, "JPEG quality %d is outside 1..100", quality);
+            return -1;
+        }
+        return encode_jpeg(pixels, width, height, channels, quality, out,
+                           out_len, err);
+    }
+    set_err(err, "unknown image format %d", (int)fmt);
+    return -1;
+}
+
+void bs_image_to_bytes(const float *v, size_t n, uint8_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        float x = v[i];
+        if (!(x > 0.0f))
+            out[i] = 0;
+        else if (x >= 1.0f)
+            out[i] = 255;
+        else
+            out[i] = (uint8_t)lround(x * 255.0f);
+    }
+}
+
+/* Area-averaging geometry along one axis. Measured in units of 1/n_out of a
+ * source pixel, source pixel j spans [j*n_out, (j+1)*n_out) and output pixel
+ * i spans [i*n_in, (i+1)*n_in): integer bounds, so the overlaps are exact and
+ * each output's overlaps sum to n_in. */
+static void box_span(int64_t i, int64_t n_in, int64_t n_out, int64_t *j0,
+                     int64_t *j1)
+{
+    *j0 = i * n_in / n_out;
+    *j1 = ((i + 1) * n_in - 1) / n_out; /* inclusive */
+}
+
+static double box_overlap(int64_t i, int64_t j, int64_t n_in, int64_t n_out)
+{
+    int64_t lo = i * n_in > j * n_out ? i * n_in : j * n_out;
+    int64_t hi = (i + 1) * n_in < (j + 1) * n_out ? (i + 1) * n_in : (j + 1) * n_out;
+    return (double)(hi - lo);
+}
+
+/* Resizes one plane src (sh,sw) to dst (H,W); tmp holds sh*W doubles. Sums
+ * are kept in double and divided once, so a constant plane stays exact. */
+static void box_resize(const float *src, int sw, int sh, float *dst, int W,
+                       int H, double *tmp)
+{
+    for (int y = 0; y < sh; y++) {
+        const float *row = src + (size_t)y * sw;
+        for (int ox = 0; ox < W; ox++) {
+            int64_t j0, j1;
+            box_span(ox, sw, W, &j0, &j1);
+            double s = 0.0;
+            for (int64_t j = j0; j <= j1; j++)
+                s += box_overlap(ox, j, sw, W) * row[j];
+            tmp[(size_t)y * W + ox] = s;
+        }
+    }
+    double norm = (double)sw * (double)sh;
+    for (int oy = 0; oy < H; oy++) {
+        int64_t y0, y1;
+        box_span(oy, sh, H, &y0, &y1);
+        for (int ox = 0; ox < W; ox++) {
+            double s = 0.0;
+            for (int64_t y = y0; y <= y1; y++)
+                s += box_overlap(oy, y, sh, H) * tmp[(size_t)y * W + ox];
+            dst[(size_t)oy * W + ox] = (float)(s / norm);
+        }
+    }
+}
+
+/* Mean of the one-pixel frame of every (H,W) plane of x. */
+static double border_mean(const float *x, int C, int H, int W)
+{
+    double s = 0.0;
+    size_t n = 0;
+    for (int c = 0; c < C; c++) {
+        const float *p = x + (size_t)c * H * W;
+        for (int y = 0; y < H; y++)
+            for (int xx = 0; xx < W; xx++)
+                if (y == 0 || y == H - 1 || xx == 0 || xx == W - 1) {
+                    s += p[(size_t)y * W + xx];
+                    n++;
+                }
+    }
+    return s / (double)n;
+}
+
+int bs_image_to_input(const bs_image *img, int C, int H, int W, bs_invert inv,
+                      float *out, int *inverted, char *err)
+{
+    if (inverted)
+        *inverted = 0;
+    if (C != 1 && C != 3) {
+        set_err(err, "model input has %d channels; images convert to 1 or 3", C);
+        return -1;
+    }
+    if (H <= 0 || W <= 0) {
+        set_err(err, "model input size %dx%d is empty", W, H);
+        return -1;
+    }
+    if (!img || !img->pixels || img->width <= 0 || img->height <= 0 ||
+        (img->channels != 1 && img->channels != 3)) {
+        set_err(err, "not a decoded image");
+        return -1;
+    }
+    int sw = img->width, sh = img->height, sc = img->channels;
+    size_t plane = (size_t)sw * sh;
+    float *src = malloc((size_t)C * plane * sizeof *src);
+    double *tmp = malloc((size_t)sh * W * sizeof *tmp);
+    if (!src || !tmp) {
+        free(src);
+        free(tmp);
+        set_err(err, "out of memory converting a %dx%d image", sw, sh);
+        return -1;
+    }
+
+    /* Colour, into C planes of the source's size. */
+    const float *px = img->pixels;
+    for (size_t i = 0; i < plane; i++) {
+        if (sc == C) {
+            for (int c = 0; c < C; c++)
+                src[c * plane + i] = px[i * sc + c];
+        } else if (C == 1) {
+            src[i] = (float)(0.299 * px[3 * i] + 0.587 * px[3 * i + 1] +
+                             0.114 * px[3 * i + 2]);
+        } else {
+            for (int c = 0; c < 3; c++)
+                src[c * plane + i] = px[i];
+        }
+    }
+
+    for (int c = 0; c < C; c++)
+        box_resize(src + c * plane, sw, sh, out + (size_t)c * H * W, W, H, tmp);
+    free(src);
+    free(tmp);
+
+    int flip = inv == BS_INVERT_YES ||
+               (inv == BS_INVERT_AUTO && border_mean(out, C, H, W) > 0.5);
+    if (flip) {
+        size_t n = (size_t)C * H * W;
+        for (size_t i = 0; i < n; i++)
+            out[i] = 1.0f - out[i];
+    }
+    if (inverted)
+        *inverted = flip;
+    return 0;
+}

@@ -1,0 +1,86 @@
+/* image — PNG and JPEG in and out, and the conversion of any decoded image
+ * into the input a model expects.
+ *
+ * Decoding (libspng for PNG, TurboJPEG for JPEG) is for bytes that come from
+ * the network: the format is sniffed from the content, the header's size is
+ * checked against a pixel cap before any pixel is decoded, and damaged or
+ * truncated input (a JPEG that libjpeg would only warn about included) is an
+ * error with a message, never a crash, a hang or a half-grey image. Pixels
+ * come out as floats in [0,1]: grayscale sources (with or without alpha) as
+ * one channel, everything else (palette included) as RGB. Transparency is
+ * composited over WHITE, the background a transparent drawing is meant to be
+ * seen on; over black, dark ink on a transparent canvas would vanish.
+ *
+ * bs_image_to_input then makes a (C,H,W) model input: colour conversion, an
+ * exact area-averaging resize, and optional inversion, because MNIST digits
+ * are light strokes on a dark background while photos and drawings of digits
+ * are usually the other way round. */
+#ifndef BS_IMAGE_H
+#define BS_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/model.h" /* BS_ERR_LEN */
+
+typedef enum bs_image_format {
+    BS_IMAGE_PNG,
+    BS_IMAGE_JPEG,
+} bs_image_format;
+
+typedef struct bs_image {
+    int width, height;
+    int channels;  /* 1 (gray) or 3 (RGB) */
+    float *pixels; /* height*width*channels values in [0,1], row-major, the
+                      channels of a pixel together (HWC); owned */
+} bs_image;
+
+/* Decodes a PNG (any bit depth, colour type, interlacing; 16-bit scaled by
+ * 1/65535) or a baseline/progressive JPEG (gray, YCbCr/RGB; CMYK refused)
+ * from len bytes of buf. Refuses anything else ("not a PNG or JPEG image"),
+ * empty sizes, and images of more than max_pixels pixels, judged from the
+ * header alone. Returns 0, or -1 with a message in err (char[BS_ERR_LEN]);
+ * *out is then empty (safe to bs_image_free). */
+int bs_image_decode(const uint8_t *buf, size_t len, size_t max_pixels,
+                    bs_image *out, char *err);
+
+/* Frees img->pixels and empties img. */
+void bs_image_free(bs_image *img);
+
+/* Encodes 8-bit pixels (height*width*channels bytes, HWC, channels 1 or 3)
+ * as an 8-bit gray or RGB PNG (lossless; quality ignored) or as a JPEG of
+ * the given quality (1..100; no chroma subsampling, so thin coloured strokes
+ * survive). *out is malloc'd, *out_len its size. Returns 0, or -1 with a
+ * message in err. */
+int bs_image_encode(const uint8_t *pixels, int width, int height, int channels,
+                    bs_image_format fmt, int quality, uint8_t **out,
+                    size_t *out_len, char *err);
+
+/* Converts n floats in [0,1] to bytes: lround(v*255), clamped to 0..255
+ * (NaN gives 0). */
+void bs_image_to_bytes(const float *v, size_t n, uint8_t *out);
+
+typedef enum bs_invert {
+    BS_INVERT_NO,
+    BS_INVERT_YES,
+    BS_INVERT_AUTO, /* invert when the image looks like dark ink on a light
+                       background: the mean of the output's border pixels
+                       (one-pixel frame, all channels) is above 0.5 */
+} bs_invert;
+
+/* Converts img into a model input of shape (C,H,W), C 1 or 3, written to out
+ * (C*H*W floats, channel planes one after another). In order:
+ *   colour   RGB -> gray by ITU-R BT.601 luma 0.299 R + 0.587 G + 0.114 B;
+ *            gray -> RGB by replication;
+ *   resize   to W x H by area averaging: each output pixel is the mean of the
+ *            source area it covers, partially covered source pixels weighted
+ *            by their overlap (an exact box filter, for up- and down-scaling
+ *            alike; a constant image stays constant);
+ *   invert   v -> 1 - v when inv is YES, or AUTO and the border is light.
+ * *inverted (may be NULL) is set to whether it inverted. Returns 0, or -1
+ * with a message in err when the shape or the image is not valid or memory
+ * runs out. */
+int bs_image_to_input(const bs_image *img, int C, int H, int W, bs_invert inv,
+                      float *out, int *inverted, char *err);
+
+#endif

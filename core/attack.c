@@ -1,0 +1,587 @@
+/* attack — the entry point, what the methods share (batched objective,
+ * deadline, budget search, 8-bit hand-in), and the paper's method: the
+ * box-constrained L-BFGS attack with the reference L-BFGS-B 3.0 driven by
+ * reverse communication, all targets stepped in lockstep so that their
+ * function evaluations form one batch. */
+#include "core/attack_internal.h"
+
+#include "core/layers.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* The reference L-BFGS-B 3.0 (Nocedal and Morales; liblbfgsb, the code SciPy
+ * wraps), Fortran: every argument by reference, and the lengths of the two
+ * CHARACTER*60 arguments appended as hidden size_t values. */
+extern void setulb_(const int *n, const int *m, double *x, const double *l,
+                    const double *u, const int *nbd, double *f, double *g,
+                    const double *factr, const double *pgtol, double *wa,
+                    int *iwa, char *task, const int *iprint, char *csave,
+                    int *lsave, int *isave, double *dsave, size_t task_len,
+                    size_t csave_len);
+
+#define TASK_LEN 60
+
+static int fail(char *err, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, BS_ERR_LEN, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+double bs_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* ------------------------------------------------------------------------ */
+/* names, defaults, checks */
+
+static const char *method_names[] = {"lbfgs", "adam-l1", "fgsm", "pgd", "cw-l2"};
+
+int bs_attack_method_parse(const char *name)
+{
+    for (int i = 0; i < (int)(sizeof method_names / sizeof method_names[0]); i++)
+        if (!strcmp(name, method_names[i]))
+            return i;
+    return -1;
+}
+
+const char *bs_attack_method_name(bs_attack_method method)
+{
+    return (unsigned)method < sizeof method_names / sizeof method_names[0]
+               ? method_names[method] : "unknown";
+}
+
+const char *bs_attack_status_name(bs_attack_status status)
+{
+    switch (status) {
+    case BS_ATTACK_DONE: return "done";
+    case BS_ATTACK_TIMEOUT: return "timeout";
+    case BS_ATTACK_CANCELLED: return "cancelled";
+    }
+    return "unknown";
+}
+
+bs_attack_params bs_attack_defaults(bs_attack_method method)
+{
+    bs_attack_params p = {
+        .method = method, .quantize = 1, .seed = 1, .repair_steps = 40,
+        .search_steps = 8, .initial_c = 1.0, .c_factor = 10.0,
+        /* L-BFGS-B as the anchors call it: Foolbox's history 15 and 150
+         * iterations, SciPy's default tolerances. */
+        .norm = 2, .max_iterations = 150, .history = 15, .factr = 1e7, .pgtol = 1e-5,
+        .lr = 1e-3f, .steps = 3000, .init_zeros = 0, .c_search = 0,
+        .pgd_norm = 0, .eps_max = 1.0, .pgd_steps = 40, .kappa = 0.0,
+    };
+    switch (method) {
+    case BS_ATTACK_LBFGS:
+        break;
+    case BS_ATTACK_ADAM_L1:
+        /* the seed's snippet: c = 1, lr 1e-3, 3000 steps, uniform init */
+        p.search_steps = 5;
+        break;
+    case BS_ATTACK_FGSM:
+        p.search_steps = 10;
+        break;
+    case BS_ATTACK_PGD:
+        p.search_steps = 8;
+        break;
+    case BS_ATTACK_CW_L2:
+        p.lr = 1e-2f;
+        p.steps = 200;
+        p.search_steps = 6;
+        break;
+    }
+    return p;
+}
+
+int bs_attack_params_check(const bs_attack_params *p, char *err)
+{
+    if ((unsigned)p->method > BS_ATTACK_CW_L2)
+        return fail(err, "unknown attack method %d", (int)p->method);
+    if (p->search_steps < 1 || p->search_steps > 100)
+        return fail(err, "search_steps must be in [1, 100], got %d", p->search_steps);
+    if (!(p->initial_c > 0.0 && p->initial_c < 1e12))
+        return fail(err, "initial_c must be positive, got %g", p->initial_c);
+    if (!(p->c_factor > 1.0 && p->c_factor <= 1e6))
+        return fail(err, "c_factor must be greater than 1, got %g", p->c_factor);
+    if (p->norm != 1 && p->norm != 2)
+        return fail(err, "norm must be l1 or l2");
+    if (p->max_iterations < 1 || p->max_iterations > 100000)
+        return fail(err, "max_iterations must be in [1, 100000], got %d", p->max_iterations);
+    if (p->history < 1 || p->history > 100)
+        return fail(err, "history must be in [1, 100], got %d", p->history);
+    if (!(p->factr >= 0.0) || !(p->pgtol >= 0.0))
+        return fail(err, "factr and pgtol must not be negative");
+    if (!(p->lr > 0.0f && p->lr <= 10.0f))
+        return fail(err, "lr must be in (0, 10], got %g", (double)p->lr);
+    if (p->steps < 1 || p->steps > 1000000)
+        return fail(err, "steps must be in [1, 1000000], got %d", p->steps);
+    if (p->pgd_norm != 0 && p->pgd_norm != 2)
+        return fail(err, "pgd_norm must be linf or l2");
+    if (!(p->eps_max > 0.0 && p->eps_max <= 1000.0))
+        return fail(err, "eps_max must be in (0, 1000], got %g", p->eps_max);
+    if (p->pgd_steps < 1 || p->pgd_steps > 100000)
+        return fail(err, "pgd_steps must be in [1, 100000], got %d", p->pgd_steps);
+    if (!(p->kappa >= 0.0 && p->kappa < 1e6))
+        return fail(err, "kappa must not be negative, got %g", p->kappa);
+    if (p->repair_steps < 0 || p->repair_steps > 10000)
+        return fail(err, "repair_steps must be in [0, 10000], got %d", p->repair_steps);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* shared machinery */
+
+bs_norms bs_norms_of(const float *x, const float *adv, size_t n)
+{
+    bs_norms r = {0};
+    double l2 = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)adv[i] - x[i], a = fabs(d);
+        r.l0 += a > 1e-6;
+        r.l1 += a;
+        l2 += d * d;
+        if (a > r.linf)
+            r.linf = a;
+    }
+    r.l2 = sqrt(l2);
+    r.distortion = n ? sqrt(l2 / (double)n) : 0.0;
+    return r;
+}
+
+const float *attack_eval(attack_ctx *a, const float *xs, const int *tg, int B,
+                         const int *rows, float *loss, float *grad, int *pred,
+                         float *prob)
+{
+    int V = a->V;
+    const float *logits = bs_model_forward(a->m, a->ws, xs, B);
+    bs_softmax_xent_forward(a->ws->probs, a->ws->losses, logits, tg, B, V);
+    for (int b = 0; b < B; b++) {
+        if (loss)
+            loss[b] = a->ws->losses[b];
+        if (pred)
+            pred[b] = bs_argmax(logits + (size_t)b * V, V);
+        if (prob)
+            prob[b] = a->ws->probs[(size_t)b * V + tg[b]];
+        if (rows)
+            a->res[rows[b]].evaluations++;
+    }
+    if (grad) {
+        /* d xent / d logits = probs - onehot, per sample (no batch mean) */
+        bs_softmax_xent_backward(a->dlogits, a->ws->probs, tg, B, V, 1.0f);
+        bs_model_backward(a->m, a->ws, a->dlogits, NULL, grad, B);
+    }
+    return logits;
+}
+
+void attack_backward(attack_ctx *a, const float *dlogits, int B, float *grad)
+{
+    bs_model_backward(a->m, a->ws, dlogits, NULL, grad, B);
+}
+
+int attack_should_stop(attack_ctx *a)
+{
+    if (a->status != BS_ATTACK_DONE)
+        return 1;
+    if (a->ctl && a->ctl->cancel && atomic_load(a->ctl->cancel))
+        a->status = BS_ATTACK_CANCELLED;
+    else if (a->ctl && a->ctl->deadline > 0.0 && bs_now() > a->ctl->deadline)
+        a->status = BS_ATTACK_TIMEOUT;
+    return a->status != BS_ATTACK_DONE;
+}
+
+void budget_search_init(budget_search *s, double start, double factor,
+                        int larger_is_smaller_perturbation)
+{
+    *s = (budget_search){.value = start, .factor = factor,
+                         .larger_is_smaller_perturbation = larger_is_smaller_perturbation};
+}
+
+void budget_search_update(budget_search *s, int success)
+{
+    if (success) {
+        s->good = s->value;
+        s->have_good = 1;
+    } else {
+        s->bad = s->value;
+        s->have_bad = 1;
+    }
+    /* "up" moves towards a smaller perturbation */
+    int up = s->larger_is_smaller_perturbation;
+    if (s->have_good && s->have_bad)
+        s->value = sqrt(s->good * s->bad); /* bisection on a log scale */
+    else if (s->have_good)
+        s->value = up ? s->good * s->factor : s->good / s->factor;
+    else
+        s->value = up ? s->bad / s->factor : s->bad * s->factor;
+}
+
+/* Moves the 8-bit image q towards the target by grid steps: each step
+ * changes by one grey level the few pixels whose cross-entropy gradient is
+ * largest, staying inside [0,1]. Returns whether q became the target. */
+static int repair_on_grid(attack_ctx *a, int t, float *q, float *grad)
+{
+    int target = a->res[t].target, pred;
+    float loss;
+    for (int step = 0; step < a->p->repair_steps; step++) {
+        if (attack_should_stop(a))
+            return 0;
+        attack_eval(a, q, &target, 1, &t, &loss, grad, &pred, NULL);
+        if (pred == target)
+            return 1;
+        /* the 8 coordinates with the largest |gradient| that can still move */
+        enum { PICK = 8 };
+        int idx[PICK];
+        float mag[PICK];
+        int have = 0;
+        for (size_t i = 0; i < a->n; i++) {
+            float g = grad[i], m = fabsf(g);
+            if (g == 0.0f || (g > 0.0f && q[i] <= 0.0f) || (g < 0.0f && q[i] >= 1.0f))
+                continue;
+            if (have < PICK || m > mag[have - 1]) {
+                int j = have < PICK ? have++ : PICK - 1;
+                while (j > 0 && mag[j - 1] < m) {
+                    mag[j] = mag[j - 1];
+                    idx[j] = idx[j - 1];
+                    j--;
+                }
+                mag[j] = m;
+                idx[j] = (int)i;
+            }
+        }
+        if (!have)
+            return 0;
+        for (int j = 0; j < have; j++) {
+            size_t i = (size_t)idx[j];
+            float v = roundf(q[i] * 255.0f) + (grad[i] > 0.0f ? -1.0f : 1.0f);
+            q[i] = v / 255.0f;
+        }
+    }
+    attack_eval(a, q, &target, 1, &t, &loss, NULL, &pred, NULL);
+    return pred == target;
+}
+
+int attack_offer(attack_ctx *a, int t, const float *candidate, double budget)
+{
+    bs_attack_result *r = &a->res[t];
+    int target = r->target, pred;
+    float prob;
+    size_t n = a->n;
+    attack_eval(a, candidate, &target, 1, &t, NULL, NULL, &pred, &prob);
+    int success_float = pred == target, success = success_float;
+    const float *img = candidate;
+    if (a->p->quantize) {
+        float *q = a->scratch, *grad = a->scratch + n;
+        for (size_t i = 0; i < n; i++)
+            q[i] = roundf(fminf(fmaxf(candidate[i], 0.0f), 1.0f) * 255.0f) / 255.0f;
+        attack_eval(a, q, &target, 1, &t, NULL, NULL, &pred, &prob);
+        success = pred == target;
+        /* Rounding undid a float success: continue from the rounded point. */
+        if (!success && success_float && a->p->repair_steps > 0) {
+            success = repair_on_grid(a, t, q, grad);
+            attack_eval(a, q, &target, 1, &t, NULL, NULL, &pred, &prob);
+        }
+        img = q;
+    }
+    bs_norms norms = bs_norms_of(a->x, img, n);
+    int keep = success ? (!r->success || norms.l2 < r->norms.l2)
+                       : (!r->success && prob > a->best_fail_prob[t]);
+    if (keep) {
+        memcpy(r->adv, img, n * sizeof(float));
+        memcpy(r->adv_float, candidate, n * sizeof(float));
+        r->success = success;
+        r->success_float = success_float;
+        r->norms = norms;
+        r->norms_float = bs_norms_of(a->x, candidate, n);
+        r->c = budget;
+        if (!success)
+            a->best_fail_prob[t] = prob;
+    }
+    return success;
+}
+
+/* ------------------------------------------------------------------------ */
+/* lbfgs: the paper's attack */
+
+/* One L-BFGS-B instance (one target) and its search over c. The variable is
+ * the image z = x + r itself, boxed in [0,1]; r = z - x. */
+typedef struct lbfgs_run {
+    int t;              /* result row */
+    int active;         /* still searching */
+    int iters;          /* iterations of the current run */
+    budget_search c;
+    double *z, *g, *wa;
+    int *iwa;
+    double f;
+    char task[TASK_LEN], csave[TASK_LEN];
+    int lsave[4], isave[44];
+    double dsave[29];
+} lbfgs_run;
+
+static void set_task(char *task, const char *s)
+{
+    memset(task, ' ', TASK_LEN);
+    memcpy(task, s, strlen(s));
+}
+
+static void lbfgs_start(lbfgs_run *run, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        run->z[i] = x[i];
+    run->iters = 0;
+    set_task(run->task, "START");
+}
+
+static int run_lbfgs(attack_ctx *a, char *err)
+{
+    const bs_attack_params *p = a->p;
+    int n = (int)a->n, k = a->k, m = p->history, iprint = -1;
+    size_t wa_len = 2 * (size_t)m * n + 5 * (size_t)n + 11 * (size_t)m * m + 8 * (size_t)m;
+    lbfgs_run *runs = calloc((size_t)k, sizeof *runs);
+    double *lower = malloc((size_t)n * sizeof(double));
+    double *upper = malloc((size_t)n * sizeof(double));
+    int *nbd = malloc((size_t)n * sizeof(int));
+    float *xs = malloc((size_t)k * n * sizeof(float));
+    float *grad = malloc((size_t)k * n * sizeof(float));
+    float *zf = malloc((size_t)n * sizeof(float));
+    float *loss = malloc((size_t)k * sizeof(float));
+    int *tg = malloc((size_t)k * sizeof(int)), *rows = malloc((size_t)k * sizeof(int));
+    int rc = 0;
+    if (!runs || !lower || !upper || !nbd || !xs || !grad || !zf || !loss || !tg || !rows) {
+        rc = fail(err, "out of memory for the attack");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        lower[i] = 0.0;
+        upper[i] = 1.0;
+        nbd[i] = 2; /* both bounds */
+    }
+    for (int j = 0; j < k; j++) {
+        lbfgs_run *run = &runs[j];
+        run->t = j;
+        run->active = 1;
+        run->z = malloc((size_t)n * sizeof(double));
+        run->g = malloc((size_t)n * sizeof(double));
+        run->wa = malloc(wa_len * sizeof(double));
+        run->iwa = malloc(3 * (size_t)n * sizeof(int));
+        if (!run->z || !run->g || !run->wa || !run->iwa) {
+            rc = fail(err, "out of memory for the attack");
+            goto out;
+        }
+        budget_search_init(&run->c, p->initial_c, p->c_factor, 1);
+        lbfgs_start(run, a->x, (size_t)n);
+    }
+
+    for (;;) {
+        /* Advance every active instance until it asks for f and g at a new
+         * point (FG) or its run ends; ended runs hand in their point and
+         * the next c starts from x. */
+        int B = 0;
+        for (int j = 0; j < k; j++) {
+            lbfgs_run *run = &runs[j];
+            while (run->active) {
+                setulb_(&n, &m, run->z, lower, upper, nbd, &run->f, run->g, &p->factr,
+                        &p->pgtol, run->wa, run->iwa, run->task, &iprint, run->csave,
+                        run->lsave, run->isave, run->dsave, TASK_LEN, TASK_LEN);
+                if (!strncmp(run->task, "FG", 2)) {
+                    rows[B++] = j;
+                    break;
+                }
+                if (!strncmp(run->task, "NEW_X", 5)) {
+                    run->iters++;
+                    a->res[run->t].iterations++;
+                    if (run->iters < p->max_iterations)
+                        continue;
+                }
+                /* converged, stopped by the iteration cap, or abnormal
+                 * termination of the line search: the run is over */
+                for (int i = 0; i < n; i++)
+                    zf[i] = (float)run->z[i];
+                int success = attack_offer(a, run->t, zf, run->c.value);
+                a->res[run->t].runs++;
+                if (a->ctl && a->ctl->progress)
+                    a->ctl->progress(a->ctl->ctx, a->res[run->t].runs, p->search_steps);
+                if (a->res[run->t].runs >= p->search_steps || attack_should_stop(a)) {
+                    run->active = 0;
+                    break;
+                }
+                budget_search_update(&run->c, success);
+                lbfgs_start(run, a->x, (size_t)n);
+            }
+        }
+        if (B == 0 || attack_should_stop(a))
+            break;
+        /* One batched evaluation of xent(f(z), target) and its gradient. */
+        for (int b = 0; b < B; b++) {
+            lbfgs_run *run = &runs[rows[b]];
+            float *dst = xs + (size_t)b * n;
+            for (int i = 0; i < n; i++)
+                dst[i] = (float)run->z[i];
+            tg[b] = a->res[run->t].target;
+        }
+        attack_eval(a, xs, tg, B, rows, loss, grad, NULL, NULL);
+        for (int b = 0; b < B; b++) {
+            lbfgs_run *run = &runs[rows[b]];
+            const float *gb = grad + (size_t)b * n;
+            double c = run->c.value, pen = 0.0;
+            for (int i = 0; i < n; i++) {
+                double r = run->z[i] - a->x[i];
+                if (p->norm == 2) {
+                    pen += r * r;
+                    run->g[i] = 2.0 * c * r + gb[i];
+                } else {
+                    pen += fabs(r);
+                    run->g[i] = c * (r > 0.0 ? 1.0 : r < 0.0 ? -1.0 : 0.0) + gb[i];
+                }
+            }
+            run->f = c * pen + loss[b];
+        }
+    }
+    /* Stopped early: the runs still going hand in where they are (the
+     * hand-in evaluates, so lift the stop for it and restore it after). */
+    if (a->status != BS_ATTACK_DONE) {
+        bs_attack_status why = a->status;
+        a->status = BS_ATTACK_DONE;
+        for (int j = 0; j < k; j++)
+            if (runs[j].active) {
+                for (int i = 0; i < n; i++)
+                    zf[i] = (float)runs[j].z[i];
+                attack_offer(a, runs[j].t, zf, runs[j].c.value);
+            }
+        a->status = why;
+    }
+out:
+    if (runs)
+        for (int j = 0; j < k; j++) {
+            free(runs[j].z);
+            free(runs[j].g);
+            free(runs[j].wa);
+            free(runs[j].iwa);
+        }
+    free(runs);
+    free(lower);
+    free(upper);
+    free(nbd);
+    free(xs);
+    free(grad);
+    free(zf);
+    free(loss);
+    free(tg);
+    free(rows);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* entry point */
+
+void bs_attack_result_free(bs_attack_result *r)
+{
+    if (!r)
+        return;
+    free(r->adv);
+    free(r->adv_float);
+    free(r->adv8);
+    r->adv = r->adv_float = NULL;
+    r->adv8 = NULL;
+}
+
+int bs_attack_run(const bs_model *m, const float *x, const int *targets, int k,
+                  const bs_attack_params *p, const bs_attack_control *ctl,
+                  bs_attack_result *results, char *err)
+{
+    double t0 = bs_now();
+    size_t n = m->input_size;
+    if (k < 1 || k > 1024)
+        return fail(err, "between 1 and 1024 targets per attack, got %d", k);
+    for (int j = 0; j < k; j++)
+        if (targets[j] < 0 || targets[j] >= m->classes)
+            return fail(err, "target %d is not a class of this model (0..%d)",
+                        targets[j], m->classes - 1);
+    for (size_t i = 0; i < n; i++)
+        if (!(x[i] >= 0.0f && x[i] <= 1.0f))
+            return fail(err, "pixel %zu of the image is %g, outside [0,1]", i, (double)x[i]);
+    if (bs_attack_params_check(p, err))
+        return -1;
+
+    attack_ctx a = {.m = m, .p = p, .ctl = ctl, .x = x, .n = n, .V = m->classes,
+                    .k = k, .targets = targets, .res = results, .status = BS_ATTACK_DONE};
+    a.ws = bs_workspace_new(m, k);
+    a.dlogits = malloc((size_t)k * a.V * sizeof(float));
+    a.scratch = malloc(2 * n * sizeof(float));
+    a.best_fail_prob = malloc((size_t)k * sizeof(float));
+    memset(results, 0, (size_t)k * sizeof *results);
+    int rc = 0;
+    if (!a.ws || !a.dlogits || !a.scratch || !a.best_fail_prob) {
+        rc = fail(err, "out of memory for the attack");
+        goto out;
+    }
+    const float *logits = bs_model_forward(m, a.ws, x, 1);
+    a.original = bs_argmax(logits, a.V);
+    for (int j = 0; j < k; j++) {
+        bs_attack_result *r = &results[j];
+        r->target = targets[j];
+        r->original = a.original;
+        r->adv = malloc(n * sizeof(float));
+        r->adv_float = malloc(n * sizeof(float));
+        r->adv8 = malloc(n);
+        if (!r->adv || !r->adv_float || !r->adv8) {
+            rc = fail(err, "out of memory for the attack");
+            goto out;
+        }
+        /* until a candidate is handed in, the answer is x itself */
+        memcpy(r->adv, x, n * sizeof(float));
+        memcpy(r->adv_float, x, n * sizeof(float));
+        a.best_fail_prob[j] = -1.0f;
+    }
+    switch (p->method) {
+    case BS_ATTACK_LBFGS: rc = run_lbfgs(&a, err); break;
+    case BS_ATTACK_ADAM_L1: rc = attack_adam_l1(&a, err); break;
+    case BS_ATTACK_FGSM: rc = attack_fgsm(&a, err); break;
+    case BS_ATTACK_PGD: rc = attack_pgd(&a, err); break;
+    case BS_ATTACK_CW_L2: rc = attack_cw_l2(&a, err); break;
+    }
+    if (rc)
+        goto out;
+    /* The final verdict on each returned image, judged afresh. */
+    double secs = bs_now() - t0;
+    for (int j = 0; j < k; j++) {
+        bs_attack_result *r = &results[j];
+        int target = r->target, pred;
+        float prob;
+        const float *lg = bs_model_forward(m, a.ws, r->adv, 1);
+        bs_softmax_xent_forward(a.ws->probs, NULL, lg, &target, 1, a.V);
+        pred = bs_argmax(lg, a.V);
+        prob = a.ws->probs[target];
+        r->adversarial = pred;
+        r->target_prob = prob;
+        r->success = pred == target;
+        r->untargeted = pred != a.original;
+        r->norms = bs_norms_of(x, r->adv, n);
+        r->norms_float = bs_norms_of(x, r->adv_float, n);
+        for (size_t i = 0; i < n; i++)
+            r->adv8[i] = (uint8_t)lroundf(fminf(fmaxf(r->adv[i], 0.0f), 1.0f) * 255.0f);
+        r->seconds = secs;
+        r->status = a.status;
+    }
+out:
+    if (rc)
+        for (int j = 0; j < k; j++)
+            bs_attack_result_free(&results[j]);
+    bs_workspace_free(a.ws);
+    free(a.dlogits);
+    free(a.scratch);
+    free(a.best_fail_prob);
+    return rc;
+}

@@ -1,0 +1,142 @@
+/* attack — targeted adversarial examples: given a model, an image x in
+ * [0,1]^n and target labels, find for each target a small perturbation r
+ * such that the model calls x+r the target.
+ *
+ * One entry point, bs_attack_run, serves the command line and the daemon.
+ * Methods:
+ *   lbfgs    the paper's (Szegedy et al. §4.1): minimise
+ *            c*||r||_2^2 + xent(f(x+r), target) (or c*||r||_1) over the box
+ *            x+r in [0,1]^n with the reference L-BFGS-B, and search for the
+ *            LARGEST c that still succeeds (the smallest r).
+ *   adam-l1  the seed's reproduction: Adam on c*||r||_1 + xent(f(clamp(x+r))).
+ *   fgsm, pgd (Linf or L2), cw-l2   baselines, each searching the smallest
+ *            budget (eps, or c for Carlini-Wagner) that succeeds.
+ * Several targets are attacked together: their model evaluations share one
+ * batched forward/backward pass.
+ *
+ * The returned image is the one an 8-bit PNG holds: rounded to the grid
+ * k/255 and re-checked (params.quantize); if rounding undoes the attack the
+ * search continues from the rounded point with steps on the grid.
+ *
+ * The model is only read; every call owns its memory, so calls on several
+ * threads at once give the same results as one after another. Between model
+ * evaluations the call checks the deadline and the cancel flag and then
+ * returns the best result found so far with status timeout or cancelled. */
+#ifndef BS_ATTACK_H
+#define BS_ATTACK_H
+
+#include "core/model.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+typedef enum bs_attack_method {
+    BS_ATTACK_LBFGS,
+    BS_ATTACK_ADAM_L1,
+    BS_ATTACK_FGSM,
+    BS_ATTACK_PGD,
+    BS_ATTACK_CW_L2,
+} bs_attack_method;
+
+typedef enum bs_attack_status {
+    BS_ATTACK_DONE,
+    BS_ATTACK_TIMEOUT,
+    BS_ATTACK_CANCELLED,
+} bs_attack_status;
+
+/* Every parameter of every method, with the defaults of bs_attack_defaults. */
+typedef struct bs_attack_params {
+    bs_attack_method method;
+    int quantize;         /* 1: return and judge the 8-bit image (default 1) */
+    uint64_t seed;        /* random starts (adam-l1 uniform init) (default 1) */
+    /* c search, shared by lbfgs, adam-l1 (when c_search) and cw-l2 */
+    int search_steps;     /* runs of the inner optimiser per target */
+    double initial_c;     /* first c tried */
+    double c_factor;      /* c grows or shrinks by this until the outcome flips, then bisection */
+    /* lbfgs */
+    int norm;             /* 2 (c*||r||_2^2, default) or 1 (c*||r||_1) */
+    int max_iterations;   /* L-BFGS-B iterations per run */
+    int history;          /* L-BFGS-B memory m */
+    double factr;         /* L-BFGS-B relative-reduction tolerance (x machine eps) */
+    double pgtol;         /* L-BFGS-B projected-gradient tolerance */
+    /* adam-l1 (and cw-l2's optimiser) */
+    float lr;             /* Adam step size */
+    int steps;            /* Adam steps per run */
+    int init_zeros;       /* adam-l1: r starts at 0 instead of uniform [0,1) */
+    int c_search;         /* adam-l1: search c like lbfgs (0: one run at initial_c) */
+    /* fgsm and pgd: the budget eps is searched in [0, eps_max] */
+    int pgd_norm;         /* 0 for Linf (default), 2 for L2 */
+    double eps_max;       /* largest budget tried */
+    int pgd_steps;        /* projected steps per budget */
+    /* cw-l2 */
+    double kappa;         /* confidence margin */
+    /* grid repair after rounding: at most this many 8-bit steps */
+    int repair_steps;
+} bs_attack_params;
+
+/* Documented defaults for a method (see bs_attack_params for the fields). */
+bs_attack_params bs_attack_defaults(bs_attack_method method);
+
+/* "lbfgs", "adam-l1", "fgsm", "pgd", "cw-l2" <-> method; -1 if unknown. */
+int bs_attack_method_parse(const char *name);
+const char *bs_attack_method_name(bs_attack_method method);
+const char *bs_attack_status_name(bs_attack_status status);
+
+/* Checks params for the method; -1 with a message naming the bad field. */
+int bs_attack_params_check(const bs_attack_params *p, char *err);
+
+/* Deadline and cancellation, both optional. */
+typedef struct bs_attack_control {
+    double deadline;          /* bs_now() seconds after which to stop; 0 = none */
+    const atomic_int *cancel; /* non-zero asks the attack to stop; NULL = never */
+    /* Called after each finished inner run (not on the hot path). */
+    void (*progress)(void *ctx, int done, int total);
+    void *ctx;
+} bs_attack_control;
+
+/* Monotonic clock in seconds, for deadlines. */
+double bs_now(void);
+
+/* Norms of a perturbation r = adv - x over n values. */
+typedef struct bs_norms {
+    int l0;            /* pixels changed (|r_i| > 1e-6) */
+    double l1, l2, linf;
+    double distortion; /* the paper's sqrt(sum r_i^2 / n) */
+} bs_norms;
+
+bs_norms bs_norms_of(const float *x, const float *adv, size_t n);
+
+/* The outcome for one target. */
+typedef struct bs_attack_result {
+    int target;
+    int original;         /* the model's label for x */
+    int success;          /* model says target on the returned image */
+    int success_float;    /* ... on the float optimum before rounding */
+    int untargeted;       /* label of the returned image != original */
+    int adversarial;      /* the model's label for the returned image */
+    float target_prob;    /* softmax probability of the target on it */
+    float *adv;           /* n floats: the returned image (on the grid when quantized) */
+    float *adv_float;     /* n floats: the float optimum */
+    uint8_t *adv8;        /* n bytes: the returned image as 8-bit pixels */
+    bs_norms norms;       /* of adv - x */
+    bs_norms norms_float; /* of adv_float - x */
+    double c;             /* final c (lbfgs, adam-l1, cw-l2) or eps (fgsm, pgd) */
+    int iterations;       /* optimiser iterations, all runs */
+    int evaluations;      /* model evaluations (forward+backward), all runs */
+    int runs;             /* inner optimiser runs (c or eps search steps) */
+    double seconds;
+    bs_attack_status status;
+} bs_attack_result;
+
+/* Attacks x (m->input_size floats in [0,1]) towards each of targets[0..k).
+ * results has room for k results; each is filled (and owns its arrays,
+ * freed by bs_attack_result_free) whether or not it succeeded. Returns 0,
+ * or -1 with a message when the request itself is invalid (bad target,
+ * x outside [0,1], bad params, out of memory). */
+int bs_attack_run(const bs_model *m, const float *x, const int *targets, int k,
+                  const bs_attack_params *p, const bs_attack_control *ctl,
+                  bs_attack_result *results, char *err);
+
+void bs_attack_result_free(bs_attack_result *r);
+
+#endif

@@ -1,0 +1,84 @@
+/* attack_internal — what the attack methods share, inside core/ only:
+ * the batched objective evaluation, the deadline check, the search over c,
+ * and the hand-in of a candidate image (8-bit rounding, repair on the grid,
+ * keeping the smallest successful perturbation). attack.c implements it and
+ * the L-BFGS method; attack_grad.c the gradient methods (adam-l1, fgsm,
+ * pgd, cw-l2). */
+#ifndef BS_ATTACK_INTERNAL_H
+#define BS_ATTACK_INTERNAL_H
+
+#include "core/attack.h"
+
+/* One bs_attack_run call: the model, the original image, the targets, and
+ * scratch sized for all k targets at once. */
+typedef struct attack_ctx {
+    const bs_model *m;
+    const bs_attack_params *p;
+    const bs_attack_control *ctl;
+    const float *x;          /* original image, n floats */
+    size_t n;                /* m->input_size */
+    int V;                   /* classes */
+    int k;                   /* targets */
+    const int *targets;      /* k labels */
+    int original;            /* model's label for x */
+    bs_attack_result *res;   /* k results being filled */
+    bs_workspace *ws;        /* batch capacity k */
+    float *dlogits;          /* k*V scratch */
+    float *scratch;          /* n floats for candidate handling */
+    float *best_fail_prob;   /* k: target prob of the best failed candidate */
+    bs_attack_status status; /* DONE until the deadline or cancel hits */
+} attack_ctx;
+
+/* Evaluates the model at B points xs (B*n floats), row b against target
+ * tg[b] (labels, not indices into ctx->targets): loss[b] gets the softmax
+ * cross-entropy to tg[b]; grad (B*n, may be NULL) its gradient w.r.t. the
+ * input; pred[b] (may be NULL) the predicted label; prob[b] (may be NULL)
+ * the target's probability. rows[b] (may be NULL) names which result (0..k)
+ * each row works for, to count evaluations. B <= ctx->k. Returns the logits
+ * (B*V) in the workspace. */
+const float *attack_eval(attack_ctx *a, const float *xs, const int *tg, int B,
+                         const int *rows, float *loss, float *grad, int *pred,
+                         float *prob);
+
+/* Like attack_eval but returns the raw logits' gradient route: dlogits
+ * (B*V) is supplied by the caller (e.g. Carlini-Wagner's margin loss) and
+ * grad receives the input gradient. The last forward must be on xs. */
+void attack_backward(attack_ctx *a, const float *dlogits, int B, float *grad);
+
+/* Non-zero when the deadline passed or cancel was asked; sets a->status. */
+int attack_should_stop(attack_ctx *a);
+
+/* Search over a scalar budget (c for lbfgs/adam-l1/cw-l2 where LARGER c
+ * means a smaller perturbation; eps for fgsm/pgd where SMALLER eps does).
+ * Start at `value`; multiply (or divide) by factor until the outcome flips,
+ * then bisect between the best success and the nearest failure. */
+typedef struct budget_search {
+    double value;      /* the value to try next */
+    double good, bad;  /* last success / failure values (valid when have_*) */
+    int have_good, have_bad;
+    int larger_is_smaller_perturbation; /* 1 for c, 0 for eps */
+    double factor;
+} budget_search;
+
+void budget_search_init(budget_search *s, double start, double factor,
+                        int larger_is_smaller_perturbation);
+/* Records the outcome at s->value and picks the next value. */
+void budget_search_update(budget_search *s, int success);
+
+/* Hands in a candidate adversarial image for result row t (found with
+ * budget `budget`): when params.quantize it is rounded to the 8-bit grid and,
+ * if rounding undid it, repaired with up to params.repair_steps grid steps.
+ * The result keeps the successful candidate with the smallest L2 (and
+ * otherwise the failed one with the highest target probability). Returns
+ * whether this candidate succeeded (on the 8-bit image when quantizing). */
+int attack_offer(attack_ctx *a, int t, const float *candidate, double budget);
+
+/* The gradient methods, in attack_grad.c. Each fills a->res[0..k) through
+ * attack_offer and adds iterations/runs to the results. Return 0, or -1 on
+ * out of memory with a message in err. */
+int attack_adam_l1(attack_ctx *a, char *err);
+int attack_fgsm(attack_ctx *a, char *err);
+int attack_pgd(attack_ctx *a, char *err);
+int attack_cw_l2(attack_ctx *a, char *err);
+
+#endif
