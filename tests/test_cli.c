@@ -9,6 +9,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "api/base64.h"
+#include "api/image.h"
+#include "core/model.h"
+#include "core/model_file.h"
 #include "tests/testutil.h"
 
 #include <jansson.h>
@@ -150,6 +154,56 @@ static void test_training_is_deterministic(void **state)
     free(dir);
 }
 
+static void test_attack_json_image_fools_the_model(void **state)
+{
+    (void)state;
+    json_t *j = run_json("attack --model models/fc100-100-10.safetensors --dataset mnist "
+                         "--index 4 --target 1,6 --json");
+    assert_string_equal(json_string_value(json_object_get(j, "model")), "fc100-100-10");
+    assert_string_equal(json_string_value(json_object_get(j, "method")), "lbfgs");
+    json_t *results = json_object_get(j, "results");
+    assert_int_equal(json_array_size(results), 2);
+    char err[BS_ERR_LEN];
+    bs_model *m = bs_model_load("models/fc100-100-10.safetensors", err);
+    assert_non_null(m);
+    bs_workspace *ws = bs_workspace_new(m, 1);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *r = json_array_get(results, i);
+        assert_true(json_is_true(json_object_get(r, "success")));
+        int target = (int)json_integer_value(json_object_get(r, "target"));
+        /* the PNG in the answer, decoded, is classified as the target */
+        const char *b64 = json_string_value(json_object_get(json_object_get(r, "image"), "data"));
+        size_t len;
+        uint8_t *png = bs_base64_decode(b64, strlen(b64), &len, err);
+        assert_non_null(png);
+        bs_image img;
+        assert_int_equal(bs_image_decode(png, len, 1 << 20, &img, err), 0);
+        assert_int_equal(img.width, 28);
+        assert_int_equal(img.channels, 1);
+        assert_int_equal(bs_argmax(bs_model_forward(m, ws, img.pixels, 1), 10), target);
+        /* every model of models/ reports on it */
+        assert_true(json_array_size(json_object_get(r, "predictions")) >= 9);
+        json_t *norms = json_object_get(r, "norms");
+        assert_true(json_real_value(json_object_get(norms, "l2")) > 0.0);
+        bs_image_free(&img);
+        free(png);
+    }
+    bs_workspace_free(ws);
+    bs_model_free(m);
+    json_decref(j);
+}
+
+static void test_eval_reports_rates(void **state)
+{
+    (void)state;
+    json_t *j = run_json("eval --model models/fc100-100-10.safetensors --n 5 --json");
+    assert_int_equal(json_integer_value(json_object_get(j, "images")), 5);
+    assert_true(json_real_value(json_object_get(j, "success_rate")) >= 0.8);
+    assert_true(json_real_value(json_object_get(j, "mean_distortion")) > 0.0);
+    assert_true(json_real_value(json_object_get(j, "attacks_per_second")) > 0.0);
+    json_decref(j);
+}
+
 static void expect_failure(const char *args, int want_rc, const char *want_msg)
 {
     char cmd[1024], *out = NULL;
@@ -170,13 +224,22 @@ static void test_bad_usage_is_refused(void **state)
     expect_failure("info /nonexistent.safetensors", 1, "nonexistent");
     expect_failure("predict --model models/cnn.safetensors --split dev", 2, "--split");
     expect_failure("frobnicate", 2, "unknown command");
+    expect_failure("attack --model models/cnn.safetensors --target 3", 2, "--image");
+    expect_failure("attack --model models/cnn.safetensors --dataset mnist --index 0 --target 12",
+                   1, "not a class");
+    expect_failure("attack --model models/cnn.safetensors --dataset mnist --index 0 --target 1 "
+                   "--param history=0", 1, "history");
+    expect_failure("attack --model models/cnn.safetensors --dataset mnist --index 0 --target 1 "
+                   "--param bogus=1", 1, "unknown parameter");
+    expect_failure("attack --model models/cnn.safetensors --image /nonexistent.png --target 1",
+                   1, "cannot open");
 }
 
 static void test_help_explains_every_command(void **state)
 {
     (void)state;
-    const char *cmds[] = {"train", "info", "predict", "import-mnist"};
-    for (size_t i = 0; i < 4; i++) {
+    const char *cmds[] = {"train", "info", "predict", "import-mnist", "attack", "eval"};
+    for (size_t i = 0; i < 6; i++) {
         char cmd[256], *out = NULL;
         snprintf(cmd, sizeof cmd, "%s %s --help", tu_bin("blindspot"), cmds[i]);
         assert_int_equal(tu_run(cmd, &out), 0);
@@ -192,6 +255,8 @@ int main(void)
         cmocka_unit_test(test_zoo_meets_paper_bounds),
         cmocka_unit_test(test_info_json_fields),
         cmocka_unit_test(test_training_is_deterministic),
+        cmocka_unit_test(test_attack_json_image_fools_the_model),
+        cmocka_unit_test(test_eval_reports_rates),
         cmocka_unit_test(test_bad_usage_is_refused),
         cmocka_unit_test(test_help_explains_every_command),
     };
