@@ -1,7 +1,8 @@
 # blindspot — one entry point: deps, build, data, models, run, test.
 #
 #   make            build build/blindspot
-#   make run        install what is missing, build, prepare data and models
+#   make run        install what is missing, build, prepare data and models,
+#                   start the daemon on 127.0.0.1:8080
 #   make test       the same set-up, then the whole test suite
 #   make SAN=address,undefined test   (or SAN=thread) sanitized build in its own folder
 #
@@ -33,7 +34,7 @@ LDLIBS = $(PKG_LIBS) -llbfgsb -lm -lpthread
 # Debian packages the build, data and tests need (docs/architecture.md).
 DEB_PKGS := gcc make pkg-config git libjansson-dev zlib1g-dev libopenblas-dev \
             libcmocka-dev libspng-dev libturbojpeg0-dev libmicrohttpd-dev \
-            libcurl4-openssl-dev liblbfgsb-dev dataset-fashion-mnist
+            libcurl4-openssl-dev liblbfgsb-dev dataset-fashion-mnist prometheus
 
 LIB_SRC := $(wildcard core/*.c) $(filter-out api/cli%.c,$(wildcard api/*.c))
 CLI_SRC := $(wildcard api/cli*.c)
@@ -52,7 +53,7 @@ TOOL := build/blindspot
 .PHONY: build deps data models run test clean help FORCE
 
 help:
-	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,10p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -68,6 +69,10 @@ deps:
 
 build: deps
 	@$(MAKE) --no-print-directory $(BIN) $(DAEMON) $(TEST_BIN)
+
+# The build named in reports: the commit, and whether the tree had changes.
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(BUILD)/obj/api/cli_reproduce.o: CFLAGS += -DBS_VERSION='"$(VERSION)"'
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -152,10 +157,18 @@ models/%.safetensors: build/models/%.cmd data/mnist/.done | $(TOOL)
 
 # --- run and test ------------------------------------------------------------
 run: deps build data models
-	@echo "run: data in data/, models in models/ ($(words $(ZOO)) files)."
-	@echo "run: the daemon (blindspotd) is not part of this build yet; use build/blindspot (see --help)."
+	@echo "run: $(words $(ZOO)) models in models/, data in data/; starting blindspotd on 127.0.0.1:8080 (Ctrl-C stops it)"
+	exec $(BUILD)/blindspotd --listen 127.0.0.1:8080
 
-test: deps build models
+# The OpenAPI linter, pinned (npm registry); the tests run it on api/openapi.yaml.
+REDOCLY_VERSION := 1.34.20
+REDOCLY := build/npm-tools/node_modules/.bin/redocly
+
+$(REDOCLY):
+	@echo "test: installing @redocly/cli@$(REDOCLY_VERSION) into build/npm-tools"
+	npm install --prefix build/npm-tools --no-audit --no-fund --silent @redocly/cli@$(REDOCLY_VERSION)
+
+test: deps build models $(REDOCLY)
 	@bash tests/run.sh $(BUILD)
 
 clean:

@@ -14,6 +14,7 @@ int cli_predict(int argc, char **argv);
 int cli_import_mnist(int argc, char **argv);
 int cli_attack(int argc, char **argv);
 int cli_eval(int argc, char **argv);
+int cli_reproduce(int argc, char **argv);
 
 /* The data folder: --data, else $BLINDSPOT_DATA, else "data". */
 const char *cli_data_dir(const char *flag);

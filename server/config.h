@@ -1,0 +1,47 @@
+/* config — the daemon's settings: one table of options, each a flag with an
+ * environment twin and a default, read in the order default < environment <
+ * flag. --help is printed from the same table, so the flags, the variables
+ * and the defaults are written down once (config.c). */
+#ifndef BS_SERVER_CONFIG_H
+#define BS_SERVER_CONFIG_H
+
+#include <stddef.h>
+
+#define CONFIG_PATH_LEN 1024
+
+typedef enum config_action {
+    CONFIG_SERVE,  /* run the daemon */
+    CONFIG_CHECK,  /* --check: load everything, report, exit 0 or 1 */
+    CONFIG_ROUTES, /* --routes: print the route table and exit */
+    CONFIG_HELP,   /* --help */
+} config_action;
+
+typedef struct config {
+    char listen[256];              /* host:port as given */
+    char models_dir[CONFIG_PATH_LEN]; /* every *.safetensors here is loaded */
+    char data_dir[CONFIG_PATH_LEN];   /* datasets (mnist, fashion-mnist) */
+    int workers;                   /* compute threads; 0 in the table = one per core */
+    int queue_size;                /* jobs waiting for a worker before 503 */
+    double timeout;                /* seconds a job may take, from arrival */
+    size_t max_body;               /* bytes of request body */
+    double drain_timeout;          /* seconds in-flight jobs get at shutdown */
+    int max_connections;           /* simultaneous client connections */
+    int idle_timeout;              /* seconds before an idle connection closes */
+    size_t max_pixels;             /* largest decoded image (width*height) */
+    config_action action;
+} config;
+
+/* Fills cfg from the table's defaults, the environment and argv. Returns 0,
+ * or -1 with a message in err (naming the flag or variable and the value)
+ * for an unknown flag or a bad value. */
+int config_parse(config *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/* Prints the usage text: every flag, its variable and its default. */
+void config_print_help(const char *prog);
+
+/* The address to listen on. Returns 0, or -1 with a message. */
+struct sockaddr_storage;
+int config_listen_addr(const config *cfg, struct sockaddr_storage *addr,
+                       unsigned *addrlen, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,122 @@
+/* handler — response builders and request helpers shared by every
+ * endpoint; see handler.h. */
+#include "server/handler.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void resp_clear(http_response *r)
+{
+    free(r->body);
+    r->body = NULL;
+    r->body_len = 0;
+}
+
+void resp_bytes(http_response *r, int status, const char *content_type, char *body,
+                size_t len)
+{
+    resp_clear(r);
+    r->status = status;
+    r->content_type = content_type;
+    r->body = body;
+    r->body_len = len;
+}
+
+void resp_json(http_response *r, int status, json_t *body)
+{
+    char *s = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    json_decref(body);
+    if (!s) {
+        /* Only memory can fail here; say so in a fixed body. */
+        static const char oom[] =
+            "{\"error\":{\"code\":\"out_of_memory\",\"message\":\"The server ran out of "
+            "memory building the answer.\"}}";
+        char *copy = malloc(sizeof oom);
+        if (copy)
+            memcpy(copy, oom, sizeof oom);
+        resp_bytes(r, 500, "application/json", copy, copy ? sizeof oom - 1 : 0);
+        return;
+    }
+    resp_bytes(r, status, "application/json", s, strlen(s));
+}
+
+void resp_error(http_response *r, int status, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    resp_json(r, status, json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg));
+    if (status == 503)
+        resp_header(r, "Retry-After", "%s", HTTP_RETRY_AFTER);
+}
+
+void resp_header(http_response *r, const char *name, const char *fmt, ...)
+{
+    if (r->n_headers == HTTP_MAX_HEADERS)
+        return;
+    http_header *h = &r->headers[r->n_headers++];
+    snprintf(h->name, sizeof h->name, "%s", name);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(h->value, sizeof h->value, fmt, ap);
+    va_end(ap);
+}
+
+const char *req_query(const http_request *req, const char *key)
+{
+    for (int i = 0; i < req->n_query; i++)
+        if (!strcmp(req->query[i].key, key))
+            return req->query[i].value ? req->query[i].value : "";
+    return NULL;
+}
+
+int req_content_type_is(const http_request *req, const char *type)
+{
+    const char *ct = req->content_type;
+    if (!ct)
+        return 0;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strlen(type);
+    return strncasecmp(ct, type, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+json_t *req_json_object(const http_request *req, http_response *resp)
+{
+    if (req->content_type && !req_content_type_is(req, "application/json")) {
+        resp_error(resp, 415, "unsupported_media_type",
+                   "This endpoint takes application/json, not %.100s.", req->content_type);
+        return NULL;
+    }
+    if (req->body_len == 0) {
+        resp_error(resp, 400, "empty_body", "The request has no body; send a JSON object.");
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb((const char *)req->body, req->body_len,
+                              JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        resp_error(resp, 400, "invalid_json", "The body is not valid JSON: %s (line %d, column %d).",
+                   jerr.text, jerr.line, jerr.column);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        resp_error(resp, 400, "invalid_json", "The body must be a JSON object.");
+        return NULL;
+    }
+    return root;
+}
+
+int json_number_value_ok(const json_t *v, double *out)
+{
+    if (!json_is_number(v))
+        return 0;
+    *out = json_number_value(v);
+    return 1;
+}

@@ -1,0 +1,132 @@
+/* handler — the contract between the request life-cycle (http.c) and the
+ * endpoint handlers (v2.c, catalog.c, attacks.c, ...).
+ *
+ * A handler gets a parsed request and either fills in a response at once
+ * (HANDLER_ANSWERED) or describes work for the worker pool
+ * (HANDLER_DEFERRED), whose run function fills in the response on a worker
+ * thread. Handlers never see libmicrohttpd; http.c never sees an endpoint's
+ * meaning. The helpers below build the JSON answers and the error format
+ * every endpoint shares: {"error": {"code": "snake_case", "message": "..."}}. */
+#ifndef BS_SERVER_HANDLER_H
+#define BS_SERVER_HANDLER_H
+
+#include "server/config.h"
+#include "server/metrics.h"
+#include "server/pool.h"
+#include "server/registry.h"
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HTTP_MAX_PARAMS 4         /* {name} segments in a route */
+#define HTTP_MAX_QUERY 16         /* query arguments kept */
+#define HTTP_MAX_HEADERS 12       /* extra response headers */
+#define HTTP_RETRY_AFTER "1"      /* seconds, on every 503 */
+
+/* What every handler may read: settings, resident models, the pool. */
+typedef struct server {
+    const config *cfg;
+    registry reg;            /* valid once ready is set */
+    pool *pool;              /* valid once ready is set */
+    metrics *metrics;
+    atomic_int ready;        /* 1 once models and datasets are loaded */
+    atomic_int draining;     /* 1 once shutdown began */
+    atomic_int active;       /* requests between arrival and completion */
+} server;
+
+typedef struct http_kv {
+    const char *key, *value;
+} http_kv;
+
+/* One field of a multipart/form-data body. */
+typedef struct http_part {
+    char *name;
+    char *filename;      /* NULL for plain fields */
+    char *content_type;  /* NULL when the part has none */
+    uint8_t *data;       /* len bytes, NUL-terminated for convenience */
+    size_t len;
+} http_part;
+
+typedef struct http_request {
+    const char *method;                 /* HEAD is routed as GET */
+    const char *path;                   /* decoded, without the query */
+    const char *params[HTTP_MAX_PARAMS]; /* the route's {param} values, in order */
+    int n_params;
+    http_kv query[HTTP_MAX_QUERY];
+    int n_query;
+    const char *content_type;           /* NULL when absent */
+    const char *accept;                 /* NULL when absent */
+    const uint8_t *body;                /* raw body (not for multipart) */
+    size_t body_len;
+    int multipart;                      /* body came as multipart/form-data */
+    const http_part *parts;
+    int n_parts;
+    const char *request_id;
+    double arrival;                     /* bs_now() at the headers */
+} http_request;
+
+typedef struct http_header {
+    char name[48];
+    char value[208];
+} http_header;
+
+typedef struct http_response {
+    int status;
+    const char *content_type;   /* a static string */
+    char *body;                 /* malloc'd, body_len bytes; owned */
+    size_t body_len;
+    http_header headers[HTTP_MAX_HEADERS];
+    int n_headers;
+    char model[REGISTRY_NAME_LEN]; /* the model concerned, for the log line */
+} http_response;
+
+/* Work for a worker: run fills out (status, body, headers). cancel is
+ * raised when the client hangs up or the drain time runs out; deadline is
+ * a bs_now() time. free releases ctx after the request completes, whether
+ * or not run was called. */
+typedef struct http_work {
+    void (*run)(void *ctx, pool_worker *w, const atomic_int *cancel, double deadline,
+                http_response *out);
+    void (*free)(void *ctx);
+    void *ctx;
+    double deadline; /* preset from --timeout and ?timeout=; a handler may lower it */
+} http_work;
+
+typedef enum handler_result {
+    HANDLER_ANSWERED,
+    HANDLER_DEFERRED,
+} handler_result;
+
+typedef handler_result (*http_handler)(server *srv, const http_request *req,
+                                       http_response *resp, http_work *work);
+
+/* Sets status and a JSON body (compact; reals with 9 significant digits,
+ * enough to give back every float exactly). Takes the reference to body. */
+void resp_json(http_response *r, int status, json_t *body);
+/* The error document with a message formatted like printf. */
+void resp_error(http_response *r, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Adds a response header (formatted value). */
+void resp_header(http_response *r, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Takes a malloc'd body of len bytes with a static content type. */
+void resp_bytes(http_response *r, int status, const char *content_type, char *body,
+                size_t len);
+/* Releases the body. */
+void resp_clear(http_response *r);
+
+/* The query argument key, or NULL. */
+const char *req_query(const http_request *req, const char *key);
+/* Non-zero when the request's media type (before any ';') is type. */
+int req_content_type_is(const http_request *req, const char *type);
+/* Parses the body as a JSON object. On failure fills resp (415 for another
+ * media type than application/json, 400 for an empty or invalid body or
+ * a non-object) and returns NULL. A missing Content-Type counts as JSON. */
+json_t *req_json_object(const http_request *req, http_response *resp);
+
+/* Reads a JSON number into a double, refusing other types. */
+int json_number_value_ok(const json_t *v, double *out);
+
+#endif

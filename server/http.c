@@ -1,0 +1,572 @@
+/* http — the request life-cycle on libmicrohttpd; see http.h.
+ *
+ * libmicrohttpd calls on_request several times per request: once when the
+ * headers are in (*req_cls is still NULL: make the state, route, and refuse
+ * early what can be refused before reading the body), once per piece of
+ * body (accumulate it under the cap, or feed the multipart parser), and
+ * once when the request is complete (call the handler). Work for the pool
+ * is queued with the connection suspended; the job's done callback stores
+ * the answer and resumes the connection, and libmicrohttpd calls on_request
+ * once more, which queues the answer. on_completed logs, counts and frees. */
+#include "server/http.h"
+
+#include "core/attack.h" /* bs_now */
+#include "server/routes.h"
+
+#include <microhttpd.h>
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+struct http_server {
+    server *srv;
+    struct MHD_Daemon *daemon;
+    MHD_socket listen_fd; /* kept after quiesce until stop, as the API asks */
+};
+
+/* Where a request is in its life. */
+typedef enum phase {
+    PHASE_READING,  /* headers seen, body arriving */
+    PHASE_QUEUED,   /* handed to the pool, connection suspended */
+    PHASE_DONE,     /* the pool answered; the connection was resumed */
+    PHASE_ANSWERED, /* response queued with libmicrohttpd */
+} phase;
+
+typedef struct request_state {
+    server *srv;
+    struct MHD_Connection *conn;
+    phase phase;
+    const route *route;         /* NULL when the path matched no route */
+    http_request req;
+    char params_buf[512];
+    char request_id[104];
+    char path[256];             /* for the log line, sanitised */
+    char method[16];
+    /* body */
+    uint64_t received;          /* bytes of body seen, counted even when dropped */
+    int too_large;              /* over --max-body: the rest is discarded, then 413 */
+    uint8_t *body;
+    size_t body_len, body_cap;
+    struct MHD_PostProcessor *form;
+    http_part *parts;
+    int n_parts, parts_cap;
+    int form_failed;            /* 1: out of memory, 2: malformed form */
+    int refused;                /* resp holds an answer decided from the headers */
+    /* compute */
+    http_work work;
+    pool_job job;
+    /* the answer */
+    http_response resp;
+    size_t sent_len;
+} request_state;
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static const char *header(struct MHD_Connection *c, const char *name)
+{
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+/* A client's X-Request-Id is echoed when it is 1-100 visible ASCII
+ * characters; otherwise one is made. */
+static void set_request_id(request_state *st)
+{
+    const char *id = header(st->conn, "X-Request-Id");
+    size_t n = id ? strlen(id) : 0;
+    int ok = n > 0 && n <= 100;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = id[i] > ' ' && id[i] < 0x7f;
+    if (ok) {
+        memcpy(st->request_id, id, n + 1);
+        return;
+    }
+    static atomic_ullong counter;
+    static unsigned long long seed;
+    if (!seed)
+        seed = (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 32);
+    /* splitmix64 of a counter: unique within a run, unpredictable enough
+     * to tell runs apart in a shared log. */
+    unsigned long long z = seed + 0x9e3779b97f4a7c15ULL * (atomic_fetch_add(&counter, 1) + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    snprintf(st->request_id, sizeof st->request_id, "%016llx", z);
+}
+
+/* Copies s for the log line with anything unprintable (or a space, which
+ * would split the field) replaced, so a client cannot forge log lines. */
+static void sanitise(char *dst, size_t size, const char *s)
+{
+    size_t i = 0;
+    for (; s && *s && i + 1 < size; s++)
+        dst[i++] = (*s > ' ' && *s < 0x7f) ? *s : '?';
+    dst[i] = '\0';
+}
+
+static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    http_request *req = cls;
+    if (req->n_query == HTTP_MAX_QUERY)
+        return MHD_NO;
+    req->query[req->n_query].key = key;
+    req->query[req->n_query].value = value;
+    req->n_query++;
+    return MHD_YES;
+}
+
+/* Hands st->resp to libmicrohttpd. */
+static enum MHD_Result answer(request_state *st)
+{
+    http_response *r = &st->resp;
+    struct MHD_Response *mr =
+        MHD_create_response_from_buffer(r->body_len, r->body, MHD_RESPMEM_MUST_FREE);
+    if (!mr)
+        return MHD_NO;
+    st->sent_len = r->body_len;
+    r->body = NULL; /* libmicrohttpd frees it now */
+    if (r->content_type)
+        MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+    MHD_add_response_header(mr, "X-Request-Id", st->request_id);
+    for (int i = 0; i < r->n_headers; i++)
+        MHD_add_response_header(mr, r->headers[i].name, r->headers[i].value);
+    if (atomic_load(&st->srv->draining))
+        MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ret = MHD_queue_response(st->conn, (unsigned)r->status, mr);
+    MHD_destroy_response(mr);
+    st->phase = PHASE_ANSWERED;
+    return ret;
+}
+
+static enum MHD_Result answer_error(request_state *st, int status, const char *code,
+                                    const char *msg)
+{
+    resp_error(&st->resp, status, code, "%s", msg);
+    return answer(st);
+}
+
+/* Refuses the request from its headers alone. With a body on its way the
+ * answer goes out at once and libmicrohttpd closes the connection rather
+ * than read the body; without one it waits for the (immediate) end of the
+ * request, so that the connection stays open for the next request. */
+static enum MHD_Result refuse(request_state *st, int status, const char *code, const char *msg)
+{
+    resp_error(&st->resp, status, code, "%s", msg);
+    const char *cl = header(st->conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    int body = header(st->conn, MHD_HTTP_HEADER_TRANSFER_ENCODING) || (cl && strcmp(cl, "0"));
+    if (body)
+        return answer(st);
+    st->refused = 1;
+    return MHD_YES;
+}
+
+/* ---- multipart/form-data ---------------------------------------------- */
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static enum MHD_Result on_form_data(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *filename, const char *content_type,
+                                    const char *transfer_encoding, const char *data,
+                                    uint64_t off, size_t size)
+{
+    (void)kind;
+    (void)transfer_encoding;
+    request_state *st = cls;
+    http_part *p = st->n_parts ? &st->parts[st->n_parts - 1] : NULL;
+    if (off == 0 || !p || strcmp(p->name, key) != 0) {
+        if (st->n_parts == st->parts_cap) {
+            int cap = st->parts_cap ? 2 * st->parts_cap : 8;
+            http_part *np = realloc(st->parts, (size_t)cap * sizeof *np);
+            if (!np)
+                goto oom;
+            st->parts = np;
+            st->parts_cap = cap;
+        }
+        p = &st->parts[st->n_parts++];
+        memset(p, 0, sizeof *p);
+        p->name = strdup(key);
+        p->filename = dup_or_null(filename);
+        p->content_type = dup_or_null(content_type);
+        p->data = malloc(1);
+        if (!p->name || !p->data || (filename && !p->filename) ||
+            (content_type && !p->content_type))
+            goto oom;
+        p->data[0] = '\0';
+    }
+    if (size) {
+        uint8_t *nd = realloc(p->data, p->len + size + 1);
+        if (!nd)
+            goto oom;
+        memcpy(nd + p->len, data, size);
+        p->len += size;
+        nd[p->len] = '\0';
+        p->data = nd;
+    }
+    return MHD_YES;
+oom:
+    st->form_failed = 1;
+    return MHD_NO;
+}
+
+static void free_parts(request_state *st)
+{
+    for (int i = 0; i < st->n_parts; i++) {
+        free(st->parts[i].name);
+        free(st->parts[i].filename);
+        free(st->parts[i].content_type);
+        free(st->parts[i].data);
+    }
+    free(st->parts);
+    st->parts = NULL;
+    st->n_parts = 0;
+}
+
+/* ---- the pool side ---------------------------------------------------- */
+
+#define STATE_OF(job) ((request_state *)((char *)(job) - offsetof(request_state, job)))
+
+static void job_run(pool_job *job, pool_worker *w)
+{
+    request_state *st = STATE_OF(job);
+    st->work.run(st->work.ctx, w, &job->cancel, job->deadline, &st->resp);
+}
+
+static void job_done(pool_job *job, pool_verdict verdict)
+{
+    request_state *st = STATE_OF(job);
+    double waited = bs_now() - st->req.arrival;
+    if (verdict == POOL_EXPIRED)
+        resp_error(&st->resp, 504, "deadline_exceeded",
+                   "The time budget ran out after %.1f s while the request waited for a "
+                   "worker; retry later or with a larger timeout.", waited);
+    else if (verdict == POOL_SHUTDOWN)
+        resp_error(&st->resp, 503, "shutting_down",
+                   "The server is shutting down; retry on another instance.");
+    else if (verdict == POOL_GONE)
+        /* Nobody will read it; 499 (client closed) keeps logs and metrics honest. */
+        resp_error(&st->resp, 499, "client_closed", "The client closed the connection.");
+    st->phase = PHASE_DONE;
+    MHD_resume_connection(st->conn);
+}
+
+/* ---- the life-cycle --------------------------------------------------- */
+
+/* First call: the headers are in. Returns MHD_YES to read on, or the
+ * result of answering at once. */
+static enum MHD_Result on_headers(request_state *st, const char *url, const char *method)
+{
+    server *srv = st->srv;
+    http_request *req = &st->req;
+    req->arrival = bs_now();
+    set_request_id(st);
+    req->request_id = st->request_id;
+    req->method = strcmp(method, "HEAD") ? method : "GET";
+    req->path = url;
+    req->content_type = header(st->conn, MHD_HTTP_HEADER_CONTENT_TYPE);
+    req->accept = header(st->conn, MHD_HTTP_HEADER_ACCEPT);
+    sanitise(st->path, sizeof st->path, url);
+    sanitise(st->method, sizeof st->method, method);
+    MHD_get_connection_values(st->conn, MHD_GET_ARGUMENT_KIND, collect_query, req);
+
+    int status = 0;
+    char allow[64];
+    st->route = route_match(method, url, req, st->params_buf, sizeof st->params_buf, &status,
+                            allow, sizeof allow);
+    if (atomic_load(&srv->draining))
+        return refuse(st, 503, "shutting_down",
+                            "The server is shutting down; retry on another instance.");
+    if (!st->route && status == 405) {
+        resp_header(&st->resp, "Allow", "%s", allow);
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s is not served on this path; use %s.", st->method, allow);
+        return refuse(st, 405, "method_not_allowed", msg);
+    }
+    if (!st->route)
+        return refuse(st, 404, "not_found", "No endpoint has this path.");
+    if (!atomic_load(&srv->ready) && !(st->route->flags & ROUTE_BEFORE_READY))
+        return refuse(st, 503, "not_ready",
+                            "The server is still loading its models; retry shortly.");
+
+    const char *cl = header(st->conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (end != cl && !*end && !errno && n > srv->cfg->max_body) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "The body of %llu bytes is larger than the limit of %zu "
+                     "bytes (--max-body).", n, srv->cfg->max_body);
+            return refuse(st, 413, "body_too_large", msg);
+        }
+    }
+    if ((st->route->flags & ROUTE_FORM) && req->content_type &&
+        !strncasecmp(req->content_type, "multipart/form-data", 19)) {
+        req->multipart = 1;
+        st->form = MHD_create_post_processor(st->conn, 64 * 1024, on_form_data, st);
+        if (!st->form)
+            return refuse(st, 400, "invalid_form",
+                                "The multipart/form-data body cannot be parsed (no boundary?).");
+    }
+    return MHD_YES;
+}
+
+/* A piece of body. Never answers: libmicrohttpd takes no answer while the
+ * body is still arriving, so an oversized body is discarded and answered
+ * 413 when it ends. */
+static void on_body(request_state *st, const char *data, size_t size)
+{
+    size_t max = st->srv->cfg->max_body;
+    st->received += size;
+    if (st->too_large)
+        return;
+    if (st->received > max) {
+        st->too_large = 1;
+        free(st->body);
+        st->body = NULL;
+        st->body_len = 0;
+        free_parts(st);
+        return;
+    }
+    if (st->form) {
+        if (MHD_post_process(st->form, data, size) != MHD_YES)
+            st->form_failed = st->form_failed ? st->form_failed : 2;
+        return;
+    }
+    if (st->body_len + size + 1 > st->body_cap) {
+        size_t cap = st->body_cap ? st->body_cap : 4096;
+        while (cap < st->body_len + size + 1)
+            cap *= 2;
+        uint8_t *nb = realloc(st->body, cap);
+        if (!nb) {
+            st->form_failed = 1;
+            return;
+        }
+        st->body = nb;
+        st->body_cap = cap;
+    }
+    memcpy(st->body + st->body_len, data, size);
+    st->body_len += size;
+    st->body[st->body_len] = '\0';
+}
+
+/* Last call: the whole request is in. */
+static enum MHD_Result on_complete(request_state *st)
+{
+    server *srv = st->srv;
+    http_request *req = &st->req;
+    if (st->too_large) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "The body is larger than the limit of %zu bytes (--max-body).",
+                 srv->cfg->max_body);
+        return answer_error(st, 413, "body_too_large", msg);
+    }
+    if (st->form_failed == 1)
+        return answer_error(st, 500, "out_of_memory", "The server ran out of memory reading "
+                            "the body.");
+    if (st->form_failed == 2)
+        return answer_error(st, 400, "invalid_form", "The multipart/form-data body is malformed.");
+    req->body = st->body;
+    req->body_len = st->body_len;
+    req->parts = st->parts;
+    req->n_parts = st->n_parts;
+
+    st->work.deadline = req->arrival + srv->cfg->timeout;
+    if (st->route->flags & ROUTE_POOLED) {
+        const char *t = req_query(req, "timeout");
+        if (t) {
+            char *end;
+            double v = strtod(t, &end);
+            if (end == t || *end || !isfinite(v) || v <= 0)
+                return answer_error(st, 400, "invalid_timeout",
+                                    "timeout wants a positive number of seconds.");
+            if (req->arrival + v < st->work.deadline)
+                st->work.deadline = req->arrival + v;
+        }
+    }
+    handler_result hr = st->route->handler(srv, req, &st->resp, &st->work);
+    if (hr == HANDLER_ANSWERED)
+        return answer(st);
+
+    /* The place in the queue is claimed first, so that once the connection
+     * is suspended the job is sure to be queued and to resume it. */
+    if (pool_reserve(srv->pool) != 0) {
+        if (atomic_load(&srv->draining))
+            return answer_error(st, 503, "shutting_down",
+                                "The server is shutting down; retry on another instance.");
+        char msg[160];
+        snprintf(msg, sizeof msg, "All %d places in the queue are taken (--queue-size); retry "
+                 "shortly.", srv->cfg->queue_size);
+        return answer_error(st, 503, "queue_full", msg);
+    }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(st->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    st->job.run = job_run;
+    st->job.done = job_done;
+    st->job.deadline = st->work.deadline;
+    st->job.fd = ci ? ci->connect_fd : -1;
+    st->phase = PHASE_QUEUED;
+    MHD_suspend_connection(st->conn);
+    pool_submit(srv->pool, &st->job);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    (void)version;
+    http_server *h = cls;
+    request_state *st = *req_cls;
+    if (!st) {
+        st = calloc(1, sizeof *st);
+        if (!st)
+            return MHD_NO;
+        st->srv = h->srv;
+        st->conn = conn;
+        st->job.fd = -1;
+        *req_cls = st;
+        atomic_fetch_add(&h->srv->active, 1);
+        return on_headers(st, url, method);
+    }
+    switch (st->phase) {
+    case PHASE_READING:
+        if (st->refused && *upload_data_size) {
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        if (st->refused)
+            return answer(st);
+        if (*upload_data_size) {
+            on_body(st, upload_data, *upload_data_size);
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        return on_complete(st);
+    case PHASE_DONE:
+        return answer(st);
+    case PHASE_QUEUED:   /* not called while suspended */
+    case PHASE_ANSWERED: /* not called once answered */
+        break;
+    }
+    return MHD_YES;
+}
+
+static void log_request(const request_state *st, int aborted)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char when[32];
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    double ms = (bs_now() - st->req.arrival) * 1e3;
+    fprintf(stderr,
+            "%s.%03ldZ request method=%s path=%s status=%d bytes=%zu ms=%.1f id=%s model=%s%s\n",
+            when, ts.tv_nsec / 1000000, st->method, st->path, st->resp.status, st->sent_len, ms,
+            st->request_id, st->resp.model[0] ? st->resp.model : "-",
+            aborted ? " aborted=1" : "");
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    http_server *h = cls;
+    request_state *st = *req_cls;
+    if (!st)
+        return;
+    *req_cls = NULL;
+    if (st->resp.status)
+        metrics_request(h->srv->metrics, st->route ? st->route->pattern : ROUTE_UNMATCHED,
+                        st->method, st->resp.status, bs_now() - st->req.arrival);
+    log_request(st, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    if (st->work.free)
+        st->work.free(st->work.ctx);
+    if (st->form)
+        MHD_destroy_post_processor(st->form);
+    free_parts(st);
+    free(st->body);
+    resp_clear(&st->resp);
+    atomic_fetch_sub(&h->srv->active, 1);
+    free(st);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    fprintf(stderr, "blindspotd: libmicrohttpd: %s\n", msg);
+}
+
+http_server *http_start(server *srv, char *err, size_t errlen)
+{
+    struct sockaddr_storage addr;
+    unsigned addrlen;
+    if (config_listen_addr(srv->cfg, &addr, &addrlen, err, errlen))
+        return NULL;
+    http_server *h = calloc(1, sizeof *h);
+    if (!h) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    h->srv = srv;
+    h->listen_fd = MHD_INVALID_SOCKET;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL
+                                                                     : MHD_USE_POLL;
+    if (addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    h->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, h,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv->cfg->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv->cfg->idle_timeout,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+        MHD_OPTION_END);
+    if (!h->daemon) {
+        snprintf(err, errlen, "cannot listen on %s (address in use, or not an address of "
+                 "this host?)", srv->cfg->listen);
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+int http_port(http_server *h)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    return info ? info->port : -1;
+}
+
+void http_quiesce(http_server *h)
+{
+    h->listen_fd = MHD_quiesce_daemon(h->daemon);
+}
+
+void http_stop(http_server *h)
+{
+    MHD_stop_daemon(h->daemon);
+    if (h->listen_fd != MHD_INVALID_SOCKET)
+        close(h->listen_fd);
+    free(h);
+}

@@ -1,0 +1,136 @@
+/* main — blindspotd's start-up and shutdown.
+ *
+ * Start-up: settings, then HTTP (live at once, ready only once every model
+ * and dataset is loaded), then the models and datasets, then the worker
+ * pool. Shutdown on SIGTERM or SIGINT (taken with sigwait): stop accepting
+ * connections, let in-flight jobs finish for
+ * --drain-timeout, answer what is left with 503, exit 0. */
+#include "core/attack.h" /* bs_now */
+#include "server/config.h"
+#include "server/handler.h"
+#include "server/http.h"
+#include "server/routes.h"
+
+#include <cblas.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <stdio.h>
+#include <string.h>
+
+/* After the pool is idle, how long answers already made may take to reach
+ * their clients before the connections are closed. */
+#define FLUSH_GRACE_S 2.0
+
+/* SIGTERM and SIGINT are blocked in every thread (threads inherit the
+ * mask, so this runs before any is started) and taken by sigwait in main:
+ * no handler runs at all, so nothing can go wrong inside one. */
+static int block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    signal(SIGPIPE, SIG_IGN);
+    return pthread_sigmask(SIG_BLOCK, set, NULL);
+}
+
+/* Loads the registry and reports it; used by --check and start-up. */
+static int load(server *srv)
+{
+    char err[1400];
+    double t0 = bs_now();
+    if (registry_load(&srv->reg, srv->cfg->models_dir, srv->cfg->data_dir, err, sizeof err)) {
+        fprintf(stderr, "blindspotd: %s\n", err);
+        return -1;
+    }
+    fprintf(stderr, "blindspotd: loaded %d models from %s and %d datasets from %s in %.2f s\n",
+            srv->reg.n_models, srv->cfg->models_dir, srv->reg.n_datasets, srv->cfg->data_dir,
+            bs_now() - t0);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    /* One BLAS thread per call: parallelism comes from the worker pool. */
+    openblas_set_num_threads(1);
+    config cfg;
+    char err[512];
+    if (config_parse(&cfg, argc, argv, err, sizeof err)) {
+        fprintf(stderr, "blindspotd: %s\n", err);
+        return 2;
+    }
+    if (cfg.action == CONFIG_HELP) {
+        config_print_help(argv[0]);
+        return 0;
+    }
+    if (cfg.action == CONFIG_ROUTES) {
+        routes_print(stdout);
+        return 0;
+    }
+    server srv;
+    memset(&srv, 0, sizeof srv);
+    srv.cfg = &cfg;
+    if (cfg.action == CONFIG_CHECK) {
+        struct sockaddr_storage addr;
+        unsigned addrlen;
+        int bad = config_listen_addr(&cfg, &addr, &addrlen, err, sizeof err);
+        if (bad)
+            fprintf(stderr, "blindspotd: %s\n", err);
+        if (load(&srv))
+            return 1;
+        registry_free(&srv.reg);
+        if (bad)
+            return 1;
+        fprintf(stderr, "blindspotd: configuration and models are valid\n");
+        return 0;
+    }
+
+    sigset_t signals;
+    if (block_signals(&signals)) {
+        fprintf(stderr, "blindspotd: cannot block SIGTERM and SIGINT\n");
+        return 1;
+    }
+    srv.metrics = metrics_new();
+    http_server *http = srv.metrics ? http_start(&srv, err, sizeof err) : NULL;
+    if (!http) {
+        fprintf(stderr, "blindspotd: %s\n", srv.metrics ? err : "out of memory");
+        metrics_free(srv.metrics);
+        return 1;
+    }
+    fprintf(stderr, "blindspotd: listening on %s (port %d), %d workers, queue %d\n", cfg.listen,
+            http_port(http), cfg.workers, cfg.queue_size);
+    if (load(&srv)) {
+        http_stop(http);
+        metrics_free(srv.metrics);
+        return 1;
+    }
+    srv.pool = pool_new(cfg.workers, cfg.queue_size, srv.reg.n_models);
+    if (!srv.pool) {
+        fprintf(stderr, "blindspotd: cannot start %d worker threads\n", cfg.workers);
+        http_stop(http);
+        registry_free(&srv.reg);
+        metrics_free(srv.metrics);
+        return 1;
+    }
+    atomic_store(&srv.ready, 1);
+    fprintf(stderr, "blindspotd: ready\n");
+
+    int sig = 0;
+    while (sigwait(&signals, &sig) != 0)
+        ;
+    fprintf(stderr, "blindspotd: %s: draining (up to %.0f s)\n",
+            sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.drain_timeout);
+    atomic_store(&srv.draining, 1);
+    http_quiesce(http);
+    int left = pool_drain(srv.pool, bs_now() + cfg.drain_timeout);
+    double until = bs_now() + FLUSH_GRACE_S;
+    while (atomic_load(&srv.active) > 0 && bs_now() < until)
+        poll(NULL, 0, 10);
+    http_stop(http);
+    pool_free(srv.pool);
+    registry_free(&srv.reg);
+    metrics_free(srv.metrics);
+    fprintf(stderr, "blindspotd: stopped (%d jobs cut short)\n", left);
+    return 0;
+}

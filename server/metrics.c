@@ -1,0 +1,257 @@
+/* metrics — series storage and the text exposition; see metrics.h. */
+#include "server/metrics.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Upper bounds (seconds) of the histogram buckets; +Inf is implied. */
+static const double http_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                      0.25,  0.5,    1,     2.5,  5,     10,   30, 60};
+static const double attack_buckets[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1,
+                                        2.5,  5,    10,  30,   60,  120};
+#define N_HTTP_BUCKETS (sizeof http_buckets / sizeof http_buckets[0])
+#define N_ATTACK_BUCKETS (sizeof attack_buckets / sizeof attack_buckets[0])
+
+/* Enough for every (route, method, status) and (method, model) the daemon
+ * can produce; anything past it is dropped rather than grown without end. */
+#define MAX_REQUEST_SERIES 512
+#define MAX_ATTACK_SERIES 256
+
+typedef struct request_series {
+    const char *route;
+    char method[8];
+    int status;
+    unsigned long long buckets[N_HTTP_BUCKETS]; /* cumulative at render */
+    unsigned long long count;
+    double sum;
+} request_series;
+
+typedef struct attack_series {
+    char method[16];
+    char model[64];
+    unsigned long long succeeded, failed, timed_out, cancelled;
+    unsigned long long buckets[N_ATTACK_BUCKETS];
+    unsigned long long count;
+    double sum;
+} attack_series;
+
+struct metrics {
+    pthread_mutex_t lock;
+    request_series req[MAX_REQUEST_SERIES];
+    int n_req;
+    attack_series att[MAX_ATTACK_SERIES];
+    int n_att;
+};
+
+metrics *metrics_new(void)
+{
+    metrics *m = calloc(1, sizeof *m);
+    if (m)
+        pthread_mutex_init(&m->lock, NULL);
+    return m;
+}
+
+void metrics_free(metrics *m)
+{
+    if (!m)
+        return;
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+/* Methods outside the usual set share one label value. */
+static const char *method_label(const char *method)
+{
+    static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH",
+                                        "OPTIONS"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (!strcmp(method, known[i]))
+            return known[i];
+    return "OTHER";
+}
+
+void metrics_request(metrics *m, const char *route, const char *method, int status,
+                     double seconds)
+{
+    const char *ml = method_label(method);
+    pthread_mutex_lock(&m->lock);
+    request_series *s = NULL;
+    for (int i = 0; i < m->n_req && !s; i++)
+        if (m->req[i].route == route && m->req[i].status == status &&
+            !strcmp(m->req[i].method, ml))
+            s = &m->req[i];
+    if (!s && m->n_req < MAX_REQUEST_SERIES) {
+        s = &m->req[m->n_req++];
+        s->route = route;
+        snprintf(s->method, sizeof s->method, "%s", ml);
+        s->status = status;
+    }
+    if (s) {
+        for (size_t b = 0; b < N_HTTP_BUCKETS; b++)
+            if (seconds <= http_buckets[b]) {
+                s->buckets[b]++;
+                break;
+            }
+        s->count++;
+        s->sum += seconds;
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_attack(metrics *m, const char *method, const char *model, int succeeded,
+                    int failed, int timed_out, int cancelled, double seconds)
+{
+    pthread_mutex_lock(&m->lock);
+    attack_series *s = NULL;
+    for (int i = 0; i < m->n_att && !s; i++)
+        if (!strcmp(m->att[i].method, method) && !strcmp(m->att[i].model, model))
+            s = &m->att[i];
+    if (!s && m->n_att < MAX_ATTACK_SERIES) {
+        s = &m->att[m->n_att++];
+        snprintf(s->method, sizeof s->method, "%s", method);
+        snprintf(s->model, sizeof s->model, "%s", model);
+    }
+    if (s) {
+        s->succeeded += (unsigned)succeeded;
+        s->failed += (unsigned)failed;
+        s->timed_out += (unsigned)timed_out;
+        s->cancelled += (unsigned)cancelled;
+        for (size_t b = 0; b < N_ATTACK_BUCKETS; b++)
+            if (seconds <= attack_buckets[b]) {
+                s->buckets[b]++;
+                break;
+            }
+        s->count++;
+        s->sum += seconds;
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* A growing text buffer; on allocation failure it keeps failing quietly
+ * and the caller sees NULL at the end. */
+typedef struct text {
+    char *s;
+    size_t len, cap;
+    int failed;
+} text;
+
+static void put(text *t, const char *fmt, ...)
+{
+    if (t->failed)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->failed = 1;
+            return;
+        }
+        if ((size_t)n < t->cap - t->len) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = t->cap * 2 + (size_t)n + 1;
+        char *s = realloc(t->s, cap);
+        if (!s) {
+            t->failed = 1;
+            return;
+        }
+        t->s = s;
+        t->cap = cap;
+    }
+}
+
+static void put_gauge(text *t, const char *name, const char *help, int v)
+{
+    put(t, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", name, help, name, name, v);
+}
+
+char *metrics_render(metrics *m, const metrics_gauges *g, size_t *len)
+{
+    text t = {.cap = 16384};
+    t.s = malloc(t.cap);
+    if (!t.s)
+        return NULL;
+    t.s[0] = '\0';
+    put_gauge(&t, "blindspot_ready", "1 when every model and dataset is loaded.", g->ready);
+    put_gauge(&t, "blindspot_models", "Resident models.", g->models);
+    put_gauge(&t, "blindspot_queue_depth", "Jobs waiting for a worker.", g->queued);
+    put_gauge(&t, "blindspot_queue_capacity", "Jobs that may wait (--queue-size).",
+              g->queue_capacity);
+    put_gauge(&t, "blindspot_workers_busy", "Workers running a job.", g->busy);
+    put_gauge(&t, "blindspot_workers", "Worker threads (--workers).", g->workers);
+
+    pthread_mutex_lock(&m->lock);
+    put(&t, "# HELP blindspot_http_requests_total Answered HTTP requests.\n"
+            "# TYPE blindspot_http_requests_total counter\n");
+    for (int i = 0; i < m->n_req; i++) {
+        const request_series *s = &m->req[i];
+        put(&t, "blindspot_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} %llu\n",
+            s->route, s->method, s->status, s->count);
+    }
+    put(&t, "# HELP blindspot_http_request_duration_seconds Time from a request's arrival "
+            "to its answer.\n"
+            "# TYPE blindspot_http_request_duration_seconds histogram\n");
+    for (int i = 0; i < m->n_req; i++) {
+        const request_series *s = &m->req[i];
+        unsigned long long cum = 0;
+        for (size_t b = 0; b < N_HTTP_BUCKETS; b++) {
+            cum += s->buckets[b];
+            put(&t, "blindspot_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\","
+                    "status=\"%d\",le=\"%g\"} %llu\n",
+                s->route, s->method, s->status, http_buckets[b], cum);
+        }
+        put(&t, "blindspot_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\","
+                "status=\"%d\",le=\"+Inf\"} %llu\n",
+            s->route, s->method, s->status, s->count);
+        put(&t, "blindspot_http_request_duration_seconds_sum{route=\"%s\",method=\"%s\","
+                "status=\"%d\"} %.9g\n",
+            s->route, s->method, s->status, s->sum);
+        put(&t, "blindspot_http_request_duration_seconds_count{route=\"%s\",method=\"%s\","
+                "status=\"%d\"} %llu\n",
+            s->route, s->method, s->status, s->count);
+    }
+    put(&t, "# HELP blindspot_attack_targets_total Attacked targets by outcome.\n"
+            "# TYPE blindspot_attack_targets_total counter\n");
+    for (int i = 0; i < m->n_att; i++) {
+        const attack_series *s = &m->att[i];
+        const char *names[] = {"success", "failure", "timeout", "cancelled"};
+        unsigned long long v[] = {s->succeeded, s->failed, s->timed_out, s->cancelled};
+        for (int o = 0; o < 4; o++)
+            put(&t, "blindspot_attack_targets_total{method=\"%s\",model=\"%s\",outcome=\"%s\"} "
+                    "%llu\n",
+                s->method, s->model, names[o], v[o]);
+    }
+    put(&t, "# HELP blindspot_attack_duration_seconds Wall time of attack requests on a "
+            "worker.\n"
+            "# TYPE blindspot_attack_duration_seconds histogram\n");
+    for (int i = 0; i < m->n_att; i++) {
+        const attack_series *s = &m->att[i];
+        unsigned long long cum = 0;
+        for (size_t b = 0; b < N_ATTACK_BUCKETS; b++) {
+            cum += s->buckets[b];
+            put(&t, "blindspot_attack_duration_seconds_bucket{method=\"%s\",model=\"%s\","
+                    "le=\"%g\"} %llu\n",
+                s->method, s->model, attack_buckets[b], cum);
+        }
+        put(&t, "blindspot_attack_duration_seconds_bucket{method=\"%s\",model=\"%s\","
+                "le=\"+Inf\"} %llu\n",
+            s->method, s->model, s->count);
+        put(&t, "blindspot_attack_duration_seconds_sum{method=\"%s\",model=\"%s\"} %.9g\n",
+            s->method, s->model, s->sum);
+        put(&t, "blindspot_attack_duration_seconds_count{method=\"%s\",model=\"%s\"} %llu\n",
+            s->method, s->model, s->count);
+    }
+    pthread_mutex_unlock(&m->lock);
+    if (t.failed) {
+        free(t.s);
+        return NULL;
+    }
+    *len = t.len;
+    return t.s;
+}

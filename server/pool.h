@@ -1,0 +1,77 @@
+/* pool — the fixed set of worker threads that runs all compute, fed by a
+ * bounded queue of jobs.
+ *
+ * A job is reserved (pool_reserve, which refuses at once when the queue is
+ * full or the pool is draining), then submitted. Every submitted job ends
+ * in exactly one call of its done callback, with a verdict saying whether
+ * it ran, and before it its run callback on a worker when it did. A watcher
+ * thread keeps the promises the HTTP side cannot keep while a connection
+ * is suspended: a queued job whose deadline passes is ended as EXPIRED at
+ * that moment, and a job whose client hung up is ended as GONE (queued) or
+ * has its cancel flag raised (running).
+ *
+ * Each worker owns one bs_workspace per resident model, made on first use
+ * and reused for every later evaluation. */
+#ifndef BS_SERVER_POOL_H
+#define BS_SERVER_POOL_H
+
+#include "core/model.h"
+
+#include <stdatomic.h>
+
+typedef struct pool pool;
+typedef struct pool_worker pool_worker;
+
+typedef enum pool_verdict {
+    POOL_RAN,      /* run was called and returned */
+    POOL_EXPIRED,  /* the deadline passed while it waited in the queue */
+    POOL_GONE,     /* the client hung up while it waited */
+    POOL_SHUTDOWN, /* still queued when the drain time ran out */
+} pool_verdict;
+
+typedef struct pool_job pool_job;
+struct pool_job {
+    /* On a worker thread. May read cancel and deadline; must not block on
+     * anything but compute. */
+    void (*run)(pool_job *job, pool_worker *w);
+    /* Exactly once per submitted job, after run (or instead of it), on a
+     * worker or the watcher or the draining thread; the job is out of the
+     * pool's hands when it is called and may be freed by it. */
+    void (*done)(pool_job *job, pool_verdict verdict);
+    double deadline;   /* bs_now() seconds; queued past this: EXPIRED */
+    int fd;            /* client socket watched for hang-up; -1: none */
+    atomic_int cancel; /* raised when the client hangs up or the drain ends */
+    /* Owned by the pool: */
+    pool_job *next, *prev;
+    pool_verdict verdict; /* how the watcher ended it */
+};
+
+/* Starts n_workers threads (and the watcher) for a queue of queue_size
+ * jobs; workers keep one workspace per model for n_models models. NULL when
+ * threads or memory cannot be had. */
+pool *pool_new(int n_workers, int queue_size, int n_models);
+
+/* Claims a place in the queue. 0, or -1 when the queue is full or the pool
+ * is draining (answer 503). A claim must be followed by pool_submit. */
+int pool_reserve(pool *p);
+/* Queues a job on a place claimed by pool_reserve. */
+void pool_submit(pool *p, pool_job *job);
+
+/* Stops taking jobs (pool_reserve fails), lets queued and running jobs
+ * finish until the bs_now() time `until`, then ends what is still queued as
+ * SHUTDOWN, raises cancel on running jobs and waits for them and for every
+ * done callback to return. Returns the number of jobs that did not finish
+ * in time. */
+int pool_drain(pool *p, double until);
+/* Joins the threads and frees the pool; drain first. */
+void pool_free(pool *p);
+
+/* Jobs waiting, jobs running, and the worker count (for /metrics). */
+void pool_stats(pool *p, int *queued, int *running, int *workers);
+
+/* The worker's workspace for model index i, with room for batch samples;
+ * made on first use (or when a larger batch is asked for) and kept.
+ * NULL when out of memory. */
+bs_workspace *pool_workspace(pool_worker *w, int i, const bs_model *m, int batch);
+
+#endif

@@ -1,0 +1,53 @@
+/* routes — the table of every served endpoint: method, path pattern with
+ * {param} segments, handler, and what the life-cycle must do around it.
+ * The same table answers 404 and 405 (with Allow), labels metrics, and is
+ * printed by `blindspotd --routes` for the check against api/openapi.yaml. */
+#ifndef BS_SERVER_ROUTES_H
+#define BS_SERVER_ROUTES_H
+
+#include "server/handler.h"
+
+#include <stdio.h>
+
+enum {
+    ROUTE_BEFORE_READY = 1, /* served while models are still loading */
+    ROUTE_POOLED = 2,       /* may defer to the pool: ?timeout= applies */
+    ROUTE_FORM = 4,         /* takes multipart/form-data bodies */
+};
+
+typedef struct route {
+    const char *method;
+    const char *pattern; /* "/v2/models/{name}/infer" */
+    http_handler handler;
+    int flags;
+} route;
+
+/* The route label for metrics and logs of paths that match no route. */
+#define ROUTE_UNMATCHED "other"
+
+/* Finds the route for method and path. Returns it and stores the {param}
+ * values (copied into buf, bufsize bytes) in req->params; or NULL with
+ * *status 404 (no such path) or 405 (path served, method not: allow gets
+ * the served methods, comma-separated). HEAD matches GET routes. */
+const route *route_match(const char *method, const char *path, http_request *req,
+                         char *buf, size_t bufsize, int *status, char *allow,
+                         size_t allowlen);
+
+/* Prints "METHOD /pattern" lines, one per route. */
+void routes_print(FILE *out);
+
+/* Handlers, by file. */
+handler_result v2_live(server *, const http_request *, http_response *, http_work *);
+handler_result v2_ready(server *, const http_request *, http_response *, http_work *);
+handler_result v2_server(server *, const http_request *, http_response *, http_work *);
+handler_result v2_model(server *, const http_request *, http_response *, http_work *);
+handler_result v2_model_ready(server *, const http_request *, http_response *, http_work *);
+handler_result v2_infer(server *, const http_request *, http_response *, http_work *);
+handler_result catalog_models(server *, const http_request *, http_response *, http_work *);
+handler_result catalog_model(server *, const http_request *, http_response *, http_work *);
+handler_result catalog_datasets(server *, const http_request *, http_response *, http_work *);
+handler_result catalog_sample(server *, const http_request *, http_response *, http_work *);
+handler_result attacks_create(server *, const http_request *, http_response *, http_work *);
+handler_result metrics_scrape(server *, const http_request *, http_response *, http_work *);
+
+#endif

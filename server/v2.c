@@ -1,0 +1,313 @@
+/* v2 — the Open Inference Protocol (KServe V2) endpoints: health, server
+ * and model metadata, and inference, which runs on the worker pool.
+ *
+ * A model has one input, "input", FP32 of shape [-1, C, H, W] (also
+ * accepted as [-1, C*H*W], and [-1, H, W] when C is 1), and two outputs,
+ * "probabilities" FP32 [-1, classes] (the softmax) and "label" INT64 [-1]. */
+#include "server/routes.h"
+
+#include "core/attack.h" /* bs_now */
+#include "core/layers.h" /* bs_softmax_xent_forward */
+
+#include <stdlib.h>
+#include <string.h>
+
+#define V2_VERSION "1"
+#define SERVER_NAME "blindspot"
+#define SERVER_VERSION "0.1.0"
+/* Samples per model evaluation: inference runs a batch in chunks of this
+ * size through the worker's workspace, which is sized for it once. */
+#define INFER_CHUNK 64
+
+handler_result v2_live(server *srv, const http_request *req, http_response *resp,
+                       http_work *work)
+{
+    (void)srv, (void)req, (void)work;
+    resp_json(resp, 200, json_pack("{s:b}", "live", 1));
+    return HANDLER_ANSWERED;
+}
+
+handler_result v2_ready(server *srv, const http_request *req, http_response *resp,
+                        http_work *work)
+{
+    (void)req, (void)work;
+    if (!atomic_load(&srv->ready))
+        resp_error(resp, 503, "not_ready", "The server is still loading its models.");
+    else
+        resp_json(resp, 200, json_pack("{s:b}", "ready", 1));
+    return HANDLER_ANSWERED;
+}
+
+handler_result v2_server(server *srv, const http_request *req, http_response *resp,
+                         http_work *work)
+{
+    (void)srv, (void)req, (void)work;
+    resp_json(resp, 200, json_pack("{s:s, s:s, s:[]}", "name", SERVER_NAME, "version",
+                                   SERVER_VERSION, "extensions"));
+    return HANDLER_ANSWERED;
+}
+
+/* The model named by the route's first parameter, or NULL after a 404. */
+static const registry_model *find_model(server *srv, const http_request *req,
+                                        http_response *resp)
+{
+    const registry_model *rm = registry_model_find(&srv->reg, req->params[0]);
+    if (!rm)
+        resp_error(resp, 404, "model_not_found",
+                   "No model named '%.64s' is loaded; GET /v1/models lists them.",
+                   req->params[0]);
+    else
+        snprintf(resp->model, sizeof resp->model, "%s", rm->name);
+    return rm;
+}
+
+handler_result v2_model(server *srv, const http_request *req, http_response *resp,
+                        http_work *work)
+{
+    (void)work;
+    const registry_model *rm = find_model(srv, req, resp);
+    if (!rm)
+        return HANDLER_ANSWERED;
+    const bs_model *m = rm->model;
+    resp_json(resp, 200,
+              json_pack("{s:s, s:[s], s:s, s:[{s:s, s:s, s:[i,i,i,i]}], "
+                        "s:[{s:s, s:s, s:[i,i]}, {s:s, s:s, s:[i]}]}",
+                        "name", rm->name, "versions", V2_VERSION, "platform", SERVER_NAME,
+                        "inputs", "name", "input", "datatype", "FP32", "shape", -1,
+                        m->input_shape[0], m->input_shape[1], m->input_shape[2], "outputs",
+                        "name", "probabilities", "datatype", "FP32", "shape", -1, m->classes,
+                        "name", "label", "datatype", "INT64", "shape", -1));
+    return HANDLER_ANSWERED;
+}
+
+handler_result v2_model_ready(server *srv, const http_request *req, http_response *resp,
+                              http_work *work)
+{
+    (void)work;
+    const registry_model *rm = find_model(srv, req, resp);
+    if (rm)
+        resp_json(resp, 200, json_pack("{s:s, s:b}", "name", rm->name, "ready", 1));
+    return HANDLER_ANSWERED;
+}
+
+/* ---- inference -------------------------------------------------------- */
+
+typedef struct infer_job {
+    const registry_model *rm;
+    float *x;          /* B * input_size */
+    int B;
+    json_t *id;        /* echoed, or NULL */
+    int want_probs, want_label;
+} infer_job;
+
+static void infer_free(void *ctx)
+{
+    infer_job *j = ctx;
+    free(j->x);
+    json_decref(j->id);
+    free(j);
+}
+
+static void infer_run(void *ctx, pool_worker *w, const atomic_int *cancel, double deadline,
+                      http_response *out)
+{
+    infer_job *j = ctx;
+    const bs_model *m = j->rm->model;
+    int V = m->classes;
+    bs_workspace *ws = pool_workspace(w, j->rm->index, m, INFER_CHUNK);
+    float *probs = malloc((size_t)j->B * (size_t)V * sizeof *probs);
+    int *labels = malloc((size_t)j->B * sizeof *labels);
+    if (!ws || !probs || !labels) {
+        free(probs);
+        free(labels);
+        resp_error(out, 500, "out_of_memory", "The server ran out of memory for this batch.");
+        return;
+    }
+    for (int b0 = 0; b0 < j->B; b0 += INFER_CHUNK) {
+        if (atomic_load(cancel) || bs_now() > deadline) {
+            free(probs);
+            free(labels);
+            if (atomic_load(cancel))
+                resp_error(out, 503, "shutting_down", "The request was cancelled.");
+            else
+                resp_error(out, 504, "deadline_exceeded",
+                           "The time budget ran out after %d of %d samples.", b0, j->B);
+            return;
+        }
+        int n = j->B - b0 < INFER_CHUNK ? j->B - b0 : INFER_CHUNK;
+        const float *logits = bs_model_forward(m, ws, j->x + (size_t)b0 * m->input_size, n);
+        memset(ws->targets, 0, (size_t)n * sizeof *ws->targets);
+        bs_softmax_xent_forward(probs + (size_t)b0 * V, ws->losses, logits, ws->targets, n, V);
+        for (int b = 0; b < n; b++)
+            labels[b0 + b] = bs_argmax(logits + (size_t)b * V, V);
+    }
+    json_t *outputs = json_array();
+    if (j->want_probs) {
+        json_t *data = json_array();
+        for (size_t i = 0; i < (size_t)j->B * V; i++)
+            json_array_append_new(data, json_real(probs[i]));
+        json_array_append_new(outputs, json_pack("{s:s, s:s, s:[i,i], s:o}", "name",
+                                                 "probabilities", "datatype", "FP32", "shape",
+                                                 j->B, V, "data", data));
+    }
+    if (j->want_label) {
+        json_t *data = json_array();
+        for (int b = 0; b < j->B; b++)
+            json_array_append_new(data, json_integer(labels[b]));
+        json_array_append_new(outputs, json_pack("{s:s, s:s, s:[i], s:o}", "name", "label",
+                                                 "datatype", "INT64", "shape", j->B, "data",
+                                                 data));
+    }
+    free(probs);
+    free(labels);
+    json_t *doc = json_pack("{s:s, s:s, s:o}", "model_name", j->rm->name, "model_version",
+                            V2_VERSION, "outputs", outputs);
+    if (doc && j->id)
+        json_object_set(doc, "id", j->id);
+    resp_json(out, 200, doc);
+}
+
+/* Flattens nested arrays of numbers into x (room for cap); *n counts every
+ * number seen, so a wrong total is reported as such. Returns 0, or -1 for
+ * a value that is not a number or an array. */
+static int flatten(const json_t *v, float *x, size_t cap, size_t *n)
+{
+    if (json_is_array(v)) {
+        size_t i;
+        const json_t *e;
+        json_array_foreach(v, i, e)
+            if (flatten(e, x, cap, n))
+                return -1;
+        return 0;
+    }
+    double d;
+    if (!json_number_value_ok(v, &d))
+        return -1;
+    if (*n < cap)
+        x[*n] = (float)d;
+    (*n)++;
+    return 0;
+}
+
+/* The batch size implied by shape for model m, or -1 when the shape does
+ * not describe inputs of m. */
+static long batch_of(const json_t *shape, const bs_model *m)
+{
+    size_t rank = json_array_size(shape);
+    long dims[8];
+    if (rank < 2 || rank > 4)
+        return -1;
+    for (size_t i = 0; i < rank; i++) {
+        const json_t *d = json_array_get(shape, i);
+        if (!json_is_integer(d) || json_integer_value(d) < 0 ||
+            json_integer_value(d) > (1L << 30))
+            return -1;
+        dims[i] = (long)json_integer_value(d);
+    }
+    const int *s = m->input_shape;
+    int ok = (rank == 2 && dims[1] == (long)m->input_size) ||
+             (rank == 3 && s[0] == 1 && dims[1] == s[1] && dims[2] == s[2]) ||
+             (rank == 4 && dims[1] == s[0] && dims[2] == s[1] && dims[3] == s[2]);
+    return ok ? dims[0] : -1;
+}
+
+/* Reads the request's outputs list into the want flags. */
+static int parse_outputs(const json_t *outputs, infer_job *j, http_response *resp)
+{
+    j->want_probs = j->want_label = 1;
+    if (!outputs)
+        return 0;
+    if (!json_is_array(outputs)) {
+        resp_error(resp, 400, "invalid_request", "outputs must be an array of {\"name\": ...}.");
+        return -1;
+    }
+    j->want_probs = j->want_label = 0;
+    size_t i;
+    const json_t *o;
+    json_array_foreach(outputs, i, o) {
+        const char *name = json_string_value(json_object_get(o, "name"));
+        if (!name) {
+            resp_error(resp, 400, "invalid_request", "outputs[%zu].name must be a string.", i);
+            return -1;
+        }
+        if (!strcmp(name, "probabilities"))
+            j->want_probs = 1;
+        else if (!strcmp(name, "label"))
+            j->want_label = 1;
+        else {
+            resp_error(resp, 422, "unknown_output",
+                       "No output named '%.64s'; the outputs are probabilities and label.",
+                       name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+handler_result v2_infer(server *srv, const http_request *req, http_response *resp,
+                        http_work *work)
+{
+    const registry_model *rm = find_model(srv, req, resp);
+    if (!rm)
+        return HANDLER_ANSWERED;
+    const bs_model *m = rm->model;
+    json_t *root = req_json_object(req, resp);
+    if (!root)
+        return HANDLER_ANSWERED;
+    infer_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        json_decref(root);
+        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+        return HANDLER_ANSWERED;
+    }
+    j->rm = rm;
+    const json_t *id = json_object_get(root, "id");
+    const json_t *inputs = json_object_get(root, "inputs");
+    const json_t *in = json_array_get(inputs, 0);
+    const json_t *shape = json_object_get(in, "shape");
+    const json_t *dtype = json_object_get(in, "datatype");
+    const json_t *data = json_object_get(in, "data");
+    long B;
+    size_t total = 0;
+    if (id && !json_is_string(id)) {
+        resp_error(resp, 400, "invalid_request", "id must be a string.");
+    } else if (!json_is_array(inputs) || json_array_size(inputs) == 0 || !json_is_object(in)) {
+        resp_error(resp, 400, "invalid_request",
+                   "inputs must be a non-empty array of tensors {name, shape, datatype, data}.");
+    } else if (json_array_size(inputs) > 1) {
+        resp_error(resp, 422, "too_many_inputs", "The model has one input; %zu were sent.",
+                   json_array_size(inputs));
+    } else if (!json_is_array(shape) || !json_is_string(dtype) || !data) {
+        resp_error(resp, 400, "invalid_request",
+                   "inputs[0] needs shape (array of integers), datatype (string) and data.");
+    } else if (strcmp(json_string_value(dtype), "FP32") != 0) {
+        resp_error(resp, 422, "unsupported_datatype", "The input is FP32, not %.16s.",
+                   json_string_value(dtype));
+    } else if ((B = batch_of(shape, m)) <= 0) {
+        resp_error(resp, 422, "shape_mismatch",
+                   "Model %s takes inputs of shape [B,%d,%d,%d] (or [B,%zu]) with B >= 1.",
+                   rm->name, m->input_shape[0], m->input_shape[1], m->input_shape[2],
+                   m->input_size);
+    } else if (flatten(data, NULL, 0, &total)) {
+        resp_error(resp, 400, "invalid_request", "inputs[0].data must hold only numbers.");
+    } else if (total != (size_t)B * m->input_size) {
+        resp_error(resp, 422, "shape_mismatch",
+                   "inputs[0].data holds %zu numbers; its shape says %zu.", total,
+                   (size_t)B * m->input_size);
+    } else if (!(j->x = malloc(total * sizeof *j->x))) {
+        resp_error(resp, 500, "out_of_memory", "The server ran out of memory for this batch.");
+    } else if ((total = 0, flatten(data, j->x, (size_t)B * m->input_size, &total)) != 0) {
+        resp_error(resp, 400, "invalid_request", "inputs[0].data must hold only numbers.");
+    } else if (parse_outputs(json_object_get(root, "outputs"), j, resp) == 0) {
+        j->B = (int)B;
+        j->id = json_incref((json_t *)id);
+        json_decref(root);
+        work->run = infer_run;
+        work->free = infer_free;
+        work->ctx = j;
+        return HANDLER_DEFERRED;
+    }
+    infer_free(j);
+    json_decref(root);
+    return HANDLER_ANSWERED;
+}

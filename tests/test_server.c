@@ -1,0 +1,1257 @@
+/* test_server — blindspotd end to end: the daemon is started on a free
+ * loopback port with the trained zoo and driven with libcurl. Every
+ * endpoint's answer, JSON, multipart and Accept: image/png attacks, the
+ * error statuses (each with a JSON error and the daemon staying up),
+ * X-Request-Id, /metrics' format, inference equal to bs_model_forward in
+ * this process, 32 concurrent clients, a full queue, a deadline, a client
+ * that goes away, SIGTERM with attacks in flight, start-up refusing a bad
+ * model, and the route table against api/openapi.yaml. Needs `make data
+ * models` (make test does it). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tests/testutil.h"
+
+#include "api/base64.h"
+#include "api/image.h"
+#include "core/dataset.h"
+#include "core/layers.h"
+#include "core/model_file.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- the daemon --------------------------------------------------------- */
+
+typedef struct daemon_proc {
+    pid_t pid;
+    int port;
+    char *dir;      /* scratch folder holding the log */
+    char log[512];  /* the daemon's stderr */
+} daemon_proc;
+
+static daemon_proc main_daemon; /* shared by most tests */
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* A port nobody listens on now: bind port 0, read it back, close. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &len))
+        return -1;
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+typedef struct reply {
+    long status;
+    char *body;
+    size_t len;
+    char *headers;
+    size_t hlen;
+    json_t *json; /* the body parsed, when it is JSON */
+    int curl_error;
+} reply;
+
+static size_t on_data(char *p, size_t size, size_t n, void *ud)
+{
+    char **buf = ud;
+    size_t *len = (size_t *)(buf + 1);
+    char *nb = realloc(*buf, *len + size * n + 1);
+    if (!nb)
+        return 0;
+    memcpy(nb + *len, p, size * n);
+    *len += size * n;
+    nb[*len] = '\0';
+    *buf = nb;
+    return size * n;
+}
+
+typedef struct upload {
+    const char *data;
+    size_t len, off;
+} upload;
+
+static size_t on_read(char *buf, size_t size, size_t n, void *ud)
+{
+    upload *u = ud;
+    size_t k = size * n < u->len - u->off ? size * n : u->len - u->off;
+    memcpy(buf, u->data + u->off, k);
+    u->off += k;
+    return k;
+}
+
+typedef struct req_opts {
+    const char *method;         /* default GET, or POST with a body */
+    const char *const *headers; /* NULL-terminated */
+    const char *body;
+    size_t len;
+    int chunked;                /* send the body with Transfer-Encoding: chunked */
+    curl_mime *(*form)(CURL *); /* multipart body */
+    long timeout_ms;            /* default 30 s */
+} req_opts;
+
+static void request_on(int port, const char *path, const req_opts *o, reply *r)
+{
+    memset(r, 0, sizeof *r);
+    CURL *c = curl_easy_init();
+    char url[1024];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r->body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r->headers);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, o && o->timeout_ms ? o->timeout_ms : 30000L);
+    struct curl_slist *hl = NULL;
+    for (int i = 0; o && o->headers && o->headers[i]; i++)
+        hl = curl_slist_append(hl, o->headers[i]);
+    upload u = {0};
+    curl_mime *mime = NULL;
+    if (o && o->form) {
+        mime = o->form(c);
+        curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
+    } else if (o && o->chunked) {
+        u = (upload){o->body, o->len, 0};
+        hl = curl_slist_append(hl, "Transfer-Encoding: chunked");
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(c, CURLOPT_READDATA, &u);
+    } else if (o && o->body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, o->body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->len);
+    }
+    if (o && o->method && !strcmp(o->method, "HEAD"))
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    else if (o && o->method)
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, o->method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+    r->curl_error = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(hl);
+    curl_mime_free(mime);
+    curl_easy_cleanup(c);
+    if (r->body)
+        r->json = json_loadb(r->body, r->len, 0, NULL);
+}
+
+static void request(const char *path, const req_opts *o, reply *r)
+{
+    request_on(main_daemon.port, path, o, r);
+}
+
+static void reply_free(reply *r)
+{
+    free(r->body);
+    free(r->headers);
+    json_decref(r->json);
+    memset(r, 0, sizeof *r);
+}
+
+/* The value of a response header (the last one of that name), or NULL. */
+static const char *header_of(const reply *r, const char *name, char *buf, size_t size)
+{
+    const char *found = NULL;
+    size_t n = strlen(name);
+    for (const char *p = r->headers; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (!strncasecmp(p, name, n) && p[n] == ':') {
+            const char *v = p + n + 1;
+            while (*v == ' ')
+                v++;
+            size_t len = strcspn(v, "\r\n");
+            snprintf(buf, size, "%.*s", (int)len, v);
+            found = buf;
+        }
+    }
+    return found;
+}
+
+static const char *json_body_type[] = {"Content-Type: application/json", NULL};
+
+static void post_json(const char *path, const char *body, reply *r)
+{
+    req_opts o = {.headers = json_body_type, .body = body, .len = strlen(body)};
+    request(path, &o, r);
+}
+
+static int wait_ready(int port, pid_t pid, double seconds)
+{
+    double until = now_s() + seconds;
+    while (now_s() < until) {
+        reply r;
+        req_opts o = {.timeout_ms = 1000};
+        request_on(port, "/v2/health/ready", &o, &r);
+        long status = r.status;
+        reply_free(&r);
+        if (status == 200)
+            return 0;
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return -1;
+        usleep(20000);
+    }
+    return -1;
+}
+
+/* Starts build/blindspotd with the zoo and extra flags (NULL-terminated). */
+static int daemon_start(daemon_proc *d, const char *const *extra)
+{
+    memset(d, 0, sizeof *d);
+    d->dir = tu_tmpdir();
+    d->port = free_port();
+    snprintf(d->log, sizeof d->log, "%s/blindspotd.log", d->dir);
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", d->port);
+    const char *argv[32] = {tu_bin("blindspotd"), "--listen", listen, "--models", "models",
+                            "--data", "data", "--workers", "2"};
+    int argc = 9;
+    for (int i = 0; extra && extra[i] && argc < 31; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    char bin[512];
+    snprintf(bin, sizeof bin, "%s", tu_bin("blindspotd"));
+    argv[0] = bin;
+    d->pid = fork();
+    if (d->pid == 0) {
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 2);
+        dup2(fd, 1);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    return wait_ready(d->port, d->pid, 30);
+}
+
+/* SIGTERM, then the exit status (or -1 when it did not exit in time). */
+static int daemon_stop(daemon_proc *d)
+{
+    int status = -1;
+    kill(d->pid, SIGTERM);
+    for (int i = 0; i < 600; i++) {
+        if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+            status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            break;
+        }
+        usleep(50000);
+        status = -1;
+    }
+    if (status == -1) {
+        kill(d->pid, SIGKILL);
+        waitpid(d->pid, NULL, 0);
+    }
+    return status;
+}
+
+static void daemon_cleanup(daemon_proc *d)
+{
+    tu_rmtree(d->dir);
+    free(d->dir);
+    d->dir = NULL;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    curl_global_init(CURL_GLOBAL_ALL);
+    signal(SIGPIPE, SIG_IGN);
+    const char *extra[] = {"--max-body", "1M", NULL};
+    if (daemon_start(&main_daemon, extra)) {
+        fprintf(stderr, "blindspotd did not become ready; log in %s\n", main_daemon.log);
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    int rc = daemon_stop(&main_daemon);
+    daemon_cleanup(&main_daemon);
+    curl_global_cleanup();
+    return rc == 0 ? 0 : -1;
+}
+
+/* Asserts an error answer: the status, a JSON error with this code and a
+ * message, and an X-Request-Id. */
+static void assert_error(const reply *r, long status, const char *code)
+{
+    char buf[128];
+    if (r->status != status)
+        fail_msg("expected %ld, got %ld: %s", status, r->status, r->body ? r->body : "");
+    json_t *e = json_object_get(r->json, "error");
+    assert_non_null(e);
+    assert_string_equal(json_string_value(json_object_get(e, "code")), code);
+    assert_true(json_string_length(json_object_get(e, "message")) > 5);
+    assert_non_null(header_of(r, "X-Request-Id", buf, sizeof buf));
+    if (status == 503)
+        assert_non_null(header_of(r, "Retry-After", buf, sizeof buf));
+}
+
+/* ---- happy paths ----------------------------------------------------------- */
+
+static void test_health_and_server(void **state)
+{
+    (void)state;
+    reply r;
+    request("/v2/health/live", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_true(json_object_get(r.json, "live")));
+    reply_free(&r);
+    request("/v2/health/ready", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_true(json_object_get(r.json, "ready")));
+    reply_free(&r);
+    request("/v2", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "name")), "blindspot");
+    reply_free(&r);
+    req_opts head = {.method = "HEAD"};
+    request("/v2/health/live", &head, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+}
+
+static void test_v2_model_metadata(void **state)
+{
+    (void)state;
+    reply r;
+    request("/v2/models/cnn", NULL, &r);
+    assert_int_equal(r.status, 200);
+    json_t *in = json_array_get(json_object_get(r.json, "inputs"), 0);
+    assert_string_equal(json_string_value(json_object_get(in, "datatype")), "FP32");
+    json_t *shape = json_object_get(in, "shape");
+    assert_int_equal(json_integer_value(json_array_get(shape, 0)), -1);
+    assert_int_equal(json_integer_value(json_array_get(shape, 2)), 28);
+    assert_int_equal(json_array_size(json_object_get(r.json, "outputs")), 2);
+    reply_free(&r);
+    request("/v2/models/cnn/ready", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_true(json_object_get(r.json, "ready")));
+    reply_free(&r);
+    request("/v2/models/nope/ready", NULL, &r);
+    assert_error(&r, 404, "model_not_found");
+    reply_free(&r);
+}
+
+/* The first n test images of mnist, loaded here. */
+static bs_dataset test_split(void)
+{
+    bs_dataset d;
+    char err[BS_ERR_LEN];
+    if (bs_dataset_load("data", "mnist", "test", &d, err))
+        fail_msg("%s", err);
+    return d;
+}
+
+/* POSTs n samples of d to infer on model (flat [n,784] or nested
+ * [n,1,28,28]) and compares with bs_model_forward in this process. */
+static void check_infer(const char *name, const bs_dataset *d, int n, int nested)
+{
+    char path[256], err[BS_ERR_LEN];
+    snprintf(path, sizeof path, "models/%s.safetensors", name);
+    bs_model *m = bs_model_load(path, err);
+    assert_non_null(m);
+    json_t *data = json_array();
+    for (int i = 0; i < n; i++) {
+        const float *x = d->images + (size_t)i * d->input_size;
+        if (!nested) {
+            for (size_t k = 0; k < d->input_size; k++)
+                json_array_append_new(data, json_real(x[k]));
+            continue;
+        }
+        json_t *img = json_array(), *chan = json_array();
+        for (int y = 0; y < 28; y++) {
+            json_t *row = json_array();
+            for (int xk = 0; xk < 28; xk++)
+                json_array_append_new(row, json_real(x[y * 28 + xk]));
+            json_array_append_new(chan, row);
+        }
+        json_array_append_new(img, chan);
+        json_array_append_new(data, img);
+    }
+    json_t *shape = nested ? json_pack("[i,i,i,i]", n, 1, 28, 28) : json_pack("[i,i]", n, 784);
+    json_t *req = json_pack("{s:s, s:[{s:s, s:o, s:s, s:o}]}", "id", "req-42", "inputs", "name",
+                            "input", "shape", shape, "datatype", "FP32", "data", data);
+    char *body = json_dumps(req, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    json_decref(req);
+    snprintf(path, sizeof path, "/v2/models/%s/infer", name);
+    reply r;
+    post_json(path, body, &r);
+    free(body);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "id")), "req-42");
+    assert_string_equal(json_string_value(json_object_get(r.json, "model_name")), name);
+    json_t *outs = json_object_get(r.json, "outputs");
+    json_t *probs = json_object_get(json_array_get(outs, 0), "data");
+    json_t *labels = json_object_get(json_array_get(outs, 1), "data");
+    assert_int_equal(json_array_size(probs), (size_t)n * 10);
+    assert_int_equal(json_array_size(labels), (size_t)n);
+
+    bs_workspace *ws = bs_workspace_new(m, 1);
+    for (int i = 0; i < n; i++) {
+        const float *logits = bs_model_forward(m, ws, d->images + (size_t)i * d->input_size, 1);
+        int zero = 0;
+        float p[10];
+        bs_softmax_xent_forward(p, NULL, logits, &zero, 1, 10);
+        for (int c = 0; c < 10; c++)
+            assert_true(fabs(json_number_value(json_array_get(probs, (size_t)i * 10 + c)) - p[c]) < 1e-6);
+        assert_int_equal(json_integer_value(json_array_get(labels, (size_t)i)), bs_argmax(logits, 10));
+    }
+    bs_workspace_free(ws);
+    bs_model_free(m);
+    reply_free(&r);
+}
+
+static void test_infer_equals_forward(void **state)
+{
+    (void)state;
+    bs_dataset d = test_split();
+    check_infer("fc100-100-10", &d, 5, 0);
+    check_infer("cnn", &d, 70, 1); /* more than one chunk of 64 */
+    bs_dataset_free(&d);
+}
+
+static void test_infer_outputs_filter(void **state)
+{
+    (void)state;
+    char body[8192];
+    int n = snprintf(body, sizeof body, "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,784],"
+                     "\"datatype\":\"FP32\",\"data\":[");
+    for (int i = 0; i < 784; i++)
+        n += snprintf(body + n, sizeof body - (size_t)n, "%s0.1", i ? "," : "");
+    snprintf(body + n, sizeof body - (size_t)n, "]}],\"outputs\":[{\"name\":\"label\"}]}");
+    reply r;
+    post_json("/v2/models/fc10-1e-4/infer", body, &r);
+    assert_int_equal(r.status, 200);
+    json_t *outs = json_object_get(r.json, "outputs");
+    assert_int_equal(json_array_size(outs), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(outs, 0), "name")), "label");
+    assert_null(json_object_get(r.json, "id"));
+    reply_free(&r);
+}
+
+static void test_v1_models(void **state)
+{
+    (void)state;
+    reply r;
+    request("/v1/models", NULL, &r);
+    assert_int_equal(r.status, 200);
+    json_t *models = json_object_get(r.json, "models");
+    assert_int_equal(json_array_size(models), 10);
+    size_t i;
+    json_t *m;
+    json_array_foreach(models, i, m) {
+        assert_true(json_is_string(json_object_get(m, "name")));
+        assert_true(json_integer_value(json_object_get(m, "parameters")) > 0);
+        assert_int_equal(json_integer_value(json_object_get(m, "classes")), 10);
+        assert_true(json_is_number(json_object_get(m, "test_error")));
+        assert_true(!strncmp(json_string_value(json_object_get(m, "dataset")), "mnist", 5));
+    }
+    reply_free(&r);
+    request("/v1/models/fc100-100-10", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "arch")), "fc:100,100");
+    assert_int_equal(json_integer_value(json_object_get(r.json, "parameters")), 89610);
+    assert_int_equal(json_array_size(json_object_get(r.json, "layers")), 6);
+    assert_true(json_is_object(json_object_get(r.json, "metadata")));
+    reply_free(&r);
+}
+
+static void test_datasets_and_samples(void **state)
+{
+    (void)state;
+    bs_dataset d = test_split();
+    reply r;
+    char buf[64];
+    request("/v1/datasets", NULL, &r);
+    assert_int_equal(r.status, 200);
+    json_t *mnist = json_array_get(json_object_get(r.json, "datasets"), 0);
+    assert_string_equal(json_string_value(json_object_get(mnist, "name")), "mnist");
+    reply_free(&r);
+
+    request("/v1/datasets/mnist/test/17", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header_of(&r, "Content-Type", buf, sizeof buf), "image/png");
+    assert_int_equal(atoi(header_of(&r, "X-Label", buf, sizeof buf)), d.labels[17]);
+    bs_image img;
+    char err[BS_ERR_LEN];
+    assert_int_equal(bs_image_decode((uint8_t *)r.body, r.len, 1 << 20, &img, err), 0);
+    assert_int_equal(img.width, 28);
+    for (int k = 0; k < 784; k++)
+        assert_true(fabsf(img.pixels[k] - d.images[17 * 784 + k]) <= 0.5f / 255 + 1e-6f);
+    bs_image_free(&img);
+    reply_free(&r);
+
+    const char *accept[] = {"Accept: application/json", NULL};
+    req_opts o = {.headers = accept};
+    request("/v1/datasets/mnist/test/17", &o, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "label")), d.labels[17]);
+    assert_int_equal(json_array_size(json_object_get(r.json, "data")), 784);
+    reply_free(&r);
+    request("/v1/datasets/mnist/train/3?format=json", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "shape")), 3);
+    reply_free(&r);
+    bs_dataset_free(&d);
+}
+
+/* A mnist test sample's label and a target that is not it. */
+static int other_label(int index)
+{
+    bs_dataset d = test_split();
+    int t = (d.labels[index] + 1) % 10;
+    bs_dataset_free(&d);
+    return t;
+}
+
+static void test_attack_json_dataset(void **state)
+{
+    (void)state;
+    char body[256];
+    int t = other_label(0);
+    snprintf(body, sizeof body, "{\"model\":\"fc100-100-10\",\"image\":{\"dataset\":\"mnist\","
+             "\"split\":\"test\",\"index\":0},\"target\":%d,\"report\":[\"cnn\",\"fc10-1e-4\"]}", t);
+    reply r;
+    post_json("/v1/attacks", body, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "model")), "fc100-100-10");
+    assert_string_equal(json_string_value(json_object_get(r.json, "method")), "lbfgs");
+    json_t *res = json_array_get(json_object_get(r.json, "results"), 0);
+    assert_int_equal(json_integer_value(json_object_get(res, "target")), t);
+    assert_true(json_is_true(json_object_get(res, "success")));
+    assert_int_equal(json_integer_value(json_object_get(res, "label")), t);
+    assert_true(json_number_value(json_object_get(json_object_get(res, "norms"), "distortion")) > 0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(res, "image"), "format")), "png");
+    assert_int_equal(json_array_size(json_object_get(res, "predictions")), 2);
+    json_t *input = json_object_get(r.json, "input");
+    assert_string_equal(json_string_value(json_object_get(input, "format")), "png");
+    assert_true(json_string_length(json_object_get(input, "data")) > 100);
+    reply_free(&r);
+}
+
+static void test_attack_floats_and_jpeg(void **state)
+{
+    (void)state;
+    bs_dataset d = test_split();
+    int t = (d.labels[1] + 1) % 10;
+    json_t *data = json_array();
+    for (int k = 0; k < 784; k++)
+        json_array_append_new(data, json_real(d.images[784 + k]));
+    json_t *req = json_pack("{s:s, s:{s:o, s:[i,i,i]}, s:[i], s:s, s:s}", "model", "fc10-1e-4",
+                            "image", "data", data, "shape", 1, 28, 28, "target", t,
+                            "image_format", "floats", "method", "fgsm");
+    char *body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    reply r;
+    post_json("/v1/attacks", body, &r);
+    free(body);
+    assert_int_equal(r.status, 200);
+    json_t *img = json_object_get(json_array_get(json_object_get(r.json, "results"), 0), "image");
+    assert_string_equal(json_string_value(json_object_get(img, "format")), "floats");
+    assert_int_equal(json_array_size(json_object_get(img, "data")), 784);
+    reply_free(&r);
+
+    /* The same digit as a JPEG in base64, dark ink on white: auto inverts it. */
+    uint8_t px[784], *jpg = NULL;
+    size_t jlen = 0;
+    char err[BS_ERR_LEN];
+    for (int k = 0; k < 784; k++)
+        px[k] = (uint8_t)lroundf(255.0f * (1.0f - d.images[784 + k]));
+    assert_int_equal(bs_image_encode(px, 28, 28, 1, BS_IMAGE_JPEG, 95, &jpg, &jlen, err), 0);
+    char *b64 = bs_base64_encode(jpg, jlen);
+    free(jpg);
+    req = json_pack("{s:s, s:{s:s}, s:i}", "model", "fc10-1e-4", "image", "jpeg", b64, "target", t);
+    free(b64);
+    body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    post_json("/v1/attacks", body, &r);
+    free(body);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_true(json_object_get(json_object_get(r.json, "input"), "inverted")));
+    reply_free(&r);
+    bs_dataset_free(&d);
+}
+
+static reply sample_png; /* a PNG the server made, for the upload tests */
+static char form_target[8];
+
+static curl_mime *attack_form(CURL *c)
+{
+    curl_mime *m = curl_mime_init(c);
+    curl_mimepart *p = curl_mime_addpart(m);
+    curl_mime_name(p, "model");
+    curl_mime_data(p, "fc100-100-10", CURL_ZERO_TERMINATED);
+    p = curl_mime_addpart(m);
+    curl_mime_name(p, "target");
+    curl_mime_data(p, form_target, CURL_ZERO_TERMINATED);
+    p = curl_mime_addpart(m);
+    curl_mime_name(p, "report");
+    curl_mime_data(p, "cnn,fc10-1", CURL_ZERO_TERMINATED);
+    p = curl_mime_addpart(m);
+    curl_mime_name(p, "image");
+    curl_mime_filename(p, "seven.png");
+    curl_mime_type(p, "image/png");
+    curl_mime_data(p, sample_png.body, sample_png.len);
+    return m;
+}
+
+static void test_attack_multipart_and_png(void **state)
+{
+    (void)state;
+    request("/v1/datasets/mnist/test/0", NULL, &sample_png);
+    assert_int_equal(sample_png.status, 200);
+    snprintf(form_target, sizeof form_target, "%d", other_label(0));
+    reply r;
+    req_opts o = {.form = attack_form};
+    request("/v1/attacks", &o, &r);
+    assert_int_equal(r.status, 200);
+    json_t *res = json_array_get(json_object_get(r.json, "results"), 0);
+    assert_int_equal(json_integer_value(json_object_get(res, "target")), atoi(form_target));
+    assert_int_equal(json_array_size(json_object_get(res, "predictions")), 2);
+    reply_free(&r);
+
+    const char *png[] = {"Accept: image/png", NULL};
+    o.headers = png;
+    request("/v1/attacks", &o, &r);
+    assert_int_equal(r.status, 200);
+    char buf[64];
+    assert_string_equal(header_of(&r, "Content-Type", buf, sizeof buf), "image/png");
+    assert_string_equal(header_of(&r, "X-Blindspot-Target", buf, sizeof buf), form_target);
+    assert_non_null(header_of(&r, "X-Blindspot-Distortion", buf, sizeof buf));
+    bs_image img;
+    char err[BS_ERR_LEN];
+    assert_int_equal(bs_image_decode((uint8_t *)r.body, r.len, 1 << 20, &img, err), 0);
+    assert_int_equal(img.width * img.height, 784);
+    bs_image_free(&img);
+    reply_free(&r);
+    reply_free(&sample_png);
+}
+
+/* ---- errors ------------------------------------------------------------------ */
+
+typedef struct bad_case {
+    const char *method, *path, *content_type, *body;
+    long status;
+    const char *code;
+} bad_case;
+
+static void test_bad_requests(void **state)
+{
+    (void)state;
+    const bad_case cases[] = {
+        {"POST", "/v1/attacks", "application/json", "{", 400, "invalid_json"},
+        {"POST", "/v1/attacks", "application/json", "", 400, "empty_body"},
+        {"POST", "/v1/attacks", "application/json", "[1,2]", 400, "invalid_json"},
+        {"POST", "/v1/attacks", "text/plain", "{}", 415, "unsupported_media_type"},
+        {"POST", "/v1/attacks", "application/json", "{\"target\":3}", 400, "missing_field"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"nope\",\"target\":3}", 404, "model_not_found"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":7,\"target\":3}", 400, "invalid_request"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\"}", 400, "missing_field"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":10,\"image\":{\"dataset\":\"mnist\",\"index\":0}}", 422, "invalid_target"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":\"three\"}", 400, "invalid_request"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"colour\":1}", 400, "unknown_field"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3}", 400, "missing_image"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"image\":{\"png\":\"iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB\"}}", 400, "invalid_image"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"image\":{\"jpeg\":\"/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcG\"}}", 400, "invalid_image"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"image\":{\"png\":\"***\"}}", 400, "invalid_base64"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"method\":\"magic\",\"image\":{\"dataset\":\"mnist\",\"index\":0}}", 422, "invalid_params"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"params\":{\"max_iterations\":\"many\"},\"image\":{\"dataset\":\"mnist\",\"index\":0}}", 422, "invalid_params"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"params\":[1]}", 400, "invalid_request"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"image\":{\"dataset\":\"mnist\",\"index\":99999}}", 422, "index_out_of_range"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"image\":{\"dataset\":\"cifar\",\"index\":0}}", 404, "dataset_not_found"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"image\":{\"data\":[0.5,2],\"shape\":[1,1,2]}}", 422, "invalid_image"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"image\":{\"data\":[0.5],\"shape\":[1,28,28]}}", 422, "shape_mismatch"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"timeout\":-1,\"image\":{\"dataset\":\"mnist\",\"index\":0}}", 400, "invalid_timeout"},
+        {"POST", "/v1/attacks?timeout=soon", "application/json", "{}", 400, "invalid_timeout"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"image_format\":\"gif\",\"image\":{\"dataset\":\"mnist\",\"index\":0}}", 400, "invalid_request"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"invert\":\"maybe\",\"image\":{\"dataset\":\"mnist\",\"index\":0}}", 400, "invalid_request"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"report\":[\"nope\"],\"image\":{\"dataset\":\"mnist\",\"index\":0}}", 404, "model_not_found"},
+        {"POST", "/v1/attacks", "multipart/form-data", "x", 400, "invalid_form"},
+        {"POST", "/v2/models/cnn/infer", "application/json", "nope", 400, "invalid_json"},
+        {"POST", "/v2/models/cnn/infer", "application/x-www-form-urlencoded", "a=b", 415, "unsupported_media_type"},
+        {"POST", "/v2/models/nope/infer", "application/json", "{}", 404, "model_not_found"},
+        {"POST", "/v2/models/cnn/infer", "application/json", "{\"inputs\":[]}", 400, "invalid_request"},
+        {"POST", "/v2/models/cnn/infer", "application/json", "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,3,28,28],\"datatype\":\"FP32\",\"data\":[0]}]}", 422, "shape_mismatch"},
+        {"POST", "/v2/models/cnn/infer", "application/json", "{\"inputs\":[{\"name\":\"input\",\"shape\":[2,784],\"datatype\":\"FP32\",\"data\":[0,1]}]}", 422, "shape_mismatch"},
+        {"POST", "/v2/models/cnn/infer", "application/json", "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,784],\"datatype\":\"INT8\",\"data\":[0]}]}", 422, "unsupported_datatype"},
+        {"POST", "/v2/models/cnn/infer", "application/json", "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,784],\"datatype\":\"FP32\",\"data\":[\"x\"]}]}", 400, "invalid_request"},
+        {"POST", "/v2/models/cnn/infer", "application/json", "{\"id\":5,\"inputs\":[]}", 400, "invalid_request"},
+        {"GET", "/v1/models/nope", NULL, NULL, 404, "model_not_found"},
+        {"GET", "/v2/models/nope", NULL, NULL, 404, "model_not_found"},
+        {"GET", "/v1/datasets/mnist/test/x1", NULL, NULL, 400, "invalid_index"},
+        {"GET", "/v1/datasets/mnist/test/2000", NULL, NULL, 404, "sample_not_found"},
+        {"GET", "/v1/datasets/mnist/validation/0", NULL, NULL, 404, "dataset_not_found"},
+        {"GET", "/v1/datasets/mnist/test/0?format=bmp", NULL, NULL, 400, "invalid_format"},
+        {"GET", "/v3/anything", NULL, NULL, 404, "not_found"},
+        {"GET", "/v1/attacks", NULL, NULL, 405, "method_not_allowed"},
+        {"DELETE", "/v1/models", NULL, NULL, 405, "method_not_allowed"},
+        {"PUT", "/v2/models/cnn/infer", "application/json", "{}", 405, "method_not_allowed"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const bad_case *c = &cases[i];
+        char ct[128];
+        snprintf(ct, sizeof ct, "Content-Type: %s", c->content_type ? c->content_type : "");
+        const char *headers[] = {ct, NULL};
+        req_opts o = {.method = c->method, .headers = c->content_type ? headers : NULL,
+                      .body = c->body, .len = c->body ? strlen(c->body) : 0};
+        reply r;
+        request(c->path, &o, &r);
+        if (r.status != c->status || !r.json)
+            fail_msg("case %zu (%s %s %s): expected %ld, got %ld: %s", i, c->method, c->path,
+                     c->body ? c->body : "", c->status, r.status, r.body ? r.body : "");
+        assert_error(&r, c->status, c->code);
+        if (c->status == 405) {
+            char buf[64];
+            assert_non_null(header_of(&r, "Allow", buf, sizeof buf));
+        }
+        reply_free(&r);
+    }
+    reply r;
+    request("/v2/health/live", NULL, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+}
+
+static void test_body_too_large(void **state)
+{
+    (void)state;
+    size_t n = 3u << 20; /* the daemon runs with --max-body 1M */
+    char *big = malloc(n);
+    memset(big, ' ', n);
+    req_opts o = {.headers = json_body_type, .body = big, .len = n};
+    reply r;
+    request("/v1/attacks", &o, &r);
+    assert_error(&r, 413, "body_too_large");
+    reply_free(&r);
+    o.chunked = 1;
+    request("/v1/attacks", &o, &r);
+    assert_error(&r, 413, "body_too_large");
+    reply_free(&r);
+    free(big);
+    request("/v2/health/live", NULL, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+}
+
+static void test_request_id(void **state)
+{
+    (void)state;
+    const char *mine[] = {"X-Request-Id: trace-0042", NULL};
+    req_opts o = {.headers = mine};
+    reply r;
+    char buf[128];
+    request("/v1/models", &o, &r);
+    assert_string_equal(header_of(&r, "X-Request-Id", buf, sizeof buf), "trace-0042");
+    reply_free(&r);
+    request("/nowhere", &o, &r);
+    assert_string_equal(header_of(&r, "X-Request-Id", buf, sizeof buf), "trace-0042");
+    reply_free(&r);
+    request("/v1/models", NULL, &r);
+    assert_int_equal(strlen(header_of(&r, "X-Request-Id", buf, sizeof buf)), 16);
+    reply_free(&r);
+    /* The log line of the request carries the id, the status and the path
+     * (written when the request completes, just after the answer). */
+    int found = 0;
+    for (int tries = 0; tries < 100 && !found; tries++) {
+        size_t len;
+        char *log = (char *)tu_read_file(main_daemon.log, &len);
+        assert_non_null(log);
+        log = realloc(log, len + 1);
+        log[len] = '\0';
+        found = strstr(log, "path=/nowhere status=404") && strstr(log, "id=trace-0042");
+        free(log);
+        if (!found)
+            usleep(20000);
+    }
+    assert_true(found);
+}
+
+/* Reads a sample's value from an exposition: the line starting with
+ * prefix (name and labels). NAN when absent. */
+static double metric_value(const char *text, const char *prefix)
+{
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (!strncmp(p, prefix, strlen(prefix)) && p[strlen(prefix)] == ' ')
+            return strtod(p + strlen(prefix) + 1, NULL);
+    return NAN;
+}
+
+static int name_char(char c, int first)
+{
+    return c == '_' || c == ':' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (!first && c >= '0' && c <= '9');
+}
+
+/* One sample line: name{label="value",...} number. */
+static int valid_sample(const char *line, size_t len)
+{
+    size_t i = 0;
+    if (!name_char(line[0], 1))
+        return 0;
+    while (i < len && name_char(line[i], 0))
+        i++;
+    if (i < len && line[i] == '{') {
+        i++;
+        while (i < len && line[i] != '}') {
+            size_t start = i;
+            while (i < len && name_char(line[i], i == start) && line[i] != ':')
+                i++;
+            if (i == start || i + 1 >= len || line[i] != '=' || line[i + 1] != '"')
+                return 0;
+            for (i += 2; i < len && line[i] != '"'; i += line[i] == '\\' ? 2 : 1)
+                ;
+            i++;
+            if (i < len && line[i] == ',')
+                i++;
+        }
+        i++;
+    }
+    if (i >= len || line[i] != ' ')
+        return 0;
+    char num[64];
+    snprintf(num, sizeof num, "%.*s", (int)(len - i - 1), line + i + 1);
+    char *end;
+    strtod(num, &end);
+    return end != num && *end == '\0';
+}
+
+static void test_metrics(void **state)
+{
+    (void)state;
+    reply r;
+    request("/metrics", NULL, &r);
+    assert_int_equal(r.status, 200);
+    char buf[128];
+    assert_non_null(strstr(header_of(&r, "Content-Type", buf, sizeof buf), "text/plain"));
+    int samples = 0;
+    for (char *p = r.body; p && *p;) {
+        char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        if (len && p[0] != '#') {
+            if (!valid_sample(p, len))
+                fail_msg("not a sample line: %.*s", (int)len, p);
+            samples++;
+        }
+        p = nl ? nl + 1 : NULL;
+    }
+    assert_true(samples > 20);
+    assert_true(metric_value(r.body, "blindspot_ready") == 1);
+    assert_true(metric_value(r.body, "blindspot_workers") == 2);
+    assert_true(metric_value(r.body, "blindspot_http_requests_total{route=\"/v2/models/{name}/infer\","
+                                     "method=\"POST\",status=\"200\"}") >= 1);
+    assert_true(metric_value(r.body, "blindspot_attack_duration_seconds_count{method=\"lbfgs\","
+                                     "model=\"fc100-100-10\"}") >= 1);
+    assert_non_null(strstr(r.body, "# TYPE blindspot_http_request_duration_seconds histogram"));
+    /* and Prometheus' own checker accepts the page */
+    char *dir = tu_tmpdir(), path[512], cmd[1024], *out = NULL;
+    assert_non_null(dir);
+    snprintf(path, sizeof path, "%s/metrics.txt", dir);
+    assert_int_equal(tu_write_file(path, r.body, strlen(r.body)), 0);
+    snprintf(cmd, sizeof cmd, "promtool check metrics < %s 2>&1", path);
+    int rc = tu_run(cmd, &out);
+    if (rc != 0)
+        fail_msg("promtool check metrics exited %d: %s", rc, out ? out : "");
+    free(out);
+    tu_rmtree(dir);
+    free(dir);
+    reply_free(&r);
+}
+
+static void test_openapi_lints(void **state)
+{
+    (void)state;
+    /* make test installs the linter into build/npm-tools */
+    char *out = NULL;
+    int rc = tu_run("REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true "
+                    "build/npm-tools/node_modules/.bin/redocly lint api/openapi.yaml 2>&1", &out);
+    if (rc != 0)
+        fail_msg("redocly lint api/openapi.yaml exited %d: %s", rc, out ? out : "");
+    free(out);
+}
+
+typedef struct client_arg {
+    int index;
+    long status;
+    int label;
+} client_arg;
+
+static void *infer_client(void *p)
+{
+    client_arg *a = p;
+    bs_dataset d = test_split();
+    json_t *data = json_array();
+    for (int k = 0; k < 784; k++)
+        json_array_append_new(data, json_real(d.images[(size_t)a->index * 784 + k]));
+    json_t *req = json_pack("{s:[{s:s, s:[i,i,i,i], s:s, s:o}]}", "inputs", "name", "input",
+                            "shape", 1, 1, 28, 28, "datatype", "FP32", "data", data);
+    char *body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    reply r;
+    req_opts o = {.headers = json_body_type, .body = body, .len = strlen(body)};
+    request("/v2/models/cnn/infer", &o, &r);
+    a->status = r.status;
+    json_t *label = json_array_get(json_object_get(r.json, "outputs"), 1);
+    a->label = (int)json_integer_value(json_array_get(json_object_get(label, "data"), 0));
+    reply_free(&r);
+    free(body);
+    bs_dataset_free(&d);
+    return NULL;
+}
+
+static void test_concurrent_clients(void **state)
+{
+    (void)state;
+    enum { N = 32 };
+    pthread_t th[N];
+    client_arg args[N];
+    for (int i = 0; i < N; i++) {
+        args[i] = (client_arg){.index = i};
+        pthread_create(&th[i], NULL, infer_client, &args[i]);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(th[i], NULL);
+    char err[BS_ERR_LEN];
+    bs_model *m = bs_model_load("models/cnn.safetensors", err);
+    bs_workspace *ws = bs_workspace_new(m, 1);
+    bs_dataset d = test_split();
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(args[i].status, 200);
+        assert_int_equal(args[i].label, bs_argmax(bs_model_forward(m, ws, d.images + (size_t)i * 784, 1), 10));
+    }
+    bs_dataset_free(&d);
+    bs_workspace_free(ws);
+    bs_model_free(m);
+}
+
+/* An attack that runs until its time budget (adam-l1 with many steps). */
+static void slow_attack_body(char *buf, size_t size, double timeout)
+{
+    snprintf(buf, size, "{\"model\":\"fc200-200-10\",\"image\":{\"dataset\":\"mnist\",\"index\":1},"
+             "\"target\":\"all\",\"method\":\"adam-l1\",\"params\":{\"steps\":1000000},"
+             "\"timeout\":%g}", timeout);
+}
+
+static void test_deadline_504(void **state)
+{
+    (void)state;
+    char body[512];
+    slow_attack_body(body, sizeof body, 0.5);
+    reply r;
+    double t0 = now_s();
+    post_json("/v1/attacks", body, &r);
+    double took = now_s() - t0;
+    assert_error(&r, 504, "deadline_exceeded");
+    assert_true(took < 5);
+    json_t *results = json_object_get(r.json, "results");
+    assert_int_equal(json_array_size(results), 9);
+    json_t *res = json_array_get(results, 0);
+    assert_string_equal(json_string_value(json_object_get(res, "status")), "timeout");
+    assert_non_null(json_object_get(json_object_get(res, "image"), "data"));
+    reply_free(&r);
+    /* ?timeout= lowers the budget the same way. */
+    slow_attack_body(body, sizeof body, 30);
+    req_opts o = {.headers = json_body_type, .body = body, .len = strlen(body)};
+    request("/v1/attacks?timeout=0.3", &o, &r);
+    assert_error(&r, 504, "deadline_exceeded");
+    reply_free(&r);
+}
+
+static void test_client_goes_away(void **state)
+{
+    (void)state;
+    char body[512];
+    slow_attack_body(body, sizeof body, 20);
+    reply r;
+    req_opts o = {.headers = json_body_type, .body = body, .len = strlen(body), .timeout_ms = 300};
+    double t0 = now_s();
+    request("/v1/attacks", &o, &r);
+    assert_int_equal(r.curl_error, CURLE_OPERATION_TIMEDOUT);
+    reply_free(&r);
+    /* The attack notices and stops; the worker is free again well before
+     * the attack's 20 s budget. */
+    double busy = 1;
+    while (now_s() - t0 < 8) {
+        request("/metrics", NULL, &r);
+        busy = metric_value(r.body, "blindspot_workers_busy");
+        reply_free(&r);
+        if (busy == 0)
+            break;
+        usleep(50000);
+    }
+    assert_true(busy == 0);
+    request("/metrics", NULL, &r);
+    assert_true(metric_value(r.body, "blindspot_attack_targets_total{method=\"adam-l1\","
+                                     "model=\"fc200-200-10\",outcome=\"cancelled\"}") >= 1);
+    reply_free(&r);
+    request("/v2/health/ready", NULL, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+}
+
+typedef struct attack_arg {
+    int port;
+    const char *body;
+    reply r;
+} attack_arg;
+
+static void *attack_client(void *p)
+{
+    attack_arg *a = p;
+    req_opts o = {.headers = json_body_type, .body = a->body, .len = strlen(a->body)};
+    request_on(a->port, "/v1/attacks", &o, &a->r);
+    return NULL;
+}
+
+static void test_queue_full_503(void **state)
+{
+    (void)state;
+    daemon_proc d;
+    const char *extra[] = {"--workers", "1", "--queue-size", "1", NULL};
+    assert_int_equal(daemon_start(&d, extra), 0);
+    char body[512];
+    slow_attack_body(body, sizeof body, 1.5);
+    enum { N = 4 };
+    pthread_t th[N];
+    attack_arg args[N];
+    for (int i = 0; i < N; i++) {
+        args[i] = (attack_arg){.port = d.port, .body = body};
+        pthread_create(&th[i], NULL, attack_client, &args[i]);
+        usleep(100000);
+    }
+    int full = 0, timed_out = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        if (args[i].r.status == 503) {
+            assert_error(&args[i].r, 503, "queue_full");
+            full++;
+        } else {
+            assert_error(&args[i].r, 504, "deadline_exceeded");
+            timed_out++;
+        }
+        reply_free(&args[i].r);
+    }
+    /* One ran, one waited (and ran out of time in the queue), the rest were refused. */
+    assert_int_equal(full, N - 2);
+    assert_int_equal(timed_out, 2);
+    assert_int_equal(daemon_stop(&d), 0);
+    daemon_cleanup(&d);
+}
+
+static void test_sigterm_drains(void **state)
+{
+    (void)state;
+    daemon_proc d;
+    const char *extra[] = {"--drain-timeout", "5", NULL};
+    assert_int_equal(daemon_start(&d, extra), 0);
+    /* One attack that finishes within the drain time, one that cannot. */
+    const char *quick = "{\"model\":\"fc100-100-10\",\"image\":{\"dataset\":\"mnist\",\"index\":1},"
+                        "\"target\":3,\"method\":\"adam-l1\",\"params\":{\"steps\":1000}}";
+    char slow[512];
+    slow_attack_body(slow, sizeof slow, 60);
+    attack_arg a = {.port = d.port, .body = quick}, b = {.port = d.port, .body = slow};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, attack_client, &a);
+    pthread_create(&tb, NULL, attack_client, &b);
+    /* Wait until both run. */
+    double t0 = now_s();
+    while (now_s() - t0 < 10) {
+        reply r;
+        request_on(d.port, "/metrics", NULL, &r);
+        double busy = metric_value(r.body, "blindspot_workers_busy");
+        reply_free(&r);
+        if (busy == 2)
+            break;
+        usleep(20000);
+    }
+    int status = daemon_stop(&d);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_int_equal(status, 0);
+    assert_int_equal(a.r.status, 200);
+    assert_error(&b.r, 503, "shutting_down");
+    assert_non_null(json_object_get(b.r.json, "results")); /* the best so far */
+    reply_free(&a.r);
+    reply_free(&b.r);
+    daemon_cleanup(&d);
+}
+
+/* ---- start-up and the route table ------------------------------------------- */
+
+static void test_bad_model_stops_startup(void **state)
+{
+    (void)state;
+    char *dir = tu_tmpdir();
+    char path[512], cmd[1024], *out = NULL;
+    size_t len;
+    uint8_t *good = tu_read_file("models/fc10-1.safetensors", &len);
+    snprintf(path, sizeof path, "%s/good.safetensors", dir);
+    tu_write_file(path, good, len);
+    snprintf(path, sizeof path, "%s/broken.safetensors", dir);
+    tu_write_file(path, good, len / 2);
+    free(good);
+    snprintf(cmd, sizeof cmd, "%s --check --models %s --data data 2>&1", tu_bin("blindspotd"), dir);
+    assert_int_equal(tu_run(cmd, &out), 1);
+    assert_non_null(strstr(out, "broken.safetensors"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s --listen 127.0.0.1:%d --models %s --data data 2>&1",
+             tu_bin("blindspotd"), free_port(), dir);
+    assert_int_equal(tu_run(cmd, &out), 1);
+    assert_non_null(strstr(out, "broken.safetensors"));
+    free(out);
+    snprintf(path, sizeof path, "%s/broken.safetensors", dir);
+    unlink(path);
+    snprintf(cmd, sizeof cmd, "%s --check --models %s --data data 2>&1", tu_bin("blindspotd"), dir);
+    assert_int_equal(tu_run(cmd, &out), 0);
+    free(out);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_flags_and_environment(void **state)
+{
+    (void)state;
+    char cmd[512], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s --help", tu_bin("blindspotd"));
+    assert_int_equal(tu_run(cmd, &out), 0);
+    const char *flags[] = {"--listen", "--models", "--data", "--workers", "--queue-size",
+                           "--timeout", "--max-body", "--drain-timeout", "--max-connections",
+                           "--idle-timeout", "--max-pixels", "BLINDSPOT_WORKERS", "BLINDSPOT_LISTEN",
+                           "--check"};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (!strstr(out, flags[i]))
+            fail_msg("--help does not mention %s", flags[i]);
+    free(out);
+    snprintf(cmd, sizeof cmd, "BLINDSPOT_WORKERS=many %s --check 2>&1", tu_bin("blindspotd"));
+    assert_int_equal(tu_run(cmd, &out), 2);
+    assert_non_null(strstr(out, "BLINDSPOT_WORKERS"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s --frobnicate 2>&1", tu_bin("blindspotd"));
+    assert_int_equal(tu_run(cmd, &out), 2);
+    free(out);
+}
+
+/* "METHOD /path" lines of the OpenAPI file: path keys are indented two
+ * spaces under "paths:", operations four. */
+static char *openapi_routes(void)
+{
+    size_t len;
+    char *yaml = (char *)tu_read_file("api/openapi.yaml", &len);
+    assert_non_null(yaml);
+    yaml = realloc(yaml, len + 1);
+    yaml[len] = '\0';
+    size_t cap = 4096, n = 0;
+    char *out = calloc(1, cap);
+    char path[256] = "";
+    int in_paths = 0;
+    for (char *line = strtok(yaml, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] != ' ' && line[0] != '#')
+            in_paths = !strncmp(line, "paths:", 6);
+        if (!in_paths)
+            continue;
+        if (!strncmp(line, "  /", 3)) {
+            snprintf(path, sizeof path, "%.*s", (int)(strcspn(line + 2, ":")), line + 2);
+            continue;
+        }
+        static const char *const methods[] = {"get", "post", "put", "delete", "patch", "head"};
+        for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+            size_t ml = strlen(methods[i]);
+            if (!strncmp(line, "    ", 4) && line[4] != ' ' && !strncmp(line + 4, methods[i], ml) &&
+                line[4 + ml] == ':') {
+                char m[8];
+                for (size_t k = 0; k <= ml; k++)
+                    m[k] = (char)(k < ml ? methods[i][k] - 32 : 0);
+                n += (size_t)snprintf(out + n, cap - n, "%s %s\n", m, path);
+            }
+        }
+    }
+    free(yaml);
+    return out;
+}
+
+static int line_in(const char *lines, const char *line, size_t len)
+{
+    for (const char *p = lines; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strcspn(p, "\n") == len && !strncmp(p, line, len))
+            return 1;
+    return 0;
+}
+
+static void test_routes_match_openapi(void **state)
+{
+    (void)state;
+    char cmd[512], *served = NULL;
+    snprintf(cmd, sizeof cmd, "%s --routes", tu_bin("blindspotd"));
+    assert_int_equal(tu_run(cmd, &served), 0);
+    char *documented = openapi_routes();
+    int bad = 0;
+    for (const char *p = served; *p; p += strcspn(p, "\n") + 1)
+        if (!line_in(documented, p, strcspn(p, "\n"))) {
+            fprintf(stderr, "served but not in api/openapi.yaml: %.*s\n", (int)strcspn(p, "\n"), p);
+            bad++;
+        }
+    for (const char *p = documented; *p; p += strcspn(p, "\n") + 1)
+        if (!line_in(served, p, strcspn(p, "\n"))) {
+            fprintf(stderr, "in api/openapi.yaml but not served: %.*s\n", (int)strcspn(p, "\n"), p);
+            bad++;
+        }
+    assert_true(strlen(served) > 100);
+    assert_int_equal(bad, 0);
+    free(served);
+    free(documented);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_health_and_server),
+        cmocka_unit_test(test_v2_model_metadata),
+        cmocka_unit_test(test_infer_equals_forward),
+        cmocka_unit_test(test_infer_outputs_filter),
+        cmocka_unit_test(test_v1_models),
+        cmocka_unit_test(test_datasets_and_samples),
+        cmocka_unit_test(test_attack_json_dataset),
+        cmocka_unit_test(test_attack_floats_and_jpeg),
+        cmocka_unit_test(test_attack_multipart_and_png),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_body_too_large),
+        cmocka_unit_test(test_request_id),
+        cmocka_unit_test(test_concurrent_clients),
+        cmocka_unit_test(test_deadline_504),
+        cmocka_unit_test(test_client_goes_away),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_queue_full_503),
+        cmocka_unit_test(test_sigterm_drains),
+        cmocka_unit_test(test_bad_model_stops_startup),
+        cmocka_unit_test(test_flags_and_environment),
+        cmocka_unit_test(test_routes_match_openapi),
+        cmocka_unit_test(test_openapi_lints),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
