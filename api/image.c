@@ -50,7 +50,7 @@ static int check_size(const char *fmt, uint64_t w, uint64_t h,
         set_err(err, "%s image is %llux%llu = %llu pixels, more than the limit "
                 "of %zu pixels", fmt, (unsigned long long)w,
                 (unsigned long long)h, (unsigned long long)n, max_pixels);
-        return -1;
+        return BS_IMAGE_TOO_LARGE;
     }
     return 0;
 }
@@ -103,8 +103,9 @@ static int decode_png(const uint8_t *buf, size_t len, size_t max_pixels,
         set_err(err, "bad PNG header: %s", spng_strerror(e));
         goto done;
     }
-    if (check_size("PNG", ihdr.width, ihdr.height, max_pixels, err))
+    if ((rc = check_size("PNG", ihdr.width, ihdr.height, max_pixels, err)) != 0)
         goto done;
+    rc = -1;
 
     int wide = ihdr.bit_depth == 16;
     int fmt = wide ? SPNG_FMT_RGBA16 : SPNG_FMT_RGBA8;
@@ -174,9 +175,10 @@ static int decode_jpeg(const uint8_t *buf, size_t len, size_t max_pixels,
         set_err(err, "bad JPEG header: %s", tjGetErrorStr2(tj));
         goto done;
     }
-    if (check_size("JPEG", (uint64_t)(w > 0 ? w : 0), (uint64_t)(h > 0 ? h : 0),
-                   max_pixels, err))
+    if ((rc = check_size("JPEG", (uint64_t)(w > 0 ? w : 0), (uint64_t)(h > 0 ? h : 0),
+                         max_pixels, err)) != 0)
         goto done;
+    rc = -1;
     if (cs == TJCS_CMYK || cs == TJCS_YCCK) {
         set_err(err, "CMYK JPEG images are not supported; convert it to RGB or "
                 "grayscale");

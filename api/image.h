@@ -39,8 +39,10 @@ typedef struct bs_image {
  * 1/65535) or a baseline/progressive JPEG (gray, YCbCr/RGB; CMYK refused)
  * from len bytes of buf. Refuses anything else ("not a PNG or JPEG image"),
  * empty sizes, and images of more than max_pixels pixels, judged from the
- * header alone. Returns 0, or -1 with a message in err (char[BS_ERR_LEN]);
- * *out is then empty (safe to bs_image_free). */
+ * header alone. Returns 0, BS_IMAGE_TOO_LARGE for a valid header over the
+ * pixel cap, or -1 for anything else, with a message in err
+ * (char[BS_ERR_LEN]); *out is then empty (safe to bs_image_free). */
+#define BS_IMAGE_TOO_LARGE (-2)
 int bs_image_decode(const uint8_t *buf, size_t len, size_t max_pixels,
                     bs_image *out, char *err);
 

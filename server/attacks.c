@@ -133,14 +133,15 @@ static int from_encoded(server *srv, attack_job *j, const uint8_t *bytes, size_t
     const bs_model *m = j->rm->model;
     bs_image img;
     char err[BS_ERR_LEN];
-    if (bs_image_decode(bytes, len, srv->cfg->max_pixels, &img, err)) {
+    int rc = bs_image_decode(bytes, len, srv->cfg->max_pixels, &img, err);
+    if (rc) {
         /* Too many pixels is a valid image the server will not take. */
-        int big = strstr(err, "pixels") != NULL && strstr(err, "more than") != NULL;
+        int big = rc == BS_IMAGE_TOO_LARGE;
         resp_error(resp, big ? 422 : 400, big ? "image_too_large" : "invalid_image",
                    "The image cannot be used: %s.", err);
         return -1;
     }
-    int rc = bs_image_to_input(&img, m->input_shape[0], m->input_shape[1], m->input_shape[2],
+    rc = bs_image_to_input(&img, m->input_shape[0], m->input_shape[1], m->input_shape[2],
                                inv, j->x, &j->inverted, err);
     bs_image_free(&img);
     if (rc)
