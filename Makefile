@@ -4,6 +4,7 @@
 #   make run        install what is missing, build, prepare data and models,
 #                   start the daemon on 127.0.0.1:8080
 #   make test       the same set-up, then the whole test suite
+#   make reproduce  the paper's tables and figures into docs/reproduction.md
 #   make SAN=address,undefined test   (or SAN=thread) sanitized build in its own folder
 #
 # Every target that compiles or runs something depends on `deps`, which
@@ -50,10 +51,10 @@ DAEMON := $(if $(SERVER_SRC),$(BUILD)/blindspotd)
 # Data and models are always made by the plain (unsanitized) build.
 TOOL := build/blindspot
 
-.PHONY: build deps data models run test clean help FORCE
+.PHONY: build deps data models run test reproduce clean help FORCE
 
 help:
-	@sed -n '2,10p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,11p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -73,6 +74,11 @@ build: deps
 # The build named in reports: the commit, and whether the tree had changes.
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 $(BUILD)/obj/api/cli_reproduce.o: CFLAGS += -DBS_VERSION='"$(VERSION)"'
+$(BUILD)/obj/api/cli_reproduce.o: $(BUILD)/version
+
+$(BUILD)/version: FORCE
+	@mkdir -p $(@D)
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -170,6 +176,12 @@ $(REDOCLY):
 
 test: deps build models $(REDOCLY)
 	@bash tests/run.sh $(BUILD)
+
+# The paper's experiments, regenerated into docs/reproduction.md and docs/figures/.
+REPRODUCE_ARGS := --n 100 --seed 1 --out docs
+
+reproduce: deps build data models
+	$(TOOL) reproduce $(REPRODUCE_ARGS)
 
 clean:
 	rm -rf build

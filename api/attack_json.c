@@ -136,7 +136,13 @@ json_t *bs_attack_params_to_json(const bs_attack_params *p)
         case P_BOOL: v = json_boolean(*(const int *)base); break;
         case P_INT: v = json_integer(*(const int *)base); break;
         case P_DOUBLE: v = json_real(*(const double *)base); break;
-        case P_FLOAT: v = json_real(*(const float *)base); break;
+        case P_FLOAT: {
+            /* a float's shortest decimal (1e-3, not 0.00100000005) */
+            char num[32];
+            snprintf(num, sizeof num, "%.7g", (double)*(const float *)base);
+            v = json_real(strtod(num, NULL));
+            break;
+        }
         }
         json_object_set_new(o, fields[i].name, v);
     }

@@ -14,6 +14,8 @@ int cli_predict(int argc, char **argv);
 int cli_import_mnist(int argc, char **argv);
 int cli_attack(int argc, char **argv);
 int cli_eval(int argc, char **argv);
+int cli_lipschitz(int argc, char **argv);
+int cli_units(int argc, char **argv);
 int cli_reproduce(int argc, char **argv);
 
 /* The data folder: --data, else $BLINDSPOT_DATA, else "data". */
@@ -35,6 +37,10 @@ struct bs_report_model;
 struct bs_model;
 int cli_load_models(const char *dir, const struct bs_model *m, const char *skip,
                     struct bs_report_model *report, int *n, char *err);
+
+/* KEY=VALUE into obj: VALUE as JSON when it parses (numbers, true,
+ * false), else as a string. Returns -1 when there is no KEY=. */
+int cli_add_param(json_t *obj, const char *kv);
 
 /* Prints j as indented JSON on stdout and releases it. */
 void cli_print_json(json_t *j);

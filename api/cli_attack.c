@@ -59,20 +59,6 @@ static const char *attack_usage =
     "(or shrinks) by c_factor from initial_c until success flips, then is\n"
     "bisected; the largest c that succeeds gives the smallest r.\n";
 
-/* KEY=VALUE into obj: VALUE as JSON when it parses (numbers, true, false),
- * else as a string. */
-static int add_param(json_t *obj, const char *kv)
-{
-    const char *eq = strchr(kv, '=');
-    if (!eq || eq == kv)
-        return -1;
-    char key[64];
-    snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
-    json_t *v = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
-    json_object_set_new(obj, key, v ? v : json_string(eq + 1));
-    return 0;
-}
-
 static int load_image(const char *path, const bs_model *m, bs_invert inv, float *x,
                       char *err)
 {
@@ -183,7 +169,7 @@ int cli_attack(int argc, char **argv)
             break;
         case O_METHOD: method = optarg; break;
         case O_PARAM:
-            if (add_param(params, optarg)) {
+            if (cli_add_param(params, optarg)) {
                 fprintf(stderr, "blindspot attack: --param wants KEY=VALUE, got '%s'\n", optarg);
                 goto out;
             }
@@ -394,7 +380,7 @@ int cli_eval(int argc, char **argv)
             break;
         case O_METHOD: method = optarg; break;
         case O_PARAM:
-            if (add_param(params, optarg)) {
+            if (cli_add_param(params, optarg)) {
                 fprintf(stderr, "blindspot eval: --param wants KEY=VALUE, got '%s'\n", optarg);
                 goto out;
             }

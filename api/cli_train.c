@@ -2,6 +2,8 @@
  * test error, and save it with its training command in the metadata. */
 #include "api/cli.h"
 
+#include "api/attack_json.h"
+#include "core/adversarial.h"
 #include "core/dataset.h"
 #include "core/model.h"
 #include "core/model_file.h"
@@ -46,6 +48,20 @@ static const char *train_usage =
     "  --momentum M       momentum (default: 0.9)\n"
     "  --seed S           initialisation and shuffling seed (default: 1)\n"
     "  --json             print the result as JSON on stdout\n"
+    "\n"
+    "adversarial training (the paper's §4.1):\n"
+    "  --adversarial M    replace a share of every minibatch by adversarial examples\n"
+    "                     of training images, made against the model being trained\n"
+    "                     by the attack M (lbfgs, fgsm, pgd, adam-l1, cw-l2) towards\n"
+    "                     a random other label, kept with their true labels; they\n"
+    "                     come from a pool remade every epoch\n"
+    "  --adv-fraction F   share of each minibatch taken from the pool (default: 0.5)\n"
+    "  --adv-pool N       training images attacked per pool (default: 1000)\n"
+    "  --adv-refresh B    remake the pool every B minibatches (default: 0, every epoch)\n"
+    "  --adv-warmup E     plain epochs before the first pool (default: 1)\n"
+    "  --adv-param K=V    a parameter of the pool's attack, as for `blindspot attack`;\n"
+    "                     repeatable (lbfgs here defaults to search_steps=3\n"
+    "                     max_iterations=50)\n"
     "\n"
     "Progress goes to stderr: a bar on a terminal, a line per epoch otherwise.\n";
 
@@ -106,7 +122,8 @@ static char *join_command(int argc, char **argv)
 int cli_train(int argc, char **argv)
 {
     enum { O_ARCH = 1000, O_DATASET, O_DATA, O_LAMBDA, O_EPOCHS, O_PRETRAIN, O_BATCH,
-           O_LR, O_MOMENTUM, O_SEED, O_JSON };
+           O_LR, O_MOMENTUM, O_SEED, O_JSON, O_ADV, O_ADV_FRACTION, O_ADV_POOL,
+           O_ADV_REFRESH, O_ADV_WARMUP, O_ADV_PARAM };
     static const struct option opts[] = {
         {"arch", required_argument, 0, O_ARCH},
         {"output", required_argument, 0, 'o'},
@@ -120,6 +137,12 @@ int cli_train(int argc, char **argv)
         {"momentum", required_argument, 0, O_MOMENTUM},
         {"seed", required_argument, 0, O_SEED},
         {"json", no_argument, 0, O_JSON},
+        {"adversarial", required_argument, 0, O_ADV},
+        {"adv-fraction", required_argument, 0, O_ADV_FRACTION},
+        {"adv-pool", required_argument, 0, O_ADV_POOL},
+        {"adv-refresh", required_argument, 0, O_ADV_REFRESH},
+        {"adv-warmup", required_argument, 0, O_ADV_WARMUP},
+        {"adv-param", required_argument, 0, O_ADV_PARAM},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -128,6 +151,12 @@ int cli_train(int argc, char **argv)
     int json = 0, pretrain = -1;
     long v;
     int c;
+    /* adversarial training: the method, and what the user set (-1: default) */
+    const char *adv_method = NULL;
+    float adv_fraction = -1.0f;
+    long adv_pool = -1, adv_refresh = -1, adv_warmup = -1;
+    json_t *adv_params = NULL; /* --adv-param KEY=VALUE, made on first use */
+    bs_advtrain_stats adv_stats = {0};
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
         switch (c) {
@@ -161,16 +190,67 @@ int cli_train(int argc, char **argv)
             cfg.seed = (uint64_t)v;
             break;
         case O_JSON: json = 1; break;
-        case 'h': fputs(train_usage, stdout); return 0;
-        default: fputs(train_usage, stderr); return 2;
+        case O_ADV: adv_method = optarg; break;
+        case O_ADV_FRACTION:
+            if (cli_parse_float("--adv-fraction", optarg, 0.0, 1.0, &adv_fraction)) goto usage;
+            break;
+        case O_ADV_POOL:
+            if (cli_parse_long("--adv-pool", optarg, 1, 1000000, &adv_pool)) goto usage;
+            break;
+        case O_ADV_REFRESH:
+            if (cli_parse_long("--adv-refresh", optarg, 0, 1000000, &adv_refresh)) goto usage;
+            break;
+        case O_ADV_WARMUP:
+            if (cli_parse_long("--adv-warmup", optarg, 0, 100000, &adv_warmup)) goto usage;
+            break;
+        case O_ADV_PARAM:
+            if (!adv_params)
+                adv_params = json_object();
+            if (cli_add_param(adv_params, optarg)) {
+                fprintf(stderr, "blindspot train: --adv-param wants KEY=VALUE, got '%s'\n",
+                        optarg);
+                goto usage;
+            }
+            break;
+        case 'h': fputs(train_usage, stdout); json_decref(adv_params); return 0;
+        default: fputs(train_usage, stderr); goto usage;
         }
     }
     if (!arch || !out || optind != argc) {
         fprintf(stderr, "blindspot train: %s\n\n%s",
                 optind != argc ? "unexpected argument" : "--arch and -o are required",
                 train_usage);
-        return 2;
+        goto usage;
     }
+    bs_advtrain_config adv;
+    if (adv_method) {
+        char aerr[BS_ERR_LEN];
+        int mi = bs_attack_method_parse(adv_method);
+        adv = bs_advtrain_defaults(mi < 0 ? BS_ATTACK_LBFGS : (bs_attack_method)mi);
+        if (!adv_params)
+            adv_params = json_object();
+        /* the pool's small attack budget unless --adv-param says otherwise */
+        if (!json_object_get(adv_params, "search_steps"))
+            json_object_set_new(adv_params, "search_steps", json_integer(adv.attack.search_steps));
+        if (mi == BS_ATTACK_LBFGS && !json_object_get(adv_params, "max_iterations"))
+            json_object_set_new(adv_params, "max_iterations",
+                                json_integer(adv.attack.max_iterations));
+        if (adv_fraction >= 0.0f) adv.fraction = adv_fraction;
+        if (adv_pool >= 0) adv.pool_size = (int)adv_pool;
+        if (adv_refresh >= 0) adv.refresh = (int)adv_refresh;
+        if (adv_warmup >= 0) adv.warmup_epochs = (int)adv_warmup;
+        if (bs_attack_params_from_json(adv_params, adv_method, &adv.attack, aerr) ||
+            bs_advtrain_check(&adv, aerr)) {
+            fprintf(stderr, "blindspot train: --adversarial: %s\n", aerr);
+            goto usage;
+        }
+    } else if (adv_fraction >= 0.0f || adv_pool >= 0 || adv_refresh >= 0 || adv_warmup >= 0 ||
+               json_object_size(adv_params)) {
+        fprintf(stderr, "blindspot train: the --adv-* options need --adversarial METHOD\n");
+        goto usage;
+    }
+    json_decref(adv_params);
+    adv_params = NULL;
     cfg.pretrain_epochs = pretrain >= 0 ? pretrain : (!strncmp(arch, "ae:", 3) ? 10 : 0);
 
     char err[BS_ERR_LEN];
@@ -193,7 +273,8 @@ int cli_train(int argc, char **argv)
     }
     progress_ctx pctx = {.tty = isatty(2)};
     clock_gettime(CLOCK_MONOTONIC, &pctx.start);
-    if (bs_train(m, &train, &cfg, show_progress, &pctx, err)) {
+    if (adv_method ? bs_advtrain(m, &train, &cfg, &adv, show_progress, &pctx, &adv_stats, err)
+                   : bs_train(m, &train, &cfg, show_progress, &pctx, err)) {
         cli_fail("train", "%s", err);
         goto out;
     }
@@ -216,6 +297,16 @@ int cli_train(int argc, char **argv)
     snprintf(num, sizeof num, "%g", (double)cfg.lambda);
     ok = ok && !bs_model_set_meta(m, "blindspot.lambda", num);
     ok = ok && !bs_model_set_meta(m, "blindspot.command", command);
+    if (ok && adv_method) {
+        json_t *aj = json_pack("{s:s, s:f, s:i, s:i, s:i, s:o}", "method", adv_method,
+                               "fraction", adv.fraction, "pool_size", adv.pool_size,
+                               "refresh", adv.refresh, "warmup_epochs", adv.warmup_epochs,
+                               "params", bs_attack_params_to_json(&adv.attack));
+        char *a = json_dumps(aj, JSON_COMPACT | JSON_SORT_KEYS);
+        ok = a && !bs_model_set_meta(m, "blindspot.adversarial", a);
+        free(a);
+        json_decref(aj);
+    }
     if (!ok) {
         cli_fail("train", "out of memory for metadata");
         goto out;
@@ -226,15 +317,28 @@ int cli_train(int argc, char **argv)
     }
     double secs = seconds_since(&pctx.start);
     if (json) {
-        cli_print_json(json_pack("{s:s, s:s, s:s, s:I, s:f, s:f, s:f}",
-                                 "model", out, "arch", arch, "dataset", dataset,
-                                 "parameters", (json_int_t)m->n_params,
-                                 "train_error", train_err, "test_error", test_err,
-                                 "seconds", secs));
+        json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:f, s:f, s:f}",
+                              "model", out, "arch", arch, "dataset", dataset,
+                              "parameters", (json_int_t)m->n_params,
+                              "train_error", train_err, "test_error", test_err,
+                              "seconds", secs);
+        if (adv_method)
+            json_object_set_new(j, "adversarial", json_pack(
+                "{s:s, s:i, s:I, s:I, s:I, s:f, s:f}", "method", adv_method,
+                "pools", adv_stats.refreshes, "attacks", (json_int_t)adv_stats.attempted,
+                "examples", (json_int_t)adv_stats.made, "used", (json_int_t)adv_stats.used,
+                "mean_distortion", adv_stats.mean_distortion,
+                "attack_seconds", adv_stats.attack_seconds));
+        cli_print_json(j);
     } else {
         printf("%s: %s on %s, %zu parameters, train error %.2f%%, test error %.2f%% "
                "(%d test images), %.1f s\n", out, arch, dataset, m->n_params,
                100.0 * train_err, 100.0 * test_err, test.n, secs);
+        if (adv_method)
+            printf("  adversarial (%s): %d pools, %ld of %ld attacks made an example "
+                   "(mean distortion %.4f), %ld minibatch slots, %.1f s attacking\n",
+                   adv_method, adv_stats.refreshes, adv_stats.made, adv_stats.attempted,
+                   adv_stats.mean_distortion, adv_stats.used, adv_stats.attack_seconds);
     }
     rc = 0;
 out:
@@ -243,4 +347,7 @@ out:
     bs_dataset_free(&train);
     bs_dataset_free(&test);
     return rc;
+usage:
+    json_decref(adv_params);
+    return 2;
 }

@@ -125,6 +125,11 @@ static int run_phase(bs_model *m, const bs_dataset *d, const bs_train_config *cf
                        in * sizeof(float));
                 ws->targets[j] = d->labels[order[b0 + j]];
             }
+            if (!pretrain && cfg->batch_fn &&
+                cfg->batch_fn(cfg->batch_ctx, m, xb, ws->targets, nb, epoch, s, err)) {
+                rc = -1;
+                goto out;
+            }
             const float *logits = bs_model_forward(m, ws, xb, nb);
             float loss;
             if (pretrain) {

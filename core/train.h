@@ -13,6 +13,13 @@
 
 #include <stdint.h>
 
+/* Called before every minibatch of the "train" phase with its nb inputs x
+ * (nb * input_size floats) and labels, which it may rewrite in place, and the
+ * model as trained so far; epoch is 1-based, step 0-based within the epoch.
+ * A non-zero return stops training with the message it wrote to err. */
+typedef int (*bs_train_batch_fn)(void *ctx, const bs_model *m, float *x, int *labels,
+                                 int nb, int epoch, int step, char *err);
+
 typedef struct bs_train_config {
     int epochs;          /* passes over the training set */
     int batch;           /* minibatch size */
@@ -22,6 +29,8 @@ typedef struct bs_train_config {
     uint64_t seed;       /* initialisation, shuffling and dropout */
     int pretrain_epochs; /* > 0: pre-train the first hidden layer as a sigmoid
                             autoencoder (input -> code -> input) first */
+    bs_train_batch_fn batch_fn; /* NULL: minibatches as drawn (default) */
+    void *batch_ctx;            /* passed to batch_fn */
 } bs_train_config;
 
 /* Defaults: 20 epochs, batch 64, lr 0.1, momentum 0.9, lambda 0, seed 1. */

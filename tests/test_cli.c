@@ -204,6 +204,58 @@ static void test_eval_reports_rates(void **state)
     json_decref(j);
 }
 
+/* The report with its first line (command, seed, date, build) cut off. */
+static char *report_tables(const char *dir)
+{
+    char path[512];
+    size_t len;
+    snprintf(path, sizeof path, "%s/reproduction.md", dir);
+    uint8_t *text = tu_read_file(path, &len);
+    assert_non_null(text);
+    char *s = malloc(len + 1);
+    memcpy(s, text, len);
+    s[len] = '\0';
+    free(text);
+    char *body = strstr(s, "## Table 1");
+    assert_non_null(body);
+    memmove(s, body, strlen(body) + 1);
+    return s;
+}
+
+static void test_reproduce_is_deterministic(void **state)
+{
+    (void)state;
+    char *a = tu_tmpdir(), *b = tu_tmpdir(), args[512];
+    assert_non_null(a);
+    assert_non_null(b);
+    snprintf(args, sizeof args, "%s reproduce --n 3 --seed 5 --threads 2 --out %s 2>/dev/null",
+             tu_bin("blindspot"), a);
+    assert_int_equal(tu_run(args, NULL), 0);
+    snprintf(args, sizeof args, "%s reproduce --n 3 --seed 5 --threads 1 --out %s 2>/dev/null",
+             tu_bin("blindspot"), b);
+    assert_int_equal(tu_run(args, NULL), 0);
+    char *ta = report_tables(a), *tb = report_tables(b);
+    /* every table present, and the same numbers whatever the thread count */
+    const char *sections[] = {"## Table 2", "Gaussian noise, stddev 0.3", "## Table 3",
+                              "magnified", "## §3", "## §4.3", "## §4.1",
+                              "figures/adversarial.png"};
+    for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++)
+        assert_non_null(strstr(ta, sections[i]));
+    assert_string_equal(ta, tb);
+    char png[512];
+    snprintf(png, sizeof png, "%s/figures/units-cnn.png", a);
+    size_t len;
+    uint8_t *img = tu_read_file(png, &len);
+    assert_non_null(img);
+    free(img);
+    free(ta);
+    free(tb);
+    tu_rmtree(a);
+    tu_rmtree(b);
+    free(a);
+    free(b);
+}
+
 static void expect_failure(const char *args, int want_rc, const char *want_msg)
 {
     char cmd[1024], *out = NULL;
@@ -238,8 +290,9 @@ static void test_bad_usage_is_refused(void **state)
 static void test_help_explains_every_command(void **state)
 {
     (void)state;
-    const char *cmds[] = {"train", "info", "predict", "import-mnist", "attack", "eval"};
-    for (size_t i = 0; i < 6; i++) {
+    const char *cmds[] = {"train", "info", "predict", "import-mnist", "attack", "eval",
+                          "reproduce", "lipschitz", "units"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char cmd[256], *out = NULL;
         snprintf(cmd, sizeof cmd, "%s %s --help", tu_bin("blindspot"), cmds[i]);
         assert_int_equal(tu_run(cmd, &out), 0);
@@ -257,6 +310,7 @@ int main(void)
         cmocka_unit_test(test_training_is_deterministic),
         cmocka_unit_test(test_attack_json_image_fools_the_model),
         cmocka_unit_test(test_eval_reports_rates),
+        cmocka_unit_test(test_reproduce_is_deterministic),
         cmocka_unit_test(test_bad_usage_is_refused),
         cmocka_unit_test(test_help_explains_every_command),
     };
