@@ -28,6 +28,8 @@ static const char *usage =
     "  attack        adversarial examples: the smallest change that makes a model\n"
     "                say a chosen label (the paper's box-constrained L-BFGS)\n"
     "  eval          attack the first n test images: success rate, distortion, speed\n"
+    "  evaluate      the paper's Tables 1-3 (transfer between models, noise rows)\n"
+    "                over a dataset slice for chosen models\n"
     "  reproduce     the paper's MNIST tables and figures, as docs/reproduction.md\n"
     "  lipschitz     upper Lipschitz bounds of every layer and of the network (§4.3)\n"
     "  units         the images that maximise a unit or a random direction of a\n"
@@ -63,6 +65,8 @@ int main(int argc, char **argv)
         return cli_attack(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval"))
         return cli_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "evaluate"))
+        return cli_evaluate(argc - 1, argv + 1);
     if (!strcmp(cmd, "reproduce"))
         return cli_reproduce(argc - 1, argv + 1);
     if (!strcmp(cmd, "lipschitz"))

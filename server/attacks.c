@@ -11,13 +11,19 @@
  * method, params, report (model names; default every resident model with
  * the same input size), invert (auto|yes|no, for PNG/JPEG; raw floats and
  * dataset samples are used as they are unless it is yes), timeout (seconds,
- * may only lower --timeout), image_format (png|jpeg|floats). */
+ * may only lower --timeout), image_format (png|jpeg|floats).
+ *
+ * With ?async=true the attack is a job (jobs.h): 202 at once, its budget
+ * --job-timeout, its progress the finished runs of the c (or eps) search
+ * over all targets, its result the JSON answer (Accept: image/png does not
+ * apply). */
 #include "server/routes.h"
 
 #include "api/attack_json.h"
 #include "api/base64.h"
 #include "api/image.h"
 #include "core/attack.h"
+#include "server/jobs.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +39,9 @@ typedef struct attack_job {
     int n_report;
     bs_image_out image_out;
     int want_png;               /* Accept: image/png */
+    /* progress of a job: runs finished over all k targets */
+    const bs_attack_control *ctl;
+    int runs_done, k;
 } attack_job;
 
 static void attack_free(void *ctx)
@@ -521,7 +530,16 @@ static void answer_png(const attack_job *j, const bs_attack_result *r, int origi
     resp_header(out, "X-Blindspot-Seconds", "%.3f", r->seconds);
 }
 
-static void attack_run(void *ctx, pool_worker *w, const atomic_int *cancel, double deadline,
+/* The core reports the runs of one target; a job counts those of all. */
+static void attack_progress(void *ctx, int done, int total)
+{
+    attack_job *j = ctx;
+    (void)done;
+    j->runs_done++;
+    j->ctl->progress(j->ctl->ctx, j->runs_done, total * j->k);
+}
+
+static void attack_run(void *ctx, pool_worker *w, const bs_attack_control *job_ctl,
                        http_response *out)
 {
     attack_job *j = ctx;
@@ -540,7 +558,13 @@ static void attack_run(void *ctx, pool_worker *w, const atomic_int *cancel, doub
         return;
     }
     bs_attack_result *res = calloc((size_t)k, sizeof *res);
-    bs_attack_control ctl = {.deadline = deadline, .cancel = cancel};
+    bs_attack_control ctl = *job_ctl;
+    if (ctl.progress) {
+        j->ctl = job_ctl;
+        j->k = k;
+        ctl.progress = attack_progress;
+        ctl.ctx = j;
+    }
     if (!res) {
         resp_error(out, 500, "out_of_memory", "The server ran out of memory.");
         return;
@@ -612,8 +636,19 @@ handler_result attacks_create(server *srv, const http_request *req, http_respons
         return HANDLER_ANSWERED;
     }
     j->metrics = srv->metrics;
-    j->want_png = req->accept && strstr(req->accept, "image/png") &&
-                  !strstr(req->accept, "application/json");
+    const char *async = req_query(req, "async");
+    if (async && strcmp(async, "true") && strcmp(async, "false")) {
+        json_decref(root);
+        attack_free(j);
+        resp_error(resp, 400, "invalid_request", "async is true or false, not '%.16s'.", async);
+        return HANDLER_ANSWERED;
+    }
+    int is_async = async && !strcmp(async, "true");
+    if (is_async)
+        work->deadline = jobs_deadline(srv, req); /* a body's timeout lowers it below */
+    else
+        j->want_png = req->accept && strstr(req->accept, "image/png") &&
+                      !strstr(req->accept, "application/json");
     int rc = read_request(srv, req, root, file, file_len, j, work, resp);
     json_decref(root);
     if (rc) {
@@ -623,5 +658,6 @@ handler_result attacks_create(server *srv, const http_request *req, http_respons
     work->run = attack_run;
     work->free = attack_free;
     work->ctx = j;
-    return HANDLER_DEFERRED;
+    work->kind = "attack";
+    return is_async ? HANDLER_ASYNC : HANDLER_DEFERRED;
 }

@@ -7,6 +7,7 @@
 
 #include "api/image.h"
 #include "core/model_file.h"
+#include "server/jobs.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -188,9 +189,11 @@ handler_result metrics_scrape(server *srv, const http_request *req, http_respons
     g.ready = atomic_load(&srv->ready);
     g.queue_capacity = srv->cfg->queue_size;
     g.workers = srv->cfg->workers;
+    g.max_jobs = srv->cfg->max_jobs;
     if (g.ready) {
         g.models = srv->reg.n_models;
         pool_stats(srv->pool, &g.queued, &g.busy, &g.workers);
+        jobs_stats(srv->jobs, g.jobs);
     }
     size_t len = 0;
     char *text = metrics_render(srv->metrics, &g, &len);

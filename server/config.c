@@ -56,6 +56,13 @@ static const option_spec options[] = {
      "30", 1, 86400, "an idle connection is closed after this many seconds"},
     {"max-pixels", "BLINDSPOT_MAX_PIXELS", "N", OPT_BYTES, FIELD(max_pixels), "4M", 1,
      1024.0 * 1024 * 1024, "largest uploaded image in pixels (width*height); then 422"},
+    {"job-timeout", "BLINDSPOT_JOB_TIMEOUT", "SECONDS", OPT_SECONDS, FIELD(job_timeout),
+     "3600", 0.001, 604800,
+     "time budget of an async job (attack, evaluation) from its creation"},
+    {"job-ttl", "BLINDSPOT_JOB_TTL", "SECONDS", OPT_SECONDS, FIELD(job_ttl), "3600", 0.001,
+     604800, "a finished job is kept this long, then /v1/jobs/{id} is 404"},
+    {"max-jobs", "BLINDSPOT_MAX_JOBS", "N", OPT_COUNT, FIELD(max_jobs), "256", 1, 100000,
+     "jobs kept at once (queued, running, unexpired); more get 503"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 

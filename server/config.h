@@ -28,6 +28,9 @@ typedef struct config {
     int max_connections;           /* simultaneous client connections */
     int idle_timeout;              /* seconds before an idle connection closes */
     size_t max_pixels;             /* largest decoded image (width*height) */
+    double job_timeout;            /* seconds an asynchronous job may take, from creation */
+    double job_ttl;                /* seconds a finished job is kept */
+    int max_jobs;                  /* jobs in the table, finished or not, before 503 */
     config_action action;
 } config;
 

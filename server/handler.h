@@ -2,9 +2,11 @@
  * endpoint handlers (v2.c, catalog.c, attacks.c, ...).
  *
  * A handler gets a parsed request and either fills in a response at once
- * (HANDLER_ANSWERED) or describes work for the worker pool
- * (HANDLER_DEFERRED), whose run function fills in the response on a worker
- * thread. Handlers never see libmicrohttpd; http.c never sees an endpoint's
+ * (HANDLER_ANSWERED) or describes work for the worker pool, whose run
+ * function fills in the response on a worker thread: for this request
+ * (HANDLER_DEFERRED, the connection waits), or as an asynchronous job
+ * (HANDLER_ASYNC: answered 202 at once, the response kept as the job's
+ * result; see jobs.h). Handlers never see libmicrohttpd; http.c never sees an endpoint's
  * meaning. The helpers below build the JSON answers and the error format
  * every endpoint shares: {"error": {"code": "snake_case", "message": "..."}}. */
 #ifndef BS_SERVER_HANDLER_H
@@ -14,6 +16,8 @@
 #include "server/metrics.h"
 #include "server/pool.h"
 #include "server/registry.h"
+
+#include "core/attack.h" /* bs_attack_control */
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -30,6 +34,7 @@ typedef struct server {
     const config *cfg;
     registry reg;            /* valid once ready is set */
     pool *pool;              /* valid once ready is set */
+    struct jobs *jobs;       /* the asynchronous jobs; valid once ready is set */
     metrics *metrics;
     atomic_int ready;        /* 1 once models and datasets are loaded */
     atomic_int draining;     /* 1 once shutdown began */
@@ -65,6 +70,7 @@ typedef struct http_request {
     int n_parts;
     const char *request_id;
     double arrival;                     /* bs_now() at the headers */
+    double timeout;                     /* ?timeout= seconds on pooled routes; 0: none */
 } http_request;
 
 typedef struct http_header {
@@ -82,21 +88,26 @@ typedef struct http_response {
     char model[REGISTRY_NAME_LEN]; /* the model concerned, for the log line */
 } http_response;
 
-/* Work for a worker: run fills out (status, body, headers). cancel is
- * raised when the client hangs up or the drain time runs out; deadline is
- * a bs_now() time. free releases ctx after the request completes, whether
- * or not run was called. */
+/* Work for a worker: run fills out (status, body, headers). ctl holds the
+ * deadline (a bs_now() time) and the cancel flag, raised when the client
+ * hangs up, the drain time runs out or the job is cancelled; its progress
+ * callback is set for asynchronous jobs (NULL otherwise) and may be handed
+ * to the attack core as it is. free releases ctx once the work is over,
+ * whether or not run was called. */
 typedef struct http_work {
-    void (*run)(void *ctx, pool_worker *w, const atomic_int *cancel, double deadline,
+    void (*run)(void *ctx, pool_worker *w, const bs_attack_control *ctl,
                 http_response *out);
     void (*free)(void *ctx);
     void *ctx;
-    double deadline; /* preset from --timeout and ?timeout=; a handler may lower it */
+    double deadline;  /* preset from --timeout and ?timeout=; a handler may lower it
+                         (an asynchronous job starts from jobs_deadline instead) */
+    const char *kind; /* what an asynchronous job is ("attack", "evaluation") */
 } http_work;
 
 typedef enum handler_result {
-    HANDLER_ANSWERED,
-    HANDLER_DEFERRED,
+    HANDLER_ANSWERED, /* resp holds the answer */
+    HANDLER_DEFERRED, /* run work on the pool, then answer with its response */
+    HANDLER_ASYNC,    /* run work as a job; answer 202 with its location now */
 } handler_result;
 
 typedef handler_result (*http_handler)(server *srv, const http_request *req,

@@ -7,10 +7,13 @@
  * once when the request is complete (call the handler). Work for the pool
  * is queued with the connection suspended; the job's done callback stores
  * the answer and resumes the connection, and libmicrohttpd calls on_request
- * once more, which queues the answer. on_completed logs, counts and frees. */
+ * once more, which queues the answer. Work that runs as an asynchronous
+ * job is handed to the job table instead and answered 202 at once.
+ * on_completed logs, counts and frees. */
 #include "server/http.h"
 
 #include "core/attack.h" /* bs_now */
+#include "server/jobs.h"
 #include "server/routes.h"
 
 #include <microhttpd.h>
@@ -240,7 +243,8 @@ static void free_parts(request_state *st)
 static void job_run(pool_job *job, pool_worker *w)
 {
     request_state *st = STATE_OF(job);
-    st->work.run(st->work.ctx, w, &job->cancel, job->deadline, &st->resp);
+    bs_attack_control ctl = {.deadline = job->deadline, .cancel = &job->cancel};
+    st->work.run(st->work.ctx, w, &ctl, &st->resp);
 }
 
 static void job_done(pool_job *job, pool_verdict verdict)
@@ -391,6 +395,7 @@ static enum MHD_Result on_complete(request_state *st)
             if (end == t || *end || !isfinite(v) || v <= 0)
                 return answer_error(st, 400, "invalid_timeout",
                                     "timeout wants a positive number of seconds.");
+            req->timeout = v;
             if (req->arrival + v < st->work.deadline)
                 st->work.deadline = req->arrival + v;
         }
@@ -398,6 +403,11 @@ static enum MHD_Result on_complete(request_state *st)
     handler_result hr = st->route->handler(srv, req, &st->resp, &st->work);
     if (hr == HANDLER_ANSWERED)
         return answer(st);
+    if (hr == HANDLER_ASYNC) {
+        /* No connection waits for a job: 202 now, the result at /v1/jobs/{id}. */
+        jobs_submit(srv->jobs, &st->work, &st->resp);
+        return answer(st);
+    }
 
     /* The place in the queue is claimed first, so that once the connection
      * is suspended the job is sure to be queued and to resume it. */

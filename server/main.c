@@ -2,13 +2,14 @@
  *
  * Start-up: settings, then HTTP (live at once, ready only once every model
  * and dataset is loaded), then the models and datasets, then the worker
- * pool. Shutdown on SIGTERM or SIGINT (taken with sigwait): stop accepting
+ * pool and the job table. Shutdown on SIGTERM or SIGINT (taken with sigwait): stop accepting
  * connections, let in-flight jobs finish for
  * --drain-timeout, answer what is left with 503, exit 0. */
 #include "core/attack.h" /* bs_now */
 #include "server/config.h"
 #include "server/handler.h"
 #include "server/http.h"
+#include "server/jobs.h"
 #include "server/routes.h"
 
 #include <cblas.h>
@@ -106,9 +107,11 @@ int main(int argc, char **argv)
         return 1;
     }
     srv.pool = pool_new(cfg.workers, cfg.queue_size, srv.reg.n_models);
-    if (!srv.pool) {
+    srv.jobs = srv.pool ? jobs_new(srv.pool, cfg.max_jobs, cfg.job_ttl) : NULL;
+    if (!srv.jobs) {
         fprintf(stderr, "blindspotd: cannot start %d worker threads\n", cfg.workers);
         http_stop(http);
+        pool_free(srv.pool);
         registry_free(&srv.reg);
         metrics_free(srv.metrics);
         return 1;
@@ -123,12 +126,14 @@ int main(int argc, char **argv)
             sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.drain_timeout);
     atomic_store(&srv.draining, 1);
     http_quiesce(http);
+    jobs_stop(srv.jobs);
     int left = pool_drain(srv.pool, bs_now() + cfg.drain_timeout);
     double until = bs_now() + FLUSH_GRACE_S;
     while (atomic_load(&srv.active) > 0 && bs_now() < until)
         poll(NULL, 0, 10);
     http_stop(http);
     pool_free(srv.pool);
+    jobs_free(srv.jobs);
     registry_free(&srv.reg);
     metrics_free(srv.metrics);
     fprintf(stderr, "blindspotd: stopped (%d jobs cut short)\n", left);

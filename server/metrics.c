@@ -1,6 +1,8 @@
 /* metrics — series storage and the text exposition; see metrics.h. */
 #include "server/metrics.h"
 
+#include "server/jobs.h" /* jobs_state_names */
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -185,6 +187,13 @@ char *metrics_render(metrics *m, const metrics_gauges *g, size_t *len)
               g->queue_capacity);
     put_gauge(&t, "blindspot_workers_busy", "Workers running a job.", g->busy);
     put_gauge(&t, "blindspot_workers", "Worker threads (--workers).", g->workers);
+    put(&t, "# HELP blindspot_jobs Asynchronous jobs in the table, by state.\n"
+            "# TYPE blindspot_jobs gauge\n");
+    _Static_assert(JOBS_STATES == sizeof g->jobs / sizeof g->jobs[0], "one gauge per state");
+    for (int s = 0; s < JOBS_STATES; s++)
+        put(&t, "blindspot_jobs{state=\"%s\"} %d\n", jobs_state_names[s], g->jobs[s]);
+    put_gauge(&t, "blindspot_jobs_capacity", "Jobs the table may hold (--max-jobs).",
+              g->max_jobs);
 
     pthread_mutex_lock(&m->lock);
     put(&t, "# HELP blindspot_http_requests_total Answered HTTP requests.\n"

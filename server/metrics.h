@@ -31,6 +31,8 @@ typedef struct metrics_gauges {
     int queue_capacity; /* --queue-size */
     int busy;           /* workers running a job */
     int workers;        /* --workers */
+    int jobs[5];        /* asynchronous jobs by state, in the order of jobs_state_names */
+    int max_jobs;       /* --max-jobs */
 } metrics_gauges;
 
 /* The whole exposition as a malloc'd string (*len bytes); NULL when out of

@@ -223,6 +223,31 @@ void pool_submit(pool *p, pool_job *job)
     pthread_mutex_unlock(&p->lock);
 }
 
+int pool_cancel(pool *p, pool_job *job)
+{
+    pthread_mutex_lock(&p->lock);
+    pool_job *j = p->queue.head;
+    while (j && j != job)
+        j = j->next;
+    if (j) {
+        list_remove(&p->queue, job);
+        p->ending++;
+        pthread_mutex_unlock(&p->lock);
+        job->done(job, POOL_CANCELLED);
+        pthread_mutex_lock(&p->lock);
+        p->ending--;
+        pthread_cond_broadcast(&p->idle);
+        pthread_mutex_unlock(&p->lock);
+        return 1;
+    }
+    for (j = p->running.head; j && j != job; j = j->next)
+        ;
+    if (j)
+        atomic_store(&job->cancel, 1);
+    pthread_mutex_unlock(&p->lock);
+    return j ? 0 : -1;
+}
+
 /* Waits on cond until the bs_now() time `until`; 0 when it passed. */
 static int wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, double until)
 {

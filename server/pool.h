@@ -8,7 +8,8 @@
  * thread keeps the promises the HTTP side cannot keep while a connection
  * is suspended: a queued job whose deadline passes is ended as EXPIRED at
  * that moment, and a job whose client hung up is ended as GONE (queued) or
- * has its cancel flag raised (running).
+ * has its cancel flag raised (running). pool_cancel does the same for a
+ * job its owner no longer wants (DELETE of an asynchronous job).
  *
  * Each worker owns one bs_workspace per resident model, made on first use
  * and reused for every later evaluation. */
@@ -27,6 +28,7 @@ typedef enum pool_verdict {
     POOL_EXPIRED,  /* the deadline passed while it waited in the queue */
     POOL_GONE,     /* the client hung up while it waited */
     POOL_SHUTDOWN, /* still queued when the drain time ran out */
+    POOL_CANCELLED, /* taken out of the queue by pool_cancel */
 } pool_verdict;
 
 typedef struct pool_job pool_job;
@@ -56,6 +58,15 @@ pool *pool_new(int n_workers, int queue_size, int n_models);
 int pool_reserve(pool *p);
 /* Queues a job on a place claimed by pool_reserve. */
 void pool_submit(pool *p, pool_job *job);
+
+/* Cancels a submitted job: a queued one is taken out of the queue and
+ * ended as CANCELLED before this returns (its done callback runs on the
+ * calling thread, so the caller must not hold a lock done takes); a running
+ * one has its cancel flag raised and ends when its run notices. Returns 1
+ * when it was queued, 0 when running, -1 when it is no longer in the pool
+ * (its done callback has run or is running). The job's memory must stay
+ * valid for the call, whatever its state. */
+int pool_cancel(pool *p, pool_job *job);
 
 /* Stops taking jobs (pool_reserve fails), lets queued and running jobs
  * finish until the bs_now() time `until`, then ends what is still queued as

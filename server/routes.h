@@ -11,7 +11,7 @@
 
 enum {
     ROUTE_BEFORE_READY = 1, /* served while models are still loading */
-    ROUTE_POOLED = 2,       /* may defer to the pool: ?timeout= applies */
+    ROUTE_POOLED = 2,       /* may defer to the pool or make a job: ?timeout= applies */
     ROUTE_FORM = 4,         /* takes multipart/form-data bodies */
 };
 
@@ -47,7 +47,12 @@ handler_result catalog_models(server *, const http_request *, http_response *, h
 handler_result catalog_model(server *, const http_request *, http_response *, http_work *);
 handler_result catalog_datasets(server *, const http_request *, http_response *, http_work *);
 handler_result catalog_sample(server *, const http_request *, http_response *, http_work *);
+handler_result analysis_lipschitz(server *, const http_request *, http_response *, http_work *);
+handler_result analysis_units(server *, const http_request *, http_response *, http_work *);
 handler_result attacks_create(server *, const http_request *, http_response *, http_work *);
+handler_result evaluations_create(server *, const http_request *, http_response *, http_work *);
+handler_result jobs_get(server *, const http_request *, http_response *, http_work *);
+handler_result jobs_cancel(server *, const http_request *, http_response *, http_work *);
 handler_result metrics_scrape(server *, const http_request *, http_response *, http_work *);
 
 #endif

@@ -108,7 +108,7 @@ static void infer_free(void *ctx)
     free(j);
 }
 
-static void infer_run(void *ctx, pool_worker *w, const atomic_int *cancel, double deadline,
+static void infer_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
                       http_response *out)
 {
     infer_job *j = ctx;
@@ -124,10 +124,10 @@ static void infer_run(void *ctx, pool_worker *w, const atomic_int *cancel, doubl
         return;
     }
     for (int b0 = 0; b0 < j->B; b0 += INFER_CHUNK) {
-        if (atomic_load(cancel) || bs_now() > deadline) {
+        if (atomic_load(ctl->cancel) || bs_now() > ctl->deadline) {
             free(probs);
             free(labels);
-            if (atomic_load(cancel))
+            if (atomic_load(ctl->cancel))
                 resp_error(out, 503, "shutting_down", "The request was cancelled.");
             else
                 resp_error(out, 504, "deadline_exceeded",

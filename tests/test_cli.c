@@ -291,7 +291,7 @@ static void test_help_explains_every_command(void **state)
 {
     (void)state;
     const char *cmds[] = {"train", "info", "predict", "import-mnist", "attack", "eval",
-                          "reproduce", "lipschitz", "units"};
+                          "reproduce", "lipschitz", "units", "evaluate"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char cmd[256], *out = NULL;
         snprintf(cmd, sizeof cmd, "%s %s --help", tu_bin("blindspot"), cmds[i]);

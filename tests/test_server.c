@@ -5,8 +5,12 @@
  * X-Request-Id, /metrics' format, inference equal to bs_model_forward in
  * this process, 32 concurrent clients, a full queue, a deadline, a client
  * that goes away, SIGTERM with attacks in flight, start-up refusing a bad
- * model, and the route table against api/openapi.yaml. Needs `make data
- * models` (make test does it). */
+ * model, the route table against api/openapi.yaml; asynchronous jobs (an
+ * async attack equal to the synchronous answer, cancelling queued and
+ * running jobs, a job's deadline, a full job table, expiry), an evaluation
+ * job equal to `blindspot evaluate --json`, and the Lipschitz and unit
+ * analysis endpoints against core/analysis.h in this process. Needs `make
+ * data models` (make test does it). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +21,7 @@
 
 #include "api/base64.h"
 #include "api/image.h"
+#include "core/analysis.h"
 #include "core/dataset.h"
 #include "core/layers.h"
 #include "core/model_file.h"
@@ -713,6 +718,43 @@ static void test_bad_requests(void **state)
         {"GET", "/v1/attacks", NULL, NULL, 405, "method_not_allowed"},
         {"DELETE", "/v1/models", NULL, NULL, 405, "method_not_allowed"},
         {"PUT", "/v2/models/cnn/infer", "application/json", "{}", 405, "method_not_allowed"},
+        {"POST", "/v1/attacks?async=maybe", "application/json", "{\"model\":\"cnn\",\"target\":3}", 400, "invalid_request"},
+        {"POST", "/v1/attacks?async=true", "application/json", "{\"model\":\"cnn\",\"target\":3}", 400, "missing_image"},
+        {"POST", "/v1/evaluations", "application/json", "{", 400, "invalid_json"},
+        {"POST", "/v1/evaluations", "text/plain", "{}", 415, "unsupported_media_type"},
+        {"POST", "/v1/evaluations", "application/json", "{\"colour\":1}", 400, "unknown_field"},
+        {"POST", "/v1/evaluations", "application/json", "{\"models\":\"cnn\"}", 400, "invalid_request"},
+        {"POST", "/v1/evaluations", "application/json", "{\"models\":[\"nope\"]}", 404, "model_not_found"},
+        {"POST", "/v1/evaluations", "application/json", "{\"models\":[\"cnn\",\"cnn\"]}", 422, "invalid_request"},
+        {"POST", "/v1/evaluations", "application/json", "{\"dataset\":\"cifar\"}", 404, "dataset_not_found"},
+        {"POST", "/v1/evaluations", "application/json", "{\"n\":0}", 422, "out_of_range"},
+        {"POST", "/v1/evaluations", "application/json", "{\"n\":\"ten\"}", 400, "invalid_request"},
+        {"POST", "/v1/evaluations", "application/json", "{\"first\":1999,\"n\":5}", 422, "out_of_range"},
+        {"POST", "/v1/evaluations", "application/json", "{\"split\":\"train\",\"n\":8000}", 422, "evaluation_too_large"},
+        {"POST", "/v1/evaluations", "application/json", "{\"noise\":[0.1,-1]}", 422, "out_of_range"},
+        {"POST", "/v1/evaluations", "application/json", "{\"noise\":[0.1,0.2,0.3,0.4,0.5]}", 422, "out_of_range"},
+        {"POST", "/v1/evaluations", "application/json", "{\"magnify\":2}", 422, "out_of_range"},
+        {"POST", "/v1/evaluations", "application/json", "{\"method\":\"magic\"}", 422, "invalid_params"},
+        {"POST", "/v1/evaluations", "application/json", "{\"params\":{\"steps\":\"many\"}}", 422, "invalid_params"},
+        {"POST", "/v1/evaluations", "application/json", "{\"timeout\":0}", 400, "invalid_timeout"},
+        {"GET", "/v1/evaluations", NULL, NULL, 405, "method_not_allowed"},
+        {"GET", "/v1/jobs/0123456789abcdef", NULL, NULL, 404, "job_not_found"},
+        {"DELETE", "/v1/jobs/nope", NULL, NULL, 404, "job_not_found"},
+        {"POST", "/v1/jobs/nope", "application/json", "{}", 405, "method_not_allowed"},
+        {"GET", "/v1/models/nope/lipschitz", NULL, NULL, 404, "model_not_found"},
+        {"GET", "/v1/models/cnn/lipschitz?seed=-1", NULL, NULL, 400, "invalid_request"},
+        {"POST", "/v1/models/cnn/lipschitz", "application/json", "{}", 405, "method_not_allowed"},
+        {"POST", "/v1/models/nope/units", "application/json", "{\"layer\":1,\"direction\":0}", 404, "model_not_found"},
+        {"POST", "/v1/models/cnn/units", "application/json", "{\"direction\":0}", 400, "missing_field"},
+        {"POST", "/v1/models/cnn/units", "application/json", "{\"layer\":1,\"direction\":\"north\"}", 400, "invalid_request"},
+        {"POST", "/v1/models/cnn/units", "application/json", "{\"layer\":1,\"direction\":0,\"depth\":1}", 400, "unknown_field"},
+        {"POST", "/v1/models/fc100-100-10/units", "application/json", "{\"layer\":6,\"direction\":0}", 422, "layer_out_of_range"},
+        {"POST", "/v1/models/fc100-100-10/units", "application/json", "{\"layer\":-1,\"direction\":0}", 422, "layer_out_of_range"},
+        {"POST", "/v1/models/fc100-100-10/units", "application/json", "{\"layer\":2,\"direction\":100}", 422, "unit_out_of_range"},
+        {"POST", "/v1/models/fc100-100-10/units", "application/json", "{\"layer\":2,\"direction\":\"random\",\"k\":65}", 422, "k_out_of_range"},
+        {"POST", "/v1/models/fc100-100-10/units", "application/json", "{\"layer\":2,\"direction\":0,\"k\":0}", 422, "k_out_of_range"},
+        {"POST", "/v1/models/fc100-100-10/units", "application/json", "{\"layer\":2,\"direction\":0,\"dataset\":\"cifar\"}", 404, "dataset_not_found"},
+        {"GET", "/v1/models/cnn/units", NULL, NULL, 405, "method_not_allowed"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const bad_case *c = &cases[i];
@@ -1102,6 +1144,380 @@ static void test_sigterm_drains(void **state)
     daemon_cleanup(&d);
 }
 
+/* ---- asynchronous jobs --------------------------------------------------------- */
+
+static int is_final_state(const char *state)
+{
+    return state && (!strcmp(state, "done") || !strcmp(state, "failed") ||
+                     !strcmp(state, "cancelled"));
+}
+
+/* Polls GET path (a job's location) until its state is `state`, or is final
+ * when state is NULL, for at most `seconds`. Returns the job document (the
+ * caller releases it), or fails. */
+static json_t *wait_job(int port, const char *path, const char *state, double seconds)
+{
+    double until = now_s() + seconds;
+    for (;;) {
+        reply r;
+        request_on(port, path, NULL, &r);
+        if (r.status != 200)
+            fail_msg("GET %s: %ld %s", path, r.status, r.body ? r.body : "");
+        const char *st = json_string_value(json_object_get(r.json, "state"));
+        if (state ? !strcmp(st, state) : is_final_state(st)) {
+            json_t *doc = json_incref(r.json);
+            reply_free(&r);
+            return doc;
+        }
+        if (now_s() > until)
+            fail_msg("job %s is still %s after %.0f s: %s", path, st, seconds, r.body);
+        reply_free(&r);
+        usleep(30000);
+    }
+}
+
+/* POSTs body to path and checks the 202 of a new job; the job's location
+ * goes to location. */
+static void submit_job(int port, const char *path, const char *body, char *location, size_t size)
+{
+    reply r;
+    req_opts o = {.headers = json_body_type, .body = body, .len = strlen(body)};
+    request_on(port, path, &o, &r);
+    if (r.status != 202)
+        fail_msg("POST %s: expected 202, got %ld: %s", path, r.status, r.body ? r.body : "");
+    assert_non_null(header_of(&r, "Location", location, size));
+    const char *id = json_string_value(json_object_get(r.json, "id"));
+    assert_int_equal(strlen(id), 16);
+    assert_string_equal(json_string_value(json_object_get(r.json, "state")), "queued");
+    assert_string_equal(json_string_value(json_object_get(r.json, "location")), location);
+    assert_string_equal(location + strlen("/v1/jobs/"), id);
+    reply_free(&r);
+}
+
+/* DELETEs a job; returns the status (the document in *doc when doc). */
+static long delete_job(int port, const char *location, json_t **doc)
+{
+    reply r;
+    req_opts o = {.method = "DELETE"};
+    request_on(port, location, &o, &r);
+    long status = r.status;
+    if (doc)
+        *doc = json_incref(r.json);
+    reply_free(&r);
+    return status;
+}
+
+/* Removes every result's "seconds" (wall time, the one field two runs of
+ * the same attack do not share). */
+static void drop_seconds(json_t *answer)
+{
+    size_t i;
+    json_t *res;
+    json_array_foreach(json_object_get(answer, "results"), i, res)
+        json_object_del(res, "seconds");
+}
+
+static void test_async_attack_equals_sync(void **state)
+{
+    (void)state;
+    char body[256], location[128];
+    snprintf(body, sizeof body, "{\"model\":\"fc100-100-10\",\"image\":{\"dataset\":\"mnist\","
+             "\"index\":3},\"target\":[%d,%d],\"report\":[\"cnn\"]}", other_label(3),
+             (other_label(3) + 1) % 10);
+    reply sync;
+    post_json("/v1/attacks", body, &sync);
+    assert_int_equal(sync.status, 200);
+    /* Accept: image/png does not apply to a job: its result is the JSON. */
+    const char *png[] = {"Content-Type: application/json", "Accept: image/png", NULL};
+    req_opts o = {.headers = png, .body = body, .len = strlen(body)};
+    reply r;
+    request("/v1/attacks?async=true", &o, &r);
+    assert_int_equal(r.status, 202);
+    assert_non_null(header_of(&r, "Location", location, sizeof location));
+    reply_free(&r);
+    json_t *job = wait_job(main_daemon.port, location, NULL, 20);
+    assert_string_equal(json_string_value(json_object_get(job, "state")), "done");
+    assert_string_equal(json_string_value(json_object_get(job, "kind")), "attack");
+    json_t *progress = json_object_get(job, "progress");
+    /* two targets, 8 runs of the c search each */
+    assert_int_equal(json_integer_value(json_object_get(progress, "total")), 16);
+    assert_int_equal(json_integer_value(json_object_get(progress, "done")), 16);
+    for (const char *const *k = (const char *const[]){"created", "started", "finished",
+                                                      "expires", NULL}; *k; k++)
+        assert_int_equal(json_string_length(json_object_get(job, *k)), 24);
+    assert_null(json_object_get(job, "error"));
+    json_t *result = json_object_get(job, "result");
+    drop_seconds(result);
+    drop_seconds(sync.json);
+    if (!json_equal(result, sync.json))
+        fail_msg("the job's result differs from the synchronous answer:\n%s\n%s",
+                 json_dumps(result, JSON_COMPACT), json_dumps(sync.json, JSON_COMPACT));
+    json_decref(job);
+    reply_free(&sync);
+}
+
+static void test_job_cancel(void **state)
+{
+    (void)state;
+    /* Two slow jobs take the daemon's two workers; a third waits. */
+    char body[512], running[2][128], queued[128];
+    slow_attack_body(body, sizeof body, 30);
+    for (int i = 0; i < 2; i++)
+        submit_job(main_daemon.port, "/v1/attacks?async=true", body, running[i], sizeof running[i]);
+    submit_job(main_daemon.port, "/v1/attacks?async=true", body, queued, sizeof queued);
+    for (int i = 0; i < 2; i++)
+        json_decref(wait_job(main_daemon.port, running[i], "running", 10));
+    json_t *doc = wait_job(main_daemon.port, queued, "queued", 1);
+    json_decref(doc);
+
+    /* A queued job is cancelled at once. */
+    assert_int_equal(delete_job(main_daemon.port, queued, &doc), 200);
+    assert_string_equal(json_string_value(json_object_get(doc, "state")), "cancelled");
+    assert_null(json_object_get(doc, "result"));
+    json_decref(doc);
+
+    /* A running one stops at its next check: 202 while it stops. */
+    double t0 = now_s();
+    for (int i = 0; i < 2; i++) {
+        long status = delete_job(main_daemon.port, running[i], &doc);
+        const char *st = json_string_value(json_object_get(doc, "state"));
+        if (status == 202) {
+            assert_string_equal(st, "running");
+            assert_true(json_is_true(json_object_get(doc, "cancel_requested")));
+        } else {
+            assert_int_equal(status, 200);
+            assert_string_equal(st, "cancelled");
+        }
+        json_decref(doc);
+    }
+    for (int i = 0; i < 2; i++) {
+        doc = wait_job(main_daemon.port, running[i], NULL, 5);
+        assert_string_equal(json_string_value(json_object_get(doc, "state")), "cancelled");
+        json_decref(doc);
+    }
+    assert_true(now_s() - t0 < 2);
+    /* The workers are free: a quick request runs at once. */
+    reply r;
+    request("/metrics", NULL, &r);
+    assert_true(metric_value(r.body, "blindspot_workers_busy") == 0);
+    assert_true(metric_value(r.body, "blindspot_jobs{state=\"cancelled\"}") >= 3);
+    reply_free(&r);
+    /* DELETE of a finished job changes nothing. */
+    assert_int_equal(delete_job(main_daemon.port, queued, &doc), 200);
+    assert_string_equal(json_string_value(json_object_get(doc, "state")), "cancelled");
+    json_decref(doc);
+
+    /* A job that runs out of its time budget fails with the best results
+     * so far, as the synchronous call answers 504. */
+    slow_attack_body(body, sizeof body, 0.4);
+    submit_job(main_daemon.port, "/v1/attacks?async=true", body, queued, sizeof queued);
+    doc = wait_job(main_daemon.port, queued, NULL, 10);
+    assert_string_equal(json_string_value(json_object_get(doc, "state")), "failed");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(doc, "error"), "code")),
+                        "deadline_exceeded");
+    json_t *results = json_object_get(json_object_get(doc, "result"), "results");
+    assert_int_equal(json_array_size(results), 9);
+    json_decref(doc);
+}
+
+static void test_job_table_full_and_expiry(void **state)
+{
+    (void)state;
+    daemon_proc d;
+    const char *extra[] = {"--workers", "1", "--max-jobs", "2", "--job-ttl", "1", NULL};
+    assert_int_equal(daemon_start(&d, extra), 0);
+    char body[512], a[128], b[128], quick[128];
+    slow_attack_body(body, sizeof body, 30);
+    submit_job(d.port, "/v1/attacks?async=true", body, a, sizeof a);
+    submit_job(d.port, "/v1/attacks?async=true", body, b, sizeof b);
+    reply r;
+    req_opts o = {.headers = json_body_type, .body = body, .len = strlen(body)};
+    request_on(d.port, "/v1/attacks?async=true", &o, &r);
+    assert_error(&r, 503, "too_many_jobs");
+    reply_free(&r);
+    /* Cancelled jobs keep their place until they expire. */
+    delete_job(d.port, a, NULL);
+    delete_job(d.port, b, NULL);
+    json_decref(wait_job(d.port, a, "cancelled", 5));
+    json_decref(wait_job(d.port, b, "cancelled", 5));
+    request_on(d.port, "/v1/evaluations", &(req_opts){.headers = json_body_type, .body = "{}", .len = 2}, &r);
+    assert_error(&r, 503, "too_many_jobs");
+    reply_free(&r);
+    /* A second later they are gone, and a finished job goes the same way. */
+    usleep(1200000);
+    request_on(d.port, a, NULL, &r);
+    assert_error(&r, 404, "job_not_found");
+    reply_free(&r);
+    const char *fast = "{\"model\":\"fc10-1e-4\",\"image\":{\"dataset\":\"mnist\",\"index\":1},"
+                       "\"target\":3,\"method\":\"fgsm\"}";
+    submit_job(d.port, "/v1/attacks?async=true", fast, quick, sizeof quick);
+    json_t *doc = wait_job(d.port, quick, NULL, 10);
+    assert_string_equal(json_string_value(json_object_get(doc, "state")), "done");
+    json_decref(doc);
+    usleep(2000000);
+    request_on(d.port, quick, NULL, &r);
+    assert_error(&r, 404, "job_not_found");
+    reply_free(&r);
+    request_on(d.port, b, NULL, &r);
+    assert_error(&r, 404, "job_not_found");
+    reply_free(&r);
+    /* Shutdown cancels jobs rather than wait the drain time (30 s) for
+     * results nobody could read. */
+    submit_job(d.port, "/v1/attacks?async=true", body, a, sizeof a);
+    json_decref(wait_job(d.port, a, "running", 10));
+    double t0 = now_s();
+    assert_int_equal(daemon_stop(&d), 0);
+    assert_true(now_s() - t0 < 5);
+    daemon_cleanup(&d);
+}
+
+static void test_evaluation_equals_cli(void **state)
+{
+    (void)state;
+    const char *body = "{\"models\":[\"fc10-1e-4\",\"fc100-100-10\",\"cnn\"],\"first\":20,"
+                       "\"n\":5,\"seed\":7,\"noise\":[0.2],\"magnify\":0.15}";
+    char location[128], cmd[512], *out = NULL;
+    submit_job(main_daemon.port, "/v1/evaluations", body, location, sizeof location);
+    snprintf(cmd, sizeof cmd, "%s evaluate --models fc10-1e-4,fc100-100-10,cnn --first 20 --n 5 "
+             "--seed 7 --noise 0.2 --magnify 0.15 --threads 2 --json", tu_bin("blindspot"));
+    int rc = tu_run(cmd, &out);
+    if (rc != 0)
+        fail_msg("%s exited %d: %s", cmd, rc, out ? out : "");
+    json_t *cli = json_loads(out, 0, NULL);
+    assert_non_null(cli);
+    free(out);
+    json_t *job = wait_job(main_daemon.port, location, NULL, 30);
+    assert_string_equal(json_string_value(json_object_get(job, "state")), "done");
+    assert_string_equal(json_string_value(json_object_get(job, "kind")), "evaluation");
+    json_t *progress = json_object_get(job, "progress");
+    assert_int_equal(json_integer_value(json_object_get(progress, "done")), 15);
+    assert_int_equal(json_integer_value(json_object_get(progress, "total")), 15);
+    json_t *result = json_object_get(job, "result");
+    /* every number, exactly (both print 9 significant digits) */
+    if (!json_equal(result, cli))
+        fail_msg("the evaluation job differs from blindspot evaluate --json:\n%s\n%s",
+                 json_dumps(result, JSON_COMPACT), json_dumps(cli, JSON_COMPACT));
+    /* and it is the paper's tables: the diagonal is 100% */
+    json_t *error = json_object_get(json_object_get(result, "table2"), "error");
+    assert_true(json_number_value(json_object_get(json_object_get(error, "cnn"), "cnn")) == 1.0);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(result, "table2"), "noise")), 1);
+    assert_true(json_is_number(json_object_get(json_object_get(result, "max_ratio"), "fc10-1e-4")));
+    json_decref(cli);
+    json_decref(job);
+}
+
+/* ---- analysis --------------------------------------------------------------- */
+
+static void check_lipschitz(const char *name)
+{
+    char path[256], err[BS_ERR_LEN];
+    snprintf(path, sizeof path, "models/%s.safetensors", name);
+    bs_model *m = bs_model_load(path, err);
+    assert_non_null(m);
+    bs_lipschitz lip;
+    assert_int_equal(bs_lipschitz_bounds(m, 1, &lip, err), 0);
+    snprintf(path, sizeof path, "/v1/models/%s/lipschitz", name);
+    reply r;
+    request(path, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "model")), name);
+    json_t *layers = json_object_get(r.json, "layers");
+    assert_int_equal(json_array_size(layers), (size_t)m->n_layers);
+    for (int i = 0; i < m->n_layers; i++) {
+        json_t *l = json_array_get(layers, (size_t)i);
+        double b = json_number_value(json_object_get(l, "bound"));
+        assert_true(fabs(b - lip.layers[i].bound) <= 1e-8 * lip.layers[i].bound);
+        assert_int_equal(json_integer_value(json_object_get(l, "iterations")), lip.layers[i].iterations);
+        assert_string_equal(json_string_value(json_object_get(l, "type")), bs_layer_name(m->layers[i].kind));
+    }
+    double product = json_number_value(json_object_get(r.json, "product"));
+    assert_true(fabs(product - lip.product) <= 1e-8 * lip.product);
+    reply_free(&r);
+    bs_model_free(m);
+}
+
+static void test_lipschitz(void **state)
+{
+    (void)state;
+    check_lipschitz("fc100-100-10");
+    check_lipschitz("cnn");
+    reply r;
+    request("/v1/models/fc10-1e-4/lipschitz?seed=5", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "seed")), 5);
+    reply_free(&r);
+}
+
+/* POSTs a unit analysis and compares it with bs_units_rank here. */
+static void check_units(const char *name, int layer, int unit, uint64_t seed, int k)
+{
+    char path[256], body[256], err[BS_ERR_LEN];
+    snprintf(path, sizeof path, "models/%s.safetensors", name);
+    bs_model *m = bs_model_load(path, err);
+    assert_non_null(m);
+    bs_dataset d = test_split();
+    int L = bs_units_layer(m, layer, err);
+    assert_true(L >= 0);
+    size_t dim = m->layers[L].out_size;
+    float *v = malloc(dim * sizeof *v);
+    if (unit < 0)
+        bs_units_random(v, dim, seed);
+    else
+        bs_units_basis(v, dim, unit);
+    bs_units_top top;
+    assert_int_equal(bs_units_rank(m, layer, &d, v, 1, k, &top, err), 0);
+
+    if (unit < 0)
+        snprintf(body, sizeof body, "{\"layer\":%d,\"direction\":\"random\",\"seed\":%llu,\"k\":%d}",
+                 layer, (unsigned long long)seed, k);
+    else
+        snprintf(body, sizeof body, "{\"layer\":%d,\"direction\":%d,\"k\":%d}", layer, unit, k);
+    snprintf(path, sizeof path, "/v1/models/%s/units", name);
+    reply r;
+    post_json(path, body, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "layer")), L);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "dim")), (json_int_t)dim);
+    assert_string_equal(json_string_value(json_object_get(r.json, "dataset")), "mnist");
+    assert_string_equal(json_string_value(json_object_get(r.json, "split")), "test");
+    json_t *idx = json_object_get(r.json, "indices"), *labels = json_object_get(r.json, "labels");
+    assert_int_equal(json_array_size(idx), (size_t)k);
+    for (int i = 0; i < k; i++) {
+        assert_int_equal(json_integer_value(json_array_get(idx, (size_t)i)), top.indices[i]);
+        assert_int_equal(json_integer_value(json_array_get(labels, (size_t)i)), top.labels[i]);
+    }
+    assert_int_equal(json_integer_value(json_object_get(r.json, "majority")), top.majority);
+    assert_true(fabs(json_number_value(json_object_get(r.json, "purity")) - top.purity) < 1e-9);
+    /* the grid: the k images side by side, one-pixel gaps */
+    json_t *grid = json_object_get(r.json, "grid");
+    const char *b64 = json_string_value(json_object_get(grid, "data"));
+    size_t len;
+    uint8_t *png = bs_base64_decode(b64, strlen(b64), &len, err);
+    assert_non_null(png);
+    bs_image img;
+    assert_int_equal(bs_image_decode(png, len, 1 << 20, &img, err), 0);
+    assert_int_equal(img.width, k * 28 + k - 1);
+    assert_int_equal(img.height, 28);
+    int first = top.indices[0];
+    for (int p = 0; p < 28 * 28; p++)
+        assert_true(fabsf(img.pixels[(p / 28) * img.width + p % 28] - d.images[(size_t)first * 784 + p]) <=
+                    0.5f / 255 + 1e-6f);
+    bs_image_free(&img);
+    free(png);
+    reply_free(&r);
+    free(v);
+    bs_dataset_free(&d);
+    bs_model_free(m);
+}
+
+static void test_units(void **state)
+{
+    (void)state;
+    check_units("fc100-100-10", 2, 5, 1, 8);
+    check_units("fc100-100-10", 1, -1, 4, 3); /* layer 1 reads after its sigmoid: 2 */
+    check_units("cnn", 3, 17, 1, 16);
+}
+
 /* ---- start-up and the route table ------------------------------------------- */
 
 static void test_bad_model_stops_startup(void **state)
@@ -1143,7 +1559,8 @@ static void test_flags_and_environment(void **state)
     const char *flags[] = {"--listen", "--models", "--data", "--workers", "--queue-size",
                            "--timeout", "--max-body", "--drain-timeout", "--max-connections",
                            "--idle-timeout", "--max-pixels", "BLINDSPOT_WORKERS", "BLINDSPOT_LISTEN",
-                           "--check"};
+                           "--check", "--job-timeout", "--job-ttl", "BLINDSPOT_JOB_TTL",
+                           "--max-jobs", "BLINDSPOT_MAX_JOBS"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (!strstr(out, flags[i]))
             fail_msg("--help does not mention %s", flags[i]);
@@ -1248,6 +1665,12 @@ int main(void)
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_queue_full_503),
         cmocka_unit_test(test_sigterm_drains),
+        cmocka_unit_test(test_async_attack_equals_sync),
+        cmocka_unit_test(test_job_cancel),
+        cmocka_unit_test(test_job_table_full_and_expiry),
+        cmocka_unit_test(test_evaluation_equals_cli),
+        cmocka_unit_test(test_lipschitz),
+        cmocka_unit_test(test_units),
         cmocka_unit_test(test_bad_model_stops_startup),
         cmocka_unit_test(test_flags_and_environment),
         cmocka_unit_test(test_routes_match_openapi),

@@ -1,0 +1,383 @@
+/* cli_evaluate — `blindspot evaluate`: the paper's Tables 1-3 over a slice
+ * of a dataset for chosen models (core/evaluate.h), as text tables or as
+ * the JSON document of api/evaluate_json.h, the result of the daemon's
+ * POST /v1/evaluations jobs. */
+#include "api/cli.h"
+
+#include "api/attack_json.h"
+#include "api/evaluate_json.h"
+#include "core/evaluate.h"
+#include "core/model_file.h"
+
+#include <dirent.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *evaluate_usage =
+    "usage: blindspot evaluate [--models A,B,...] [--dataset mnist] [--split test]\n"
+    "                          [--first F] [--n N] [--seed S] [--method M]\n"
+    "                          [--param K=V] [--threads T] [--json]\n"
+    "\n"
+    "Attacks images first..first+N-1 of a dataset split with every model, each\n"
+    "image towards a wrong label drawn from the seed, and measures (Szegedy et\n"
+    "al., Tables 1-3):\n"
+    "  Table 1  per model: error on the slice, attacks that reached their target,\n"
+    "           mean minimum distortion sqrt(sum r_i^2 / n) of those; the train\n"
+    "           and test error recorded in the model file\n"
+    "  Table 2  error rate of every model (columns) on the adversarial examples\n"
+    "           made for each model (rows; the diagonal is 100% by construction),\n"
+    "           and on the clean images plus Gaussian noise\n"
+    "  Table 3  the same with each perturbation magnified to a fixed distortion\n"
+    "  and the largest ratio ||f(x+r) - f(x)|| / ||r|| (logits) per model.\n"
+    "The numbers do not depend on --threads. The daemon's POST /v1/evaluations\n"
+    "answers the document --json prints.\n"
+    "\n"
+    "  --models LIST    comma-separated model names (files NAME.safetensors in\n"
+    "                   --model-dir) or .safetensors paths; default every model of\n"
+    "                   --model-dir that takes the dataset's input, by name\n"
+    "  --model-dir DIR  default models\n"
+    "  --dataset NAME   default mnist\n"
+    "  --split SPLIT    default test\n"
+    "  --first F        first image of the slice (default 0)\n"
+    "  --n N            images in the slice (default 100)\n"
+    "  --seed S         targets and noise (default 1)\n"
+    "  --method M       lbfgs (default), adam-l1, fgsm, pgd, cw-l2\n"
+    "  --param KEY=VALUE  a method parameter, repeatable (see blindspot attack --help)\n"
+    "  --noise LIST     standard deviations of the noise rows (default 0.1,0.3;\n"
+    "                   none for no rows)\n"
+    "  --magnify D      distortion of Table 3's magnified rows (default 0.1; 0: none)\n"
+    "  --threads T      attacks in parallel (default 1)\n"
+    "  --data DIR       data folder (default: $BLINDSPOT_DATA or data)\n"
+    "  --json           print the result as JSON\n";
+
+/* The evaluated models, by name. */
+typedef struct model_set {
+    char *names[BS_EVAL_MAX_MODELS];
+    bs_model *models[BS_EVAL_MAX_MODELS];
+    int n;
+} model_set;
+
+static void model_set_free(model_set *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        free(s->names[i]);
+        bs_model_free(s->models[i]);
+    }
+    s->n = 0;
+}
+
+/* Loads one model by name (in dir) or path. */
+static int add_model(model_set *s, const char *dir, const char *item, char *err)
+{
+    char path[4096], name[256];
+    size_t len = strlen(item);
+    int is_path = strchr(item, '/') || (len > 12 && !strcmp(item + len - 12, ".safetensors"));
+    if (is_path)
+        snprintf(path, sizeof path, "%s", item);
+    else
+        snprintf(path, sizeof path, "%s/%s.safetensors", dir, item);
+    cli_model_name(path, name, sizeof name);
+    if (s->n == BS_EVAL_MAX_MODELS) {
+        snprintf(err, BS_ERR_LEN, "an evaluation takes at most %d models", BS_EVAL_MAX_MODELS);
+        return -1;
+    }
+    for (int i = 0; i < s->n; i++)
+        if (!strcmp(s->names[i], name)) {
+            snprintf(err, BS_ERR_LEN, "model %s is listed twice", name);
+            return -1;
+        }
+    bs_model *m = bs_model_load(path, err);
+    if (!m)
+        return -1;
+    s->names[s->n] = strdup(name);
+    s->models[s->n++] = m;
+    return s->names[s->n - 1] ? 0 : -1;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Every model of dir that takes the dataset's input, ordered by name (as
+ * the daemon orders its resident models). */
+static int add_all(model_set *s, const char *dir, const bs_dataset *d, char *err)
+{
+    DIR *dp = opendir(dir);
+    if (!dp) {
+        snprintf(err, BS_ERR_LEN, "cannot read the models folder %s", dir);
+        return -1;
+    }
+    char *names[1024];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dp)) && n < 1024) {
+        size_t len = strlen(e->d_name);
+        if (len > 12 && !strcmp(e->d_name + len - 12, ".safetensors"))
+            names[n++] = strndup(e->d_name, len - 12);
+    }
+    closedir(dp);
+    qsort(names, (size_t)n, sizeof *names, by_name);
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        if (!rc && names[i]) {
+            rc = add_model(s, dir, names[i], err);
+            if (!rc && s->models[s->n - 1]->input_size != d->input_size) {
+                s->n--;
+                free(s->names[s->n]);
+                bs_model_free(s->models[s->n]);
+            }
+        }
+        free(names[i]);
+    }
+    if (!rc && s->n == 0) {
+        snprintf(err, BS_ERR_LEN, "no model in %s takes the inputs of %s", dir, d->name);
+        rc = -1;
+    }
+    return rc;
+}
+
+/* A number in [lo, hi] as a double: --noise 0.1 must be the 0.1 the
+ * daemon reads from JSON, not the float nearest it. */
+static int parse_double(const char *opt, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "blindspot evaluate: %s wants a number in [%g, %g], got '%s'\n", opt, lo,
+                hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_noise(const char *s, bs_eval_config *cfg)
+{
+    cfg->n_noise = 0;
+    if (!strcmp(s, "none"))
+        return 0;
+    char *copy = strdup(s), *save = NULL;
+    int rc = copy ? 0 : -1;
+    for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t && !rc;
+         t = strtok_r(NULL, ",", &save)) {
+        if (cfg->n_noise == BS_EVAL_MAX_NOISE) {
+            fprintf(stderr, "blindspot evaluate: --noise takes at most %d values\n",
+                    BS_EVAL_MAX_NOISE);
+            rc = -1;
+        } else if (parse_double("--noise", t, 1e-9, 10, &cfg->noise[cfg->n_noise])) {
+            rc = -1;
+        } else {
+            cfg->n_noise++;
+        }
+    }
+    free(copy);
+    return rc;
+}
+
+typedef struct progress_ctx {
+    time_t start;
+} progress_ctx;
+
+static void show_progress(void *vctx, int done, int total)
+{
+    progress_ctx *p = vctx;
+    double el = difftime(time(NULL), p->start);
+    double eta = done ? el * (total - done) / done : 0.0;
+    fprintf(stderr, "\rattacks %d/%d, ETA %d:%02d ", done, total, (int)eta / 60, (int)eta % 60);
+    if (done == total)
+        fputc('\n', stderr);
+}
+
+static void pct(double v)
+{
+    printf(" %7.1f%%", 100.0 * v);
+}
+
+static void print_matrix(const model_set *s, const double m[BS_EVAL_MAX_MODELS][BS_EVAL_MAX_MODELS],
+                         const double *distortion, double fixed)
+{
+    printf("  %-18s %10s", "examples for", "distortion");
+    for (int j = 0; j < s->n; j++)
+        printf(" %8.8s", s->names[j]);
+    putchar('\n');
+    for (int i = 0; i < s->n; i++) {
+        printf("  %-18s %10.4f", s->names[i], distortion ? distortion[i] : fixed);
+        for (int j = 0; j < s->n; j++)
+            pct(m[i][j]);
+        putchar('\n');
+    }
+}
+
+static void print_tables(const model_set *s, const bs_dataset *d, const bs_eval_config *cfg,
+                         const bs_eval_result *r)
+{
+    printf("%s %s images %d..%d, %s, seed %llu: %s\n\n", d->name, d->split, cfg->first,
+           cfg->first + cfg->n - 1, bs_attack_method_name(cfg->params.method),
+           (unsigned long long)cfg->seed, bs_attack_status_name(r->status));
+    printf("Table 1\n  %-18s %9s %9s %9s %9s %11s %9s\n", "model", "train err", "test err",
+           "slice err", "success", "distortion", "max ratio");
+    for (int i = 0; i < s->n; i++) {
+        const char *tr = bs_model_get_meta(s->models[i], "blindspot.train_error");
+        const char *te = bs_model_get_meta(s->models[i], "blindspot.test_error");
+        printf("  %-18s", s->names[i]);
+        if (tr)
+            pct(atof(tr));
+        else
+            printf(" %8s", "-");
+        if (te)
+            pct(atof(te));
+        else
+            printf(" %8s", "-");
+        pct(r->test_error[i]);
+        pct((double)r->successes[i] / r->n);
+        printf(" %11.4f %9.4g\n", r->mean_distortion[i], r->max_ratio[i]);
+    }
+    printf("\nTable 2: error rate of each model (columns) on the examples made for each "
+           "model (rows)\n");
+    print_matrix(s, r->error, r->mean_distortion, 0);
+    for (int k = 0; k < cfg->n_noise; k++) {
+        char label[32];
+        snprintf(label, sizeof label, "noise stddev %.2g", cfg->noise[k]);
+        printf("  %-18s %10.4f", label, r->noise_distortion[k]);
+        for (int j = 0; j < s->n; j++)
+            pct(r->noise_error[k][j]);
+        putchar('\n');
+    }
+    if (cfg->magnify > 0.0) {
+        printf("\nTable 3: the same with each perturbation magnified to distortion %g\n",
+               cfg->magnify);
+        print_matrix(s, r->magnified, NULL, cfg->magnify);
+    }
+}
+
+int cli_evaluate(int argc, char **argv)
+{
+    enum { O_MODELS = 1000, O_MODEL_DIR, O_DATASET, O_SPLIT, O_FIRST, O_N, O_SEED, O_METHOD,
+           O_PARAM, O_NOISE, O_MAGNIFY, O_THREADS, O_DATA, O_JSON };
+    static const struct option opts[] = {
+        {"models", required_argument, 0, O_MODELS}, {"model-dir", required_argument, 0, O_MODEL_DIR},
+        {"dataset", required_argument, 0, O_DATASET}, {"split", required_argument, 0, O_SPLIT},
+        {"first", required_argument, 0, O_FIRST}, {"n", required_argument, 0, O_N},
+        {"seed", required_argument, 0, O_SEED}, {"method", required_argument, 0, O_METHOD},
+        {"param", required_argument, 0, O_PARAM}, {"noise", required_argument, 0, O_NOISE},
+        {"magnify", required_argument, 0, O_MAGNIFY}, {"threads", required_argument, 0, O_THREADS},
+        {"data", required_argument, 0, O_DATA}, {"json", no_argument, 0, O_JSON},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+    };
+    const char *list = NULL, *dir = "models", *dataset = "mnist", *split = "test";
+    const char *method = "lbfgs", *data_flag = NULL;
+    bs_eval_config cfg = bs_eval_defaults();
+    long first = cfg.first, n = cfg.n, seed = (long)cfg.seed, threads = 1;
+    int json = 0, c, rc = 2;
+    json_t *params = json_object();
+    model_set s = {0};
+    bs_dataset d = {0};
+    bs_eval_result *r = NULL;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_MODELS: list = optarg; break;
+        case O_MODEL_DIR: dir = optarg; break;
+        case O_DATASET: dataset = optarg; break;
+        case O_SPLIT: split = optarg; break;
+        case O_FIRST:
+            if (cli_parse_long("--first", optarg, 0, 10000000, &first)) goto out;
+            break;
+        case O_N:
+            if (cli_parse_long("--n", optarg, 1, 10000000, &n)) goto out;
+            break;
+        case O_SEED:
+            if (cli_parse_long("--seed", optarg, 0, 0x7fffffffL, &seed)) goto out;
+            break;
+        case O_METHOD: method = optarg; break;
+        case O_PARAM:
+            if (cli_add_param(params, optarg)) {
+                fprintf(stderr, "blindspot evaluate: --param wants KEY=VALUE, got '%s'\n", optarg);
+                goto out;
+            }
+            break;
+        case O_NOISE:
+            if (parse_noise(optarg, &cfg)) goto out;
+            break;
+        case O_MAGNIFY:
+            if (parse_double("--magnify", optarg, 0, 1, &cfg.magnify)) goto out;
+            break;
+        case O_THREADS:
+            if (cli_parse_long("--threads", optarg, 1, 64, &threads)) goto out;
+            break;
+        case O_DATA: data_flag = optarg; break;
+        case O_JSON: json = 1; break;
+        case 'h': fputs(evaluate_usage, stdout); rc = 0; goto out;
+        default: fputs(evaluate_usage, stderr); goto out;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "blindspot evaluate: unexpected argument\n\n%s", evaluate_usage);
+        goto out;
+    }
+    rc = 1;
+    char err[BS_ERR_LEN];
+    if (bs_attack_params_from_json(params, method, &cfg.params, err) ||
+        bs_dataset_load(cli_data_dir(data_flag), dataset, split, &d, err)) {
+        cli_fail("evaluate", "%s", err);
+        goto out;
+    }
+    if (list) {
+        char *copy = strdup(list), *save = NULL;
+        int bad = !copy;
+        for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t && !bad;
+             t = strtok_r(NULL, ",", &save))
+            bad = add_model(&s, dir, t, err);
+        free(copy);
+        if (bad) {
+            cli_fail("evaluate", "%s", err);
+            goto out;
+        }
+    } else if (add_all(&s, dir, &d, err)) {
+        cli_fail("evaluate", "%s", err);
+        goto out;
+    }
+    cfg.first = (int)first;
+    cfg.n = (int)n;
+    cfg.seed = (uint64_t)seed;
+    cfg.threads = (int)threads;
+    r = malloc(sizeof *r);
+    progress_ctx pc = {.start = time(NULL)};
+    if (!r) {
+        cli_fail("evaluate", "out of memory");
+        goto out;
+    }
+    if (bs_evaluate_transfer((const bs_model *const *)s.models, s.n, &d, &cfg, NULL,
+                             isatty(2) ? show_progress : NULL, &pc, r, NULL, NULL, err)) {
+        cli_fail("evaluate", "%s", err);
+        goto out;
+    }
+    if (json) {
+        /* The daemon's precision (9 significant digits), so that the two
+         * documents can be compared number for number. */
+        json_t *doc = bs_eval_result_json(r, (const char *const *)s.names,
+                                          (const bs_model *const *)s.models, &d, &cfg);
+        char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_REAL_PRECISION(9)) : NULL;
+        json_decref(doc);
+        if (!text) {
+            cli_fail("evaluate", "out of memory");
+            goto out;
+        }
+        puts(text);
+        free(text);
+    } else {
+        print_tables(&s, &d, &cfg, r);
+    }
+    rc = 0;
+out:
+    json_decref(params);
+    free(r);
+    model_set_free(&s);
+    bs_dataset_free(&d);
+    return rc;
+}

@@ -1,0 +1,468 @@
+/* jobs — the job table, the pool callbacks of a job, and GET/DELETE
+ * /v1/jobs/{id}; see jobs.h. */
+#include "server/jobs.h"
+
+#include "server/routes.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+typedef enum job_state {
+    JOB_QUEUED,
+    JOB_RUNNING,
+    JOB_DONE,
+    JOB_FAILED,
+    JOB_CANCELLED,
+} job_state;
+
+const char *const jobs_state_names[JOBS_STATES] = {"queued", "running", "done", "failed",
+                                                   "cancelled"};
+
+typedef struct job {
+    pool_job pj;          /* in the pool while queued or running */
+    jobs *table;
+    char id[24];          /* 16 hex digits */
+    const char *kind;     /* a static string */
+    http_work work;       /* ctx freed by the done callback */
+    http_response out;    /* what work.run made; the worker's until done */
+    /* Guarded by table->lock: */
+    job_state state;
+    int done, total;      /* progress */
+    int cancel_requested; /* DELETE came while it was queued or running */
+    int pins;             /* handlers using the job without the lock; not swept */
+    double created, started, finished; /* wall-clock seconds; 0: not yet */
+    double finished_at;   /* bs_now() when it finished, for the ttl */
+    char *result;         /* the work's JSON document, or NULL */
+    char *error;          /* JSON text of the error object, or NULL */
+} job;
+
+struct jobs {
+    pthread_mutex_t lock;
+    pool *pool;
+    job **slots;          /* n jobs in no particular order */
+    int n, max;
+    double ttl;
+    unsigned long long seed, counter; /* job ids */
+};
+
+#define JOB_OF(p) ((job *)((char *)(p) - offsetof(job, pj)))
+
+static double wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int is_final(job_state s)
+{
+    return s == JOB_DONE || s == JOB_FAILED || s == JOB_CANCELLED;
+}
+
+jobs *jobs_new(pool *p, int max_jobs, double ttl)
+{
+    jobs *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->slots = calloc((size_t)max_jobs, sizeof *t->slots);
+    if (!t->slots) {
+        free(t);
+        return NULL;
+    }
+    pthread_mutex_init(&t->lock, NULL);
+    t->pool = p;
+    t->max = max_jobs;
+    t->ttl = ttl;
+    /* Ids are the only key to a job (anyone may cancel one), so they are
+     * not guessable: splitmix64 of a counter from a random start. */
+    if (getrandom(&t->seed, sizeof t->seed, 0) != sizeof t->seed)
+        t->seed = (unsigned long long)wall_now() * 0x9e3779b97f4a7c15ULL;
+    return t;
+}
+
+static void job_free(job *j)
+{
+    free(j->result);
+    free(j->error);
+    free(j);
+}
+
+void jobs_free(jobs *t)
+{
+    if (!t)
+        return;
+    for (int i = 0; i < t->n; i++)
+        job_free(t->slots[i]);
+    free(t->slots);
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+}
+
+/* Forgets finished jobs past their ttl. Called with the lock held. */
+static void sweep(jobs *t)
+{
+    double now = bs_now();
+    for (int i = 0; i < t->n;) {
+        job *j = t->slots[i];
+        if (is_final(j->state) && !j->pins && now - j->finished_at >= t->ttl) {
+            job_free(j);
+            t->slots[i] = t->slots[--t->n];
+        } else {
+            i++;
+        }
+    }
+}
+
+/* The job with this id, or NULL. Called with the lock held. */
+static job *find(jobs *t, const char *id)
+{
+    sweep(t);
+    for (int i = 0; i < t->n; i++)
+        if (!strcmp(t->slots[i]->id, id))
+            return t->slots[i];
+    return NULL;
+}
+
+double jobs_deadline(const server *srv, const http_request *req)
+{
+    double budget = srv->cfg->job_timeout;
+    if (req->timeout > 0 && req->timeout < budget)
+        budget = req->timeout;
+    return req->arrival + budget;
+}
+
+/* ---- on a worker ---------------------------------------------------------- */
+
+static void job_progress(void *ctx, int done, int total)
+{
+    job *j = ctx;
+    pthread_mutex_lock(&j->table->lock);
+    j->done = done;
+    j->total = total;
+    pthread_mutex_unlock(&j->table->lock);
+}
+
+static void job_run(pool_job *pj, pool_worker *w)
+{
+    job *j = JOB_OF(pj);
+    pthread_mutex_lock(&j->table->lock);
+    int cancelled = j->cancel_requested;
+    j->state = JOB_RUNNING;
+    j->started = wall_now();
+    pthread_mutex_unlock(&j->table->lock);
+    if (cancelled) /* between its submission and now: run nothing */
+        return;
+    bs_attack_control ctl = {.deadline = pj->deadline, .cancel = &pj->cancel,
+                             .progress = job_progress, .ctx = j};
+    j->work.run(j->work.ctx, w, &ctl, &j->out);
+}
+
+static char *error_text(const char *code, const char *message)
+{
+    json_t *e = json_pack("{s:s, s:s}", "code", code, "message", message);
+    char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
+    json_decref(e);
+    return s;
+}
+
+/* Reads the response of a run that did not answer 200: its error object,
+ * and the document itself when it holds more than the error. */
+static void split_failure(http_response *out, char **result, char **error)
+{
+    json_t *doc = out->body ? json_loadb(out->body, out->body_len, 0, NULL) : NULL;
+    json_t *e = json_object_get(doc, "error");
+    if (json_is_object(e))
+        *error = json_dumps(e, JSON_COMPACT);
+    else
+        *error = error_text("internal_error", "The job ended without an answer.");
+    if (json_is_object(doc) && json_object_size(doc) > 1) {
+        *result = out->body; /* NUL-terminated: resp_json made it */
+        out->body = NULL;
+    }
+    json_decref(doc);
+}
+
+/* The end of a job, on whichever thread the pool ends it. */
+static void job_done(pool_job *pj, pool_verdict verdict)
+{
+    job *j = JOB_OF(pj);
+    jobs *t = j->table;
+    pthread_mutex_lock(&t->lock);
+    int cancel_requested = j->cancel_requested;
+    pthread_mutex_unlock(&t->lock);
+
+    job_state state;
+    char *result = NULL, *error = NULL;
+    if (verdict == POOL_RAN && j->out.status == 200) {
+        state = JOB_DONE;
+        result = j->out.body;
+        j->out.body = NULL;
+    } else if (cancel_requested || verdict == POOL_CANCELLED) {
+        state = JOB_CANCELLED;
+    } else if (verdict == POOL_RAN) {
+        state = JOB_FAILED;
+        split_failure(&j->out, &result, &error);
+    } else { /* expired or shut down in the queue (no client to be GONE) */
+        state = JOB_FAILED;
+        error = verdict == POOL_EXPIRED
+                    ? error_text("deadline_exceeded", "The time budget ran out while the job "
+                                 "waited for a worker; retry with a larger timeout.")
+                    : error_text("shutting_down", "The server shut down before the job ran; "
+                                 "submit it again.");
+    }
+    resp_clear(&j->out);
+    if (j->work.free)
+        j->work.free(j->work.ctx);
+    j->work.free = NULL;
+
+    pthread_mutex_lock(&t->lock);
+    j->state = state;
+    j->result = result;
+    j->error = error;
+    j->finished = wall_now();
+    j->finished_at = bs_now();
+    if (state == JOB_DONE && j->total > 0)
+        j->done = j->total;
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* ---- on the HTTP thread --------------------------------------------------- */
+
+void jobs_submit(jobs *t, http_work *work, http_response *resp)
+{
+    job *j = calloc(1, sizeof *j);
+    if (!j) {
+        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+        return;
+    }
+    /* A place in the table and one in the queue, both under the table's
+     * lock (the pool never calls into the table with its own lock held). */
+    pthread_mutex_lock(&t->lock);
+    sweep(t);
+    if (t->n == t->max) {
+        pthread_mutex_unlock(&t->lock);
+        free(j);
+        resp_error(resp, 503, "too_many_jobs",
+                   "The job table holds %d unexpired jobs (--max-jobs); retry when one has "
+                   "expired (--job-ttl %g s after it finished).", t->max, t->ttl);
+        return;
+    }
+    if (pool_reserve(t->pool) != 0) {
+        pthread_mutex_unlock(&t->lock);
+        free(j);
+        resp_error(resp, 503, "queue_full",
+                   "The worker queue is full (--queue-size) or the server is shutting down; "
+                   "retry shortly.");
+        return;
+    }
+    unsigned long long z = t->seed + 0x9e3779b97f4a7c15ULL * ++t->counter;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    snprintf(j->id, sizeof j->id, "%016llx", z);
+    j->table = t;
+    j->kind = work->kind ? work->kind : "job";
+    j->work = *work;
+    j->state = JOB_QUEUED;
+    j->created = wall_now();
+    j->pj.run = job_run;
+    j->pj.done = job_done;
+    j->pj.fd = -1; /* no client to watch */
+    j->pj.deadline = work->deadline;
+    t->slots[t->n++] = j;
+    char id[sizeof j->id], location[64];
+    memcpy(id, j->id, sizeof id);
+    snprintf(location, sizeof location, "/v1/jobs/%s", id);
+    pthread_mutex_unlock(&t->lock);
+    work->free = NULL; /* the job owns ctx now */
+    pool_submit(t->pool, &j->pj);
+
+    resp_json(resp, 202, json_pack("{s:s, s:s, s:s}", "id", id, "state", "queued",
+                                   "location", location));
+    resp_header(resp, "Location", "%s", location);
+}
+
+void jobs_stop(jobs *t)
+{
+    pthread_mutex_lock(&t->lock);
+    job **live = malloc((size_t)(t->n ? t->n : 1) * sizeof *live);
+    int n = 0;
+    for (int i = 0; live && i < t->n; i++) {
+        job *j = t->slots[i];
+        if (!is_final(j->state)) {
+            j->cancel_requested = 1;
+            j->pins++;
+            live[n++] = j;
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    for (int i = 0; i < n; i++)
+        pool_cancel(t->pool, &live[i]->pj);
+    pthread_mutex_lock(&t->lock);
+    for (int i = 0; i < n; i++)
+        live[i]->pins--;
+    pthread_mutex_unlock(&t->lock);
+    free(live);
+}
+
+void jobs_stats(jobs *t, int counts[JOBS_STATES])
+{
+    memset(counts, 0, JOBS_STATES * sizeof *counts);
+    pthread_mutex_lock(&t->lock);
+    sweep(t);
+    for (int i = 0; i < t->n; i++)
+        counts[t->slots[i]->state]++;
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* ---- GET and DELETE /v1/jobs/{id} ------------------------------------------ */
+
+/* What a job document shows, copied out under the lock. */
+typedef struct job_view {
+    char id[24];
+    const char *kind;
+    job_state state;
+    int done, total, cancel_requested;
+    double created, started, finished;
+    char *result, *error; /* copies */
+} job_view;
+
+/* Called with the lock held. */
+static int view_of(const job *j, job_view *v)
+{
+    memcpy(v->id, j->id, sizeof v->id);
+    v->kind = j->kind;
+    v->state = j->state;
+    v->done = j->done;
+    v->total = j->total;
+    v->cancel_requested = j->cancel_requested;
+    v->created = j->created;
+    v->started = j->started;
+    v->finished = j->finished;
+    v->result = j->result ? strdup(j->result) : NULL;
+    v->error = j->error ? strdup(j->error) : NULL;
+    return (j->result && !v->result) || (j->error && !v->error) ? -1 : 0;
+}
+
+/* An RFC 3339 UTC time with milliseconds, or null for 0. */
+static json_t *time_json(double t)
+{
+    if (t <= 0)
+        return json_null();
+    time_t s = (time_t)t;
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    char buf[40], date[32];
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, sizeof buf, "%s.%03dZ", date, (int)((t - (double)s) * 1000));
+    return json_string(buf);
+}
+
+/* The job document: {"id", "kind", "state", "progress", "created",
+ * "started", "finished", "expires", ["cancel_requested"], ["error"],
+ * ["result"]}. The result is spliced in as the text the work made, so it is
+ * byte for byte the synchronous answer. Frees v's copies. */
+static void answer_view(jobs *t, job_view *v, int status, http_response *resp)
+{
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:{s:i, s:i}, s:o, s:o, s:o, s:o}", "id", v->id,
+                            "kind", v->kind, "state", jobs_state_names[v->state], "progress",
+                            "done", v->done, "total", v->total, "created",
+                            time_json(v->created), "started", time_json(v->started),
+                            "finished", time_json(v->finished), "expires",
+                            time_json(v->finished > 0 ? v->finished + t->ttl : 0));
+    if (doc && v->cancel_requested && !is_final(v->state))
+        json_object_set_new(doc, "cancel_requested", json_true());
+    json_t *error = v->error ? json_loads(v->error, 0, NULL) : NULL;
+    if (doc && error)
+        json_object_set_new(doc, "error", error);
+    else
+        json_decref(error);
+    char *head = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    json_decref(doc);
+    size_t hlen = head ? strlen(head) : 0;
+    size_t rlen = v->result ? strlen(v->result) : 0;
+    static const char key[] = ",\"result\":";
+    char *body = head ? malloc(hlen + sizeof key + rlen + 1) : NULL;
+    if (!body) {
+        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+    } else {
+        size_t n = hlen - 1; /* without the closing brace */
+        memcpy(body, head, n);
+        if (v->result) {
+            memcpy(body + n, key, sizeof key - 1);
+            n += sizeof key - 1;
+            memcpy(body + n, v->result, rlen);
+            n += rlen;
+        }
+        body[n++] = '}';
+        body[n] = '\0';
+        resp_bytes(resp, status, "application/json", body, n);
+    }
+    free(head);
+    free(v->result);
+    free(v->error);
+}
+
+static void not_found(const http_request *req, http_response *resp)
+{
+    resp_error(resp, 404, "job_not_found",
+               "No job has the id '%.32s'; finished jobs are forgotten after --job-ttl.",
+               req->params[0]);
+}
+
+handler_result jobs_get(server *srv, const http_request *req, http_response *resp,
+                        http_work *work)
+{
+    (void)work;
+    jobs *t = srv->jobs;
+    job_view v;
+    pthread_mutex_lock(&t->lock);
+    job *j = find(t, req->params[0]);
+    int rc = j ? view_of(j, &v) : 0;
+    pthread_mutex_unlock(&t->lock);
+    if (!j)
+        not_found(req, resp);
+    else if (rc)
+        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+    else
+        answer_view(t, &v, 200, resp);
+    return HANDLER_ANSWERED;
+}
+
+/* Cancels a queued job at once and a running one at its next check of the
+ * cancel flag: 200 with the job when it is over (cancelled now, or
+ * finished before), 202 while a running job is still stopping. */
+handler_result jobs_cancel(server *srv, const http_request *req, http_response *resp,
+                           http_work *work)
+{
+    (void)work;
+    jobs *t = srv->jobs;
+    pthread_mutex_lock(&t->lock);
+    job *j = find(t, req->params[0]);
+    if (!j) {
+        pthread_mutex_unlock(&t->lock);
+        not_found(req, resp);
+        return HANDLER_ANSWERED;
+    }
+    if (!is_final(j->state)) {
+        j->cancel_requested = 1;
+        j->pins++; /* not swept while the lock is let go */
+        pthread_mutex_unlock(&t->lock);
+        /* Without the lock: a queued job's done callback runs right here. */
+        pool_cancel(t->pool, &j->pj);
+        pthread_mutex_lock(&t->lock);
+        j->pins--;
+    }
+    job_view v;
+    int rc = view_of(j, &v);
+    pthread_mutex_unlock(&t->lock);
+    if (rc)
+        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+    else
+        answer_view(t, &v, is_final(v.state) ? 200 : 202, resp);
+    return HANDLER_ANSWERED;
+}

@@ -1,0 +1,56 @@
+/* jobs — asynchronous jobs: work that runs on the worker pool with no
+ * connection waiting for it (POST /v1/attacks?async=true, POST
+ * /v1/evaluations), kept under an id in a bounded table and read or
+ * cancelled with GET and DELETE /v1/jobs/{id} (the handlers are here too).
+ *
+ * A job is queued, then running, then done, failed or cancelled. Its result
+ * is the response its work made, byte for byte the document the
+ * synchronous call answers; a failed job has the error of that response
+ * (and its document when there is more in it than the error, such as an
+ * attack's best results at its deadline). A job's time budget runs from its
+ * creation: --job-timeout, lowered by ?timeout= or a body's timeout.
+ *
+ * Finished jobs are forgotten --job-ttl seconds after they finish (lazily:
+ * the table is swept whenever it is used); the table holds at most
+ * --max-jobs jobs and refuses new ones with 503 while it is full of
+ * unexpired ones. HTTP threads read jobs while workers update them: every
+ * field that changes is guarded by the table's mutex and copied out under
+ * it. */
+#ifndef BS_SERVER_JOBS_H
+#define BS_SERVER_JOBS_H
+
+#include "server/handler.h"
+
+typedef struct jobs jobs;
+
+/* An empty table for max_jobs jobs whose work runs on p; finished jobs
+ * live ttl seconds. NULL when out of memory. */
+jobs *jobs_new(pool *p, int max_jobs, double ttl);
+/* Frees every job; call once the pool is drained (no job is in it). */
+void jobs_free(jobs *t);
+
+/* The deadline of a job made by req: its arrival plus --job-timeout, or
+ * plus ?timeout= when that is smaller. Handlers returning HANDLER_ASYNC
+ * start work->deadline from it. */
+double jobs_deadline(const server *srv, const http_request *req);
+
+/* Makes a job of work (work->kind names it) and queues it on the pool. On
+ * success resp is 202 with Location: /v1/jobs/{id} and {"id", "state",
+ * "location"}, and the job owns work->ctx (work->free is cleared). When
+ * the table or the queue is full, or the server is draining, resp is 503
+ * and work is left as it was. */
+void jobs_submit(jobs *t, http_work *work, http_response *resp);
+
+/* At shutdown, before the pool drains: cancels every job that has not
+ * finished (nobody could read its result once the process is gone), so
+ * that the drain does not wait for them. */
+void jobs_stop(jobs *t);
+
+/* The number of jobs in each state: queued, running, done, failed,
+ * cancelled (expired ones are swept first). */
+#define JOBS_STATES 5
+void jobs_stats(jobs *t, int counts[JOBS_STATES]);
+/* The names of the states, in that order. */
+extern const char *const jobs_state_names[JOBS_STATES];
+
+#endif
