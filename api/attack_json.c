@@ -113,6 +113,9 @@ int bs_attack_params_from_json(const json_t *obj, const char *method,
         } else if (!strcmp(key, "norm")) {
             if (set_choice(v, key, "l2", 2, "l1", 1, &p->norm, err))
                 return -1;
+        } else if (!strcmp(key, "optimizer")) {
+            if (set_choice(v, key, "reference", 0, "native", 1, &p->optimizer, err))
+                return -1;
         } else if (!strcmp(key, "pgd_norm")) {
             if (set_choice(v, key, "linf", 0, "l2", 2, &p->pgd_norm, err))
                 return -1;
@@ -149,6 +152,7 @@ json_t *bs_attack_params_to_json(const bs_attack_params *p)
     json_object_set_new(o, "seed", json_integer((json_int_t)p->seed));
     json_object_set_new(o, "norm", json_string(p->norm == 1 ? "l1" : "l2"));
     json_object_set_new(o, "pgd_norm", json_string(p->pgd_norm == 2 ? "l2" : "linf"));
+    json_object_set_new(o, "optimizer", json_string(p->optimizer == 1 ? "native" : "reference"));
     json_object_set_new(o, "init", json_string(p->init_zeros ? "zeros" : "uniform"));
     return o;
 }

@@ -37,6 +37,8 @@ static const char *attack_usage =
     "  --param KEY=VALUE  a method parameter; repeatable. Defaults (lbfgs):\n"
     "                     search_steps=8 initial_c=1 c_factor=10 norm=l2 (or l1)\n"
     "                     max_iterations=150 history=15 factr=1e7 pgtol=1e-5\n"
+    "                     optimizer=reference (the Fortran L-BFGS-B 3.0; or\n"
+    "                     native, its C port in core/lbfgsb.c: same iterates)\n"
     "                     quantize=true repair_steps=40; adam-l1: lr=0.001\n"
     "                     steps=3000 initial_c=1 init=uniform (or zeros)\n"
     "                     c_search=false (the seed's settings, which rarely\n"

@@ -6,6 +6,7 @@
 #include "core/attack_internal.h"
 
 #include "core/layers.h"
+#include "core/lbfgsb.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -81,6 +82,7 @@ bs_attack_params bs_attack_defaults(bs_attack_method method)
         /* L-BFGS-B as the anchors call it: Foolbox's history 15 and 150
          * iterations, SciPy's default tolerances. */
         .norm = 2, .max_iterations = 150, .history = 15, .factr = 1e7, .pgtol = 1e-5,
+        .optimizer = 0,
         .lr = 1e-3f, .steps = 3000, .init_zeros = 0, .c_search = 0,
         .pgd_norm = 0, .eps_max = 1.0, .pgd_steps = 40, .kappa = 0.0,
     };
@@ -127,6 +129,8 @@ int bs_attack_params_check(const bs_attack_params *p, char *err)
         return fail(err, "history must be in [1, 100], got %d", p->history);
     if (!(p->factr >= 0.0) || !(p->pgtol >= 0.0))
         return fail(err, "factr and pgtol must not be negative");
+    if (p->optimizer != 0 && p->optimizer != 1)
+        return fail(err, "optimizer must be reference or native");
     if (!(p->lr > 0.0f && p->lr <= 10.0f))
         return fail(err, "lr must be in (0, 10], got %g", (double)p->lr);
     if (p->steps < 1 || p->steps > 1000000)
@@ -327,6 +331,8 @@ typedef struct lbfgs_run {
     budget_search c;
     double *z, *g, *wa;
     int *iwa;
+    bs_lbfgsb *native;  /* the C port (params.optimizer 1), else NULL */
+    int started;        /* native: bs_lbfgsb_start was called for this run */
     double f;
     char task[TASK_LEN], csave[TASK_LEN];
     int lsave[4], isave[44];
@@ -344,13 +350,35 @@ static void lbfgs_start(lbfgs_run *run, const float *x, size_t n)
     for (size_t i = 0; i < n; i++)
         run->z[i] = x[i];
     run->iters = 0;
+    run->started = 0;
     set_task(run->task, "START");
+}
+
+/* One call of the run's optimiser (reference or C port): 1 when it wants f
+ * and g at z, 2 when it finished an iteration, 0 when the run is over
+ * (converged, or the line search failed; z is then the last good point). */
+static int lbfgs_advance(lbfgs_run *run, int n, int m, const double *lower,
+                         const double *upper, const int *nbd, const bs_attack_params *p)
+{
+    if (run->native) {
+        int rc = run->started ? bs_lbfgsb_step(run->native, run->z, run->f, run->g)
+                              : bs_lbfgsb_start(run->native, run->z);
+        run->started = 1;
+        return rc == BS_LBFGSB_FG ? 1 : rc == BS_LBFGSB_NEW_X ? 2 : 0;
+    }
+    int iprint = -1;
+    setulb_(&n, &m, run->z, lower, upper, nbd, &run->f, run->g, &p->factr, &p->pgtol,
+            run->wa, run->iwa, run->task, &iprint, run->csave, run->lsave, run->isave,
+            run->dsave, TASK_LEN, TASK_LEN);
+    if (!strncmp(run->task, "FG", 2))
+        return 1;
+    return !strncmp(run->task, "NEW_X", 5) ? 2 : 0;
 }
 
 static int run_lbfgs(attack_ctx *a, char *err)
 {
     const bs_attack_params *p = a->p;
-    int n = (int)a->n, k = a->k, m = p->history, iprint = -1;
+    int n = (int)a->n, k = a->k, m = p->history;
     size_t wa_len = 2 * (size_t)m * n + 5 * (size_t)n + 11 * (size_t)m * m + 8 * (size_t)m;
     lbfgs_run *runs = calloc((size_t)k, sizeof *runs);
     double *lower = malloc((size_t)n * sizeof(double));
@@ -377,9 +405,13 @@ static int run_lbfgs(attack_ctx *a, char *err)
         run->active = 1;
         run->z = malloc((size_t)n * sizeof(double));
         run->g = malloc((size_t)n * sizeof(double));
-        run->wa = malloc(wa_len * sizeof(double));
-        run->iwa = malloc(3 * (size_t)n * sizeof(int));
-        if (!run->z || !run->g || !run->wa || !run->iwa) {
+        if (p->optimizer == 1) {
+            run->native = bs_lbfgsb_new(n, m, lower, upper, p->factr, p->pgtol);
+        } else {
+            run->wa = malloc(wa_len * sizeof(double));
+            run->iwa = malloc(3 * (size_t)n * sizeof(int));
+        }
+        if (!run->z || !run->g || (p->optimizer == 1 ? !run->native : !run->wa || !run->iwa)) {
             rc = fail(err, "out of memory for the attack");
             goto out;
         }
@@ -395,14 +427,12 @@ static int run_lbfgs(attack_ctx *a, char *err)
         for (int j = 0; j < k; j++) {
             lbfgs_run *run = &runs[j];
             while (run->active) {
-                setulb_(&n, &m, run->z, lower, upper, nbd, &run->f, run->g, &p->factr,
-                        &p->pgtol, run->wa, run->iwa, run->task, &iprint, run->csave,
-                        run->lsave, run->isave, run->dsave, TASK_LEN, TASK_LEN);
-                if (!strncmp(run->task, "FG", 2)) {
+                int next = lbfgs_advance(run, n, m, lower, upper, nbd, p);
+                if (next == 1) {
                     rows[B++] = j;
                     break;
                 }
-                if (!strncmp(run->task, "NEW_X", 5)) {
+                if (next == 2) {
                     run->iters++;
                     a->res[run->t].iterations++;
                     if (run->iters < p->max_iterations)
@@ -472,6 +502,7 @@ out:
             free(runs[j].g);
             free(runs[j].wa);
             free(runs[j].iwa);
+            bs_lbfgsb_free(runs[j].native);
         }
     free(runs);
     free(lower);

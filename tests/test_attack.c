@@ -307,6 +307,24 @@ static void test_larger_c_never_larger_distortion(void **state)
     bs_model_free(m);
 }
 
+static void test_native_optimizer_matches_reference(void **state)
+{
+    (void)state;
+    /* the C port of L-BFGS-B in the attack: same outcome, same sizes */
+    bs_attack_params ref = bs_attack_defaults(BS_ATTACK_LBFGS), nat = ref;
+    nat.optimizer = 1;
+    for (int i = 20; i < 24; i++) {
+        int target = (test.labels[i] + 4) % 10;
+        bs_attack_result a, b;
+        attack(image(i), &target, 1, &ref, NULL, &a);
+        attack(image(i), &target, 1, &nat, NULL, &b);
+        assert_true(a.success && b.success);
+        assert_true(fabs(a.norms.l2 - b.norms.l2) <= 0.05 * a.norms.l2);
+        bs_attack_result_free(&a);
+        bs_attack_result_free(&b);
+    }
+}
+
 static void test_bad_requests_refused(void **state)
 {
     (void)state;
@@ -339,6 +357,7 @@ int main(void)
         cmocka_unit_test(test_quantize_off_and_l1_norm),
         cmocka_unit_test(test_convex_case_finds_known_optimum),
         cmocka_unit_test(test_larger_c_never_larger_distortion),
+        cmocka_unit_test(test_native_optimizer_matches_reference),
         cmocka_unit_test(test_bad_requests_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
