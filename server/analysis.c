@@ -101,7 +101,7 @@ handler_result analysis_lipschitz(server *srv, const http_request *req, http_res
 
 typedef struct units_job {
     const registry_model *rm;
-    const bs_dataset *d;
+    const registry_split *d; /* materialised as floats only while the job runs */
     int layer;     /* as asked */
     int resolved;  /* bs_units_layer of it */
     int unit;      /* -1: a random direction */
@@ -140,15 +140,17 @@ static void units_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
     float *v = malloc(dim * sizeof *v);
     char err[BS_ERR_LEN] = "out of memory";
     bs_units_top t;
+    bs_dataset d = {0};
     json_t *grid = NULL;
-    if (v) {
+    if (v && !registry_split_slice(j->d, 0, j->d->n, &d, err)) {
         if (j->unit < 0)
             bs_units_random(v, dim, j->seed);
         else
             bs_units_basis(v, dim, j->unit);
-        if (!bs_units_rank(m, j->layer, j->d, v, 1, j->k, &t, err))
-            grid = grid_json(j->d, &t, err);
+        if (!bs_units_rank(m, j->layer, &d, v, 1, j->k, &t, err))
+            grid = grid_json(&d, &t, err);
     }
+    bs_dataset_free(&d);
     free(v);
     if (!grid) {
         resp_error(out, 500, "analysis_failed", "The unit analysis failed: %s.", err);

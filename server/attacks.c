@@ -246,7 +246,7 @@ static int from_dataset(server *srv, attack_job *j, const json_t *image, bs_inve
         return -1;
     }
     const char *sp = split ? json_string_value(split) : "test";
-    const bs_dataset *d = registry_split_find(&srv->reg, json_string_value(name), sp);
+    const registry_split *d = registry_split_find(&srv->reg, json_string_value(name), sp);
     if (!d) {
         resp_error(resp, 404, "dataset_not_found",
                    "No dataset split %.64s/%.16s is loaded; GET /v1/datasets lists them.",
@@ -266,9 +266,13 @@ static int from_dataset(server *srv, attack_job *j, const json_t *image, bs_inve
                    m->input_shape[0], m->input_shape[1], m->input_shape[2]);
         return -1;
     }
-    const float *src = d->images + (size_t)i * d->input_size;
-    for (size_t k = 0; k < d->input_size; k++)
-        j->x[k] = inv == BS_INVERT_YES ? 1.0f - src[k] : src[k];
+    if (registry_split_sample(d, (int)i, j->x)) {
+        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+        return -1;
+    }
+    if (inv == BS_INVERT_YES)
+        for (size_t k = 0; k < d->input_size; k++)
+            j->x[k] = 1.0f - j->x[k];
     j->inverted = inv == BS_INVERT_YES;
     return 0;
 }

@@ -87,7 +87,7 @@ handler_result catalog_datasets(server *srv, const http_request *req, http_respo
         const registry_dataset *ds = &srv->reg.datasets[d];
         json_t *splits = json_array();
         for (int s = 0; s < ds->n_splits; s++) {
-            const bs_dataset *sp = &ds->splits[s];
+            const registry_split *sp = &ds->splits[s];
             json_array_append_new(splits,
                                   json_pack("{s:s, s:i, s:[i,i,i], s:i}", "name", sp->split,
                                             "size", sp->n, "shape", sp->shape[0], sp->shape[1],
@@ -121,7 +121,7 @@ handler_result catalog_sample(server *srv, const http_request *req, http_respons
 {
     (void)work;
     const char *name = req->params[0], *split = req->params[1], *index = req->params[2];
-    const bs_dataset *d = registry_split_find(&srv->reg, name, split);
+    const registry_split *d = registry_split_find(&srv->reg, name, split);
     if (!d) {
         resp_error(resp, 404, "dataset_not_found",
                    "No dataset split %.64s/%.16s is loaded; GET /v1/datasets lists them.",
@@ -143,13 +143,19 @@ handler_result catalog_sample(server *srv, const http_request *req, http_respons
     int json = wants_json(req, resp);
     if (json < 0)
         return HANDLER_ANSWERED;
-    const float *x = d->images + (size_t)i * d->input_size;
+    float *x = malloc(d->input_size * sizeof *x);
+    if (!x || registry_split_sample(d, (int)i, x)) {
+        free(x);
+        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+        return HANDLER_ANSWERED;
+    }
     int label = d->labels[i];
     resp_header(resp, "X-Label", "%d", label);
     if (json) {
         json_t *data = json_array();
         for (size_t k = 0; k < d->input_size; k++)
             json_array_append_new(data, json_real(x[k]));
+        free(x);
         resp_json(resp, 200,
                   json_pack("{s:s, s:s, s:i, s:i, s:[i,i,i], s:o}", "dataset", name, "split",
                             split, "index", (int)i, "label", label, "shape", d->shape[0],
@@ -163,7 +169,9 @@ handler_result catalog_sample(server *srv, const http_request *req, http_respons
     size_t png_len = 0;
     char err[BS_ERR_LEN];
     int rc = -1;
-    if (planes && pixels && (C == 1 || C == 3)) {
+    if (!planes || !pixels) {
+        snprintf(err, sizeof err, "out of memory");
+    } else if (C == 1 || C == 3) {
         bs_image_to_bytes(x, d->input_size, planes);
         for (int c = 0; c < C; c++)
             for (int p = 0; p < H * W; p++)
@@ -172,6 +180,7 @@ handler_result catalog_sample(server *srv, const http_request *req, http_respons
     } else {
         snprintf(err, sizeof err, "samples of %d channels have no PNG form; ask for JSON", C);
     }
+    free(x);
     free(planes);
     free(pixels);
     if (rc)

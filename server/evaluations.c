@@ -29,7 +29,7 @@ typedef struct eval_job {
     const bs_model *models[BS_EVAL_MAX_MODELS];
     const char *names[BS_EVAL_MAX_MODELS]; /* the registry's */
     int n_models;
-    const bs_dataset *d;
+    const registry_split *d; /* the slice is materialised while the job runs */
     bs_eval_config cfg;
 } eval_job;
 
@@ -45,15 +45,21 @@ static void evaluation_run(void *ctx, pool_worker *w, const bs_attack_control *c
     eval_job *j = ctx;
     /* The job's progress is the evaluation's, not that of each attack. */
     bs_attack_control inner = {.deadline = ctl->deadline, .cancel = ctl->cancel};
+    /* Core sees only the slice, as its images 0 .. n-1; targets and noise
+     * depend on the seed and the slice's position in it, not on first. */
+    bs_eval_config cfg = j->cfg;
+    cfg.first = 0;
     bs_eval_result *r = malloc(sizeof *r);
+    bs_dataset slice = {0};
     char err[BS_ERR_LEN];
-    if (!r) {
+    if (!r || registry_split_slice(j->d, j->cfg.first, j->cfg.n, &slice, err)) {
+        free(r);
         resp_error(out, 500, "out_of_memory", "The server ran out of memory.");
         return;
     }
     if (ctl->progress) /* the total is known before the first attack ends */
         ctl->progress(ctl->ctx, 0, j->n_models * j->cfg.n);
-    if (bs_evaluate_transfer(j->models, j->n_models, j->d, &j->cfg, &inner, ctl->progress,
+    if (bs_evaluate_transfer(j->models, j->n_models, &slice, &cfg, &inner, ctl->progress,
                              ctl->ctx, r, NULL, NULL, err)) {
         resp_error(out, 500, "evaluation_failed", "The evaluation failed: %s.", err);
     } else if (r->status == BS_ATTACK_TIMEOUT) {
@@ -63,12 +69,13 @@ static void evaluation_run(void *ctx, pool_worker *w, const bs_attack_control *c
     } else if (r->status == BS_ATTACK_CANCELLED) {
         resp_error(out, 503, "cancelled", "The evaluation was stopped before it finished.");
     } else {
-        json_t *doc = bs_eval_result_json(r, j->names, j->models, j->d, &j->cfg);
+        json_t *doc = bs_eval_result_json(r, j->names, j->models, &slice, &j->cfg);
         if (doc)
             resp_json(out, 200, doc);
         else
             resp_error(out, 500, "out_of_memory", "The server ran out of memory.");
     }
+    bs_dataset_free(&slice);
     free(r);
 }
 
@@ -115,7 +122,7 @@ static int read_string(const json_t *root, const char *key, const char **out,
 /* The models: those named, or every resident one that takes d's input. */
 static int read_models(server *srv, const json_t *list, eval_job *j, http_response *resp)
 {
-    const bs_dataset *d = j->d;
+    const registry_split *d = j->d;
     if (!list) {
         for (int i = 0; i < srv->reg.n_models; i++) {
             const registry_model *rm = &srv->reg.models[i];
