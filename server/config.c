@@ -41,6 +41,8 @@ static const option_spec options[] = {
      "folder of the datasets (mnist required, fashion-mnist if present)"},
     {"workers", "BLINDSPOT_WORKERS", "N", OPT_COUNT, FIELD(workers), "0", 0, 1024,
      "compute threads (0: one per core)"},
+    {"http-threads", "BLINDSPOT_HTTP_THREADS", "N", OPT_COUNT, FIELD(http_threads), "0", 0,
+     256, "threads that parse and answer HTTP (0: one per core); compute is never on them"},
     {"queue-size", "BLINDSPOT_QUEUE_SIZE", "N", OPT_COUNT, FIELD(queue_size), "64", 1,
      1000000, "jobs that may wait for a worker; more are refused with 503"},
     {"timeout", "BLINDSPOT_TIMEOUT", "SECONDS", OPT_SECONDS, FIELD(timeout), "60", 0.001,
@@ -168,6 +170,10 @@ int config_parse(config *cfg, int argc, char **argv, char *err, size_t errlen)
         }
         if (set_option(cfg, o, value, where, err, errlen))
             return -1;
+    }
+    if (cfg->http_threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->http_threads = n > 0 ? (int)n : 1;
     }
     if (cfg->workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);

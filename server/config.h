@@ -21,6 +21,7 @@ typedef struct config {
     char models_dir[CONFIG_PATH_LEN]; /* every *.safetensors here is loaded */
     char data_dir[CONFIG_PATH_LEN];   /* datasets (mnist, fashion-mnist) */
     int workers;                   /* compute threads; 0 in the table = one per core */
+    int http_threads;              /* libmicrohttpd's polling threads; 0 = one per core */
     int queue_size;                /* jobs waiting for a worker before 503 */
     double timeout;                /* seconds a job may take, from arrival */
     size_t max_body;               /* bytes of request body */

@@ -71,6 +71,9 @@ typedef struct request_state {
     size_t sent_len;
 } request_state;
 
+/* Made request ids start from this, set before the polling threads start. */
+static unsigned long long id_seed;
+
 /* ---- small helpers ---------------------------------------------------- */
 
 static const char *header(struct MHD_Connection *c, const char *name)
@@ -92,9 +95,7 @@ static void set_request_id(request_state *st)
         return;
     }
     static atomic_ullong counter;
-    static unsigned long long seed;
-    if (!seed)
-        seed = (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 32);
+    unsigned long long seed = id_seed;
     /* splitmix64 of a counter: unique within a run, unpredictable enough
      * to tell runs apart in a shared log. */
     unsigned long long z = seed + 0x9e3779b97f4a7c15ULL * (atomic_fetch_add(&counter, 1) + 1);
@@ -538,8 +539,10 @@ http_server *http_start(server *srv, char *err, size_t errlen)
     }
     h->srv = srv;
     h->listen_fd = MHD_INVALID_SOCKET;
+    id_seed = (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 32);
+    /* MHD_USE_ITC lets MHD_quiesce_daemon stop a pool of polling threads */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | MHD_USE_ITC;
     flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL
                                                                      : MHD_USE_POLL;
     if (addr.ss_family == AF_INET6)
@@ -552,6 +555,7 @@ http_server *http_start(server *srv, char *err, size_t errlen)
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv->cfg->idle_timeout,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)srv->cfg->http_threads,
         MHD_OPTION_END);
     if (!h->daemon) {
         snprintf(err, errlen, "cannot listen on %s (address in use, or not an address of "
