@@ -5,6 +5,7 @@
 #                   start the daemon on 127.0.0.1:8080
 #   make test       the same set-up, then the whole test suite
 #   make reproduce  the paper's tables and figures into docs/reproduction.md
+#   make bench      the attack timed beside a PyTorch+SciPy peer, and over HTTP
 #   make SAN=address,undefined test   (or SAN=thread) sanitized build in its own folder
 #
 # Every target that compiles or runs something depends on `deps`, which
@@ -51,10 +52,10 @@ DAEMON := $(if $(SERVER_SRC),$(BUILD)/blindspotd)
 # Data and models are always made by the plain (unsanitized) build.
 TOOL := build/blindspot
 
-.PHONY: build deps data models run test reproduce clean help FORCE
+.PHONY: build deps data models run test reproduce bench clean help FORCE
 
 help:
-	@sed -n '2,11p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,12p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -182,6 +183,10 @@ REPRODUCE_ARGS := --n 100 --seed 1 --out docs
 
 reproduce: deps build data models
 	$(TOOL) reproduce $(REPRODUCE_ARGS)
+
+# Benchmarks print and write docs/benchmarks.md; they never fail on timing.
+bench: deps build models
+	@bash tests/bench/run.sh
 
 clean:
 	rm -rf build

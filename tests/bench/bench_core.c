@@ -1,0 +1,353 @@
+/* bench_core — blindspot's side of `make bench`: the L-BFGS attack through
+ * bs_attack_run on the images and targets the peer (tests/bench/peer.py)
+ * attacks, the network evaluation on its own, and the machine's single-core
+ * sgemm peak to compare it with. Each command prints one JSON object on
+ * stdout; tests/bench/report.py turns them into docs/benchmarks.md.
+ *
+ *   bench_core peak
+ *       cblas_sgemm on 1024x1024 matrices, one OpenBLAS thread: GFLOP/s
+ *   bench_core predict MODEL DATA_DIR
+ *       the model's label for every mnist test image, one a line (for the
+ *       peer's prediction check), instead of JSON
+ *   bench_core net MODEL BATCH
+ *       forward, softmax cross-entropy and backward to the input (what one
+ *       attack evaluation does) on BATCH images at once: GFLOP/s (the
+ *       fastest of ten blocks of repetitions)
+ *   bench_core attack MODEL DATA_DIR N [THREADS [TARGETS]]
+ *       lbfgs with bs_attack_defaults on mnist test images 0..N-1; image i
+ *       is attacked towards (label+1) mod 10, or with TARGETS > 1 towards
+ *       the TARGETS labels label+1 .. label+TARGETS (mod 10) in one call;
+ *       THREADS threads share the images, each taking the next one not
+ *       yet taken (as daemon workers take jobs from a queue)
+ *
+ * FLOPs are counted from the layer shapes: 2 per multiply-add of the linear
+ * and conv2d layers, for the forward pass and again for the gradient to the
+ * layer's input (an attack needs no weight gradients); activations, pooling
+ * and the loss are not counted. */
+#include "core/attack.h"
+#include "core/dataset.h"
+#include "core/layers.h"
+#include "core/model.h"
+#include "core/model_file.h"
+
+#include <cblas.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static int usage(void)
+{
+    fputs("usage: bench_core peak\n"
+          "       bench_core predict MODEL DATA_DIR\n"
+          "       bench_core net MODEL BATCH\n"
+          "       bench_core attack MODEL DATA_DIR N [THREADS [TARGETS]]\n",
+          stderr);
+    return 2;
+}
+
+/* CPU seconds used by the process so far (all threads): set beside the
+ * wall time, it shows whether the benchmark had its cores to itself. */
+static double cpu_seconds(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + (double)u.ru_stime.tv_sec
+           + u.ru_stime.tv_usec * 1e-6;
+}
+
+/* FLOPs of one sample's forward pass through the linear and conv2d layers. */
+static double forward_flops(const bs_model *m)
+{
+    double flops = 0.0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const bs_layer *l = &m->layers[i];
+        if (l->kind == BS_LINEAR)
+            flops += 2.0 * (double)l->in_size * l->out_features;
+        else if (l->kind == BS_CONV2D)
+            /* each output value is a dot product of length C*K*K */
+            flops += 2.0 * (double)l->out_size * l->in_shape[0] * l->kernel * l->kernel;
+    }
+    return flops;
+}
+
+/* One attack evaluation: forward, backward to the input (the same sizes). */
+static double evaluation_flops(const bs_model *m)
+{
+    return 2.0 * forward_flops(m);
+}
+
+static bs_model *load_model(const char *path)
+{
+    char err[BS_ERR_LEN];
+    bs_model *m = bs_model_load(path, err);
+    if (!m)
+        fprintf(stderr, "bench_core: %s\n", err);
+    return m;
+}
+
+static int load_test(const char *data_dir, const bs_model *m, bs_dataset *d)
+{
+    char err[BS_ERR_LEN];
+    if (bs_dataset_load(data_dir, "mnist", "test", d, err)) {
+        fprintf(stderr, "bench_core: %s\n", err);
+        return -1;
+    }
+    if (d->input_size != m->input_size) {
+        fprintf(stderr, "bench_core: mnist images do not fit the model's input\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+
+static int cmd_peak(void)
+{
+    enum { N = 1024, REPS = 5 };
+    float *a = malloc((size_t)N * N * sizeof(float));
+    float *b = malloc((size_t)N * N * sizeof(float));
+    float *c = malloc((size_t)N * N * sizeof(float));
+    if (!a || !b || !c) {
+        fprintf(stderr, "bench_core: out of memory\n");
+        return 1;
+    }
+    for (size_t i = 0; i < (size_t)N * N; i++) {
+        a[i] = (float)(i % 17) * 0.01f;
+        b[i] = (float)(i % 13) * 0.02f;
+    }
+    double best = 1e30;
+    for (int r = 0; r < REPS + 1; r++) { /* the first is a warm-up */
+        double t0 = bs_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a, N, b,
+                    N, 0.0f, c, N);
+        double dt = bs_now() - t0;
+        if (r > 0 && dt < best)
+            best = dt;
+    }
+    printf("{\"sgemm_n\": %d, \"seconds\": %.6f, \"gflops\": %.2f, "
+           "\"openblas_core\": \"%s\", \"openblas_config\": \"%s\", \"check\": %g}\n",
+           N, best, 2.0 * N * N * (double)N / best * 1e-9, openblas_get_corename(),
+           openblas_get_config(), (double)c[N + 1]);
+    free(a);
+    free(b);
+    free(c);
+    return 0;
+}
+
+static int cmd_predict(const char *model_path, const char *data_dir)
+{
+    bs_model *m = load_model(model_path);
+    bs_dataset d = {0};
+    if (!m || load_test(data_dir, m, &d)) {
+        bs_model_free(m);
+        return 1;
+    }
+    enum { BATCH = 100 };
+    bs_workspace *ws = bs_workspace_new(m, BATCH);
+    if (!ws) {
+        fprintf(stderr, "bench_core: out of memory\n");
+        return 1;
+    }
+    for (int i = 0; i < d.n; i += BATCH) {
+        int B = d.n - i < BATCH ? d.n - i : BATCH;
+        const float *logits = bs_model_forward(m, ws, d.images + (size_t)i * d.input_size, B);
+        for (int b = 0; b < B; b++)
+            printf("%d\n", bs_argmax(logits + (size_t)b * m->classes, m->classes));
+    }
+    bs_workspace_free(ws);
+    bs_dataset_free(&d);
+    bs_model_free(m);
+    return 0;
+}
+
+/* The network evaluation of an attack step: ten blocks of at least 0.1 s,
+ * the fastest block counts (the least disturbed by other work). */
+static int cmd_net(const char *model_path, int B)
+{
+    bs_model *m = load_model(model_path);
+    if (!m)
+        return 1;
+    size_t n = m->input_size;
+    int V = m->classes;
+    bs_workspace *ws = bs_workspace_new(m, B);
+    float *x = malloc((size_t)B * n * sizeof(float));
+    float *dx = malloc((size_t)B * n * sizeof(float));
+    float *dlogits = malloc((size_t)B * V * sizeof(float));
+    int *targets = malloc((size_t)B * sizeof(int));
+    if (!ws || !x || !dx || !dlogits || !targets) {
+        fprintf(stderr, "bench_core: out of memory\n");
+        return 1;
+    }
+    for (size_t i = 0; i < (size_t)B * n; i++)
+        x[i] = (float)((i * 2654435761u) % 256) / 255.0f;
+    for (int b = 0; b < B; b++)
+        targets[b] = b % V;
+    long reps = 0;
+    double dt = 0.0, best = 1e30;
+    for (int block = 0; block < 10; block++) {
+        long r = 0;
+        double t0 = bs_now(), t;
+        do {
+            const float *logits = bs_model_forward(m, ws, x, B);
+            bs_softmax_xent_forward(ws->probs, ws->losses, logits, targets, B, V);
+            bs_softmax_xent_backward(dlogits, ws->probs, targets, B, V, 1.0f);
+            bs_model_backward(m, ws, dlogits, NULL, dx, B);
+            r++;
+            t = bs_now() - t0;
+        } while (t < 0.1);
+        if (t / r < best) {
+            best = t / r;
+            reps = r;
+            dt = t;
+        }
+    }
+    double evals = (double)reps * B, flops = evaluation_flops(m);
+    printf("{\"model\": \"%s\", \"batch\": %d, \"evaluations\": %.0f, \"seconds\": %.4f, "
+           "\"us_per_evaluation\": %.3f, \"flops_per_evaluation\": %.0f, \"gflops\": %.3f}\n",
+           model_path, B, evals, dt, dt / evals * 1e6, flops, evals * flops / dt * 1e-9);
+    free(x);
+    free(dx);
+    free(dlogits);
+    free(targets);
+    bs_workspace_free(ws);
+    bs_model_free(m);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* attacks */
+
+/* What one thread attacks and what it found. */
+typedef struct worker {
+    const bs_model *m;
+    const bs_dataset *d;
+    atomic_int *next;       /* the next image to take, shared by all threads */
+    int count;              /* images 0..count-1 */
+    int targets;            /* labels attacked together per image */
+    long attacks, successes, evaluations, iterations;
+    double distortion_sum;  /* over the successes */
+    int *success;           /* per image (count): successes among its targets */
+    double *distortion;     /* per image: distortion of its first target's result */
+    int failed;             /* bs_attack_run refused (message printed) */
+} worker;
+
+static void *attack_images(void *arg)
+{
+    worker *w = arg;
+    bs_attack_params p = bs_attack_defaults(BS_ATTACK_LBFGS);
+    bs_attack_result res[10];
+    int targets[10];
+    char err[BS_ERR_LEN];
+    for (int i; (i = atomic_fetch_add(w->next, 1)) < w->count;) {
+        const float *x = w->d->images + (size_t)i * w->d->input_size;
+        for (int j = 0; j < w->targets; j++)
+            targets[j] = (w->d->labels[i] + 1 + j) % w->m->classes;
+        if (bs_attack_run(w->m, x, targets, w->targets, &p, NULL, res, err)) {
+            fprintf(stderr, "bench_core: image %d: %s\n", i, err);
+            w->failed = 1;
+            return NULL;
+        }
+        w->success[i] = 0;
+        w->distortion[i] = res[0].success ? res[0].norms.distortion : -1.0;
+        for (int j = 0; j < w->targets; j++) {
+            w->attacks++;
+            w->evaluations += res[j].evaluations;
+            w->iterations += res[j].iterations;
+            if (res[j].success) {
+                w->successes++;
+                w->success[i]++;
+                w->distortion_sum += res[j].norms.distortion;
+            }
+            bs_attack_result_free(&res[j]);
+        }
+    }
+    return NULL;
+}
+
+static int cmd_attack(const char *model_path, const char *data_dir, int n, int threads,
+                      int k)
+{
+    bs_model *m = load_model(model_path);
+    bs_dataset d = {0};
+    if (!m || load_test(data_dir, m, &d)) {
+        bs_model_free(m);
+        return 1;
+    }
+    if (n < 1 || n > d.n || threads < 1 || threads > 64 || k < 1 || k >= m->classes) {
+        fprintf(stderr, "bench_core: want 1 <= N <= %d, 1 <= THREADS <= 64, "
+                        "1 <= TARGETS < %d\n", d.n, m->classes);
+        return 2;
+    }
+    worker w[64];
+    pthread_t tid[64];
+    int *success = calloc((size_t)n, sizeof(int));
+    double *distortion = calloc((size_t)n, sizeof(double));
+    if (!success || !distortion) {
+        fprintf(stderr, "bench_core: out of memory\n");
+        return 1;
+    }
+    atomic_int next = 0;
+    double t0 = bs_now(), cpu0 = cpu_seconds();
+    for (int t = 0; t < threads; t++) {
+        w[t] = (worker){.m = m, .d = &d, .next = &next, .count = n,
+                        .targets = k, .success = success, .distortion = distortion};
+        if (pthread_create(&tid[t], NULL, attack_images, &w[t])) {
+            fprintf(stderr, "bench_core: cannot start thread %d\n", t);
+            return 1;
+        }
+    }
+    worker all = {0};
+    for (int t = 0; t < threads; t++) {
+        pthread_join(tid[t], NULL);
+        all.failed |= w[t].failed;
+        all.attacks += w[t].attacks;
+        all.successes += w[t].successes;
+        all.evaluations += w[t].evaluations;
+        all.iterations += w[t].iterations;
+        all.distortion_sum += w[t].distortion_sum;
+    }
+    double secs = bs_now() - t0, cpu = cpu_seconds() - cpu0;
+    if (all.failed)
+        return 1;
+    double flops = evaluation_flops(m);
+    printf("{\"model\": \"%s\", \"n\": %d, \"threads\": %d, \"targets\": %d, "
+           "\"attacks\": %ld, \"seconds\": %.4f, \"cpu_seconds\": %.4f, \"attacks_per_s\": %.4f, "
+           "\"calls_per_s\": %.4f, \"evaluations_per_s\": %.1f, "
+           "\"evaluations_per_attack\": %.2f, \"iterations_per_attack\": %.2f, "
+           "\"success\": %.4f, \"distortion\": %.6f, \"flops_per_evaluation\": %.0f, "
+           "\"effective_gflops\": %.4f, \"per_image\": [",
+           model_path, n, threads, k, all.attacks, secs, cpu, all.attacks / secs, n / secs,
+           all.evaluations / secs, (double)all.evaluations / all.attacks,
+           (double)all.iterations / all.attacks, (double)all.successes / all.attacks,
+           all.successes ? all.distortion_sum / all.successes : 0.0, flops,
+           all.evaluations * flops / secs * 1e-9);
+    for (int i = 0; i < n; i++)
+        printf("%s[%d, %.6f]", i ? ", " : "", success[i], distortion[i]);
+    printf("]}\n");
+    free(success);
+    free(distortion);
+    bs_dataset_free(&d);
+    bs_model_free(m);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    /* every worker single-threaded, as in the daemon */
+    openblas_set_num_threads(1);
+    if (argc == 2 && !strcmp(argv[1], "peak"))
+        return cmd_peak();
+    if (argc == 4 && !strcmp(argv[1], "predict"))
+        return cmd_predict(argv[2], argv[3]);
+    if (argc == 4 && !strcmp(argv[1], "net")) {
+        int B = atoi(argv[3]);
+        return B >= 1 && B <= 4096 ? cmd_net(argv[2], B) : usage();
+    }
+    if (argc >= 5 && argc <= 7 && !strcmp(argv[1], "attack"))
+        return cmd_attack(argv[2], argv[3], atoi(argv[4]), argc > 5 ? atoi(argv[5]) : 1,
+                          argc > 6 ? atoi(argv[6]) : 1);
+    return usage();
+}

@@ -1,0 +1,230 @@
+#!/usr/bin/python3
+"""peer — the L-BFGS attack written the way Python attack libraries write it,
+for `make bench` to time blindspot against.
+
+A PyTorch nn.Sequential rebuilt from one of our safetensors files (read here
+with struct + numpy: header length, JSON header, float32 data), SciPy's
+fmin_l_bfgs_b (SciPy wraps the same L-BFGS-B 3.0 Fortran code as
+liblbfgsb) on
+
+    f(z) = c * ||z - x||_2^2 + xent(model(z), target),   z in [0,1]^n,
+
+with the gradient from autograd (float32 model, float64 for SciPy), and
+blindspot's search over c: start at 1, multiply by 10 while the attack
+succeeds (divide while it fails) until the outcome flips, then bisect on a
+log scale; 8 L-BFGS-B runs per target, each from x. A run succeeds when the
+model calls the 8-bit image round(z*255)/255 the target; the result is the
+successful 8-bit image with the smallest L2 perturbation.
+
+Like Foolbox's and CleverHans' L-BFGS attacks, one image and one target at a
+time (SciPy's driver takes one problem, so per-call batching is not open to
+a peer); the model runs on one thread, the forward pass that judges an image
+under torch.no_grad. The prediction check batches the whole test split.
+
+usage:
+  peer.py predict MODEL DATA_DIR LABELS_FILE   check our labels (one a line)
+  peer.py attack MODEL DATA_DIR N              attack test images 0..N-1
+                                               towards (label+1) mod 10
+Each prints one JSON object on stdout.
+"""
+import gzip
+import json
+import struct
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from scipy.optimize import fmin_l_bfgs_b
+
+# The attack's settings: blindspot's bs_attack_defaults(BS_ATTACK_LBFGS).
+SEARCH_STEPS = 8
+INITIAL_C = 1.0
+C_FACTOR = 10.0
+HISTORY = 15
+MAX_ITERATIONS = 150
+FACTR = 1e7
+PGTOL = 1e-5
+
+
+def load_safetensors(path):
+    """Tensors (name -> float32 array) and metadata of a safetensors file."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    (hlen,) = struct.unpack("<Q", buf[:8])
+    header = json.loads(buf[8:8 + hlen])
+    meta = header.pop("__metadata__", {})
+    data = buf[8 + hlen:]
+    tensors = {}
+    for name, t in header.items():
+        if t["dtype"] != "F32":
+            raise ValueError(f"{path}: tensor {name} is {t['dtype']}, not F32")
+        begin, end = t["data_offsets"]
+        tensors[name] = np.frombuffer(data[begin:end], dtype="<f4").reshape(t["shape"])
+    return tensors, meta
+
+
+def build_model(path):
+    """The nn.Sequential of blindspot.arch with the file's weights, in eval mode."""
+    tensors, meta = load_safetensors(path)
+    arch = json.loads(meta["blindspot.arch"])
+    shape = json.loads(meta["blindspot.input_shape"])  # [C,H,W]
+    c, h, w = shape
+    layers = []
+    for spec in arch:
+        kind = spec["type"]
+        if kind == "flatten":
+            layers.append(nn.Flatten())
+            c, h, w = c * h * w, 1, 1
+        elif kind == "linear":
+            layers.append(nn.Linear(c * h * w, spec["out_features"]))
+            c, h, w = spec["out_features"], 1, 1
+        elif kind == "conv2d":
+            k, s, p = spec["kernel"], spec.get("stride", 1), spec.get("padding", 0)
+            layers.append(nn.Conv2d(c, spec["out_channels"], k, stride=s, padding=p))
+            c, h, w = spec["out_channels"], (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        elif kind == "maxpool2d":
+            k = spec["kernel"]
+            s = spec.get("stride", k)
+            layers.append(nn.MaxPool2d(k, stride=s))
+            h, w = (h - k) // s + 1, (w - k) // s + 1
+        elif kind == "relu":
+            layers.append(nn.ReLU())
+        elif kind == "sigmoid":
+            layers.append(nn.Sigmoid())
+        elif kind == "tanh":
+            layers.append(nn.Tanh())
+        elif kind == "dropout":
+            layers.append(nn.Dropout(spec.get("p", 0.5)))
+        else:
+            raise ValueError(f"{path}: unknown layer type {kind}")
+    model = nn.Sequential(*layers)
+    state = {k: torch.from_numpy(v.copy()) for k, v in tensors.items()}
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, tuple(shape)
+
+
+def read_idx(path):
+    """An IDX file (gzip) as a numpy array (ubyte or big-endian float32)."""
+    with gzip.open(path, "rb") as f:
+        buf = f.read()
+    kind, ndims = buf[2], buf[3]
+    dims = struct.unpack(">" + "I" * ndims, buf[4:4 + 4 * ndims])
+    dtype = {0x08: np.uint8, 0x0D: ">f4"}[kind]
+    return np.frombuffer(buf[4 + 4 * ndims:], dtype=dtype).reshape(dims)
+
+
+def load_test(data_dir):
+    """mnist's test split as blindspot loads it: bytes / 255 in float32."""
+    images = read_idx(f"{data_dir}/mnist/test-images-idx3-ubyte.gz")
+    labels = read_idx(f"{data_dir}/mnist/test-labels-idx1-ubyte.gz")
+    if images.dtype == np.uint8:
+        images = images.astype(np.float32) / np.float32(255.0)
+    return images.reshape(len(images), -1).astype(np.float32), labels.astype(np.int64)
+
+
+def predict(model, shape, images):
+    with torch.no_grad():
+        logits = model(torch.from_numpy(images).view(-1, *shape))
+    return logits.argmax(dim=1).numpy()
+
+
+class Objective:
+    """f and its gradient for SciPy: c*||z-x||^2 + xent(model(z), target)."""
+
+    def __init__(self, model, shape, x, target):
+        self.model, self.shape, self.x = model, shape, x
+        self.target = torch.tensor([target])
+        self.c = 1.0
+        self.evaluations = 0
+
+    def __call__(self, z):
+        self.evaluations += 1
+        zt = torch.from_numpy(z.astype(np.float32)).view(1, *self.shape)
+        zt.requires_grad_(True)
+        loss = F.cross_entropy(self.model(zt), self.target)
+        (grad,) = torch.autograd.grad(loss, zt)
+        r = z - self.x
+        f = self.c * float(r @ r) + float(loss)
+        return f, 2.0 * self.c * r + grad.numpy().ravel().astype(np.float64)
+
+
+def attack(model, shape, x32, target):
+    """One target: the c search of 8 L-BFGS-B runs. Returns the result."""
+    x = x32.astype(np.float64)
+    n = x.size
+    obj = Objective(model, shape, x, target)
+    bounds = [(0.0, 1.0)] * n
+    c, good, bad = INITIAL_C, None, None
+    best, iterations, judged = None, 0, 0
+    for _ in range(SEARCH_STEPS):
+        obj.c = c
+        z, _, info = fmin_l_bfgs_b(obj, x, bounds=bounds, m=HISTORY, maxiter=MAX_ITERATIONS,
+                                   factr=FACTR, pgtol=PGTOL)
+        iterations += info["nit"]
+        q = (np.round(np.clip(z, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+        with torch.no_grad():
+            pred = int(model(torch.from_numpy(q).view(1, *shape)).argmax())
+        judged += 1
+        success = pred == target
+        if success:
+            l2 = float(np.sum((q.astype(np.float64) - x) ** 2))
+            if best is None or l2 < best:
+                best = l2
+            good = c
+        else:
+            bad = c
+        if good is not None and bad is not None:
+            c = (good * bad) ** 0.5
+        elif good is not None:
+            c = good * C_FACTOR
+        else:
+            c = bad / C_FACTOR
+    return {"success": best is not None,
+            "distortion": (best / n) ** 0.5 if best is not None else None,
+            "iterations": iterations, "evaluations": obj.evaluations + judged}
+
+
+def main(argv):
+    torch.set_num_threads(1)
+    if len(argv) == 5 and argv[1] == "predict":
+        model, shape = build_model(argv[2])
+        images, _ = load_test(argv[3])
+        ours = np.loadtxt(argv[4], dtype=np.int64)
+        mine = predict(model, shape, images)
+        differ = np.nonzero(mine != ours)[0] if len(ours) == len(mine) else np.arange(len(mine))
+        print(json.dumps({"model": argv[2], "images": int(len(mine)),
+                          "differ": int(len(differ)), "first_differ": differ[:10].tolist(),
+                          "torch": torch.__version__, "threads": torch.get_num_threads()}))
+        return 0 if len(differ) == 0 else 1
+    if len(argv) == 5 and argv[1] == "attack":
+        model, shape = build_model(argv[2])
+        images, labels = load_test(argv[3])
+        count = int(argv[4])
+        results = []
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        for i in range(count):
+            results.append(attack(model, shape, images[i], int((labels[i] + 1) % 10)))
+        secs, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        wins = [r for r in results if r["success"]]
+        print(json.dumps({
+            "model": argv[2], "n": count, "seconds": secs, "cpu_seconds": cpu,
+            "attacks_per_s": count / secs,
+            "evaluations_per_s": sum(r["evaluations"] for r in results) / secs,
+            "evaluations_per_attack": sum(r["evaluations"] for r in results) / count,
+            "iterations_per_attack": sum(r["iterations"] for r in results) / count,
+            "success": len(wins) / count,
+            "distortion": (sum(r["distortion"] for r in wins) / len(wins)) if wins else None,
+            "per_image": [[r["success"], r["distortion"]] for r in results]}))
+        return 0
+    sys.stderr.write(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# make bench: blindspot's L-BFGS attack timed side by side with the peer (the
+# same attack in PyTorch + SciPy, tests/bench/peer.py), then blindspot over
+# HTTP. Every measurement is one command whose JSON output lands in
+# build/bench/NAME.json (the command beside it in build/bench/commands.tsv);
+# tests/bench/report.py prints the figures with the peer beside ours and
+# writes docs/benchmarks.md. Benchmarks print: nothing here fails on timing.
+# The run fails only when something does not work: a missing tool, a model
+# whose predictions differ from the peer's, a daemon that does not start.
+#
+# Expects `make build models` (build/libblindspot.a, models/, data/mnist).
+# Sizes: BENCH_N (MLP images, default 100), BENCH_N_CNN (default 30).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+OUT=build/bench
+PY=/usr/bin/python3 # Debian's: python3-torch is not visible to a pyenv python3
+N=${BENCH_N:-100}
+N_CNN=${BENCH_N_CNN:-30}
+MODELS="fc10-1e-4 fc100-100-10 fc200-200-10 ae400-10 cnn"
+# the peer and PyTorch get one thread, as every blindspot worker has
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in tests/bench
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+
+# --- what the benchmark needs ------------------------------------------------
+need=""
+for p in python3-torch python3-scipy python3-numpy wrk linux-perf; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need="$need $p"
+done
+if [ -n "$need" ]; then
+    say "installing$need"
+    sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends $need
+fi
+$PY -c 'import torch, scipy, numpy' || { say "$PY cannot import torch, scipy and numpy"; exit 1; }
+[ -f build/libblindspot.a ] || { say "build/libblindspot.a is missing: run make build first"; exit 1; }
+for m in $MODELS; do
+    [ -f "models/$m.safetensors" ] || { say "models/$m.safetensors is missing: run make models first"; exit 1; }
+done
+
+rm -rf "$OUT" && mkdir -p "$OUT"
+# built with the flags of the test binaries (the Makefile's CFLAGS and LDLIBS)
+PKGS="jansson zlib openblas spng libturbojpeg libmicrohttpd libcurl"
+gcc -std=c11 -O2 -g -Wall -Wextra -Werror -Wno-format-truncation -D_DEFAULT_SOURCE -I. \
+    $(pkg-config --cflags $PKGS) tests/bench/bench_core.c build/libblindspot.a \
+    $(pkg-config --libs $PKGS) -llbfgsb -lm -lpthread -o "$OUT/bench_core"
+CORE=$OUT/bench_core
+PEER="$PY tests/bench/peer.py"
+
+# measure NAME COMMAND...: runs COMMAND, its stdout to $OUT/NAME.json
+measure() {
+    local name=$1; shift
+    say "$name: $*"
+    printf '%s\t%s\n' "$name" "$*" >> "$OUT/commands.tsv"
+    "$@" > "$OUT/$name.json"
+}
+
+# --- the machine ---------------------------------------------------------------
+{
+    printf 'cpu\t%s\n' "$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
+    printf 'cores\t%s\n' "$(getconf _NPROCESSORS_ONLN)"
+    printf 'memory\t%s\n' "$(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo)"
+    printf 'kernel\t%s\n' "$(uname -r)"
+    printf 'torch\t%s\n' "$($PY -c 'import torch; print(torch.__version__)')"
+    printf 'scipy\t%s\n' "$($PY -c 'import scipy; print(scipy.__version__)')"
+    printf 'load_start\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+} > "$OUT/machine.tsv"
+load=$(cut -d' ' -f1 /proc/loadavg)
+if awk -v l="$load" 'BEGIN {exit !(l > 0.5)}'; then
+    say "warning: load average $load: other work is running, timings will be low"
+fi
+measure peak $CORE peak
+
+# --- the peer's predictions are ours ---------------------------------------------
+for m in $MODELS; do
+    printf 'labels-%s\t%s\n' "$m" "$CORE predict models/$m.safetensors data" >> "$OUT/commands.tsv"
+    $CORE predict "models/$m.safetensors" data > "$OUT/labels-$m.txt"
+    measure "predict-$m" $PEER predict "models/$m.safetensors" data "$OUT/labels-$m.txt" ||
+        say "MISMATCH: the peer's predictions differ from ours on $m (see $OUT/predict-$m.json)"
+done
+
+# --- the attack, peer and core, same images and targets ------------------------------
+for m in $MODELS; do
+    n=$N; [ "$m" = cnn ] && n=$N_CNN
+    measure "peer-$m" $PEER attack "models/$m.safetensors" data "$n"
+    measure "core-$m" $CORE attack "models/$m.safetensors" data "$n"
+done
+
+# --- network evaluation against the sgemm peak -------------------------------------
+for m in $MODELS; do
+    for b in 1 9 64; do
+        measure "net-$m-b$b" $CORE net "models/$m.safetensors" "$b"
+    done
+done
+
+# --- 1 and 2 threads; targets attacked together -------------------------------------
+for t in 1 2; do
+    measure "threads-fc100-100-10-t$t" $CORE attack models/fc100-100-10.safetensors data 200 "$t"
+    measure "threads-cnn-t$t" $CORE attack models/cnn.safetensors data 40 "$t"
+done
+for k in 1 3 9; do
+    measure "targets-fc100-100-10-k$k" $CORE attack models/fc100-100-10.safetensors data 20 1 "$k"
+    measure "targets-cnn-k$k" $CORE attack models/cnn.safetensors data 4 1 "$k"
+done
+
+# --- where the time goes (perf, when the kernel lets us) ---------------------------------
+if perf record -q -o "$OUT/perf-probe.data" -- true > /dev/null 2>&1; then
+    for m in fc100-100-10 cnn; do
+        n=100; [ "$m" = cnn ] && n=10
+        measure "perf-$m" perf record -q -F 2000 -o "$OUT/perf-$m.data" -- \
+            $CORE attack "models/$m.safetensors" data "$n"
+        perf report -i "$OUT/perf-$m.data" --no-children --sort pid,dso,symbol --stdio -g none \
+            2> /dev/null | grep '%' > "$OUT/perf-$m.txt" || true
+    done
+    # L-BFGS-B 3.0 times itself (timer -> gfortran cpu_time -> getrusage)
+    if perf stat -x, -e syscalls:sys_enter_getrusage -o "$OUT/getrusage.csv" -- \
+            $CORE attack models/fc100-100-10.safetensors data 20 > "$OUT/getrusage-run.json" 2> /dev/null; then
+        printf 'getrusage\t%s\n' "perf stat -e syscalls:sys_enter_getrusage -- $CORE attack models/fc100-100-10.safetensors data 20" \
+            >> "$OUT/commands.tsv"
+    fi
+else
+    say "perf: not usable here (perf_event_paranoid?); no profile"
+fi
+
+# --- over HTTP -------------------------------------------------------------------
+if [ ! -x build/blindspotd ]; then
+    say "HTTP: build/blindspotd does not exist yet; skipping the HTTP benchmarks (no figures)"
+    echo "build/blindspotd does not exist yet" > "$OUT/http-skipped.txt"
+else
+    build/blindspotd --listen 127.0.0.1:0 --models models --data data --workers 2 \
+        2> "$OUT/blindspotd.log" &
+    daemon=$!
+    trap 'kill "$daemon" 2>/dev/null || true' EXIT
+    port="" url="" ready=""
+    for _ in $(seq 100); do
+        port=${port:-$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$OUT/blindspotd.log" | head -1)}
+        if [ -n "$port" ]; then
+            url=http://127.0.0.1:$port
+            ready=$(curl -s -o /dev/null -w '%{http_code}' "$url/v2/health/ready" || true)
+            [ "$ready" = 200 ] && break
+        fi
+        kill -0 "$daemon" 2>/dev/null || break
+        sleep 0.2
+    done
+    if [ "$ready" != 200 ]; then
+        say "HTTP: blindspotd did not become ready (log: $OUT/blindspotd.log)"
+        exit 1
+    fi
+    rss() { awk -v what="$1" '$1 == what":" {print $2}' "/proc/$daemon/status"; }
+    printf 'rss_ready_kb\t%s\n' "$(rss VmRSS)" > "$OUT/daemon.tsv"
+    printf 'daemon\t%s\n' "build/blindspotd --listen 127.0.0.1:0 --models models --data data --workers 2" \
+        >> "$OUT/commands.tsv"
+    HTTP="$PY tests/bench/http_bench.py"
+    for m in fc100-100-10 fc200-200-10 ae400-10 cnn; do
+        n=$N; [ "$m" = cnn ] && n=10
+        for c in 1 2; do
+            measure "http-$m-c$c" $HTTP attack "$url" "$m" data "$n" "$c"
+        done
+    done
+    $HTTP infer-body fc100-100-10 data > "$OUT/infer-body.json"
+    # one wrk thread: the load generator shares the 2 cores with the daemon
+    measure wrk-infer env BENCH_INFER_BODY="$OUT/infer-body.json" \
+        wrk -t1 -c32 -d10s -s tests/bench/infer.lua "$url/v2/models/fc100-100-10/infer"
+    printf 'rss_after_kb\t%s\nhwm_kb\t%s\n' "$(rss VmRSS)" "$(rss VmHWM)" >> "$OUT/daemon.tsv"
+    kill "$daemon"
+    wait "$daemon" || true
+    trap - EXIT
+fi
+printf 'load_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.tsv"
+
+# --- the report ------------------------------------------------------------------
+$PY tests/bench/report.py "$OUT" docs/benchmarks.md
