@@ -132,54 +132,96 @@ size_t bs_conv2d_scratch(const bs_conv_dims *d)
     return (size_t)d->C * d->K * d->K * d->OH * d->OW;
 }
 
+/* The outputs o in [*lo,*hi) (of n_out) whose tap k lands inside the input,
+ * 0 <= o*s - pad + k < n: the bounds checks of im2col and col2im hoisted
+ * out of their inner loops. */
+static void tap_range(int n, int n_out, int k, int s, int pad, int *lo, int *hi)
+{
+    int first = pad - k, last = n - 1 + pad - k;
+    *hi = last < 0 ? 0 : last / s + 1;
+    if (*hi > n_out)
+        *hi = n_out;
+    *lo = first <= 0 ? 0 : (first + s - 1) / s;
+    if (*lo > *hi)
+        *lo = *hi;
+}
+
 /* col (C*K*K, OH*OW): row (c,ky,kx), column (oy,ox) holds the input pixel
  * under kernel tap (ky,kx) when the window is at output (oy,ox); 0 in the
  * padding. */
-static void im2col(float *col, const float *img, const bs_conv_dims *d)
+static void im2col(float *restrict col, const float *restrict img,
+                   const bs_conv_dims *d)
 {
-    int K = d->K, OHW = d->OH * d->OW;
+    int K = d->K, S = d->stride, OW = d->OW, OHW = d->OH * d->OW;
     for (int c = 0; c < d->C; c++)
-        for (int ky = 0; ky < K; ky++)
+        for (int ky = 0; ky < K; ky++) {
+            int oy0, oy1;
+            tap_range(d->H, d->OH, ky, S, d->pad, &oy0, &oy1);
             for (int kx = 0; kx < K; kx++) {
                 float *row = col + ((size_t)(c * K + ky) * K + kx) * OHW;
                 const float *plane = img + (size_t)c * d->H * d->W;
-                for (int oy = 0; oy < d->OH; oy++) {
-                    int y = oy * d->stride - d->pad + ky;
-                    float *r = row + oy * d->OW;
-                    if (y < 0 || y >= d->H) {
-                        memset(r, 0, (size_t)d->OW * sizeof(float));
-                        continue;
-                    }
-                    for (int ox = 0; ox < d->OW; ox++) {
-                        int x = ox * d->stride - d->pad + kx;
-                        r[ox] = (x >= 0 && x < d->W) ? plane[y * d->W + x] : 0.0f;
-                    }
+                int ox0, ox1, xoff = kx - d->pad;
+                tap_range(d->W, OW, kx, S, d->pad, &ox0, &ox1);
+                int y1 = ox0 < ox1 ? oy1 : oy0; /* rows that see the input */
+                memset(row, 0, (size_t)oy0 * OW * sizeof(float));
+                for (int oy = oy0; oy < y1; oy++) {
+                    /* src[i] is the pixel of output column ox0 + i */
+                    const float *src = plane + (size_t)(oy * S - d->pad + ky) * d->W +
+                                       (ox0 * S + xoff);
+                    float *r = row + (size_t)oy * OW;
+                    /* rows are short (OW floats): plain loops, no libc calls */
+                    for (int ox = 0; ox < ox0; ox++)
+                        r[ox] = 0.0f;
+                    int i = 0, n = ox1 - ox0;
+                    if (S == 1)
+                        for (; i + LANES <= n; i += LANES) {
+                            v4 v = load4(src + i);
+                            memcpy(r + ox0 + i, &v, sizeof v);
+                        }
+                    for (; i < n; i++)
+                        r[ox0 + i] = src[i * S];
+                    for (int ox = ox1; ox < OW; ox++)
+                        r[ox] = 0.0f;
                 }
+                memset(row + (size_t)y1 * OW, 0, (size_t)(d->OH - y1) * OW * sizeof(float));
             }
+        }
 }
 
-/* The adjoint of im2col: adds every column entry back onto its pixel. */
-static void col2im(float *img, const float *col, const bs_conv_dims *d)
+/* The adjoint of im2col: adds every column entry back onto its pixel. Each
+ * pixel receives its terms in (c,ky,kx,oy,ox) order, whatever the geometry,
+ * so the sums round the same on every path. */
+static void col2im(float *restrict img, const float *restrict col,
+                   const bs_conv_dims *d)
 {
-    int K = d->K, OHW = d->OH * d->OW;
+    int K = d->K, S = d->stride, OW = d->OW, OHW = d->OH * d->OW;
     memset(img, 0, (size_t)d->C * d->H * d->W * sizeof(float));
     for (int c = 0; c < d->C; c++)
-        for (int ky = 0; ky < K; ky++)
+        for (int ky = 0; ky < K; ky++) {
+            int oy0, oy1;
+            tap_range(d->H, d->OH, ky, S, d->pad, &oy0, &oy1);
             for (int kx = 0; kx < K; kx++) {
                 const float *row = col + ((size_t)(c * K + ky) * K + kx) * OHW;
                 float *plane = img + (size_t)c * d->H * d->W;
-                for (int oy = 0; oy < d->OH; oy++) {
-                    int y = oy * d->stride - d->pad + ky;
-                    if (y < 0 || y >= d->H)
-                        continue;
-                    const float *r = row + oy * d->OW;
-                    for (int ox = 0; ox < d->OW; ox++) {
-                        int x = ox * d->stride - d->pad + kx;
-                        if (x >= 0 && x < d->W)
-                            plane[y * d->W + x] += r[ox];
-                    }
+                int ox0, ox1, xoff = kx - d->pad;
+                tap_range(d->W, OW, kx, S, d->pad, &ox0, &ox1);
+                int y1 = ox0 < ox1 ? oy1 : oy0; /* rows that reach the input */
+                for (int oy = oy0; oy < y1; oy++) {
+                    /* dst[i] is the pixel of output column ox0 + i */
+                    float *dst = plane + (size_t)(oy * S - d->pad + ky) * d->W +
+                                 (ox0 * S + xoff);
+                    const float *r = row + (size_t)oy * OW + ox0;
+                    int i = 0, n = ox1 - ox0;
+                    if (S == 1)
+                        for (; i + LANES <= n; i += LANES) {
+                            v4 v = load4(dst + i) + load4(r + i);
+                            memcpy(dst + i, &v, sizeof v);
+                        }
+                    for (; i < n; i++)
+                        dst[i * S] += r[i];
                 }
             }
+        }
 }
 
 void bs_conv2d_forward(float *out, const float *inp, const float *weight,
@@ -258,17 +300,57 @@ static int pool_argmax(const float *plane, int oy, int ox, const bs_conv_dims *d
     return best;
 }
 
+/* One plane's pooling: o (OH,OW) gets each window's first maximum and,
+ * when argmax is not NULL, its offset in the plane (as pool_argmax). */
+static void pool_plane(float *o, int *argmax, const float *plane,
+                       const bs_conv_dims *d)
+{
+    int K = d->K, S = d->stride, W = d->W;
+    for (int oy = 0; oy < d->OH; oy++) {
+        int y0 = oy * S, kh = d->H - y0 < K ? d->H - y0 : K;
+        for (int ox = 0; ox < d->OW; ox++) {
+            int x0 = ox * S, kw = W - x0 < K ? W - x0 : K;
+            int best = y0 * W + x0;
+            float bv = plane[best];
+            int rows = kh; /* rows still to scan */
+            if (kh == 2 && kw == 2) {
+                /* the common 2x2 window, unrolled in the same order */
+                int at[3] = {best + 1, best + W, best + W + 1};
+                for (int j = 0; j < 3; j++)
+                    if (plane[at[j]] > bv) {
+                        bv = plane[at[j]];
+                        best = at[j];
+                    }
+                rows = 0;
+            }
+            for (int ky = 0; ky < rows; ky++)
+                for (int kx = 0; kx < kw; kx++) {
+                    int at = (y0 + ky) * W + x0 + kx;
+                    if (plane[at] > bv) {
+                        bv = plane[at];
+                        best = at;
+                    }
+                }
+            o[oy * d->OW + ox] = bv;
+            if (argmax)
+                argmax[oy * d->OW + ox] = best;
+        }
+    }
+}
+
 void bs_maxpool2d_forward(float *out, const float *inp, int B,
                           const bs_conv_dims *d)
 {
+    bs_maxpool2d_forward_argmax(out, NULL, inp, B, d);
+}
+
+void bs_maxpool2d_forward_argmax(float *out, int *argmax, const float *inp,
+                                 int B, const bs_conv_dims *d)
+{
     size_t in_plane = (size_t)d->H * d->W, out_plane = (size_t)d->OH * d->OW;
-    for (int bc = 0; bc < B * d->C; bc++) {
-        const float *plane = inp + bc * in_plane;
-        float *o = out + bc * out_plane;
-        for (int oy = 0; oy < d->OH; oy++)
-            for (int ox = 0; ox < d->OW; ox++)
-                o[oy * d->OW + ox] = plane[pool_argmax(plane, oy, ox, d)];
-    }
+    for (int bc = 0; bc < B * d->C; bc++)
+        pool_plane(out + bc * out_plane, argmax ? argmax + bc * out_plane : NULL,
+                   inp + bc * in_plane, d);
 }
 
 void bs_maxpool2d_backward(float *dinp, const float *dout, const float *inp,
@@ -286,19 +368,53 @@ void bs_maxpool2d_backward(float *dinp, const float *dout, const float *inp,
     }
 }
 
+void bs_maxpool2d_backward_argmax(float *dinp, const float *dout,
+                                  const int *argmax, int B,
+                                  const bs_conv_dims *d)
+{
+    size_t in_plane = (size_t)d->H * d->W, out_plane = (size_t)d->OH * d->OW;
+    memset(dinp, 0, (size_t)B * d->C * in_plane * sizeof(float));
+    for (int bc = 0; bc < B * d->C; bc++) {
+        const float *g = dout + bc * out_plane;
+        const int *at = argmax + bc * out_plane;
+        float *di = dinp + bc * in_plane;
+        for (size_t i = 0; i < out_plane; i++)
+            di[at[i]] += g[i];
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* elementwise activations */
 
+/* relu selects with a comparison mask, four lanes at a time: (x > 0) is all
+ * ones or all zeros, so mask & bits gives x or +0.0f exactly as the scalar
+ * x > 0 ? x : 0.0f (NaN and -0.0f included). */
+typedef int32_t v4i __attribute__((vector_size(LANES * sizeof(int32_t))));
+
+static void relu_select(float *dst, const float *test, const float *val, size_t n)
+{
+    const v4 zero = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        v4i keep = load4(test + i) > zero;
+        v4 v = load4(val + i);
+        v4i bits;
+        memcpy(&bits, &v, sizeof bits);
+        bits &= keep;
+        memcpy(dst + i, &bits, sizeof bits);
+    }
+    for (; i < n; i++)
+        dst[i] = test[i] > 0.0f ? val[i] : 0.0f;
+}
+
 void bs_relu_forward(float *out, const float *inp, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+    relu_select(out, inp, inp, n);
 }
 
 void bs_relu_backward(float *dinp, const float *dout, const float *out, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+    relu_select(dinp, out, dout, n);
 }
 
 void bs_sigmoid_forward(float *out, const float *inp, size_t n)

@@ -53,11 +53,19 @@ void bs_conv2d_backward(float *dinp, float *dweight, float *dbias,
 
 /* maxpool2d: inp (B,C,H,W), out (B,C,OH,OW); d->OC == d->C, no padding.
  * Backward routes each output gradient to the first maximal input of its
- * window, found again from inp (no index buffer). */
+ * window. The plain pair finds that input again from inp; the _argmax pair
+ * has the forward record it instead: argmax (B,C,OH,OW) holds its offset
+ * within its (H,W) plane, and the backward reads it (same result, no
+ * second search). */
 void bs_maxpool2d_forward(float *out, const float *inp, int B,
                           const bs_conv_dims *d);
 void bs_maxpool2d_backward(float *dinp, const float *dout, const float *inp,
                            int B, const bs_conv_dims *d);
+void bs_maxpool2d_forward_argmax(float *out, int *argmax, const float *inp,
+                                 int B, const bs_conv_dims *d);
+void bs_maxpool2d_backward_argmax(float *dinp, const float *dout,
+                                  const int *argmax, int B,
+                                  const bs_conv_dims *d);
 
 /* Elementwise activations over n floats. Backward takes the forward's
  * OUTPUT (all three derivatives are cheap functions of it). */

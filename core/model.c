@@ -389,6 +389,9 @@ const char *bs_model_get_meta(const bs_model *m, const char *key)
 
 #define ALIGN_FLOATS 16 /* 64-byte alignment for every buffer */
 
+/* Int buffers (targets, argmax) are carved from the float arena. */
+_Static_assert(sizeof(int) == sizeof(float), "ints are laid out as floats");
+
 static size_t round_up(size_t n)
 {
     return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
@@ -416,6 +419,8 @@ bs_workspace *bs_workspace_new(const bs_model *m, int batch)
             if (s > col)
                 col = s;
         }
+        if (l->kind == BS_MAXPOOL2D)
+            floats += round_up(B * l->out_size); /* argmax: one int per output */
         if (l->kind == BS_DROPOUT)
             bytes += round_up(B * l->in_size);
     }
@@ -455,6 +460,11 @@ bs_workspace *bs_workspace_new(const bs_model *m, int batch)
     p += round_up(B);
     ws->targets = (int *)p;
     p += round_up(B);
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].kind == BS_MAXPOOL2D) {
+            ws->argmax[i] = (int *)p;
+            p += round_up(B * m->layers[i].out_size);
+        }
     uint8_t *q = (uint8_t *)p;
     for (int i = 0; i < m->n_layers; i++)
         if (m->layers[i].kind == BS_DROPOUT) {
@@ -507,7 +517,7 @@ const float *bs_model_forward(const bs_model *m, bs_workspace *ws,
         }
         case BS_MAXPOOL2D: {
             bs_conv_dims d = conv_dims(l);
-            bs_maxpool2d_forward(out, in, B, &d);
+            bs_maxpool2d_forward_argmax(out, ws->argmax[i], in, B, &d);
             break;
         }
         case BS_FLATTEN:
@@ -580,7 +590,7 @@ void bs_model_backward(const bs_model *m, bs_workspace *ws,
         }
         case BS_MAXPOOL2D: {
             bs_conv_dims d = conv_dims(l);
-            bs_maxpool2d_backward(dinp, g, in, B, &d);
+            bs_maxpool2d_backward_argmax(dinp, g, ws->argmax[i], B, &d);
             break;
         }
         case BS_RELU:

@@ -106,6 +106,9 @@ typedef struct bs_workspace {
     int training;           /* dropout active when non-zero */
     float *acts[BS_MAX_LAYERS + 1]; /* acts[0] input copy, acts[i+1] output of layer i */
     uint8_t *masks[BS_MAX_LAYERS];  /* dropout masks (training only) */
+    int *argmax[BS_MAX_LAYERS];     /* maxpool2d: (batch, C,OH,OW) offset of each
+                                     * window's maximum in its input plane,
+                                     * written by forward, read by backward */
     float *grad_a, *grad_b;  /* ping-pong gradient buffers */
     float *col;              /* conv2d im2col scratch */
     float *probs;            /* (batch, classes) softmax of the logits */

@@ -442,11 +442,40 @@ static void check_maxpool(int B, int C, int H, int W, uint64_t seed)
     free(c.inp); free(c.out); free(c.g); free(perm); free(dinp);
 }
 
+/* The _argmax pair (what a model runs) gives bit for bit what the plain pair
+ * gives, with ties (the first maximum wins) and overlapping windows (a pixel
+ * collects several gradients, added in the same order). */
+static void check_maxpool_argmax(int B, int C, int H, int W, int K, int S, uint64_t seed)
+{
+    bs_rng r;
+    bs_rng_seed(&r, seed);
+    bs_conv_dims d = conv_geometry(C, H, W, C, K, S, 0);
+    size_t ni = (size_t)B * C * H * W, no = (size_t)B * C * d.OH * d.OW;
+    float *inp = falloc(ni), *g = falloc(no), *out = falloc(no), *out2 = falloc(no);
+    float *dinp = falloc(ni), *dinp2 = falloc(ni);
+    int *argmax = calloc(no, sizeof *argmax);
+    assert_non_null(argmax);
+    for (size_t i = 0; i < ni; i++)
+        inp[i] = (float)(bs_rng_uniform(&r) < 0.5f ? 1 : (int)(bs_rng_uniform(&r) * 4));
+    fill_uniform(&r, g, no, -1, 1);
+    bs_maxpool2d_forward(out, inp, B, &d);
+    bs_maxpool2d_backward(dinp, g, inp, B, &d);
+    fill_const(dinp2, ni, 123.0f);
+    bs_maxpool2d_forward_argmax(out2, argmax, inp, B, &d);
+    bs_maxpool2d_backward_argmax(dinp2, g, argmax, B, &d);
+    assert_memory_equal(out, out2, no * sizeof(float));
+    assert_memory_equal(dinp, dinp2, ni * sizeof(float));
+    free(inp); free(g); free(out); free(out2); free(dinp); free(dinp2); free(argmax);
+}
+
 static void test_maxpool2d(void **state)
 {
     (void)state;
     check_maxpool(2, 3, 6, 8, 20);
     check_maxpool(2, 2, 5, 7, 21); /* odd sizes: the last row and column are dropped */
+    check_maxpool_argmax(2, 3, 6, 8, 2, 2, 22);
+    check_maxpool_argmax(2, 2, 9, 7, 3, 2, 23); /* overlapping windows, odd sizes */
+    check_maxpool_argmax(1, 2, 7, 5, 3, 1, 24);
 }
 
 /* ------------------------------------------------------------------------ */
