@@ -1,6 +1,7 @@
 /* attack_json — attack parameters from JSON and the attack's answer as JSON
  * (see attack_json.h for the document). */
 #include "api/attack_json.h"
+#include "core/error.h"
 
 #include "api/base64.h"
 #include "api/image.h"
@@ -12,17 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail(char *err, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, BS_ERR_LEN, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* The numeric parameters, one row each: the single table behind parsing,
  * printing and the documentation of the parameters. */
@@ -50,19 +40,19 @@ static int set_field(bs_attack_params *p, const param_field *f, const json_t *v,
     switch (f->type) {
     case P_BOOL:
         if (!json_is_boolean(v))
-            return fail(err, "params.%s must be true or false", f->name);
+            return bs_fail(err, "params.%s must be true or false", f->name);
         *(int *)base = json_is_true(v);
         return 0;
     case P_INT:
         if (!json_is_integer(v) || json_integer_value(v) < -2147483647 ||
             json_integer_value(v) > 2147483647)
-            return fail(err, "params.%s must be a whole number", f->name);
+            return bs_fail(err, "params.%s must be a whole number", f->name);
         *(int *)base = (int)json_integer_value(v);
         return 0;
     case P_DOUBLE:
     case P_FLOAT:
         if (!json_is_number(v) || !isfinite(json_number_value(v)))
-            return fail(err, "params.%s must be a number", f->name);
+            return bs_fail(err, "params.%s must be a number", f->name);
         if (f->type == P_DOUBLE)
             *(double *)base = json_number_value(v);
         else
@@ -81,7 +71,7 @@ static int set_choice(const json_t *v, const char *key, const char *a, int va,
     else if (s && !strcmp(s, b))
         *out = vb;
     else
-        return fail(err, "params.%s must be \"%s\" or \"%s\"", key, a, b);
+        return bs_fail(err, "params.%s must be \"%s\" or \"%s\"", key, a, b);
     return 0;
 }
 
@@ -90,12 +80,12 @@ int bs_attack_params_from_json(const json_t *obj, const char *method,
 {
     int mi = bs_attack_method_parse(method ? method : "lbfgs");
     if (mi < 0)
-        return fail(err, "unknown method \"%s\" (lbfgs, adam-l1, fgsm, pgd, cw-l2)", method);
+        return bs_fail(err, "unknown method \"%s\" (lbfgs, adam-l1, fgsm, pgd, cw-l2)", method);
     *p = bs_attack_defaults((bs_attack_method)mi);
     if (!obj || json_is_null(obj))
         return bs_attack_params_check(p, err);
     if (!json_is_object(obj))
-        return fail(err, "params must be an object");
+        return bs_fail(err, "params must be an object");
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)obj, key, v) {
@@ -108,7 +98,7 @@ int bs_attack_params_from_json(const json_t *obj, const char *method,
                 return -1;
         } else if (!strcmp(key, "seed")) {
             if (!json_is_integer(v) || json_integer_value(v) < 0)
-                return fail(err, "params.seed must be a non-negative whole number");
+                return bs_fail(err, "params.seed must be a non-negative whole number");
             p->seed = (uint64_t)json_integer_value(v);
         } else if (!strcmp(key, "norm")) {
             if (set_choice(v, key, "l2", 2, "l1", 1, &p->norm, err))
@@ -123,7 +113,7 @@ int bs_attack_params_from_json(const json_t *obj, const char *method,
             if (set_choice(v, key, "uniform", 0, "zeros", 1, &p->init_zeros, err))
                 return -1;
         } else {
-            return fail(err, "unknown parameter params.%s", key);
+            return bs_fail(err, "unknown parameter params.%s", key);
         }
     }
     return bs_attack_params_check(p, err);
@@ -170,7 +160,7 @@ int bs_attack_targets_from_json(const json_t *v, int classes, int original,
     if (json_is_integer(v)) {
         json_int_t t = json_integer_value(v);
         if (t < 0 || t >= classes)
-            return fail(err, "target %lld is not a class of this model (0..%d)",
+            return bs_fail(err, "target %lld is not a class of this model (0..%d)",
                         (long long)t, classes - 1);
         targets[(*k)++] = (int)t;
         return 0;
@@ -179,20 +169,20 @@ int bs_attack_targets_from_json(const json_t *v, int classes, int original,
         size_t i;
         json_t *e;
         if (json_array_size(v) == 0 || json_array_size(v) > BS_MAX_TARGETS)
-            return fail(err, "target lists hold 1 to %d labels", BS_MAX_TARGETS);
+            return bs_fail(err, "target lists hold 1 to %d labels", BS_MAX_TARGETS);
         json_array_foreach(v, i, e) {
             json_int_t t = json_integer_value(e);
             if (!json_is_integer(e) || t < 0 || t >= classes)
-                return fail(err, "target[%zu] is not a class of this model (0..%d)",
+                return bs_fail(err, "target[%zu] is not a class of this model (0..%d)",
                             i, classes - 1);
             for (int j = 0; j < *k; j++)
                 if (targets[j] == t)
-                    return fail(err, "target %lld is listed twice", (long long)t);
+                    return bs_fail(err, "target %lld is listed twice", (long long)t);
             targets[(*k)++] = (int)t;
         }
         return 0;
     }
-    return fail(err, "target must be a label, a list of labels, or \"all\"");
+    return bs_fail(err, "target must be a label, a list of labels, or \"all\"");
 }
 
 int bs_image_out_parse(const char *s, bs_image_out *out)
@@ -265,7 +255,7 @@ json_t *bs_attack_answer_json(const char *model_name, const bs_model *m,
     bs_workspace *ws = bs_workspace_new(m, 1);
     json_t *doc = NULL;
     if (!ws) {
-        fail(err, "out of memory");
+        bs_fail(err, "out of memory");
         return NULL;
     }
     const float *logits = bs_model_forward(m, ws, x, 1);

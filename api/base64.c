@@ -9,18 +9,6 @@
 static const char ALPHABET[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-static void set_err(char *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void set_err(char *err, const char *fmt, ...)
-{
-    if (!err)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, BS_ERR_LEN, fmt, ap);
-    va_end(ap);
-}
-
 char *bs_base64_encode(const uint8_t *data, size_t len)
 {
     if (len / 3 >= (SIZE_MAX - 5) / 4)
@@ -76,7 +64,7 @@ uint8_t *bs_base64_decode(const char *s, size_t slen, size_t *out_len, char *err
 {
     *out_len = 0;
     if (!s && slen) {
-        set_err(err, "base64: no input");
+        bs_fail(err, "base64: no input");
         return NULL;
     }
     /* First pass: validate and count, so the output is allocated once. */
@@ -89,29 +77,29 @@ uint8_t *bs_base64_decode(const char *s, size_t slen, size_t *out_len, char *err
             pad++;
         } else if (sextet(c) < 0) {
             if (c >= 0x20 && c < 0x7f)
-                set_err(err, "base64: invalid character '%c' at offset %zu", c, i);
+                bs_fail(err, "base64: invalid character '%c' at offset %zu", c, i);
             else
-                set_err(err, "base64: invalid byte 0x%02x at offset %zu", c, i);
+                bs_fail(err, "base64: invalid byte 0x%02x at offset %zu", c, i);
             return NULL;
         } else if (pad) {
-            set_err(err, "base64: '=' padding in the middle of the data (offset %zu)", i);
+            bs_fail(err, "base64: '=' padding in the middle of the data (offset %zu)", i);
             return NULL;
         }
         chars++;
     }
     if (chars % 4) {
-        set_err(err, "base64: %zu characters, not a multiple of 4 (missing or "
+        bs_fail(err, "base64: %zu characters, not a multiple of 4 (missing or "
                 "extra '=' padding?)", chars);
         return NULL;
     }
     if (pad > 2) {
-        set_err(err, "base64: %zu '=' padding characters, at most 2 are allowed", pad);
+        bs_fail(err, "base64: %zu '=' padding characters, at most 2 are allowed", pad);
         return NULL;
     }
     size_t n = chars / 4 * 3 - pad;
     uint8_t *out = malloc(n ? n : 1);
     if (!out) {
-        set_err(err, "base64: out of memory for %zu bytes", n);
+        bs_fail(err, "base64: out of memory for %zu bytes", n);
         return NULL;
     }
     /* Second pass: decode groups of four sextets; the padding ends the data. */
@@ -137,7 +125,7 @@ uint8_t *bs_base64_decode(const char *s, size_t slen, size_t *out_len, char *err
         uint32_t spare = pad == 1 ? acc & 0xff : acc & 0xffff;
         if (spare) {
             free(out);
-            set_err(err, "base64: non-zero bits under the '=' padding (not the "
+            bs_fail(err, "base64: non-zero bits under the '=' padding (not the "
                     "canonical encoding)");
             return NULL;
         }

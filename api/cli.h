@@ -43,6 +43,16 @@ int cli_load_models(const char *dir, const struct bs_model *m, const char *skip,
  * false), else as a string. Returns -1 when there is no KEY=. */
 int cli_add_param(json_t *obj, const char *kv);
 
+/* Progress of a run of attacks on stderr: a line redrawn in place on a
+ * terminal, a line every 50 attacks otherwise. Use as a bs_eval_progress_fn
+ * with a cli_progress whose start is set. */
+#include <time.h>
+typedef struct cli_progress {
+    time_t start;
+    int tty;
+} cli_progress;
+void cli_show_progress(void *ctx, int done, int total);
+
 /* Prints j as indented JSON on stdout and releases it. */
 void cli_print_json(json_t *j);
 

@@ -179,20 +179,6 @@ static int parse_noise(const char *s, bs_eval_config *cfg)
     return rc;
 }
 
-typedef struct progress_ctx {
-    time_t start;
-} progress_ctx;
-
-static void show_progress(void *vctx, int done, int total)
-{
-    progress_ctx *p = vctx;
-    double el = difftime(time(NULL), p->start);
-    double eta = done ? el * (total - done) / done : 0.0;
-    fprintf(stderr, "\rattacks %d/%d, ETA %d:%02d ", done, total, (int)eta / 60, (int)eta % 60);
-    if (done == total)
-        fputc('\n', stderr);
-}
-
 static void pct(double v)
 {
     printf(" %7.1f%%", 100.0 * v);
@@ -347,13 +333,13 @@ int cli_evaluate(int argc, char **argv)
     cfg.seed = (uint64_t)seed;
     cfg.threads = (int)threads;
     r = malloc(sizeof *r);
-    progress_ctx pc = {.start = time(NULL)};
+    cli_progress pc = {.start = time(NULL), .tty = isatty(2)};
     if (!r) {
         cli_fail("evaluate", "out of memory");
         goto out;
     }
     if (bs_evaluate_transfer((const bs_model *const *)s.models, s.n, &d, &cfg, NULL,
-                             isatty(2) ? show_progress : NULL, &pc, r, NULL, NULL, err)) {
+                             cli_show_progress, &pc, r, NULL, NULL, err)) {
         cli_fail("evaluate", "%s", err);
         goto out;
     }

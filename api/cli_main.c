@@ -127,6 +127,20 @@ int cli_add_param(json_t *obj, const char *kv)
     return 0;
 }
 
+void cli_show_progress(void *vctx, int done, int total)
+{
+    cli_progress *p = vctx;
+    double el = difftime(time(NULL), p->start);
+    double eta = done ? el * (total - done) / done : 0.0;
+    if (p->tty)
+        fprintf(stderr, "\rattacks %d/%d, ETA %d:%02d ", done, total, (int)eta / 60,
+                (int)eta % 60);
+    else if (done % 50 == 0 || done == total)
+        fprintf(stderr, "attacks %d/%d, elapsed %.0fs, ETA %.0fs\n", done, total, el, eta);
+    if (p->tty && done == total)
+        fputc('\n', stderr);
+}
+
 void cli_print_json(json_t *j)
 {
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6));

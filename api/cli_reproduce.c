@@ -74,25 +74,6 @@ static const zoo_entry zoo[] = {
 };
 #define ZOO_N ((int)(sizeof zoo / sizeof zoo[0]))
 
-typedef struct progress_ctx {
-    time_t start;
-    int tty;
-} progress_ctx;
-
-static void show_progress(void *vctx, int done, int total)
-{
-    progress_ctx *p = vctx;
-    double el = difftime(time(NULL), p->start);
-    double eta = done ? el * (total - done) / done : 0.0;
-    if (p->tty)
-        fprintf(stderr, "\rattacks %d/%d, ETA %d:%02d ", done, total, (int)eta / 60,
-                (int)eta % 60);
-    else if (done % 50 == 0 || done == total)
-        fprintf(stderr, "attacks %d/%d, elapsed %.0fs, ETA %.0fs\n", done, total, el, eta);
-    if (p->tty && done == total)
-        fputc('\n', stderr);
-}
-
 static double meta_error(const bs_model *m, const char *key)
 {
     const char *v = bs_model_get_meta(m, key);
@@ -327,10 +308,10 @@ int cli_reproduce(int argc, char **argv)
         cli_fail("reproduce", "out of memory");
         goto out;
     }
-    progress_ctx pc = {.start = time(NULL), .tty = isatty(2)};
+    cli_progress pc = {.start = time(NULL), .tty = isatty(2)};
     fprintf(stderr, "reproduce: attacking %ld test images with each of %d models (%ld threads)\n",
             n, ZOO_N, threads);
-    if (bs_evaluate_transfer(models, ZOO_N, &d, &cfg, NULL, show_progress, &pc, res, adv, ok,
+    if (bs_evaluate_transfer(models, ZOO_N, &d, &cfg, NULL, cli_show_progress, &pc, res, adv, ok,
                              err)) {
         free(res);
         cli_fail("reproduce", "%s", err);
@@ -522,7 +503,7 @@ int cli_reproduce(int argc, char **argv)
     c2.n_noise = 0;
     c2.magnify = 0.0;
     pc.start = time(NULL);
-    if (!cmp || bs_evaluate_transfer(pair, 2, &d, &c2, NULL, show_progress, &pc, cmp, NULL,
+    if (!cmp || bs_evaluate_transfer(pair, 2, &d, &c2, NULL, cli_show_progress, &pc, cmp, NULL,
                                      NULL, err)) {
         free(cmp);
         free(res);

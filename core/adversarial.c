@@ -2,6 +2,7 @@
  * against the model being trained, and the minibatch hook of bs_train that
  * mixes them in. */
 #include "core/adversarial.h"
+#include "core/error.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,17 +12,6 @@
 /* The stream that draws pool images and targets, apart from bs_train's own
  * (initialisation, shuffling) so that both stay fixed by the one seed. */
 #define POOL_STREAM 0x9e3779b97f4a7c15ULL
-
-static int fail(char *err, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, BS_ERR_LEN, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 bs_advtrain_config bs_advtrain_defaults(bs_attack_method method)
 {
@@ -40,14 +30,14 @@ bs_advtrain_config bs_advtrain_defaults(bs_attack_method method)
 int bs_advtrain_check(const bs_advtrain_config *c, char *err)
 {
     if (!(c->fraction >= 0.0 && c->fraction <= 1.0))
-        return fail(err, "the adversarial fraction must be in [0, 1], got %g", c->fraction);
+        return bs_fail(err, "the adversarial fraction must be in [0, 1], got %g", c->fraction);
     if (c->pool_size < 1 || c->pool_size > 1000000)
-        return fail(err, "the pool size must be in [1, 1000000], got %d", c->pool_size);
+        return bs_fail(err, "the pool size must be in [1, 1000000], got %d", c->pool_size);
     if (c->refresh < 0)
-        return fail(err, "the pool refresh must be 0 (every epoch) or a number of "
+        return bs_fail(err, "the pool refresh must be 0 (every epoch) or a number of "
                     "minibatches, got %d", c->refresh);
     if (c->warmup_epochs < 0)
-        return fail(err, "the warm-up epochs must not be negative, got %d", c->warmup_epochs);
+        return bs_fail(err, "the warm-up epochs must not be negative, got %d", c->warmup_epochs);
     return bs_attack_params_check(&c->attack, err);
 }
 
@@ -56,7 +46,7 @@ int bs_advtrain_pool_init(bs_advtrain_pool *p, int capacity, size_t input_size,
 {
     memset(p, 0, sizeof *p);
     if (capacity < 1)
-        return fail(err, "a pool needs room for at least one example");
+        return bs_fail(err, "a pool needs room for at least one example");
     p->capacity = capacity;
     p->input_size = input_size;
     p->images = malloc((size_t)capacity * input_size * sizeof *p->images);
@@ -64,7 +54,7 @@ int bs_advtrain_pool_init(bs_advtrain_pool *p, int capacity, size_t input_size,
     p->sources = malloc((size_t)capacity * sizeof *p->sources);
     if (!p->images || !p->labels || !p->sources) {
         bs_advtrain_pool_free(p);
-        return fail(err, "out of memory for a pool of %d adversarial examples", capacity);
+        return bs_fail(err, "out of memory for a pool of %d adversarial examples", capacity);
     }
     return 0;
 }
@@ -85,11 +75,11 @@ int bs_advtrain_pool_refresh(bs_advtrain_pool *p, const bs_model *m,
     p->attempted = 0;
     p->distortion = 0.0;
     if (d->input_size != p->input_size || d->input_size != m->input_size)
-        return fail(err, "the dataset, the model and the pool disagree on the input size");
+        return bs_fail(err, "the dataset, the model and the pool disagree on the input size");
     int want = d->n < p->capacity ? d->n : p->capacity;
     int *order = malloc((size_t)d->n * sizeof *order);
     if (!order)
-        return fail(err, "out of memory for the pool");
+        return bs_fail(err, "out of memory for the pool");
     for (int i = 0; i < d->n; i++)
         order[i] = i;
     int rc = 0;
@@ -101,7 +91,7 @@ int bs_advtrain_pool_refresh(bs_advtrain_pool *p, const bs_model *m,
         order[i] = idx;
         int y = d->labels[idx];
         if (y < 0 || y >= m->classes) {
-            rc = fail(err, "label %d of training image %d is not one of the model's %d "
+            rc = bs_fail(err, "label %d of training image %d is not one of the model's %d "
                       "classes", y, idx, m->classes);
             break;
         }
@@ -184,12 +174,12 @@ int bs_advtrain(bs_model *m, const bs_dataset *d, const bs_train_config *cfg,
                 void *ctx, bs_advtrain_stats *stats, char *err)
 {
     if (cfg->batch_fn)
-        return fail(err, "adversarial training rewrites the minibatches itself: "
+        return bs_fail(err, "adversarial training rewrites the minibatches itself: "
                     "batch_fn must be NULL");
     if (bs_advtrain_check(adv, err))
         return -1;
     if (d->n <= 0)
-        return fail(err, "dataset %s is empty", d->name);
+        return bs_fail(err, "dataset %s is empty", d->name);
     advtrain_run r = {.d = d, .adv = adv};
     int capacity = adv->pool_size < d->n ? adv->pool_size : d->n;
     if (bs_advtrain_pool_init(&r.pool, capacity, d->input_size, err))
@@ -197,7 +187,7 @@ int bs_advtrain(bs_model *m, const bs_dataset *d, const bs_train_config *cfg,
     r.reading = malloc((size_t)capacity * sizeof *r.reading);
     if (!r.reading) {
         bs_advtrain_pool_free(&r.pool);
-        return fail(err, "out of memory for the pool");
+        return bs_fail(err, "out of memory for the pool");
     }
     bs_rng_seed(&r.rng, cfg->seed ^ POOL_STREAM);
     bs_train_config c = *cfg;

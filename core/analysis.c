@@ -3,6 +3,7 @@
  * unit analysis: ranking a split by a direction of a layer's output, label
  * purity, and image grids of the top images. */
 #include "core/analysis.h"
+#include "core/error.h"
 
 #include "core/rng.h"
 
@@ -12,17 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail(char *err, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, BS_ERR_LEN, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Lipschitz bounds */
@@ -251,7 +241,7 @@ int bs_lipschitz_bounds(const bs_model *m, uint64_t seed, bs_lipschitz *out,
             break;
         }
         if (r->bound < 0.0)
-            return fail(err, "out of memory for the bound of layer %d (%s)", i,
+            return bs_fail(err, "out of memory for the bound of layer %d (%s)", i,
                         bs_layer_name(l->kind));
         out->product *= r->bound;
     }
@@ -268,7 +258,7 @@ double bs_lipschitz_ratio(const bs_model *m, const float *x, const float *x_adv,
         r2 += r * r;
     }
     if (r2 == 0.0) {
-        fail(err, "the two inputs are equal: the ratio is undefined");
+        bs_fail(err, "the two inputs are equal: the ratio is undefined");
         return -1.0;
     }
     bs_workspace *ws = bs_workspace_new(m, 2);
@@ -276,7 +266,7 @@ double bs_lipschitz_ratio(const bs_model *m, const float *x, const float *x_adv,
     if (!ws || !pair) {
         bs_workspace_free(ws);
         free(pair);
-        fail(err, "out of memory");
+        bs_fail(err, "out of memory");
         return -1.0;
     }
     memcpy(pair, x, n * sizeof *pair);
@@ -298,7 +288,7 @@ double bs_lipschitz_ratio(const bs_model *m, const float *x, const float *x_adv,
 int bs_units_layer(const bs_model *m, int layer, char *err)
 {
     if (layer < 0 || layer >= m->n_layers)
-        return fail(err, "layer %d is not one of the model's layers 0..%d", layer,
+        return bs_fail(err, "layer %d is not one of the model's layers 0..%d", layer,
                     m->n_layers - 1);
     bs_layer_kind k = m->layers[layer].kind;
     if ((k == BS_LINEAR || k == BS_CONV2D) && layer + 1 < m->n_layers) {
@@ -371,7 +361,7 @@ static int check_fit(const bs_model *m, const bs_dataset *d, char *err)
 {
     if (d->input_size != m->input_size || d->shape[0] != m->input_shape[0] ||
         d->shape[1] != m->input_shape[1] || d->shape[2] != m->input_shape[2])
-        return fail(err, "dataset %s has inputs (%d,%d,%d) but the model takes (%d,%d,%d)",
+        return bs_fail(err, "dataset %s has inputs (%d,%d,%d) but the model takes (%d,%d,%d)",
                     d->name, d->shape[0], d->shape[1], d->shape[2], m->input_shape[0],
                     m->input_shape[1], m->input_shape[2]);
     return 0;
@@ -385,10 +375,10 @@ int bs_units_rank(const bs_model *m, int layer, const bs_dataset *d,
     if (L < 0 || check_fit(m, d, err))
         return -1;
     if (k < 1 || k > BS_UNITS_MAX_K || k > d->n)
-        return fail(err, "k must be in [1, %d] (and at most the %d images of the split), "
+        return bs_fail(err, "k must be in [1, %d] (and at most the %d images of the split), "
                     "got %d", BS_UNITS_MAX_K, d->n, k);
     if (n_dirs < 1)
-        return fail(err, "no direction to rank by");
+        return bs_fail(err, "no direction to rank by");
     size_t dim = m->layers[L].out_size;
     int batch = d->n < BS_UNITS_BATCH ? d->n : BS_UNITS_BATCH;
     int *filled = calloc((size_t)n_dirs, sizeof *filled);
@@ -396,7 +386,7 @@ int bs_units_rank(const bs_model *m, int layer, const bs_dataset *d,
     if (!filled || !ws) {
         free(filled);
         bs_workspace_free(ws);
-        return fail(err, "out of memory for the unit ranking");
+        return bs_fail(err, "out of memory for the unit ranking");
     }
     for (int t = 0; t < n_dirs; t++)
         memset(&tops[t], 0, sizeof tops[t]);
@@ -447,7 +437,7 @@ int bs_units_summarise(const bs_model *m, int layer, const bs_dataset *d,
         return -1;
     size_t dim = m->layers[L].out_size;
     if (U < 1 || (size_t)U > dim)
-        return fail(err, "the summary needs 1 to %zu units (the size of layer %d's "
+        return bs_fail(err, "the summary needs 1 to %zu units (the size of layer %d's "
                     "output), got %d", dim, L, U);
     float *dirs = malloc(2 * (size_t)U * dim * sizeof *dirs);
     bs_units_top *tops = malloc(2 * (size_t)U * sizeof *tops);
@@ -455,7 +445,7 @@ int bs_units_summarise(const bs_model *m, int layer, const bs_dataset *d,
     int *order = malloc((size_t)d->n * sizeof *order);
     int rc = -1;
     if (!dirs || !tops || !purity || !order) {
-        fail(err, "out of memory for the unit summary");
+        bs_fail(err, "out of memory for the unit summary");
         goto out;
     }
     for (int u = 0; u < U; u++) {
@@ -501,16 +491,16 @@ int bs_units_grid_make(const bs_dataset *d, const int *indices, int k,
 {
     memset(out, 0, sizeof *out);
     if (k < 1)
-        return fail(err, "a grid needs at least one image");
+        return bs_fail(err, "a grid needs at least one image");
     for (int i = 0; i < k; i++)
         if (indices[i] < 0 || indices[i] >= d->n)
-            return fail(err, "image index %d is outside the split's 0..%d", indices[i],
+            return bs_fail(err, "image index %d is outside the split's 0..%d", indices[i],
                         d->n - 1);
     int C = d->shape[0], H = d->shape[1], W = d->shape[2];
     int width = k * W + (k - 1);
     uint8_t *px = malloc((size_t)width * H * C);
     if (!px)
-        return fail(err, "out of memory for the image grid");
+        return bs_fail(err, "out of memory for the image grid");
     memset(px, 255, (size_t)width * H * C); /* the gaps are white */
     for (int i = 0; i < k; i++) {
         const float *img = d->images + (size_t)indices[i] * d->input_size;

@@ -4,6 +4,7 @@
  * reverse communication, all targets stepped in lockstep so that their
  * function evaluations form one batch. */
 #include "core/attack_internal.h"
+#include "core/error.h"
 
 #include "core/layers.h"
 #include "core/lbfgsb.h"
@@ -26,17 +27,6 @@ extern void setulb_(const int *n, const int *m, double *x, const double *l,
                     size_t csave_len);
 
 #define TASK_LEN 60
-
-static int fail(char *err, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, BS_ERR_LEN, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 double bs_now(void)
 {
@@ -114,37 +104,37 @@ bs_attack_params bs_attack_defaults(bs_attack_method method)
 int bs_attack_params_check(const bs_attack_params *p, char *err)
 {
     if ((unsigned)p->method > BS_ATTACK_CW_L2)
-        return fail(err, "unknown attack method %d", (int)p->method);
+        return bs_fail(err, "unknown attack method %d", (int)p->method);
     if (p->search_steps < 1 || p->search_steps > 100)
-        return fail(err, "search_steps must be in [1, 100], got %d", p->search_steps);
+        return bs_fail(err, "search_steps must be in [1, 100], got %d", p->search_steps);
     if (!(p->initial_c > 0.0 && p->initial_c < 1e12))
-        return fail(err, "initial_c must be positive, got %g", p->initial_c);
+        return bs_fail(err, "initial_c must be positive, got %g", p->initial_c);
     if (!(p->c_factor > 1.0 && p->c_factor <= 1e6))
-        return fail(err, "c_factor must be greater than 1, got %g", p->c_factor);
+        return bs_fail(err, "c_factor must be greater than 1, got %g", p->c_factor);
     if (p->norm != 1 && p->norm != 2)
-        return fail(err, "norm must be l1 or l2");
+        return bs_fail(err, "norm must be l1 or l2");
     if (p->max_iterations < 1 || p->max_iterations > 100000)
-        return fail(err, "max_iterations must be in [1, 100000], got %d", p->max_iterations);
+        return bs_fail(err, "max_iterations must be in [1, 100000], got %d", p->max_iterations);
     if (p->history < 1 || p->history > 100)
-        return fail(err, "history must be in [1, 100], got %d", p->history);
+        return bs_fail(err, "history must be in [1, 100], got %d", p->history);
     if (!(p->factr >= 0.0) || !(p->pgtol >= 0.0))
-        return fail(err, "factr and pgtol must not be negative");
+        return bs_fail(err, "factr and pgtol must not be negative");
     if (p->optimizer != 0 && p->optimizer != 1)
-        return fail(err, "optimizer must be reference or native");
+        return bs_fail(err, "optimizer must be reference or native");
     if (!(p->lr > 0.0f && p->lr <= 10.0f))
-        return fail(err, "lr must be in (0, 10], got %g", (double)p->lr);
+        return bs_fail(err, "lr must be in (0, 10], got %g", (double)p->lr);
     if (p->steps < 1 || p->steps > 1000000)
-        return fail(err, "steps must be in [1, 1000000], got %d", p->steps);
+        return bs_fail(err, "steps must be in [1, 1000000], got %d", p->steps);
     if (p->pgd_norm != 0 && p->pgd_norm != 2)
-        return fail(err, "pgd_norm must be linf or l2");
+        return bs_fail(err, "pgd_norm must be linf or l2");
     if (!(p->eps_max > 0.0 && p->eps_max <= 1000.0))
-        return fail(err, "eps_max must be in (0, 1000], got %g", p->eps_max);
+        return bs_fail(err, "eps_max must be in (0, 1000], got %g", p->eps_max);
     if (p->pgd_steps < 1 || p->pgd_steps > 100000)
-        return fail(err, "pgd_steps must be in [1, 100000], got %d", p->pgd_steps);
+        return bs_fail(err, "pgd_steps must be in [1, 100000], got %d", p->pgd_steps);
     if (!(p->kappa >= 0.0 && p->kappa < 1e6))
-        return fail(err, "kappa must not be negative, got %g", p->kappa);
+        return bs_fail(err, "kappa must not be negative, got %g", p->kappa);
     if (p->repair_steps < 0 || p->repair_steps > 10000)
-        return fail(err, "repair_steps must be in [0, 10000], got %d", p->repair_steps);
+        return bs_fail(err, "repair_steps must be in [0, 10000], got %d", p->repair_steps);
     return 0;
 }
 
@@ -391,7 +381,7 @@ static int run_lbfgs(attack_ctx *a, char *err)
     int *tg = malloc((size_t)k * sizeof(int)), *rows = malloc((size_t)k * sizeof(int));
     int rc = 0;
     if (!runs || !lower || !upper || !nbd || !xs || !grad || !zf || !loss || !tg || !rows) {
-        rc = fail(err, "out of memory for the attack");
+        rc = bs_fail(err, "out of memory for the attack");
         goto out;
     }
     for (int i = 0; i < n; i++) {
@@ -412,7 +402,7 @@ static int run_lbfgs(attack_ctx *a, char *err)
             run->iwa = malloc(3 * (size_t)n * sizeof(int));
         }
         if (!run->z || !run->g || (p->optimizer == 1 ? !run->native : !run->wa || !run->iwa)) {
-            rc = fail(err, "out of memory for the attack");
+            rc = bs_fail(err, "out of memory for the attack");
             goto out;
         }
         budget_search_init(&run->c, p->initial_c, p->c_factor, 1);
@@ -538,14 +528,14 @@ int bs_attack_run(const bs_model *m, const float *x, const int *targets, int k,
     double t0 = bs_now();
     size_t n = m->input_size;
     if (k < 1 || k > 1024)
-        return fail(err, "between 1 and 1024 targets per attack, got %d", k);
+        return bs_fail(err, "between 1 and 1024 targets per attack, got %d", k);
     for (int j = 0; j < k; j++)
         if (targets[j] < 0 || targets[j] >= m->classes)
-            return fail(err, "target %d is not a class of this model (0..%d)",
+            return bs_fail(err, "target %d is not a class of this model (0..%d)",
                         targets[j], m->classes - 1);
     for (size_t i = 0; i < n; i++)
         if (!(x[i] >= 0.0f && x[i] <= 1.0f))
-            return fail(err, "pixel %zu of the image is %g, outside [0,1]", i, (double)x[i]);
+            return bs_fail(err, "pixel %zu of the image is %g, outside [0,1]", i, (double)x[i]);
     if (bs_attack_params_check(p, err))
         return -1;
 
@@ -558,7 +548,7 @@ int bs_attack_run(const bs_model *m, const float *x, const int *targets, int k,
     memset(results, 0, (size_t)k * sizeof *results);
     int rc = 0;
     if (!a.ws || !a.dlogits || !a.scratch || !a.best_fail_prob) {
-        rc = fail(err, "out of memory for the attack");
+        rc = bs_fail(err, "out of memory for the attack");
         goto out;
     }
     const float *logits = bs_model_forward(m, a.ws, x, 1);
@@ -571,7 +561,7 @@ int bs_attack_run(const bs_model *m, const float *x, const int *targets, int k,
         r->adv_float = malloc(n * sizeof(float));
         r->adv8 = malloc(n);
         if (!r->adv || !r->adv_float || !r->adv8) {
-            rc = fail(err, "out of memory for the attack");
+            rc = bs_fail(err, "out of memory for the attack");
             goto out;
         }
         /* until a candidate is handed in, the answer is x itself */

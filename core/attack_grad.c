@@ -11,6 +11,7 @@
  * checked; a stopped call hands in the points of the runs it cut short (as
  * the lbfgs method does) and returns what attack_offer kept. */
 #include "core/attack_internal.h"
+#include "core/error.h"
 #include "core/rng.h"
 
 #include <float.h>
@@ -36,17 +37,6 @@
  * before atanh so that pixels at exactly 0 or 1 get a finite w. */
 #define CW_ATANH_SHRINK 0.999999
 
-static int fail(char *err, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, BS_ERR_LEN, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 static float clampf(float v, float lo, float hi)
 {
     return v < lo ? lo : v > hi ? hi : v;
@@ -71,7 +61,7 @@ static int scratch_new(scratch *s, size_t floats, size_t ints,
     size_t bytes = floats * sizeof(float) + ints * sizeof(int);
     s->mem = calloc(1, bytes ? bytes : 1);
     if (!s->mem)
-        return fail(err, "%s: out of memory for %zu bytes of scratch", method,
+        return bs_fail(err, "%s: out of memory for %zu bytes of scratch", method,
                     bytes);
     s->f = s->mem;
     s->i = (int *)(s->f + floats);
@@ -141,7 +131,7 @@ int attack_adam_l1(attack_ctx *a, char *err)
     budget_search *c_of = malloc((size_t)k * sizeof *c_of);
     if (!c_of) {
         free(s.mem);
-        return fail(err, "adam-l1: out of memory");
+        return bs_fail(err, "adam-l1: out of memory");
     }
     rows_identity(rows, k);
     for (int t = 0; t < k; t++)
@@ -264,7 +254,7 @@ int attack_fgsm(attack_ctx *a, char *err)
     eps_search *eps = malloc((size_t)k * sizeof *eps);
     if (!eps) {
         free(s.mem);
-        return fail(err, "fgsm: out of memory");
+        return bs_fail(err, "fgsm: out of memory");
     }
     rows_identity(rows, k);
     for (int t = 0; t < k; t++) {
@@ -340,7 +330,7 @@ int attack_pgd(attack_ctx *a, char *err)
     eps_search *eps = malloc((size_t)k * sizeof *eps);
     if (!eps) {
         free(s.mem);
-        return fail(err, "pgd: out of memory");
+        return bs_fail(err, "pgd: out of memory");
     }
     double cap = norm == 2 ? p->eps_max * sqrt((double)n) : p->eps_max;
     for (int t = 0; t < k; t++)
@@ -449,7 +439,7 @@ int attack_cw_l2(attack_ctx *a, char *err)
     budget_search *c_of = malloc((size_t)k * sizeof *c_of);
     if (!c_of) {
         free(s.mem);
-        return fail(err, "cw-l2: out of memory");
+        return bs_fail(err, "cw-l2: out of memory");
     }
     rows_identity(rows, k);
     for (int t = 0; t < k; t++)

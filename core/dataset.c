@@ -1,6 +1,7 @@
 /* dataset — resolves a dataset name to its IDX files, reads them and turns
  * them into float images and int labels (see dataset.h). */
 #include "core/dataset.h"
+#include "core/error.h"
 
 #include <limits.h>
 #include <stdarg.h>
@@ -13,17 +14,6 @@
 #include "core/idx.h"
 
 #define PATH_LEN 4096
-
-/* Formats a message into err (char[BS_ERR_LEN]); long paths are cut. */
-static void set_err(char *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void set_err(char *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, BS_ERR_LEN, fmt, ap);
-    va_end(ap);
-}
 
 /* A split names files, so it is a short word: letters, digits, '-' and '_'. */
 static int valid_split(const char *split)
@@ -40,7 +30,7 @@ static int resolve(const char *data_dir, const char *name, const char *split,
                    char *folder, char *prefix, char *err)
 {
     if (!valid_split(split)) {
-        set_err(err,
+        bs_fail(err,
                 "dataset %s: split \"%s\" is not a split name such as train or test.",
                 name, split);
         return -1;
@@ -55,14 +45,14 @@ static int resolve(const char *data_dir, const char *name, const char *split,
     size_t base_len = colon ? (size_t)(colon - name) : strlen(name);
     if (base_len == 0 || (base_len == 1 && name[0] == '.') ||
         (base_len == 2 && name[0] == '.' && name[1] == '.')) {
-        set_err(err, "dataset \"%s\": not a dataset name.", name);
+        bs_fail(err, "dataset \"%s\": not a dataset name.", name);
         return -1;
     }
     snprintf(prefix, 16, "%s", split);
     if (colon) {
         const char *variant = colon + 1;
         if (strcasecmp(variant, "P1") != 0 && strcasecmp(variant, "P2") != 0) {
-            set_err(err,
+            bs_fail(err,
                     "dataset %s: unknown variant \"%s\", the variants are P1 and P2.",
                     name, variant);
             return -1;
@@ -70,14 +60,14 @@ static int resolve(const char *data_dir, const char *name, const char *split,
         if (strcmp(split, "train") == 0)
             snprintf(prefix, 16, "p%c", variant[1]);
         else if (strcmp(split, "test") != 0) {
-            set_err(err,
+            bs_fail(err,
                     "dataset %s: no split \"%s\", its splits are train and test.",
                     name, split);
             return -1;
         }
     }
     if (snprintf(folder, PATH_LEN, "%s/%.*s", data_dir, (int)base_len, name) >= PATH_LEN) {
-        set_err(err, "dataset %s: data folder path too long.", name);
+        bs_fail(err, "dataset %s: data folder path too long.", name);
         return -1;
     }
     return 0;
@@ -89,7 +79,7 @@ static int find_file(const char *name, const char *folder, const char *prefix,
 {
     struct stat st;
     if (snprintf(path, PATH_LEN, "%s/%s-%s.gz", folder, prefix, kind) >= PATH_LEN) {
-        set_err(err, "dataset %s: folder path too long.", name);
+        bs_fail(err, "dataset %s: folder path too long.", name);
         return -1;
     }
     if (stat(path, &st) == 0)
@@ -97,7 +87,7 @@ static int find_file(const char *name, const char *folder, const char *prefix,
     path[strlen(path) - 3] = '\0';
     if (stat(path, &st) == 0)
         return 0;
-    set_err(err, "dataset %s: %s[.gz] not found; `make data` prepares mnist and fashion-mnist.",
+    bs_fail(err, "dataset %s: %s[.gz] not found; `make data` prepares mnist and fashion-mnist.",
             name, path);
     return -1;
 }
@@ -107,20 +97,20 @@ static int image_shape(const char *path, const bs_idx *im, bs_dataset *out,
                        char *err)
 {
     if (im->ndims != 3 && im->ndims != 4) {
-        set_err(err,
+        bs_fail(err,
                 "%s: images need 3 dims (n,H,W) or 4 (n,C,H,W), the file has %d.",
                 path, im->ndims);
         return -1;
     }
     if (im->dims[0] == 0 || im->dims[0] > INT_MAX) {
-        set_err(err, "%s: %u images, expected 1 to %d.", path,
+        bs_fail(err, "%s: %u images, expected 1 to %d.", path,
                 im->dims[0], INT_MAX);
         return -1;
     }
     const uint32_t *chw = im->ndims == 3 ? (const uint32_t[]){1, im->dims[1], im->dims[2]}
                                          : im->dims + 1;
     if (chw[0] == 0 || chw[1] == 0 || chw[2] == 0) {
-        set_err(err, "%s: empty images of shape %ux%ux%u.", path,
+        bs_fail(err, "%s: empty images of shape %ux%ux%u.", path,
                 chw[0], chw[1], chw[2]);
         return -1;
     }
@@ -140,7 +130,7 @@ static float *image_floats(const char *path, bs_idx *im, char *err)
         float *f = im->data;
         for (size_t i = 0; i < im->count; i++)
             if (!(f[i] >= 0.0f && f[i] <= 1.0f)) {
-                set_err(err,
+                bs_fail(err,
                         "%s: pixel %zu is %g, float pixels must be within [0,1].",
                         path, i, (double)f[i]);
                 return NULL;
@@ -150,7 +140,7 @@ static float *image_floats(const char *path, bs_idx *im, char *err)
     }
     float *f = malloc(im->count * sizeof *f);
     if (!f) {
-        set_err(err, "%s: out of memory for %zu pixels.", path, im->count);
+        bs_fail(err, "%s: out of memory for %zu pixels.", path, im->count);
         return NULL;
     }
     const uint8_t *b = im->data;
@@ -175,20 +165,20 @@ int bs_dataset_load(const char *data_dir, const char *name, const char *split,
         bs_idx_read(lb_path, &lb, err))
         goto fail;
     if (lb.ndims != 1 || lb.type != BS_IDX_UBYTE) {
-        set_err(err,
+        bs_fail(err,
                 "%s: labels need 1 dim of unsigned bytes, the file has %d dims of type 0x%02X.",
                 lb_path, lb.ndims, lb.type);
         goto fail;
     }
     if (lb.count != (size_t)out->n) {
-        set_err(err, "%s: %zu labels for the %d images of %s.",
+        bs_fail(err, "%s: %zu labels for the %d images of %s.",
                 lb_path, lb.count, out->n, im_path);
         goto fail;
     }
 
     out->labels = malloc((size_t)out->n * sizeof *out->labels);
     if (!out->labels) {
-        set_err(err, "%s: out of memory for %d labels.", lb_path, out->n);
+        bs_fail(err, "%s: out of memory for %d labels.", lb_path, out->n);
         goto fail;
     }
     const uint8_t *lv = lb.data;

@@ -3,6 +3,7 @@
  * numbers do not depend on the thread count), then the transfer, noise and
  * magnified error rates by batched prediction. */
 #include "core/evaluate.h"
+#include "core/error.h"
 
 #include "core/rng.h"
 
@@ -15,15 +16,6 @@
 #include <string.h>
 
 #define PREDICT_BATCH 256
-
-static int fail(char *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, BS_ERR_LEN, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 bs_eval_config bs_eval_defaults(void)
 {
@@ -145,20 +137,20 @@ int bs_evaluate_transfer(const bs_model *const *models, int n_models,
                          char *err)
 {
     if (n_models < 1 || n_models > BS_EVAL_MAX_MODELS)
-        return fail(err, "an evaluation takes 1 to %d models, got %d", BS_EVAL_MAX_MODELS,
+        return bs_fail(err, "an evaluation takes 1 to %d models, got %d", BS_EVAL_MAX_MODELS,
                     n_models);
     for (int i = 0; i < n_models; i++)
         if (models[i]->input_size != d->input_size)
-            return fail(err, "model %d does not take the inputs of dataset %s", i, d->name);
+            return bs_fail(err, "model %d does not take the inputs of dataset %s", i, d->name);
     if (cfg->first < 0 || cfg->n < 1 || cfg->first > d->n - cfg->n)
-        return fail(err, "the slice %d..%d is outside the %d images of %s %s", cfg->first,
+        return bs_fail(err, "the slice %d..%d is outside the %d images of %s %s", cfg->first,
                     cfg->first + cfg->n - 1, d->n, d->name, d->split);
     if (cfg->n_noise < 0 || cfg->n_noise > BS_EVAL_MAX_NOISE || cfg->threads < 1 ||
         cfg->threads > 64 || !(cfg->magnify >= 0.0))
-        return fail(err, "invalid evaluation configuration");
+        return bs_fail(err, "invalid evaluation configuration");
     for (int s = 0; s < cfg->n_noise; s++)
         if (!(cfg->noise[s] > 0.0 && cfg->noise[s] <= 10.0))
-            return fail(err, "noise standard deviation %g is not in (0, 10]", cfg->noise[s]);
+            return bs_fail(err, "noise standard deviation %g is not in (0, 10]", cfg->noise[s]);
     if (bs_attack_params_check(&cfg->params, err))
         return -1;
 
@@ -181,7 +173,7 @@ int bs_evaluate_transfer(const bs_model *const *models, int n_models,
     pthread_t *th = malloc((size_t)cfg->threads * sizeof(pthread_t));
     bs_workspace *ws = NULL;
     if (!targets || !p.adv || !p.ok || !p.distortion || !scratch || !pred || !th) {
-        rc = fail(err, "out of memory for the evaluation");
+        rc = bs_fail(err, "out of memory for the evaluation");
         goto out;
     }
     memset(p.ok, 0, (size_t)total * sizeof(int));
@@ -207,7 +199,7 @@ int bs_evaluate_transfer(const bs_model *const *models, int n_models,
         pthread_join(th[t], NULL);
     pthread_mutex_destroy(&p.lock);
     if (atomic_load(&p.failed)) {
-        rc = fail(err, "%s", p.err);
+        rc = bs_fail(err, "%s", p.err);
         goto out;
     }
     out->status = p.status;
@@ -215,7 +207,7 @@ int bs_evaluate_transfer(const bs_model *const *models, int n_models,
     for (int i = 0; i < n_models; i++) {
         const bs_model *m = models[i];
         if (predict(m, clean, n, pred)) {
-            rc = fail(err, "out of memory for the evaluation");
+            rc = bs_fail(err, "out of memory for the evaluation");
             goto out;
         }
         int wrong = 0;
@@ -250,7 +242,7 @@ int bs_evaluate_transfer(const bs_model *const *models, int n_models,
             }
             for (int j = 0; j < n_models; j++) {
                 if (predict(models[j], imgs, n, pred)) {
-                    rc = fail(err, "out of memory for the evaluation");
+                    rc = bs_fail(err, "out of memory for the evaluation");
                     goto out;
                 }
                 int wrong = 0;
@@ -267,7 +259,7 @@ int bs_evaluate_transfer(const bs_model *const *models, int n_models,
         /* the empirical Lipschitz ratio on the logits */
         ws = bs_workspace_new(models[i], 1);
         if (!ws) {
-            rc = fail(err, "out of memory for the evaluation");
+            rc = bs_fail(err, "out of memory for the evaluation");
             goto out;
         }
         for (int k = 0; k < n; k++)
@@ -300,7 +292,7 @@ int bs_evaluate_transfer(const bs_model *const *models, int n_models,
         out->noise_distortion[s] = dist / n;
         for (int j = 0; j < n_models; j++) {
             if (predict(models[j], scratch, n, pred)) {
-                rc = fail(err, "out of memory for the evaluation");
+                rc = bs_fail(err, "out of memory for the evaluation");
                 goto out;
             }
             int wrong = 0;

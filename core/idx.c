@@ -2,6 +2,7 @@
  * gzread, which passes plain files through unchanged, so one code path
  * serves both; bs_idx_read_buffer feeds the same parser from memory. */
 #include "core/idx.h"
+#include "core/error.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,17 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
-
-/* Formats a message into err (char[BS_ERR_LEN]); long paths are cut. */
-static void set_err(char *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void set_err(char *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, BS_ERR_LEN, fmt, ap);
-    va_end(ap);
-}
 
 /* zlib counts in unsigned int; larger transfers go in pieces of this size. */
 #define GZ_CHUNK ((size_t)1 << 30)
@@ -57,7 +47,7 @@ static int src_read(idx_src *s, void *dst, size_t n, size_t *got, char *err)
         if (r < 0) {
             int code;
             const char *msg = gzerror(s->gz, &code);
-            set_err(err, "%s: cannot read: %s.", s->name,
+            bs_fail(err, "%s: cannot read: %s.", s->name,
                     code == Z_ERRNO ? strerror(errno) : msg);
             return -1;
         }
@@ -90,13 +80,13 @@ static int read_grow(idx_src *s, size_t need, uint8_t **out, char *err)
         data = grown;
     }
     if (!data) {
-        set_err(err, "%s: out of memory for %zu data bytes.",
+        bs_fail(err, "%s: out of memory for %zu data bytes.",
                 s->name, need);
         return -1;
     }
     if (have < need) {
         free(data);
-        set_err(err,
+        bs_fail(err,
                 "%s: truncated: expected %zu data bytes, file has %zu.",
                 s->name, need, have);
         return -1;
@@ -111,7 +101,7 @@ static int read_data(idx_src *s, size_t need, uint8_t **out, char *err)
 {
     *out = NULL;
     if (!s->gz && s->len - s->pos < need) {
-        set_err(err,
+        bs_fail(err,
                 "%s: truncated: expected %zu data bytes, file has %zu.",
                 s->name, need, s->len - s->pos);
         return -1;
@@ -127,7 +117,7 @@ static int read_data(idx_src *s, size_t need, uint8_t **out, char *err)
     }
     if (got) {
         free(data);
-        set_err(err,
+        bs_fail(err,
                 "%s: trailing bytes after data (the dims give %zu data bytes).",
                 s->name, need);
         return -1;
@@ -182,7 +172,7 @@ static void dims_overflow_msg(const char *name, uint8_t type, int ndims,
     for (int i = 0; i < ndims; i++)
         used += (size_t)snprintf(shape + used, sizeof shape - used, "%s%u",
                                  i ? "x" : "", dims[i]);
-    set_err(err,
+    bs_fail(err,
             "%s: dims overflow: %s elements of %zu bytes exceed the %zu-byte limit.",
             name, shape, elem_size(type), BS_IDX_MAX_BYTES);
 }
@@ -196,17 +186,17 @@ static int idx_parse(idx_src *s, bs_idx *out, char *err)
     if (src_read(s, h, 4, &got, err))
         return -1;
     if (got == 0) {
-        set_err(err, "%s: empty file, not an IDX file.", s->name);
+        bs_fail(err, "%s: empty file, not an IDX file.", s->name);
         return -1;
     }
     if (got < 4) {
-        set_err(err,
+        bs_fail(err,
                 "%s: truncated header: expected at least 4 bytes, file has %zu.",
                 s->name, got);
         return -1;
     }
     if (h[0] != 0 || h[1] != 0) {
-        set_err(err,
+        bs_fail(err,
                 "%s: bad magic %02X %02X, an IDX file starts with two zero bytes.",
                 s->name, h[0], h[1]);
         return -1;
@@ -214,18 +204,18 @@ static int idx_parse(idx_src *s, bs_idx *out, char *err)
     uint8_t type = h[2];
     int ndims = h[3];
     if (type != BS_IDX_UBYTE && type != BS_IDX_FLOAT) {
-        set_err(err,
+        bs_fail(err,
                 "%s: unsupported type 0x%02X, only 0x08 (unsigned byte) and 0x0D (float32) are read.",
                 s->name, type);
         return -1;
     }
     if (ndims == 0) {
-        set_err(err, "%s: ndims 0, an IDX file needs 1 to %d dimensions.",
+        bs_fail(err, "%s: ndims 0, an IDX file needs 1 to %d dimensions.",
                 s->name, BS_IDX_MAX_DIMS);
         return -1;
     }
     if (ndims > BS_IDX_MAX_DIMS) {
-        set_err(err, "%s: ndims %d, at most %d dimensions are supported.",
+        bs_fail(err, "%s: ndims %d, at most %d dimensions are supported.",
                 s->name, ndims, BS_IDX_MAX_DIMS);
         return -1;
     }
@@ -234,7 +224,7 @@ static int idx_parse(idx_src *s, bs_idx *out, char *err)
     if (src_read(s, h, dim_bytes, &got, err))
         return -1;
     if (got < dim_bytes) {
-        set_err(err,
+        bs_fail(err,
                 "%s: truncated header: expected %zu bytes, file has %zu.",
                 s->name, 4 + dim_bytes, 4 + got);
         return -1;
@@ -270,7 +260,7 @@ int bs_idx_read(const char *path, bs_idx *out, char *err)
     memset(out, 0, sizeof *out);
     gzFile gz = gzopen(path, "rb");
     if (!gz) {
-        set_err(err, "%s: cannot open: %s.", path,
+        bs_fail(err, "%s: cannot open: %s.", path,
                 errno ? strerror(errno) : "out of memory");
         return -1;
     }
@@ -330,12 +320,12 @@ static int write_body(gzFile g, const bs_idx *idx)
 int bs_idx_write(const char *path, const bs_idx *idx, char *err)
 {
     if (idx->type != BS_IDX_UBYTE && idx->type != BS_IDX_FLOAT) {
-        set_err(err, "%s: cannot write unsupported type 0x%02X.",
+        bs_fail(err, "%s: cannot write unsupported type 0x%02X.",
                 path, idx->type);
         return -1;
     }
     if (idx->ndims < 1 || idx->ndims > BS_IDX_MAX_DIMS) {
-        set_err(err, "%s: cannot write ndims %d, 1 to %d are supported.",
+        bs_fail(err, "%s: cannot write ndims %d, 1 to %d are supported.",
                 path, idx->ndims, BS_IDX_MAX_DIMS);
         return -1;
     }
@@ -345,7 +335,7 @@ int bs_idx_write(const char *path, const bs_idx *idx, char *err)
         return -1;
     }
     if (count != idx->count || (count && !idx->data)) {
-        set_err(err,
+        bs_fail(err,
                 "%s: cannot write: count %zu does not match the dims' %zu elements.",
                 path, idx->count, count);
         return -1;
@@ -358,7 +348,7 @@ int bs_idx_write(const char *path, const bs_idx *idx, char *err)
     for (unsigned k = 0; k < 100 && fd < 0; k++) {
         if (snprintf(tmp, sizeof tmp, "%s.tmp-%ld-%u", path, (long)getpid(), k)
             >= (int)sizeof tmp) {
-            set_err(err, "%.64s...: path too long.", path);
+            bs_fail(err, "%.64s...: path too long.", path);
             return -1;
         }
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
@@ -366,20 +356,20 @@ int bs_idx_write(const char *path, const bs_idx *idx, char *err)
             break;
     }
     if (fd < 0) {
-        set_err(err, "%s: cannot create: %s.", path, strerror(errno));
+        bs_fail(err, "%s: cannot create: %s.", path, strerror(errno));
         return -1;
     }
     gzFile g = gzdopen(fd, gzip ? "wb6" : "wbT");
     if (!g) {
         close(fd);
         unlink(tmp);
-        set_err(err, "%s: cannot write: out of memory.", path);
+        bs_fail(err, "%s: cannot write: out of memory.", path);
         return -1;
     }
     if (write_body(g, idx)) {
         int code;
         const char *msg = gzerror(g, &code);
-        set_err(err, "%s: cannot write: %s.", path,
+        bs_fail(err, "%s: cannot write: %s.", path,
                 code == Z_ERRNO ? strerror(errno) : msg);
         gzclose(g);
         unlink(tmp);
@@ -387,13 +377,13 @@ int bs_idx_write(const char *path, const bs_idx *idx, char *err)
     }
     int rc = gzclose(g);
     if (rc != Z_OK) {
-        set_err(err, "%s: cannot write: %s.", path,
+        bs_fail(err, "%s: cannot write: %s.", path,
                 rc == Z_ERRNO ? strerror(errno) : "compression failed");
         unlink(tmp);
         return -1;
     }
     if (rename(tmp, path) != 0) {
-        set_err(err, "%s: cannot rename the temporary file into place: %s.",
+        bs_fail(err, "%s: cannot rename the temporary file into place: %s.",
                 path, strerror(errno));
         unlink(tmp);
         return -1;

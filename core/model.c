@@ -1,6 +1,7 @@
 /* model — architecture specs, shapes, parameter layout, initialisation, and
  * the batched forward and backward pass through a list of layers. */
 #include "core/model.h"
+#include "core/error.h"
 
 #include "core/layers.h"
 #include "core/rng.h"
@@ -12,17 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail(char *err, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, BS_ERR_LEN, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 const char *bs_layer_name(bs_layer_kind kind)
 {
@@ -45,7 +35,7 @@ const char *bs_layer_name(bs_layer_kind kind)
 static int push(bs_layer *layers, int *n, bs_layer l, char *err)
 {
     if (*n >= BS_MAX_LAYERS)
-        return fail(err, "architecture has more than %d layers", BS_MAX_LAYERS);
+        return bs_fail(err, "architecture has more than %d layers", BS_MAX_LAYERS);
     layers[(*n)++] = l;
     return 0;
 }
@@ -65,10 +55,10 @@ static int parse_sizes(const char *s, const char *end, int *v, int max,
         errno = 0;
         long x = strtol(s, &e, 10);
         if (e == s || errno || x <= 0 || x > 1000000 || (e < end && *e != ','))
-            return fail(err, "architecture '%s': sizes must be positive integers "
+            return bs_fail(err, "architecture '%s': sizes must be positive integers "
                         "separated by commas", spec);
         if (n == max)
-            return fail(err, "architecture '%s': more than %d sizes", spec, max);
+            return bs_fail(err, "architecture '%s': more than %d sizes", spec, max);
         v[n++] = (int)x;
         s = e < end ? e + 1 : e;
     }
@@ -84,7 +74,7 @@ static int parse_act(const char *s, bs_layer_kind *act, const char *spec, char *
     else if (!strcmp(s, "tanh"))
         *act = BS_TANH;
     else
-        return fail(err, "architecture '%s': unknown activation '%s' "
+        return bs_fail(err, "architecture '%s': unknown activation '%s' "
                     "(sigmoid, relu or tanh)", spec, s);
     return 0;
 }
@@ -96,7 +86,7 @@ int bs_arch_parse(const char *spec, int classes, bs_layer *layers,
     int n = 0, ns = 0, nh = 0;
     *n_layers = 0;
     if (classes < 2)
-        return fail(err, "a classifier needs at least 2 classes, got %d", classes);
+        return bs_fail(err, "a classifier needs at least 2 classes, got %d", classes);
     const char *colon = strchr(spec, ':');
     size_t kind_len = colon ? (size_t)(colon - spec) : strlen(spec);
     const char *rest = colon ? colon + 1 : "";
@@ -109,7 +99,7 @@ int bs_arch_parse(const char *spec, int classes, bs_layer *layers,
         if (colon && (ns = parse_sizes(rest, end, sizes, BS_MAX_LAYERS, spec, err)) < 0)
             return -1;
         if (colon && ns == 0)
-            return fail(err, "architecture '%s': 'fc:' needs hidden sizes, "
+            return bs_fail(err, "architecture '%s': 'fc:' needs hidden sizes, "
                         "or write 'fc' for softmax regression", spec);
         if (c2 && parse_act(c2 + 1, &act, spec, err))
             return -1;
@@ -124,7 +114,7 @@ int bs_arch_parse(const char *spec, int classes, bs_layer *layers,
         if ((ns = parse_sizes(rest, rest + strlen(rest), sizes, 1, spec, err)) < 0)
             return -1;
         if (ns != 1)
-            return fail(err, "architecture '%s': write ae:H with the code size H", spec);
+            return bs_fail(err, "architecture '%s': write ae:H with the code size H", spec);
         if (push_kind(layers, &n, BS_FLATTEN, err) ||
             push(layers, &n, (bs_layer){.kind = BS_LINEAR, .out_features = sizes[0]}, err) ||
             push_kind(layers, &n, BS_SIGMOID, err))
@@ -141,7 +131,7 @@ int bs_arch_parse(const char *spec, int classes, bs_layer *layers,
                                     BS_MAX_LAYERS, spec, err)) < 0)
             return -1;
         if (ns == 0)
-            return fail(err, "architecture '%s': write cnn:C1,C2[:H1] (channels of "
+            return bs_fail(err, "architecture '%s': write cnn:C1,C2[:H1] (channels of "
                         "each 5x5 conv block, then hidden sizes) or cnn:small", spec);
         for (int i = 0; i < ns; i++)
             if (push(layers, &n, (bs_layer){.kind = BS_CONV2D, .out_channels = sizes[i],
@@ -157,7 +147,7 @@ int bs_arch_parse(const char *spec, int classes, bs_layer *layers,
                 push_kind(layers, &n, BS_RELU, err))
                 return -1;
     } else {
-        return fail(err, "unknown architecture '%s' (fc, fc:H1,H2[:act], ae:H, "
+        return bs_fail(err, "unknown architecture '%s' (fc, fc:H1,H2[:act], ae:H, "
                     "cnn:C1,C2[:H1], cnn:small)", spec);
     }
     if (push(layers, &n, (bs_layer){.kind = BS_LINEAR, .out_features = classes}, err))
@@ -183,18 +173,18 @@ bs_model *bs_model_build(const bs_layer *layers, int n_layers,
                          const int input_shape[3], char *err)
 {
     if (n_layers <= 0 || n_layers > BS_MAX_LAYERS) {
-        fail(err, "a model needs 1 to %d layers, got %d", BS_MAX_LAYERS, n_layers);
+        bs_fail(err, "a model needs 1 to %d layers, got %d", BS_MAX_LAYERS, n_layers);
         return NULL;
     }
     for (int k = 0; k < 3; k++)
         if (input_shape[k] <= 0 || input_shape[k] > 4096) {
-            fail(err, "input shape (%d,%d,%d) is not a valid (C,H,W)",
+            bs_fail(err, "input shape (%d,%d,%d) is not a valid (C,H,W)",
                  input_shape[0], input_shape[1], input_shape[2]);
             return NULL;
         }
     bs_model *m = calloc(1, sizeof *m);
     if (!m) {
-        fail(err, "out of memory");
+        bs_fail(err, "out of memory");
         return NULL;
     }
     memcpy(m->input_shape, input_shape, sizeof m->input_shape);
@@ -211,12 +201,12 @@ bs_model *bs_model_build(const bs_layer *layers, int n_layers,
         switch (l->kind) {
         case BS_LINEAR:
             if (shape[1] != 1 || shape[2] != 1) {
-                fail(err, "layer %d (linear) needs a flat input but gets (%d,%d,%d); "
+                bs_fail(err, "layer %d (linear) needs a flat input but gets (%d,%d,%d); "
                      "put a flatten layer before it", i, shape[0], shape[1], shape[2]);
                 goto bad;
             }
             if (l->out_features <= 0 || l->out_features > 1000000) {
-                fail(err, "layer %d (linear) has invalid out_features %d", i, l->out_features);
+                bs_fail(err, "layer %d (linear) has invalid out_features %d", i, l->out_features);
                 goto bad;
             }
             l->weight_size = (size_t)l->out_features * shape[0];
@@ -227,7 +217,7 @@ bs_model *bs_model_build(const bs_layer *layers, int n_layers,
             if (l->out_channels <= 0 || l->out_channels > 65536 || l->kernel <= 0 ||
                 l->kernel > 64 || l->stride <= 0 || l->stride > 64 ||
                 l->padding < 0 || l->padding > 64) {
-                fail(err, "layer %d (conv2d) has invalid hyper-parameters "
+                bs_fail(err, "layer %d (conv2d) has invalid hyper-parameters "
                      "(out_channels %d, kernel %d, stride %d, padding %d)",
                      i, l->out_channels, l->kernel, l->stride, l->padding);
                 goto bad;
@@ -235,7 +225,7 @@ bs_model *bs_model_build(const bs_layer *layers, int n_layers,
             int oh = bs_conv_out_size(shape[1], l->kernel, l->stride, l->padding);
             int ow = bs_conv_out_size(shape[2], l->kernel, l->stride, l->padding);
             if (oh <= 0 || ow <= 0) {
-                fail(err, "layer %d (conv2d, kernel %d) does not fit its input (%d,%d,%d)",
+                bs_fail(err, "layer %d (conv2d, kernel %d) does not fit its input (%d,%d,%d)",
                      i, l->kernel, shape[0], shape[1], shape[2]);
                 goto bad;
             }
@@ -250,14 +240,14 @@ bs_model *bs_model_build(const bs_layer *layers, int n_layers,
             if (l->stride == 0)
                 l->stride = l->kernel;
             if (l->kernel <= 0 || l->kernel > 64 || l->stride <= 0 || l->stride > 64) {
-                fail(err, "layer %d (maxpool2d) has invalid kernel %d or stride %d",
+                bs_fail(err, "layer %d (maxpool2d) has invalid kernel %d or stride %d",
                      i, l->kernel, l->stride);
                 goto bad;
             }
             int oh = bs_conv_out_size(shape[1], l->kernel, l->stride, 0);
             int ow = bs_conv_out_size(shape[2], l->kernel, l->stride, 0);
             if (oh <= 0 || ow <= 0) {
-                fail(err, "layer %d (maxpool2d, kernel %d) does not fit its input (%d,%d,%d)",
+                bs_fail(err, "layer %d (maxpool2d, kernel %d) does not fit its input (%d,%d,%d)",
                      i, l->kernel, shape[0], shape[1], shape[2]);
                 goto bad;
             }
@@ -271,7 +261,7 @@ bs_model *bs_model_build(const bs_layer *layers, int n_layers,
             break;
         case BS_DROPOUT:
             if (!(l->p >= 0.0f && l->p < 1.0f)) {
-                fail(err, "layer %d (dropout) has p %g outside [0,1)", i, (double)l->p);
+                bs_fail(err, "layer %d (dropout) has p %g outside [0,1)", i, (double)l->p);
                 goto bad;
             }
             break;
@@ -280,18 +270,18 @@ bs_model *bs_model_build(const bs_layer *layers, int n_layers,
         case BS_TANH:
             break;
         default:
-            fail(err, "layer %d has unknown kind %d", i, (int)l->kind);
+            bs_fail(err, "layer %d has unknown kind %d", i, (int)l->kind);
             goto bad;
         }
         memcpy(l->out_shape, shape, sizeof shape);
         l->out_size = (size_t)shape[0] * shape[1] * shape[2];
         if (l->out_size > ((size_t)1 << 26)) {
-            fail(err, "layer %d (%s) output of %zu floats per sample is too large",
+            bs_fail(err, "layer %d (%s) output of %zu floats per sample is too large",
                  i, name, l->out_size);
             goto bad;
         }
         if (l->weight_size + l->bias_size > BS_MAX_PARAMS - off) {
-            fail(err, "layer %d (%s) takes the model past %d parameters", i, name,
+            bs_fail(err, "layer %d (%s) takes the model past %d parameters", i, name,
                  BS_MAX_PARAMS);
             goto bad;
         }
@@ -302,14 +292,14 @@ bs_model *bs_model_build(const bs_layer *layers, int n_layers,
     }
     if (m->layers[n_layers - 1].out_shape[1] != 1 || m->layers[n_layers - 1].out_shape[2] != 1 ||
         m->layers[n_layers - 1].out_size < 2) {
-        fail(err, "the last layer must output a flat vector of at least 2 class scores");
+        bs_fail(err, "the last layer must output a flat vector of at least 2 class scores");
         goto bad;
     }
     m->classes = (int)m->layers[n_layers - 1].out_size;
     m->n_params = off;
     m->params = calloc(off ? off : 1, sizeof(float));
     if (!m->params) {
-        fail(err, "out of memory for %zu parameters", off);
+        bs_fail(err, "out of memory for %zu parameters", off);
         goto bad;
     }
     return m;

@@ -14,10 +14,11 @@
 #ifndef BS_MODEL_H
 #define BS_MODEL_H
 
+#include "core/error.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
-#define BS_ERR_LEN 256   /* size of every error-message buffer */
 #define BS_MAX_LAYERS 64
 #define BS_MAX_META 32
 #define BS_MAX_PARAMS (1 << 27) /* 512 MB of float parameters */

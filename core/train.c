@@ -1,6 +1,7 @@
 /* train — SGD with momentum, L2 weight decay, cosine learning-rate decay,
  * per-epoch shuffling, and the sigmoid autoencoder pre-training of AE400-10. */
 #include "core/train.h"
+#include "core/error.h"
 
 #include "core/layers.h"
 #include "core/rng.h"
@@ -13,17 +14,6 @@
 
 #define EVAL_BATCH 256
 #define PROGRESS_EVERY 16 /* minibatches between progress callbacks */
-
-static int fail(char *err, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, BS_ERR_LEN, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 bs_train_config bs_train_defaults(void)
 {
@@ -38,11 +28,11 @@ static int fits(const bs_model *m, const bs_dataset *d, char *err)
     if ((size_t)d->input_size != m->input_size ||
         d->shape[0] != m->input_shape[0] || d->shape[1] != m->input_shape[1] ||
         d->shape[2] != m->input_shape[2])
-        return fail(err, "dataset %s has inputs (%d,%d,%d) but the model takes (%d,%d,%d)",
+        return bs_fail(err, "dataset %s has inputs (%d,%d,%d) but the model takes (%d,%d,%d)",
                     d->name, d->shape[0], d->shape[1], d->shape[2],
                     m->input_shape[0], m->input_shape[1], m->input_shape[2]);
     if (d->classes > m->classes)
-        return fail(err, "dataset %s has %d classes but the model only %d",
+        return bs_fail(err, "dataset %s has %d classes but the model only %d",
                     d->name, d->classes, m->classes);
     return 0;
 }
@@ -106,7 +96,7 @@ static int run_phase(bs_model *m, const bs_dataset *d, const bs_train_config *cf
     int *order = malloc((size_t)n * sizeof(int));
     int rc = 0;
     if (!ws || !grad || !velocity || !xb || !dlogits || !order) {
-        rc = fail(err, "out of memory for training");
+        rc = bs_fail(err, "out of memory for training");
         goto out;
     }
     ws->training = 1;
@@ -149,7 +139,7 @@ static int run_phase(bs_model *m, const bs_dataset *d, const bs_train_config *cf
                     wrong += bs_argmax(logits + (size_t)j * V, (int)V) != ws->targets[j];
             }
             if (!isfinite(loss)) {
-                rc = fail(err, "%s diverged at epoch %d (loss is not finite); "
+                rc = bs_fail(err, "%s diverged at epoch %d (loss is not finite); "
                           "lower the learning rate", ph->name, epoch);
                 goto out;
             }
@@ -195,7 +185,7 @@ static int pretrain_encoder(bs_model *m, const bs_dataset *d, const bs_train_con
         if (m->layers[i].kind == BS_LINEAR)
             enc = i;
     if (enc < 0 || enc + 2 >= m->n_layers)
-        return fail(err, "autoencoder pre-training needs a hidden linear layer");
+        return bs_fail(err, "autoencoder pre-training needs a hidden linear layer");
     /* The autoencoder: the layers up to the encoder's activation, then a
      * linear decoder back to the input size (logits of the pixels). */
     bs_layer layers[BS_MAX_LAYERS];
@@ -227,11 +217,11 @@ int bs_train(bs_model *m, const bs_dataset *d, const bs_train_config *cfg,
     if (cfg->epochs <= 0 || cfg->batch <= 0 || !(cfg->lr > 0.0f) ||
         !(cfg->momentum >= 0.0f && cfg->momentum < 1.0f) || !(cfg->lambda >= 0.0f) ||
         cfg->pretrain_epochs < 0)
-        return fail(err, "invalid training configuration (epochs %d, batch %d, lr %g, "
+        return bs_fail(err, "invalid training configuration (epochs %d, batch %d, lr %g, "
                     "momentum %g, lambda %g)", cfg->epochs, cfg->batch, (double)cfg->lr,
                     (double)cfg->momentum, (double)cfg->lambda);
     if (d->n <= 0)
-        return fail(err, "dataset %s is empty", d->name);
+        return bs_fail(err, "dataset %s is empty", d->name);
     bs_rng rng;
     bs_rng_seed(&rng, cfg->seed);
     bs_model_init(m, cfg->seed);
@@ -249,7 +239,7 @@ double bs_evaluate(const bs_model *m, const bs_dataset *d, int *confusion, char 
         return -1.0;
     bs_workspace *ws = bs_workspace_new(m, EVAL_BATCH);
     if (!ws) {
-        fail(err, "out of memory for evaluation");
+        bs_fail(err, "out of memory for evaluation");
         return -1.0;
     }
     int V = m->classes;

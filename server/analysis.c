@@ -21,20 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The model named by the route, or NULL after a 404. */
-static const registry_model *route_model(server *srv, const http_request *req,
-                                         http_response *resp)
-{
-    const registry_model *rm = registry_model_find(&srv->reg, req->params[0]);
-    if (!rm)
-        resp_error(resp, 404, "model_not_found",
-                   "No model named '%.64s' is loaded; GET /v1/models lists them.",
-                   req->params[0]);
-    else
-        snprintf(resp->model, sizeof resp->model, "%s", rm->name);
-    return rm;
-}
-
 /* ---- Lipschitz bounds ------------------------------------------------------ */
 
 typedef struct lipschitz_job {
@@ -70,7 +56,7 @@ static void lipschitz_run(void *ctx, pool_worker *w, const bs_attack_control *ct
 handler_result analysis_lipschitz(server *srv, const http_request *req, http_response *resp,
                                   http_work *work)
 {
-    const registry_model *rm = route_model(srv, req, resp);
+    const registry_model *rm = req_route_model(srv, req, resp);
     if (!rm)
         return HANDLER_ANSWERED;
     uint64_t seed = 1;
@@ -275,7 +261,7 @@ static int read_units(server *srv, const json_t *root, units_job *j, http_respon
 handler_result analysis_units(server *srv, const http_request *req, http_response *resp,
                               http_work *work)
 {
-    const registry_model *rm = route_model(srv, req, resp);
+    const registry_model *rm = req_route_model(srv, req, resp);
     if (!rm)
         return HANDLER_ANSWERED;
     json_t *root = req_json_object(req, resp);

@@ -437,16 +437,8 @@ static int read_request(server *srv, const http_request *req, json_t *root, cons
     }
     j->target = json_incref((json_t *)target);
 
-    const json_t *timeout = json_object_get(root, "timeout");
-    double t;
-    if (timeout) {
-        if (!json_number_value_ok(timeout, &t) || !(t > 0)) {
-            resp_error(resp, 400, "invalid_timeout", "timeout wants a positive number of seconds.");
-            return -1;
-        }
-        if (req->arrival + t < work->deadline)
-            work->deadline = req->arrival + t;
-    }
+    if (req_body_timeout(root, req, work, resp))
+        return -1;
     const json_t *format = json_object_get(root, "image_format");
     j->image_out = BS_OUT_PNG;
     if (format && (!json_is_string(format) ||

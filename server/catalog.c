@@ -55,14 +55,9 @@ handler_result catalog_model(server *srv, const http_request *req, http_response
                              http_work *work)
 {
     (void)work;
-    const registry_model *rm = registry_model_find(&srv->reg, req->params[0]);
-    if (!rm) {
-        resp_error(resp, 404, "model_not_found",
-                   "No model named '%.64s' is loaded; GET /v1/models lists them.",
-                   req->params[0]);
+    const registry_model *rm = req_route_model(srv, req, resp);
+    if (!rm)
         return HANDLER_ANSWERED;
-    }
-    snprintf(resp->model, sizeof resp->model, "%s", rm->name);
     const bs_model *m = rm->model;
     json_t *doc = model_summary(rm);
     char *arch = bs_arch_to_json(m);

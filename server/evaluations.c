@@ -293,16 +293,8 @@ static int read_request(server *srv, const http_request *req, const json_t *root
             return -1;
         }
     }
-    const json_t *timeout = json_object_get(root, "timeout");
-    double t;
-    if (timeout) {
-        if (!json_number_value_ok(timeout, &t) || !(t > 0)) {
-            resp_error(resp, 400, "invalid_timeout", "timeout wants a positive number of seconds.");
-            return -1;
-        }
-        if (req->arrival + t < work->deadline)
-            work->deadline = req->arrival + t;
-    }
+    if (req_body_timeout(root, req, work, resp))
+        return -1;
     cfg->threads = 1;
     return 0;
 }

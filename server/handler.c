@@ -120,3 +120,32 @@ int json_number_value_ok(const json_t *v, double *out)
     *out = json_number_value(v);
     return 1;
 }
+
+const registry_model *req_route_model(server *srv, const http_request *req,
+                                      http_response *resp)
+{
+    const registry_model *rm = registry_model_find(&srv->reg, req->params[0]);
+    if (!rm)
+        resp_error(resp, 404, "model_not_found",
+                   "No model named '%.64s' is loaded; GET /v1/models lists them.",
+                   req->params[0]);
+    else
+        snprintf(resp->model, sizeof resp->model, "%s", rm->name);
+    return rm;
+}
+
+int req_body_timeout(const json_t *root, const http_request *req, http_work *work,
+                     http_response *resp)
+{
+    const json_t *timeout = json_object_get(root, "timeout");
+    double t;
+    if (!timeout)
+        return 0;
+    if (!json_number_value_ok(timeout, &t) || !(t > 0)) {
+        resp_error(resp, 400, "invalid_timeout", "timeout wants a positive number of seconds.");
+        return -1;
+    }
+    if (req->arrival + t < work->deadline)
+        work->deadline = req->arrival + t;
+    return 0;
+}

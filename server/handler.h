@@ -140,4 +140,13 @@ json_t *req_json_object(const http_request *req, http_response *resp);
 /* Reads a JSON number into a double, refusing other types. */
 int json_number_value_ok(const json_t *v, double *out);
 
+/* The resident model the route's first parameter names, recorded in resp
+ * for the log line; NULL after a 404 in resp. */
+const registry_model *req_route_model(server *srv, const http_request *req,
+                                      http_response *resp);
+/* Lowers work->deadline to the body's "timeout" (seconds from the
+ * request's arrival) when it has one. Returns 0, or -1 after a 400. */
+int req_body_timeout(const json_t *root, const http_request *req, http_work *work,
+                     http_response *resp);
+
 #endif

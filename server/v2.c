@@ -47,25 +47,11 @@ handler_result v2_server(server *srv, const http_request *req, http_response *re
     return HANDLER_ANSWERED;
 }
 
-/* The model named by the route's first parameter, or NULL after a 404. */
-static const registry_model *find_model(server *srv, const http_request *req,
-                                        http_response *resp)
-{
-    const registry_model *rm = registry_model_find(&srv->reg, req->params[0]);
-    if (!rm)
-        resp_error(resp, 404, "model_not_found",
-                   "No model named '%.64s' is loaded; GET /v1/models lists them.",
-                   req->params[0]);
-    else
-        snprintf(resp->model, sizeof resp->model, "%s", rm->name);
-    return rm;
-}
-
 handler_result v2_model(server *srv, const http_request *req, http_response *resp,
                         http_work *work)
 {
     (void)work;
-    const registry_model *rm = find_model(srv, req, resp);
+    const registry_model *rm = req_route_model(srv, req, resp);
     if (!rm)
         return HANDLER_ANSWERED;
     const bs_model *m = rm->model;
@@ -84,7 +70,7 @@ handler_result v2_model_ready(server *srv, const http_request *req, http_respons
                               http_work *work)
 {
     (void)work;
-    const registry_model *rm = find_model(srv, req, resp);
+    const registry_model *rm = req_route_model(srv, req, resp);
     if (rm)
         resp_json(resp, 200, json_pack("{s:s, s:b}", "name", rm->name, "ready", 1));
     return HANDLER_ANSWERED;
@@ -247,7 +233,7 @@ static int parse_outputs(const json_t *outputs, infer_job *j, http_response *res
 handler_result v2_infer(server *srv, const http_request *req, http_response *resp,
                         http_work *work)
 {
-    const registry_model *rm = find_model(srv, req, resp);
+    const registry_model *rm = req_route_model(srv, req, resp);
     if (!rm)
         return HANDLER_ANSWERED;
     const bs_model *m = rm->model;
