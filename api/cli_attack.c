@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *attack_usage =
@@ -143,6 +144,7 @@ int cli_attack(int argc, char **argv)
     };
     const char *model_path = NULL, *target_s = NULL, *dataset = NULL, *split = "test";
     const char *image = NULL, *method = "lbfgs", *models_dir = "models", *out = NULL;
+    int models_flag = 0;
     const char *data_flag = NULL;
     long index = -1;
     float timeout = 0.0f;
@@ -179,7 +181,7 @@ int cli_attack(int argc, char **argv)
         case O_TIMEOUT:
             if (cli_parse_float("--timeout", optarg, 0.001, 1e6, &timeout)) goto out;
             break;
-        case O_REPORT: models_dir = optarg; break;
+        case O_REPORT: models_dir = optarg; models_flag = 1; break;
         case 'o': out = optarg; break;
         case O_DATA: data_flag = optarg; break;
         case O_JSON: json = 1; break;
@@ -255,8 +257,11 @@ int cli_attack(int argc, char **argv)
     }
     cli_model_name(model_path, name, sizeof name);
     report[n_report++] = (bs_report_model){strdup(name), m};
-    if (strcmp(models_dir, "none") &&
-        cli_load_models(models_dir, m, model_path, report, &n_report, err)) {
+    /* the default folder may be absent; a folder the user named may not */
+    struct stat st;
+    int use_dir = strcmp(models_dir, "none") &&
+                  (models_flag || (stat(models_dir, &st) == 0 && S_ISDIR(st.st_mode)));
+    if (use_dir && cli_load_models(models_dir, m, model_path, report, &n_report, err)) {
         cli_fail("attack", "%s", err);
         goto done;
     }
