@@ -16,16 +16,6 @@
 #include <string.h>
 #include <time.h>
 
-/* The reference L-BFGS-B 3.0 (Nocedal and Morales; liblbfgsb, the code SciPy
- * wraps), Fortran: every argument by reference, and the lengths of the two
- * CHARACTER*60 arguments appended as hidden size_t values. */
-extern void setulb_(const int *n, const int *m, double *x, const double *l,
-                    const double *u, const int *nbd, double *f, double *g,
-                    const double *factr, const double *pgtol, double *wa,
-                    int *iwa, char *task, const int *iprint, char *csave,
-                    int *lsave, int *isave, double *dsave, size_t task_len,
-                    size_t csave_len);
-
 #define TASK_LEN 60
 
 double bs_now(void)

@@ -24,6 +24,8 @@
 #ifndef BS_LBFGSB_H
 #define BS_LBFGSB_H
 
+#include <stddef.h>
+
 /* What bs_lbfgsb_start and bs_lbfgsb_step ask of the caller. */
 enum {
     BS_LBFGSB_FG = 1,    /* evaluate f and g at x, then call step */
@@ -61,5 +63,16 @@ int bs_lbfgsb_iterations(const bs_lbfgsb *s);
 double bs_lbfgsb_f(const bs_lbfgsb *s);
 /* The largest entry of the projected gradient at the current iterate. */
 double bs_lbfgsb_pgnorm(const bs_lbfgsb *s);
+
+/* The reference this port follows: L-BFGS-B 3.0 (Nocedal and Morales;
+ * liblbfgsb, the code SciPy wraps), Fortran: every argument by reference,
+ * and the lengths of the two CHARACTER*60 arguments (task, csave) appended
+ * as hidden size_t values. */
+extern void setulb_(const int *n, const int *m, double *x, const double *l,
+                    const double *u, const int *nbd, double *f, double *g,
+                    const double *factr, const double *pgtol, double *wa,
+                    int *iwa, char *task, const int *iprint, char *csave,
+                    int *lsave, int *isave, double *dsave, size_t task_len,
+                    size_t csave_len);
 
 #endif

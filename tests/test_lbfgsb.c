@@ -27,14 +27,6 @@
 #include <string.h>
 #include <time.h>
 
-/* The reference, declared exactly as core/attack.c does. */
-extern void setulb_(const int *n, const int *m, double *x, const double *l,
-                    const double *u, const int *nbd, double *f, double *g,
-                    const double *factr, const double *pgtol, double *wa,
-                    int *iwa, char *task, const int *iprint, char *csave,
-                    int *lsave, int *isave, double *dsave, size_t task_len,
-                    size_t csave_len);
-
 #define TASK_LEN 60
 #define TRACKED 10      /* iterations compared one by one */
 #define MAX_ITERS 2000  /* a cap neither optimiser should reach */
