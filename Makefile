@@ -95,6 +95,11 @@ $(BIN): $(CLI_OBJ) $(LIB)
 $(BUILD)/blindspotd: $(SERVER_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# tests/bench/run.sh's side of the benchmark (the core, no HTTP)
+$(BUILD)/tools/bench_core: $(BUILD)/obj/tests/bench/bench_core.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/testutil.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
@@ -186,6 +191,7 @@ reproduce: deps build data models
 
 # Benchmarks print and write docs/benchmarks.md; they never fail on timing.
 bench: deps build models
+	@$(MAKE) --no-print-directory $(BUILD)/tools/bench_core
 	@bash tests/bench/run.sh
 
 clean:

@@ -2,6 +2,8 @@
  * conventions (shapes, which gradients are overwritten or accumulated). */
 #include "core/layers.h"
 
+#include "core/gemm.h"
+
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
@@ -10,73 +12,14 @@
 /* ------------------------------------------------------------------------ */
 /* linear */
 
-/* Why not sgemm for the forward pass and the input gradient: OpenBLAS picks
- * its kernel by the matrix sizes, so a row's result can change in the last
- * bit with the number of rows beside it. An attack on several targets at
- * once must give bit for bit what one target alone gives, so every output
- * here is computed by the same sequence of operations whatever B is: four
- * partial sums over the input in a fixed order, four outputs per pass over
- * an input row. (ISO C mode does not contract a*b+c into fma, so the
- * vector and scalar paths round alike.) */
-#define LANES 4
-
-typedef float v4 __attribute__((vector_size(LANES * sizeof(float))));
-
-static v4 load4(const float *p)
-{
-    v4 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static float sum4(v4 a)
-{
-    float s = 0.0f;
-    for (int l = 0; l < LANES; l++)
-        s += a[l];
-    return s;
-}
-
+/* The forward pass and the input gradient go through core/gemm.h, whose
+ * products are row-stable (a row's result never depends on the rows beside
+ * it); sgemm is kept for the weight gradient, which only training needs. */
 void bs_linear_forward(float *out, const float *inp, const float *weight,
                        const float *bias, int B, int C, int OC)
 {
     /* out (B,OC) = inp (B,C) @ weight^T (C,OC) + bias */
-    int C4 = C / LANES * LANES;
-    for (int b = 0; b < B; b++) {
-        const float *x = inp + (size_t)b * C;
-        float *o = out + (size_t)b * OC;
-        int oc = 0;
-        for (; oc + 4 <= OC; oc += 4) {
-            const float *w0 = weight + (size_t)oc * C, *w1 = w0 + C, *w2 = w1 + C, *w3 = w2 + C;
-            v4 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-            for (int k = 0; k < C4; k += LANES) {
-                v4 xv = load4(x + k);
-                a0 += xv * load4(w0 + k);
-                a1 += xv * load4(w1 + k);
-                a2 += xv * load4(w2 + k);
-                a3 += xv * load4(w3 + k);
-            }
-            float s[4] = {sum4(a0), sum4(a1), sum4(a2), sum4(a3)};
-            for (int k = C4; k < C; k++) {
-                s[0] += x[k] * w0[k];
-                s[1] += x[k] * w1[k];
-                s[2] += x[k] * w2[k];
-                s[3] += x[k] * w3[k];
-            }
-            for (int j = 0; j < 4; j++)
-                o[oc + j] = s[j] + bias[oc + j];
-        }
-        for (; oc < OC; oc++) {
-            const float *w0 = weight + (size_t)oc * C;
-            v4 a0 = {0};
-            for (int k = 0; k < C4; k += LANES)
-                a0 += load4(x + k) * load4(w0 + k);
-            float s = sum4(a0);
-            for (int k = C4; k < C; k++)
-                s += x[k] * w0[k];
-            o[oc] = s + bias[oc];
-        }
-    }
+    bs_gemm_nt(out, OC, inp, C, weight, C, bias, B, OC, C);
 }
 
 void bs_linear_backward(float *dinp, float *dweight, float *dbias,
@@ -85,27 +28,11 @@ void bs_linear_backward(float *dinp, float *dweight, float *dbias,
 {
     /* forward was out = inp W^T + b, so:
      * dinp (B,C) = dout (B,OC) @ W (OC,C): per row, the rows of W summed
-     *              in order, weighted by dout (row-wise, as the forward)
+     *              in order, weighted by dout
      * dW (OC,C) += dout^T (OC,B) @ inp (B,C)
      * db (OC)   += sum over the batch of dout */
     if (dinp)
-        for (int b = 0; b < B; b++) {
-            const float *g = dout + (size_t)b * OC;
-            float *d = dinp + (size_t)b * C;
-            int C4 = C / LANES * LANES;
-            memset(d, 0, (size_t)C * sizeof(float));
-            for (int o = 0; o < OC; o++) {
-                float go = g[o];
-                v4 gv = {go, go, go, go};
-                const float *w = weight + (size_t)o * C;
-                for (int k = 0; k < C4; k += LANES) {
-                    v4 dv = load4(d + k) + gv * load4(w + k);
-                    memcpy(d + k, &dv, sizeof dv);
-                }
-                for (int k = C4; k < C; k++)
-                    d[k] += go * w[k];
-            }
-        }
+        bs_gemm_nn(dinp, C, dout, OC, 0, weight, C, NULL, B, C, OC);
     if (dweight)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B,
                     1.0f, dout, OC, inp, C, 1.0f, dweight, C);
@@ -115,6 +42,20 @@ void bs_linear_backward(float *dinp, float *dweight, float *dbias,
             for (int o = 0; o < OC; o++)
                 dbias[o] += d[o];
         }
+}
+
+/* ------------------------------------------------------------------------ */
+/* short vectors for the copy and select loops below */
+
+#define LANES 4
+
+typedef float v4 __attribute__((vector_size(LANES * sizeof(float))));
+
+static v4 load4(const float *p)
+{
+    v4 v;
+    memcpy(&v, p, sizeof v);
+    return v;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -233,12 +174,8 @@ void bs_conv2d_forward(float *out, const float *inp, const float *weight,
     for (int b = 0; b < B; b++) {
         float *o = out + b * out_n;
         im2col(col, inp + b * in_n, d);
-        for (int oc = 0; oc < d->OC; oc++)
-            for (int i = 0; i < OHW; i++)
-                o[(size_t)oc * OHW + i] = bias[oc];
-        /* o (OC,OHW) += weight (OC,CKK) @ col (CKK,OHW) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->OC, OHW, CKK,
-                    1.0f, weight, CKK, col, OHW, 1.0f, o, OHW);
+        /* o (OC,OHW) = bias + weight (OC,CKK) @ col (CKK,OHW) */
+        bs_gemm_nn(o, OHW, weight, CKK, 0, col, OHW, bias, d->OC, OHW, CKK);
     }
 }
 
@@ -267,8 +204,7 @@ void bs_conv2d_backward(float *dinp, float *dweight, float *dbias,
         }
         if (dinp) {
             /* dcol (CKK,OHW) = W^T (CKK,OC) @ g (OC,OHW), folded back */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, OHW, d->OC,
-                        1.0f, weight, CKK, g, OHW, 0.0f, col, OHW);
+            bs_gemm_nn(col, OHW, weight, CKK, 1, g, OHW, NULL, CKK, OHW, d->OC);
             col2im(dinp + b * in_n, col, d);
         }
     }

@@ -11,8 +11,11 @@
  * gradient to the input is not needed); parameter gradients (`dweight`,
  * `dbias`) are accumulated with += so a caller zeroes them once per step
  * (they may be NULL when only the input gradient is wanted, as in an attack).
- * Nothing here allocates: scratch space comes from the caller. Matrix
- * products go through CBLAS on the calling thread. */
+ * Nothing here allocates: scratch space comes from the caller. The forward
+ * passes and the gradients to the input use the row-stable products of
+ * core/gemm.h (a sample's result never depends on the batch around it);
+ * the parameter gradients, needed only in training, use CBLAS sgemm, all
+ * on the calling thread. */
 #ifndef BS_LAYERS_H
 #define BS_LAYERS_H
 

@@ -18,7 +18,9 @@
  *       is attacked towards (label+1) mod 10, or with TARGETS > 1 towards
  *       the TARGETS labels label+1 .. label+TARGETS (mod 10) in one call;
  *       THREADS threads share the images, each taking the next one not
- *       yet taken (as daemon workers take jobs from a queue)
+ *       yet taken (as daemon workers take jobs from a queue); the
+ *       environment variable BENCH_OPTIMIZER=reference|native picks the
+ *       L-BFGS-B implementation (default: the attack's default)
  *
  * FLOPs are counted from the layer shapes: 2 per multiply-add of the linear
  * and conv2d layers, for the forward pass and again for the gradient to the
@@ -238,6 +240,9 @@ static void *attack_images(void *arg)
 {
     worker *w = arg;
     bs_attack_params p = bs_attack_defaults(BS_ATTACK_LBFGS);
+    const char *opt = getenv("BENCH_OPTIMIZER");
+    if (opt)
+        p.optimizer = !strcmp(opt, "native");
     bs_attack_result res[10];
     int targets[10];
     char err[BS_ERR_LEN];

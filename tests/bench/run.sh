@@ -36,18 +36,14 @@ if [ -n "$need" ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends $need
 fi
 $PY -c 'import torch, scipy, numpy' || { say "$PY cannot import torch, scipy and numpy"; exit 1; }
-[ -f build/libblindspot.a ] || { say "build/libblindspot.a is missing: run make build first"; exit 1; }
 for m in $MODELS; do
     [ -f "models/$m.safetensors" ] || { say "models/$m.safetensors is missing: run make models first"; exit 1; }
 done
 
 rm -rf "$OUT" && mkdir -p "$OUT"
-# built with the flags of the test binaries (the Makefile's CFLAGS and LDLIBS)
-PKGS="jansson zlib openblas spng libturbojpeg libmicrohttpd libcurl"
-gcc -std=c11 -O2 -g -Wall -Wextra -Werror -Wno-format-truncation -D_DEFAULT_SOURCE -I. \
-    $(pkg-config --cflags $PKGS) tests/bench/bench_core.c build/libblindspot.a \
-    $(pkg-config --libs $PKGS) -llbfgsb -lm -lpthread -o "$OUT/bench_core"
-CORE=$OUT/bench_core
+# built by `make bench` with the flags of every other binary
+CORE=build/tools/bench_core
+[ -x "$CORE" ] || { say "$CORE is missing: run make bench"; exit 1; }
 PEER="$PY tests/bench/peer.py"
 
 # measure NAME COMMAND...: runs COMMAND, its stdout to $OUT/NAME.json
