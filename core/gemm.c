@@ -139,7 +139,8 @@ BS_AVX2 static ALWAYS_INLINE void nt_block(float *C, int ldc, const float *A, in
  * N mod NC left (every block size its own unrolled code). */
 #define NT_LEFT(n)                                                                          \
     case n:                                                                                 \
-        nt_block(C + j, ldc, A, lda, B + (size_t)j * ldb, ldb, bias ? bias + j : NULL, K,   \
+        if (n < NC_) /* else unreachable: no code */                                        \
+            nt_block(C + j, ldc, A, lda, B + (size_t)j * ldb, ldb, bias ? bias + j : NULL, K,   \
                  MR_, n);                                                                   \
         break;
 #define NT_ROWS(MR, NC)                                                                     \
@@ -147,7 +148,7 @@ BS_AVX2 static ALWAYS_INLINE void nt_block(float *C, int ldc, const float *A, in
                                      const float *B, int ldb, const float *bias, int N,     \
                                      int K)                                                 \
     {                                                                                       \
-        enum { MR_ = MR };                                                                  \
+        enum { MR_ = MR, NC_ = NC };                                                        \
         int j = 0;                                                                          \
         for (; j + NC <= N; j += NC)                                                        \
             nt_block(C + j, ldc, A, lda, B + (size_t)j * ldb, ldb, bias ? bias + j : NULL,  \
@@ -227,14 +228,15 @@ BS_AVX2 static ALWAYS_INLINE void nn_block(float *C, int ldc, const float *A, in
  * left (every block size its own unrolled code). */
 #define NN_LEFT(v)                                                                          \
     case v:                                                                                 \
-        nn_block(C + j, ldc, A, lda, trans_a, B + j, ldb, init, K, MR_, v, 1, N - j);            \
+        if (v <= NV_) /* else unreachable: no code */                                       \
+            nn_block(C + j, ldc, A, lda, trans_a, B + j, ldb, init, K, MR_, v, 1, N - j);            \
         break;
 #define NN_ROWS(MR, NV)                                                                     \
     BS_AVX2 static void nn_rows_##MR(float *C, int ldc, const float *A, int lda,            \
                                      int trans_a, const float *B, int ldb,                  \
                                      const float *init, int N, int K)                       \
     {                                                                                       \
-        enum { MR_ = MR };                                                                  \
+        enum { MR_ = MR, NV_ = NV };                                                        \
         int j = 0;                                                                          \
         for (; j + 8 * NV <= N; j += 8 * NV)                                                \
             nn_block(C + j, ldc, A, lda, trans_a, B + j, ldb, init, K, MR, NV, 0, 8 * NV);     \
@@ -246,7 +248,7 @@ BS_AVX2 static ALWAYS_INLINE void nn_block(float *C, int ldc, const float *A, in
     }
 NN_ROWS(1, 12)
 NN_ROWS(2, 6)
-NN_ROWS(3, 4)
+NN_ROWS(3, 3)
 NN_ROWS(4, 2)
 
 BS_AVX2 static void nn_avx2(float *C, int ldc, const float *A, int lda, int trans_a,
@@ -263,6 +265,214 @@ BS_AVX2 static void nn_avx2(float *C, int ldc, const float *A, int lda, int tran
         default: nn_rows_4(c, ldc, a, lda, trans_a, B, ldb, in, N, K); break;
         }
     }
+}
+
+
+/* ---- conv2d with stride 1 and no padding, without unfolding ------------ */
+
+/* The output plane is cut into slots: every output row into vectors of 8
+ * pixels (the last one of a row shorter when OW is not a multiple of 8). A
+ * slot at output (oy, ox) reads the input at oy*W + ox (plus the tap's
+ * offset) and writes the output at oy*OW + ox. A block is up to 2 slots by
+ * up to 4 rows of the weight matrix (8 sums, the 4 weights and a loaded
+ * vector: 13 of the 16 registers); blocks that hold a short slot read and
+ * write it through a mask. */
+#define CONV_NV 2
+
+typedef struct conv_slots {
+    int n;                  /* slots in the plane */
+    int in_at[CONV_NV];     /* of one block: input offsets */
+    int out_at[CONV_NV];    /* output offsets */
+    int len[CONV_NV];       /* pixels, 1..8 */
+} conv_slots;
+
+/* Slot s of the plane as (input offset, output offset, length). */
+static void conv_slot(int s, int W, int OW, int *in_at, int *out_at, int *len)
+{
+    int per_row = (OW + 7) / 8, oy = s / per_row, ox = s % per_row * 8;
+    *in_at = oy * W + ox;
+    *out_at = oy * OW + ox;
+    *len = OW - ox < 8 ? OW - ox : 8;
+}
+
+/* Forward: rows oc0..oc0+mr-1 of out (OC, OH*OW) over nv slots:
+ * bias, then the taps k = (c,ky,kx) in order, fma(w[oc][k], in[...]) —
+ * the same sequence as bias + weight @ im2col(in) in bs_gemm_nn. */
+BS_AVX2 static ALWAYS_INLINE void convf_block(float *out, const float *in, const float *w,
+                                              const float *bias, const bs_gemm_conv *g,
+                                              const conv_slots *sl, int mr, int nv,
+                                              int masked)
+{
+    int KK = g->K * g->K, CKK = g->C * KK, OHW = g->OH * g->OW;
+    __m256 acc[4][CONV_NV];
+    __m256i mask[CONV_NV];
+    UNROLL
+    for (int v = 0; v < nv; v++)
+        mask[v] = lane_mask(sl->len[v]);
+    UNROLL
+    for (int r = 0; r < mr; r++) {
+        __m256 c0 = _mm256_set1_ps(bias ? bias[r] : 0.0f);
+        UNROLL
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = c0;
+    }
+    const float *wk = w;
+    for (int c = 0; c < g->C; c++)
+        for (int ky = 0; ky < g->K; ky++) {
+            const float *src = in + ((size_t)c * g->H + ky) * g->W;
+            for (int kx = 0; kx < g->K; kx++, wk++) {
+                __m256 a[4];
+                UNROLL
+                for (int r = 0; r < mr; r++)
+                    a[r] = _mm256_set1_ps(wk[(size_t)r * CKK]);
+                UNROLL
+                for (int v = 0; v < nv; v++) {
+                    const float *at = src + kx + sl->in_at[v];
+                    __m256 b = masked ? _mm256_maskload_ps(at, mask[v]) : _mm256_loadu_ps(at);
+                    UNROLL
+                    for (int r = 0; r < mr; r++)
+                        acc[r][v] = _mm256_fmadd_ps(a[r], b, acc[r][v]);
+                }
+            }
+        }
+    UNROLL
+    for (int r = 0; r < mr; r++)
+        UNROLL
+        for (int v = 0; v < nv; v++) {
+            float *at = out + (size_t)r * OHW + sl->out_at[v];
+            if (masked)
+                _mm256_maskstore_ps(at, mask[v], acc[r][v]);
+            else
+                _mm256_storeu_ps(at, acc[r][v]);
+        }
+}
+
+/* Backward to the input: rows i0..i0+mr-1 of dcol = W^T (CKK,OC) @ dout,
+ * each row i = (c,ky,kx) summed over oc in order, then added at once onto
+ * the input pixels it came from (what col2im does with a stored dcol). */
+BS_AVX2 static ALWAYS_INLINE void convb_block(float *dinp, const float *dout, const float *w,
+                                              int i0, const bs_gemm_conv *g,
+                                              const conv_slots *sl, int mr, int nv,
+                                              int masked)
+{
+    int KK = g->K * g->K, CKK = g->C * KK, OHW = g->OH * g->OW;
+    __m256 acc[4][CONV_NV];
+    __m256i mask[CONV_NV];
+    UNROLL
+    for (int v = 0; v < nv; v++)
+        mask[v] = lane_mask(sl->len[v]);
+    UNROLL
+    for (int r = 0; r < mr; r++)
+        UNROLL
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = _mm256_setzero_ps();
+    for (int o = 0; o < g->OC; o++) {
+        const float *go = dout + (size_t)o * OHW;
+        __m256 a[4];
+        UNROLL
+        for (int r = 0; r < mr; r++)
+            a[r] = _mm256_set1_ps(w[(size_t)o * CKK + i0 + r]);
+        UNROLL
+        for (int v = 0; v < nv; v++) {
+            const float *at = go + sl->out_at[v];
+            __m256 b = masked ? _mm256_maskload_ps(at, mask[v]) : _mm256_loadu_ps(at);
+            UNROLL
+            for (int r = 0; r < mr; r++)
+                acc[r][v] = _mm256_fmadd_ps(a[r], b, acc[r][v]);
+        }
+    }
+    UNROLL
+    for (int r = 0; r < mr; r++) {
+        int i = i0 + r, c = i / KK, ky = i % KK / g->K, kx = i % g->K;
+        float *dst = dinp + ((size_t)c * g->H + ky) * g->W + kx;
+        UNROLL
+        for (int v = 0; v < nv; v++) {
+            float *at = dst + sl->in_at[v];
+            if (masked)
+                _mm256_maskstore_ps(at, mask[v],
+                                    _mm256_add_ps(_mm256_maskload_ps(at, mask[v]), acc[r][v]));
+            else
+                _mm256_storeu_ps(at, _mm256_add_ps(_mm256_loadu_ps(at), acc[r][v]));
+        }
+    }
+}
+
+/* Fills sl with slots s0..s0+nv-1; 1 when one of them is short. */
+static int conv_fill_slots(conv_slots *sl, int s0, int nv, const bs_gemm_conv *g)
+{
+    int masked = 0;
+    for (int v = 0; v < nv; v++) {
+        conv_slot(s0 + v, g->W, g->OW, &sl->in_at[v], &sl->out_at[v], &sl->len[v]);
+        masked |= sl->len[v] < 8;
+    }
+    return masked;
+}
+
+/* The block functions for every (rows, slots, masked) a driver can ask
+ * for, each its own unrolled code: case (mr * 4 + nv) * 2 + masked. */
+#define CONV_CASE(KIND, MR, NV, ...)                                                        \
+    case (MR * 4 + NV) * 2:                                                                 \
+        KIND##_block(__VA_ARGS__, MR, NV, 0);                                               \
+        break;                                                                              \
+    case (MR * 4 + NV) * 2 + 1:                                                             \
+        KIND##_block(__VA_ARGS__, MR, NV, 1);                                               \
+        break;
+#define CONV_DISPATCH(KIND, mr, nv, masked, ...)                                            \
+    switch ((mr * 4 + nv) * 2 + masked) {                                                   \
+        CONV_CASE(KIND, 1, 1, __VA_ARGS__) CONV_CASE(KIND, 1, 2, __VA_ARGS__)               \
+        CONV_CASE(KIND, 2, 1, __VA_ARGS__) CONV_CASE(KIND, 2, 2, __VA_ARGS__)               \
+        CONV_CASE(KIND, 3, 1, __VA_ARGS__) CONV_CASE(KIND, 3, 2, __VA_ARGS__)               \
+        CONV_CASE(KIND, 4, 1, __VA_ARGS__) CONV_CASE(KIND, 4, 2, __VA_ARGS__)               \
+    default: break;                                                                         \
+    }
+
+/* The slots in blocks of the same size: ceil(S / CONV_NV) blocks of at
+ * most CONV_NV slots, spread evenly so that no block is left with too few
+ * sums to hide the FMA latency. Block bl covers slots [*s0, *s1). */
+static void conv_block_span(int S, int bl, int *s0, int *s1)
+{
+    int blocks = (S + CONV_NV - 1) / CONV_NV;
+    *s0 = (int)((long)S * bl / blocks);
+    *s1 = (int)((long)S * (bl + 1) / blocks);
+}
+
+/* Forward (out = conv(in)) or backward (dinp = conv^T(dout)): slot blocks
+ * outside, blocks of 4 weight rows (output channels, or taps (c,ky,kx))
+ * inside. Inlined into one function per direction. */
+BS_AVX2 static ALWAYS_INLINE void conv_avx2(int backward, float *dst, const float *src, const float *w,
+                              const float *bias, const bs_gemm_conv *g)
+{
+    int CKK = g->C * g->K * g->K, OHW = g->OH * g->OW, S = (g->OW + 7) / 8 * g->OH;
+    int rows = backward ? CKK : g->OC;
+    if (backward)
+        memset(dst, 0, (size_t)g->C * g->H * g->W * sizeof(float));
+    for (int bl = 0; bl * CONV_NV < S; bl++) {
+        int s0, s1;
+        conv_block_span(S, bl, &s0, &s1);
+        conv_slots sl;
+        int masked = conv_fill_slots(&sl, s0, s1 - s0, g), nv = s1 - s0;
+        for (int i = 0; i < rows; i += 4) {
+            int mr = rows - i < 4 ? rows - i : 4;
+            if (backward) {
+                CONV_DISPATCH(convb, mr, nv, masked, dst, src, w, i, g, &sl)
+            } else {
+                CONV_DISPATCH(convf, mr, nv, masked, dst + (size_t)i * OHW, src,
+                              w + (size_t)i * CKK, bias ? bias + i : NULL, g, &sl)
+            }
+        }
+    }
+}
+
+BS_AVX2 static void convf_avx2(float *out, const float *in, const float *w, const float *bias,
+                               const bs_gemm_conv *g)
+{
+    conv_avx2(0, out, in, w, bias, g);
+}
+
+BS_AVX2 static void convb_avx2(float *dinp, const float *dout, const float *w,
+                               const bs_gemm_conv *g)
+{
+    conv_avx2(1, dinp, dout, w, NULL, g);
 }
 
 #endif /* BS_HAVE_AVX2 */
@@ -293,4 +503,30 @@ void bs_gemm_nn(float *C, int ldc, const float *A, int lda, int trans_a, const f
     }
 #endif
     nn_portable(C, ldc, A, lda, trans_a, B, ldb, init, M, N, K);
+}
+
+int bs_gemm_conv_forward(float *out, const float *in, const float *weight, const float *bias,
+                         const bs_gemm_conv *g)
+{
+#if BS_HAVE_AVX2
+    if (!bs_gemm_portable && bs_cpu_avx2()) {
+        convf_avx2(out, in, weight, bias, g);
+        return 1;
+    }
+#endif
+    (void)out, (void)in, (void)weight, (void)bias, (void)g;
+    return 0;
+}
+
+int bs_gemm_conv_backward(float *dinp, const float *dout, const float *weight,
+                          const bs_gemm_conv *g)
+{
+#if BS_HAVE_AVX2
+    if (!bs_gemm_portable && bs_cpu_avx2()) {
+        convb_avx2(dinp, dout, weight, g);
+        return 1;
+    }
+#endif
+    (void)dinp, (void)dout, (void)weight, (void)g;
+    return 0;
 }

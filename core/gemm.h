@@ -29,6 +29,23 @@ void bs_gemm_nt(float *C, int ldc, const float *A, int lda, const float *B, int 
 void bs_gemm_nn(float *C, int ldc, const float *A, int lda, int trans_a, const float *B,
                 int ldb, const float *init, int M, int N, int K);
 
+/* One sample of a conv2d with stride 1 and no padding: input (C,H,W),
+ * weight (OC,C,K,K), output (OC,OH,OW) with OH = H-K+1, OW = W-K+1. */
+typedef struct bs_gemm_conv {
+    int C, H, W, OC, OH, OW, K;
+} bs_gemm_conv;
+
+/* The conv2d products without an unfolded matrix: the kernels read the
+ * input (forward) and write the input gradient (backward) in place of the
+ * im2col matrix. Forward: out = bias + weight @ im2col(in), each element
+ * in the same sequence as bs_gemm_nn gives. Backward: dinp = col2im(W^T @
+ * dout), overwritten. Both return 0, doing nothing, where only the
+ * portable path runs: the caller then unfolds and uses bs_gemm_nn. */
+int bs_gemm_conv_forward(float *out, const float *in, const float *weight, const float *bias,
+                         const bs_gemm_conv *g);
+int bs_gemm_conv_backward(float *dinp, const float *dout, const float *weight,
+                          const bs_gemm_conv *g);
+
 /* Set to 1 to run the portable twins on any machine (for tests that
  * check both paths); 0 by default. Set it before threads start. */
 extern int bs_gemm_portable;

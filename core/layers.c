@@ -3,6 +3,7 @@
 #include "core/layers.h"
 
 #include "core/gemm.h"
+#include "core/simd.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -165,14 +166,27 @@ static void col2im(float *restrict img, const float *restrict col,
         }
 }
 
+/* Stride 1 and no padding: the products can read the input in place of
+ * the unfolded matrix (core/gemm.h); g gets the geometry. */
+static int direct_geometry(const bs_conv_dims *d, bs_gemm_conv *g)
+{
+    *g = (bs_gemm_conv){.C = d->C, .H = d->H, .W = d->W, .OC = d->OC, .OH = d->OH,
+                        .OW = d->OW, .K = d->K};
+    return d->stride == 1 && d->pad == 0;
+}
+
 void bs_conv2d_forward(float *out, const float *inp, const float *weight,
                        const float *bias, float *col, int B,
                        const bs_conv_dims *d)
 {
     int CKK = d->C * d->K * d->K, OHW = d->OH * d->OW;
     size_t in_n = (size_t)d->C * d->H * d->W, out_n = (size_t)d->OC * OHW;
+    bs_gemm_conv g;
+    int direct = direct_geometry(d, &g);
     for (int b = 0; b < B; b++) {
         float *o = out + b * out_n;
+        if (direct && bs_gemm_conv_forward(o, inp + b * in_n, weight, bias, &g))
+            continue;
         im2col(col, inp + b * in_n, d);
         /* o (OC,OHW) = bias + weight (OC,CKK) @ col (CKK,OHW) */
         bs_gemm_nn(o, OHW, weight, CKK, 0, col, OHW, bias, d->OC, OHW, CKK);
@@ -186,6 +200,8 @@ void bs_conv2d_backward(float *dinp, float *dweight, float *dbias,
 {
     int CKK = d->C * d->K * d->K, OHW = d->OH * d->OW;
     size_t in_n = (size_t)d->C * d->H * d->W, out_n = (size_t)d->OC * OHW;
+    bs_gemm_conv geom;
+    int direct = direct_geometry(d, &geom);
     for (int b = 0; b < B; b++) {
         const float *g = dout + b * out_n;
         if (dbias)
@@ -202,7 +218,7 @@ void bs_conv2d_backward(float *dinp, float *dweight, float *dbias,
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->OC, CKK, OHW,
                         1.0f, g, OHW, col, OHW, 1.0f, dweight, CKK);
         }
-        if (dinp) {
+        if (dinp && !(direct && bs_gemm_conv_backward(dinp + b * in_n, g, weight, &geom))) {
             /* dcol (CKK,OHW) = W^T (CKK,OC) @ g (OC,OHW), folded back */
             bs_gemm_nn(col, OHW, weight, CKK, 1, g, OHW, NULL, CKK, OHW, d->OC);
             col2im(dinp + b * in_n, col, d);
@@ -236,15 +252,66 @@ static int pool_argmax(const float *plane, int oy, int ox, const bs_conv_dims *d
     return best;
 }
 
+#if BS_HAVE_AVX2
+/* The 2x2, stride 2 windows of output row oy, eight at a time: the same
+ * first maximum in the same order as the scalar loop ((0,0), (0,1), (1,0),
+ * (1,1), a later value taking over only when strictly greater). Returns how
+ * many outputs of the row it did (a multiple of 8); the scalar loop does
+ * the rest. */
+BS_AVX2 static int pool_row_2x2(float *o, int *argmax, const float *plane, int oy,
+                                const bs_conv_dims *d)
+{
+    int W = d->W, ox = 0;
+    const float *r0 = plane + (size_t)2 * oy * W, *r1 = r0 + W;
+    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    for (; ox + 8 <= d->OW; ox += 8) {
+        /* evens and odds of 16 floats; shuffle_ps works per 128-bit half,
+         * so reorder the 64-bit pairs (0,2,1,3) afterwards */
+        __m256 a0 = _mm256_loadu_ps(r0 + 2 * ox), b0 = _mm256_loadu_ps(r0 + 2 * ox + 8);
+        __m256 a1 = _mm256_loadu_ps(r1 + 2 * ox), b1 = _mm256_loadu_ps(r1 + 2 * ox + 8);
+        __m256 v[4] = {_mm256_shuffle_ps(a0, b0, 0x88), _mm256_shuffle_ps(a0, b0, 0xdd),
+                       _mm256_shuffle_ps(a1, b1, 0x88), _mm256_shuffle_ps(a1, b1, 0xdd)};
+        for (int j = 0; j < 4; j++)
+            v[j] = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v[j]), 0xd8));
+        __m256i at = _mm256_add_epi32(_mm256_set1_epi32(2 * oy * W + 2 * ox), even);
+        __m256i step[4] = {_mm256_setzero_si256(), _mm256_set1_epi32(1), _mm256_set1_epi32(W),
+                           _mm256_set1_epi32(W + 1)};
+        __m256 best = v[0];
+        __m256i best_at = at;
+        for (int j = 1; j < 4; j++) {
+            __m256 gt = _mm256_cmp_ps(v[j], best, _CMP_GT_OQ);
+            best = _mm256_blendv_ps(best, v[j], gt);
+            best_at = _mm256_castps_si256(_mm256_blendv_ps(
+                _mm256_castsi256_ps(best_at),
+                _mm256_castsi256_ps(_mm256_add_epi32(at, step[j])), gt));
+        }
+        _mm256_storeu_ps(o + (size_t)oy * d->OW + ox, best);
+        if (argmax)
+            _mm256_storeu_si256((__m256i *)(argmax + (size_t)oy * d->OW + ox), best_at);
+    }
+    return ox;
+}
+#endif
+
 /* One plane's pooling: o (OH,OW) gets each window's first maximum and,
  * when argmax is not NULL, its offset in the plane (as pool_argmax). */
 static void pool_plane(float *o, int *argmax, const float *plane,
                        const bs_conv_dims *d)
 {
     int K = d->K, S = d->stride, W = d->W;
+#if BS_HAVE_AVX2
+    /* every window a full 2x2 at stride 2 */
+    int vector_rows = K == 2 && S == 2 && 2 * d->OH <= d->H && 2 * d->OW <= W &&
+                      bs_cpu_avx2();
+#endif
     for (int oy = 0; oy < d->OH; oy++) {
         int y0 = oy * S, kh = d->H - y0 < K ? d->H - y0 : K;
-        for (int ox = 0; ox < d->OW; ox++) {
+        int ox = 0;
+#if BS_HAVE_AVX2
+        if (vector_rows)
+            ox = pool_row_2x2(o, argmax, plane, oy, d);
+#endif
+        for (; ox < d->OW; ox++) {
             int x0 = ox * S, kw = W - x0 < K ? W - x0 : K;
             int best = y0 * W + x0;
             float bv = plane[best];

@@ -10,7 +10,8 @@
  *     honoured and the padding beyond the width is never written.
  *
  * The shapes cover every block and remainder size: widths 1..40 and the
- * layer shapes of the zoo (784x100, 100x10, 400x64 ...). */
+ * layer shapes of the zoo (784x100, 100x10, 400x64 ...). The conv2d
+ * kernels that read the input in place are checked the same way. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -185,12 +186,109 @@ static void test_gemm_rows_independent(void **state)
     free(C2);
 }
 
+/* conv2d with stride 1, no padding, without unfolding, against double
+ * precision: out = bias + sum over (c,ky,kx) of w * in, and the input
+ * gradient sum over (oc,ky,kx) of w * dout; then the forward against the
+ * unfolded product bs_gemm_nn, bit for bit. Shapes with rows of 4, 3, 2, 1
+ * weights left and short (masked) slots. Where only the portable path
+ * runs the direct kernels decline (return 0), which is checked too. */
+static void check_conv(bs_rng *r, int C, int H, int W, int OC, int K)
+{
+    bs_gemm_conv g = {.C = C, .H = H, .W = W, .OC = OC, .OH = H - K + 1, .OW = W - K + 1,
+                      .K = K};
+    int OHW = g.OH * g.OW, CKK = C * K * K;
+    size_t in_n = (size_t)C * H * W, out_n = (size_t)OC * OHW;
+    float *in = random_floats(r, in_n), *w = random_floats(r, (size_t)OC * CKK);
+    float *bias = random_floats(r, (size_t)OC), *dout = random_floats(r, out_n);
+    float *out = random_floats(r, out_n), *dinp = random_floats(r, in_n);
+    float *col = malloc((size_t)CKK * OHW * sizeof *col), *ref = malloc(out_n * sizeof *ref);
+    assert_non_null(col);
+    assert_non_null(ref);
+    int fwd = bs_gemm_conv_forward(out, in, w, bias, &g);
+    int bwd = bs_gemm_conv_backward(dinp, dout, w, &g);
+    assert_int_equal(fwd, bwd);
+    if (!fwd)
+        goto done;
+    for (int oc = 0; oc < OC; oc++)
+        for (int y = 0; y < g.OH; y++)
+            for (int x = 0; x < g.OW; x++) {
+                double s = bias[oc], mag = fabs(s);
+                for (int c = 0; c < C; c++)
+                    for (int ky = 0; ky < K; ky++)
+                        for (int kx = 0; kx < K; kx++) {
+                            double t = (double)w[((size_t)(oc * C + c) * K + ky) * K + kx] *
+                                       in[((size_t)c * H + y + ky) * W + x + kx];
+                            s += t;
+                            mag += fabs(t);
+                        }
+                float o = out[((size_t)oc * g.OH + y) * g.OW + x];
+                if (fabs(o - s) > 1e-5 * mag)
+                    fail_msg("conv forward C=%d H=%d W=%d OC=%d K=%d: out[%d][%d][%d] = "
+                             "%.9g, want %.9g", C, H, W, OC, K, oc, y, x, o, s);
+            }
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                double s = 0.0, mag = 0.0;
+                for (int oc = 0; oc < OC; oc++)
+                    for (int ky = 0; ky < K; ky++)
+                        for (int kx = 0; kx < K; kx++) {
+                            int oy = y - ky, ox = x - kx;
+                            if (oy < 0 || ox < 0 || oy >= g.OH || ox >= g.OW)
+                                continue;
+                            double t = (double)w[((size_t)(oc * C + c) * K + ky) * K + kx] *
+                                       dout[((size_t)oc * g.OH + oy) * g.OW + ox];
+                            s += t;
+                            mag += fabs(t);
+                        }
+                float d = dinp[((size_t)c * H + y) * W + x];
+                if (fabs(d - s) > 1e-5 * mag + 1e-30)
+                    fail_msg("conv backward C=%d H=%d W=%d OC=%d K=%d: dinp[%d][%d][%d] = "
+                             "%.9g, want %.9g", C, H, W, OC, K, c, y, x, d, s);
+            }
+    /* the unfolded product, element for element the same sequence */
+    for (int c = 0; c < C; c++)
+        for (int ky = 0; ky < K; ky++)
+            for (int kx = 0; kx < K; kx++)
+                for (int y = 0; y < g.OH; y++)
+                    for (int x = 0; x < g.OW; x++)
+                        col[((size_t)(c * K + ky) * K + kx) * OHW + y * g.OW + x] =
+                            in[((size_t)c * H + y + ky) * W + x + kx];
+    bs_gemm_nn(ref, OHW, w, CKK, 0, col, OHW, bias, OC, OHW, CKK);
+    assert_memory_equal(ref, out, out_n * sizeof *out);
+done:
+    free(in);
+    free(w);
+    free(bias);
+    free(dout);
+    free(out);
+    free(dinp);
+    free(col);
+    free(ref);
+}
+
+static void test_gemm_conv(void **state)
+{
+    (void)state;
+    bs_rng r;
+    bs_rng_seed(&r, 5);
+    check_conv(&r, 1, 28, 28, 16, 5);  /* the zoo's CNN */
+    check_conv(&r, 16, 12, 12, 32, 5);
+    check_conv(&r, 3, 13, 11, 5, 3);   /* short slots, a row of 1 left */
+    check_conv(&r, 2, 9, 20, 7, 2);    /* rows of 3 left, 2 slots a row */
+    check_conv(&r, 1, 4, 4, 1, 4);     /* one output pixel */
+    bs_gemm_portable = 1;
+    check_conv(&r, 1, 28, 28, 16, 5);  /* declines */
+    bs_gemm_portable = 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_default_path),
         cmocka_unit_test(test_gemm_portable_path),
         cmocka_unit_test(test_gemm_rows_independent),
+        cmocka_unit_test(test_gemm_conv),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
