@@ -349,11 +349,12 @@ BS_AVX2 static ALWAYS_INLINE void convf_block(float *out, const float *in, const
 
 /* Backward to the input: rows i0..i0+mr-1 of dcol = W^T (CKK,OC) @ dout,
  * each row i = (c,ky,kx) summed over oc in order, then added at once onto
- * the input pixels it came from (what col2im does with a stored dcol). */
+ * the input pixels it came from (what col2im does with a stored dcol);
+ * tap_at[r] is row i0+r's offset in the input, (c*H + ky)*W + kx. */
 BS_AVX2 static ALWAYS_INLINE void convb_block(float *dinp, const float *dout, const float *w,
-                                              int i0, const bs_gemm_conv *g,
-                                              const conv_slots *sl, int mr, int nv,
-                                              int masked)
+                                              int i0, const int *tap_at,
+                                              const bs_gemm_conv *g, const conv_slots *sl,
+                                              int mr, int nv, int masked)
 {
     int KK = g->K * g->K, CKK = g->C * KK, OHW = g->OH * g->OW;
     __m256 acc[4][CONV_NV];
@@ -383,8 +384,7 @@ BS_AVX2 static ALWAYS_INLINE void convb_block(float *dinp, const float *dout, co
     }
     UNROLL
     for (int r = 0; r < mr; r++) {
-        int i = i0 + r, c = i / KK, ky = i % KK / g->K, kx = i % g->K;
-        float *dst = dinp + ((size_t)c * g->H + ky) * g->W + kx;
+        float *dst = dinp + tap_at[r];
         UNROLL
         for (int v = 0; v < nv; v++) {
             float *at = dst + sl->in_at[v];
@@ -451,10 +451,17 @@ BS_AVX2 static ALWAYS_INLINE void conv_avx2(int backward, float *dst, const floa
         conv_block_span(S, bl, &s0, &s1);
         conv_slots sl;
         int masked = conv_fill_slots(&sl, s0, s1 - s0, g), nv = s1 - s0;
+        int tap[3] = {0, 0, 0}; /* backward: (c, ky, kx) of row i */
         for (int i = 0; i < rows; i += 4) {
             int mr = rows - i < 4 ? rows - i : 4;
             if (backward) {
-                CONV_DISPATCH(convb, mr, nv, masked, dst, src, w, i, g, &sl)
+                int tap_at[4];
+                for (int r = 0; r < mr; r++) {
+                    tap_at[r] = (tap[0] * g->H + tap[1]) * g->W + tap[2];
+                    if (++tap[2] == g->K && (tap[2] = 0, ++tap[1] == g->K))
+                        tap[1] = 0, tap[0]++;
+                }
+                CONV_DISPATCH(convb, mr, nv, masked, dst, src, w, i, tap_at, g, &sl)
             } else {
                 CONV_DISPATCH(convf, mr, nv, masked, dst + (size_t)i * OHW, src,
                               w + (size_t)i * CKK, bias ? bias + i : NULL, g, &sl)

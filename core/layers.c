@@ -255,9 +255,9 @@ static int pool_argmax(const float *plane, int oy, int ox, const bs_conv_dims *d
 #if BS_HAVE_AVX2
 /* The 2x2, stride 2 windows of output row oy, eight at a time: the same
  * first maximum in the same order as the scalar loop ((0,0), (0,1), (1,0),
- * (1,1), a later value taking over only when strictly greater). Returns how
- * many outputs of the row it did (a multiple of 8); the scalar loop does
- * the rest. */
+ * (1,1), a later value taking over only when strictly greater), then four
+ * at a time. Returns how many outputs of the row it did (a multiple of 4);
+ * the scalar loop does the rest. */
 BS_AVX2 static int pool_row_2x2(float *o, int *argmax, const float *plane, int oy,
                                 const bs_conv_dims *d)
 {
@@ -288,6 +288,28 @@ BS_AVX2 static int pool_row_2x2(float *o, int *argmax, const float *plane, int o
         _mm256_storeu_ps(o + (size_t)oy * d->OW + ox, best);
         if (argmax)
             _mm256_storeu_si256((__m256i *)(argmax + (size_t)oy * d->OW + ox), best_at);
+    }
+    for (; ox + 4 <= d->OW; ox += 4) {
+        /* the same four at a time (in 128 bits the shuffle keeps order) */
+        __m128 a0 = _mm_loadu_ps(r0 + 2 * ox), b0 = _mm_loadu_ps(r0 + 2 * ox + 4);
+        __m128 a1 = _mm_loadu_ps(r1 + 2 * ox), b1 = _mm_loadu_ps(r1 + 2 * ox + 4);
+        __m128 v[4] = {_mm_shuffle_ps(a0, b0, 0x88), _mm_shuffle_ps(a0, b0, 0xdd),
+                       _mm_shuffle_ps(a1, b1, 0x88), _mm_shuffle_ps(a1, b1, 0xdd)};
+        __m128i at = _mm_add_epi32(_mm_set1_epi32(2 * oy * W + 2 * ox),
+                                   _mm256_castsi256_si128(even));
+        __m128i step[4] = {_mm_setzero_si128(), _mm_set1_epi32(1), _mm_set1_epi32(W),
+                           _mm_set1_epi32(W + 1)};
+        __m128 best = v[0];
+        __m128i best_at = at;
+        for (int j = 1; j < 4; j++) {
+            __m128 gt = _mm_cmp_ps(v[j], best, _CMP_GT_OQ);
+            best = _mm_blendv_ps(best, v[j], gt);
+            best_at = _mm_castps_si128(_mm_blendv_ps(
+                _mm_castsi128_ps(best_at), _mm_castsi128_ps(_mm_add_epi32(at, step[j])), gt));
+        }
+        _mm_storeu_ps(o + (size_t)oy * d->OW + ox, best);
+        if (argmax)
+            _mm_storeu_si128((__m128i *)(argmax + (size_t)oy * d->OW + ox), best_at);
     }
     return ox;
 }
@@ -389,15 +411,32 @@ void bs_maxpool2d_backward_argmax(float *dinp, const float *dout,
 /* ------------------------------------------------------------------------ */
 /* elementwise activations */
 
-/* relu selects with a comparison mask, four lanes at a time: (x > 0) is all
- * ones or all zeros, so mask & bits gives x or +0.0f exactly as the scalar
+/* relu selects with a comparison mask, eight lanes at a time with AVX2,
+ * else four: (x > 0) is all ones or all zeros, so mask & bits gives x or +0.0f exactly as the scalar
  * x > 0 ? x : 0.0f (NaN and -0.0f included). */
 typedef int32_t v4i __attribute__((vector_size(LANES * sizeof(int32_t))));
+
+#if BS_HAVE_AVX2
+BS_AVX2 static size_t relu_select_avx2(float *dst, const float *test, const float *val,
+                                       size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 keep = _mm256_cmp_ps(_mm256_loadu_ps(test + i), _mm256_setzero_ps(), _CMP_GT_OQ);
+        _mm256_storeu_ps(dst + i, _mm256_and_ps(_mm256_loadu_ps(val + i), keep));
+    }
+    return i;
+}
+#endif
 
 static void relu_select(float *dst, const float *test, const float *val, size_t n)
 {
     const v4 zero = {0};
     size_t i = 0;
+#if BS_HAVE_AVX2
+    if (bs_cpu_avx2())
+        i = relu_select_avx2(dst, test, val, n);
+#endif
     for (; i + LANES <= n; i += LANES) {
         v4i keep = load4(test + i) > zero;
         v4 v = load4(val + i);

@@ -480,6 +480,7 @@ static void test_maxpool2d(void **state)
      * the plain backward finds each maximum again with the scalar search */
     check_maxpool_argmax(2, 3, 6, 40, 2, 2, 25);
     check_maxpool_argmax(1, 2, 7, 37, 2, 2, 26);
+    check_maxpool_argmax(2, 32, 8, 8, 2, 2, 28); /* the CNN's second pool: 4 wide */
     check_maxpool(2, 2, 24, 24, 27);
 }
 
