@@ -8,6 +8,7 @@
 
 #include "core/layers.h"
 #include "core/lbfgsb.h"
+#include "core/simd.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -62,7 +63,7 @@ bs_attack_params bs_attack_defaults(bs_attack_method method)
         /* L-BFGS-B as the anchors call it: Foolbox's history 15 and 150
          * iterations, SciPy's default tolerances. */
         .norm = 2, .max_iterations = 150, .history = 15, .factr = 1e7, .pgtol = 1e-5,
-        .optimizer = 0,
+        .optimizer = 1,
         .lr = 1e-3f, .steps = 3000, .init_zeros = 0, .c_search = 0,
         .pgd_norm = 0, .eps_max = 1.0, .pgd_steps = 40, .kappa = 0.0,
     };
@@ -355,6 +356,76 @@ static int lbfgs_advance(lbfgs_run *run, int n, int m, const double *lower,
     return !strncmp(run->task, "NEW_X", 5) ? 2 : 0;
 }
 
+/* The per-evaluation glue around the network, four lanes at a time where
+ * the machine has AVX2; both paths round alike (no FMA). The penalty is
+ * summed in index order on both: a different order changes f in its last
+ * bits, and the optimiser's stopping tests see that (measured: 2-7% more
+ * evaluations per attack with four partial sums, the same results). */
+#if BS_HAVE_AVX2
+BS_AVX2 static void to_float_avx2(float *dst, const double *z, size_t n)
+{
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        _mm_storeu_ps(dst + i, _mm256_cvtpd_ps(_mm256_loadu_pd(z + i)));
+    for (; i < n; i++)
+        dst[i] = (float)z[i];
+}
+
+/* g = 2c (z - x) + gb, and rr = (z - x)^2 for the caller to sum in order. */
+BS_AVX2 static void l2_gradient_avx2(double *g, double *rr, const double *z, const float *x,
+                                     const float *gb, double c, size_t n)
+{
+    __m256d c2 = _mm256_set1_pd(2.0 * c);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d r = _mm256_sub_pd(_mm256_loadu_pd(z + i), _mm256_cvtps_pd(_mm_loadu_ps(x + i)));
+        _mm256_storeu_pd(rr + i, _mm256_mul_pd(r, r));
+        _mm256_storeu_pd(g + i, _mm256_add_pd(_mm256_mul_pd(c2, r),
+                                              _mm256_cvtps_pd(_mm_loadu_ps(gb + i))));
+    }
+    for (; i < n; i++) {
+        double r = z[i] - x[i];
+        rr[i] = r * r;
+        g[i] = 2.0 * c * r + gb[i];
+    }
+}
+#endif
+
+static void to_float(float *dst, const double *z, size_t n)
+{
+#if BS_HAVE_AVX2
+    if (bs_cpu_avx2()) {
+        to_float_avx2(dst, z, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (float)z[i];
+}
+
+/* ||z - x||^2, and g = 2c (z - x) + gb, the penalty's gradient added to
+ * the network's; rr is scratch for n doubles. */
+static double l2_penalty(double *g, double *rr, const double *z, const float *x,
+                         const float *gb, double c, size_t n)
+{
+    double pen = 0.0;
+#if BS_HAVE_AVX2
+    if (bs_cpu_avx2()) {
+        l2_gradient_avx2(g, rr, z, x, gb, c, n);
+        for (size_t i = 0; i < n; i++)
+            pen += rr[i];
+        return pen;
+    }
+#endif
+    (void)rr;
+    for (size_t i = 0; i < n; i++) {
+        double r = z[i] - x[i];
+        pen += r * r;
+        g[i] = 2.0 * c * r + gb[i];
+    }
+    return pen;
+}
+
 static int run_lbfgs(attack_ctx *a, char *err)
 {
     const bs_attack_params *p = a->p;
@@ -367,10 +438,12 @@ static int run_lbfgs(attack_ctx *a, char *err)
     float *xs = malloc((size_t)k * n * sizeof(float));
     float *grad = malloc((size_t)k * n * sizeof(float));
     float *zf = malloc((size_t)n * sizeof(float));
+    double *sq = malloc((size_t)n * sizeof(double)); /* l2_penalty's scratch */
     float *loss = malloc((size_t)k * sizeof(float));
     int *tg = malloc((size_t)k * sizeof(int)), *rows = malloc((size_t)k * sizeof(int));
     int rc = 0;
-    if (!runs || !lower || !upper || !nbd || !xs || !grad || !zf || !loss || !tg || !rows) {
+    if (!runs || !lower || !upper || !nbd || !xs || !grad || !zf || !sq || !loss || !tg ||
+        !rows) {
         rc = bs_fail(err, "out of memory for the attack");
         goto out;
     }
@@ -439,9 +512,7 @@ static int run_lbfgs(attack_ctx *a, char *err)
         /* One batched evaluation of xent(f(z), target) and its gradient. */
         for (int b = 0; b < B; b++) {
             lbfgs_run *run = &runs[rows[b]];
-            float *dst = xs + (size_t)b * n;
-            for (int i = 0; i < n; i++)
-                dst[i] = (float)run->z[i];
+            to_float(xs + (size_t)b * n, run->z, (size_t)n);
             tg[b] = a->res[run->t].target;
         }
         attack_eval(a, xs, tg, B, rows, loss, grad, NULL, NULL);
@@ -449,12 +520,11 @@ static int run_lbfgs(attack_ctx *a, char *err)
             lbfgs_run *run = &runs[rows[b]];
             const float *gb = grad + (size_t)b * n;
             double c = run->c.value, pen = 0.0;
-            for (int i = 0; i < n; i++) {
-                double r = run->z[i] - a->x[i];
-                if (p->norm == 2) {
-                    pen += r * r;
-                    run->g[i] = 2.0 * c * r + gb[i];
-                } else {
+            if (p->norm == 2) {
+                pen = l2_penalty(run->g, sq, run->z, a->x, gb, c, (size_t)n);
+            } else {
+                for (int i = 0; i < n; i++) {
+                    double r = run->z[i] - a->x[i];
                     pen += fabs(r);
                     run->g[i] = c * (r > 0.0 ? 1.0 : r < 0.0 ? -1.0 : 0.0) + gb[i];
                 }
@@ -491,6 +561,7 @@ out:
     free(xs);
     free(grad);
     free(zf);
+    free(sq);
     free(loss);
     free(tg);
     free(rows);

@@ -59,9 +59,9 @@ typedef struct bs_attack_params {
     int history;          /* L-BFGS-B memory m */
     double factr;         /* L-BFGS-B relative-reduction tolerance (x machine eps) */
     double pgtol;         /* L-BFGS-B projected-gradient tolerance */
-    int optimizer;        /* L-BFGS-B code: 0 the reference Fortran 3.0 (liblbfgsb,
-                           * default), 1 its C port core/lbfgsb.c (same iterates,
-                           * tests/test_lbfgsb.c) */
+    int optimizer;        /* L-BFGS-B code: 1 its C port core/lbfgsb.c (default; it
+                           * follows the reference's iterates, tests/test_lbfgsb.c),
+                           * 0 the reference Fortran 3.0 (liblbfgsb) */
     /* adam-l1 (and cw-l2's optimiser) */
     float lr;             /* Adam step size */
     int steps;            /* Adam steps per run */

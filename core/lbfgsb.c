@@ -1,31 +1,61 @@
 /* lbfgsb — L-BFGS-B 3.0 in C, routine for routine after the reference
- * Fortran (mainlb, active, cauchy, freev, formk, cmprlb, subsm, lnsrlb,
- * matupd, formt, bmv, hpsolb, dcsrch, dcstep), so that it takes the same
+ * Fortran (mainlb, active, projgr, cauchy, freev, formk, cmprlb, subsm,
+ * lnsrlb, matupd, formt, bmv, dcsrch, dcstep), so that it takes the same
  * decisions and follows the same iterates.
  *
  * Conventions of the port. Counts and positions that the Fortran uses as
- * 1-based indices (col, head, pointr, nfree, nleft, nbreak, ileave, ...)
- * keep their Fortran values and are shifted by one where they index an
- * array; the index lists (index, indx2, iorder) hold 0-based variable
+ * 1-based indices (col, head, nfree, nleft, nbreak, ...) keep their
+ * Fortran values and are shifted by one where they index an array; the
+ * index lists (index, entering, leaving, iorder) hold 0-based variable
  * numbers. The small matrices keep the Fortran column-major layout through
  * 1-based macros (SY(i,j), WN(i,j), ...).
  *
- * Where the time goes differs, not the arithmetic. The n x m matrices S
- * and Y are stored by variable (ws[i*ld + slot]), so that the sums over
- * the variables (W'd in cauchy and subsm, the new rows of formk and
- * matupd) run once over memory for all slots together (slots_sum), and the
- * products W v for each free variable (cmprlb, subsm) read one short row
- * (add_w_product); the circular order of the pairs is looked up in order[]
- * instead of a modulo per element. For each number computed, the additions
- * happen in the Fortran's order. The results still differ from the
- * reference's in the last bits, for three reasons: the reference sums its
- * dot products with the system BLAS (OpenBLAS ddot, whose order of
- * additions is its own), factors with LAPACK's dpotrf and dtrtrs instead
- * of our Cholesky and triangular solves, and subsm here divides wv[j] by
- * theta once instead of dividing each product (a division per variable and
- * pair was a fifth of the time). tests/test_lbfgsb.c measures the effect:
- * given the same function values, iterates agree to 1e-12 over whole runs. */
+ * Where the time goes differs, not the algorithm. At n = 784 and m = 15 the
+ * Fortran spends its time in passes over the n variables, one quantity at
+ * a time; here:
+ *
+ * - S and Y share one array w with a row per variable: y_i's storage slots,
+ *   then s_i's (ld slots each, m rounded up to 4). A sum over variables for
+ *   every slot at once (W'd in cauchy, the new rows of formk, formk's
+ *   corrections for the variables that entered or left the free set) is one
+ *   pass over the contributing rows (rows_sum), and W v for each free
+ *   variable one short dot product per row (rows_dot). Passes over the same
+ *   rows are fused: cmprlb's W v and subsm's W'Zr (rows_dot_sum), and
+ *   matupd's storage of the new pair with its products with the others
+ *   (store_pair). Only the slots in use are read (col, rounded up to 4
+ *   where lanes past col are masked or their sums unused); the circular
+ *   order of the pairs is looked up in order[].
+ * - Sums skip what is zero by construction: formk's active part runs over
+ *   the active variables that moved (s_i != 0), cauchy's W'd over those
+ *   that move along d, and subsm restores only the free variables.
+ * - The passes over the variables run as AVX2+FMA kernels where the CPU
+ *   has them (core/simd.h), each with a portable twin; the classifications
+ *   of cauchy and freev append to their lists without branches (a pixel's
+ *   status is unpredictable), and the line search's set-up is one pass.
+ * - cauchy takes the breakpoints in order through the least of each block
+ *   of 16 instead of the Fortran's heap (hpsolb): the Cauchy point usually
+ *   lies within the first few dozen of several hundred breakpoints, and
+ *   the blocks cost one pass to set up where a heap costs several.
+ * - The gradient at the start of the line search is kept by swapping two
+ *   buffers instead of copying. bmv and formt use L D^-1 and D^(-1/2), and
+ *   the triangular solves the reciprocals of the factors' diagonals, all
+ *   computed once per factorization instead of dividing in inner loops;
+ *   those diagonals are square roots of positive numbers, so the solves the
+ *   Fortran checks for a zero pivot (bmv in cauchy and cmprlb, subsm) cannot
+ *   fail, and their recovery paths are gone.
+ *
+ * Nothing of this changes a decision, but the results differ from the
+ * reference's in the last bits: sums are added in other orders (and with
+ * FMA in the AVX2 kernels; so does the reference, whose dot products are
+ * the system BLAS's), the factorizations are ours instead of LAPACK's,
+ * divisions become products with a reciprocal computed once, the largest
+ * feasible step is the minimum of per-lane running values, and breakpoints
+ * that tie are taken in another order. tests/test_lbfgsb.c measures the
+ * effect on both kernel paths: given the same function values, the
+ * iterates agree with the reference's to ~1e-11 over whole runs. */
 #include "core/lbfgsb.h"
+
+#include "core/simd.h"
 
 #include <float.h>
 #include <math.h>
@@ -38,6 +68,10 @@
 #define LS_XTOL 0.1
 #define LS_MAX_EVALS 20
 #define STPMAX_UNCONSTRAINED 1e10
+
+/* cauchy keeps the least breakpoint of each block of this many (see the
+ * top of the file). */
+#define BREAK_BLOCK 16
 
 /* dcsrch's answers */
 enum { DCS_FG, DCS_CONV, DCS_WARN, DCS_ERROR };
@@ -53,34 +87,51 @@ enum { ST_IDLE, ST_FG_START, ST_FG_LN, ST_NEW_X, ST_DONE };
 
 struct bs_lbfgsb {
     int n, m;
-    int ld;          /* slots per variable in ws, wy: m rounded up to a multiple of 4 */
-    double *l, *u;   /* n bounds */
+    int ld;          /* slots in each half of a row of w: m rounded up to a multiple of 4 */
+    int simd;        /* 1: the AVX2 kernels, 0: their portable twins */
+    double *l, *u;   /* n bounds, 0 where there is none (the Fortran's l and u) */
+    double *lo, *hi; /* n bounds, -INFINITY / INFINITY where there is none */
     int *nbd;        /* n: 0 free, 1 lower only, 2 both, 3 upper only */
     double factr, pgtol, epsmch, tol;
     /* limited-memory matrices */
-    double *ws, *wy; /* (n, ld) by variable: S and Y, slot p of variable i at [i*ld+p-1] */
+    double *w;       /* (n, 2ld): slot p of y_i at [2ld i + p], of s_i at [2ld i + ld + p] */
     double *sy, *ss, *wt; /* (m, m) column-major: S'Y, S'S, Cholesky of theta*S'S+LD^-1L' */
-    double *wn, *snd;     /* (2m, 2m) column-major: K's factor, and its inner products */
+    double *ldinv;   /* (m, m) column-major: SY(i,k)/SY(k,k) for i > k, i.e. L D^-1 */
+    double *dinv_sqrt; /* m: 1/sqrt(SY(i,i)), i.e. D^(-1/2) */
+    double *wt_rdiag; /* m: 1 / wt's diagonal (reciprocal_diagonal) */
+    double *wn, *snd; /* (2m, 2m) column-major: K's factor, and its inner products */
+    double *wn_rdiag; /* 2m: 1 / the factor's diagonal */
     /* n-vectors */
     double *g;       /* gradient at x (copied from the caller) */
+    double *gold;    /* gradient at the start of the line search (swapped with g) */
     double *z;       /* Cauchy point, then subspace minimiser */
-    double *r;       /* reduced gradient; g at the start of the line search; y */
-    double *d;       /* search direction; s */
-    double *t;       /* breakpoints; x at the start of the line search */
-    double *xp;      /* subsm's copy of z before the projection */
+    double *r;       /* reduced gradient, then subsm's direction (nfree values) */
+    double *d;       /* search direction */
+    double *xold;    /* x at the start of the line search */
+    double *t, *tden; /* cauchy's breakpoints: distance to the bound, |g_i| */
+    double *bmin;    /* n/16 + 1: the least breakpoint of each block (block_min) ... */
+    int *bpos;       /* n/16 + 1: ... and its position */
+    double *coef;    /* coefficients of rows_sum, beside list */
+    double *zsave;   /* subsm: z of the free variables before the projection */
     double *wa;      /* 8m: p, c, wbp, v of cauchy (p also wv of subsm) */
-    int *index;      /* n: free variables (1..nfree), then active ones */
-    int *iwhere;     /* n: bound status (see cauchy) */
-    int *indx2;      /* n: cauchy's breakpoint order; freev's entering/leaving */
+    double *acc;     /* 4 x 2ld: sums over rows (rows_sum, store_pair, ...) */
+    double *cvec;    /* 2ld: rows_dot's coefficients, by storage slot */
+    int *index;      /* n: free variables at the GCP (nfree of them) */
+    int *iwhere;     /* n: bound status (see classify_portable) */
+    int *entering, *leaving; /* n each: freev's variables that entered (nenter) and
+                              * left (nleave) the free set, the Fortran's indx2 */
+    int *iorder;     /* n: cauchy's breakpoints */
+    int *list;       /* n: variables for rows_sum */
+    unsigned char *was_free; /* (n+3)/4: bit i%4 of byte i/4 set when variable i was
+                              * free (iwhere <= 0) at the last freev */
+    int *slist;      /* n: matupd's variables with s_i != 0 (nslist of them) ... */
+    double *scoef;   /* n: ... and their s_i, for formk */
     int *order;      /* m: storage slot of the j-th oldest pair (refresh_order) */
-    double *acc;     /* 4ld: sums over the variables kept per storage slot */
-    double *coef;    /* n: coefficients for slots_sum */
-    int *moved;      /* n: cauchy's variables that move along d */
     /* scalars of mainlb */
     int state;
     int prjctd, cnstnd, boxed, updatd, wrk;
     int head, col, itail, iupdat, iter, nfgv, ifun, iback, nskip, info;
-    int nseg, iword, nfree, nact, ileave, nenter;
+    int nseg, iword, nfree, nact, nenter, nleave, nslist;
     double f, theta, fold, dnorm, dtd, gd, gdold, stp, stpmx, sbgnrm, xstep;
     int ls_task;     /* last dcsrch answer */
     dcsrch_state ls;
@@ -89,107 +140,1111 @@ struct bs_lbfgsb {
 #define SY(i, j) s->sy[((i) - 1) + ((j) - 1) * (size_t)m]
 #define SS(i, j) s->ss[((i) - 1) + ((j) - 1) * (size_t)m]
 #define WT(i, j) s->wt[((i) - 1) + ((j) - 1) * (size_t)m]
+#define LDINV(i, j) s->ldinv[((i) - 1) + ((j) - 1) * (size_t)m]
 #define WN(i, j) s->wn[((i) - 1) + ((j) - 1) * (size_t)m2]
 #define WN1(i, j) s->snd[((i) - 1) + ((j) - 1) * (size_t)m2]
-#define WS(k, p) s->ws[(size_t)(k) * s->ld + (p) - 1]
-#define WY(k, p) s->wy[(size_t)(k) * s->ld + (p) - 1]
-
-static double dot(int n, const double *a, const double *b)
-{
-    double sum = 0.0;
-    for (int i = 0; i < n; i++)
-        sum += a[i] * b[i];
-    return sum;
-}
+/* y_k and s_k in storage slot q (0-based) */
+#define WY(k, q) s->w[(size_t)(k) * 2 * s->ld + (q)]
+#define WS(k, q) s->w[(size_t)(k) * 2 * s->ld + s->ld + (q)]
 
 /* The Fortran MAX and MIN (no NaN rules, so they inline to one instruction). */
 static inline double dmax(double a, double b) { return a > b ? a : b; }
 static inline double dmin(double a, double b) { return a < b ? a : b; }
 
-/* order[j] = the storage slot (0-based) of the j-th oldest pair, j < col:
- * the Fortran's pointr walk head, head+1, ... (mod m) done once. */
-static void refresh_order(bs_lbfgsb *s)
+/* Slots of w in use, rounded up to whole vectors of 4. */
+static inline int slot_width(const bs_lbfgsb *s) { return (s->col + 3) / 4 * 4; }
+
+/* ------------------------------------------------------------------------ */
+/* kernels, portable: the passes over the variables. Each has an AVX2 twin
+ * below and is reached through the dispatchers after it. */
+
+/* a'b, in four interleaved partial sums. */
+static double dot_portable(int n, const double *a, const double *b)
 {
-    for (int j = 0; j < s->col; j++)
-        s->order[j] = (s->head - 1 + j) % s->m;
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++)
+        s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
 }
 
-/* acc[q] += sum over t < cnt, in order, of w[var[t]][q] * a[t] for every
- * storage slot q < ld (var NULL: variable t). Each acc[q] gets exactly the
- * Fortran's sequence of additions; four variables are folded per pass
- * ((((acc + r0 a0) + r1 a1) + r2 a2) + r3 a3, the same rounding as four
- * passes) and four slots per step, which the compiler pairs into vector
- * instructions. ld is a multiple of 4. */
-static void slots_sum(int ld, double *restrict acc, const double *restrict w,
-                      const int *var, const double *a, int cnt)
+/* dst = src, and returns src'd. */
+static double copy_dot_portable(int n, double *dst, const double *src, const double *d)
 {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        for (int k = 0; k < 4; k++)
+            dst[i + k] = src[i + k];
+        s0 += src[i] * d[i];
+        s1 += src[i + 1] * d[i + 1];
+        s2 += src[i + 2] * d[i + 2];
+        s3 += src[i + 3] * d[i + 3];
+    }
+    for (; i < n; i++) {
+        dst[i] = src[i];
+        s0 += src[i] * d[i];
+    }
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* (a - b)'c */
+static double diff_dot_portable(int n, const double *a, const double *b, const double *c)
+{
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += (a[i] - b[i]) * c[i];
+        s1 += (a[i + 1] - b[i + 1]) * c[i + 1];
+        s2 += (a[i + 2] - b[i + 2]) * c[i + 2];
+        s3 += (a[i + 3] - b[i + 3]) * c[i + 3];
+    }
+    for (; i < n; i++)
+        s0 += (a[i] - b[i]) * c[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* out = a d + base */
+static void axpy_portable(int n, double *out, double a, const double *d, const double *base)
+{
+    for (int i = 0; i < n; i++)
+        out[i] = a * d[i] + base[i];
+}
+
+/* t[k] = t[k] / den[k] */
+static void divide_portable(int n, double *t, const double *den)
+{
+    for (int k = 0; k < n; k++)
+        t[k] = t[k] / den[k];
+}
+
+/* The infinity norm of the projected gradient (lo, hi infinite where
+ * there is no bound, which leaves g_i as it is, as the Fortran's nbd tests
+ * do). */
+static double projgr_portable(int n, const double *x, const double *g, const double *lo,
+                              const double *hi)
+{
+    double norm = 0.0;
+    for (int i = 0; i < n; i++) {
+        double gi = g[i];
+        gi = gi < 0.0 ? dmax(x[i] - hi[i], gi) : dmin(x[i] - lo[i], gi);
+        norm = dmax(norm, fabs(gi));
+    }
+    return norm;
+}
+
+/* What the line search's set-up computes in one pass over the variables. */
+typedef struct ls_setup {
+    double dtd, gd; /* d'd and g'd */
+    double stpmx;   /* the largest step along d inside the box, at most 1e10 */
+} ls_setup;
+
+/* d = z - x, xold = x, and d'd, g'd, and (bounded) the largest feasible
+ * step, the Fortran's loop of lnsrlb as it stands. */
+static ls_setup ls_setup_portable(const bs_lbfgsb *s, const double *x, int bounded)
+{
+    int n = s->n;
+    const double *z = s->z, *g = s->gold, *l = s->l, *u = s->u;
+    const int *nbd = s->nbd;
+    double *d = s->d, *xold = s->xold;
+    ls_setup o = {0.0, 0.0, STPMAX_UNCONSTRAINED};
+    for (int i = 0; i < n; i++) {
+        d[i] = z[i] - x[i];
+        xold[i] = x[i];
+    }
+    o.dtd = dot_portable(n, d, d);
+    o.gd = dot_portable(n, g, d);
+    if (!bounded)
+        return o;
+    for (int i = 0; i < n; i++) {
+        double a1 = d[i];
+        if (nbd[i] == 0)
+            continue;
+        if (a1 < 0.0 && nbd[i] <= 2) {
+            double a2 = l[i] - x[i];
+            if (a2 >= 0.0)
+                o.stpmx = 0.0;
+            else if (a1 * o.stpmx < a2)
+                o.stpmx = a2 / a1;
+        } else if (a1 > 0.0 && nbd[i] >= 2) {
+            double a2 = u[i] - x[i];
+            if (a2 <= 0.0)
+                o.stpmx = 0.0;
+            else if (a1 * o.stpmx > a2)
+                o.stpmx = a2 / a1;
+        }
+    }
+    return o;
+}
+
+/* acc[q] = sum_t coef[t] y_var[t][q] and acc[ld + q] = sum_t coef[t]
+ * s_var[t][q] for the slots q < cw: W' times a vector that is coef on the
+ * variables var and zero elsewhere, per storage slot. */
+static void rows_sum_portable(double *acc, const double *w, int ld, int cw, const int *var,
+                              const double *coef, int cnt)
+{
+    size_t ld2 = 2 * (size_t)ld;
+    for (int q = 0; q < cw; q++)
+        acc[q] = acc[ld + q] = 0.0;
+    for (int t = 0; t < cnt; t++) {
+        const double *r = w + (size_t)var[t] * ld2;
+        double c = coef[t];
+        for (int q = 0; q < cw; q += 4) {
+            acc[q] += c * r[q];
+            acc[q + 1] += c * r[q + 1];
+            acc[q + 2] += c * r[q + 2];
+            acc[q + 3] += c * r[q + 3];
+            acc[ld + q] += c * r[ld + q];
+            acc[ld + q + 1] += c * r[ld + q + 1];
+            acc[ld + q + 2] += c * r[ld + q + 2];
+            acc[ld + q + 3] += c * r[ld + q + 3];
+        }
+    }
+}
+
+/* One row of W (its y part r[0..col), its s part r[ld..ld+col)) times c. */
+static double row_dot(const double *r, int ld, int col, const double *c)
+{
+    double sy = 0.0, ss = 0.0;
+    for (int q = 0; q < col; q++) {
+        sy += r[q] * c[q];
+        ss += r[ld + q] * c[ld + q];
+    }
+    return sy + ss;
+}
+
+/* v[t] += y_ind[t]'c[0..col) + s_ind[t]'c[ld..ld+col) for t < cnt: the
+ * rows ind of W times a vector given by storage slot. The slots in use are
+ * always 0..col-1 (head is 1 until the memory is full, and then col = m),
+ * and only those are read: the others may hold anything from an earlier
+ * run. */
+static void rows_dot_portable(double *v, const double *w, int ld, int col, const int *ind, int cnt,
+                              const double *c)
+{
+    size_t ld2 = 2 * (size_t)ld;
+    for (int t = 0; t < cnt; t++) {
+        v[t] += row_dot(w + (size_t)ind[t] * ld2, ld, col, c);
+    }
+}
+
+/* What cauchy's classification of the variables found. */
+typedef struct gcp_lists {
+    int nmoved; /* variables that move along d = -g: list[0..nmoved), coef = -g */
+    int nbreak; /* those of them that reach a bound: iorder[0..nbreak), t = the
+                 * distance to it, tden = |g| (t / tden is the breakpoint) */
+    int nfree;  /* the others, which move without a breakpoint */
+    int bnded;  /* 0 when one of those has g != 0 */
+} gcp_lists;
+
+/* cauchy's first loop for the variables i0..i1-1 at x with gradient g:
+ * iwhere = 1 at the lower bound and pushed against it, 2 the same at the
+ * upper, -3 inside with g = 0, 0 otherwise (-1, no bounds, and 3, l = u,
+ * stay); d = -g for the variables that move (iwhere 0 or -1), else 0; and
+ * the lists of o continued. */
+static void classify_portable(bs_lbfgsb *s, const double *x, const double *g, int i0, int i1,
+                              gcp_lists *o)
+{
+    int *iwhere = s->iwhere;
+    const double *lo = s->lo, *hi = s->hi;
+    for (int i = i0; i < i1; i++) {
+        double neggi = -g[i], tl = x[i] - lo[i], tu = hi[i] - x[i];
+        int wi = iwhere[i];
+        if (wi != 3 && wi != -1) {
+            if (tl <= 0.0)
+                wi = neggi <= 0.0;
+            else if (tu <= 0.0)
+                wi = neggi >= 0.0 ? 2 : 0;
+            else
+                wi = neggi == 0.0 ? -3 : 0;
+            iwhere[i] = wi;
+        }
+        if (wi != 0 && wi != -1) {
+            s->d[i] = 0.0;
+            continue;
+        }
+        s->d[i] = neggi;
+        s->list[o->nmoved] = i;
+        s->coef[o->nmoved++] = neggi;
+        if (neggi < 0.0 && lo[i] > -INFINITY) {
+            s->iorder[o->nbreak] = i;
+            s->t[o->nbreak] = tl;
+            s->tden[o->nbreak++] = -neggi;
+        } else if (neggi > 0.0 && hi[i] < INFINITY) {
+            s->iorder[o->nbreak] = i;
+            s->t[o->nbreak] = tu;
+            s->tden[o->nbreak++] = neggi;
+        } else {
+            o->nfree++;
+            if (neggi != 0.0)
+                o->bnded = 0;
+        }
+    }
+}
+
+/* freev's loop for the variables i0..i1-1 (i0 a multiple of 4): the free
+ * ones (iwhere <= 0) join index, and, when track, entering or leaving if
+ * they changed sides since the last call; counts in s->nfree, nenter,
+ * nleave. */
+static void freev_portable(bs_lbfgsb *s, int i0, int i1, int track)
+{
+    for (int i = i0; i < i1; i++) {
+        unsigned char bit = (unsigned char)(1u << (i % 4)), *was = &s->was_free[i / 4];
+        int fr = s->iwhere[i] <= 0;
+        if (fr)
+            s->index[s->nfree++] = i;
+        if (track && fr && !(*was & bit))
+            s->entering[s->nenter++] = i;
+        else if (track && !fr && (*was & bit))
+            s->leaving[s->nleave++] = i;
+        *was = (unsigned char)(fr ? *was | bit : *was & ~bit);
+    }
+}
+
+/* matupd's pass for the variables i0..n-1: y = g - gold and s = stp d
+ * into storage slot q of their rows, after adding s_i times the row as it
+ * was to acc (W's, per slot; slot q's sum is of the replaced pair and
+ * unused), and the variables with s != 0 appended to slist and scoef
+ * (from *nmoved on). Returns the sum of y^2. */
+static double store_pair_portable(bs_lbfgsb *s, int q, int i0, int *nmoved, double *acc)
+{
+    size_t ld2 = 2 * (size_t)s->ld, ld = (size_t)s->ld;
+    int cw = slot_width(s);
+    double stp = s->stp, rr = 0.0;
+    for (int i = i0; i < s->n; i++) {
+        double yi = s->g[i] - s->gold[i], si = stp * s->d[i];
+        double *row = s->w + (size_t)i * ld2;
+        if (si != 0.0) {
+            for (int p = 0; p < cw; p++) {
+                acc[p] += si * row[p];
+                acc[ld + p] += si * row[ld + p];
+            }
+            s->slist[*nmoved] = i;
+            s->scoef[(*nmoved)++] = si;
+        }
+        row[q] = yi;
+        row[ld + q] = si;
+        rr += yi * yi;
+    }
+    return rr;
+}
+
+/* cmprlb's and subsm's pass over the free rows: v[t] += row ind[t] of W
+ * times c (as rows_dot_portable), then acc (2ld) += v[t] times that row
+ * (as rows_sum_portable; the caller zeroes acc). */
+static void rows_dot_sum_portable(double *v, double *acc, const double *w, int ld, int col,
+                                  const int *ind, int cnt, const double *c)
+{
+    size_t ld2 = 2 * (size_t)ld;
+    for (int t = 0; t < cnt; t++) {
+        const double *r = w + (size_t)ind[t] * ld2;
+        double vt = v[t] + row_dot(r, ld, col, c);
+        v[t] = vt;
+        for (int q = 0; q < col; q++) {
+            acc[q] += vt * r[q];
+            acc[ld + q] += vt * r[ld + q];
+        }
+    }
+}
+
+/* The first position of the least of a[0..n), n >= 1 (cauchy's
+ * breakpoints: the comparisons go to conditional moves, as the order is
+ * random). */
+static int first_least_portable(const double *a, int n)
+{
+    int pos = 0;
+    double least = a[0];
+    for (int k = 1; k < n; k++) {
+        int less = a[k] < least;
+        least = less ? a[k] : least;
+        pos = less ? k : pos;
+    }
+    return pos;
+}
+
+/* cmprlb's r[t] = -theta (z_k - x_k) - g_k for k = ind[t], t < cnt. */
+static void reduced_gradient_portable(double *r, const int *ind, int cnt, double theta,
+                                      const double *z, const double *x, const double *g)
+{
+    for (int t = 0; t < cnt; t++) {
+        int k = ind[t];
+        r[t] = -theta * (z[k] - x[k]) - g[k];
+    }
+}
+
+/* subsm's projection: d[t] *= scale, and z_k = max(lo_k, min(hi_k, z_k +
+ * d[t])) for k = ind[t] (infinite bounds leave a side free), the old z_k
+ * kept in zold[t]. Returns 1 when some z_k landed on a bound. */
+static int project_portable(double *z, double *zold, double *d, const int *ind, int cnt,
+                            double scale, const double *lo, const double *hi)
+{
+    int hit = 0;
+    for (int t = 0; t < cnt; t++) {
+        int k = ind[t];
+        double dk = d[t] * scale, zk = z[k];
+        d[t] = dk;
+        zold[t] = zk;
+        double zn = dmin(hi[k], dmax(lo[k], zk + dk));
+        z[k] = zn;
+        hit |= (zn == lo[k]) | (zn == hi[k]);
+    }
+    return hit;
+}
+
+/* formk's active variables that moved: those of slist (with scoef) whose
+ * iwhere > 0, into list and coef; returns their number. */
+static int active_moved_portable(bs_lbfgsb *s, int k0, int cnt)
+{
+    for (int k = k0; k < s->nslist; k++) {
+        int i = s->slist[k];
+        s->list[cnt] = i;
+        s->coef[cnt] = s->scoef[k];
+        cnt += s->iwhere[i] > 0;
+    }
+    return cnt;
+}
+
+#if BS_HAVE_AVX2
+
+/* ------------------------------------------------------------------------ */
+/* kernels, AVX2 + FMA */
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 4")
+
+BS_AVX2 static ALWAYS_INLINE double hsum(__m256d v)
+{
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+/* [sum a0, sum a1, sum a2, sum a3] */
+BS_AVX2 static ALWAYS_INLINE __m256d hsum4(__m256d a0, __m256d a1, __m256d a2, __m256d a3)
+{
+    __m256d s01 = _mm256_hadd_pd(a0, a1), s23 = _mm256_hadd_pd(a2, a3);
+    return _mm256_add_pd(_mm256_permute2f128_pd(s01, s23, 0x20),
+                         _mm256_permute2f128_pd(s01, s23, 0x31));
+}
+
+/* The lists above grow by a vector of 4 at a time: the lanes whose bit is
+ * set in a 4-bit mask are moved to the front (COMPRESS_PD for doubles, as
+ * pairs of 32-bit lanes; COMPRESS_EPI32 for ints) and all 4 are stored,
+ * the list then advancing by the mask's bit count. A list never holds more
+ * entries than variables seen, so the 4 stores stay inside it. */
+static const int COMPRESS_PD[16][8] = {
+    {0, 0, 0, 0, 0, 0, 0, 0}, {0, 1, 0, 0, 0, 0, 0, 0}, {2, 3, 0, 0, 0, 0, 0, 0},
+    {0, 1, 2, 3, 0, 0, 0, 0}, {4, 5, 0, 0, 0, 0, 0, 0}, {0, 1, 4, 5, 0, 0, 0, 0},
+    {2, 3, 4, 5, 0, 0, 0, 0}, {0, 1, 2, 3, 4, 5, 0, 0}, {6, 7, 0, 0, 0, 0, 0, 0},
+    {0, 1, 6, 7, 0, 0, 0, 0}, {2, 3, 6, 7, 0, 0, 0, 0}, {0, 1, 2, 3, 6, 7, 0, 0},
+    {4, 5, 6, 7, 0, 0, 0, 0}, {0, 1, 4, 5, 6, 7, 0, 0}, {2, 3, 4, 5, 6, 7, 0, 0},
+    {0, 1, 2, 3, 4, 5, 6, 7},
+};
+static const int COMPRESS_EPI32[16][4] = {
+    {0, 0, 0, 0}, {0, 0, 0, 0}, {1, 0, 0, 0}, {0, 1, 0, 0}, {2, 0, 0, 0}, {0, 2, 0, 0},
+    {1, 2, 0, 0}, {0, 1, 2, 0}, {3, 0, 0, 0}, {0, 3, 0, 0}, {1, 3, 0, 0}, {0, 1, 3, 0},
+    {2, 3, 0, 0}, {0, 2, 3, 0}, {1, 2, 3, 0}, {0, 1, 2, 3},
+};
+static const int BITS4[16] = {0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4};
+
+/* Appends the lanes of v selected by mask to list (at *cnt) ... */
+BS_AVX2 static ALWAYS_INLINE void append_pd(double *list, int cnt, __m256d v, int mask)
+{
+    __m256i perm = _mm256_loadu_si256((const __m256i *)COMPRESS_PD[mask]);
+    _mm256_storeu_pd(list + cnt, _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(v), perm)));
+}
+
+/* ... and the variable numbers i..i+3 (in vi) so selected to list. */
+BS_AVX2 static ALWAYS_INLINE void append_index(int *list, int cnt, __m128i vi, int mask)
+{
+    __m128i perm = _mm_loadu_si128((const __m128i *)COMPRESS_EPI32[mask]);
+    _mm_storeu_si128((__m128i *)(list + cnt),
+                     _mm_castps_si128(_mm_permutevar_ps(_mm_castsi128_ps(vi), perm)));
+}
+
+BS_AVX2 static void classify_avx2(bs_lbfgsb *s, const double *x, const double *g, int i0, int i1,
+                                  gcp_lists *o)
+{
+    int *iwhere = s->iwhere, *moved = s->list, *iorder = s->iorder, i = i0;
+    const double *lo = s->lo, *hi = s->hi;
+    double *d = s->d, *coef = s->coef, *t = s->t, *tden = s->tden;
+    const __m256d zero = _mm256_setzero_pd(), sign = _mm256_set1_pd(-0.0);
+    const __m256d ninf = _mm256_set1_pd(-INFINITY), pinf = _mm256_set1_pd(INFINITY);
+    const __m256i izero = _mm256_setzero_si256(), ione = _mm256_set1_epi64x(1);
+    const __m256i itwo = _mm256_set1_epi64x(2), iminus3 = _mm256_set1_epi64x(-3);
+    const __m256i ithree = _mm256_set1_epi64x(3), iminus1 = _mm256_set1_epi64x(-1);
+    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0);
+    __m256d unbounded = zero;
+    int nmoved = o->nmoved, nbreak = o->nbreak, nfree = o->nfree;
+    for (; i + 4 <= i1; i += 4) {
+        __m256d xi = _mm256_loadu_pd(x + i), loi = _mm256_loadu_pd(lo + i);
+        __m256d hii = _mm256_loadu_pd(hi + i);
+        __m256d neggi = _mm256_xor_pd(_mm256_loadu_pd(g + i), sign);
+        __m256d tl = _mm256_sub_pd(xi, loi), tu = _mm256_sub_pd(hii, xi);
+        __m256d xlower = _mm256_cmp_pd(tl, zero, _CMP_LE_OQ);
+        __m256d xupper = _mm256_cmp_pd(tu, zero, _CMP_LE_OQ);
+        __m256d s1 = _mm256_and_pd(xlower, _mm256_cmp_pd(neggi, zero, _CMP_LE_OQ));
+        __m256d s2 = _mm256_andnot_pd(xlower, _mm256_and_pd(xupper, _mm256_cmp_pd(neggi, zero, _CMP_GE_OQ)));
+        __m256d s3 = _mm256_andnot_pd(_mm256_or_pd(xlower, xupper), _mm256_cmp_pd(neggi, zero, _CMP_EQ_OQ));
+        __m256i wnew = _mm256_or_si256(_mm256_and_si256(_mm256_castpd_si256(s1), ione),
+                                       _mm256_or_si256(_mm256_and_si256(_mm256_castpd_si256(s2), itwo),
+                                                       _mm256_and_si256(_mm256_castpd_si256(s3), iminus3)));
+        __m256i wold = _mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(iwhere + i)));
+        __m256i keep = _mm256_or_si256(_mm256_cmpeq_epi64(wold, ithree), _mm256_cmpeq_epi64(wold, iminus1));
+        __m256i wi = _mm256_blendv_epi8(wnew, wold, keep);
+        _mm_storeu_si128((__m128i *)(iwhere + i),
+                         _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(wi, even)));
+        __m256d moves = _mm256_castsi256_pd(_mm256_or_si256(_mm256_cmpeq_epi64(wi, izero),
+                                                            _mm256_cmpeq_epi64(wi, iminus1)));
+        _mm256_storeu_pd(d + i, _mm256_and_pd(moves, neggi));
+        __m256d to_l = _mm256_and_pd(_mm256_and_pd(moves, _mm256_cmp_pd(neggi, zero, _CMP_LT_OQ)),
+                                     _mm256_cmp_pd(loi, ninf, _CMP_NEQ_OQ));
+        __m256d to_u = _mm256_and_pd(_mm256_and_pd(moves, _mm256_cmp_pd(neggi, zero, _CMP_GT_OQ)),
+                                     _mm256_cmp_pd(hii, pinf, _CMP_NEQ_OQ));
+        __m256d brk = _mm256_or_pd(to_l, to_u), fr = _mm256_andnot_pd(brk, moves);
+        unbounded = _mm256_or_pd(unbounded, _mm256_and_pd(fr, _mm256_cmp_pd(neggi, zero, _CMP_NEQ_OQ)));
+        int mm = _mm256_movemask_pd(moves), mb = _mm256_movemask_pd(brk);
+        __m128i vi = _mm_add_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(i));
+        append_index(moved, nmoved, vi, mm);
+        append_pd(coef, nmoved, neggi, mm);
+        nmoved += BITS4[mm];
+        append_index(iorder, nbreak, vi, mb);
+        append_pd(t, nbreak, _mm256_blendv_pd(tu, tl, to_l), mb);
+        append_pd(tden, nbreak, _mm256_andnot_pd(sign, neggi), mb);
+        nbreak += BITS4[mb];
+        nfree += BITS4[_mm256_movemask_pd(fr)];
+    }
+    o->nmoved = nmoved;
+    o->nbreak = nbreak;
+    o->nfree = nfree;
+    if (_mm256_movemask_pd(unbounded))
+        o->bnded = 0;
+    classify_portable(s, x, g, i, i1, o);
+}
+
+BS_AVX2 static void freev_avx2(bs_lbfgsb *s, int i0, int i1, int track)
+{
+    int i = i0;
+    for (; i + 4 <= i1; i += 4) {
+        __m128i wi = _mm_loadu_si128((const __m128i *)(s->iwhere + i));
+        int mf = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32(_mm_set1_epi32(1), wi)));
+        __m128i vi = _mm_add_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(i));
+        append_index(s->index, s->nfree, vi, mf);
+        s->nfree += BITS4[mf];
+        if (track) {
+            int mw = s->was_free[i / 4], me = mf & ~mw, ml = mw & ~mf;
+            append_index(s->entering, s->nenter, vi, me);
+            s->nenter += BITS4[me];
+            append_index(s->leaving, s->nleave, vi, ml);
+            s->nleave += BITS4[ml];
+        }
+        s->was_free[i / 4] = (unsigned char)mf;
+    }
+    freev_portable(s, i, i1, track);
+}
+
+BS_AVX2 static int first_least_avx2(const double *a, int n)
+{
+    if (n < 8)
+        return first_least_portable(a, n);
+    __m256d m0 = _mm256_loadu_pd(a), m1 = _mm256_loadu_pd(a + n - 4);
+    for (int k = 4; k + 4 <= n; k += 4)
+        m0 = _mm256_min_pd(m0, _mm256_loadu_pd(a + k));
+    m0 = _mm256_min_pd(m0, m1);
+    __m128d h = _mm_min_pd(_mm256_castpd256_pd128(m0), _mm256_extractf128_pd(m0, 1));
+    __m256d least = _mm256_set1_pd(dmin(_mm_cvtsd_f64(h), _mm_cvtsd_f64(_mm_unpackhi_pd(h, h))));
+    int k = 0;
+    for (; k + 4 <= n; k += 4) {
+        int hit = _mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(a + k), least, _CMP_EQ_OQ));
+        if (hit)
+            return k + __builtin_ctz((unsigned)hit);
+    }
+    int hit = _mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(a + n - 4), least, _CMP_EQ_OQ));
+    return hit ? n - 4 + __builtin_ctz((unsigned)hit) : 0;
+}
+
+BS_AVX2 static void reduced_gradient_avx2(double *r, const int *ind, int cnt, double theta,
+                                          const double *z, const double *x, const double *g)
+{
+    const __m256d mtheta = _mm256_set1_pd(-theta);
     int t = 0;
     for (; t + 4 <= cnt; t += 4) {
-        const double *restrict r0 = w + (size_t)(var ? var[t] : t) * ld;
-        const double *restrict r1 = w + (size_t)(var ? var[t + 1] : t + 1) * ld;
-        const double *restrict r2 = w + (size_t)(var ? var[t + 2] : t + 2) * ld;
-        const double *restrict r3 = w + (size_t)(var ? var[t + 3] : t + 3) * ld;
-        double a0 = a[t], a1 = a[t + 1], a2 = a[t + 2], a3 = a[t + 3];
-        for (int q = 0; q < ld; q += 4) {
-            acc[q] = (((acc[q] + r0[q] * a0) + r1[q] * a1) + r2[q] * a2) + r3[q] * a3;
-            acc[q + 1] = (((acc[q + 1] + r0[q + 1] * a0) + r1[q + 1] * a1) + r2[q + 1] * a2) +
-                         r3[q + 1] * a3;
-            acc[q + 2] = (((acc[q + 2] + r0[q + 2] * a0) + r1[q + 2] * a1) + r2[q + 2] * a2) +
-                         r3[q + 2] * a3;
-            acc[q + 3] = (((acc[q + 3] + r0[q + 3] * a0) + r1[q + 3] * a1) + r2[q + 3] * a2) +
-                         r3[q + 3] * a3;
+        __m128i k = _mm_loadu_si128((const __m128i *)(ind + t));
+        __m256d dz = _mm256_sub_pd(_mm256_i32gather_pd(z, k, 8), _mm256_i32gather_pd(x, k, 8));
+        _mm256_storeu_pd(r + t, _mm256_sub_pd(_mm256_mul_pd(mtheta, dz), _mm256_i32gather_pd(g, k, 8)));
+    }
+    reduced_gradient_portable(r + t, ind + t, cnt - t, theta, z, x, g);
+}
+
+BS_AVX2 static int project_avx2(double *z, double *zold, double *d, const int *ind, int cnt,
+                                double scale, const double *lo, const double *hi)
+{
+    const __m256d vscale = _mm256_set1_pd(scale);
+    __m256d hits = _mm256_setzero_pd();
+    int t = 0;
+    for (; t + 4 <= cnt; t += 4) {
+        __m128i k = _mm_loadu_si128((const __m128i *)(ind + t));
+        __m256d dk = _mm256_mul_pd(_mm256_loadu_pd(d + t), vscale), zk = _mm256_i32gather_pd(z, k, 8);
+        __m256d lok = _mm256_i32gather_pd(lo, k, 8), hik = _mm256_i32gather_pd(hi, k, 8);
+        _mm256_storeu_pd(d + t, dk);
+        _mm256_storeu_pd(zold + t, zk);
+        __m256d zn = _mm256_min_pd(hik, _mm256_max_pd(lok, _mm256_add_pd(zk, dk)));
+        hits = _mm256_or_pd(hits, _mm256_or_pd(_mm256_cmp_pd(zn, lok, _CMP_EQ_OQ),
+                                               _mm256_cmp_pd(zn, hik, _CMP_EQ_OQ)));
+        __m128d z01 = _mm256_castpd256_pd128(zn), z23 = _mm256_extractf128_pd(zn, 1);
+        _mm_storel_pd(z + ind[t], z01);
+        _mm_storeh_pd(z + ind[t + 1], z01);
+        _mm_storel_pd(z + ind[t + 2], z23);
+        _mm_storeh_pd(z + ind[t + 3], z23);
+    }
+    int hit = _mm256_movemask_pd(hits) != 0;
+    return project_portable(z, zold + t, d + t, ind + t, cnt - t, scale, lo, hi) | hit;
+}
+
+BS_AVX2 static int active_moved_avx2(bs_lbfgsb *s, int k0, int cnt)
+{
+    int k = k0;
+    for (; k + 4 <= s->nslist; k += 4) {
+        __m128i vi = _mm_loadu_si128((const __m128i *)(s->slist + k));
+        __m128i w = _mm_i32gather_epi32(s->iwhere, vi, 4);
+        int mask = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32(w, _mm_setzero_si128())));
+        append_index(s->list, cnt, vi, mask);
+        append_pd(s->coef, cnt, _mm256_loadu_pd(s->scoef + k), mask);
+        cnt += BITS4[mask];
+    }
+    return active_moved_portable(s, k, cnt);
+}
+
+BS_AVX2 static double dot_avx2(int n, const double *a, const double *b)
+{
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_pd(_mm256_loadu_pd(a + i), _mm256_loadu_pd(b + i), s0);
+        s1 = _mm256_fmadd_pd(_mm256_loadu_pd(a + i + 4), _mm256_loadu_pd(b + i + 4), s1);
+        s2 = _mm256_fmadd_pd(_mm256_loadu_pd(a + i + 8), _mm256_loadu_pd(b + i + 8), s2);
+        s3 = _mm256_fmadd_pd(_mm256_loadu_pd(a + i + 12), _mm256_loadu_pd(b + i + 12), s3);
+    }
+    for (; i + 4 <= n; i += 4)
+        s0 = _mm256_fmadd_pd(_mm256_loadu_pd(a + i), _mm256_loadu_pd(b + i), s0);
+    double sum = hsum(_mm256_add_pd(_mm256_add_pd(s0, s1), _mm256_add_pd(s2, s3)));
+    for (; i < n; i++)
+        sum += a[i] * b[i];
+    return sum;
+}
+
+BS_AVX2 static double copy_dot_avx2(int n, double *dst, const double *src, const double *d)
+{
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256d a = _mm256_loadu_pd(src + i), b = _mm256_loadu_pd(src + i + 4);
+        _mm256_storeu_pd(dst + i, a);
+        _mm256_storeu_pd(dst + i + 4, b);
+        s0 = _mm256_fmadd_pd(a, _mm256_loadu_pd(d + i), s0);
+        s1 = _mm256_fmadd_pd(b, _mm256_loadu_pd(d + i + 4), s1);
+    }
+    double sum = hsum(_mm256_add_pd(s0, s1));
+    for (; i < n; i++) {
+        dst[i] = src[i];
+        sum += src[i] * d[i];
+    }
+    return sum;
+}
+
+BS_AVX2 static double diff_dot_avx2(int n, const double *a, const double *b, const double *c)
+{
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256d e0 = _mm256_sub_pd(_mm256_loadu_pd(a + i), _mm256_loadu_pd(b + i));
+        __m256d e1 = _mm256_sub_pd(_mm256_loadu_pd(a + i + 4), _mm256_loadu_pd(b + i + 4));
+        s0 = _mm256_fmadd_pd(e0, _mm256_loadu_pd(c + i), s0);
+        s1 = _mm256_fmadd_pd(e1, _mm256_loadu_pd(c + i + 4), s1);
+    }
+    double sum = hsum(_mm256_add_pd(s0, s1));
+    for (; i < n; i++)
+        sum += (a[i] - b[i]) * c[i];
+    return sum;
+}
+
+BS_AVX2 static void axpy_avx2(int n, double *out, double a, const double *d, const double *base)
+{
+    __m256d va = _mm256_set1_pd(a);
+    int i = 0;
+    for (; i + 4 <= n; i += 4)
+        _mm256_storeu_pd(out + i, _mm256_fmadd_pd(va, _mm256_loadu_pd(d + i),
+                                                  _mm256_loadu_pd(base + i)));
+    for (; i < n; i++)
+        out[i] = a * d[i] + base[i];
+}
+
+BS_AVX2 static void divide_avx2(int n, double *t, const double *den)
+{
+    int k = 0;
+    for (; k + 4 <= n; k += 4)
+        _mm256_storeu_pd(t + k, _mm256_div_pd(_mm256_loadu_pd(t + k), _mm256_loadu_pd(den + k)));
+    for (; k < n; k++)
+        t[k] = t[k] / den[k];
+}
+
+BS_AVX2 static double projgr_avx2(int n, const double *x, const double *g, const double *lo,
+                                  const double *hi)
+{
+    const __m256d zero = _mm256_setzero_pd(), sign = _mm256_set1_pd(-0.0);
+    __m256d norm = zero;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d xi = _mm256_loadu_pd(x + i), gi = _mm256_loadu_pd(g + i);
+        __m256d up = _mm256_max_pd(_mm256_sub_pd(xi, _mm256_loadu_pd(hi + i)), gi);
+        __m256d down = _mm256_min_pd(_mm256_sub_pd(xi, _mm256_loadu_pd(lo + i)), gi);
+        __m256d pg = _mm256_blendv_pd(down, up, _mm256_cmp_pd(gi, zero, _CMP_LT_OQ));
+        norm = _mm256_max_pd(norm, _mm256_andnot_pd(sign, pg));
+    }
+    __m128d h = _mm_max_pd(_mm256_castpd256_pd128(norm), _mm256_extractf128_pd(norm, 1));
+    double out = dmax(_mm_cvtsd_f64(h), _mm_cvtsd_f64(_mm_unpackhi_pd(h, h)));
+    return dmax(out, projgr_portable(n - i, x + i, g + i, lo + i, hi + i));
+}
+
+/* The largest feasible step is kept per lane, each lane running the
+ * Fortran's rule over its own variables, and the least lane taken. */
+BS_AVX2 static ls_setup ls_setup_avx2(const bs_lbfgsb *s, const double *x, int bounded)
+{
+    int n = s->n, i = 0;
+    const double *z = s->z, *g = s->gold, *lo = s->lo, *hi = s->hi;
+    double *d = s->d, *xold = s->xold;
+    const __m256d zero = _mm256_setzero_pd();
+    __m256d dtd = zero, gd = zero, st = _mm256_set1_pd(STPMAX_UNCONSTRAINED);
+    for (; i + 4 <= n; i += 4) {
+        __m256d xi = _mm256_loadu_pd(x + i), di = _mm256_sub_pd(_mm256_loadu_pd(z + i), xi);
+        _mm256_storeu_pd(d + i, di);
+        _mm256_storeu_pd(xold + i, xi);
+        dtd = _mm256_fmadd_pd(di, di, dtd);
+        gd = _mm256_fmadd_pd(_mm256_loadu_pd(g + i), di, gd);
+        if (!bounded)
+            continue;
+        /* a1 = d_i, a2 = the distance to the bound d_i points to */
+        __m256d neg = _mm256_cmp_pd(di, zero, _CMP_LT_OQ), pos = _mm256_cmp_pd(di, zero, _CMP_GT_OQ);
+        __m256d a2 = _mm256_blendv_pd(_mm256_sub_pd(_mm256_loadu_pd(hi + i), xi),
+                                      _mm256_sub_pd(_mm256_loadu_pd(lo + i), xi), neg);
+        __m256d blocked = _mm256_or_pd(_mm256_and_pd(neg, _mm256_cmp_pd(a2, zero, _CMP_GE_OQ)),
+                                       _mm256_and_pd(pos, _mm256_cmp_pd(a2, zero, _CMP_LE_OQ)));
+        __m256d a1st = _mm256_mul_pd(di, st);
+        __m256d shrink = _mm256_or_pd(_mm256_and_pd(neg, _mm256_cmp_pd(a1st, a2, _CMP_LT_OQ)),
+                                      _mm256_and_pd(pos, _mm256_cmp_pd(a1st, a2, _CMP_GT_OQ)));
+        if (_mm256_movemask_pd(_mm256_or_pd(blocked, shrink))) {
+            st = _mm256_blendv_pd(st, _mm256_div_pd(a2, di), shrink);
+            st = _mm256_blendv_pd(st, zero, blocked);
+        }
+    }
+    ls_setup o;
+    o.dtd = hsum(dtd);
+    o.gd = hsum(gd);
+    __m128d h = _mm_min_pd(_mm256_castpd256_pd128(st), _mm256_extractf128_pd(st, 1));
+    o.stpmx = dmin(_mm_cvtsd_f64(h), _mm_cvtsd_f64(_mm_unpackhi_pd(h, h)));
+    for (; i < n; i++) {
+        double a1 = z[i] - x[i], a2;
+        d[i] = a1;
+        xold[i] = x[i];
+        o.dtd += a1 * a1;
+        o.gd += g[i] * a1;
+        if (!bounded)
+            continue;
+        if (a1 < 0.0) {
+            a2 = lo[i] - x[i];
+            if (a2 >= 0.0)
+                o.stpmx = 0.0;
+            else if (a1 * o.stpmx < a2)
+                o.stpmx = a2 / a1;
+        } else if (a1 > 0.0) {
+            a2 = hi[i] - x[i];
+            if (a2 <= 0.0)
+                o.stpmx = 0.0;
+            else if (a1 * o.stpmx > a2)
+                o.stpmx = a2 / a1;
+        }
+    }
+    return o;
+}
+
+/* rows_sum for nv vectors of slots (nv <= 4), from slot 0 of w and acc.
+ * Few vectors leave the FMA chains short, so then two rows are taken at
+ * once into two sets of sums. */
+BS_AVX2 static ALWAYS_INLINE void rows_sum_block(double *acc, const double *w, int ld,
+                                                 const int *var, const double *coef, int cnt,
+                                                 int nv)
+{
+    size_t ld2 = 2 * (size_t)ld;
+    __m256d ay[4], as[4], by[4], bs[4];
+    UNROLL
+    for (int k = 0; k < 4; k++)
+        ay[k] = as[k] = by[k] = bs[k] = _mm256_setzero_pd();
+    int t = 0;
+    if (nv <= 2) {
+        for (; t + 2 <= cnt; t += 2) {
+            const double *r0 = w + (size_t)var[t] * ld2, *r1 = w + (size_t)var[t + 1] * ld2;
+            __m256d c0 = _mm256_set1_pd(coef[t]), c1 = _mm256_set1_pd(coef[t + 1]);
+            UNROLL
+            for (int k = 0; k < nv; k++) {
+                ay[k] = _mm256_fmadd_pd(c0, _mm256_load_pd(r0 + 4 * k), ay[k]);
+                as[k] = _mm256_fmadd_pd(c0, _mm256_load_pd(r0 + ld + 4 * k), as[k]);
+                by[k] = _mm256_fmadd_pd(c1, _mm256_load_pd(r1 + 4 * k), by[k]);
+                bs[k] = _mm256_fmadd_pd(c1, _mm256_load_pd(r1 + ld + 4 * k), bs[k]);
+            }
         }
     }
     for (; t < cnt; t++) {
-        const double *restrict r0 = w + (size_t)(var ? var[t] : t) * ld;
-        double a0 = a[t];
-        for (int q = 0; q < ld; q += 4) {
-            acc[q] += r0[q] * a0;
-            acc[q + 1] += r0[q + 1] * a0;
-            acc[q + 2] += r0[q + 2] * a0;
-            acc[q + 3] += r0[q + 3] * a0;
+        const double *r0 = w + (size_t)var[t] * ld2;
+        __m256d c0 = _mm256_set1_pd(coef[t]);
+        UNROLL
+        for (int k = 0; k < nv; k++) {
+            ay[k] = _mm256_fmadd_pd(c0, _mm256_load_pd(r0 + 4 * k), ay[k]);
+            as[k] = _mm256_fmadd_pd(c0, _mm256_load_pd(r0 + ld + 4 * k), as[k]);
+        }
+    }
+    UNROLL
+    for (int k = 0; k < nv; k++) {
+        _mm256_store_pd(acc + 4 * k, _mm256_add_pd(ay[k], by[k]));
+        _mm256_store_pd(acc + ld + 4 * k, _mm256_add_pd(as[k], bs[k]));
+    }
+}
+
+/* Rows of w and acc are 32-byte aligned (ld is a multiple of 4). */
+BS_AVX2 static void rows_sum_avx2(double *acc, const double *w, int ld, int cw, const int *var,
+                                  const double *coef, int cnt)
+{
+    for (int q0 = 0; q0 < cw; q0 += 16) {
+        int nv = (cw - q0 < 16 ? cw - q0 : 16) / 4;
+        switch (nv) {
+        case 1: rows_sum_block(acc + q0, w + q0, ld, var, coef, cnt, 1); break;
+        case 2: rows_sum_block(acc + q0, w + q0, ld, var, coef, cnt, 2); break;
+        case 3: rows_sum_block(acc + q0, w + q0, ld, var, coef, cnt, 3); break;
+        default: rows_sum_block(acc + q0, w + q0, ld, var, coef, cnt, 4); break;
         }
     }
 }
 
-/* v[i] = v[i] + sum_j (Y[k,j] a[j] + S[k,j] b[j]) with k = ind[i], the
- * pairs j oldest first, for i < nsub: the Fortran's order of additions for
- * each v[i], with four variables interleaved so that their chains of
- * additions overlap. */
-static void add_w_product(const bs_lbfgsb *s, int nsub, const int *ind, const double *a,
-                          const double *b, double *v)
+/* rows_dot for col <= 4 nv <= 16: c stays in registers, four rows at a
+ * time, each with its y and s halves in separate sums; the lanes from col
+ * on are masked off where they are loaded. */
+BS_AVX2 static ALWAYS_INLINE __m256d load_row(const double *r, int k, int nv, __m256d last)
 {
-    int col = s->col, ld = s->ld, i = 0;
-    const int *order = s->order;
-    for (; i + 4 <= nsub; i += 4) {
-        const double *y0 = s->wy + (size_t)ind[i] * ld, *s0 = s->ws + (size_t)ind[i] * ld;
-        const double *y1 = s->wy + (size_t)ind[i + 1] * ld, *s1 = s->ws + (size_t)ind[i + 1] * ld;
-        const double *y2 = s->wy + (size_t)ind[i + 2] * ld, *s2 = s->ws + (size_t)ind[i + 2] * ld;
-        const double *y3 = s->wy + (size_t)ind[i + 3] * ld, *s3 = s->ws + (size_t)ind[i + 3] * ld;
-        double v0 = v[i], v1 = v[i + 1], v2 = v[i + 2], v3 = v[i + 3];
-        for (int j = 0; j < col; j++) {
-            int q = order[j];
-            v0 = v0 + y0[q] * a[j] + s0[q] * b[j];
-            v1 = v1 + y1[q] * a[j] + s1[q] * b[j];
-            v2 = v2 + y2[q] * a[j] + s2[q] * b[j];
-            v3 = v3 + y3[q] * a[j] + s3[q] * b[j];
+    __m256d v = _mm256_load_pd(r + 4 * k);
+    return k == nv - 1 ? _mm256_and_pd(v, last) : v;
+}
+
+BS_AVX2 static ALWAYS_INLINE void rows_dot_block(double *v, const double *w, int ld, int col,
+                                                 const int *ind, int cnt, const double *c, int nv)
+{
+    size_t ld2 = 2 * (size_t)ld;
+    __m256d cy[4], cs[4];
+    __m256d last = _mm256_castsi256_pd(_mm256_cmpgt_epi64(
+        _mm256_set1_epi64x(col - 4 * (nv - 1)), _mm256_setr_epi64x(0, 1, 2, 3)));
+    UNROLL
+    for (int k = 0; k < nv; k++) {
+        cy[k] = _mm256_load_pd(c + 4 * k);
+        cs[k] = _mm256_load_pd(c + ld + 4 * k);
+    }
+    int t = 0;
+    for (; t + 4 <= cnt; t += 4) {
+        __m256d a[4];
+        UNROLL
+        for (int j = 0; j < 4; j++) {
+            const double *r = w + (size_t)ind[t + j] * ld2;
+            __m256d sy = _mm256_mul_pd(load_row(r, 0, nv, last), cy[0]);
+            __m256d ss = _mm256_mul_pd(load_row(r + ld, 0, nv, last), cs[0]);
+            UNROLL
+            for (int k = 1; k < nv; k++) {
+                sy = _mm256_fmadd_pd(load_row(r, k, nv, last), cy[k], sy);
+                ss = _mm256_fmadd_pd(load_row(r + ld, k, nv, last), cs[k], ss);
+            }
+            a[j] = _mm256_add_pd(sy, ss);
         }
-        v[i] = v0;
-        v[i + 1] = v1;
-        v[i + 2] = v2;
-        v[i + 3] = v3;
+        _mm256_storeu_pd(v + t, _mm256_add_pd(_mm256_loadu_pd(v + t), hsum4(a[0], a[1], a[2], a[3])));
     }
-    for (; i < nsub; i++) {
-        const double *y0 = s->wy + (size_t)ind[i] * ld, *s0 = s->ws + (size_t)ind[i] * ld;
-        double v0 = v[i];
-        for (int j = 0; j < col; j++)
-            v0 = v0 + y0[order[j]] * a[j] + s0[order[j]] * b[j];
-        v[i] = v0;
+    for (; t < cnt; t++) {
+        const double *r = w + (size_t)ind[t] * ld2;
+        __m256d sy = _mm256_mul_pd(load_row(r, 0, nv, last), cy[0]);
+        __m256d ss = _mm256_mul_pd(load_row(r + ld, 0, nv, last), cs[0]);
+        UNROLL
+        for (int k = 1; k < nv; k++) {
+            sy = _mm256_fmadd_pd(load_row(r, k, nv, last), cy[k], sy);
+            ss = _mm256_fmadd_pd(load_row(r + ld, k, nv, last), cs[k], ss);
+        }
+        v[t] += hsum(_mm256_add_pd(sy, ss));
     }
+}
+
+BS_AVX2 static void rows_dot_avx2(double *v, const double *w, int ld, int col, const int *ind,
+                                  int cnt, const double *c)
+{
+    switch ((col + 3) / 4) {
+    case 1: rows_dot_block(v, w, ld, col, ind, cnt, c, 1); break;
+    case 2: rows_dot_block(v, w, ld, col, ind, cnt, c, 2); break;
+    case 3: rows_dot_block(v, w, ld, col, ind, cnt, c, 3); break;
+    case 4: rows_dot_block(v, w, ld, col, ind, cnt, c, 4); break;
+    default: rows_dot_portable(v, w, ld, col, ind, cnt, c); break;
+    }
+}
+
+/* store_pair for cw = 4 nv <= 16: the rows are read (into sums kept in
+ * registers, two sets while they are few) before slot q is written. */
+BS_AVX2 static ALWAYS_INLINE double store_pair_block(bs_lbfgsb *s, int q, int *nmoved,
+                                                     double *acc, int nv)
+{
+    size_t ld2 = 2 * (size_t)s->ld, ld = (size_t)s->ld;
+    const __m256d stp = _mm256_set1_pd(s->stp), zero = _mm256_setzero_pd();
+    __m256d rr = zero, ay[4], as[4], by[4], bs[4];
+    UNROLL
+    for (int k = 0; k < 4; k++)
+        ay[k] = as[k] = by[k] = bs[k] = zero;
+    int i = 0, cnt = *nmoved;
+    for (; i + 4 <= s->n; i += 4) {
+        __m256d y = _mm256_sub_pd(_mm256_loadu_pd(s->g + i), _mm256_loadu_pd(s->gold + i));
+        __m256d sv = _mm256_mul_pd(stp, _mm256_loadu_pd(s->d + i));
+        rr = _mm256_fmadd_pd(y, y, rr);
+        double *r = s->w + (size_t)i * ld2;
+        __m256d c0 = _mm256_permute4x64_pd(sv, 0x00), c1 = _mm256_permute4x64_pd(sv, 0x55);
+        __m256d c2 = _mm256_permute4x64_pd(sv, 0xaa), c3 = _mm256_permute4x64_pd(sv, 0xff);
+        UNROLL
+        for (int k = 0; k < nv; k++) {
+            ay[k] = _mm256_fmadd_pd(c0, _mm256_load_pd(r + 4 * k), ay[k]);
+            as[k] = _mm256_fmadd_pd(c0, _mm256_load_pd(r + ld + 4 * k), as[k]);
+            if (nv <= 2) {
+                by[k] = _mm256_fmadd_pd(c1, _mm256_load_pd(r + ld2 + 4 * k), by[k]);
+                bs[k] = _mm256_fmadd_pd(c1, _mm256_load_pd(r + ld2 + ld + 4 * k), bs[k]);
+            } else {
+                ay[k] = _mm256_fmadd_pd(c1, _mm256_load_pd(r + ld2 + 4 * k), ay[k]);
+                as[k] = _mm256_fmadd_pd(c1, _mm256_load_pd(r + ld2 + ld + 4 * k), as[k]);
+            }
+            ay[k] = _mm256_fmadd_pd(c2, _mm256_load_pd(r + 2 * ld2 + 4 * k), ay[k]);
+            as[k] = _mm256_fmadd_pd(c2, _mm256_load_pd(r + 2 * ld2 + ld + 4 * k), as[k]);
+            if (nv <= 2) {
+                by[k] = _mm256_fmadd_pd(c3, _mm256_load_pd(r + 3 * ld2 + 4 * k), by[k]);
+                bs[k] = _mm256_fmadd_pd(c3, _mm256_load_pd(r + 3 * ld2 + ld + 4 * k), bs[k]);
+            } else {
+                ay[k] = _mm256_fmadd_pd(c3, _mm256_load_pd(r + 3 * ld2 + 4 * k), ay[k]);
+                as[k] = _mm256_fmadd_pd(c3, _mm256_load_pd(r + 3 * ld2 + ld + 4 * k), as[k]);
+            }
+        }
+        r += q;
+        __m128d y01 = _mm256_castpd256_pd128(y), y23 = _mm256_extractf128_pd(y, 1);
+        __m128d s01 = _mm256_castpd256_pd128(sv), s23 = _mm256_extractf128_pd(sv, 1);
+        _mm_storel_pd(r, y01);
+        _mm_storel_pd(r + ld, s01);
+        _mm_storeh_pd(r + ld2, y01);
+        _mm_storeh_pd(r + ld2 + ld, s01);
+        _mm_storel_pd(r + 2 * ld2, y23);
+        _mm_storel_pd(r + 2 * ld2 + ld, s23);
+        _mm_storeh_pd(r + 3 * ld2, y23);
+        _mm_storeh_pd(r + 3 * ld2 + ld, s23);
+        int mask = _mm256_movemask_pd(_mm256_cmp_pd(sv, zero, _CMP_NEQ_UQ));
+        append_index(s->slist, cnt, _mm_add_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(i)), mask);
+        append_pd(s->scoef, cnt, sv, mask);
+        cnt += BITS4[mask];
+    }
+    UNROLL
+    for (int k = 0; k < nv; k++) {
+        _mm256_store_pd(acc + 4 * k, _mm256_add_pd(ay[k], by[k]));
+        _mm256_store_pd(acc + ld + 4 * k, _mm256_add_pd(as[k], bs[k]));
+    }
+    *nmoved = cnt;
+    return hsum(rr) + store_pair_portable(s, q, i, nmoved, acc);
+}
+
+BS_AVX2 static double store_pair_avx2(bs_lbfgsb *s, int q, int i0, int *nmoved, double *acc)
+{
+    switch (i0 == 0 ? slot_width(s) / 4 : 0) {
+    case 1: return store_pair_block(s, q, nmoved, acc, 1);
+    case 2: return store_pair_block(s, q, nmoved, acc, 2);
+    case 3: return store_pair_block(s, q, nmoved, acc, 3);
+    case 4: return store_pair_block(s, q, nmoved, acc, 4);
+    default: return store_pair_portable(s, q, i0, nmoved, acc);
+    }
+}
+
+/* rows_dot_sum for col <= 4 nv <= 16 */
+BS_AVX2 static ALWAYS_INLINE void rows_dot_sum_block(double *v, double *acc, const double *w,
+                                                     int ld, int col, const int *ind, int cnt,
+                                                     const double *c, int nv)
+{
+    size_t ld2 = 2 * (size_t)ld;
+    __m256d cy[4], cs[4], ay[4], as[4];
+    __m256d last = _mm256_castsi256_pd(_mm256_cmpgt_epi64(
+        _mm256_set1_epi64x(col - 4 * (nv - 1)), _mm256_setr_epi64x(0, 1, 2, 3)));
+    UNROLL
+    for (int k = 0; k < nv; k++) {
+        cy[k] = _mm256_load_pd(c + 4 * k);
+        cs[k] = _mm256_load_pd(c + ld + 4 * k);
+        ay[k] = as[k] = _mm256_setzero_pd();
+    }
+    for (int t = 0; t < cnt; t++) {
+        const double *r = w + (size_t)ind[t] * ld2;
+        __m256d ry[4], rs[4];
+        UNROLL
+        for (int k = 0; k < nv; k++) {
+            ry[k] = load_row(r, k, nv, last);
+            rs[k] = load_row(r + ld, k, nv, last);
+        }
+        __m256d sy = _mm256_mul_pd(ry[0], cy[0]), ss = _mm256_mul_pd(rs[0], cs[0]);
+        UNROLL
+        for (int k = 1; k < nv; k++) {
+            sy = _mm256_fmadd_pd(ry[k], cy[k], sy);
+            ss = _mm256_fmadd_pd(rs[k], cs[k], ss);
+        }
+        double vt = v[t] + hsum(_mm256_add_pd(sy, ss));
+        v[t] = vt;
+        __m256d b = _mm256_set1_pd(vt);
+        UNROLL
+        for (int k = 0; k < nv; k++) {
+            ay[k] = _mm256_fmadd_pd(b, ry[k], ay[k]);
+            as[k] = _mm256_fmadd_pd(b, rs[k], as[k]);
+        }
+    }
+    UNROLL
+    for (int k = 0; k < nv; k++) {
+        _mm256_store_pd(acc + 4 * k, ay[k]);
+        _mm256_store_pd(acc + ld + 4 * k, as[k]);
+    }
+}
+
+BS_AVX2 static void rows_dot_sum_avx2(double *v, double *acc, const double *w, int ld, int col,
+                                      const int *ind, int cnt, const double *c)
+{
+    switch ((col + 3) / 4) {
+    case 1: rows_dot_sum_block(v, acc, w, ld, col, ind, cnt, c, 1); break;
+    case 2: rows_dot_sum_block(v, acc, w, ld, col, ind, cnt, c, 2); break;
+    case 3: rows_dot_sum_block(v, acc, w, ld, col, ind, cnt, c, 3); break;
+    case 4: rows_dot_sum_block(v, acc, w, ld, col, ind, cnt, c, 4); break;
+    default: rows_dot_sum_portable(v, acc, w, ld, col, ind, cnt, c); break;
+    }
+}
+
+#endif /* BS_HAVE_AVX2 */
+
+/* ------------------------------------------------------------------------ */
+/* the dispatchers: the AVX2 kernel when s->simd, else the portable twin */
+
+#if BS_HAVE_AVX2
+#define DISPATCH(s, name, ...) ((s)->simd ? name##_avx2(__VA_ARGS__) : name##_portable(__VA_ARGS__))
+#else
+#define DISPATCH(s, name, ...) ((void)(s), name##_portable(__VA_ARGS__))
+#endif
+
+static double dot(const bs_lbfgsb *s, int n, const double *a, const double *b)
+{
+    return DISPATCH(s, dot, n, a, b);
+}
+
+static double copy_dot(const bs_lbfgsb *s, double *dst, const double *src, const double *d)
+{
+    return DISPATCH(s, copy_dot, s->n, dst, src, d);
+}
+
+static double diff_dot(const bs_lbfgsb *s, const double *a, const double *b, const double *c)
+{
+    return DISPATCH(s, diff_dot, s->n, a, b, c);
+}
+
+static void axpy(const bs_lbfgsb *s, double *out, double a, const double *d, const double *base)
+{
+    DISPATCH(s, axpy, s->n, out, a, d, base);
+}
+
+static void divide(const bs_lbfgsb *s, int n, double *t, const double *den)
+{
+    DISPATCH(s, divide, n, t, den);
+}
+
+static double projgr(const bs_lbfgsb *s, const double *x, const double *g)
+{
+    return DISPATCH(s, projgr, s->n, x, g, s->lo, s->hi);
+}
+
+static ls_setup ls_setup_pass(const bs_lbfgsb *s, const double *x, int bounded)
+{
+    return DISPATCH(s, ls_setup, s, x, bounded);
+}
+
+static int first_least(const bs_lbfgsb *s, const double *a, int n)
+{
+    return DISPATCH(s, first_least, a, n);
+}
+
+static void reduced_gradient(const bs_lbfgsb *s, double *r, const int *ind, int cnt,
+                             const double *x, const double *g)
+{
+    DISPATCH(s, reduced_gradient, r, ind, cnt, s->theta, s->z, x, g);
+}
+
+static int project(bs_lbfgsb *s, double *d, const int *ind, int cnt, double scale)
+{
+    return DISPATCH(s, project, s->z, s->zsave, d, ind, cnt, scale, s->lo, s->hi);
+}
+
+static int active_moved(bs_lbfgsb *s)
+{
+    return DISPATCH(s, active_moved, s, 0, 0);
+}
+
+static void classify(bs_lbfgsb *s, const double *x, const double *g, gcp_lists *o)
+{
+    DISPATCH(s, classify, s, x, g, 0, s->n, o);
+}
+
+static void freev_scan(bs_lbfgsb *s, int track)
+{
+    DISPATCH(s, freev, s, 0, s->n, track);
+}
+
+/* acc (2ld) = W's over the rows as they were, see store_pair_portable */
+static double store_pair(bs_lbfgsb *s, int q, int *nmoved, double *acc)
+{
+    memset(acc, 0, 2 * (size_t)s->ld * sizeof(double));
+    return DISPATCH(s, store_pair, s, q, 0, nmoved, acc);
+}
+
+/* v[t] += row ind[t] of W times s->cvec, and acc (2ld) = W' times v on
+ * the variables ind (rows_dot_sum_portable) */
+static void rows_dot_sum(bs_lbfgsb *s, double *acc, const int *ind, int cnt, double *v)
+{
+    memset(acc, 0, 2 * (size_t)s->ld * sizeof(double));
+    DISPATCH(s, rows_dot_sum, v, acc, s->w, s->ld, s->col, ind, cnt, s->cvec);
+}
+
+/* acc (2ld) = W' times coef on the variables var, per slot (rows_sum_portable) */
+static void rows_sum(const bs_lbfgsb *s, double *acc, const int *var, const double *coef, int cnt)
+{
+    DISPATCH(s, rows_sum, acc, s->w, s->ld, slot_width(s), var, coef, cnt);
+}
+
+/* v[t] += row ind[t] of W times s->cvec (rows_dot_portable) */
+static void rows_dot(const bs_lbfgsb *s, const int *ind, int cnt, double *v)
+{
+    DISPATCH(s, rows_dot, v, s->w, s->ld, s->col, ind, cnt, s->cvec);
 }
 
 /* ------------------------------------------------------------------------ */
 /* dense helpers: Cholesky and triangular solves on column-major a (lda) */
+
+/* a'b for the short columns of the small matrices, in two partial sums
+ * (their chains of additions are the latency of these routines). */
+static inline double small_dot(int n, const double *a, const double *b)
+{
+    double s0 = 0.0, s1 = 0.0;
+    int k = 0;
+    for (; k + 2 <= n; k += 2) {
+        s0 += a[k] * b[k];
+        s1 += a[k + 1] * b[k + 1];
+    }
+    if (k < n)
+        s0 += a[k] * b[k];
+    return s0 + s1;
+}
 
 /* Upper Cholesky a = R'R in place (R in the upper triangle); 0, or the
  * column where the matrix proved not positive definite. */
@@ -199,9 +1254,7 @@ static int cholesky_upper(double *a, int lda, int n)
     for (int j = 1; j <= n; j++) {
         double sum = 0.0;
         for (int k = 1; k <= j - 1; k++) {
-            double t = A(k, j);
-            for (int i = 1; i <= k - 1; i++)
-                t -= A(i, k) * A(i, j);
+            double t = A(k, j) - small_dot(k - 1, &A(1, k), &A(1, j));
             t /= A(k, k);
             A(k, j) = t;
             sum += t * t;
@@ -215,37 +1268,50 @@ static int cholesky_upper(double *a, int lda, int n)
 #undef A
 }
 
+/* rdiag[j] = 1 / R(j,j) for the factor R of cholesky_upper, whose
+ * diagonal is positive (square roots of positive numbers): the triangular
+ * systems the Fortran solves with checks for a zero pivot cannot be
+ * singular here, and multiply by these instead of dividing. */
+static void reciprocal_diagonal(const double *a, int lda, int n, double *rdiag)
+{
+    for (int j = 0; j < n; j++)
+        rdiag[j] = 1.0 / a[j + j * (size_t)lda];
+}
+
 /* Solves R'x = b (transpose = 1) or Rx = b (transpose = 0) for upper
- * triangular R, b overwritten; 0, or the index of a zero diagonal. */
-static int solve_upper(const double *a, int lda, int n, double *b, int transpose)
+ * triangular R with reciprocal diagonal rdiag, b overwritten. */
+static void solve_upper(const double *a, int lda, int n, const double *rdiag, double *b,
+                        int transpose)
 {
 #define A(i, j) a[((i) - 1) + ((j) - 1) * (size_t)lda]
-    for (int j = 1; j <= n; j++)
-        if (A(j, j) == 0.0)
-            return j;
     if (transpose) {
-        b[0] /= A(1, 1);
-        for (int j = 2; j <= n; j++) {
-            double sum = 0.0;
-            for (int k = 1; k <= j - 1; k++)
-                sum += A(k, j) * b[k - 1];
-            b[j - 1] = (b[j - 1] - sum) / A(j, j);
-        }
+        b[0] *= rdiag[0];
+        for (int j = 2; j <= n; j++)
+            b[j - 1] = (b[j - 1] - small_dot(j - 1, &A(1, j), b)) * rdiag[j - 1];
     } else {
-        b[n - 1] /= A(n, n);
+        b[n - 1] *= rdiag[n - 1];
         for (int j = n - 1; j >= 1; j--) {
             double temp = -b[j];
             for (int k = 1; k <= j; k++)
                 b[k - 1] += temp * A(k, j + 1);
-            b[j - 1] /= A(j, j);
+            b[j - 1] *= rdiag[j - 1];
         }
     }
-    return 0;
 #undef A
 }
 
 /* ------------------------------------------------------------------------ */
 /* create, free */
+
+/* count zeroed doubles (or ints: size) at a 64-byte boundary */
+static void *alloc_zeroed(size_t count, size_t size)
+{
+    size_t bytes = (count * size + 63) / 64 * 64;
+    void *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (p)
+        memset(p, 0, bytes ? bytes : 64);
+    return p;
+}
 
 bs_lbfgsb *bs_lbfgsb_new(int n, int m, const double *lower, const double *upper,
                          double factr, double pgtol)
@@ -259,41 +1325,60 @@ bs_lbfgsb *bs_lbfgsb_new(int n, int m, const double *lower, const double *upper,
     bs_lbfgsb *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    size_t N = (size_t)n, M = (size_t)m;
+    size_t N = (size_t)n, M = (size_t)m, D = sizeof(double);
     s->n = n;
     s->m = m;
     s->ld = (m + 3) / 4 * 4;
+    s->simd = bs_cpu_avx2();
     s->factr = factr;
     s->pgtol = pgtol;
     s->epsmch = DBL_EPSILON;
-    s->l = calloc(N, sizeof(double));
-    s->u = calloc(N, sizeof(double));
-    s->nbd = calloc(N, sizeof(int));
-    s->ws = calloc(N * (size_t)s->ld, sizeof(double));
-    s->wy = calloc(N * (size_t)s->ld, sizeof(double));
-    s->sy = calloc(M * M, sizeof(double));
-    s->ss = calloc(M * M, sizeof(double));
-    s->wt = calloc(M * M, sizeof(double));
-    s->wn = calloc(4 * M * M, sizeof(double));
-    s->snd = calloc(4 * M * M, sizeof(double));
-    s->g = calloc(N, sizeof(double));
-    s->z = calloc(N, sizeof(double));
-    s->r = calloc(N, sizeof(double));
-    s->d = calloc(N, sizeof(double));
-    s->t = calloc(N, sizeof(double));
-    s->xp = calloc(N, sizeof(double));
-    s->wa = calloc(8 * M, sizeof(double));
-    s->index = calloc(N, sizeof(int));
-    s->iwhere = calloc(N, sizeof(int));
-    s->indx2 = calloc(N, sizeof(int));
-    s->order = calloc(M, sizeof(int));
-    s->coef = calloc(N, sizeof(double));
-    s->moved = calloc(N, sizeof(int));
-    s->acc = calloc(4 * (size_t)s->ld, sizeof(double));
-    if (!s->l || !s->u || !s->nbd || !s->ws || !s->wy || !s->sy || !s->ss || !s->wt ||
-        !s->wn || !s->snd || !s->g || !s->z || !s->r || !s->d || !s->t || !s->xp ||
-        !s->wa || !s->index || !s->iwhere || !s->indx2 || !s->order || !s->acc ||
-        !s->coef || !s->moved) {
+    s->l = alloc_zeroed(N, D);
+    s->u = alloc_zeroed(N, D);
+    s->lo = alloc_zeroed(N, D);
+    s->hi = alloc_zeroed(N, D);
+    s->nbd = alloc_zeroed(N, sizeof(int));
+    s->w = alloc_zeroed(N * 2 * (size_t)s->ld, D);
+    s->sy = alloc_zeroed(M * M, D);
+    s->ss = alloc_zeroed(M * M, D);
+    s->wt = alloc_zeroed(M * M, D);
+    s->ldinv = alloc_zeroed(M * M, D);
+    s->dinv_sqrt = alloc_zeroed(M, D);
+    s->wt_rdiag = alloc_zeroed(M, D);
+    s->wn_rdiag = alloc_zeroed(2 * M, D);
+    s->wn = alloc_zeroed(4 * M * M, D);
+    s->snd = alloc_zeroed(4 * M * M, D);
+    s->g = alloc_zeroed(N, D);
+    s->gold = alloc_zeroed(N, D);
+    s->z = alloc_zeroed(N, D);
+    s->r = alloc_zeroed(N, D);
+    s->d = alloc_zeroed(N, D);
+    s->xold = alloc_zeroed(N, D);
+    s->t = alloc_zeroed(N, D);
+    s->tden = alloc_zeroed(N, D);
+    s->bmin = alloc_zeroed(N / BREAK_BLOCK + 1, D);
+    s->bpos = alloc_zeroed(N / BREAK_BLOCK + 1, sizeof(int));
+    s->coef = alloc_zeroed(N, D);
+    s->zsave = alloc_zeroed(N, D);
+    s->wa = alloc_zeroed(8 * M, D);
+    s->acc = alloc_zeroed(8 * (size_t)s->ld, D);
+    s->cvec = alloc_zeroed(2 * (size_t)s->ld, D);
+    s->index = alloc_zeroed(N, sizeof(int));
+    s->slist = alloc_zeroed(N, sizeof(int));
+    s->scoef = alloc_zeroed(N, D);
+    s->iwhere = alloc_zeroed(N, sizeof(int));
+    s->entering = alloc_zeroed(N, sizeof(int));
+    s->leaving = alloc_zeroed(N, sizeof(int));
+    s->iorder = alloc_zeroed(N, sizeof(int));
+    s->list = alloc_zeroed(N, sizeof(int));
+    s->was_free = alloc_zeroed((N + 3) / 4, 1);
+    s->order = alloc_zeroed(M, sizeof(int));
+    if (!s->l || !s->u || !s->lo || !s->hi || !s->nbd || !s->w || !s->sy || !s->ss ||
+        !s->wt || !s->ldinv || !s->dinv_sqrt || !s->wt_rdiag || !s->wn_rdiag || !s->wn || !s->snd || !s->g || !s->gold || !s->z ||
+        !s->r || !s->d || !s->xold || !s->t || !s->tden || !s->bmin || !s->bpos || !s->coef || !s->zsave || !s->wa ||
+        !s->acc || !s->cvec || !s->index || !s->slist || !s->scoef || !s->iwhere || !s->entering ||
+        !s->leaving || !s->iorder ||
+        !s->list || !s->was_free || !s->order) {
         bs_lbfgsb_free(s);
         return NULL;
     }
@@ -301,6 +1386,8 @@ bs_lbfgsb *bs_lbfgsb_new(int n, int m, const double *lower, const double *upper,
         int has_l = isfinite(lower[i]), has_u = isfinite(upper[i]);
         s->l[i] = has_l ? lower[i] : 0.0;
         s->u[i] = has_u ? upper[i] : 0.0;
+        s->lo[i] = lower[i];
+        s->hi[i] = upper[i];
         s->nbd[i] = has_l ? (has_u ? 2 : 1) : (has_u ? 3 : 0);
     }
     return s;
@@ -310,31 +1397,21 @@ void bs_lbfgsb_free(bs_lbfgsb *s)
 {
     if (!s)
         return;
-    free(s->l);
-    free(s->u);
-    free(s->nbd);
-    free(s->ws);
-    free(s->wy);
-    free(s->sy);
-    free(s->ss);
-    free(s->wt);
-    free(s->wn);
-    free(s->snd);
-    free(s->g);
-    free(s->z);
-    free(s->r);
-    free(s->d);
-    free(s->t);
-    free(s->xp);
-    free(s->wa);
-    free(s->index);
-    free(s->iwhere);
-    free(s->indx2);
-    free(s->order);
-    free(s->acc);
-    free(s->coef);
-    free(s->moved);
+    void *arrays[] = {s->l,    s->u,     s->lo,    s->hi,     s->nbd,   s->w,     s->sy,
+                      s->ss,   s->wt,    s->ldinv, s->dinv_sqrt, s->wt_rdiag, s->wn_rdiag,  s->wn,    s->snd,   s->g,
+                      s->gold, s->z,     s->r,     s->d,      s->xold,  s->t,     s->tden, s->bmin, s->bpos,
+                      s->coef, s->zsave, s->wa,    s->acc,    s->cvec,  s->index, s->iwhere,
+                      s->slist, s->scoef, s->entering, s->leaving, s->iorder, s->list, s->was_free,
+                      s->order};
+    for (size_t k = 0; k < sizeof arrays / sizeof arrays[0]; k++)
+        free(arrays[k]);
     free(s);
+}
+
+int bs_lbfgsb_use_simd(bs_lbfgsb *s, int on)
+{
+    s->simd = on && bs_cpu_avx2();
+    return s->simd;
 }
 
 int bs_lbfgsb_iterations(const bs_lbfgsb *s) { return s->iter; }
@@ -342,7 +1419,7 @@ double bs_lbfgsb_f(const bs_lbfgsb *s) { return s->f; }
 double bs_lbfgsb_pgnorm(const bs_lbfgsb *s) { return s->sbgnrm; }
 
 /* ------------------------------------------------------------------------ */
-/* active, projgr */
+/* active */
 
 /* Projects x into the box and sets iwhere (-1 no bounds, 3 l = u, else 0)
  * and the flags cnstnd (some bound) and boxed (every variable has both). */
@@ -380,68 +1457,54 @@ static void active(bs_lbfgsb *s, double *x)
     }
 }
 
-/* Infinity norm of the projected gradient. */
-static double projgr(const bs_lbfgsb *s, const double *x, const double *g)
-{
-    double norm = 0.0;
-    for (int i = 0; i < s->n; i++) {
-        double gi = g[i];
-        if (s->nbd[i] != 0) {
-            if (gi < 0.0) {
-                if (s->nbd[i] >= 2)
-                    gi = dmax(x[i] - s->u[i], gi);
-            } else {
-                if (s->nbd[i] <= 2)
-                    gi = dmin(x[i] - s->l[i], gi);
-            }
-        }
-        norm = dmax(norm, fabs(gi));
-    }
-    return norm;
-}
-
 /* ------------------------------------------------------------------------ */
 /* the compact representation: bmv, matupd, formt */
 
+/* order[j] = the storage slot (0-based) of the j-th oldest pair, j < col:
+ * the Fortran's pointr walk head, head+1, ... (mod m) done once. */
+static void refresh_order(bs_lbfgsb *s)
+{
+    for (int j = 0; j < s->col; j++)
+        s->order[j] = (s->head - 1 + j) % s->m;
+}
+
 /* p = M v for the 2col x 2col middle matrix M of the compact L-BFGS
  * formula, through its factors (S'Y's diagonal D and lower part L, and
- * J' in wt). 0, or non-zero when a triangular system is singular. */
-static int bmv(const bs_lbfgsb *s, const double *v, double *p)
+ * J' in wt). */
+static void bmv(const bs_lbfgsb *s, const double *v, double *p)
 {
     int m = s->m, col = s->col;
     if (col == 0)
-        return 0;
+        return;
     /* solve [D^(1/2) 0; -L D^(-1/2) J] [p1; p2] = [v1; v2] */
     p[col] = v[col];
     for (int i = 2; i <= col; i++) {
         double sum = 0.0;
         for (int k = 1; k <= i - 1; k++)
-            sum += SY(i, k) * v[k - 1] / SY(k, k);
+            sum += LDINV(i, k) * v[k - 1];
         p[col + i - 1] = v[col + i - 1] + sum;
     }
-    if (solve_upper(s->wt, m, col, p + col, 1))
-        return -1;
+    solve_upper(s->wt, m, col, s->wt_rdiag, p + col, 1);
     for (int i = 1; i <= col; i++)
-        p[i - 1] = v[i - 1] / sqrt(SY(i, i));
+        p[i - 1] = v[i - 1] * s->dinv_sqrt[i - 1];
     /* solve [-D^(1/2) D^(-1/2) L'; 0 J'] [p1; p2] = [p1; p2] */
-    if (solve_upper(s->wt, m, col, p + col, 0))
-        return -1;
+    solve_upper(s->wt, m, col, s->wt_rdiag, p + col, 0);
     for (int i = 1; i <= col; i++)
-        p[i - 1] = -p[i - 1] / sqrt(SY(i, i));
+        p[i - 1] = -p[i - 1] * s->dinv_sqrt[i - 1];
     for (int i = 1; i <= col; i++) {
         double sum = 0.0;
         for (int k = i + 1; k <= col; k++)
-            sum += SY(k, i) * p[col + k - 1] / SY(i, i);
+            sum += LDINV(k, i) * p[col + k - 1];
         p[i - 1] += sum;
     }
-    return 0;
 }
 
-/* Stores s = d (already scaled by stp) and y = r as the newest pair,
- * theta = y'y / s'y, and the new row of S'Y and column of S'S. */
-static void matupd(bs_lbfgsb *s, double rr, double dr)
+/* Stores s = stp d and y = g - gold as the newest pair, theta = y'y / s'y
+ * (dr = s'y), the new row of S'Y and column of S'S, and bmv's L D^-1 and
+ * D^(-1/2). */
+static void matupd(bs_lbfgsb *s, double dr)
 {
-    int n = s->n, m = s->m;
+    int m = s->m, ld = s->ld;
     if (s->iupdat <= m) {
         s->col = s->iupdat;
         s->itail = (s->head + s->iupdat - 2) % m + 1;
@@ -449,8 +1512,10 @@ static void matupd(bs_lbfgsb *s, double rr, double dr)
         s->itail = s->itail % m + 1;
         s->head = s->head % m + 1;
     }
-    int col = s->col, itail = s->itail;
-    s->theta = rr / dr;
+    int col = s->col;
+    s->nslist = 0;
+    double *sy = s->acc, *ss = s->acc + ld;
+    s->theta = store_pair(s, s->itail - 1, &s->nslist, s->acc) / dr;
     if (s->iupdat > m) {
         /* drop the oldest pair: shift S'S up-left and S'Y's lower part */
         for (int j = 1; j <= col - 1; j++) {
@@ -460,18 +1525,8 @@ static void matupd(bs_lbfgsb *s, double rr, double dr)
                 SY(j + k, j) = SY(j + 1 + k, j + 1);
         }
     }
-    /* store the pair, and the new row of S'Y and column of S'S: d'y_j and
-     * s_j'd summed over the variables in order, for every slot at once */
-    int ld = s->ld;
-    double *sy = s->acc, *ss = s->acc + ld;
-    for (int q = 0; q < 2 * ld; q++)
-        s->acc[q] = 0.0;
-    for (int i = 0; i < n; i++) {
-        WS(i, itail) = s->d[i];
-        WY(i, itail) = s->r[i];
-    }
-    slots_sum(ld, sy, s->wy, NULL, s->d, n);
-    slots_sum(ld, ss, s->ws, NULL, s->d, n);
+    /* the new row of S'Y and column of S'S, s'y_j and s_j's, from
+     * store_pair */
     refresh_order(s);
     for (int j = 1; j <= col - 1; j++) {
         SY(col, j) = sy[s->order[j - 1]];
@@ -479,6 +1534,12 @@ static void matupd(bs_lbfgsb *s, double rr, double dr)
     }
     SS(col, col) = s->stp == 1.0 ? s->dtd : s->stp * s->stp * s->dtd;
     SY(col, col) = dr;
+    for (int k = 1; k <= col; k++) {
+        double dinv = 1.0 / SY(k, k);
+        s->dinv_sqrt[k - 1] = sqrt(dinv);
+        for (int j = k + 1; j <= col; j++)
+            LDINV(j, k) = SY(j, k) * dinv;
+    }
 }
 
 /* T = theta*S'S + L D^(-1) L' in wt's upper triangle, then its Cholesky
@@ -494,293 +1555,203 @@ static int formt(bs_lbfgsb *s)
             int k1 = (i < j ? i : j) - 1;
             double sum = 0.0;
             for (int k = 1; k <= k1; k++)
-                sum += SY(i, k) * SY(j, k) / SY(k, k);
+                sum += LDINV(i, k) * SY(j, k);
             WT(i, j) = sum + theta * SS(i, j);
         }
-    return cholesky_upper(s->wt, m, col) ? -3 : 0;
+    if (cholesky_upper(s->wt, m, col))
+        return -3;
+    reciprocal_diagonal(s->wt, m, col, s->wt_rdiag);
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
 /* generalized Cauchy point */
 
-/* Takes the least of t[0..n) (1-based positions 1..n in the Fortran) to
- * t[n-1], keeping the rest a heap; iheap = 0 builds the heap first. */
-static void hpsolb(int n, double *t, int *iorder, int iheap)
+/* bmin[b] and bpos[b] = the least of the breakpoints t[16b .. min(16b +
+ * 16, nleft)) and its first position. */
+static void block_min(const bs_lbfgsb *s, const double *t, int b, int nleft)
 {
-    if (iheap == 0) {
-        for (int k = 2; k <= n; k++) {
-            double ddum = t[k - 1];
-            int indxin = iorder[k - 1];
-            int i = k;
-            while (i > 1) {
-                int j = i / 2;
-                if (ddum < t[j - 1]) {
-                    t[i - 1] = t[j - 1];
-                    iorder[i - 1] = iorder[j - 1];
-                    i = j;
-                } else {
-                    break;
-                }
-            }
-            t[i - 1] = ddum;
-            iorder[i - 1] = indxin;
-        }
-    }
-    if (n > 1) {
-        int i = 1;
-        double out = t[0];
-        int indxou = iorder[0];
-        double ddum = t[n - 1];
-        int indxin = iorder[n - 1];
-        for (;;) {
-            int j = i + i;
-            if (j <= n - 1) {
-                if (t[j] < t[j - 1])
-                    j = j + 1;
-                if (t[j - 1] < ddum) {
-                    t[i - 1] = t[j - 1];
-                    iorder[i - 1] = iorder[j - 1];
-                    i = j;
-                    continue;
-                }
-            }
-            break;
-        }
-        t[i - 1] = ddum;
-        iorder[i - 1] = indxin;
-        t[n - 1] = out;
-        iorder[n - 1] = indxou;
-    }
+    int k0 = b * BREAK_BLOCK, k1 = k0 + BREAK_BLOCK < nleft ? k0 + BREAK_BLOCK : nleft;
+    int pos = k0 + first_least(s, t + k0, k1 - k0);
+    s->bmin[b] = t[pos];
+    s->bpos[b] = pos;
+}
+
+/* The first position of the least of t[0..nleft), nleft >= 1: that of
+ * the first block holding the least block minimum. */
+static int next_breakpoint(const bs_lbfgsb *s, int nleft)
+{
+    return s->bpos[first_least(s, s->bmin, (nleft + BREAK_BLOCK - 1) / BREAK_BLOCK)];
 }
 
 /* The first local minimiser of the quadratic model along the projected
  * steepest-descent path from x, into z; sets iwhere and, for cmprlb,
  * c = W'(z - x) in wa[2m..4m). 0, or non-zero when bmv fails. */
-static int cauchy(bs_lbfgsb *s, const double *x, const double *g)
+static void cauchy(bs_lbfgsb *s, const double *x, const double *g)
 {
-    int n = s->n, m = s->m, col = s->col;
+    int n = s->n, m = s->m, col = s->col, col2 = 2 * col, ld = s->ld;
     double theta = s->theta;
     const double *l = s->l, *u = s->u;
-    const int *nbd = s->nbd;
-    int *iorder = s->indx2, *iwhere = s->iwhere;
-    double *t = s->t, *d = s->d, *xcp = s->z;
+    const int *order = s->order;
+    int *iorder = s->iorder, *iwhere = s->iwhere, *moved = s->list;
+    double *t = s->t, *tden = s->tden, *d = s->d, *xcp = s->z, *coef = s->coef;
     double *p = s->wa, *c = s->wa + 2 * m, *wbp = s->wa + 4 * m, *v = s->wa + 6 * m;
 
     if (s->sbgnrm <= 0.0) {
         memcpy(xcp, x, (size_t)n * sizeof(double));
-        return 0;
+        return;
     }
-    int bnded = 1, nfree = n + 1, nbreak = 0, ibkmin = 0, col2 = 2 * col;
-    double bkmin = 0.0, f1 = 0.0;
-    /* p = W'd summed per storage slot (py: Y part, ps: S part) */
-    int ld = s->ld;
-    double *py = s->acc, *ps = s->acc + ld;
-    for (int q = 0; q < 2 * ld; q++)
-        s->acc[q] = 0.0;
-    int nmoved = 0; /* variables that move along d, listed for p */
-
-    /* Each variable's bound status and breakpoint; p = W'd as d is built. */
-    for (int i = 0; i < n; i++) {
-        double neggi = -g[i], tl = 0.0, tu = 0.0;
-        if (iwhere[i] != 3 && iwhere[i] != -1) {
-            if (nbd[i] <= 2)
-                tl = x[i] - l[i];
-            if (nbd[i] >= 2)
-                tu = u[i] - x[i];
-            int xlower = nbd[i] <= 2 && tl <= 0.0;
-            int xupper = nbd[i] >= 2 && tu <= 0.0;
-            iwhere[i] = 0;
-            if (xlower) {
-                if (neggi <= 0.0)
-                    iwhere[i] = 1;
-            } else if (xupper) {
-                if (neggi >= 0.0)
-                    iwhere[i] = 2;
-            } else if (fabs(neggi) <= 0.0) {
-                iwhere[i] = -3;
-            }
+    /* each variable's bound status, its part of d, and its breakpoint */
+    gcp_lists o = {0, 0, 0, 1};
+    classify(s, x, g, &o);
+    int nmoved = o.nmoved, nbreak = o.nbreak, bnded = o.bnded;
+    double f1 = -dot(s, nmoved, coef, coef);
+    /* p = W'd summed per storage slot over the variables that move */
+    if (col > 0) {
+        double *py = s->acc, *ps = s->acc + ld;
+        rows_sum(s, s->acc, moved, coef, nmoved);
+        for (int j = 0; j < col; j++) {
+            p[j] = py[order[j]];
+            p[col + j] = ps[order[j]];
         }
-        if (iwhere[i] != 0 && iwhere[i] != -1) {
-            d[i] = 0.0;
-            continue;
-        }
-        d[i] = neggi;
-        f1 -= neggi * neggi;
-        if (col > 0) {
-            s->moved[nmoved] = i;
-            s->coef[nmoved++] = neggi;
-        }
-        if (nbd[i] <= 2 && nbd[i] != 0 && neggi < 0.0) {
-            nbreak++;
-            iorder[nbreak - 1] = i;
-            t[nbreak - 1] = tl / (-neggi);
-            if (nbreak == 1 || t[nbreak - 1] < bkmin) {
-                bkmin = t[nbreak - 1];
-                ibkmin = nbreak;
-            }
-        } else if (nbd[i] >= 2 && neggi > 0.0) {
-            nbreak++;
-            iorder[nbreak - 1] = i;
-            t[nbreak - 1] = tu / neggi;
-            if (nbreak == 1 || t[nbreak - 1] < bkmin) {
-                bkmin = t[nbreak - 1];
-                ibkmin = nbreak;
-            }
-        } else {
-            nfree--;
-            iorder[nfree - 1] = i;
-            if (fabs(neggi) > 0.0)
-                bnded = 0;
-        }
+        if (theta != 1.0)
+            for (int j = 0; j < col; j++)
+                p[col + j] *= theta;
     }
-    slots_sum(ld, py, s->wy, s->moved, s->coef, nmoved);
-    slots_sum(ld, ps, s->ws, s->moved, s->coef, nmoved);
-    for (int j = 0; j < col; j++) {
-        p[j] = py[s->order[j]];
-        p[col + j] = ps[s->order[j]];
+    if (nbreak == 0 && o.nfree == 0) {
+        memcpy(xcp, x, (size_t)n * sizeof(double));
+        return; /* d = 0: the GCP is x */
     }
-    if (theta != 1.0)
-        for (int j = 0; j < col; j++)
-            p[col + j] *= theta;
-    memcpy(xcp, x, (size_t)n * sizeof(double));
-    if (nbreak == 0 && nfree == n + 1)
-        return 0; /* d = 0: the GCP is x */
     for (int j = 0; j < col2; j++)
         c[j] = 0.0;
 
     double f2 = -theta * f1, f2_org = f2;
     if (col > 0) {
-        if (bmv(s, p, v))
-            return -1;
-        f2 -= dot(col2, v, p);
+        bmv(s, p, v);
+        double vp = 0.0;
+        for (int j = 0; j < col2; j++)
+            vp += v[j] * p[j];
+        f2 -= vp;
     }
     double dtm = -f1 / f2, tsum = 0.0, tj = 0.0;
+    int nleft = nbreak, all_fixed = 0;
     s->nseg = 1;
-    if (nbreak > 0) {
-        int nleft = nbreak, iter = 1;
-        for (;;) {
-            /* the next breakpoint tj and its variable ibp */
-            double tj0 = tj;
-            int ibp;
-            if (iter == 1) {
-                tj = bkmin;
-                ibp = iorder[ibkmin - 1];
-            } else {
-                if (iter == 2 && ibkmin != nbreak) {
-                    t[ibkmin - 1] = t[nbreak - 1];
-                    iorder[ibkmin - 1] = iorder[nbreak - 1];
-                }
-                hpsolb(nleft, t, iorder, iter - 2);
-                tj = t[nleft - 1];
-                ibp = iorder[nleft - 1];
-            }
-            double dt = tj - tj0;
-            if (dtm < dt)
-                break; /* the minimiser lies in this segment */
+    divide(s, nbreak, t, tden);
+    /* The breakpoints not yet crossed are t[0..nleft), the least of each
+     * block of them in bmin; the next one is moved to t[nleft-1], and
+     * t[nleft..nbreak) are those crossed. */
+    for (int b = 0; b * BREAK_BLOCK < nbreak; b++)
+        block_min(s, t, b, nbreak);
+    while (nbreak > 0) {
+        double tj0 = tj;
+        int k = next_breakpoint(s, nleft);
+        double tk = t[k];
+        int ik = iorder[k];
+        t[k] = t[nleft - 1];
+        iorder[k] = iorder[nleft - 1];
+        t[nleft - 1] = tk;
+        iorder[nleft - 1] = ik;
+        tj = tk;
+        int ibp = iorder[nleft - 1];
+        double dt = tj - tj0;
+        if (dtm < dt)
+            break; /* the minimiser lies in this segment */
 
-            /* fix variable ibp at its bound */
-            tsum += dt;
-            nleft--;
-            iter++;
-            double dibp = d[ibp], zibp;
-            d[ibp] = 0.0;
-            if (dibp > 0.0) {
-                zibp = u[ibp] - x[ibp];
-                xcp[ibp] = u[ibp];
-                iwhere[ibp] = 2;
-            } else {
-                zibp = l[ibp] - x[ibp];
-                xcp[ibp] = l[ibp];
-                iwhere[ibp] = 1;
-            }
-            if (nleft == 0 && nbreak == n) {
-                /* every variable is fixed: the GCP is xcp */
-                dtm = dt;
-                if (col > 0)
-                    for (int j = 0; j < col2; j++)
-                        c[j] += dtm * p[j];
-                return 0;
-            }
-            s->nseg++;
-            double dibp2 = dibp * dibp;
-            f1 = f1 + dt * f2 + dibp2 - theta * dibp * zibp;
-            f2 = f2 - theta * dibp2;
-            if (col > 0) {
-                for (int j = 0; j < col2; j++)
-                    c[j] += dt * p[j];
-                /* wbp: the row of W of the variable just fixed */
-                for (int j = 0; j < col; j++) {
-                    wbp[j] = WY(ibp, s->order[j] + 1);
-                    wbp[col + j] = theta * WS(ibp, s->order[j] + 1);
-                }
-                if (bmv(s, wbp, v))
-                    return -1;
-                double wmc = dot(col2, c, v), wmp = dot(col2, p, v), wmw = dot(col2, wbp, v);
-                for (int j = 0; j < col2; j++)
-                    p[j] += -dibp * wbp[j];
-                f1 += dibp * wmc;
-                f2 = f2 + 2.0 * dibp * wmp - dibp2 * wmw;
-            }
-            f2 = dmax(s->epsmch * f2_org, f2);
-            if (nleft > 0) {
-                dtm = -f1 / f2;
-                continue;
-            }
-            dtm = bnded ? 0.0 : -f1 / f2;
+        /* fix variable ibp at its bound (xcp is set at the end) */
+        tsum += dt;
+        nleft--;
+        /* the blocks of t[k] (now the last breakpoint) and of the place
+         * the last left */
+        if (k < nleft)
+            block_min(s, t, k / BREAK_BLOCK, nleft);
+        if (nleft % BREAK_BLOCK && (k >= nleft || k / BREAK_BLOCK != nleft / BREAK_BLOCK))
+            block_min(s, t, nleft / BREAK_BLOCK, nleft);
+        double dibp = d[ibp], zibp;
+        d[ibp] = 0.0;
+        if (dibp > 0.0) {
+            zibp = u[ibp] - x[ibp];
+            iwhere[ibp] = 2;
+        } else {
+            zibp = l[ibp] - x[ibp];
+            iwhere[ibp] = 1;
+        }
+        if (nleft == 0 && nbreak == n) {
+            /* every variable is fixed: the GCP is where they are */
+            dtm = dt;
+            all_fixed = 1;
             break;
         }
+        s->nseg++;
+        double dibp2 = dibp * dibp;
+        f1 = f1 + dt * f2 + dibp2 - theta * dibp * zibp;
+        f2 = f2 - theta * dibp2;
+        if (col > 0) {
+            for (int j = 0; j < col2; j++)
+                c[j] += dt * p[j];
+            /* wbp: the row of W of the variable just fixed */
+            for (int j = 0; j < col; j++) {
+                wbp[j] = WY(ibp, order[j]);
+                wbp[col + j] = theta * WS(ibp, order[j]);
+            }
+            bmv(s, wbp, v);
+            double wmc = 0.0, wmp = 0.0, wmw = 0.0;
+            for (int j = 0; j < col2; j++) {
+                wmc += c[j] * v[j];
+                wmp += p[j] * v[j];
+                wmw += wbp[j] * v[j];
+            }
+            for (int j = 0; j < col2; j++)
+                p[j] += -dibp * wbp[j];
+            f1 += dibp * wmc;
+            f2 = f2 + 2.0 * dibp * wmp - dibp2 * wmw;
+        }
+        f2 = dmax(s->epsmch * f2_org, f2);
+        if (nleft > 0) {
+            dtm = -f1 / f2;
+            continue;
+        }
+        dtm = bnded ? 0.0 : -f1 / f2;
+        break;
     }
-    if (dtm <= 0.0)
-        dtm = 0.0;
-    tsum += dtm;
-    for (int i = 0; i < n; i++)
-        xcp[i] += tsum * d[i];
+    if (!all_fixed) {
+        if (dtm <= 0.0)
+            dtm = 0.0;
+        tsum += dtm;
+    }
+    /* xcp = x + tsum d, and the variables crossed at their bounds */
+    axpy(s, xcp, tsum, d, x);
+    for (int k = nleft; k < nbreak; k++) {
+        int i = iorder[k];
+        xcp[i] = iwhere[i] == 2 ? u[i] : l[i];
+    }
     if (col > 0)
         for (int j = 0; j < col2; j++)
             c[j] += dtm * p[j];
-    return 0;
 }
 
-/* Counts the variables entering (indx2[0..nenter)) and leaving
- * (indx2[ileave-1..n)) the free set since the last iteration, and lists
- * the free variables at the GCP (index[0..nfree)) then the active ones. */
+/* Lists the variables that entered (entering[0..nenter)) and left
+ * (leaving[0..nleave)) the free set since the last iteration, and the free
+ * variables at the GCP (index[0..nfree)); the others are active. */
 static void freev(bs_lbfgsb *s)
 {
-    int n = s->n;
-    int *index = s->index, *indx2 = s->indx2;
-    s->nenter = 0;
-    s->ileave = n + 1;
-    if (s->iter > 0 && s->cnstnd) {
-        for (int i = 0; i < s->nfree; i++) {
-            int k = index[i];
-            if (s->iwhere[k] > 0) {
-                s->ileave--;
-                indx2[s->ileave - 1] = k;
-            }
-        }
-        for (int i = s->nfree; i < n; i++) {
-            int k = index[i];
-            if (s->iwhere[k] <= 0) {
-                s->nenter++;
-                indx2[s->nenter - 1] = k;
-            }
-        }
-    }
-    s->wrk = s->ileave < n + 1 || s->nenter > 0 || s->updatd;
-    int nfree = 0, iact = n + 1;
-    for (int i = 0; i < n; i++) {
-        if (s->iwhere[i] <= 0) {
-            index[nfree++] = i;
-        } else {
-            iact--;
-            index[iact - 1] = i;
-        }
-    }
-    s->nfree = nfree;
+    s->nfree = s->nenter = s->nleave = 0;
+    freev_scan(s, s->iter > 0 && s->cnstnd);
+    s->nact = s->n - s->nfree;
+    s->wrk = s->nleave > 0 || s->nenter > 0 || s->updatd;
 }
 
 /* ------------------------------------------------------------------------ */
 /* subspace minimisation: formk, cmprlb, subsm */
+
+/* acc = W' times the column q of Y (y_half) or S of the variables var:
+ * the inner products of that column with every slot, over var. */
+static void column_products(bs_lbfgsb *s, double *acc, const int *var, int cnt, int q, int y_half)
+{
+    size_t ld2 = 2 * (size_t)s->ld, off = (size_t)q + (y_half ? 0 : (size_t)s->ld);
+    for (int k = 0; k < cnt; k++)
+        s->coef[k] = s->w[(size_t)var[k] * ld2 + off];
+    rows_sum(s, acc, var, s->coef, cnt);
+}
 
 /* The LEL' factorization of K = [-D-Y'ZZ'Y/theta  L_a'-R_z'; L_a-R_z
  * theta*S'AA'S] in wn, updating the inner products in snd (wn1) for the
@@ -788,9 +1759,9 @@ static void freev(bs_lbfgsb *s)
  * 0, or non-zero when a Cholesky factorization fails. */
 static int formk(bs_lbfgsb *s)
 {
-    int n = s->n, m = s->m, m2 = 2 * m, col = s->col, head = s->head;
-    int nsub = s->nfree, nenter = s->nenter, ileave = s->ileave;
-    const int *ind = s->index, *indx2 = s->indx2;
+    int m = s->m, m2 = 2 * m, col = s->col, ld = s->ld;
+    int nsub = s->nfree, nenter = s->nenter, nleave = s->nleave;
+    const int *ind = s->index, *order = s->order;
     double theta = s->theta;
     int upcl;
 
@@ -808,78 +1779,55 @@ static int formk(bs_lbfgsb *s)
             }
         }
         /* new rows in blocks (1,1), (2,1) and (2,2), and the new column in
-         * block (2,1): products of the newest pair (slot inew) with every
-         * slot, summed over the free (resp. active) variables in order */
-        int ld = s->ld, inew = head + col - 1;
-        if (inew > m)
-            inew -= m;
-        double *yy = s->acc, *ss = s->acc + ld, *sy = s->acc + 2 * ld, *ys = s->acc + 3 * ld;
-        for (int q = 0; q < 4 * ld; q++)
-            s->acc[q] = 0.0;
-        for (int k = 0; k < nsub; k++)
-            s->coef[k] = WY(ind[k], inew);
-        slots_sum(ld, yy, s->wy, ind, s->coef, nsub); /* Y'ZZ'Y, row col */
-        slots_sum(ld, ys, s->ws, ind, s->coef, nsub); /* R_z, column col */
-        for (int k = nsub; k < n; k++)
-            s->coef[k] = WS(ind[k], inew);
-        slots_sum(ld, ss, s->ws, ind + nsub, s->coef + nsub, n - nsub); /* S'AA'S, row col */
-        slots_sum(ld, sy, s->wy, ind + nsub, s->coef + nsub, n - nsub); /* L_a, row col */
+         * block (2,1): products of the newest pair (slot qnew) with every
+         * slot, over the free variables (y_new) and over the active ones
+         * (s_new, zero for those that did not move) */
+        int qnew = order[col - 1];
+        const double *fy = s->acc, *fs = s->acc + ld, *ay = s->acc + 2 * ld, *as = s->acc + 3 * ld;
+        column_products(s, s->acc, ind, nsub, qnew, 1);
+        rows_sum(s, s->acc + 2 * ld, s->list, s->coef, active_moved(s));
         for (int j = 1; j <= col; j++) {
-            int q = s->order[j - 1];
-            WN1(col, j) = yy[q];
-            WN1(m + col, m + j) = ss[q];
-            WN1(m + col, j) = sy[q];
-            WN1(m + j, col) = ys[q];
+            int q = order[j - 1];
+            WN1(col, j) = fy[q];         /* Y'ZZ'Y, row col */
+            WN1(m + col, m + j) = as[q]; /* S'AA'S, row col */
+            WN1(m + col, j) = ay[q];     /* L_a, row col */
+            WN1(m + j, col) = fs[q];     /* R_z, column col (last: it owns (col, col)) */
         }
         upcl = col - 1;
     } else {
         upcl = col;
     }
 
-    /* old parts of blocks (1,1) and (2,2): variables that entered or left */
-    int ipntr = head;
-    for (int iy = 1; iy <= upcl; iy++) {
-        int is = m + iy, jpntr = head;
-        for (int jy = 1; jy <= iy; jy++) {
-            int js = m + jy;
-            double temp1 = 0.0, temp2 = 0.0, temp3 = 0.0, temp4 = 0.0;
-            for (int k = 0; k < nenter; k++) {
-                int k1 = indx2[k];
-                temp1 += WY(k1, ipntr) * WY(k1, jpntr);
-                temp2 += WS(k1, ipntr) * WS(k1, jpntr);
+    /* old parts of the blocks: the variables that entered (+ in (1,1), -
+     * in (2,2)) or left (the other way round). For pair iy (slot qa) the
+     * products with column qa of Y give block (1,1)'s column, those with
+     * column qa of S give block (2,2)'s and row iy of block (2,1). */
+    if (nenter + nleave > 0) {
+        double *ey = s->acc, *es = s->acc + 2 * ld, *ly = s->acc + 4 * ld, *ls = s->acc + 6 * ld;
+        memset(s->acc, 0, 8 * (size_t)ld * sizeof(double));
+        for (int iy = 1; iy <= upcl; iy++) {
+            int qa = order[iy - 1], is = m + iy;
+            if (nenter > 0) {
+                column_products(s, ey, s->entering, nenter, qa, 1);
+                column_products(s, es, s->entering, nenter, qa, 0);
             }
-            for (int k = ileave - 1; k < n; k++) {
-                int k1 = indx2[k];
-                temp3 += WY(k1, ipntr) * WY(k1, jpntr);
-                temp4 += WS(k1, ipntr) * WS(k1, jpntr);
+            if (nleave > 0) {
+                column_products(s, ly, s->leaving, nleave, qa, 1);
+                column_products(s, ls, s->leaving, nleave, qa, 0);
             }
-            WN1(iy, jy) = WN1(iy, jy) + temp1 - temp3;
-            WN1(is, js) = WN1(is, js) - temp2 + temp4;
-            jpntr = jpntr % m + 1;
+            for (int jy = 1; jy <= iy; jy++) {
+                int qb = order[jy - 1], js = m + jy;
+                WN1(iy, jy) = WN1(iy, jy) + ey[qb] - ly[qb];
+                WN1(is, js) = WN1(is, js) - es[ld + qb] + ls[ld + qb];
+            }
+            for (int jy = 1; jy <= upcl; jy++) {
+                int qb = order[jy - 1];
+                if (is <= jy + m)
+                    WN1(is, jy) = WN1(is, jy) + es[qb] - ls[qb];
+                else
+                    WN1(is, jy) = WN1(is, jy) - es[qb] + ls[qb];
+            }
         }
-        ipntr = ipntr % m + 1;
-    }
-    /* old part of block (2,1) */
-    ipntr = head;
-    for (int is = m + 1; is <= m + upcl; is++) {
-        int jpntr = head;
-        for (int jy = 1; jy <= upcl; jy++) {
-            double temp1 = 0.0, temp3 = 0.0;
-            for (int k = 0; k < nenter; k++) {
-                int k1 = indx2[k];
-                temp1 += WS(k1, ipntr) * WY(k1, jpntr);
-            }
-            for (int k = ileave - 1; k < n; k++) {
-                int k1 = indx2[k];
-                temp3 += WS(k1, ipntr) * WY(k1, jpntr);
-            }
-            if (is <= jy + m)
-                WN1(is, jy) = WN1(is, jy) + temp1 - temp3;
-            else
-                WN1(is, jy) = WN1(is, jy) - temp1 + temp3;
-            jpntr = jpntr % m + 1;
-        }
-        ipntr = ipntr % m + 1;
     }
 
     /* upper triangle of WN = [D+Y'ZZ'Y/theta  -L_a'+R_z'; -L_a+R_z  S'AA'S*theta] */
@@ -899,43 +1847,53 @@ static int formk(bs_lbfgsb *s)
     /* LL' of the (1,1) block, L^-1(-L_a'+R_z') in the (1,2) block */
     if (cholesky_upper(s->wn, m2, col))
         return -1;
+    reciprocal_diagonal(s->wn, m2, col, s->wn_rdiag);
     int col2 = 2 * col;
     for (int js = col + 1; js <= col2; js++)
-        solve_upper(s->wn, m2, col, &WN(1, js), 1);
+        solve_upper(s->wn, m2, col, s->wn_rdiag, &WN(1, js), 1);
     /* S'AA'S*theta + (L^-1(-L_a'+R_z'))'L^-1(-L_a'+R_z') in the (2,2) block */
     for (int is = col + 1; is <= col2; is++)
         for (int js = is; js <= col2; js++)
-            WN(is, js) = WN(is, js) + dot(col, &WN(1, is), &WN(1, js));
+            WN(is, js) = WN(is, js) + small_dot(col, &WN(1, is), &WN(1, js));
     if (cholesky_upper(&WN(col + 1, col + 1), m2, col))
         return -2;
+    reciprocal_diagonal(&WN(col + 1, col + 1), m2, col, s->wn_rdiag + col);
     return 0;
 }
 
+/* s->cvec = the vectors a / a_divisor (Y's half) and b_factor b (S's
+ * half), given for the pairs oldest first, placed by storage slot; the
+ * unused slots below cw zero. */
+static void slot_vector(bs_lbfgsb *s, const double *a, double a_divisor, const double *b,
+                        double b_factor)
+{
+    int col = s->col, ld = s->ld, cw = slot_width(s);
+    for (int q = 0; q < cw; q++)
+        s->cvec[q] = s->cvec[ld + q] = 0.0;
+    for (int j = 0; j < col; j++) {
+        s->cvec[s->order[j]] = a_divisor == 1.0 ? a[j] : a[j] / a_divisor;
+        s->cvec[ld + s->order[j]] = b_factor == 1.0 ? b[j] : b_factor * b[j];
+    }
+}
+
 /* r = -Z'(B(xcp - x) + g) over the free variables, with c = W'(xcp - x)
- * from cauchy. 0, or -8 when bmv fails. */
-static int cmprlb(bs_lbfgsb *s, const double *x, const double *g)
+ * from cauchy; and, for subsm, W'Zr in acc. */
+static void cmprlb(bs_lbfgsb *s, const double *x, const double *g)
 {
     int n = s->n, m = s->m, col = s->col, nfree = s->nfree;
     double theta = s->theta, *r = s->r, *wa = s->wa;
-    const double *z = s->z;
     const int *index = s->index;
     if (!s->cnstnd && col > 0) {
         for (int i = 0; i < n; i++)
             r[i] = -g[i];
-        return 0;
+        rows_sum(s, s->acc, index, r, nfree);
+        return;
     }
-    for (int i = 0; i < nfree; i++) {
-        int k = index[i];
-        r[i] = -theta * (z[k] - x[k]) - g[k];
-    }
-    if (bmv(s, wa + 2 * m, wa))
-        return -8;
-    /* r += Y a1 + theta S a2 over the free rows, the memory slots in order
-     * (wa is scratch from here on, so theta*a2 is stored in place) */
-    for (int j = 0; j < col; j++)
-        wa[col + j] *= theta;
-    add_w_product(s, nfree, index, wa, wa + col, r);
-    return 0;
+    reduced_gradient(s, r, index, nfree, x, g);
+    bmv(s, wa + 2 * m, wa);
+    /* r += Y a1 + theta S a2 over the free rows */
+    slot_vector(s, wa, 1.0, wa + col, theta);
+    rows_dot_sum(s, s->acc, index, nfree, r);
 }
 
 /* Minimises the model over the free variables from the Cauchy point z
@@ -943,79 +1901,42 @@ static int cmprlb(bs_lbfgsb *s, const double *x, const double *g)
  * projects into the box; if the projected point is not a descent
  * direction from x, backtracks along the Newton direction to the box
  * (Morales and Nocedal 2011). z receives the result. */
-static int subsm(bs_lbfgsb *s, const double *xx, const double *gg)
+static void subsm(bs_lbfgsb *s, const double *xx, const double *gg)
 {
-    int n = s->n, m = s->m, m2 = 2 * m, col = s->col, nsub = s->nfree;
+    int m = s->m, m2 = 2 * m, col = s->col, nsub = s->nfree, ld = s->ld;
     const int *ind = s->index, *nbd = s->nbd;
     const double *l = s->l, *u = s->u;
-    double theta = s->theta, *x = s->z, *d = s->r, *xp = s->xp, *wv = s->wa;
+    double theta = s->theta, *x = s->z, *d = s->r, *xp = s->zsave, *wv = s->wa;
     if (nsub <= 0)
-        return 0;
+        return;
 
-    /* wv = W'Zd, summed per storage slot */
-    const int *order = s->order;
-    int ld = s->ld;
-    double *vy = s->acc, *vs = s->acc + ld;
-    for (int q = 0; q < 2 * ld; q++)
-        s->acc[q] = 0.0;
-    slots_sum(ld, vy, s->wy, ind, d, nsub);
-    slots_sum(ld, vs, s->ws, ind, d, nsub);
+    /* wv = W'Zd, summed per storage slot by cmprlb */
+    const double *vy = s->acc, *vs = s->acc + ld;
     for (int i = 0; i < col; i++) {
-        wv[i] = vy[order[i]];
-        wv[col + i] = theta * vs[order[i]];
+        wv[i] = vy[s->order[i]];
+        wv[col + i] = theta * vs[s->order[i]];
     }
 
     /* wv = K^(-1) wv */
     int col2 = 2 * col;
-    if (solve_upper(s->wn, m2, col2, wv, 1))
-        return -1;
+    solve_upper(s->wn, m2, col2, s->wn_rdiag, wv, 1);
     for (int i = 0; i < col; i++)
         wv[i] = -wv[i];
-    if (solve_upper(s->wn, m2, col2, wv, 0))
-        return -1;
+    solve_upper(s->wn, m2, col2, s->wn_rdiag, wv, 0);
 
     /* d = (1/theta) d + (1/theta^2) Z'W wv */
-    double *wv_theta = s->acc; /* wv[j] / theta, computed once (see the top) */
-    for (int jy = 0; jy < col; jy++)
-        wv_theta[jy] = wv[jy] / theta;
-    add_w_product(s, nsub, ind, wv_theta, wv + col, d);
-    double inv_theta = 1.0 / theta;
-    for (int i = 0; i < nsub; i++)
-        d[i] *= inv_theta;
+    slot_vector(s, wv, theta, wv + col, 1.0);
+    rows_dot(s, ind, nsub, d);
 
-    /* try the projection of the Newton point */
-    s->iword = 0;
-    memcpy(xp, x, (size_t)n * sizeof(double));
-    for (int i = 0; i < nsub; i++) {
-        int k = ind[i];
-        double dk = d[i], xk = x[k];
-        if (nbd[k] == 0) {
-            x[k] = xk + dk;
-        } else if (nbd[k] == 1) {
-            x[k] = dmax(l[k], xk + dk);
-            if (x[k] == l[k])
-                s->iword = 1;
-        } else if (nbd[k] == 2) {
-            xk = dmax(l[k], xk + dk);
-            x[k] = dmin(u[k], xk);
-            if (x[k] == l[k] || x[k] == u[k])
-                s->iword = 1;
-        } else {
-            x[k] = dmin(u[k], xk + dk);
-            if (x[k] == u[k])
-                s->iword = 1;
-        }
-    }
-    if (s->iword == 0)
-        return 0;
-    double dd_p = 0.0;
-    for (int i = 0; i < n; i++)
-        dd_p += (x[i] - xx[i]) * gg[i];
-    if (dd_p <= 0.0)
-        return 0;
+    /* try the projection of the Newton point (the bounds are infinite
+     * where there is none, so max and min leave such a variable alone) */
+    s->iword = project(s, d, ind, nsub, 1.0 / theta);
+    if (s->iword == 0 || diff_dot(s, x, xx, gg) <= 0.0)
+        return;
 
     /* not a descent direction: back to the Cauchy point and backtrack */
-    memcpy(x, xp, (size_t)n * sizeof(double));
+    for (int i = 0; i < nsub; i++)
+        x[ind[i]] = xp[i];
     double alpha = 1.0, temp1 = alpha;
     int ibd = 0;
     for (int i = 1; i <= nsub; i++) {
@@ -1056,7 +1977,6 @@ static int subsm(bs_lbfgsb *s, const double *xx, const double *gg)
         int k = ind[i];
         x[k] = x[k] + alpha * d[i];
     }
-    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1253,58 +2173,36 @@ static int dcsrch(dcsrch_state *ls, double f, double g, double *stp, double stpm
     return DCS_FG;
 }
 
-/* Sets up the line search along d from x: the largest feasible step
- * stpmx, the first trial step, and the saved x (t), g (r) and f. */
+
+/* Sets up the line search along d = z - x: the largest feasible step
+ * stpmx, the first trial step, and the saved x (xold), g (gold, by a swap
+ * of the buffers) and f; g'd for lnsrlb's first round. */
 static void lnsrlb_start(bs_lbfgsb *s, const double *x)
 {
-    int n = s->n;
-    const double *d = s->d, *l = s->l, *u = s->u;
-    const int *nbd = s->nbd;
-    s->dtd = dot(n, d, d);
+    double *swap = s->gold;
+    s->gold = s->g;
+    s->g = swap;
+    ls_setup o = ls_setup_pass(s, x, s->cnstnd && s->iter > 0);
+    s->dtd = o.dtd;
     s->dnorm = sqrt(s->dtd);
+    s->gd = o.gd;
     s->stpmx = STPMAX_UNCONSTRAINED;
-    if (s->cnstnd) {
-        if (s->iter == 0) {
-            s->stpmx = 1.0;
-        } else {
-            for (int i = 0; i < n; i++) {
-                double a1 = d[i];
-                if (nbd[i] == 0)
-                    continue;
-                if (a1 < 0.0 && nbd[i] <= 2) {
-                    double a2 = l[i] - x[i];
-                    if (a2 >= 0.0)
-                        s->stpmx = 0.0;
-                    else if (a1 * s->stpmx < a2)
-                        s->stpmx = a2 / a1;
-                } else if (a1 > 0.0 && nbd[i] >= 2) {
-                    double a2 = u[i] - x[i];
-                    if (a2 <= 0.0)
-                        s->stpmx = 0.0;
-                    else if (a1 * s->stpmx > a2)
-                        s->stpmx = a2 / a1;
-                }
-            }
-        }
-    }
+    if (s->cnstnd)
+        s->stpmx = s->iter == 0 ? 1.0 : o.stpmx;
     if (s->iter == 0 && !s->boxed)
         s->stp = dmin(1.0 / s->dnorm, s->stpmx);
     else
         s->stp = 1.0;
-    memcpy(s->t, x, (size_t)n * sizeof(double));
-    memcpy(s->r, s->g, (size_t)n * sizeof(double));
     s->fold = s->f;
     s->ifun = 0;
     s->iback = 0;
 }
 
-/* One round of the line search with f and g at x. Returns 1 when x holds
- * the next trial point (an evaluation is wanted), 0 when the search ended
- * (s->info non-zero when it failed). */
+/* One round of the line search with f and g'd (s->gd) at x. Returns 1
+ * when x holds the next trial point (an evaluation is wanted), 0 when the
+ * search ended (s->info non-zero when it failed). */
 static int lnsrlb(bs_lbfgsb *s, double *x)
 {
-    int n = s->n;
-    s->gd = dot(n, s->g, s->d);
     int start = s->ifun == 0;
     if (start) {
         s->gdold = s->gd;
@@ -1322,12 +2220,10 @@ static int lnsrlb(bs_lbfgsb *s, double *x)
     s->ifun++;
     s->nfgv++;
     s->iback = s->ifun - 1;
-    if (s->stp == 1.0) {
-        memcpy(x, s->z, (size_t)n * sizeof(double));
-    } else {
-        for (int i = 0; i < n; i++)
-            x[i] = s->stp * s->d[i] + s->t[i];
-    }
+    if (s->stp == 1.0)
+        memcpy(x, s->z, (size_t)s->n * sizeof(double));
+    else
+        axpy(s, x, s->stp, s->d, s->xold);
     return 1;
 }
 
@@ -1352,7 +2248,7 @@ int bs_lbfgsb_start(bs_lbfgsb *s, double *x)
     s->itail = 0;
     s->iback = 0;
     s->nact = 0;
-    s->ileave = 0;
+    s->nleave = 0;
     s->nenter = 0;
     s->fold = 0.0;
     s->dnorm = 0.0;
@@ -1401,28 +2297,17 @@ iteration:
         s->wrk = s->updatd;
         s->nseg = 0;
     } else {
-        if (cauchy(s, x, s->g)) {
-            forget(s); /* singular triangular system */
-            goto iteration;
-        }
+        cauchy(s, x, s->g);
         freev(s);
-        s->nact = n - s->nfree;
     }
     if (s->nfree != 0 && s->col != 0) {
         if (s->wrk && formk(s)) {
             forget(s); /* K not positive definite */
             goto iteration;
         }
-        int info = cmprlb(s, x, s->g);
-        if (!info)
-            info = subsm(s, x, s->g);
-        if (info) {
-            forget(s); /* singular triangular system */
-            goto iteration;
-        }
+        cmprlb(s, x, s->g);
+        subsm(s, x, s->g);
     }
-    for (int i = 0; i < n; i++)
-        s->d[i] = s->z[i] - x[i];
     lnsrlb_start(s, x);
 
 line_search:
@@ -1432,8 +2317,10 @@ line_search:
     }
     if (s->info != 0 || s->iback >= LS_MAX_EVALS) {
         /* the search failed: back to the previous iterate */
-        memcpy(x, s->t, (size_t)n * sizeof(double));
-        memcpy(s->g, s->r, (size_t)n * sizeof(double));
+        double *swap = s->g;
+        s->g = s->gold;
+        s->gold = swap;
+        memcpy(x, s->xold, (size_t)n * sizeof(double));
         s->f = s->fold;
         if (s->col == 0) {
             if (s->info == 0) {
@@ -1466,17 +2353,13 @@ new_x:
         s->state = ST_DONE;
         return BS_LBFGSB_CONV;
     }
-    /* s = x_k+1 - x_k (in d, scaled by stp) and y = g_k+1 - g_k (in r) */
-    for (int i = 0; i < n; i++)
-        s->r[i] = s->g[i] - s->r[i];
-    double rr = dot(n, s->r, s->r), dr;
+    /* s = x_k+1 - x_k = stp d and y = g_k+1 - g_k (stored by matupd) */
+    double dr;
     if (s->stp == 1.0) {
         dr = s->gd - s->gdold;
         ddum = -s->gdold;
     } else {
         dr = (s->gd - s->gdold) * s->stp;
-        for (int i = 0; i < n; i++)
-            s->d[i] *= s->stp;
         ddum = -s->gdold * s->stp;
     }
     if (dr <= s->epsmch * ddum) {
@@ -1487,7 +2370,7 @@ new_x:
     }
     s->updatd = 1;
     s->iupdat++;
-    matupd(s, rr, dr);
+    matupd(s, dr);
     if (formt(s))
         forget(s); /* T not positive definite */
     goto iteration;
@@ -1497,10 +2380,14 @@ int bs_lbfgsb_step(bs_lbfgsb *s, double *x, double f, const double *g)
 {
     switch (s->state) {
     case ST_FG_START:
-    case ST_FG_LN:
         s->f = f;
         memcpy(s->g, g, (size_t)s->n * sizeof(double));
-        return mainlb(s, x, s->state);
+        return mainlb(s, x, ST_FG_START);
+    case ST_FG_LN:
+        /* lnsrlb's g'd, while g is copied */
+        s->f = f;
+        s->gd = copy_dot(s, s->g, g, s->d);
+        return mainlb(s, x, ST_FG_LN);
     case ST_NEW_X:
         return mainlb(s, x, ST_NEW_X);
     default:

@@ -57,6 +57,12 @@ int bs_lbfgsb_start(bs_lbfgsb *s, double *x);
  * trial point, or the last good iterate on ABNORMAL). */
 int bs_lbfgsb_step(bs_lbfgsb *s, double *x, double f, const double *g);
 
+/* Whether s runs its AVX2+FMA kernels (core/simd.h): on by default where
+ * the CPU has them. on = 0 selects the portable twins, which round
+ * differently in the last bits; tests check both paths. Returns 1 when the
+ * AVX2 kernels are now in use. */
+int bs_lbfgsb_use_simd(bs_lbfgsb *s, int on);
+
 /* Iterations finished in the current run (NEW_X answers so far). */
 int bs_lbfgsb_iterations(const bs_lbfgsb *s);
 /* f at the current iterate (valid after NEW_X, CONV or ABNORMAL). */
