@@ -149,8 +149,8 @@ static float *image_floats(const char *path, bs_idx *im, char *err)
     return f;
 }
 
-int bs_dataset_load(const char *data_dir, const char *name, const char *split,
-                    bs_dataset *out, char *err)
+static int load(const char *data_dir, const char *name, const char *split, int keep_bytes,
+                bs_dataset *out, char *err)
 {
     char folder[PATH_LEN], prefix[16], im_path[PATH_LEN], lb_path[PATH_LEN];
     bs_idx im = {0}, lb = {0};
@@ -190,9 +190,12 @@ int bs_dataset_load(const char *data_dir, const char *name, const char *split,
     }
     out->classes = max_label + 1 < 2 ? 2 : max_label + 1;
 
-    out->images = image_floats(im_path, &im, err);
-    if (!out->images)
+    if (keep_bytes && im.type == BS_IDX_UBYTE) {
+        out->bytes = im.data;
+        im.data = NULL;
+    } else if (!(out->images = image_floats(im_path, &im, err))) {
         goto fail;
+    }
 
     snprintf(out->name, sizeof out->name, "%.*s", (int)sizeof out->name - 1, name);
     snprintf(out->split, sizeof out->split, "%s", split);
@@ -207,11 +210,24 @@ fail:
     return -1;
 }
 
+int bs_dataset_load(const char *data_dir, const char *name, const char *split,
+                    bs_dataset *out, char *err)
+{
+    return load(data_dir, name, split, 0, out, err);
+}
+
+int bs_dataset_load_bytes(const char *data_dir, const char *name, const char *split,
+                          bs_dataset *out, char *err)
+{
+    return load(data_dir, name, split, 1, out, err);
+}
+
 void bs_dataset_free(bs_dataset *d)
 {
     if (!d)
         return;
     free(d->images);
+    free(d->bytes);
     free(d->labels);
     memset(d, 0, sizeof *d);
 }

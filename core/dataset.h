@@ -29,7 +29,9 @@ typedef struct bs_dataset {
     int shape[3];      /* (C,H,W) of one image */
     size_t input_size; /* C*H*W floats per image */
     int classes;       /* max label + 1, at least 2 */
-    float *images;     /* (n, C, H, W) in [0,1]; owned */
+    float *images;     /* (n, C, H, W) in [0,1]; owned (NULL when bytes is set) */
+    unsigned char *bytes; /* bs_dataset_load_bytes only: (n, C, H, W) bytes,
+                           * pixel b standing for b / 255.0f; owned, or NULL */
     int *labels;       /* (n) in [0, classes); owned */
 } bs_dataset;
 
@@ -38,6 +40,13 @@ typedef struct bs_dataset {
  * file and the problem; *out is then left empty (safe to bs_dataset_free). */
 int bs_dataset_load(const char *data_dir, const char *name, const char *split,
                     bs_dataset *out, char *err);
+
+/* The same, but an unsigned-byte images file stays bytes (out->bytes,
+ * out->images NULL): a quarter of the memory, for callers that keep many
+ * images and convert them when used (b / 255.0f gives the floats
+ * bs_dataset_load gives). A float images file loads as floats. */
+int bs_dataset_load_bytes(const char *data_dir, const char *name, const char *split,
+                          bs_dataset *out, char *err);
 
 /* Frees the images and labels and empties d. */
 void bs_dataset_free(bs_dataset *d);

@@ -202,7 +202,7 @@ static int load_split(registry_split *s, const char *data_dir, const char *name,
 {
     bs_dataset d;
     char why[BS_ERR_LEN];
-    if (bs_dataset_load(data_dir, name, split, &d, why)) {
+    if (bs_dataset_load_bytes(data_dir, name, split, &d, why)) {
         snprintf(err, errlen, "dataset %s (%s split): %s", name, split, why);
         return -1;
     }
@@ -212,15 +212,18 @@ static int load_split(registry_split *s, const char *data_dir, const char *name,
     memcpy(s->shape, d.shape, sizeof s->shape);
     s->input_size = d.input_size;
     s->classes = d.classes;
-    int oom;
-    uint8_t *bytes = exact_bytes(&d, &oom);
+    /* bytes straight from the file, or floats that happen to be bytes */
+    int oom = 0;
+    uint8_t *bytes = d.bytes ? d.bytes : exact_bytes(&d, &oom);
     if (oom || (bytes && pack(s, bytes))) {
-        free(bytes);
+        if (bytes != d.bytes)
+            free(bytes);
         bs_dataset_free(&d);
         snprintf(err, errlen, "dataset %s (%s split): out of memory", name, split);
         return -1;
     }
-    free(bytes);
+    if (bytes != d.bytes)
+        free(bytes);
     s->labels = d.labels;
     d.labels = NULL;
     if (!s->packed) {
@@ -260,8 +263,8 @@ int registry_load(registry *reg, const char *models_dir, const char *data_dir,
         registry_free(reg);
         return -1;
     }
-    /* Loading went through hundreds of MB of floats and gzip buffers; give
-     * the heap they leave free back to the system (about 10 MB). */
+    /* Loading went through tens of MB of raw pixels and gzip buffers; give
+     * the heap they leave free back to the system. */
     malloc_trim(0);
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <cmocka.h>
@@ -101,6 +102,46 @@ static void test_load_folder_path(void **state)
     }
     bs_dataset_free(&d);
     assert_null(d.images);
+}
+
+static void write_float_images(const char *dir, float top);
+
+/* bs_dataset_load_bytes keeps a byte file as bytes, the pixels the float
+ * load gives times 255; a float file still loads as floats. */
+static void test_load_bytes(void **state)
+{
+    const char *dir = *state;
+    write_images(dir, "train", ".gz", N);
+    write_labels(dir, "train", "", N, 0);
+    bs_dataset f, b;
+    char err[BS_ERR_LEN];
+    if (bs_dataset_load("unused", dir, "train", &f, err) ||
+        bs_dataset_load_bytes("unused", dir, "train", &b, err))
+        fail_msg("%s", err);
+    assert_null(b.images);
+    assert_non_null(b.bytes);
+    assert_null(f.bytes);
+    assert_int_equal(b.n, f.n);
+    assert_int_equal(b.input_size, f.input_size);
+    assert_int_equal(b.classes, f.classes);
+    assert_memory_equal(b.labels, f.labels, (size_t)N * sizeof *b.labels);
+    for (size_t i = 0; i < (size_t)N * SIDE * SIDE; i++) {
+        float v = b.bytes[i] / 255.0f;
+        assert_memory_equal(&v, &f.images[i], sizeof v);
+    }
+    bs_dataset_free(&f);
+    bs_dataset_free(&b);
+    assert_null(b.bytes);
+
+    char gz[512];
+    snprintf(gz, sizeof gz, "%s/train-images-idx3-ubyte.gz", dir);
+    assert_int_equal(unlink(gz), 0); /* else it wins over the float file */
+    write_float_images(dir, 1.0f);
+    if (bs_dataset_load_bytes("unused", dir, "train", &b, err))
+        fail_msg("%s", err);
+    assert_null(b.bytes);
+    assert_non_null(b.images);
+    bs_dataset_free(&b);
 }
 
 /* The .gz file wins over a plain one of the same name. */
@@ -576,6 +617,7 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
     const struct CMUnitTest tests[] = {
         T(test_load_folder_path),
+        T(test_load_bytes),
         T(test_gz_tried_first),
         T(test_classes_at_least_two),
         T(test_float_images_with_channels),
