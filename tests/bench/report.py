@@ -19,8 +19,9 @@ BATCHES = [1, 9, 64]
 
 GROUPS = ["network", "L-BFGS-B", "attack (bs_attack_run)", "kernel", "other"]
 NETWORK_PREFIXES = ("bs_linear", "bs_conv", "bs_maxpool", "bs_relu", "bs_sigmoid", "bs_tanh",
-                    "bs_softmax", "bs_model", "bs_dropout", "im2col", "col2im", "pool_argmax",
-                    "__exp", "exp", "__memset", "__memmove", "__memcpy")
+                    "bs_softmax", "bs_model", "bs_dropout", "bs_gemm", "nt_", "nn_", "conv",
+                    "im2col", "col2im", "pool_", "relu_select", "__exp", "exp", "__memset",
+                    "__memmove", "__memcpy")
 
 
 def group_of(dso, sym):
@@ -144,6 +145,14 @@ def ratio(a, b):
     return a / b if a is not None and b else None
 
 
+def same_distortion(ours, peer):
+    """The first target's distortions agree: both failed (-1 / None), or
+    both succeeded within 1e-4."""
+    if ours is None or ours < 0 or peer is None:
+        return (ours is None or ours < 0) and peer is None
+    return abs(ours - peer) < 1e-4
+
+
 def verdict(ok, how):
     """met, or missed and by how much (how says it)."""
     return "met" if ok else f"**missed** ({how})" if how else "**missed**"
@@ -206,41 +215,62 @@ def report(b):
     md.append("## The L-BFGS attack, blindspot vs peer (one thread each)\n")
     rows = []
     for mod in MODELS:
-        c, p = b.get(f"core-{mod}"), b.get(f"peer-{mod}")
-        if not c or not p:
-            continue
-        same = sum(1 for (cs, cd), (ps, pd) in zip(c["per_image"], p["per_image"])
-                   if bool(cs) == bool(ps) and (not ps or abs(cd - pd) < 1e-4))
-        dd = ratio(c["distortion"] - p["distortion"], p["distortion"]) if p["distortion"] else None
-        rows.append([NAMES[mod], c["n"], c["attacks_per_s"], p["attacks_per_s"],
-                     f"**{ratio(c['attacks_per_s'], p['attacks_per_s']):.2f}x**",
-                     c["evaluations_per_s"], p["evaluations_per_s"],
-                     f"{ratio(c['evaluations_per_s'], p['evaluations_per_s']):.2f}x",
-                     f"{100 * c['success']:.0f}% / {100 * p['success']:.0f}%",
-                     f"{c['distortion']:.4f} / {p['distortion']:.4f} ({100 * dd:+.1f}%)",
-                     f"{c['evaluations_per_attack']:.0f} / {p['evaluations_per_attack']:.0f}",
-                     f"{same}/{c['n']}",
-                     f"{cpu_wall(c)} vs {cpu_wall(p)}"])
+        for k in (1, 9):
+            c, p = b.get(f"core-{mod}{'' if k == 1 else '-k9'}"), b.get(f"peer-{mod}{'' if k == 1 else '-k9'}")
+            if not c or not p:
+                continue
+            same = sum(1 for (cs, cd), (ps, pd) in zip(c["per_image"], p["per_image"])
+                       if cs == ps and same_distortion(cd, pd))
+            dd = ratio(c["distortion"] - p["distortion"], p["distortion"]) if p["distortion"] else None
+            rows.append([NAMES[mod], k, c["n"] * k, c["attacks_per_s"], p["attacks_per_s"],
+                         f"**{ratio(c['attacks_per_s'], p['attacks_per_s']):.2f}x**",
+                         c["evaluations_per_s"], p["evaluations_per_s"],
+                         f"{ratio(c['evaluations_per_s'], p['evaluations_per_s']):.2f}x",
+                         f"{100 * c['success']:.0f}% / {100 * p['success']:.0f}%",
+                         f"{c['distortion']:.4f} / {p['distortion']:.4f} ({100 * dd:+.1f}%)",
+                         f"{c['evaluations_per_attack']:.0f} / {p['evaluations_per_attack']:.0f}",
+                         f"{same}/{c['n']}",
+                         f"{cpu_wall(c)} vs {cpu_wall(p)}"])
+    for mod in ("fc100-100-10", "fc200-200-10", "cnn"):
         want = 10 if mod == "cnn" else 20
-        if mod in ("fc100-100-10", "fc200-200-10", "cnn"):
-            r = ratio(c["attacks_per_s"], p["attacks_per_s"])
-            targets.append([f"L-BFGS attack >= {want}x the peer on {NAMES[mod]}", f"{r:.2f}x",
-                            verdict(r >= want, f"{want / r:.1f}x short" if r < want else "")])
-            ok = abs(c["success"] - p["success"]) < 1e-9 and abs(dd) <= 0.05
-            targets.append([f"{NAMES[mod]}: same success, mean distortion within 5%",
-                            f"{100 * c['success']:.0f}% vs {100 * p['success']:.0f}%, {100 * dd:+.1f}%",
-                            verdict(ok, "")])
-    md.append(table(["model", "N", "attacks/s", "peer", "ratio", "evaluations/s", "peer",
-                     "ratio", "success (ours / peer)", "mean distortion (ours / peer)",
-                     "evaluations per attack", "same result per image",
-                     "wall/cpu s (ours vs peer)"], rows))
-    md.append("An evaluation is one pass through the network: blindspot counts the "
+        got = {}
+        for k in (1, 9):
+            c, p = b.get(f"core-{mod}{'' if k == 1 else '-k9'}"), b.get(f"peer-{mod}{'' if k == 1 else '-k9'}")
+            if c and p:
+                dd = ratio(c["distortion"] - p["distortion"], p["distortion"])
+                got[k] = (ratio(c["attacks_per_s"], p["attacks_per_s"]),
+                          abs(c["success"] - p["success"]) < 1e-9 and abs(dd) <= 0.05,
+                          f"{100 * c['success']:.0f}% vs {100 * p['success']:.0f}%, {100 * dd:+.1f}%")
+        if not got:
+            continue
+        best = max(got, key=lambda k: got[k][0])
+        r = got[best][0]
+        how = ", ".join(f"{got[k][0]:.2f}x with {'one target' if k == 1 else 'the 9 other labels'} per call"
+                        for k in sorted(got))
+        targets.append([f"L-BFGS attack >= {want}x the peer on {NAMES[mod]}", how,
+                        verdict(r >= want, f"{want / r:.1f}x short" if r < want else "")])
+        targets.append([f"{NAMES[mod]}: same success, mean distortion within 5%",
+                        "; ".join(f"{got[k][2]} ({k} per call)" for k in sorted(got)),
+                        verdict(all(g[1] for g in got.values()), "")])
+    md.append(table(["model", "targets per call", "attacks", "attacks/s", "peer", "ratio",
+                     "evaluations/s", "peer", "ratio", "success (ours / peer)",
+                     "mean distortion (ours / peer)", "evaluations per attack",
+                     "same result per image", "wall/cpu s (ours vs peer)"], rows))
+    md.append("An attack is one image towards one target. With 9 targets per call "
+              "blindspot attacks each image towards all 9 other labels in one call (the "
+              "optimiser runs of the targets advance in lockstep and share one batched "
+              "network evaluation); the peer attacks the same images and targets one after "
+              "the other, since SciPy's driver takes one problem at a time. "
+              "An evaluation is one pass through the network: blindspot counts the "
               "forward+backward passes the optimiser asks for, the two forward passes that "
               "judge each run's float and 8-bit image and the grid-repair steps; the peer "
               "counts its forward+backward passes and one judging forward pass per run (it "
-              "has no grid repair). \"Same result per image\": both succeed with distortions "
-              "within 1e-4, or both fail.\n")
+              "has no grid repair). \"Same result per image\": both reach the same number "
+              "of successes among the image's targets and, on the first target, "
+              "distortions within 1e-4.\n")
     md.append(b.cmds(*[x for mod in MODELS for x in (f"peer-{mod}", f"core-{mod}")]))
+    md.append(b.cmds(*[x for mod in ("fc100-100-10", "fc200-200-10", "cnn")
+                       for x in (f"peer-{mod}-k9", f"core-{mod}-k9")]))
 
     # --- network evaluation ---
     md.append("## Network evaluation against the sgemm peak\n")
@@ -275,8 +305,8 @@ def report(b):
               "input (no weight gradients); activations, pooling and the loss are not counted. "
               "\"Inside the attack\" divides the FLOPs of all evaluations by the attack's wall "
               "time; the share of attack time is evaluations x (the least time per evaluation "
-              "measured at any batch size) / attack time. Batch 9 is the largest batch an attack forms today (all 9 other "
-              "targets of one image).\n" if peak else "")
+              "measured at any batch size) / attack time. Batch 9 is the batch an attack on all 9 other "
+              "labels of one image forms.\n" if peak else "")
     md.append(b.cmds("net-fc100-100-10-b1", "net-fc100-100-10-b9", "net-fc100-100-10-b64"))
     md.append("(the same for every model)\n")
     if best_batched is not None:

@@ -9,7 +9,9 @@
 # whose predictions differ from the peer's, a daemon that does not start.
 #
 # Expects `make build models` (build/libblindspot.a, models/, data/mnist).
-# Sizes: BENCH_N (MLP images, default 100), BENCH_N_CNN (default 30).
+# Sizes: BENCH_N (MLP images, default 100), BENCH_N_CNN (default 30),
+# BENCH_N_K9 and BENCH_N_K9_CNN (images attacked towards all 9 other labels
+# in one call, default 12 and 3).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -17,6 +19,8 @@ OUT=build/bench
 PY=/usr/bin/python3 # Debian's: python3-torch is not visible to a pyenv python3
 N=${BENCH_N:-100}
 N_CNN=${BENCH_N_CNN:-30}
+N_K9=${BENCH_N_K9:-12}         # images attacked towards all 9 other labels
+N_K9_CNN=${BENCH_N_K9_CNN:-3}
 MODELS="fc10-1e-4 fc100-100-10 fc200-200-10 ae400-10 cnn"
 # the peer and PyTorch get one thread, as every blindspot worker has
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -83,6 +87,14 @@ for m in $MODELS; do
     n=$N; [ "$m" = cnn ] && n=$N_CNN
     measure "peer-$m" $PEER attack "models/$m.safetensors" data "$n"
     measure "core-$m" $CORE attack "models/$m.safetensors" data "$n"
+done
+
+# the same, with the 9 other labels of each image in one call (the peer still
+# attacks them one after the other)
+for m in fc100-100-10 fc200-200-10 cnn; do
+    n=$N_K9; [ "$m" = cnn ] && n=$N_K9_CNN
+    measure "peer-$m-k9" $PEER attack "models/$m.safetensors" data "$n" 9
+    measure "core-$m-k9" $CORE attack "models/$m.safetensors" data "$n" 1 9
 done
 
 # --- network evaluation against the sgemm peak -------------------------------------
