@@ -18,27 +18,40 @@ BATCHES = [1, 9, 64]
 
 
 GROUPS = ["network", "L-BFGS-B", "attack (bs_attack_run)", "kernel", "other"]
-NETWORK_PREFIXES = ("bs_linear", "bs_conv", "bs_maxpool", "bs_relu", "bs_sigmoid", "bs_tanh",
-                    "bs_softmax", "bs_model", "bs_dropout", "bs_gemm", "nt_", "nn_", "conv",
-                    "im2col", "col2im", "pool_", "relu_select", "__exp", "exp", "__memset",
-                    "__memmove", "__memcpy")
+# our functions by the core/ source file they are in (run.sh lists them with
+# nm into symbols.tsv)
+FILE_GROUPS = {"layers": "network", "gemm": "network", "model": "network",
+               "lbfgsb": "L-BFGS-B", "attack": "attack (bs_attack_run)"}
 
 
-def group_of(dso, sym):
+def read_symbols(folder):
+    """{symbol: group} from symbols.tsv, or {} when it is missing."""
+    path = os.path.join(folder, "symbols.tsv")
+    groups = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                src, sym = line.rstrip("\n").split("\t")
+                if src in FILE_GROUPS:
+                    groups[sym] = FILE_GROUPS[src]
+    return groups
+
+
+def group_of(dso, sym, symbols):
     if dso.startswith("liblbfgsb") or dso.startswith("libgfortran"):
         return "L-BFGS-B"
     if dso.startswith("libopenblas"):
         return "network" if sym.startswith("s") else "L-BFGS-B"
+    if dso.startswith("libm") and sym.startswith(("__exp", "exp", "__tanh", "tanh")):
+        return "network"
     if dso.startswith("[kernel"):
         return "kernel"
-    if sym.startswith(NETWORK_PREFIXES):
-        return "network"
-    if sym.startswith(("bs_attack_run", "attack_", "repair_on_grid", "run_lbfgs", "bs_norms")):
-        return "attack (bs_attack_run)"
+    if sym in symbols:
+        return symbols[sym]
     return "other"
 
 
-def read_profile(path):
+def read_profile(path, symbols):
     """perf report --sort pid,dso,symbol, reduced to its busiest thread:
     {"groups": {group: share}, "top": [(symbol, dso, share)]}, or None."""
     if not os.path.exists(path):
@@ -62,7 +75,7 @@ def read_profile(path):
     mine = [(sym, dso, pct / totals[main]) for tid, pct, dso, sym in rows if tid == main]
     groups = {}
     for sym, dso, share in mine:
-        g = group_of(dso, sym)
+        g = group_of(dso, sym, symbols)
         groups[g] = groups.get(g, 0.0) + share
     return {"groups": groups, "top": sorted(mine, key=lambda r: -r[2])}
 
@@ -376,7 +389,8 @@ def report(b):
 
     # --- profile ---
     md.append("## Where the time goes in our attack (perf)\n")
-    profiles = {mod: read_profile(os.path.join(b.folder, f"perf-{mod}.txt"))
+    symbols = read_symbols(b.folder)
+    profiles = {mod: read_profile(os.path.join(b.folder, f"perf-{mod}.txt"), symbols)
                 for mod in ("fc100-100-10", "cnn")}
     if not any(profiles.values()):
         md.append("Not measured: perf was not usable on this machine.\n")
@@ -398,16 +412,20 @@ def report(b):
         calls = read_perf_stat(os.path.join(b.folder, "getrusage.csv"))
         if g and calls:
             per_iter = calls / (g["iterations_per_attack"] * g["attacks"])
-            md.append(f"The kernel's share is mostly `getrusage`: the reference L-BFGS-B 3.0 "
-                      f"times its own phases (`timer` -> gfortran `cpu_time`), "
-                      f"{calls:,} calls for {g['attacks']} attacks, {per_iter:.1f} per iteration; "
-                      "for RUSAGE_SELF the kernel walks every thread of the process, so each call "
-                      "costs more in a process with many threads (the daemon).\n")
-        md.append("Network: the layers (`bs_*`, im2col/col2im, pooling), activations and "
-                  "OpenBLAS's single-precision kernels; L-BFGS-B: liblbfgsb and the "
-                  "double-precision BLAS-1 routines it calls (`d*` in OpenBLAS); attack: "
-                  "`bs_attack_run` with what is inlined into it (the float/double copies, "
-                  "the penalty and its gradient, the 8-bit hand-in).\n")
+            md.append(f"With `optimizer=reference` the kernel takes a share of its own: the "
+                      f"Fortran L-BFGS-B 3.0 times its own phases (`timer` -> gfortran "
+                      f"`cpu_time` -> `getrusage`), {calls:,} calls for {g['attacks']} attacks, "
+                      f"{per_iter:.1f} per iteration; for RUSAGE_SELF the kernel walks every "
+                      "thread of the process, so each call costs more in a process with many "
+                      "threads (the daemon). The C port does not time itself.\n")
+        md.append("Groups by where a function is: network: core/layers.c, core/gemm.c, "
+                  "core/model.c, libm's exp and OpenBLAS's single-precision kernels; "
+                  "L-BFGS-B: core/lbfgsb.c (the C port, the default), liblbfgsb (the "
+                  "Fortran reference) and OpenBLAS's double-precision routines it calls; "
+                  "attack: core/attack.c (`bs_attack_run` and what is inlined into it: the "
+                  "float/double copies, the penalty and its gradient, the 8-bit hand-in). "
+                  "The functions of each file are listed by `nm` into "
+                  "build/bench/symbols.tsv.\n")
         md.append(b.cmds("perf-fc100-100-10", "perf-cnn", "getrusage"))
         md.append("then `perf report -i build/bench/perf-MODEL.data --no-children "
                   "--sort pid,dso,symbol`, keeping the thread with the most samples (the "

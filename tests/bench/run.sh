@@ -116,6 +116,10 @@ done
 
 # --- where the time goes (perf, when the kernel lets us) ---------------------------------
 if perf record -q -o "$OUT/perf-probe.data" -- true > /dev/null 2>&1; then
+    # which source file each of our functions is in, for report.py's groups
+    for o in build/obj/core/*.o; do
+        nm --defined-only "$o" | awk -v f="$(basename "$o" .o)" 'NF == 3 {print f "\t" $3}'
+    done > "$OUT/symbols.tsv"
     for m in fc100-100-10 cnn; do
         n=100; [ "$m" = cnn ] && n=10
         measure "perf-$m" perf record -q -F 2000 -o "$OUT/perf-$m.data" -- \
@@ -123,10 +127,12 @@ if perf record -q -o "$OUT/perf-probe.data" -- true > /dev/null 2>&1; then
         perf report -i "$OUT/perf-$m.data" --no-children --sort pid,dso,symbol --stdio -g none \
             2> /dev/null | grep '%' > "$OUT/perf-$m.txt" || true
     done
-    # L-BFGS-B 3.0 times itself (timer -> gfortran cpu_time -> getrusage)
+    # the Fortran L-BFGS-B 3.0 times itself (timer -> gfortran cpu_time ->
+    # getrusage); the C port does not
     if perf stat -x, -e syscalls:sys_enter_getrusage -o "$OUT/getrusage.csv" -- \
-            $CORE attack models/fc100-100-10.safetensors data 20 > "$OUT/getrusage-run.json" 2> /dev/null; then
-        printf 'getrusage\t%s\n' "perf stat -e syscalls:sys_enter_getrusage -- $CORE attack models/fc100-100-10.safetensors data 20" \
+            env BENCH_OPTIMIZER=reference $CORE attack models/fc100-100-10.safetensors data 20 \
+            > "$OUT/getrusage-run.json" 2> /dev/null; then
+        printf 'getrusage\t%s\n' "perf stat -e syscalls:sys_enter_getrusage -- env BENCH_OPTIMIZER=reference $CORE attack models/fc100-100-10.safetensors data 20" \
             >> "$OUT/commands.tsv"
     fi
 else
