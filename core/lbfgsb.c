@@ -98,7 +98,7 @@ struct bs_lbfgsb {
     double *sy, *ss, *wt; /* (m, m) column-major: S'Y, S'S, Cholesky of theta*S'S+LD^-1L' */
     double *ldinv;   /* (m, m) column-major: SY(i,k)/SY(k,k) for i > k, i.e. L D^-1 */
     double *dinv_sqrt; /* m: 1/sqrt(SY(i,i)), i.e. D^(-1/2) */
-    double *wt_rdiag; /* m: 1 / wt's diagonal (reciprocal_diagonal) */
+    double *wt_rdiag; /* m: 1 / wt's diagonal (cholesky_upper) */
     double *wn, *snd; /* (2m, 2m) column-major: K's factor, and its inner products */
     double *wn_rdiag; /* 2m: 1 / the factor's diagonal */
     /* n-vectors */
@@ -1246,48 +1246,51 @@ static inline double small_dot(int n, const double *a, const double *b)
     return s0 + s1;
 }
 
-/* Upper Cholesky a = R'R in place (R in the upper triangle); 0, or the
- * column where the matrix proved not positive definite. */
-static int cholesky_upper(double *a, int lda, int n)
+/* Upper Cholesky a = R'R of the leading n x n block in place (R in the
+ * upper triangle), rdiag[k] = 1 / R(k,k); with ncols > n the rows 1..n of
+ * the columns n+1..ncols (a block B beside it) become R'^-1 B, as formk
+ * wants. 0, or the column where the matrix proved not positive definite.
+ *
+ * Row by row: row k of R needs only the rows above it, so the entries of
+ * a row are independent dot products and the chain from one diagonal
+ * entry to the next is one dot product, a square root and a division,
+ * where column by column every entry waited for the one above it. The
+ * diagonal is positive (a square root of a positive number): the
+ * triangular systems the Fortran solves with checks for a zero pivot
+ * cannot be singular here, and are solved multiplying by rdiag. */
+static int cholesky_upper(double *a, int lda, int n, int ncols, double *rdiag)
 {
 #define A(i, j) a[((i) - 1) + ((j) - 1) * (size_t)lda]
-    for (int j = 1; j <= n; j++) {
-        double sum = 0.0;
-        for (int k = 1; k <= j - 1; k++) {
-            double t = A(k, j) - small_dot(k - 1, &A(1, k), &A(1, j));
-            t /= A(k, k);
-            A(k, j) = t;
-            sum += t * t;
-        }
-        sum = A(j, j) - sum;
-        if (sum <= 0.0)
-            return j;
-        A(j, j) = sqrt(sum);
+    for (int k = 1; k <= n; k++) {
+        double dk = A(k, k) - small_dot(k - 1, &A(1, k), &A(1, k));
+        if (dk <= 0.0)
+            return k;
+        A(k, k) = sqrt(dk);
+        double r = 1.0 / A(k, k);
+        rdiag[k - 1] = r;
+        for (int j = k + 1; j <= ncols; j++)
+            A(k, j) = (A(k, j) - small_dot(k - 1, &A(1, k), &A(1, j))) * r;
     }
     return 0;
 #undef A
 }
 
-/* rdiag[j] = 1 / R(j,j) for the factor R of cholesky_upper, whose
- * diagonal is positive (square roots of positive numbers): the triangular
- * systems the Fortran solves with checks for a zero pivot cannot be
- * singular here, and multiply by these instead of dividing. */
-static void reciprocal_diagonal(const double *a, int lda, int n, double *rdiag)
-{
-    for (int j = 0; j < n; j++)
-        rdiag[j] = 1.0 / a[j + j * (size_t)lda];
-}
-
 /* Solves R'x = b (transpose = 1) or Rx = b (transpose = 0) for upper
- * triangular R with reciprocal diagonal rdiag, b overwritten. */
+ * triangular R with reciprocal diagonal rdiag, b overwritten. Both take
+ * away each x_k from the rest of b as soon as it is known (R' by rows of
+ * R, R by columns), so one step waits for the last only through one
+ * multiply-add and one multiplication. */
 static void solve_upper(const double *a, int lda, int n, const double *rdiag, double *b,
                         int transpose)
 {
 #define A(i, j) a[((i) - 1) + ((j) - 1) * (size_t)lda]
     if (transpose) {
-        b[0] *= rdiag[0];
-        for (int j = 2; j <= n; j++)
-            b[j - 1] = (b[j - 1] - small_dot(j - 1, &A(1, j), b)) * rdiag[j - 1];
+        for (int k = 1; k <= n; k++) {
+            double xk = b[k - 1] * rdiag[k - 1];
+            b[k - 1] = xk;
+            for (int j = k + 1; j <= n; j++)
+                b[j - 1] -= A(k, j) * xk;
+        }
     } else {
         b[n - 1] *= rdiag[n - 1];
         for (int j = n - 1; j >= 1; j--) {
@@ -1558,9 +1561,8 @@ static int formt(bs_lbfgsb *s)
                 sum += LDINV(i, k) * SY(j, k);
             WT(i, j) = sum + theta * SS(i, j);
         }
-    if (cholesky_upper(s->wt, m, col))
+    if (cholesky_upper(s->wt, m, col, col, s->wt_rdiag))
         return -3;
-    reciprocal_diagonal(s->wt, m, col, s->wt_rdiag);
     return 0;
 }
 
@@ -1845,19 +1847,15 @@ static int formk(bs_lbfgsb *s)
         WN(iy, iy) = WN(iy, iy) + SY(iy, iy);
     }
     /* LL' of the (1,1) block, L^-1(-L_a'+R_z') in the (1,2) block */
-    if (cholesky_upper(s->wn, m2, col))
-        return -1;
-    reciprocal_diagonal(s->wn, m2, col, s->wn_rdiag);
     int col2 = 2 * col;
-    for (int js = col + 1; js <= col2; js++)
-        solve_upper(s->wn, m2, col, s->wn_rdiag, &WN(1, js), 1);
+    if (cholesky_upper(s->wn, m2, col, col2, s->wn_rdiag))
+        return -1;
     /* S'AA'S*theta + (L^-1(-L_a'+R_z'))'L^-1(-L_a'+R_z') in the (2,2) block */
     for (int is = col + 1; is <= col2; is++)
         for (int js = is; js <= col2; js++)
             WN(is, js) = WN(is, js) + small_dot(col, &WN(1, is), &WN(1, js));
-    if (cholesky_upper(&WN(col + 1, col + 1), m2, col))
+    if (cholesky_upper(&WN(col + 1, col + 1), m2, col, col, s->wn_rdiag + col))
         return -2;
-    reciprocal_diagonal(&WN(col + 1, col + 1), m2, col, s->wn_rdiag + col);
     return 0;
 }
 
