@@ -328,6 +328,35 @@ def report(b):
                         verdict(best_batched >= 0.3, f"{0.3 / best_batched:.1f}x short"
                                 if best_batched < 0.3 else "")])
 
+    # --- what bounds the ratio ---
+    md.append("## What the speed targets leave for the network\n")
+    rows = []
+    for mod in ("fc100-100-10", "fc200-200-10", "cnn"):
+        c, p = b.get(f"core-{mod}"), b.get(f"peer-{mod}")
+        n1, n9 = b.get(f"net-{mod}-b1"), b.get(f"net-{mod}-b9")
+        if not c or not p or not n1 or not n9 or not peak:
+            continue
+        want = 10 if mod == "cnn" else 20
+        evals = c["evaluations_per_attack"]
+        budget = 1e3 / p["attacks_per_s"] / want
+        at_peak = evals * c["flops_per_evaluation"] / (peak["gflops"] * 1e9) * 1e3
+        rows.append([NAMES[mod], f"{1e3 / p['attacks_per_s']:.1f}", f"{want}x",
+                     f"**{budget:.2f}**", f"{1e3 / c['attacks_per_s']:.2f}", f"{evals:.0f}",
+                     f"{evals * n1['us_per_evaluation'] * 1e-3:.2f}",
+                     f"{evals * n9['us_per_evaluation'] * 1e-3:.2f}", f"{at_peak:.2f}"])
+    md.append(table(["model", "peer: ms per attack", "target", "budget: ms per attack",
+                     "ours: ms per attack (one target per call)", "evaluations per attack",
+                     "network alone, batch 1 (ms)", "network alone, batch 9, per sample (ms)",
+                     "network at 100% of the sgemm peak (ms)"], rows))
+    md.append("The budget is the peer's time per attack divided by the target ratio. The "
+              "network columns multiply our evaluations per attack by the time per "
+              "evaluation measured above (forward and input gradient, nothing else), and by "
+              "the FLOPs of an evaluation at the machine's single-core sgemm peak: about the "
+              "least time any implementation that evaluates the network as often needs on "
+              "this core. Where the "
+              "network alone takes more than the budget, the target cannot be met by "
+              "making the optimiser or the glue faster.\n")
+
     # --- threads ---
     md.append("## 1 and 2 threads (each running its own attacks)\n")
     rows = []
