@@ -436,11 +436,14 @@ static double store_pair_portable(bs_lbfgsb *s, int q, int i0, int *nmoved, doub
 
 /* cmprlb's and subsm's pass over the free rows: v[t] += row ind[t] of W
  * times c (as rows_dot_portable), then acc (2ld) += v[t] times that row
- * (as rows_sum_portable; the caller zeroes acc). */
+ * (as rows_sum_portable); with ynew (a slot, or -1 for none), formk's
+ * products of that slot's column of Y with every slot too, acc[2ld..4ld)
+ * += y_ind[t][ynew] times the row. The caller zeroes acc. */
 static void rows_dot_sum_portable(double *v, double *acc, const double *w, int ld, int col,
-                                  const int *ind, int cnt, const double *c)
+                                  const int *ind, int cnt, const double *c, int ynew)
 {
     size_t ld2 = 2 * (size_t)ld;
+    double *acc2 = acc + ld2;
     for (int t = 0; t < cnt; t++) {
         const double *r = w + (size_t)ind[t] * ld2;
         double vt = v[t] + row_dot(r, ld, col, c);
@@ -448,6 +451,13 @@ static void rows_dot_sum_portable(double *v, double *acc, const double *w, int l
         for (int q = 0; q < col; q++) {
             acc[q] += vt * r[q];
             acc[ld + q] += vt * r[ld + q];
+        }
+        if (ynew < 0)
+            continue;
+        double yt = r[ynew];
+        for (int q = 0; q < col; q++) {
+            acc2[q] += yt * r[q];
+            acc2[ld + q] += yt * r[ld + q];
         }
     }
 }
@@ -1067,20 +1077,20 @@ BS_AVX2 static double store_pair_avx2(bs_lbfgsb *s, int q, int i0, int *nmoved, 
     }
 }
 
-/* rows_dot_sum for col <= 4 nv <= 16 */
+/* rows_dot_sum for col <= 4 nv <= 16, fuse when ynew >= 0 */
 BS_AVX2 static ALWAYS_INLINE void rows_dot_sum_block(double *v, double *acc, const double *w,
                                                      int ld, int col, const int *ind, int cnt,
-                                                     const double *c, int nv)
+                                                     const double *c, int ynew, int nv, int fuse)
 {
     size_t ld2 = 2 * (size_t)ld;
-    __m256d cy[4], cs[4], ay[4], as[4];
+    __m256d cy[4], cs[4], ay[4], as[4], fy[4], fs[4];
     __m256d last = _mm256_castsi256_pd(_mm256_cmpgt_epi64(
         _mm256_set1_epi64x(col - 4 * (nv - 1)), _mm256_setr_epi64x(0, 1, 2, 3)));
     UNROLL
     for (int k = 0; k < nv; k++) {
         cy[k] = _mm256_load_pd(c + 4 * k);
         cs[k] = _mm256_load_pd(c + ld + 4 * k);
-        ay[k] = as[k] = _mm256_setzero_pd();
+        ay[k] = as[k] = fy[k] = fs[k] = _mm256_setzero_pd();
     }
     for (int t = 0; t < cnt; t++) {
         const double *r = w + (size_t)ind[t] * ld2;
@@ -1104,23 +1114,40 @@ BS_AVX2 static ALWAYS_INLINE void rows_dot_sum_block(double *v, double *acc, con
             ay[k] = _mm256_fmadd_pd(b, ry[k], ay[k]);
             as[k] = _mm256_fmadd_pd(b, rs[k], as[k]);
         }
+        if (fuse) {
+            __m256d yt = _mm256_broadcast_sd(r + ynew);
+            UNROLL
+            for (int k = 0; k < nv; k++) {
+                fy[k] = _mm256_fmadd_pd(yt, ry[k], fy[k]);
+                fs[k] = _mm256_fmadd_pd(yt, rs[k], fs[k]);
+            }
+        }
     }
     UNROLL
     for (int k = 0; k < nv; k++) {
         _mm256_store_pd(acc + 4 * k, ay[k]);
         _mm256_store_pd(acc + ld + 4 * k, as[k]);
+        if (fuse) {
+            _mm256_store_pd(acc + 2 * ld + 4 * k, fy[k]);
+            _mm256_store_pd(acc + 3 * ld + 4 * k, fs[k]);
+        }
     }
 }
 
 BS_AVX2 static void rows_dot_sum_avx2(double *v, double *acc, const double *w, int ld, int col,
-                                      const int *ind, int cnt, const double *c)
+                                      const int *ind, int cnt, const double *c, int ynew)
 {
-    switch ((col + 3) / 4) {
-    case 1: rows_dot_sum_block(v, acc, w, ld, col, ind, cnt, c, 1); break;
-    case 2: rows_dot_sum_block(v, acc, w, ld, col, ind, cnt, c, 2); break;
-    case 3: rows_dot_sum_block(v, acc, w, ld, col, ind, cnt, c, 3); break;
-    case 4: rows_dot_sum_block(v, acc, w, ld, col, ind, cnt, c, 4); break;
-    default: rows_dot_sum_portable(v, acc, w, ld, col, ind, cnt, c); break;
+    int fuse = ynew >= 0;
+    switch ((col + 3) / 4 * 2 + fuse) {
+    case 2: rows_dot_sum_block(v, acc, w, ld, col, ind, cnt, c, ynew, 1, 0); break;
+    case 3: rows_dot_sum_block(v, acc, w, ld, col, ind, cnt, c, ynew, 1, 1); break;
+    case 4: rows_dot_sum_block(v, acc, w, ld, col, ind, cnt, c, ynew, 2, 0); break;
+    case 5: rows_dot_sum_block(v, acc, w, ld, col, ind, cnt, c, ynew, 2, 1); break;
+    case 6: rows_dot_sum_block(v, acc, w, ld, col, ind, cnt, c, ynew, 3, 0); break;
+    case 7: rows_dot_sum_block(v, acc, w, ld, col, ind, cnt, c, ynew, 3, 1); break;
+    case 8: rows_dot_sum_block(v, acc, w, ld, col, ind, cnt, c, ynew, 4, 0); break;
+    case 9: rows_dot_sum_block(v, acc, w, ld, col, ind, cnt, c, ynew, 4, 1); break;
+    default: rows_dot_sum_portable(v, acc, w, ld, col, ind, cnt, c, ynew); break;
     }
 }
 
@@ -1209,11 +1236,12 @@ static double store_pair(bs_lbfgsb *s, int q, int *nmoved, double *acc)
 }
 
 /* v[t] += row ind[t] of W times s->cvec, and acc (2ld) = W' times v on
- * the variables ind (rows_dot_sum_portable) */
-static void rows_dot_sum(bs_lbfgsb *s, double *acc, const int *ind, int cnt, double *v)
+ * the variables ind; with ynew >= 0, acc[2ld..4ld) = W' times column ynew
+ * of Y on them (rows_dot_sum_portable) */
+static void rows_dot_sum(bs_lbfgsb *s, double *acc, const int *ind, int cnt, double *v, int ynew)
 {
-    memset(acc, 0, 2 * (size_t)s->ld * sizeof(double));
-    DISPATCH(s, rows_dot_sum, v, acc, s->w, s->ld, s->col, ind, cnt, s->cvec);
+    memset(acc, 0, (ynew >= 0 ? 4 : 2) * (size_t)s->ld * sizeof(double));
+    DISPATCH(s, rows_dot_sum, v, acc, s->w, s->ld, s->col, ind, cnt, s->cvec, ynew);
 }
 
 /* acc (2ld) = W' times coef on the variables var, per slot (rows_sum_portable) */
@@ -1745,21 +1773,27 @@ static void freev(bs_lbfgsb *s)
 /* ------------------------------------------------------------------------ */
 /* subspace minimisation: formk, cmprlb, subsm */
 
-/* acc = W' times the column q of Y (y_half) or S of the variables var:
- * the inner products of that column with every slot, over var. */
-static void column_products(bs_lbfgsb *s, double *acc, const int *var, int cnt, int q, int y_half)
+/* acc = W' times the column q of Y (y_half) or S of the variables var,
+ * those from var[nplus] on counted negatively: the inner products of that
+ * column with every slot, over var[0..nplus) less those over the rest. */
+static void column_products(bs_lbfgsb *s, double *acc, const int *var, int nplus, int cnt, int q,
+                            int y_half)
 {
     size_t ld2 = 2 * (size_t)s->ld, off = (size_t)q + (y_half ? 0 : (size_t)s->ld);
-    for (int k = 0; k < cnt; k++)
+    for (int k = 0; k < nplus; k++)
         s->coef[k] = s->w[(size_t)var[k] * ld2 + off];
+    for (int k = nplus; k < cnt; k++)
+        s->coef[k] = -s->w[(size_t)var[k] * ld2 + off];
     rows_sum(s, acc, var, s->coef, cnt);
 }
 
 /* The LEL' factorization of K = [-D-Y'ZZ'Y/theta  L_a'-R_z'; L_a-R_z
  * theta*S'AA'S] in wn, updating the inner products in snd (wn1) for the
- * new pair and for the variables that entered or left the free set.
- * 0, or non-zero when a Cholesky factorization fails. */
-static int formk(bs_lbfgsb *s)
+ * new pair and for the variables that entered or left the free set; the
+ * new pair's products over the free variables are in acc[6ld..8ld) when
+ * cmprlb summed them on its pass (fused), else formk sums them. 0, or
+ * non-zero when a Cholesky factorization fails. */
+static int formk(bs_lbfgsb *s, int fused)
 {
     int m = s->m, m2 = 2 * m, col = s->col, ld = s->ld;
     int nsub = s->nfree, nenter = s->nenter, nleave = s->nleave;
@@ -1785,8 +1819,10 @@ static int formk(bs_lbfgsb *s)
          * slot, over the free variables (y_new) and over the active ones
          * (s_new, zero for those that did not move) */
         int qnew = order[col - 1];
-        const double *fy = s->acc, *fs = s->acc + ld, *ay = s->acc + 2 * ld, *as = s->acc + 3 * ld;
-        column_products(s, s->acc, ind, nsub, qnew, 1);
+        const double *fy = s->acc + 6 * ld, *fs = s->acc + 7 * ld;
+        const double *ay = s->acc + 2 * ld, *as = s->acc + 3 * ld;
+        if (!fused)
+            column_products(s, s->acc + 6 * ld, ind, nsub, nsub, qnew, 1);
         rows_sum(s, s->acc + 2 * ld, s->list, s->coef, active_moved(s));
         for (int j = 1; j <= col; j++) {
             int q = order[j - 1];
@@ -1801,33 +1837,31 @@ static int formk(bs_lbfgsb *s)
     }
 
     /* old parts of the blocks: the variables that entered (+ in (1,1), -
-     * in (2,2)) or left (the other way round). For pair iy (slot qa) the
-     * products with column qa of Y give block (1,1)'s column, those with
-     * column qa of S give block (2,2)'s and row iy of block (2,1). */
+     * in (2,2)) or left (the other way round), in one list (entering, then
+     * leaving, counted negatively) so that each product is one pass. For
+     * pair iy (slot qa) the products with column qa of Y give block
+     * (1,1)'s column, those with column qa of S give block (2,2)'s and row
+     * iy of block (2,1). */
     if (nenter + nleave > 0) {
-        double *ey = s->acc, *es = s->acc + 2 * ld, *ly = s->acc + 4 * ld, *ls = s->acc + 6 * ld;
-        memset(s->acc, 0, 8 * (size_t)ld * sizeof(double));
+        int nchanged = nenter + nleave, *changed = s->list;
+        double *ey = s->acc, *es = s->acc + 2 * ld;
+        memcpy(changed, s->entering, (size_t)nenter * sizeof(int));
+        memcpy(changed + nenter, s->leaving, (size_t)nleave * sizeof(int));
         for (int iy = 1; iy <= upcl; iy++) {
             int qa = order[iy - 1], is = m + iy;
-            if (nenter > 0) {
-                column_products(s, ey, s->entering, nenter, qa, 1);
-                column_products(s, es, s->entering, nenter, qa, 0);
-            }
-            if (nleave > 0) {
-                column_products(s, ly, s->leaving, nleave, qa, 1);
-                column_products(s, ls, s->leaving, nleave, qa, 0);
-            }
+            column_products(s, ey, changed, nenter, nchanged, qa, 1);
+            column_products(s, es, changed, nenter, nchanged, qa, 0);
             for (int jy = 1; jy <= iy; jy++) {
                 int qb = order[jy - 1], js = m + jy;
-                WN1(iy, jy) = WN1(iy, jy) + ey[qb] - ly[qb];
-                WN1(is, js) = WN1(is, js) - es[ld + qb] + ls[ld + qb];
+                WN1(iy, jy) = WN1(iy, jy) + ey[qb];
+                WN1(is, js) = WN1(is, js) - es[ld + qb];
             }
             for (int jy = 1; jy <= upcl; jy++) {
                 int qb = order[jy - 1];
                 if (is <= jy + m)
-                    WN1(is, jy) = WN1(is, jy) + es[qb] - ls[qb];
+                    WN1(is, jy) = WN1(is, jy) + es[qb];
                 else
-                    WN1(is, jy) = WN1(is, jy) - es[qb] + ls[qb];
+                    WN1(is, jy) = WN1(is, jy) - es[qb];
             }
         }
     }
@@ -1875,8 +1909,11 @@ static void slot_vector(bs_lbfgsb *s, const double *a, double a_divisor, const d
 }
 
 /* r = -Z'(B(xcp - x) + g) over the free variables, with c = W'(xcp - x)
- * from cauchy; and, for subsm, W'Zr in acc. */
-static void cmprlb(bs_lbfgsb *s, const double *x, const double *g)
+ * from cauchy; and, for subsm, W'Zr in acc[4ld..6ld). With ynew >= 0
+ * (constrained only), formk's products of Y's column ynew with every slot
+ * over the free rows, in acc[6ld..8ld), on the same pass. Returns 1 when
+ * it summed those. */
+static int cmprlb(bs_lbfgsb *s, const double *x, const double *g, int ynew)
 {
     int n = s->n, m = s->m, col = s->col, nfree = s->nfree;
     double theta = s->theta, *r = s->r, *wa = s->wa;
@@ -1884,14 +1921,15 @@ static void cmprlb(bs_lbfgsb *s, const double *x, const double *g)
     if (!s->cnstnd && col > 0) {
         for (int i = 0; i < n; i++)
             r[i] = -g[i];
-        rows_sum(s, s->acc, index, r, nfree);
-        return;
+        rows_sum(s, s->acc + 4 * s->ld, index, r, nfree);
+        return 0;
     }
     reduced_gradient(s, r, index, nfree, x, g);
     bmv(s, wa + 2 * m, wa);
     /* r += Y a1 + theta S a2 over the free rows */
     slot_vector(s, wa, 1.0, wa + col, theta);
-    rows_dot_sum(s, s->acc, index, nfree, r);
+    rows_dot_sum(s, s->acc + 4 * s->ld, index, nfree, r, ynew);
+    return ynew >= 0;
 }
 
 /* Minimises the model over the free variables from the Cauchy point z
@@ -1909,7 +1947,7 @@ static void subsm(bs_lbfgsb *s, const double *xx, const double *gg)
         return;
 
     /* wv = W'Zd, summed per storage slot by cmprlb */
-    const double *vy = s->acc, *vs = s->acc + ld;
+    const double *vy = s->acc + 4 * ld, *vs = s->acc + 5 * ld;
     for (int i = 0; i < col; i++) {
         wv[i] = vy[s->order[i]];
         wv[col + i] = theta * vs[s->order[i]];
@@ -2299,11 +2337,13 @@ iteration:
         freev(s);
     }
     if (s->nfree != 0 && s->col != 0) {
-        if (s->wrk && formk(s)) {
+        /* cmprlb first, so that its pass over the free rows also sums
+         * formk's products with the new pair (it does not need K) */
+        int fused = cmprlb(s, x, s->g, s->wrk && s->updatd ? s->order[s->col - 1] : -1);
+        if (s->wrk && formk(s, fused)) {
             forget(s); /* K not positive definite */
             goto iteration;
         }
-        cmprlb(s, x, s->g);
         subsm(s, x, s->g);
     }
     lnsrlb_start(s, x);
