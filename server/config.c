@@ -42,7 +42,8 @@ static const option_spec options[] = {
     {"workers", "BLINDSPOT_WORKERS", "N", OPT_COUNT, FIELD(workers), "0", 0, 1024,
      "compute threads (0: one per core)"},
     {"http-threads", "BLINDSPOT_HTTP_THREADS", "N", OPT_COUNT, FIELD(http_threads), "0", 0,
-     256, "threads that parse and answer HTTP (0: one per core); compute is never on them"},
+     256, "threads that parse and answer HTTP (0: one per core); of the compute only "
+          "a small inference runs on them, when no job waits"},
     {"queue-size", "BLINDSPOT_QUEUE_SIZE", "N", OPT_COUNT, FIELD(queue_size), "64", 1,
      1000000, "jobs that may wait for a worker; more are refused with 503"},
     {"timeout", "BLINDSPOT_TIMEOUT", "SECONDS", OPT_SECONDS, FIELD(timeout), "60", 0.001,

@@ -86,29 +86,60 @@ int req_content_type_is(const http_request *req, const char *type)
     return strncasecmp(ct, type, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
-json_t *req_json_object(const http_request *req, http_response *resp)
+/* Refuses (415, 400) a body that cannot be a JSON document. */
+static int req_json_acceptable(const http_request *req, http_response *resp)
 {
     if (req->content_type && !req_content_type_is(req, "application/json")) {
         resp_error(resp, 415, "unsupported_media_type",
                    "This endpoint takes application/json, not %.100s.", req->content_type);
-        return NULL;
+        return 0;
     }
     if (req->body_len == 0) {
         resp_error(resp, 400, "empty_body", "The request has no body; send a JSON object.");
-        return NULL;
+        return 0;
     }
-    json_error_t jerr;
-    json_t *root = json_loadb((const char *)req->body, req->body_len,
-                              JSON_REJECT_DUPLICATES, &jerr);
+    return 1;
+}
+
+/* The parsed root, or NULL after a 400 when it failed or is no object. */
+static json_t *req_json_checked(json_t *root, const json_error_t *jerr, http_response *resp)
+{
     if (!root) {
         resp_error(resp, 400, "invalid_json", "The body is not valid JSON: %s (line %d, column %d).",
-                   jerr.text, jerr.line, jerr.column);
+                   jerr->text, jerr->line, jerr->column);
         return NULL;
     }
     if (!json_is_object(root)) {
         json_decref(root);
         resp_error(resp, 400, "invalid_json", "The body must be a JSON object.");
         return NULL;
+    }
+    return root;
+}
+
+json_t *req_json_object(const http_request *req, http_response *resp)
+{
+    if (!req_json_acceptable(req, resp))
+        return NULL;
+    json_error_t jerr;
+    json_t *root = json_loadb((const char *)req->body, req->body_len,
+                              JSON_REJECT_DUPLICATES, &jerr);
+    return req_json_checked(root, &jerr, resp);
+}
+
+json_t *req_json_tensor_object(const http_request *req, http_response *resp,
+                               bs_tensor_data *tensor)
+{
+    tensor->values = NULL;
+    tensor->n = 0;
+    if (!req_json_acceptable(req, resp))
+        return NULL;
+    json_error_t jerr;
+    json_t *root = bs_tensor_json_load((const char *)req->body, req->body_len, tensor, &jerr);
+    root = req_json_checked(root, &jerr, resp);
+    if (!root) {
+        free(tensor->values);
+        tensor->values = NULL;
     }
     return root;
 }

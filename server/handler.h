@@ -17,6 +17,7 @@
 #include "server/pool.h"
 #include "server/registry.h"
 
+#include "api/tensor_json.h"
 #include "core/attack.h" /* bs_attack_control */
 
 #include <jansson.h>
@@ -102,6 +103,8 @@ typedef struct http_work {
     double deadline;  /* preset from --timeout and ?timeout=; a handler may lower it
                          (an asynchronous job starts from jobs_deadline instead) */
     const char *kind; /* what an asynchronous job is ("attack", "evaluation") */
+    int quick;        /* run takes well under a millisecond: it may run on the HTTP
+                         thread when the queue is empty (pool_run_inline) */
 } http_work;
 
 typedef enum handler_result {
@@ -136,6 +139,13 @@ int req_content_type_is(const http_request *req, const char *type);
  * media type than application/json, 400 for an empty or invalid body or
  * a non-object) and returns NULL. A missing Content-Type counts as JSON. */
 json_t *req_json_object(const http_request *req, http_response *resp);
+/* The same for a KServe v2 inference request, with inputs[0].data read
+ * straight into floats when it is an array of numbers (see
+ * api/tensor_json.h): then tensor->values holds them (the caller frees
+ * it) and the document has an empty array in their place; otherwise
+ * tensor->values is NULL and the data is in the document as sent. */
+json_t *req_json_tensor_object(const http_request *req, http_response *resp,
+                               bs_tensor_data *tensor);
 
 /* Reads a JSON number into a double, refusing other types. */
 int json_number_value_ok(const json_t *v, double *out);

@@ -7,7 +7,9 @@
  * once when the request is complete (call the handler). Work for the pool
  * is queued with the connection suspended; the job's done callback stores
  * the answer and resumes the connection, and libmicrohttpd calls on_request
- * once more, which queues the answer. Work that runs as an asynchronous
+ * once more, which queues the answer; quick work (a small inference) runs
+ * on the spot instead when nothing waits in the queue (pool_run_inline),
+ * and is answered at once. Work that runs as an asynchronous
  * job is handed to the job table instead and answered 202 at once.
  * on_completed logs, counts and frees. */
 #include "server/http.h"
@@ -248,9 +250,9 @@ static void job_run(pool_job *job, pool_worker *w)
     st->work.run(st->work.ctx, w, &ctl, &st->resp);
 }
 
-static void job_done(pool_job *job, pool_verdict verdict)
+/* The answer for a job that did not run (any verdict but POOL_RAN). */
+static void verdict_error(request_state *st, pool_verdict verdict)
 {
-    request_state *st = STATE_OF(job);
     double waited = bs_now() - st->req.arrival;
     if (verdict == POOL_EXPIRED)
         resp_error(&st->resp, 504, "deadline_exceeded",
@@ -262,6 +264,13 @@ static void job_done(pool_job *job, pool_verdict verdict)
     else if (verdict == POOL_GONE)
         /* Nobody will read it; 499 (client closed) keeps logs and metrics honest. */
         resp_error(&st->resp, 499, "client_closed", "The client closed the connection.");
+}
+
+static void job_done(pool_job *job, pool_verdict verdict)
+{
+    request_state *st = STATE_OF(job);
+    if (verdict != POOL_RAN)
+        verdict_error(st, verdict);
     st->phase = PHASE_DONE;
     MHD_resume_connection(st->conn);
 }
@@ -410,6 +419,18 @@ static enum MHD_Result on_complete(request_state *st)
         return answer(st);
     }
 
+    st->job.run = job_run;
+    st->job.deadline = st->work.deadline;
+    /* Quick work runs right here when no job waits, rather than pay for a
+     * hand-off to a worker and back (suspend, wake, resume). */
+    if (st->work.quick) {
+        int verdict = pool_run_inline(srv->pool, &st->job);
+        if (verdict >= 0) {
+            if (verdict != POOL_RAN)
+                verdict_error(st, (pool_verdict)verdict);
+            return answer(st);
+        }
+    }
     /* The place in the queue is claimed first, so that once the connection
      * is suspended the job is sure to be queued and to resume it. */
     if (pool_reserve(srv->pool) != 0) {
@@ -423,9 +444,7 @@ static enum MHD_Result on_complete(request_state *st)
     }
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(st->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    st->job.run = job_run;
     st->job.done = job_done;
-    st->job.deadline = st->work.deadline;
     st->job.fd = ci ? ci->connect_fd : -1;
     st->phase = PHASE_QUEUED;
     MHD_suspend_connection(st->conn);

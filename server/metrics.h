@@ -29,7 +29,7 @@ typedef struct metrics_gauges {
     int models;         /* resident models */
     int queued;         /* jobs waiting for a worker */
     int queue_capacity; /* --queue-size */
-    int busy;           /* workers running a job */
+    int busy;           /* jobs running: on workers, or inline (pool_run_inline) */
     int workers;        /* --workers */
     int jobs[5];        /* asynchronous jobs by state, in the order of jobs_state_names */
     int max_jobs;       /* --max-jobs */

@@ -41,6 +41,9 @@ struct pool {
     int n_workers;         /* threads started */
     int n_alloc;           /* workers allocated */
     pool_worker *workers;
+    pool_worker *guests;   /* n_alloc places for inline jobs (no thread) */
+    int *free_guests;      /* a stack of the indices of the idle places */
+    int n_free_guests;
     pthread_t watcher;
     int watcher_started;
 };
@@ -178,8 +181,14 @@ pool *pool_new(int n_workers, int queue_size, int n_models)
         return NULL;
     }
     p->n_alloc = n_workers;
-    for (int i = 0; i < n_workers; i++) {
-        pool_worker *w = &p->workers[i];
+    p->guests = calloc((size_t)n_workers, sizeof *p->guests);
+    p->free_guests = calloc((size_t)n_workers, sizeof *p->free_guests);
+    if (!p->guests || !p->free_guests) {
+        pool_free(p);
+        return NULL;
+    }
+    for (int i = 0; i < 2 * n_workers; i++) {
+        pool_worker *w = i < n_workers ? &p->workers[i] : &p->guests[i - n_workers];
         w->p = p;
         w->n_models = n_models;
         w->ws = calloc((size_t)(n_models > 0 ? n_models : 1), sizeof *w->ws);
@@ -188,6 +197,8 @@ pool *pool_new(int n_workers, int queue_size, int n_models)
             return NULL;
         }
     }
+    for (int i = 0; i < n_workers; i++)
+        p->free_guests[p->n_free_guests++] = i;
     for (int i = 0; i < n_workers; i++) {
         if (pthread_create(&p->workers[i].thread, NULL, worker_main, &p->workers[i])) {
             pool_free(p);
@@ -221,6 +232,32 @@ void pool_submit(pool *p, pool_job *job)
     list_push(&p->queue, job);
     pthread_cond_signal(&p->work);
     pthread_mutex_unlock(&p->lock);
+}
+
+int pool_run_inline(pool *p, pool_job *job)
+{
+    pthread_mutex_lock(&p->lock);
+    if (p->draining || p->queue.n || !p->n_free_guests) {
+        pthread_mutex_unlock(&p->lock);
+        return -1;
+    }
+    if (bs_now() > job->deadline) {
+        pthread_mutex_unlock(&p->lock);
+        return POOL_EXPIRED;
+    }
+    pool_worker *w = &p->guests[p->free_guests[--p->n_free_guests]];
+    /* Not a suspended connection: the watcher has no socket to look at. */
+    job->fd = -1;
+    atomic_store(&job->cancel, 0);
+    list_push(&p->running, job);
+    pthread_mutex_unlock(&p->lock);
+    job->run(job, w);
+    pthread_mutex_lock(&p->lock);
+    list_remove(&p->running, job);
+    p->free_guests[p->n_free_guests++] = (int)(w - p->guests);
+    pthread_cond_broadcast(&p->idle);
+    pthread_mutex_unlock(&p->lock);
+    return POOL_RAN;
 }
 
 int pool_cancel(pool *p, pool_job *job)
@@ -290,6 +327,14 @@ int pool_drain(pool *p, double until)
     return unfinished;
 }
 
+/* A worker's (or inline place's) workspaces. */
+static void worker_free(pool_worker *w)
+{
+    for (int m = 0; w->ws && m < w->n_models; m++)
+        bs_workspace_free(w->ws[m]);
+    free(w->ws);
+}
+
 void pool_free(pool *p)
 {
     if (!p)
@@ -304,12 +349,13 @@ void pool_free(pool *p)
     if (p->watcher_started)
         pthread_join(p->watcher, NULL);
     for (int i = 0; i < p->n_alloc; i++) {
-        pool_worker *w = &p->workers[i];
-        for (int m = 0; w->ws && m < w->n_models; m++)
-            bs_workspace_free(w->ws[m]);
-        free(w->ws);
+        worker_free(&p->workers[i]);
+        if (p->guests)
+            worker_free(&p->guests[i]);
     }
     free(p->workers);
+    free(p->guests);
+    free(p->free_guests);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->work);
     pthread_cond_destroy(&p->idle);

@@ -11,8 +11,16 @@
  * has its cancel flag raised (running). pool_cancel does the same for a
  * job its owner no longer wants (DELETE of an asynchronous job).
  *
- * Each worker owns one bs_workspace per resident model, made on first use
- * and reused for every later evaluation. */
+ * A small job may also run at once on the thread that has it
+ * (pool_run_inline), when nothing waits in the queue: a hand-off to a
+ * worker and back costs more than a tiny inference. It keeps the pool's
+ * promises: it counts as running, its deadline is checked, the drain waits
+ * for it and raises its cancel flag, and no more of them run at once than
+ * there are workers.
+ *
+ * Each worker, and each of the --workers places for inline jobs, owns one
+ * bs_workspace per resident model, made on first use and reused for every
+ * later evaluation. */
 #ifndef BS_SERVER_POOL_H
 #define BS_SERVER_POOL_H
 
@@ -58,6 +66,17 @@ pool *pool_new(int n_workers, int queue_size, int n_models);
 int pool_reserve(pool *p);
 /* Queues a job on a place claimed by pool_reserve. */
 void pool_submit(pool *p, pool_job *job);
+
+/* Runs job on the calling thread now, as a worker would take it from an
+ * empty queue, for work short enough not to hold up the caller (an HTTP
+ * thread's other connections). It counts as running while it runs
+ * (pool_stats, pool_drain), and its run sees the cancel flag the drain
+ * raises. Returns POOL_RAN after run returned, or POOL_EXPIRED when the
+ * deadline had already passed (run is not called); done is never called.
+ * Declines, returning -1 with nothing called, while the pool is draining,
+ * while jobs wait in the queue (they go first), and while as many inline
+ * jobs run as the pool has workers: then reserve and submit as usual. */
+int pool_run_inline(pool *p, pool_job *job);
 
 /* Cancels a submitted job: a queued one is taken out of the queue and
  * ended as CANCELLED before this returns (its done callback runs on the

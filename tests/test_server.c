@@ -3,7 +3,9 @@
  * endpoint's answer, JSON, multipart and Accept: image/png attacks, the
  * error statuses (each with a JSON error and the daemon staying up),
  * X-Request-Id, /metrics' format, inference equal to bs_model_forward in
- * this process, 32 concurrent clients, a full queue, a deadline, a client
+ * this process (numbers in every JSON spelling; bad tensors answered as
+ * Jansson would), small inferences running at once while the workers are
+ * busy, 32 concurrent clients, a full queue, a deadline, a client
  * that goes away, SIGTERM with attacks in flight, start-up refusing a bad
  * model, the route table against api/openapi.yaml; asynchronous jobs (an
  * async attack equal to the synchronous answer, cancelling queued and
@@ -458,6 +460,167 @@ static void test_infer_outputs_filter(void **state)
     assert_int_equal(json_array_size(outs), 1);
     assert_string_equal(json_string_value(json_object_get(json_array_get(outs, 0), "name")), "label");
     assert_null(json_object_get(r.json, "id"));
+    reply_free(&r);
+}
+
+/* The tensor as clients write it: every way JSON allows a number (long
+ * and short decimals, exponents, integers, negative zero), nested and
+ * spaced; the daemon must read each as (float)strtod of its text. */
+static void test_infer_number_formats(void **state)
+{
+    (void)state;
+    bs_dataset d = test_split();
+    const float *x = d.images + 3 * d.input_size;
+    static char body[65536];
+    float want[784];
+    int n = snprintf(body, sizeof body, "{\"inputs\" : [ {\"name\":\"input\",\"shape\":[1,1,28,28],"
+                     "\"datatype\":\"FP32\",\n\"data\": [[");
+    for (int y = 0; y < 28; y++) {
+        n += snprintf(body + n, sizeof body - (size_t)n, "%s[ ", y ? ",\n" : "");
+        for (int k = 0; k < 28; k++) {
+            int i = y * 28 + k;
+            char lit[64];
+            double v = x[i];
+            switch (i % 9) {
+            case 0: snprintf(lit, sizeof lit, "%.17g", v); break;
+            case 1: snprintf(lit, sizeof lit, "%.9g", v); break;
+            case 2: snprintf(lit, sizeof lit, "%.6e", v); break;
+            case 3: snprintf(lit, sizeof lit, "%.3E", v); break;
+            case 4: snprintf(lit, sizeof lit, "%.30f", v); break; /* past 19 digits */
+            case 5: snprintf(lit, sizeof lit, "%.0f", v); break;  /* an integer */
+            case 6: snprintf(lit, sizeof lit, v == 0 ? "-0.0" : "%.8e", v); break;
+            case 7: snprintf(lit, sizeof lit, v == 0 ? "-0" : "%.5e", v * 1e-3); break;
+            default: snprintf(lit, sizeof lit, "%gE+0", v * 10); break;
+            }
+            want[i] = (float)strtod(lit, NULL);
+            n += snprintf(body + n, sizeof body - (size_t)n, "%s%s", k ? " ,\t" : "", lit);
+        }
+        n += snprintf(body + n, sizeof body - (size_t)n, " ]");
+    }
+    snprintf(body + n, sizeof body - (size_t)n, "]] } ] }");
+    reply r;
+    post_json("/v2/models/fc100-100-10/infer", body, &r);
+    assert_int_equal(r.status, 200);
+    char err[BS_ERR_LEN];
+    bs_model *m = bs_model_load("models/fc100-100-10.safetensors", err);
+    assert_non_null(m);
+    bs_workspace *ws = bs_workspace_new(m, 1);
+    const float *logits = bs_model_forward(m, ws, want, 1);
+    int zero = 0;
+    float p[10];
+    bs_softmax_xent_forward(p, NULL, logits, &zero, 1, 10);
+    json_t *outs = json_object_get(r.json, "outputs");
+    json_t *probs = json_object_get(json_array_get(outs, 0), "data");
+    for (int c = 0; c < 10; c++)
+        assert_true(fabs(json_number_value(json_array_get(probs, (size_t)c)) - p[c]) < 1e-6);
+    json_t *label = json_object_get(json_array_get(outs, 1), "data");
+    assert_int_equal(json_integer_value(json_array_get(label, 0)), bs_argmax(logits, 10));
+    bs_workspace_free(ws);
+    bs_model_free(m);
+    reply_free(&r);
+    bs_dataset_free(&d);
+}
+
+/* Bodies whose tensor is wrong in every way the fast reader of
+ * inputs[0].data must leave to Jansson or to the handler's checks: the
+ * answer is the one a plain json_loadb gives, down to the message's line
+ * and column. */
+static void test_infer_bad_numbers(void **state)
+{
+    (void)state;
+    static char body[16384];
+    typedef struct {
+        const char *data; /* the text of inputs[0].data */
+        long status;
+        const char *code;
+    } bad_data;
+    static const bad_data cases[] = {
+        {"[NaN]", 400, "invalid_json"},
+        {"[Infinity]", 400, "invalid_json"},
+        {"[-Infinity]", 400, "invalid_json"},
+        {"[1e400]", 400, "invalid_json"},
+        {"[-1e400]", 400, "invalid_json"},
+        {"[99999999999999999999]", 400, "invalid_json"},
+        {"[-9223372036854775809]", 400, "invalid_json"},
+        {"[01]", 400, "invalid_json"},
+        {"[1.]", 400, "invalid_json"},
+        {"[.5]", 400, "invalid_json"},
+        {"[+1]", 400, "invalid_json"},
+        {"[1e]", 400, "invalid_json"},
+        {"[0x10]", 400, "invalid_json"},
+        {"[0.5x]", 400, "invalid_json"},
+        {"[1,,2]", 400, "invalid_json"},
+        {"[1,2,]", 400, "invalid_json"},
+        {"[1 2]", 400, "invalid_json"},
+        {"[[1],[2]", 400, "invalid_json"},
+        {"[\"0.5\"]", 400, "invalid_request"},
+        {"[0.5,[null]]", 400, "invalid_request"},
+        {"[[0.5],[true]]", 400, "invalid_request"},
+        {"[{\"x\":1}]", 400, "invalid_request"},
+        {"0.5", 422, "shape_mismatch"},
+        {"[]", 422, "shape_mismatch"},
+        {"[[[]]]", 422, "shape_mismatch"},
+        {"[0.5,1e-400,-0.0,1E+2]", 422, "shape_mismatch"},
+        {"[[0.5],[0.5]]", 422, "shape_mismatch"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(body, sizeof body, "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,784],"
+                 "\"datatype\":\"FP32\",\"data\":%s}]}", cases[i].data);
+        reply r;
+        post_json("/v2/models/fc100-100-10/infer", body, &r);
+        assert_error(&r, cases[i].status, cases[i].code);
+        if (!strcmp(cases[i].code, "invalid_json")) {
+            json_error_t e;
+            assert_null(json_loads(body, JSON_REJECT_DUPLICATES, &e));
+            char want[512];
+            snprintf(want, sizeof want, "The body is not valid JSON: %s (line %d, column %d).",
+                     e.text, e.line, e.column);
+            const char *msg = json_string_value(json_object_get(json_object_get(r.json, "error"),
+                                                                "message"));
+            assert_string_equal(msg, want);
+        }
+        reply_free(&r);
+    }
+    /* every cut of a good body is refused as Jansson refuses it */
+    int n = snprintf(body, sizeof body, "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,784],"
+                     "\"datatype\":\"FP32\",\"data\":[");
+    for (int i = 0; i < 784; i++)
+        n += snprintf(body + n, sizeof body - (size_t)n, "%s%s", i ? "," : "",
+                      i % 7 ? "0.0" : "0.20392157137393951");
+    n += snprintf(body + n, sizeof body - (size_t)n, "]}]}");
+    for (int cut = 1; cut < n; cut += cut < 80 || cut > n - 8 ? 1 : 97) {
+        req_opts o = {.headers = json_body_type, .body = body, .len = (size_t)cut};
+        reply r;
+        request("/v2/models/fc100-100-10/infer", &o, &r);
+        assert_error(&r, 400, "invalid_json");
+        reply_free(&r);
+    }
+    /* numbers JSON accepts but a float cannot hold: refused, never NaN
+     * probabilities (pixel 5 of an otherwise good image) */
+    static const char *const beyond[] = {"1e39", "-3.5e38", "3.5e38"};
+    for (size_t b = 0; b < sizeof beyond / sizeof beyond[0]; b++) {
+        char big[16384];
+        int k = snprintf(big, sizeof big, "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,784],"
+                         "\"datatype\":\"FP32\",\"data\":[");
+        for (int i = 0; i < 784; i++)
+            k += snprintf(big + k, sizeof big - (size_t)k, "%s%s", i ? "," : "",
+                          i == 5 ? beyond[b] : "0.5");
+        snprintf(big + k, sizeof big - (size_t)k, "]}]}");
+        reply rb;
+        post_json("/v2/models/fc100-100-10/infer", big, &rb);
+        assert_error(&rb, 422, "value_out_of_range");
+        assert_non_null(strstr(json_string_value(json_object_get(json_object_get(rb.json, "error"),
+                                                                 "message")), "data[5]"));
+        reply_free(&rb);
+    }
+    /* and the whole one is good; twice "data" is not */
+    reply r;
+    post_json("/v2/models/fc100-100-10/infer", body, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    memcpy(body + n - 4, ",\"data\":[1]}]}", 15);
+    post_json("/v2/models/fc100-100-10/infer", body, &r);
+    assert_error(&r, 400, "invalid_json");
     reply_free(&r);
 }
 
@@ -1106,6 +1269,95 @@ static void test_queue_full_503(void **state)
     daemon_cleanup(&d);
 }
 
+/* An infer request of n zero images of fc100-100-10 on port, with a query. */
+static void infer_zeros(int port, int n, const char *query, reply *r)
+{
+    size_t cap = (size_t)n * 784 * 2 + 256;
+    char *body = malloc(cap);
+    assert_non_null(body);
+    int len = snprintf(body, cap, "{\"inputs\":[{\"name\":\"input\",\"shape\":[%d,784],"
+                       "\"datatype\":\"FP32\",\"data\":[", n);
+    for (int i = 0; i < n * 784; i++)
+        len += snprintf(body + len, cap - (size_t)len, i ? ",0" : "0");
+    len += snprintf(body + len, cap - (size_t)len, "]}]}");
+    char path[128];
+    snprintf(path, sizeof path, "/v2/models/fc100-100-10/infer%s", query);
+    req_opts o = {.headers = json_body_type, .body = body, .len = (size_t)len};
+    request_on(port, path, &o, r);
+    free(body);
+}
+
+/* Waits until /metrics shows gauge at value; fails after 10 s. */
+static void wait_gauge(int port, const char *gauge, double value)
+{
+    double t0 = now_s();
+    for (;;) {
+        reply r;
+        request_on(port, "/metrics", NULL, &r);
+        double v = metric_value(r.body, gauge);
+        reply_free(&r);
+        if (v == value)
+            return;
+        if (now_s() - t0 > 10)
+            fail_msg("%s is %g, not %g, after 10 s", gauge, v, value);
+        usleep(20000);
+    }
+}
+
+/* A small inference runs on the HTTP thread when nothing waits in the
+ * queue, so a busy worker does not hold it up; it still has its deadline,
+ * and it does not jump a queue that has jobs in it. A large batch always
+ * goes through the queue. */
+static void test_quick_infer_inline(void **state)
+{
+    (void)state;
+    daemon_proc d;
+    const char *extra[] = {"--workers", "1", "--queue-size", "1", NULL};
+    assert_int_equal(daemon_start(&d, extra), 0);
+    reply r;
+    /* the deadline is checked before it runs */
+    infer_zeros(d.port, 1, "?timeout=0.000001", &r);
+    assert_error(&r, 504, "deadline_exceeded");
+    reply_free(&r);
+
+    char body[512];
+    slow_attack_body(body, sizeof body, 2.5);
+    attack_arg a = {.port = d.port, .body = body};
+    pthread_t ta;
+    pthread_create(&ta, NULL, attack_client, &a);
+    wait_gauge(d.port, "blindspot_workers_busy", 1);
+    /* the only worker is busy: a quick inference is answered anyway */
+    double t0 = now_s();
+    infer_zeros(d.port, 1, "", &r);
+    assert_int_equal(r.status, 200);
+    assert_true(now_s() - t0 < 1);
+    reply_free(&r);
+    /* 16 images (1.4 million multiply-adds) wait for the worker, past their time */
+    infer_zeros(d.port, 16, "?timeout=0.3", &r);
+    assert_error(&r, 504, "deadline_exceeded");
+    reply_free(&r);
+    /* a job waits in the queue: the quick inference may not overtake it,
+     * and the queue is full */
+    attack_arg b = {.port = d.port, .body = body};
+    pthread_t tb;
+    pthread_create(&tb, NULL, attack_client, &b);
+    wait_gauge(d.port, "blindspot_queue_depth", 1);
+    infer_zeros(d.port, 1, "", &r);
+    assert_error(&r, 503, "queue_full");
+    reply_free(&r);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    reply_free(&a.r);
+    reply_free(&b.r);
+    request_on(d.port, "/metrics", NULL, &r);
+    assert_true(metric_value(r.body, "blindspot_http_requests_total{route=\"/v2/models/{name}/infer\","
+                                     "method=\"POST\",status=\"200\"}") == 1);
+    assert_true(metric_value(r.body, "blindspot_workers_busy") == 0);
+    reply_free(&r);
+    assert_int_equal(daemon_stop(&d), 0);
+    daemon_cleanup(&d);
+}
+
 static void test_sigterm_drains(void **state)
 {
     (void)state;
@@ -1651,6 +1903,8 @@ int main(void)
         cmocka_unit_test(test_v2_model_metadata),
         cmocka_unit_test(test_infer_equals_forward),
         cmocka_unit_test(test_infer_outputs_filter),
+        cmocka_unit_test(test_infer_number_formats),
+        cmocka_unit_test(test_infer_bad_numbers),
         cmocka_unit_test(test_v1_models),
         cmocka_unit_test(test_datasets_and_samples),
         cmocka_unit_test(test_attack_json_dataset),
@@ -1664,6 +1918,7 @@ int main(void)
         cmocka_unit_test(test_client_goes_away),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_queue_full_503),
+        cmocka_unit_test(test_quick_infer_inline),
         cmocka_unit_test(test_sigterm_drains),
         cmocka_unit_test(test_async_attack_equals_sync),
         cmocka_unit_test(test_job_cancel),
