@@ -360,7 +360,8 @@ static int lbfgs_advance(lbfgs_run *run, int n, int m, const double *lower,
  * the machine has AVX2; both paths round alike (no FMA). The penalty is
  * summed in index order on both: a different order changes f in its last
  * bits, and the optimiser's stopping tests see that (measured: 2-7% more
- * evaluations per attack with four partial sums, the same results). */
+ * evaluations per attack with four partial sums, the same results); the
+ * sums of several targets overlap instead (sums_in_order). */
 #if BS_HAVE_AVX2
 BS_AVX2 static void to_float_avx2(float *dst, const double *z, size_t n)
 {
@@ -403,27 +404,48 @@ static void to_float(float *dst, const double *z, size_t n)
         dst[i] = (float)z[i];
 }
 
-/* ||z - x||^2, and g = 2c (z - x) + gb, the penalty's gradient added to
- * the network's; rr is scratch for n doubles. */
-static double l2_penalty(double *g, double *rr, const double *z, const float *x,
-                         const float *gb, double c, size_t n)
+/* g = 2c (z - x) + gb, the penalty's gradient added to the network's, and
+ * sq = (z - x)^2, element by element. */
+static void l2_terms(double *g, double *sq, const double *z, const float *x, const float *gb,
+                     double c, size_t n)
 {
-    double pen = 0.0;
 #if BS_HAVE_AVX2
     if (bs_cpu_avx2()) {
-        l2_gradient_avx2(g, rr, z, x, gb, c, n);
-        for (size_t i = 0; i < n; i++)
-            pen += rr[i];
-        return pen;
+        l2_gradient_avx2(g, sq, z, x, gb, c, n);
+        return;
     }
 #endif
-    (void)rr;
     for (size_t i = 0; i < n; i++) {
         double r = z[i] - x[i];
-        pen += r * r;
+        sq[i] = r * r;
         g[i] = 2.0 * c * r + gb[i];
     }
-    return pen;
+}
+
+/* sum[j] = sq[j*n] + sq[j*n + 1] + ... in index order, for j < m: four
+ * rows' sums advance together, each still in its own order (so each is what
+ * a lone loop gives), but the four chains of additions overlap. */
+static void sums_in_order(double *sum, const double *sq, int m, size_t n)
+{
+    int j = 0;
+    for (; j + 4 <= m; j += 4) {
+        const double *q0 = sq + (size_t)j * n, *q1 = q0 + n, *q2 = q1 + n, *q3 = q2 + n;
+        double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            s0 += q0[i];
+            s1 += q1[i];
+            s2 += q2[i];
+            s3 += q3[i];
+        }
+        sum[j] = s0, sum[j + 1] = s1, sum[j + 2] = s2, sum[j + 3] = s3;
+    }
+    for (; j < m; j++) {
+        const double *q = sq + (size_t)j * n;
+        double s = 0.0;
+        for (size_t i = 0; i < n; i++)
+            s += q[i];
+        sum[j] = s;
+    }
 }
 
 static int run_lbfgs(attack_ctx *a, char *err)
@@ -438,12 +460,13 @@ static int run_lbfgs(attack_ctx *a, char *err)
     float *xs = malloc((size_t)k * n * sizeof(float));
     float *grad = malloc((size_t)k * n * sizeof(float));
     float *zf = malloc((size_t)n * sizeof(float));
-    double *sq = malloc((size_t)n * sizeof(double)); /* l2_penalty's scratch */
+    double *sq = malloc((size_t)k * n * sizeof(double)); /* (z - x)^2 per row */
+    double *pen = malloc((size_t)k * sizeof(double));
     float *loss = malloc((size_t)k * sizeof(float));
     int *tg = malloc((size_t)k * sizeof(int)), *rows = malloc((size_t)k * sizeof(int));
     int rc = 0;
-    if (!runs || !lower || !upper || !nbd || !xs || !grad || !zf || !sq || !loss || !tg ||
-        !rows) {
+    if (!runs || !lower || !upper || !nbd || !xs || !grad || !zf || !sq || !pen || !loss ||
+        !tg || !rows) {
         rc = bs_fail(err, "out of memory for the attack");
         goto out;
     }
@@ -519,17 +542,23 @@ static int run_lbfgs(attack_ctx *a, char *err)
         for (int b = 0; b < B; b++) {
             lbfgs_run *run = &runs[rows[b]];
             const float *gb = grad + (size_t)b * n;
-            double c = run->c.value, pen = 0.0;
+            double c = run->c.value;
             if (p->norm == 2) {
-                pen = l2_penalty(run->g, sq, run->z, a->x, gb, c, (size_t)n);
-            } else {
-                for (int i = 0; i < n; i++) {
-                    double r = run->z[i] - a->x[i];
-                    pen += fabs(r);
-                    run->g[i] = c * (r > 0.0 ? 1.0 : r < 0.0 ? -1.0 : 0.0) + gb[i];
-                }
+                l2_terms(run->g, sq + (size_t)b * n, run->z, a->x, gb, c, (size_t)n);
+                continue;
             }
-            run->f = c * pen + loss[b];
+            pen[b] = 0.0;
+            for (int i = 0; i < n; i++) {
+                double r = run->z[i] - a->x[i];
+                pen[b] += fabs(r);
+                run->g[i] = c * (r > 0.0 ? 1.0 : r < 0.0 ? -1.0 : 0.0) + gb[i];
+            }
+        }
+        if (p->norm == 2)
+            sums_in_order(pen, sq, B, (size_t)n);
+        for (int b = 0; b < B; b++) {
+            lbfgs_run *run = &runs[rows[b]];
+            run->f = run->c.value * pen[b] + loss[b];
         }
     }
     /* Stopped early: the runs still going hand in where they are (the
@@ -562,6 +591,7 @@ out:
     free(grad);
     free(zf);
     free(sq);
+    free(pen);
     free(loss);
     free(tg);
     free(rows);

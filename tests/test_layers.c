@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -540,6 +541,37 @@ static void check_activation(const char *name, act_forward fwd, act_backward bwd
     free(c.inp); free(c.out); free(c.g); free(dinp);
 }
 
+/* sigmoid to within 4 float ulps of the double-precision value (plus the
+ * smallest normal, for results that underflow) over the whole range, the
+ * extremes saturating to 0 and 1 and NaN staying NaN; on every lane of the
+ * eight-wide path and its masked rest (N mod 8 = 3, the NaN among them). */
+static void test_sigmoid_accuracy(void **state)
+{
+    (void)state;
+    enum { N = 20011 };
+    float *x = falloc(N), *y = falloc(N);
+    static const float edges[] = {0.0f, -0.0f, 1e-8f, -1e-8f, 1.0f, -1.0f, 15.9f, -15.9f,
+                                  17.0f, -17.0f, 87.0f, -87.0f, 88.3f, -88.3f, 88.5f, -88.5f,
+                                  100.0f, -100.0f, 1e30f, -1e30f, INFINITY, -INFINITY};
+    size_t ne = sizeof edges / sizeof edges[0];
+    for (size_t i = 0; i < N; i++)
+        x[i] = i < ne ? edges[i] : -100.0f + 200.0f * (float)(i - ne) / (float)(N - ne);
+    x[N - 3] = NAN;
+    bs_sigmoid_forward(y, x, N);
+    for (size_t i = 0; i < N; i++) {
+        if (isnan(x[i])) {
+            assert_true(isnan(y[i]));
+            continue;
+        }
+        double want = 1.0 / (1.0 + exp(-(double)x[i]));
+        double tol = 4.0 * (double)FLT_EPSILON * want + (double)FLT_MIN;
+        if (!(fabs(y[i] - want) <= tol))
+            fail_msg("sigmoid(%.9g) = %.9g, want %.9g", (double)x[i], (double)y[i], want);
+    }
+    free(x);
+    free(y);
+}
+
 static void test_activations(void **state)
 {
     (void)state;
@@ -940,6 +972,7 @@ int main(void)
         cmocka_unit_test(test_conv2d),
         cmocka_unit_test(test_maxpool2d),
         cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_sigmoid_accuracy),
         cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_softmax_xent),
         cmocka_unit_test(test_softmax_xent_large_logits),
