@@ -105,9 +105,13 @@ for m in $MODELS; do
 done
 
 # --- 1 and 2 threads; targets attacked together -------------------------------------
-for t in 1 2; do
-    measure "threads-fc100-100-10-t$t" $CORE attack models/fc100-100-10.safetensors data 200 "$t"
-    measure "threads-cnn-t$t" $CORE attack models/cnn.safetensors data 40 "$t"
+# (two rounds, 1 then 2 threads each: the report keeps each count's faster
+# run, as a machine shared with other work only ever slows a run down)
+for r in 1 2; do
+    for t in 1 2; do
+        measure "threads-fc100-100-10-t$t-r$r" $CORE attack models/fc100-100-10.safetensors data 200 "$t"
+        measure "threads-cnn-t$t-r$r" $CORE attack models/cnn.safetensors data 40 "$t"
+    done
 done
 for k in 1 3 9; do
     measure "targets-fc100-100-10-k$k" $CORE attack models/fc100-100-10.safetensors data 20 1 "$k"
