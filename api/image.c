@@ -146,6 +146,38 @@ done:
     return rc;
 }
 
+/* Whether the JPEG's markers reach a frame header (SOF0..SOF15 but DHT,
+ * JPG and DAC) before the scan or the end of the data. TurboJPEG cannot be
+ * asked this: given a stream cut before its frame header it may report
+ * success with a width and height it never read (seen as 0x0 or as random
+ * sizes), so the header is walked here first. */
+static int jpeg_has_frame(const uint8_t *buf, size_t len)
+{
+    if (len < 4 || buf[0] != 0xFF || buf[1] != 0xD8)
+        return 0;
+    size_t at = 2;
+    while (at + 4 <= len) {
+        if (buf[at] != 0xFF)
+            return 0;
+        uint8_t marker = buf[at + 1];
+        if (marker == 0xFF) { /* fill byte */
+            at++;
+            continue;
+        }
+        if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 &&
+            marker != 0xCC)
+            return at + 2 + 8 <= len; /* length, precision, height, width, components */
+        if (marker == 0xDA || marker == 0xD9)
+            return 0; /* scan or end before any frame */
+        if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {
+            at += 2; /* markers without a length */
+            continue;
+        }
+        at += 2 + ((size_t)buf[at + 2] << 8 | buf[at + 3]);
+    }
+    return 0;
+}
+
 /* JPEG: TurboJPEG's warnings (libjpeg goes on past a premature end or a bad
  * Huffman code, filling with grey) are treated as errors, and the number of
  * progressive scans is limited, so a hostile file cannot take minutes. */
@@ -159,7 +191,11 @@ static int decode_jpeg(const uint8_t *buf, size_t len, size_t max_pixels,
     }
     uint8_t *raw = NULL;
     int rc = -1;
-    int w, h, subsamp, cs;
+    int w = 0, h = 0, subsamp, cs;
+    if (!jpeg_has_frame(buf, len)) {
+        bs_fail(err, "bad JPEG header: no frame header (SOF) before the data ends");
+        goto done;
+    }
     if (tjDecompressHeader3(tj, buf, (unsigned long)len, &w, &h, &subsamp, &cs)) {
         bs_fail(err, "bad JPEG header: %s", tjGetErrorStr2(tj));
         goto done;

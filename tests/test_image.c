@@ -400,6 +400,37 @@ static void test_jpeg_truncated_refused(void **state)
     free(px);
 }
 
+/* A JPEG cut anywhere before the end of its frame header has no size:
+ * refused as a bad header (-1), never as empty or too large, every time
+ * (TurboJPEG alone reports success for some such cuts, with a size it never
+ * read: 0x0 or random values from run to run). */
+static void test_jpeg_cut_before_frame_refused(void **state)
+{
+    (void)state;
+    uint8_t *px = smooth(16, 16, 1);
+    size_t len;
+    uint8_t *jpg = encode(px, 16, 16, 1, BS_IMAGE_JPEG, 90, &len);
+    size_t sof = 2;
+    while (sof + 4 <= len && !(jpg[sof + 1] >= 0xC0 && jpg[sof + 1] <= 0xC3))
+        sof += 2 + ((size_t)jpg[sof + 2] << 8 | jpg[sof + 3]);
+    assert_true(sof + 4 <= len); /* found the SOF of a baseline JPEG */
+    for (size_t cut = 4; cut < sof + 2 + 8; cut++)
+        for (int rep = 0; rep < 3; rep++) {
+            char err[BS_ERR_LEN] = "";
+            bs_image img = {0};
+            uint8_t *copy = malloc(cut);
+            memcpy(copy, jpg, cut);
+            int rc = bs_image_decode(copy, cut, BIG, &img, err);
+            if (rc != -1)
+                fail_msg("cut at %zu of %zu (frame header at %zu): rc %d: %s", cut, len, sof,
+                         rc, err);
+            assert_err_has(err, "JPEG header");
+            free(copy);
+        }
+    free(jpg);
+    free(px);
+}
+
 static void test_png_bad_crc_refused(void **state)
 {
     (void)state;
@@ -971,6 +1002,7 @@ int main(void)
         cmocka_unit_test(test_jpeg_zero_height_refused),
         cmocka_unit_test(test_png_truncated_refused),
         cmocka_unit_test(test_jpeg_truncated_refused),
+        cmocka_unit_test(test_jpeg_cut_before_frame_refused),
         cmocka_unit_test(test_png_bad_crc_refused),
         cmocka_unit_test(test_jpeg_corrupt_data_refused),
         cmocka_unit_test(test_mutated_input_never_crashes),
