@@ -1,10 +1,11 @@
 /* gemm — row-stable matrix products; see gemm.h for why and what.
  *
- * The AVX2 kernels compute a block of MR rows by NC columns (nt) or MR
- * rows by NV vectors of 8 columns (nn) at a time, keeping the block's sums
- * in registers: MR x NC (or MR x NV) <= 12 accumulators, enough independent
- * FMA chains to hide their latency, and a loaded value of A or B is used
- * by a whole row or column of the block. What one element sees is fixed:
+ * The AVX2 kernels compute a block of MR rows (1 to 5) by NC columns (nt)
+ * or MR rows by NV vectors of 8 columns (nn) at a time, keeping the block's
+ * sums in registers: MR x NC (or MR x NV) <= 12 accumulators, enough
+ * independent FMA chains to hide their latency, and a loaded value of A or
+ * B is used by a whole row or column of the block. What one element sees
+ * is fixed:
  *
  *   nt: eight lanes of fma over k (the last partial group of eight read
  *       with a mask, the missing lanes as 0), the lanes summed in one fixed
@@ -93,7 +94,7 @@ BS_AVX2 static ALWAYS_INLINE void nt_block(float *C, int ldc, const float *A, in
                                            const float *B, int ldb, const float *bias,
                                            int K, int mr, int nc)
 {
-    __m256 acc[4][8];
+    __m256 acc[5][8];
     int K8 = K / 8 * 8;
     UNROLL
     for (int r = 0; r < mr; r++)
@@ -101,7 +102,7 @@ BS_AVX2 static ALWAYS_INLINE void nt_block(float *C, int ldc, const float *A, in
         for (int c = 0; c < nc; c++)
             acc[r][c] = _mm256_setzero_ps();
     for (int k = 0; k < K8; k += 8) {
-        __m256 a[4];
+        __m256 a[5];
         UNROLL
         for (int r = 0; r < mr; r++)
             a[r] = _mm256_loadu_ps(A + (size_t)r * lda + k);
@@ -116,7 +117,7 @@ BS_AVX2 static ALWAYS_INLINE void nt_block(float *C, int ldc, const float *A, in
     }
     if (K8 < K) {
         __m256i m = lane_mask(K - K8);
-        __m256 a[4];
+        __m256 a[5];
         UNROLL
         for (int r = 0; r < mr; r++)
             a[r] = _mm256_maskload_ps(A + (size_t)r * lda + K8, m);
@@ -162,18 +163,38 @@ NT_ROWS(1, 8)
 NT_ROWS(2, 4)
 NT_ROWS(3, 4)
 NT_ROWS(4, 2)
+NT_ROWS(5, 2)
+
+/* Row block b of M rows: [*i0, *i1), the rows spread evenly over
+ * ceil(M / 5) blocks of 1 to 5 rows. Every block reads all of B (a weight
+ * matrix, hundreds of KB, from L2), so fewer, fuller blocks read it fewer
+ * times: 9 rows are 5 + 4, two passes instead of three. */
+static int row_blocks(int M)
+{
+    return (M + 4) / 5;
+}
+
+static void row_block(int M, int b, int *i0, int *i1)
+{
+    int n = row_blocks(M);
+    *i0 = (int)((long)M * b / n);
+    *i1 = (int)((long)M * (b + 1) / n);
+}
 
 BS_AVX2 static void nt_avx2(float *C, int ldc, const float *A, int lda, const float *B,
                             int ldb, const float *bias, int M, int N, int K)
 {
-    for (int i = 0; i < M; i += 4) {
+    for (int bl = 0; bl < row_blocks(M); bl++) {
+        int i, i1;
+        row_block(M, bl, &i, &i1);
         float *c = C + (size_t)i * ldc;
         const float *a = A + (size_t)i * lda;
-        switch (M - i < 4 ? M - i : 4) {
+        switch (i1 - i) {
         case 1: nt_rows_1(c, ldc, a, lda, B, ldb, bias, N, K); break;
         case 2: nt_rows_2(c, ldc, a, lda, B, ldb, bias, N, K); break;
         case 3: nt_rows_3(c, ldc, a, lda, B, ldb, bias, N, K); break;
-        default: nt_rows_4(c, ldc, a, lda, B, ldb, bias, N, K); break;
+        case 4: nt_rows_4(c, ldc, a, lda, B, ldb, bias, N, K); break;
+        default: nt_rows_5(c, ldc, a, lda, B, ldb, bias, N, K); break;
         }
     }
 }
@@ -187,7 +208,7 @@ BS_AVX2 static ALWAYS_INLINE void nn_block(float *C, int ldc, const float *A, in
                                            const float *init, int K, int mr, int nv,
                                            int masked, int n)
 {
-    __m256 acc[4][12];
+    __m256 acc[5][12];
     __m256i mask[12];
     UNROLL
     for (int v = 0; v < nv; v++)
@@ -201,7 +222,7 @@ BS_AVX2 static ALWAYS_INLINE void nn_block(float *C, int ldc, const float *A, in
     }
     for (int k = 0; k < K; k++) {
         const float *b = B + (size_t)k * ldb;
-        __m256 a[4];
+        __m256 a[5];
         UNROLL
         for (int r = 0; r < mr; r++)
             a[r] = _mm256_set1_ps(trans_a ? A[(size_t)k * lda + r] : A[(size_t)r * lda + k]);
@@ -250,23 +271,26 @@ NN_ROWS(1, 12)
 NN_ROWS(2, 6)
 NN_ROWS(3, 3)
 NN_ROWS(4, 2)
+NN_ROWS(5, 2)
 
 BS_AVX2 static void nn_avx2(float *C, int ldc, const float *A, int lda, int trans_a,
                             const float *B, int ldb, const float *init, int M, int N, int K)
 {
-    for (int i = 0; i < M; i += 4) {
+    for (int bl = 0; bl < row_blocks(M); bl++) {
+        int i, i1;
+        row_block(M, bl, &i, &i1);
         float *c = C + (size_t)i * ldc;
         const float *a = A + (trans_a ? (size_t)i : (size_t)i * lda);
         const float *in = init ? init + i : NULL;
-        switch (M - i < 4 ? M - i : 4) {
+        switch (i1 - i) {
         case 1: nn_rows_1(c, ldc, a, lda, trans_a, B, ldb, in, N, K); break;
         case 2: nn_rows_2(c, ldc, a, lda, trans_a, B, ldb, in, N, K); break;
         case 3: nn_rows_3(c, ldc, a, lda, trans_a, B, ldb, in, N, K); break;
-        default: nn_rows_4(c, ldc, a, lda, trans_a, B, ldb, in, N, K); break;
+        case 4: nn_rows_4(c, ldc, a, lda, trans_a, B, ldb, in, N, K); break;
+        default: nn_rows_5(c, ldc, a, lda, trans_a, B, ldb, in, N, K); break;
         }
     }
 }
-
 
 /* ---- conv2d with stride 1 and no padding, without unfolding ------------ */
 
