@@ -1,8 +1,9 @@
 /* attack — the entry point, what the methods share (batched objective,
  * deadline, budget search, 8-bit hand-in), and the paper's method: the
- * box-constrained L-BFGS attack with the reference L-BFGS-B 3.0 driven by
- * reverse communication, all targets stepped in lockstep so that their
- * function evaluations form one batch. */
+ * box-constrained L-BFGS attack with L-BFGS-B 3.0 (the C port of
+ * core/lbfgsb.c, or the Fortran reference) driven by reverse communication,
+ * all targets stepped in lockstep so that their function evaluations form
+ * one batch. */
 #include "core/attack_internal.h"
 #include "core/error.h"
 

@@ -6,7 +6,7 @@
  * Methods:
  *   lbfgs    the paper's (Szegedy et al. §4.1): minimise
  *            c*||r||_2^2 + xent(f(x+r), target) (or c*||r||_1) over the box
- *            x+r in [0,1]^n with the reference L-BFGS-B, and search for the
+ *            x+r in [0,1]^n with L-BFGS-B 3.0, and search for the
  *            LARGEST c that still succeeds (the smallest r).
  *   adam-l1  the seed's reproduction: Adam on c*||r||_1 + xent(f(clamp(x+r))).
  *   fgsm, pgd (Linf or L2), cw-l2   baselines, each searching the smallest
