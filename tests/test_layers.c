@@ -477,7 +477,7 @@ static void test_maxpool2d(void **state)
     check_maxpool_argmax(2, 3, 6, 8, 2, 2, 22);
     check_maxpool_argmax(2, 2, 9, 7, 3, 2, 23); /* overlapping windows, odd sizes */
     check_maxpool_argmax(1, 2, 7, 5, 3, 1, 24);
-    /* rows wide enough for the 8-at-a-time 2x2 path, and its scalar rest;
+    /* rows wide enough for the 4-at-a-time 2x2 path, and its scalar rest;
      * the plain backward finds each maximum again with the scalar search */
     check_maxpool_argmax(2, 3, 6, 40, 2, 2, 25);
     check_maxpool_argmax(1, 2, 7, 37, 2, 2, 26);
