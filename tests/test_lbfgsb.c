@@ -61,6 +61,18 @@ typedef struct trace {
     double optimiser_seconds; /* inside setulb_ / bs_lbfgsb_step only */
 } trace;
 
+/* p's bounds as setulb_ takes them: l and u with nbd saying which apply
+ * (0 none, 1 lower, 2 both, 3 upper); an infinite bound is none. */
+static void fortran_bounds(const problem *p, double *l, double *u, int *nbd)
+{
+    for (int i = 0; i < p->n; i++) {
+        int has_l = isfinite(p->lower[i]), has_u = isfinite(p->upper[i]);
+        l[i] = has_l ? p->lower[i] : 0.0;
+        u[i] = has_u ? p->upper[i] : 0.0;
+        nbd[i] = has_l ? (has_u ? 2 : 1) : (has_u ? 3 : 0);
+    }
+}
+
 /* CPU time of this thread: the speed figure should not depend on what
  * else runs on the machine. */
 static double now(void)
@@ -113,12 +125,7 @@ static void run_reference(const problem *p, trace *t)
     double dsave[29], f = 0.0;
     assert_non_null(x);
     assert_non_null(wa);
-    for (int i = 0; i < n; i++) {
-        int has_l = isfinite(p->lower[i]), has_u = isfinite(p->upper[i]);
-        l[i] = has_l ? p->lower[i] : 0.0;
-        u[i] = has_u ? p->upper[i] : 0.0;
-        nbd[i] = has_l ? (has_u ? 2 : 1) : (has_u ? 3 : 0);
-    }
+    fortran_bounds(p, l, u, nbd);
     memcpy(x, p->x0, (size_t)n * sizeof(double));
     trace_init(t, n);
     set_task(task, "START");
@@ -220,12 +227,7 @@ static double lockstep(const problem *p, int *iterations)
     char task[TASK_LEN], csave[TASK_LEN];
     int lsave[4], isave[44];
     double dsave[29], f = 0.0, worst = 0.0;
-    for (int i = 0; i < n; i++) {
-        int has_l = isfinite(p->lower[i]), has_u = isfinite(p->upper[i]);
-        l[i] = has_l ? p->lower[i] : 0.0;
-        u[i] = has_u ? p->upper[i] : 0.0;
-        nbd[i] = has_l ? (has_u ? 2 : 1) : (has_u ? 3 : 0);
-    }
+    fortran_bounds(p, l, u, nbd);
     memcpy(x, p->x0, (size_t)n * sizeof(double));
     memcpy(xn, p->x0, (size_t)n * sizeof(double));
     bs_lbfgsb *s = bs_lbfgsb_new(n, m, p->lower, p->upper, p->factr, p->pgtol);
