@@ -37,7 +37,7 @@ static void lipschitz_run(void *ctx, pool_worker *w, const bs_attack_control *ct
     bs_lipschitz lip;
     char err[BS_ERR_LEN];
     if (bs_lipschitz_bounds(m, j->seed, &lip, err)) {
-        resp_error(out, 500, "out_of_memory", "The bounds cannot be computed: %s.", err);
+        resp_error(out, BS_E_OUT_OF_MEMORY, "The bounds cannot be computed: %s.", err);
         return;
     }
     json_t *layers = json_array();
@@ -65,7 +65,7 @@ handler_result analysis_lipschitz(server *srv, const http_request *req, http_res
         char *end;
         unsigned long long v = strtoull(s, &end, 10);
         if (!*s || *end || s[0] == '-' || s[0] == '+' || v > (1ULL << 53)) {
-            resp_error(resp, 400, "invalid_request",
+            resp_error(resp, BS_E_INVALID_REQUEST,
                        "seed must be a whole number from 0 to 2^53, not '%.32s'.", s);
             return HANDLER_ANSWERED;
         }
@@ -73,7 +73,7 @@ handler_result analysis_lipschitz(server *srv, const http_request *req, http_res
     }
     lipschitz_job *j = malloc(sizeof *j);
     if (!j) {
-        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return HANDLER_ANSWERED;
     }
     *j = (lipschitz_job){rm, seed};
@@ -139,7 +139,7 @@ static void units_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
     bs_dataset_free(&d);
     free(v);
     if (!grid) {
-        resp_error(out, 500, "analysis_failed", "The unit analysis failed: %s.", err);
+        resp_error(out, BS_E_ANALYSIS_FAILED, "The unit analysis failed: %s.", err);
         return;
     }
     json_t *idx = json_array(), *labels = json_array(), *scores = json_array();
@@ -187,7 +187,7 @@ static int read_units(server *srv, const json_t *root, units_job *j, http_respon
              i++)
             ;
         if (i == sizeof units_fields / sizeof units_fields[0]) {
-            resp_error(resp, 400, "unknown_field", "Unknown field '%.64s'; the fields are layer, "
+            resp_error(resp, BS_E_UNKNOWN_FIELD, "Unknown field '%.64s'; the fields are layer, "
                        "direction, seed, k, dataset and split.", key);
             return -1;
         }
@@ -197,7 +197,7 @@ static int read_units(server *srv, const json_t *root, units_job *j, http_respon
     const json_t *seed = json_object_get(root, "seed"), *k = json_object_get(root, "k");
     const json_t *dataset = json_object_get(root, "dataset"), *split = json_object_get(root, "split");
     if (!layer || !dir) {
-        resp_error(resp, 400, "missing_field",
+        resp_error(resp, BS_E_MISSING_FIELD,
                    "layer and direction (a unit index or \"random\") are required.");
         return -1;
     }
@@ -206,7 +206,7 @@ static int read_units(server *srv, const json_t *root, units_job *j, http_respon
         (seed && (!json_is_integer(seed) || json_integer_value(seed) < 0)) ||
         (k && !json_is_integer(k)) || (dataset && !json_is_string(dataset)) ||
         (split && !json_is_string(split))) {
-        resp_error(resp, 400, "invalid_request",
+        resp_error(resp, BS_E_INVALID_REQUEST,
                    "layer and k are whole numbers, direction a unit index or \"random\", seed a "
                    "whole number from 0, dataset and split names.");
         return -1;
@@ -216,7 +216,7 @@ static int read_units(server *srv, const json_t *root, units_job *j, http_respon
     j->layer = L >= 0 && L < m->n_layers ? (int)L : -1;
     j->resolved = bs_units_layer(m, j->layer, err);
     if (j->resolved < 0) {
-        resp_error(resp, 422, "layer_out_of_range", "Model %s has layers 0 to %d, not %lld.",
+        resp_error(resp, BS_E_LAYER_OUT_OF_RANGE, "Model %s has layers 0 to %d, not %lld.",
                    j->rm->name, m->n_layers - 1, (long long)L);
         return -1;
     }
@@ -225,7 +225,7 @@ static int read_units(server *srv, const json_t *root, units_job *j, http_respon
     if (json_is_integer(dir)) {
         json_int_t u = json_integer_value(dir);
         if (u < 0 || (size_t)u >= dim) {
-            resp_error(resp, 422, "unit_out_of_range",
+            resp_error(resp, BS_E_UNIT_OUT_OF_RANGE,
                        "Layer %d (%s) has units 0 to %zu, not %lld.", j->resolved,
                        bs_layer_name(m->layers[j->resolved].kind), dim - 1, (long long)u);
             return -1;
@@ -237,12 +237,12 @@ static int read_units(server *srv, const json_t *root, units_job *j, http_respon
     const char *sp = split ? json_string_value(split) : "test";
     j->d = registry_split_find(&srv->reg, ds, sp);
     if (!j->d) {
-        resp_error(resp, 404, "dataset_not_found",
+        resp_error(resp, BS_E_DATASET_NOT_FOUND,
                    "No dataset split %.64s/%.16s is loaded; GET /v1/datasets lists them.", ds, sp);
         return -1;
     }
     if (j->d->input_size != m->input_size) {
-        resp_error(resp, 422, "shape_mismatch", "%s samples are (%d,%d,%d); model %s takes "
+        resp_error(resp, BS_E_SHAPE_MISMATCH, "%s samples are (%d,%d,%d); model %s takes "
                    "(%d,%d,%d).", ds, j->d->shape[0], j->d->shape[1], j->d->shape[2],
                    j->rm->name, m->input_shape[0], m->input_shape[1], m->input_shape[2]);
         return -1;
@@ -250,7 +250,7 @@ static int read_units(server *srv, const json_t *root, units_job *j, http_respon
     json_int_t kk = k ? json_integer_value(k) : 8;
     int max_k = j->d->n < BS_UNITS_MAX_K ? j->d->n : BS_UNITS_MAX_K;
     if (kk < 1 || kk > max_k) {
-        resp_error(resp, 422, "k_out_of_range", "k must be in [1, %d], not %lld.", max_k,
+        resp_error(resp, BS_E_K_OUT_OF_RANGE, "k must be in [1, %d], not %lld.", max_k,
                    (long long)kk);
         return -1;
     }
@@ -270,7 +270,7 @@ handler_result analysis_units(server *srv, const http_request *req, http_respons
     units_job *j = calloc(1, sizeof *j);
     if (!j) {
         json_decref(root);
-        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return HANDLER_ANSWERED;
     }
     j->rm = rm;

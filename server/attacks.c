@@ -124,12 +124,12 @@ static const registry_model *named_model(server *srv, const json_t *v, const cha
                                          http_response *resp)
 {
     if (!json_is_string(v)) {
-        resp_error(resp, 400, "invalid_request", "%s must be a model name (a string).", field);
+        resp_error(resp, BS_E_INVALID_REQUEST, "%s must be a model name (a string).", field);
         return NULL;
     }
     const registry_model *rm = registry_model_find(&srv->reg, json_string_value(v));
     if (!rm)
-        resp_error(resp, 404, "model_not_found",
+        resp_error(resp, BS_E_MODEL_NOT_FOUND,
                    "No model named '%.64s' is loaded; GET /v1/models lists them.",
                    json_string_value(v));
     return rm;
@@ -146,7 +146,7 @@ static int from_encoded(server *srv, attack_job *j, const uint8_t *bytes, size_t
     if (rc) {
         /* Too many pixels is a valid image the server will not take. */
         int big = rc == BS_IMAGE_TOO_LARGE;
-        resp_error(resp, big ? 422 : 400, big ? "image_too_large" : "invalid_image",
+        resp_error(resp, big ? BS_E_IMAGE_TOO_LARGE : BS_E_INVALID_IMAGE,
                    "The image cannot be used: %s.", err);
         return -1;
     }
@@ -154,7 +154,7 @@ static int from_encoded(server *srv, attack_job *j, const uint8_t *bytes, size_t
                                inv, j->x, &j->inverted, err);
     bs_image_free(&img);
     if (rc)
-        resp_error(resp, 422, "invalid_image", "The image cannot be converted: %s.", err);
+        resp_error(resp, BS_E_IMAGE_NOT_CONVERTIBLE, "The image cannot be converted: %s.", err);
     return rc;
 }
 
@@ -166,39 +166,39 @@ static int from_floats(attack_job *j, const json_t *data, const json_t *shape, b
     const bs_model *m = j->rm->model;
     int s[3];
     if (!json_is_array(data) || !json_is_array(shape) || json_array_size(shape) != 3) {
-        resp_error(resp, 400, "invalid_image",
+        resp_error(resp, BS_E_INVALID_IMAGE,
                    "image.data must be an array of numbers and image.shape [C,H,W].");
         return -1;
     }
     for (int i = 0; i < 3; i++) {
         const json_t *d = json_array_get(shape, (size_t)i);
         if (!json_is_integer(d) || json_integer_value(d) < 1 || json_integer_value(d) > 65536) {
-            resp_error(resp, 400, "invalid_image", "image.shape must hold 3 positive integers.");
+            resp_error(resp, BS_E_INVALID_IMAGE, "image.shape must hold 3 positive integers.");
             return -1;
         }
         s[i] = (int)json_integer_value(d);
     }
     size_t n = (size_t)s[0] * s[1] * s[2];
     if (s[0] != 1 && s[0] != 3) {
-        resp_error(resp, 422, "shape_mismatch", "image.shape has %d channels; 1 or 3 work.", s[0]);
+        resp_error(resp, BS_E_SHAPE_MISMATCH, "image.shape has %d channels; 1 or 3 work.", s[0]);
         return -1;
     }
     if (json_array_size(data) != n) {
-        resp_error(resp, 422, "shape_mismatch",
+        resp_error(resp, BS_E_SHAPE_MISMATCH,
                    "image.data holds %zu numbers; its shape [%d,%d,%d] says %zu.",
                    json_array_size(data), s[0], s[1], s[2], n);
         return -1;
     }
     float *v = malloc(n * sizeof *v);
     if (!v) {
-        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
         double d;
         if (!json_number_value_ok(json_array_get(data, i), &d) || !(d >= 0 && d <= 1)) {
             free(v);
-            resp_error(resp, 422, "invalid_image",
+            resp_error(resp, BS_E_VALUE_OUT_OF_RANGE,
                        "image.data[%zu] must be a number in [0,1].", i);
             return -1;
         }
@@ -214,7 +214,7 @@ static int from_floats(attack_job *j, const json_t *data, const json_t *shape, b
         img.pixels = malloc(n * sizeof *img.pixels);
         char err[BS_ERR_LEN];
         if (!img.pixels) {
-            resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+            resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
             rc = -1;
         } else {
             size_t plane = (size_t)s[1] * s[2];
@@ -225,7 +225,7 @@ static int from_floats(attack_job *j, const json_t *data, const json_t *shape, b
                                    m->input_shape[2], inv == BS_INVERT_YES ? inv : BS_INVERT_NO,
                                    j->x, &j->inverted, err);
             if (rc)
-                resp_error(resp, 422, "invalid_image", "The image cannot be converted: %s.", err);
+                resp_error(resp, BS_E_IMAGE_NOT_CONVERTIBLE, "The image cannot be converted: %s.", err);
         }
         bs_image_free(&img);
     }
@@ -241,33 +241,33 @@ static int from_dataset(server *srv, attack_job *j, const json_t *image, bs_inve
     const json_t *split = json_object_get(image, "split");
     const json_t *index = json_object_get(image, "index");
     if (!json_is_string(name) || (split && !json_is_string(split)) || !json_is_integer(index)) {
-        resp_error(resp, 400, "invalid_image",
+        resp_error(resp, BS_E_INVALID_IMAGE,
                    "A dataset image is {\"dataset\": name, \"split\": name, \"index\": integer}.");
         return -1;
     }
     const char *sp = split ? json_string_value(split) : "test";
     const registry_split *d = registry_split_find(&srv->reg, json_string_value(name), sp);
     if (!d) {
-        resp_error(resp, 404, "dataset_not_found",
+        resp_error(resp, BS_E_DATASET_NOT_FOUND,
                    "No dataset split %.64s/%.16s is loaded; GET /v1/datasets lists them.",
                    json_string_value(name), sp);
         return -1;
     }
     json_int_t i = json_integer_value(index);
     if (i < 0 || i >= d->n) {
-        resp_error(resp, 422, "index_out_of_range", "%s/%s has samples 0 to %d, not %lld.",
+        resp_error(resp, BS_E_INDEX_OUT_OF_RANGE, "%s/%s has samples 0 to %d, not %lld.",
                    json_string_value(name), sp, d->n - 1, (long long)i);
         return -1;
     }
     if (d->input_size != m->input_size) {
-        resp_error(resp, 422, "shape_mismatch",
+        resp_error(resp, BS_E_SHAPE_MISMATCH,
                    "%s samples are (%d,%d,%d); model %s takes (%d,%d,%d).",
                    json_string_value(name), d->shape[0], d->shape[1], d->shape[2], j->rm->name,
                    m->input_shape[0], m->input_shape[1], m->input_shape[2]);
         return -1;
     }
     if (registry_split_sample(d, (int)i, j->x)) {
-        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return -1;
     }
     if (inv == BS_INVERT_YES)
@@ -284,7 +284,7 @@ static int read_image(server *srv, attack_job *j, const json_t *image, const uin
     if (file)
         return from_encoded(srv, j, file, file_len, inv, resp);
     if (!json_is_object(image)) {
-        resp_error(resp, 400, "missing_image",
+        resp_error(resp, BS_E_MISSING_IMAGE,
                    "image is required: {\"png\": base64}, {\"jpeg\": base64}, {\"data\": "
                    "[...], \"shape\": [C,H,W]} or {\"dataset\", \"split\", \"index\"}.");
         return -1;
@@ -294,7 +294,7 @@ static int read_image(server *srv, attack_job *j, const json_t *image, const uin
         b64 = json_object_get(image, "jpeg");
     if (b64) {
         if (!json_is_string(b64)) {
-            resp_error(resp, 400, "invalid_image", "image.png / image.jpeg must be base64 text.");
+            resp_error(resp, BS_E_INVALID_IMAGE, "image.png / image.jpeg must be base64 text.");
             return -1;
         }
         char err[BS_ERR_LEN];
@@ -302,7 +302,7 @@ static int read_image(server *srv, attack_job *j, const json_t *image, const uin
         uint8_t *bytes = bs_base64_decode(json_string_value(b64), json_string_length(b64), &len,
                                           err);
         if (!bytes) {
-            resp_error(resp, 400, "invalid_base64", "The image is not valid base64: %s.", err);
+            resp_error(resp, BS_E_INVALID_BASE64, "The image is not valid base64: %s.", err);
             return -1;
         }
         int rc = from_encoded(srv, j, bytes, len, inv, resp);
@@ -314,7 +314,7 @@ static int read_image(server *srv, attack_job *j, const json_t *image, const uin
                            inv, resp);
     if (json_object_get(image, "dataset"))
         return from_dataset(srv, j, image, inv, resp);
-    resp_error(resp, 400, "invalid_image",
+    resp_error(resp, BS_E_INVALID_IMAGE,
                "image must hold png, jpeg, data and shape, or dataset and index.");
     return -1;
 }
@@ -325,7 +325,7 @@ static int read_report(server *srv, attack_job *j, const json_t *report, http_re
 {
     j->report = calloc((size_t)srv->reg.n_models, sizeof *j->report);
     if (!j->report) {
-        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return -1;
     }
     if (!report) {
@@ -336,7 +336,7 @@ static int read_report(server *srv, attack_job *j, const json_t *report, http_re
         return 0;
     }
     if (!json_is_array(report)) {
-        resp_error(resp, 400, "invalid_request", "report must be a list of model names.");
+        resp_error(resp, BS_E_INVALID_REQUEST, "report must be a list of model names.");
         return -1;
     }
     size_t i;
@@ -346,12 +346,12 @@ static int read_report(server *srv, attack_job *j, const json_t *report, http_re
         if (!rm)
             return -1;
         if (rm->model->input_size != j->rm->model->input_size) {
-            resp_error(resp, 422, "shape_mismatch",
+            resp_error(resp, BS_E_SHAPE_MISMATCH,
                        "report model %s takes another input than %s.", rm->name, j->rm->name);
             return -1;
         }
         if ((int)i >= srv->reg.n_models) {
-            resp_error(resp, 422, "invalid_request", "report lists a model twice.");
+            resp_error(resp, BS_E_DUPLICATE_MODEL, "report lists a model twice.");
             return -1;
         }
         j->report[j->n_report++] = (bs_report_model){rm->name, rm->model};
@@ -369,7 +369,7 @@ static int parse_invert(const json_t *v, bs_invert *inv, http_response *resp)
     else if (s && !strcmp(s, "no"))
         *inv = BS_INVERT_NO;
     else {
-        resp_error(resp, 400, "invalid_request", "invert is \"auto\", \"yes\" or \"no\".");
+        resp_error(resp, BS_E_INVALID_REQUEST, "invert is \"auto\", \"yes\" or \"no\".");
         return -1;
     }
     return 0;
@@ -386,7 +386,7 @@ static int read_request(server *srv, const http_request *req, json_t *root, cons
         for (i = 0; i < sizeof fields / sizeof fields[0] && strcmp(key, fields[i]); i++)
             ;
         if (i == sizeof fields / sizeof fields[0]) {
-            resp_error(resp, 400, "unknown_field",
+            resp_error(resp, BS_E_UNKNOWN_FIELD,
                        "Unknown field '%.64s'; the fields are model, target, image, method, "
                        "params, report, invert, timeout and image_format.", key);
             return -1;
@@ -394,7 +394,7 @@ static int read_request(server *srv, const http_request *req, json_t *root, cons
     }
     const json_t *model = json_object_get(root, "model");
     if (!model) {
-        resp_error(resp, 400, "missing_field", "model is required (GET /v1/models lists them).");
+        resp_error(resp, BS_E_MISSING_FIELD, "model is required (GET /v1/models lists them).");
         return -1;
     }
     if (!(j->rm = named_model(srv, model, "model", resp)))
@@ -406,33 +406,33 @@ static int read_request(server *srv, const http_request *req, json_t *root, cons
     const json_t *method = json_object_get(root, "method");
     const json_t *params = json_object_get(root, "params");
     if (method && !json_is_string(method)) {
-        resp_error(resp, 400, "invalid_request", "method must be a string such as \"lbfgs\".");
+        resp_error(resp, BS_E_INVALID_REQUEST, "method must be a string such as \"lbfgs\".");
         return -1;
     }
     if (params && !json_is_object(params)) {
-        resp_error(resp, 400, "invalid_request", "params must be an object.");
+        resp_error(resp, BS_E_INVALID_REQUEST, "params must be an object.");
         return -1;
     }
     if (bs_attack_params_from_json(params, method ? json_string_value(method) : "lbfgs",
                                    &j->params, err)) {
-        resp_error(resp, 422, "invalid_params", "%s.", err);
+        resp_error(resp, BS_E_INVALID_PARAMS, "%s.", err);
         return -1;
     }
 
     const json_t *target = json_object_get(root, "target");
     int targets[BS_MAX_TARGETS], k;
     if (!target) {
-        resp_error(resp, 400, "missing_field", "target is required: a label, a list, or \"all\".");
+        resp_error(resp, BS_E_MISSING_FIELD, "target is required: a label, a list, or \"all\".");
         return -1;
     }
     if (!json_is_integer(target) && !json_is_array(target) &&
         !(json_is_string(target) && !strcmp(json_string_value(target), "all"))) {
-        resp_error(resp, 400, "invalid_request", "target must be a label, a list, or \"all\".");
+        resp_error(resp, BS_E_INVALID_REQUEST, "target must be a label, a list, or \"all\".");
         return -1;
     }
     /* Ranges now; "all" is resolved on the worker once the label is known. */
     if (bs_attack_targets_from_json(target, m->classes, -1, targets, &k, err)) {
-        resp_error(resp, 422, "invalid_target", "%s.", err);
+        resp_error(resp, BS_E_INVALID_TARGET, "%s.", err);
         return -1;
     }
     j->target = json_incref((json_t *)target);
@@ -443,7 +443,7 @@ static int read_request(server *srv, const http_request *req, json_t *root, cons
     j->image_out = BS_OUT_PNG;
     if (format && (!json_is_string(format) ||
                    bs_image_out_parse(json_string_value(format), &j->image_out))) {
-        resp_error(resp, 400, "invalid_request", "image_format is png, jpeg or floats.");
+        resp_error(resp, BS_E_INVALID_REQUEST, "image_format is png, jpeg or floats.");
         return -1;
     }
     bs_invert inv;
@@ -452,7 +452,7 @@ static int read_request(server *srv, const http_request *req, json_t *root, cons
         return -1;
     j->x = malloc(m->input_size * sizeof *j->x);
     if (!j->x) {
-        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return -1;
     }
     /* Images given as raw floats or dataset samples keep their polarity
@@ -501,7 +501,7 @@ static void answer_png(const attack_job *j, const bs_attack_result *r, int origi
     size_t png_len = 0;
     char err[BS_ERR_LEN] = "out of memory";
     if (!hwc) {
-        resp_error(out, 500, "out_of_memory", "The server ran out of memory.");
+        resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return;
     }
     for (int c = 0; c < C; c++)
@@ -510,7 +510,7 @@ static void answer_png(const attack_job *j, const bs_attack_result *r, int origi
     int rc = bs_image_encode(hwc, W, H, C, BS_IMAGE_PNG, 0, &png, &png_len, err);
     free(hwc);
     if (rc) {
-        resp_error(out, 500, "encode_failed", "The image cannot be encoded: %s.", err);
+        resp_error(out, BS_E_ENCODE_FAILED, "The image cannot be encoded: %s.", err);
         return;
     }
     resp_bytes(out, 200, "image/png", (char *)png, png_len);
@@ -544,13 +544,13 @@ static void attack_run(void *ctx, pool_worker *w, const bs_attack_control *job_c
     char err[BS_ERR_LEN];
     bs_workspace *ws = pool_workspace(w, j->rm->index, m, 1);
     if (!ws) {
-        resp_error(out, 500, "out_of_memory", "The server ran out of memory.");
+        resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return;
     }
     int original = bs_argmax(bs_model_forward(m, ws, j->x, 1), m->classes);
     int targets[BS_MAX_TARGETS], k = 0;
     if (bs_attack_targets_from_json(j->target, m->classes, original, targets, &k, err)) {
-        resp_error(out, 422, "invalid_target", "%s.", err);
+        resp_error(out, BS_E_INVALID_TARGET, "%s.", err);
         return;
     }
     bs_attack_result *res = calloc((size_t)k, sizeof *res);
@@ -562,12 +562,12 @@ static void attack_run(void *ctx, pool_worker *w, const bs_attack_control *job_c
         ctl.ctx = j;
     }
     if (!res) {
-        resp_error(out, 500, "out_of_memory", "The server ran out of memory.");
+        resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return;
     }
     if (bs_attack_run(m, j->x, targets, k, &j->params, &ctl, res, err)) {
         free(res);
-        resp_error(out, 422, "invalid_attack", "%s.", err);
+        resp_error(out, BS_E_INVALID_ATTACK, "%s.", err);
         return;
     }
     int ok = 0, failed = 0, timed_out = 0, cancelled = 0;
@@ -591,18 +591,20 @@ static void attack_run(void *ctx, pool_worker *w, const bs_attack_control *job_c
         json_t *input = doc ? input_json(j, err) : NULL;
         if (!input) {
             json_decref(doc);
-            resp_error(out, 500, "encode_failed", "The answer cannot be built: %s.", err);
+            resp_error(out, BS_E_ENCODE_FAILED, "The answer cannot be built: %s.", err);
         } else {
             json_object_set_new(doc, "input", input);
-            int status = cancelled ? 503 : timed_out ? 504 : 200;
-            if (status != 200)
+            if (cancelled || timed_out) {
+                bs_error_code e = cancelled ? BS_E_SHUTTING_DOWN : BS_E_DEADLINE_EXCEEDED;
                 json_object_set_new(
                     doc, "error",
-                    json_pack("{s:s, s:s}", "code", cancelled ? "shutting_down" : "deadline_exceeded",
-                              "message", cancelled
-                                  ? "The attack was stopped before it finished; results hold the "
-                                    "best found so far."
-                                  : "The time budget ran out; results hold the best found so far."));
+                    bs_error_json(e, cancelled ? "The attack was stopped before it finished; "
+                                                 "results hold the best found so far."
+                                               : "The time budget ran out; results hold the "
+                                                 "best found so far."));
+            }
+            int status = cancelled ? bs_error_get(BS_E_SHUTTING_DOWN)->status
+                       : timed_out ? bs_error_get(BS_E_DEADLINE_EXCEEDED)->status : 200;
             resp_json(out, status, doc);
             if (status == 503)
                 resp_header(out, "Retry-After", "%s", HTTP_RETRY_AFTER);
@@ -628,7 +630,7 @@ handler_result attacks_create(server *srv, const http_request *req, http_respons
     attack_job *j = calloc(1, sizeof *j);
     if (!j) {
         json_decref(root);
-        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return HANDLER_ANSWERED;
     }
     j->metrics = srv->metrics;
@@ -636,7 +638,7 @@ handler_result attacks_create(server *srv, const http_request *req, http_respons
     if (async && strcmp(async, "true") && strcmp(async, "false")) {
         json_decref(root);
         attack_free(j);
-        resp_error(resp, 400, "invalid_request", "async is true or false, not '%.16s'.", async);
+        resp_error(resp, BS_E_INVALID_REQUEST, "async is true or false, not '%.16s'.", async);
         return HANDLER_ANSWERED;
     }
     int is_async = async && !strcmp(async, "true");

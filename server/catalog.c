@@ -104,7 +104,7 @@ static int wants_json(const http_request *req, http_response *resp)
             return 1;
         if (!strcmp(format, "png"))
             return 0;
-        resp_error(resp, 400, "invalid_format", "format is png or json, not '%.32s'.", format);
+        resp_error(resp, BS_E_INVALID_FORMAT, "format is png or json, not '%.32s'.", format);
         return -1;
     }
     return req->accept && strstr(req->accept, "application/json") &&
@@ -118,7 +118,7 @@ handler_result catalog_sample(server *srv, const http_request *req, http_respons
     const char *name = req->params[0], *split = req->params[1], *index = req->params[2];
     const registry_split *d = registry_split_find(&srv->reg, name, split);
     if (!d) {
-        resp_error(resp, 404, "dataset_not_found",
+        resp_error(resp, BS_E_DATASET_NOT_FOUND,
                    "No dataset split %.64s/%.16s is loaded; GET /v1/datasets lists them.",
                    name, split);
         return HANDLER_ANSWERED;
@@ -126,12 +126,12 @@ handler_result catalog_sample(server *srv, const http_request *req, http_respons
     char *end;
     long i = strtol(index, &end, 10);
     if (!*index || *end || index[0] == '-' || index[0] == '+') {
-        resp_error(resp, 400, "invalid_index", "The index must be a whole number, not '%.32s'.",
+        resp_error(resp, BS_E_INVALID_INDEX, "The index must be a whole number, not '%.32s'.",
                    index);
         return HANDLER_ANSWERED;
     }
     if (i >= d->n) {
-        resp_error(resp, 404, "sample_not_found", "%s/%s has %d samples (0 to %d).", name,
+        resp_error(resp, BS_E_SAMPLE_NOT_FOUND, "%s/%s has %d samples (0 to %d).", name,
                    split, d->n, d->n - 1);
         return HANDLER_ANSWERED;
     }
@@ -141,7 +141,7 @@ handler_result catalog_sample(server *srv, const http_request *req, http_respons
     float *x = malloc(d->input_size * sizeof *x);
     if (!x || registry_split_sample(d, (int)i, x)) {
         free(x);
-        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return HANDLER_ANSWERED;
     }
     int label = d->labels[i];
@@ -179,7 +179,7 @@ handler_result catalog_sample(server *srv, const http_request *req, http_respons
     free(planes);
     free(pixels);
     if (rc)
-        resp_error(resp, 500, "encode_failed", "The sample cannot be encoded: %s.", err);
+        resp_error(resp, BS_E_ENCODE_FAILED, "The sample cannot be encoded: %s.", err);
     else
         resp_bytes(resp, 200, "image/png", (char *)png, png_len);
     return HANDLER_ANSWERED;
@@ -202,7 +202,7 @@ handler_result metrics_scrape(server *srv, const http_request *req, http_respons
     size_t len = 0;
     char *text = metrics_render(srv->metrics, &g, &len);
     if (!text)
-        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
     else
         resp_bytes(resp, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
     return HANDLER_ANSWERED;

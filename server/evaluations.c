@@ -54,26 +54,26 @@ static void evaluation_run(void *ctx, pool_worker *w, const bs_attack_control *c
     char err[BS_ERR_LEN];
     if (!r || registry_split_slice(j->d, j->cfg.first, j->cfg.n, &slice, err)) {
         free(r);
-        resp_error(out, 500, "out_of_memory", "The server ran out of memory.");
+        resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return;
     }
     if (ctl->progress) /* the total is known before the first attack ends */
         ctl->progress(ctl->ctx, 0, j->n_models * j->cfg.n);
     if (bs_evaluate_transfer(j->models, j->n_models, &slice, &cfg, &inner, ctl->progress,
                              ctl->ctx, r, NULL, NULL, err)) {
-        resp_error(out, 500, "evaluation_failed", "The evaluation failed: %s.", err);
+        resp_error(out, BS_E_EVALUATION_FAILED, "The evaluation failed: %s.", err);
     } else if (r->status == BS_ATTACK_TIMEOUT) {
-        resp_error(out, 504, "deadline_exceeded",
+        resp_error(out, BS_E_DEADLINE_EXCEEDED,
                    "The time budget ran out before every attack was done; ask for fewer "
                    "models or images, or a larger timeout (--job-timeout).");
     } else if (r->status == BS_ATTACK_CANCELLED) {
-        resp_error(out, 503, "cancelled", "The evaluation was stopped before it finished.");
+        resp_error(out, BS_E_CANCELLED, "The evaluation was stopped before it finished.");
     } else {
         json_t *doc = bs_eval_result_json(r, j->names, j->models, &slice, &j->cfg);
         if (doc)
             resp_json(out, 200, doc);
         else
-            resp_error(out, 500, "out_of_memory", "The server ran out of memory.");
+            resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
     }
     bs_dataset_free(&slice);
     free(r);
@@ -92,11 +92,11 @@ static int read_int(const json_t *root, const char *key, long long lo, long long
     if (!v)
         return 0;
     if (!json_is_integer(v)) {
-        resp_error(resp, 400, "invalid_request", "%s must be a whole number.", key);
+        resp_error(resp, BS_E_INVALID_REQUEST, "%s must be a whole number.", key);
         return -1;
     }
     if (json_integer_value(v) < lo || json_integer_value(v) > hi) {
-        resp_error(resp, 422, "out_of_range", "%s must be in [%lld, %lld], not %lld.", key, lo,
+        resp_error(resp, BS_E_OUT_OF_RANGE, "%s must be in [%lld, %lld], not %lld.", key, lo,
                    hi, (long long)json_integer_value(v));
         return -1;
     }
@@ -112,7 +112,7 @@ static int read_string(const json_t *root, const char *key, const char **out,
     if (!v)
         return 0;
     if (!json_is_string(v)) {
-        resp_error(resp, 400, "invalid_request", "%s must be a string.", key);
+        resp_error(resp, BS_E_INVALID_REQUEST, "%s must be a string.", key);
         return -1;
     }
     *out = json_string_value(v);
@@ -129,7 +129,7 @@ static int read_models(server *srv, const json_t *list, eval_job *j, http_respon
             if (rm->model->input_size != d->input_size)
                 continue;
             if (j->n_models == BS_EVAL_MAX_MODELS) {
-                resp_error(resp, 422, "too_many_models",
+                resp_error(resp, BS_E_TOO_MANY_MODELS,
                            "More than %d resident models fit %s; name at most %d in models.",
                            BS_EVAL_MAX_MODELS, d->name, BS_EVAL_MAX_MODELS);
                 return -1;
@@ -138,18 +138,18 @@ static int read_models(server *srv, const json_t *list, eval_job *j, http_respon
             j->names[j->n_models++] = rm->name;
         }
         if (j->n_models == 0) {
-            resp_error(resp, 422, "shape_mismatch", "No resident model takes the inputs of %s.",
+            resp_error(resp, BS_E_SHAPE_MISMATCH, "No resident model takes the inputs of %s.",
                        d->name);
             return -1;
         }
         return 0;
     }
     if (!json_is_array(list) || json_array_size(list) == 0) {
-        resp_error(resp, 400, "invalid_request", "models must be a non-empty list of names.");
+        resp_error(resp, BS_E_INVALID_REQUEST, "models must be a non-empty list of names.");
         return -1;
     }
     if (json_array_size(list) > BS_EVAL_MAX_MODELS) {
-        resp_error(resp, 422, "too_many_models", "An evaluation takes at most %d models, not %zu.",
+        resp_error(resp, BS_E_TOO_MANY_MODELS, "An evaluation takes at most %d models, not %zu.",
                    BS_EVAL_MAX_MODELS, json_array_size(list));
         return -1;
     }
@@ -157,23 +157,23 @@ static int read_models(server *srv, const json_t *list, eval_job *j, http_respon
     const json_t *e;
     json_array_foreach(list, i, e) {
         if (!json_is_string(e)) {
-            resp_error(resp, 400, "invalid_request", "models[%zu] must be a model name.", i);
+            resp_error(resp, BS_E_INVALID_REQUEST, "models[%zu] must be a model name.", i);
             return -1;
         }
         const registry_model *rm = registry_model_find(&srv->reg, json_string_value(e));
         if (!rm) {
-            resp_error(resp, 404, "model_not_found",
+            resp_error(resp, BS_E_MODEL_NOT_FOUND,
                        "No model named '%.64s' is loaded; GET /v1/models lists them.",
                        json_string_value(e));
             return -1;
         }
         for (int k = 0; k < j->n_models; k++)
             if (j->models[k] == rm->model) {
-                resp_error(resp, 422, "invalid_request", "models lists %s twice.", rm->name);
+                resp_error(resp, BS_E_DUPLICATE_MODEL, "models lists %s twice.", rm->name);
                 return -1;
             }
         if (rm->model->input_size != d->input_size) {
-            resp_error(resp, 422, "shape_mismatch",
+            resp_error(resp, BS_E_SHAPE_MISMATCH,
                        "Model %s takes (%d,%d,%d) inputs; %s has (%d,%d,%d).", rm->name,
                        rm->model->input_shape[0], rm->model->input_shape[1],
                        rm->model->input_shape[2], d->name, d->shape[0], d->shape[1],
@@ -191,11 +191,11 @@ static int read_noise(const json_t *v, bs_eval_config *cfg, http_response *resp)
     if (!v)
         return 0;
     if (!json_is_array(v)) {
-        resp_error(resp, 400, "invalid_request", "noise must be a list of standard deviations.");
+        resp_error(resp, BS_E_INVALID_REQUEST, "noise must be a list of standard deviations.");
         return -1;
     }
     if (json_array_size(v) > BS_EVAL_MAX_NOISE) {
-        resp_error(resp, 422, "out_of_range", "noise holds at most %d standard deviations.",
+        resp_error(resp, BS_E_OUT_OF_RANGE, "noise holds at most %d standard deviations.",
                    BS_EVAL_MAX_NOISE);
         return -1;
     }
@@ -205,11 +205,11 @@ static int read_noise(const json_t *v, bs_eval_config *cfg, http_response *resp)
     json_array_foreach(v, i, e) {
         double s;
         if (!json_number_value_ok(e, &s)) {
-            resp_error(resp, 400, "invalid_request", "noise[%zu] must be a number.", i);
+            resp_error(resp, BS_E_INVALID_REQUEST, "noise[%zu] must be a number.", i);
             return -1;
         }
         if (!(s > 0.0 && s <= 10.0)) {
-            resp_error(resp, 422, "out_of_range", "noise[%zu] must be in (0, 10], not %g.", i, s);
+            resp_error(resp, BS_E_OUT_OF_RANGE, "noise[%zu] must be in (0, 10], not %g.", i, s);
             return -1;
         }
         cfg->noise[cfg->n_noise++] = s;
@@ -228,7 +228,7 @@ static int read_request(server *srv, const http_request *req, const json_t *root
         for (i = 0; i < sizeof fields / sizeof fields[0] && strcmp(key, fields[i]); i++)
             ;
         if (i == sizeof fields / sizeof fields[0]) {
-            resp_error(resp, 400, "unknown_field",
+            resp_error(resp, BS_E_UNKNOWN_FIELD,
                        "Unknown field '%.64s'; the fields are models, dataset, split, first, n, "
                        "seed, method, params, noise, magnify and timeout.", key);
             return -1;
@@ -240,7 +240,7 @@ static int read_request(server *srv, const http_request *req, const json_t *root
         return -1;
     j->d = registry_split_find(&srv->reg, dataset, split);
     if (!j->d) {
-        resp_error(resp, 404, "dataset_not_found",
+        resp_error(resp, BS_E_DATASET_NOT_FOUND,
                    "No dataset split %.64s/%.16s is loaded; GET /v1/datasets lists them.",
                    dataset, split);
         return -1;
@@ -256,13 +256,13 @@ static int read_request(server *srv, const http_request *req, const json_t *root
         read_int(root, "seed", 0, (1LL << 53), &seed, resp))
         return -1;
     if (first + n > j->d->n) {
-        resp_error(resp, 422, "out_of_range",
+        resp_error(resp, BS_E_OUT_OF_RANGE,
                    "The slice %lld..%lld runs past the %d images of %s/%s.", first,
                    first + n - 1, j->d->n, dataset, split);
         return -1;
     }
     if (n * j->n_models > EVAL_MAX_ATTACKS) {
-        resp_error(resp, 422, "evaluation_too_large",
+        resp_error(resp, BS_E_EVALUATION_TOO_LARGE,
                    "%d models x %lld images is more than the %d attacks an evaluation may "
                    "hold; ask for fewer.", j->n_models, n, EVAL_MAX_ATTACKS);
         return -1;
@@ -272,12 +272,12 @@ static int read_request(server *srv, const http_request *req, const json_t *root
     cfg->seed = (uint64_t)seed;
     const json_t *params = json_object_get(root, "params");
     if (params && !json_is_object(params)) {
-        resp_error(resp, 400, "invalid_request", "params must be an object.");
+        resp_error(resp, BS_E_INVALID_REQUEST, "params must be an object.");
         return -1;
     }
     char err[BS_ERR_LEN];
     if (bs_attack_params_from_json(params, method, &cfg->params, err)) {
-        resp_error(resp, 422, "invalid_params", "%s.", err);
+        resp_error(resp, BS_E_INVALID_PARAMS, "%s.", err);
         return -1;
     }
     if (read_noise(json_object_get(root, "noise"), cfg, resp))
@@ -285,11 +285,11 @@ static int read_request(server *srv, const http_request *req, const json_t *root
     const json_t *magnify = json_object_get(root, "magnify");
     if (magnify) {
         if (!json_number_value_ok(magnify, &cfg->magnify)) {
-            resp_error(resp, 400, "invalid_request", "magnify must be a number.");
+            resp_error(resp, BS_E_INVALID_REQUEST, "magnify must be a number.");
             return -1;
         }
         if (!(cfg->magnify >= 0.0 && cfg->magnify <= 1.0)) {
-            resp_error(resp, 422, "out_of_range", "magnify must be in [0, 1] (0: none).");
+            resp_error(resp, BS_E_OUT_OF_RANGE, "magnify must be in [0, 1] (0: none).");
             return -1;
         }
     }
@@ -308,7 +308,7 @@ handler_result evaluations_create(server *srv, const http_request *req, http_res
     eval_job *j = calloc(1, sizeof *j);
     if (!j) {
         json_decref(root);
-        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return HANDLER_ANSWERED;
     }
     work->deadline = jobs_deadline(srv, req);

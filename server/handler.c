@@ -43,14 +43,19 @@ void resp_json(http_response *r, int status, json_t *body)
     resp_bytes(r, status, "application/json", s, strlen(s));
 }
 
-void resp_error(http_response *r, int status, const char *code, const char *fmt, ...)
+void resp_error(http_response *r, bs_error_code code, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    resp_json(r, status, json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg));
+    const bs_error_info *e = bs_error_get(code);
+    int status = e->status;
+    if (r->oip_errors)
+        resp_json(r, status, json_pack("{s:s, s:s}", "error", msg, "code", e->code));
+    else
+        resp_json(r, status, json_pack("{s:o}", "error", bs_error_json(code, msg)));
     if (status == 503)
         resp_header(r, "Retry-After", "%s", HTTP_RETRY_AFTER);
 }
@@ -65,6 +70,11 @@ void resp_header(http_response *r, const char *name, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(h->value, sizeof h->value, fmt, ap);
     va_end(ap);
+}
+
+const char *req_header(const http_request *req, const char *name)
+{
+    return req->header ? req->header(req->conn, name) : NULL;
 }
 
 const char *req_query(const http_request *req, const char *key)
@@ -90,12 +100,12 @@ int req_content_type_is(const http_request *req, const char *type)
 static int req_json_acceptable(const http_request *req, http_response *resp)
 {
     if (req->content_type && !req_content_type_is(req, "application/json")) {
-        resp_error(resp, 415, "unsupported_media_type",
+        resp_error(resp, BS_E_UNSUPPORTED_MEDIA_TYPE,
                    "This endpoint takes application/json, not %.100s.", req->content_type);
         return 0;
     }
     if (req->body_len == 0) {
-        resp_error(resp, 400, "empty_body", "The request has no body; send a JSON object.");
+        resp_error(resp, BS_E_EMPTY_BODY, "The request has no body; send a JSON object.");
         return 0;
     }
     return 1;
@@ -105,13 +115,13 @@ static int req_json_acceptable(const http_request *req, http_response *resp)
 static json_t *req_json_checked(json_t *root, const json_error_t *jerr, http_response *resp)
 {
     if (!root) {
-        resp_error(resp, 400, "invalid_json", "The body is not valid JSON: %s (line %d, column %d).",
+        resp_error(resp, BS_E_INVALID_JSON, "The body is not valid JSON: %s (line %d, column %d).",
                    jerr->text, jerr->line, jerr->column);
         return NULL;
     }
     if (!json_is_object(root)) {
         json_decref(root);
-        resp_error(resp, 400, "invalid_json", "The body must be a JSON object.");
+        resp_error(resp, BS_E_INVALID_JSON, "The body must be a JSON object.");
         return NULL;
     }
     return root;
@@ -157,7 +167,7 @@ const registry_model *req_route_model(server *srv, const http_request *req,
 {
     const registry_model *rm = registry_model_find(&srv->reg, req->params[0]);
     if (!rm)
-        resp_error(resp, 404, "model_not_found",
+        resp_error(resp, BS_E_MODEL_NOT_FOUND,
                    "No model named '%.64s' is loaded; GET /v1/models lists them.",
                    req->params[0]);
     else
@@ -173,7 +183,7 @@ int req_body_timeout(const json_t *root, const http_request *req, http_work *wor
     if (!timeout)
         return 0;
     if (!json_number_value_ok(timeout, &t) || !(t > 0)) {
-        resp_error(resp, 400, "invalid_timeout", "timeout wants a positive number of seconds.");
+        resp_error(resp, BS_E_INVALID_TIMEOUT, "timeout wants a positive number of seconds.");
         return -1;
     }
     if (req->arrival + t < work->deadline)

@@ -17,6 +17,7 @@
 #include "server/pool.h"
 #include "server/registry.h"
 
+#include "api/errors.h"
 #include "api/tensor_json.h"
 #include "core/attack.h" /* bs_attack_control */
 
@@ -72,6 +73,10 @@ typedef struct http_request {
     const char *request_id;
     double arrival;                     /* bs_now() at the headers */
     double timeout;                     /* ?timeout= seconds on pooled routes; 0: none */
+    /* any request header by name (case-insensitive), NULL when absent;
+     * read through req_header */
+    const char *(*header)(const void *conn, const char *name);
+    const void *conn;
 } http_request;
 
 typedef struct http_header {
@@ -87,6 +92,7 @@ typedef struct http_response {
     http_header headers[HTTP_MAX_HEADERS];
     int n_headers;
     char model[REGISTRY_NAME_LEN]; /* the model concerned, for the log line */
+    int oip_errors;             /* errors in the Open Inference Protocol's shape (/v2) */
 } http_response;
 
 /* Work for a worker: run fills out (status, body, headers). ctl holds the
@@ -119,9 +125,11 @@ typedef handler_result (*http_handler)(server *srv, const http_request *req,
 /* Sets status and a JSON body (compact; reals with 9 significant digits,
  * enough to give back every float exactly). Takes the reference to body. */
 void resp_json(http_response *r, int status, json_t *body);
-/* The error document with a message formatted like printf. */
-void resp_error(http_response *r, int status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* The error answer of code (its status from api/errors.h), in the shape of
+ * r->oip_errors, with a message formatted like printf; 503s carry
+ * Retry-After. */
+void resp_error(http_response *r, bs_error_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Adds a response header (formatted value). */
 void resp_header(http_response *r, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -131,6 +139,8 @@ void resp_bytes(http_response *r, int status, const char *content_type, char *bo
 /* Releases the body. */
 void resp_clear(http_response *r);
 
+/* The request header name (case-insensitive), or NULL. */
+const char *req_header(const http_request *req, const char *name);
 /* The query argument key, or NULL. */
 const char *req_query(const http_request *req, const char *key);
 /* Non-zero when the request's media type (before any ';') is type. */

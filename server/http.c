@@ -83,6 +83,12 @@ static const char *header(struct MHD_Connection *c, const char *name)
     return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
+/* req_header's way in, so that handlers need not see libmicrohttpd. */
+static const char *request_header(const void *conn, const char *name)
+{
+    return header((struct MHD_Connection *)conn, name);
+}
+
 /* A client's X-Request-Id is echoed when it is 1-100 visible ASCII
  * characters; otherwise one is made. */
 static void set_request_id(request_state *st)
@@ -153,10 +159,9 @@ static enum MHD_Result answer(request_state *st)
     return ret;
 }
 
-static enum MHD_Result answer_error(request_state *st, int status, const char *code,
-                                    const char *msg)
+static enum MHD_Result answer_error(request_state *st, bs_error_code code, const char *msg)
 {
-    resp_error(&st->resp, status, code, "%s", msg);
+    resp_error(&st->resp, code, "%s", msg);
     return answer(st);
 }
 
@@ -164,9 +169,9 @@ static enum MHD_Result answer_error(request_state *st, int status, const char *c
  * answer goes out at once and libmicrohttpd closes the connection rather
  * than read the body; without one it waits for the (immediate) end of the
  * request, so that the connection stays open for the next request. */
-static enum MHD_Result refuse(request_state *st, int status, const char *code, const char *msg)
+static enum MHD_Result refuse(request_state *st, bs_error_code code, const char *msg)
 {
-    resp_error(&st->resp, status, code, "%s", msg);
+    resp_error(&st->resp, code, "%s", msg);
     const char *cl = header(st->conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
     int body = header(st->conn, MHD_HTTP_HEADER_TRANSFER_ENCODING) || (cl && strcmp(cl, "0"));
     if (body)
@@ -255,15 +260,15 @@ static void verdict_error(request_state *st, pool_verdict verdict)
 {
     double waited = bs_now() - st->req.arrival;
     if (verdict == POOL_EXPIRED)
-        resp_error(&st->resp, 504, "deadline_exceeded",
+        resp_error(&st->resp, BS_E_DEADLINE_EXCEEDED,
                    "The time budget ran out after %.1f s while the request waited for a "
                    "worker; retry later or with a larger timeout.", waited);
     else if (verdict == POOL_SHUTDOWN)
-        resp_error(&st->resp, 503, "shutting_down",
+        resp_error(&st->resp, BS_E_SHUTTING_DOWN,
                    "The server is shutting down; retry on another instance.");
     else if (verdict == POOL_GONE)
         /* Nobody will read it; 499 (client closed) keeps logs and metrics honest. */
-        resp_error(&st->resp, 499, "client_closed", "The client closed the connection.");
+        resp_error(&st->resp, BS_E_CLIENT_CLOSED, "The client closed the connection.");
 }
 
 static void job_done(pool_job *job, pool_verdict verdict)
@@ -288,8 +293,11 @@ static enum MHD_Result on_headers(request_state *st, const char *url, const char
     req->request_id = st->request_id;
     req->method = strcmp(method, "HEAD") ? method : "GET";
     req->path = url;
+    st->resp.oip_errors = !strncmp(url, "/v2", 3) && (url[3] == '/' || url[3] == '\0');
     req->content_type = header(st->conn, MHD_HTTP_HEADER_CONTENT_TYPE);
     req->accept = header(st->conn, MHD_HTTP_HEADER_ACCEPT);
+    req->header = request_header;
+    req->conn = st->conn;
     sanitise(st->path, sizeof st->path, url);
     sanitise(st->method, sizeof st->method, method);
     MHD_get_connection_values(st->conn, MHD_GET_ARGUMENT_KIND, collect_query, req);
@@ -299,18 +307,18 @@ static enum MHD_Result on_headers(request_state *st, const char *url, const char
     st->route = route_match(method, url, req, st->params_buf, sizeof st->params_buf, &status,
                             allow, sizeof allow);
     if (atomic_load(&srv->draining))
-        return refuse(st, 503, "shutting_down",
+        return refuse(st, BS_E_SHUTTING_DOWN,
                             "The server is shutting down; retry on another instance.");
     if (!st->route && status == 405) {
         resp_header(&st->resp, "Allow", "%s", allow);
         char msg[160];
         snprintf(msg, sizeof msg, "%s is not served on this path; use %s.", st->method, allow);
-        return refuse(st, 405, "method_not_allowed", msg);
+        return refuse(st, BS_E_METHOD_NOT_ALLOWED, msg);
     }
     if (!st->route)
-        return refuse(st, 404, "not_found", "No endpoint has this path.");
+        return refuse(st, BS_E_NOT_FOUND, "No endpoint has this path.");
     if (!atomic_load(&srv->ready) && !(st->route->flags & ROUTE_BEFORE_READY))
-        return refuse(st, 503, "not_ready",
+        return refuse(st, BS_E_NOT_READY,
                             "The server is still loading its models; retry shortly.");
 
     const char *cl = header(st->conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -322,7 +330,7 @@ static enum MHD_Result on_headers(request_state *st, const char *url, const char
             char msg[160];
             snprintf(msg, sizeof msg, "The body of %llu bytes is larger than the limit of %zu "
                      "bytes (--max-body).", n, srv->cfg->max_body);
-            return refuse(st, 413, "body_too_large", msg);
+            return refuse(st, BS_E_BODY_TOO_LARGE, msg);
         }
     }
     if ((st->route->flags & ROUTE_FORM) && req->content_type &&
@@ -330,7 +338,7 @@ static enum MHD_Result on_headers(request_state *st, const char *url, const char
         req->multipart = 1;
         st->form = MHD_create_post_processor(st->conn, 64 * 1024, on_form_data, st);
         if (!st->form)
-            return refuse(st, 400, "invalid_form",
+            return refuse(st, BS_E_INVALID_FORM,
                                 "The multipart/form-data body cannot be parsed (no boundary?).");
     }
     return MHD_YES;
@@ -384,13 +392,13 @@ static enum MHD_Result on_complete(request_state *st)
         char msg[160];
         snprintf(msg, sizeof msg, "The body is larger than the limit of %zu bytes (--max-body).",
                  srv->cfg->max_body);
-        return answer_error(st, 413, "body_too_large", msg);
+        return answer_error(st, BS_E_BODY_TOO_LARGE, msg);
     }
     if (st->form_failed == 1)
-        return answer_error(st, 500, "out_of_memory", "The server ran out of memory reading "
+        return answer_error(st, BS_E_OUT_OF_MEMORY, "The server ran out of memory reading "
                             "the body.");
     if (st->form_failed == 2)
-        return answer_error(st, 400, "invalid_form", "The multipart/form-data body is malformed.");
+        return answer_error(st, BS_E_INVALID_FORM, "The multipart/form-data body is malformed.");
     req->body = st->body;
     req->body_len = st->body_len;
     req->parts = st->parts;
@@ -403,7 +411,7 @@ static enum MHD_Result on_complete(request_state *st)
             char *end;
             double v = strtod(t, &end);
             if (end == t || *end || !isfinite(v) || v <= 0)
-                return answer_error(st, 400, "invalid_timeout",
+                return answer_error(st, BS_E_INVALID_TIMEOUT,
                                     "timeout wants a positive number of seconds.");
             req->timeout = v;
             if (req->arrival + v < st->work.deadline)
@@ -435,12 +443,12 @@ static enum MHD_Result on_complete(request_state *st)
      * is suspended the job is sure to be queued and to resume it. */
     if (pool_reserve(srv->pool) != 0) {
         if (atomic_load(&srv->draining))
-            return answer_error(st, 503, "shutting_down",
+            return answer_error(st, BS_E_SHUTTING_DOWN,
                                 "The server is shutting down; retry on another instance.");
         char msg[160];
         snprintf(msg, sizeof msg, "All %d places in the queue are taken (--queue-size); retry "
                  "shortly.", srv->cfg->queue_size);
-        return answer_error(st, 503, "queue_full", msg);
+        return answer_error(st, BS_E_QUEUE_FULL, msg);
     }
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(st->conn, MHD_CONNECTION_INFO_CONNECTION_FD);

@@ -161,9 +161,9 @@ static void job_run(pool_job *pj, pool_worker *w)
     j->work.run(j->work.ctx, w, &ctl, &j->out);
 }
 
-static char *error_text(const char *code, const char *message)
+static char *error_text(bs_error_code code, const char *message)
 {
-    json_t *e = json_pack("{s:s, s:s}", "code", code, "message", message);
+    json_t *e = bs_error_json(code, message);
     char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
     json_decref(e);
     return s;
@@ -178,7 +178,7 @@ static void split_failure(http_response *out, char **result, char **error)
     if (json_is_object(e))
         *error = json_dumps(e, JSON_COMPACT);
     else
-        *error = error_text("internal_error", "The job ended without an answer.");
+        *error = error_text(BS_E_INTERNAL_ERROR, "The job ended without an answer.");
     if (json_is_object(doc) && json_object_size(doc) > 1) {
         *result = out->body; /* NUL-terminated: resp_json made it */
         out->body = NULL;
@@ -209,9 +209,9 @@ static void job_done(pool_job *pj, pool_verdict verdict)
     } else { /* expired or shut down in the queue (no client to be GONE) */
         state = JOB_FAILED;
         error = verdict == POOL_EXPIRED
-                    ? error_text("deadline_exceeded", "The time budget ran out while the job "
+                    ? error_text(BS_E_DEADLINE_EXCEEDED, "The time budget ran out while the job "
                                  "waited for a worker; retry with a larger timeout.")
-                    : error_text("shutting_down", "The server shut down before the job ran; "
+                    : error_text(BS_E_SHUTTING_DOWN, "The server shut down before the job ran; "
                                  "submit it again.");
     }
     resp_clear(&j->out);
@@ -236,7 +236,7 @@ void jobs_submit(jobs *t, http_work *work, http_response *resp)
 {
     job *j = calloc(1, sizeof *j);
     if (!j) {
-        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return;
     }
     /* A place in the table and one in the queue, both under the table's
@@ -246,7 +246,7 @@ void jobs_submit(jobs *t, http_work *work, http_response *resp)
     if (t->n == t->max) {
         pthread_mutex_unlock(&t->lock);
         free(j);
-        resp_error(resp, 503, "too_many_jobs",
+        resp_error(resp, BS_E_TOO_MANY_JOBS,
                    "The job table holds %d unexpired jobs (--max-jobs); retry when one has "
                    "expired (--job-ttl %g s after it finished).", t->max, t->ttl);
         return;
@@ -254,7 +254,7 @@ void jobs_submit(jobs *t, http_work *work, http_response *resp)
     if (pool_reserve(t->pool) != 0) {
         pthread_mutex_unlock(&t->lock);
         free(j);
-        resp_error(resp, 503, "queue_full",
+        resp_error(resp, BS_E_QUEUE_FULL,
                    "The worker queue is full (--queue-size) or the server is shutting down; "
                    "retry shortly.");
         return;
@@ -388,7 +388,7 @@ static void answer_view(jobs *t, job_view *v, int status, http_response *resp)
     static const char key[] = ",\"result\":";
     char *body = head ? malloc(hlen + sizeof key + rlen + 1) : NULL;
     if (!body) {
-        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
     } else {
         size_t n = hlen - 1; /* without the closing brace */
         memcpy(body, head, n);
@@ -409,7 +409,7 @@ static void answer_view(jobs *t, job_view *v, int status, http_response *resp)
 
 static void not_found(const http_request *req, http_response *resp)
 {
-    resp_error(resp, 404, "job_not_found",
+    resp_error(resp, BS_E_JOB_NOT_FOUND,
                "No job has the id '%.32s'; finished jobs are forgotten after --job-ttl.",
                req->params[0]);
 }
@@ -427,7 +427,7 @@ handler_result jobs_get(server *srv, const http_request *req, http_response *res
     if (!j)
         not_found(req, resp);
     else if (rc)
-        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
     else
         answer_view(t, &v, 200, resp);
     return HANDLER_ANSWERED;
@@ -461,7 +461,7 @@ handler_result jobs_cancel(server *srv, const http_request *req, http_response *
     int rc = view_of(j, &v);
     pthread_mutex_unlock(&t->lock);
     if (rc)
-        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
     else
         answer_view(t, &v, is_final(v.state) ? 200 : 202, resp);
     return HANDLER_ANSWERED;

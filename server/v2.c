@@ -38,7 +38,7 @@ handler_result v2_ready(server *srv, const http_request *req, http_response *res
 {
     (void)req, (void)work;
     if (!atomic_load(&srv->ready))
-        resp_error(resp, 503, "not_ready", "The server is still loading its models.");
+        resp_error(resp, BS_E_NOT_READY, "The server is still loading its models.");
     else
         resp_json(resp, 200, json_pack("{s:b}", "ready", 1));
     return HANDLER_ANSWERED;
@@ -112,7 +112,7 @@ static void infer_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
     if (!ws || !probs || !labels) {
         free(probs);
         free(labels);
-        resp_error(out, 500, "out_of_memory", "The server ran out of memory for this batch.");
+        resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory for this batch.");
         return;
     }
     for (int b0 = 0; b0 < j->B; b0 += INFER_CHUNK) {
@@ -120,9 +120,9 @@ static void infer_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
             free(probs);
             free(labels);
             if (atomic_load(ctl->cancel))
-                resp_error(out, 503, "shutting_down", "The request was cancelled.");
+                resp_error(out, BS_E_SHUTTING_DOWN, "The request was cancelled.");
             else
-                resp_error(out, 504, "deadline_exceeded",
+                resp_error(out, BS_E_DEADLINE_EXCEEDED,
                            "The time budget ran out after %d of %d samples.", b0, j->B);
             return;
         }
@@ -149,7 +149,7 @@ static void infer_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
     if (text)
         resp_bytes(out, 200, "application/json", text, len);
     else
-        resp_error(out, 500, "out_of_memory", "The server ran out of memory for the answer.");
+        resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory for the answer.");
 }
 
 /* Flattens nested arrays of numbers into x (room for cap); *n counts every
@@ -203,7 +203,7 @@ static int parse_outputs(const json_t *outputs, infer_job *j, http_response *res
     if (!outputs)
         return 0;
     if (!json_is_array(outputs)) {
-        resp_error(resp, 400, "invalid_request", "outputs must be an array of {\"name\": ...}.");
+        resp_error(resp, BS_E_INVALID_REQUEST, "outputs must be an array of {\"name\": ...}.");
         return -1;
     }
     j->want_probs = j->want_label = 0;
@@ -212,7 +212,7 @@ static int parse_outputs(const json_t *outputs, infer_job *j, http_response *res
     json_array_foreach(outputs, i, o) {
         const char *name = json_string_value(json_object_get(o, "name"));
         if (!name) {
-            resp_error(resp, 400, "invalid_request", "outputs[%zu].name must be a string.", i);
+            resp_error(resp, BS_E_INVALID_REQUEST, "outputs[%zu].name must be a string.", i);
             return -1;
         }
         if (!strcmp(name, "probabilities"))
@@ -220,7 +220,7 @@ static int parse_outputs(const json_t *outputs, infer_job *j, http_response *res
         else if (!strcmp(name, "label"))
             j->want_label = 1;
         else {
-            resp_error(resp, 422, "unknown_output",
+            resp_error(resp, BS_E_UNKNOWN_OUTPUT,
                        "No output named '%.64s'; the outputs are probabilities and label.",
                        name);
             return -1;
@@ -280,7 +280,7 @@ handler_result v2_infer(server *srv, const http_request *req, http_response *res
     if (!j) {
         free(tensor.values);
         json_decref(root);
-        resp_error(resp, 500, "out_of_memory", "The server ran out of memory.");
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return HANDLER_ANSWERED;
     }
     j->rm = rm;
@@ -293,34 +293,34 @@ handler_result v2_infer(server *srv, const http_request *req, http_response *res
     long B;
     size_t bad;
     if (id && !json_is_string(id)) {
-        resp_error(resp, 400, "invalid_request", "id must be a string.");
+        resp_error(resp, BS_E_INVALID_REQUEST, "id must be a string.");
     } else if (!json_is_array(inputs) || json_array_size(inputs) == 0 || !json_is_object(in)) {
-        resp_error(resp, 400, "invalid_request",
+        resp_error(resp, BS_E_INVALID_REQUEST,
                    "inputs must be a non-empty array of tensors {name, shape, datatype, data}.");
     } else if (json_array_size(inputs) > 1) {
-        resp_error(resp, 422, "too_many_inputs", "The model has one input; %zu were sent.",
+        resp_error(resp, BS_E_TOO_MANY_INPUTS, "The model has one input; %zu were sent.",
                    json_array_size(inputs));
     } else if (!json_is_array(shape) || !json_is_string(dtype) || !data) {
-        resp_error(resp, 400, "invalid_request",
+        resp_error(resp, BS_E_INVALID_REQUEST,
                    "inputs[0] needs shape (array of integers), datatype (string) and data.");
     } else if (strcmp(json_string_value(dtype), "FP32") != 0) {
-        resp_error(resp, 422, "unsupported_datatype", "The input is FP32, not %.16s.",
+        resp_error(resp, BS_E_UNSUPPORTED_DATATYPE, "The input is FP32, not %.16s.",
                    json_string_value(dtype));
     } else if ((B = batch_of(shape, m)) <= 0) {
-        resp_error(resp, 422, "shape_mismatch",
+        resp_error(resp, BS_E_SHAPE_MISMATCH,
                    "Model %s takes inputs of shape [B,%d,%d,%d] (or [B,%zu]) with B >= 1.",
                    rm->name, m->input_shape[0], m->input_shape[1], m->input_shape[2],
                    m->input_size);
     } else if (!tensor.values && flatten(data, NULL, 0, &tensor.n)) {
-        resp_error(resp, 400, "invalid_request", "inputs[0].data must hold only numbers.");
+        resp_error(resp, BS_E_INVALID_REQUEST, "inputs[0].data must hold only numbers.");
     } else if (tensor.n != (size_t)B * m->input_size) {
-        resp_error(resp, 422, "shape_mismatch",
+        resp_error(resp, BS_E_SHAPE_MISMATCH,
                    "inputs[0].data holds %zu numbers; its shape says %zu.", tensor.n,
                    (size_t)B * m->input_size);
     } else if (!tensor.values && !(tensor.values = data_floats(data, tensor.n))) {
-        resp_error(resp, 500, "out_of_memory", "The server ran out of memory for this batch.");
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory for this batch.");
     } else if ((bad = first_not_finite(tensor.values, tensor.n)) < tensor.n) {
-        resp_error(resp, 422, "value_out_of_range",
+        resp_error(resp, BS_E_VALUE_OUT_OF_RANGE,
                    "inputs[0].data[%zu] is beyond the range of a 32-bit float.", bad);
     } else if (parse_outputs(json_object_get(root, "outputs"), j, resp) == 0) {
         j->x = tensor.values;
