@@ -1,0 +1,68 @@
+/* testhttp — blindspotd for the integration tests: start the daemon with
+ * the zoo on a free loopback port, drive it with libcurl, stop it with
+ * SIGTERM, and check answers (statuses, error documents, headers). Tests
+ * run from the repository root with data/ and models/ prepared. */
+#ifndef BS_TESTHTTP_H
+#define BS_TESTHTTP_H
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct daemon_proc {
+    pid_t pid;
+    int port;
+    char *dir;      /* scratch folder holding the log */
+    char log[512];  /* the daemon's stderr */
+} daemon_proc;
+
+typedef struct reply {
+    long status;
+    char *body;
+    size_t len;
+    char *headers;
+    size_t hlen;
+    json_t *json; /* the body parsed, when it is JSON */
+    int curl_error;
+} reply;
+
+typedef struct req_opts {
+    const char *method;         /* default GET, or POST with a body */
+    const char *const *headers; /* NULL-terminated */
+    const char *body;
+    size_t len;
+    int chunked;                /* send the body with Transfer-Encoding: chunked */
+    curl_mime *(*form)(CURL *); /* multipart body */
+    long timeout_ms;            /* default 30 s */
+} req_opts;
+
+/* Content-Type: application/json, as a req_opts.headers list. */
+extern const char *json_body_type[];
+
+/* Monotonic seconds. */
+double now_s(void);
+/* A loopback port nobody listens on now. */
+int free_port(void);
+/* One request to 127.0.0.1:port; r holds status, headers, body and the
+ * body parsed as JSON when it is. */
+void request_on(int port, const char *path, const req_opts *o, reply *r);
+void reply_free(reply *r);
+/* The value of a response header (the last one of that name) copied into
+ * buf, or NULL. */
+const char *header_of(const reply *r, const char *name, char *buf, size_t size);
+/* Waits up to seconds for /v2/health/ready to answer 200; -1 when the
+ * process exited or time ran out. */
+int wait_ready(int port, pid_t pid, double seconds);
+/* Starts build/blindspotd with the zoo, 2 workers and extra flags
+ * (NULL-terminated), its stderr in d->log; 0 once it is ready. */
+int daemon_start(daemon_proc *d, const char *const *extra);
+/* SIGTERM, then the exit status (or -1 when it did not exit in time). */
+int daemon_stop(daemon_proc *d);
+/* Removes the daemon's scratch folder. */
+void daemon_cleanup(daemon_proc *d);
+/* Asserts (cmocka) an error answer: the status, the error document with
+ * this code and a message, and an X-Request-Id. */
+void assert_error(const reply *r, long status, const char *code);
+
+#endif
