@@ -6,7 +6,10 @@
  * function fills in the response on a worker thread: for this request
  * (HANDLER_DEFERRED, the connection waits), or as an asynchronous job
  * (HANDLER_ASYNC: answered 202 at once, the response kept as the job's
- * result; see jobs.h). Handlers never see libmicrohttpd; http.c never sees an endpoint's
+ * result; see jobs.h). A handler may also park the request until an event
+ * (HANDLER_PARKED: GET /v1/jobs/{id}?wait=S waits for the job to end):
+ * the connection waits and whoever it is parked with runs the work's run
+ * on its own thread when the event comes. Handlers never see libmicrohttpd; http.c never sees an endpoint's
  * meaning. The helpers below build the JSON answers and the error format
  * every endpoint shares: {"error": {"code": "snake_case", "message": "..."}}. */
 #ifndef BS_SERVER_HANDLER_H
@@ -111,12 +114,17 @@ typedef struct http_work {
     const char *kind; /* what an asynchronous job is ("attack", "evaluation") */
     int quick;        /* run takes well under a millisecond: it may run on the HTTP
                          thread when the queue is empty (pool_run_inline) */
+    /* HANDLER_PARKED: hands job (its run calls this work's run, its done
+     * answers) to whoever calls run then done, exactly once each, with
+     * the POOL_RAN verdict; called once the connection is suspended. */
+    void (*park)(void *ctx, pool_job *job);
 } http_work;
 
 typedef enum handler_result {
     HANDLER_ANSWERED, /* resp holds the answer */
     HANDLER_DEFERRED, /* run work on the pool, then answer with its response */
     HANDLER_ASYNC,    /* run work as a job; answer 202 with its location now */
+    HANDLER_PARKED,   /* wait for an event (work->park), then answer with run's response */
 } handler_result;
 
 typedef handler_result (*http_handler)(server *srv, const http_request *req,

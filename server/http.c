@@ -10,7 +10,9 @@
  * once more, which queues the answer; quick work (a small inference) runs
  * on the spot instead when nothing waits in the queue (pool_run_inline),
  * and is answered at once. Work that runs as an asynchronous
- * job is handed to the job table instead and answered 202 at once.
+ * job is handed to the job table instead and answered 202 at once; a
+ * parked request (a wait for a job to end) is suspended the same way and
+ * resumed by the job table's watcher.
  * on_completed logs, counts and frees. */
 #include "server/http.h"
 
@@ -429,6 +431,13 @@ static enum MHD_Result on_complete(request_state *st)
 
     st->job.run = job_run;
     st->job.deadline = st->work.deadline;
+    if (hr == HANDLER_PARKED) {
+        st->job.done = job_done;
+        st->phase = PHASE_QUEUED;
+        MHD_suspend_connection(st->conn);
+        st->work.park(st->work.ctx, &st->job);
+        return MHD_YES;
+    }
     /* Quick work runs right here when no job waits, rather than pay for a
      * hand-off to a worker and back (suspend, wake, resume). */
     if (st->work.quick) {

@@ -40,6 +40,14 @@ typedef struct job {
     char *error;          /* JSON text of the error object, or NULL */
 } job;
 
+/* A request parked until its job ends (GET /v1/jobs/{id}?wait=S). */
+typedef struct waiter {
+    char id[24];
+    double until;         /* bs_now() seconds: answer then, whatever the state */
+    pool_job *pj;         /* the request's: run makes the answer, done resumes it */
+    struct waiter *next;
+} waiter;
+
 struct jobs {
     pthread_mutex_t lock;
     pool *pool;
@@ -47,6 +55,12 @@ struct jobs {
     int n, max;
     double ttl;
     unsigned long long seed, counter; /* job ids */
+    /* the waiters' watcher, a thread of its own: */
+    pthread_cond_t changed; /* a job ended, a waiter came, or stopping was raised */
+    pthread_t watcher;
+    waiter *waiters;
+    int stopping;         /* answer every waiter now (shutdown) */
+    int quit;             /* the watcher returns */
 };
 
 #define JOB_OF(p) ((job *)((char *)(p) - offsetof(job, pj)))
@@ -63,6 +77,8 @@ static int is_final(job_state s)
     return s == JOB_DONE || s == JOB_FAILED || s == JOB_CANCELLED;
 }
 
+static void *watch(void *arg);
+
 jobs *jobs_new(pool *p, int max_jobs, double ttl)
 {
     jobs *t = calloc(1, sizeof *t);
@@ -74,9 +90,17 @@ jobs *jobs_new(pool *p, int max_jobs, double ttl)
         return NULL;
     }
     pthread_mutex_init(&t->lock, NULL);
+    pthread_cond_init(&t->changed, NULL);
     t->pool = p;
     t->max = max_jobs;
     t->ttl = ttl;
+    if (pthread_create(&t->watcher, NULL, watch, t)) {
+        pthread_cond_destroy(&t->changed);
+        pthread_mutex_destroy(&t->lock);
+        free(t->slots);
+        free(t);
+        return NULL;
+    }
     /* Ids are the only key to a job (anyone may cancel one), so they are
      * not guessable: splitmix64 of a counter from a random start. */
     if (getrandom(&t->seed, sizeof t->seed, 0) != sizeof t->seed)
@@ -95,6 +119,12 @@ void jobs_free(jobs *t)
 {
     if (!t)
         return;
+    pthread_mutex_lock(&t->lock);
+    t->stopping = t->quit = 1;
+    pthread_cond_broadcast(&t->changed);
+    pthread_mutex_unlock(&t->lock);
+    pthread_join(t->watcher, NULL);
+    pthread_cond_destroy(&t->changed);
     for (int i = 0; i < t->n; i++)
         job_free(t->slots[i]);
     free(t->slots);
@@ -125,6 +155,85 @@ static job *find(jobs *t, const char *id)
         if (!strcmp(t->slots[i]->id, id))
             return t->slots[i];
     return NULL;
+}
+
+/* ---- waiters ------------------------------------------------------------- */
+
+/* The watcher: answers each parked request once its job has ended (or is
+ * gone), its wait is over, or the server stops. The answers are made
+ * without the lock, since run reads the table. */
+static void *watch(void *arg)
+{
+    jobs *t = arg;
+    pthread_mutex_lock(&t->lock);
+    while (!t->quit || t->waiters) {
+        double now = bs_now(), next = 0;
+        waiter *ready = NULL, **w = &t->waiters;
+        while (*w) {
+            job *j = find(t, (*w)->id);
+            if (!j || is_final(j->state) || now >= (*w)->until || t->stopping) {
+                waiter *r = *w;
+                *w = r->next;
+                r->next = ready;
+                ready = r;
+            } else {
+                if (!next || (*w)->until < next)
+                    next = (*w)->until;
+                w = &(*w)->next;
+            }
+        }
+        if (ready) {
+            pthread_mutex_unlock(&t->lock);
+            while (ready) {
+                waiter *r = ready;
+                ready = r->next;
+                r->pj->run(r->pj, NULL);
+                r->pj->done(r->pj, POOL_RAN);
+                free(r);
+            }
+            pthread_mutex_lock(&t->lock);
+        } else if (next) {
+            /* bs_now() is CLOCK_MONOTONIC; the condition waits on the
+             * realtime clock, so wait for the difference. */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            double at = (double)ts.tv_sec + ts.tv_nsec * 1e-9 + (next - now) + 1e-3;
+            ts.tv_sec = (time_t)at;
+            ts.tv_nsec = (long)((at - (double)ts.tv_sec) * 1e9);
+            pthread_cond_timedwait(&t->changed, &t->lock, &ts);
+        } else if (!t->quit) {
+            pthread_cond_wait(&t->changed, &t->lock);
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return NULL;
+}
+
+/* The parked request's state: which job, until when. */
+typedef struct wait_ctx {
+    jobs *table;
+    char id[24];
+    double until;
+} wait_ctx;
+
+static void wait_park(void *ctx, pool_job *pj)
+{
+    wait_ctx *c = ctx;
+    waiter *w = calloc(1, sizeof *w);
+    if (!w) {
+        /* No room to wait: answer the job as it is now. */
+        pj->run(pj, NULL);
+        pj->done(pj, POOL_RAN);
+        return;
+    }
+    memcpy(w->id, c->id, sizeof w->id);
+    w->until = c->until;
+    w->pj = pj;
+    pthread_mutex_lock(&c->table->lock);
+    w->next = c->table->waiters;
+    c->table->waiters = w;
+    pthread_cond_broadcast(&c->table->changed);
+    pthread_mutex_unlock(&c->table->lock);
 }
 
 double jobs_deadline(const server *srv, const http_request *req)
@@ -227,6 +336,7 @@ static void job_done(pool_job *pj, pool_verdict verdict)
     j->finished_at = bs_now();
     if (state == JOB_DONE && j->total > 0)
         j->done = j->total;
+    pthread_cond_broadcast(&t->changed);
     pthread_mutex_unlock(&t->lock);
 }
 
@@ -289,6 +399,8 @@ void jobs_submit(jobs *t, http_work *work, http_response *resp)
 void jobs_stop(jobs *t)
 {
     pthread_mutex_lock(&t->lock);
+    t->stopping = 1;
+    pthread_cond_broadcast(&t->changed);
     job **live = malloc((size_t)(t->n ? t->n : 1) * sizeof *live);
     int n = 0;
     for (int i = 0; live && i < t->n; i++) {
@@ -414,23 +526,75 @@ static void not_found(const http_request *req, http_response *resp)
                req->params[0]);
 }
 
-handler_result jobs_get(server *srv, const http_request *req, http_response *resp,
-                        http_work *work)
+/* The job document of id into resp (404 when it is unknown or expired);
+ * returns whether the job has ended. */
+static int answer_job(jobs *t, const char *id, http_response *resp)
 {
-    (void)work;
-    jobs *t = srv->jobs;
     job_view v;
     pthread_mutex_lock(&t->lock);
-    job *j = find(t, req->params[0]);
+    job *j = find(t, id);
     int rc = j ? view_of(j, &v) : 0;
+    int ended = j && is_final(j->state);
     pthread_mutex_unlock(&t->lock);
     if (!j)
-        not_found(req, resp);
+        resp_error(resp, BS_E_JOB_NOT_FOUND,
+                   "No job has the id '%.32s'; finished jobs are forgotten after --job-ttl.", id);
     else if (rc)
         resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
     else
         answer_view(t, &v, 200, resp);
-    return HANDLER_ANSWERED;
+    return ended || !j;
+}
+
+static void wait_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
+                     http_response *out)
+{
+    (void)w, (void)ctl;
+    wait_ctx *c = ctx;
+    answer_job(c->table, c->id, out);
+}
+
+/* ?wait=S: seconds in [0, JOBS_MAX_WAIT]; 0 when absent. -1 after a 400. */
+static int parse_wait(const http_request *req, double *wait, http_response *resp)
+{
+    const char *s = req_query(req, "wait");
+    *wait = 0;
+    if (!s)
+        return 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !(v >= 0 && v <= JOBS_MAX_WAIT)) {
+        resp_error(resp, BS_E_INVALID_REQUEST,
+                   "wait is a number of seconds from 0 to %d, not '%.16s'.", JOBS_MAX_WAIT, s);
+        return -1;
+    }
+    *wait = v;
+    return 0;
+}
+
+handler_result jobs_get(server *srv, const http_request *req, http_response *resp,
+                        http_work *work)
+{
+    double wait;
+    if (parse_wait(req, &wait, resp))
+        return HANDLER_ANSWERED;
+    if (answer_job(srv->jobs, req->params[0], resp) || wait <= 0 ||
+        atomic_load(&srv->draining))
+        return HANDLER_ANSWERED;
+    /* Still running: park the request until the job ends or wait passes. */
+    wait_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return HANDLER_ANSWERED; /* the job as it is now */
+    resp_clear(resp);
+    c->table = srv->jobs;
+    snprintf(c->id, sizeof c->id, "%s", req->params[0]);
+    c->until = req->arrival + wait;
+    work->run = wait_run;
+    work->free = free;
+    work->ctx = c;
+    work->park = wait_park;
+    work->deadline = c->until + 1;
+    return HANDLER_PARKED;
 }
 
 /* Cancels a queued job at once and a running one at its next check of the

@@ -13,7 +13,9 @@
  * Finished jobs are forgotten --job-ttl seconds after they finish (lazily:
  * the table is swept whenever it is used); the table holds at most
  * --max-jobs jobs and refuses new ones with 503 while it is full of
- * unexpired ones. HTTP threads read jobs while workers update them: every
+ * unexpired ones. GET with ?wait=S parks the request until the job ends or
+ * S seconds pass (a thread of the table answers it then; shutdown answers
+ * every parked request at once). HTTP threads read jobs while workers update them: every
  * field that changes is guarded by the table's mutex and copied out under
  * it. */
 #ifndef BS_SERVER_JOBS_H
@@ -40,6 +42,9 @@ double jobs_deadline(const server *srv, const http_request *req);
  * the table or the queue is full, or the server is draining, resp is 503
  * and work is left as it was. */
 void jobs_submit(jobs *t, http_work *work, http_response *resp);
+
+/* The longest a GET /v1/jobs/{id}?wait=S may wait, in seconds. */
+#define JOBS_MAX_WAIT 300
 
 /* At shutdown, before the pool drains: cancels every job that has not
  * finished (nobody could read its result once the process is gone), so
