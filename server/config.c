@@ -148,6 +148,10 @@ int config_parse(config *cfg, int argc, char **argv, char *err, size_t errlen)
             cfg->action = CONFIG_ROUTES;
             continue;
         }
+        if (!strcmp(arg, "--errors")) {
+            cfg->action = CONFIG_ERRORS;
+            continue;
+        }
         if (strncmp(arg, "--", 2) != 0) {
             snprintf(err, errlen, "unexpected argument '%s'", arg);
             return -1;
@@ -193,6 +197,11 @@ void config_print_help(const char *prog)
            "  --help       this text\n"
            "  --check      validate the settings, load every model and dataset, exit 0 or 1\n"
            "  --routes     print the served routes (METHOD /path) and exit\n"
+           "  --errors     print every error code with its HTTP status and meaning, and exit\n"
+           "\n"
+           "The API is described in api/openapi.yaml and docs/api.md; errors are\n"
+           "{\"error\": {\"code\", \"message\"}} on /v1 and {\"error\": message, \"code\"}\n"
+           "on /v2 (the Open Inference Protocol's shape).\n"
            "\n"
            "Every option also reads its environment variable; a flag wins over the\n"
            "variable, the variable over the default. Both --opt VALUE and --opt=VALUE.\n"

@@ -13,6 +13,7 @@ typedef enum config_action {
     CONFIG_SERVE,  /* run the daemon */
     CONFIG_CHECK,  /* --check: load everything, report, exit 0 or 1 */
     CONFIG_ROUTES, /* --routes: print the route table and exit */
+    CONFIG_ERRORS, /* --errors: print the error codes and exit */
     CONFIG_HELP,   /* --help */
 } config_action;
 

@@ -69,6 +69,12 @@ int main(int argc, char **argv)
         routes_print(stdout);
         return 0;
     }
+    if (cfg.action == CONFIG_ERRORS) {
+        for (int e = 0; e < BS_E_COUNT; e++)
+            printf("%d %-24s %s\n", bs_error_get(e)->status, bs_error_get(e)->code,
+                   bs_error_get(e)->meaning);
+        return 0;
+    }
     server srv;
     memset(&srv, 0, sizeof srv);
     srv.cfg = &cfg;
