@@ -1,7 +1,8 @@
-/* test_contract — the wire contract's tables against api/openapi.yaml: every
- * error code of api/errors.h is in the ErrorBody code enum and the other way
- * round; codes are unique snake_case words and each status is one an HTTP
- * client understands. */
+/* test_contract — the wire contract's tables against their documents: every
+ * error code of api/errors.h is in api/openapi.yaml's ErrorBody code enum
+ * and the other way round, and in docs/api.md's table with its status;
+ * codes are unique snake_case words and each status is one an HTTP client
+ * understands. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -84,6 +85,24 @@ static void test_error_codes_match_openapi(void **state)
     free(yaml);
 }
 
+/* docs/api.md's table is `blindspotd --errors`: "| status | `code` | meaning |". */
+static void test_error_codes_match_api_guide(void **state)
+{
+    (void)state;
+    size_t len;
+    char *md = (char *)tu_read_file("docs/api.md", &len);
+    assert_non_null(md);
+    for (int e = 0; e < BS_E_COUNT; e++) {
+        const bs_error_info *info = bs_error_get(e);
+        char row[512];
+        snprintf(row, sizeof row, "\n| %d | `%s` | %s |\n", info->status, info->code,
+                 info->meaning);
+        if (!strstr(md, row))
+            fail_msg("docs/api.md lacks the row%s(regenerate it from blindspotd --errors)", row);
+    }
+    free(md);
+}
+
 static void test_error_table_is_sound(void **state)
 {
     (void)state;
@@ -102,6 +121,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_codes_match_openapi),
+        cmocka_unit_test(test_error_codes_match_api_guide),
         cmocka_unit_test(test_error_table_is_sound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
