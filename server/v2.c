@@ -7,6 +7,7 @@
 #include "server/routes.h"
 
 #include "api/infer_json.h"
+#include "api/oip_tensor.h"
 #include "core/attack.h" /* bs_now */
 #include "core/layers.h" /* bs_softmax_xent_forward */
 
@@ -37,10 +38,9 @@ handler_result v2_ready(server *srv, const http_request *req, http_response *res
                         http_work *work)
 {
     (void)req, (void)work;
-    if (!atomic_load(&srv->ready))
-        resp_error(resp, BS_E_NOT_READY, "The server is still loading its models.");
-    else
-        resp_json(resp, 200, json_pack("{s:b}", "ready", 1));
+    /* The protocol's reading: 200 is ready, a 4xx is not ready. */
+    int ready = atomic_load(&srv->ready);
+    resp_json(resp, ready ? 200 : 400, json_pack("{s:b}", "ready", ready));
     return HANDLER_ANSWERED;
 }
 
@@ -53,11 +53,26 @@ handler_result v2_server(server *srv, const http_request *req, http_response *re
     return HANDLER_ANSWERED;
 }
 
+/* The model a /v2/models/{name}[/versions/{version}] route names, or NULL
+ * after a 404 in resp: every model has one version, V2_VERSION. */
+static const registry_model *v2_route_model(server *srv, const http_request *req,
+                                            http_response *resp)
+{
+    const registry_model *rm = req_route_model(srv, req, resp);
+    if (rm && req->n_params > 1 && strcmp(req->params[1], V2_VERSION) != 0) {
+        resp_error(resp, BS_E_MODEL_VERSION_NOT_FOUND,
+                   "Model %s has no version '%.32s'; its only version is \"" V2_VERSION "\".",
+                   rm->name, req->params[1]);
+        return NULL;
+    }
+    return rm;
+}
+
 handler_result v2_model(server *srv, const http_request *req, http_response *resp,
                         http_work *work)
 {
     (void)work;
-    const registry_model *rm = req_route_model(srv, req, resp);
+    const registry_model *rm = v2_route_model(srv, req, resp);
     if (!rm)
         return HANDLER_ANSWERED;
     const bs_model *m = rm->model;
@@ -76,7 +91,13 @@ handler_result v2_model_ready(server *srv, const http_request *req, http_respons
                               http_work *work)
 {
     (void)work;
-    const registry_model *rm = req_route_model(srv, req, resp);
+    /* Served while loading, to answer "not ready" the protocol's way (a
+     * 4xx) rather than with the 503 of other routes. */
+    if (!atomic_load(&srv->ready)) {
+        resp_json(resp, 400, json_pack("{s:s, s:b}", "name", req->params[0], "ready", 0));
+        return HANDLER_ANSWERED;
+    }
+    const registry_model *rm = v2_route_model(srv, req, resp);
     if (rm)
         resp_json(resp, 200, json_pack("{s:s, s:b}", "name", rm->name, "ready", 1));
     return HANDLER_ANSWERED;
@@ -152,28 +173,6 @@ static void infer_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
         resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory for the answer.");
 }
 
-/* Flattens nested arrays of numbers into x (room for cap); *n counts every
- * number seen, so a wrong total is reported as such. Returns 0, or -1 for
- * a value that is not a number or an array. */
-static int flatten(const json_t *v, float *x, size_t cap, size_t *n)
-{
-    if (json_is_array(v)) {
-        size_t i;
-        const json_t *e;
-        json_array_foreach(v, i, e)
-            if (flatten(e, x, cap, n))
-                return -1;
-        return 0;
-    }
-    double d;
-    if (!json_number_value_ok(v, &d))
-        return -1;
-    if (*n < cap)
-        x[*n] = (float)d;
-    (*n)++;
-    return 0;
-}
-
 /* The batch size implied by shape for model m, or -1 when the shape does
  * not describe inputs of m. */
 static long batch_of(const json_t *shape, const bs_model *m)
@@ -243,17 +242,6 @@ static size_t macs_per_sample(const bs_model *m)
     return macs;
 }
 
-/* data's numbers (count of them, already checked) as floats; NULL when
- * out of memory. */
-static float *data_floats(const json_t *data, size_t count)
-{
-    float *x = malloc(count * sizeof *x);
-    size_t n = 0;
-    if (x)
-        flatten(data, x, count, &n);
-    return x;
-}
-
 /* The index of the first value that is not a finite float (a number like
  * 1e39 parses, but is infinite as a float), or n. */
 static size_t first_not_finite(const float *x, size_t n)
@@ -264,10 +252,68 @@ static size_t first_not_finite(const float *x, size_t n)
     return n;
 }
 
+/* The input's datatype, or -1 after a 400 in resp: only numeric ones
+ * become the model's FP32. */
+static int input_datatype(const char *name, http_response *resp)
+{
+    int t = bs_oip_datatype_find(name);
+    if (t < 0)
+        resp_error(resp, BS_E_UNSUPPORTED_DATATYPE,
+                   "'%.16s' is not a datatype of the Open Inference Protocol; the input is "
+                   "FP32 (FP16, FP64 and the integer datatypes are converted).", name);
+    else if (!bs_oip_datatype_numeric((bs_oip_datatype)t))
+        resp_error(resp, BS_E_UNSUPPORTED_DATATYPE,
+                   "%s holds no pixel values: the input is FP32 numbers (FP16, FP64 and the "
+                   "integer datatypes are converted).", name);
+    return bs_oip_datatype_numeric((bs_oip_datatype)t) ? t : -1;
+}
+
+/* The want numbers of inputs[0].data as floats (malloc'd), or NULL after
+ * an error in resp. fast holds them already read when the body's data
+ * was FP32-shaped JSON (see req_json_tensor_object); the checked path
+ * reads integer datatypes exactly and refuses what does not fit. */
+static float *json_input(const json_t *data, bs_oip_datatype t, bs_tensor_data *fast,
+                         size_t want, http_response *resp)
+{
+    size_t n = fast->n, bad = 0;
+    bs_oip_status st = BS_OIP_OK;
+    if (!fast->values)
+        st = bs_oip_json_to_float(data, t, NULL, 0, &n, &bad);
+    if (st == BS_OIP_NOT_A_NUMBER) {
+        resp_error(resp, BS_E_INVALID_REQUEST, "inputs[0].data must hold only numbers.");
+        return NULL;
+    }
+    if (st == BS_OIP_OK && n != want) {
+        resp_error(resp, BS_E_INVALID_INPUT, "inputs[0].data holds %zu numbers; its shape says %zu.",
+                   n, want);
+        return NULL;
+    }
+    float *x = fast->values;
+    fast->values = NULL;
+    if (st == BS_OIP_OK && !x) {
+        x = malloc(want * sizeof *x);
+        if (!x) {
+            resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory for this batch.");
+            return NULL;
+        }
+        bs_oip_json_to_float(data, t, x, want, &n, &bad);
+    }
+    if (st == BS_OIP_OK && (bad = first_not_finite(x, want)) == want)
+        return x;
+    free(x);
+    if (t != BS_OIP_FP32 && t != BS_OIP_FP64 && t != BS_OIP_FP16)
+        resp_error(resp, BS_E_INVALID_INPUT, "inputs[0].data[%zu] is not a whole number within "
+                   "the range of %s.", bad, bs_oip_datatype_name(t));
+    else
+        resp_error(resp, BS_E_INVALID_INPUT, "inputs[0].data[%zu] is beyond the range of %s.",
+                   bad, t == BS_OIP_FP16 ? "FP16" : "a 32-bit float");
+    return NULL;
+}
+
 handler_result v2_infer(server *srv, const http_request *req, http_response *resp,
                         http_work *work)
 {
-    const registry_model *rm = req_route_model(srv, req, resp);
+    const registry_model *rm = v2_route_model(srv, req, resp);
     if (!rm)
         return HANDLER_ANSWERED;
     const bs_model *m = rm->model;
@@ -276,6 +322,18 @@ handler_result v2_infer(server *srv, const http_request *req, http_response *res
     json_t *root = req_json_tensor_object(req, resp, &tensor);
     if (!root)
         return HANDLER_ANSWERED;
+    const char *dtype0 = json_string_value(
+        json_object_get(json_array_get(json_object_get(root, "inputs"), 0), "datatype"));
+    if (tensor.values && (!dtype0 || strcmp(dtype0, "FP32") != 0)) {
+        /* The fast path reads numbers as floats: other datatypes are read
+         * exactly, from the whole document. */
+        free(tensor.values);
+        tensor.values = NULL;
+        tensor.n = 0;
+        json_decref(root);
+        if (!(root = req_json_object(req, resp)))
+            return HANDLER_ANSWERED;
+    }
     infer_job *j = calloc(1, sizeof *j);
     if (!j) {
         free(tensor.values);
@@ -288,10 +346,10 @@ handler_result v2_infer(server *srv, const http_request *req, http_response *res
     const json_t *inputs = json_object_get(root, "inputs");
     const json_t *in = json_array_get(inputs, 0);
     const json_t *shape = json_object_get(in, "shape");
-    const json_t *dtype = json_object_get(in, "datatype");
+    const char *dtype = json_string_value(json_object_get(in, "datatype"));
     const json_t *data = json_object_get(in, "data");
     long B;
-    size_t bad;
+    int t;
     if (id && !json_is_string(id)) {
         resp_error(resp, BS_E_INVALID_REQUEST, "id must be a string.");
     } else if (!json_is_array(inputs) || json_array_size(inputs) == 0 || !json_is_object(in)) {
@@ -300,30 +358,19 @@ handler_result v2_infer(server *srv, const http_request *req, http_response *res
     } else if (json_array_size(inputs) > 1) {
         resp_error(resp, BS_E_TOO_MANY_INPUTS, "The model has one input; %zu were sent.",
                    json_array_size(inputs));
-    } else if (!json_is_array(shape) || !json_is_string(dtype) || !data) {
+    } else if (!json_is_array(shape) || !dtype || !data) {
         resp_error(resp, BS_E_INVALID_REQUEST,
                    "inputs[0] needs shape (array of integers), datatype (string) and data.");
-    } else if (strcmp(json_string_value(dtype), "FP32") != 0) {
-        resp_error(resp, BS_E_UNSUPPORTED_DATATYPE, "The input is FP32, not %.16s.",
-                   json_string_value(dtype));
+    } else if ((t = input_datatype(dtype, resp)) < 0) {
+        /* answered */
     } else if ((B = batch_of(shape, m)) <= 0) {
-        resp_error(resp, BS_E_SHAPE_MISMATCH,
+        resp_error(resp, BS_E_INVALID_INPUT,
                    "Model %s takes inputs of shape [B,%d,%d,%d] (or [B,%zu]) with B >= 1.",
                    rm->name, m->input_shape[0], m->input_shape[1], m->input_shape[2],
                    m->input_size);
-    } else if (!tensor.values && flatten(data, NULL, 0, &tensor.n)) {
-        resp_error(resp, BS_E_INVALID_REQUEST, "inputs[0].data must hold only numbers.");
-    } else if (tensor.n != (size_t)B * m->input_size) {
-        resp_error(resp, BS_E_SHAPE_MISMATCH,
-                   "inputs[0].data holds %zu numbers; its shape says %zu.", tensor.n,
-                   (size_t)B * m->input_size);
-    } else if (!tensor.values && !(tensor.values = data_floats(data, tensor.n))) {
-        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory for this batch.");
-    } else if ((bad = first_not_finite(tensor.values, tensor.n)) < tensor.n) {
-        resp_error(resp, BS_E_VALUE_OUT_OF_RANGE,
-                   "inputs[0].data[%zu] is beyond the range of a 32-bit float.", bad);
-    } else if (parse_outputs(json_object_get(root, "outputs"), j, resp) == 0) {
-        j->x = tensor.values;
+    } else if ((j->x = json_input(data, (bs_oip_datatype)t, &tensor,
+                                  (size_t)B * m->input_size, resp)) &&
+               parse_outputs(json_object_get(root, "outputs"), j, resp) == 0) {
         j->B = (int)B;
         j->id = json_incref((json_t *)id);
         json_decref(root);

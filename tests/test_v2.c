@@ -1,0 +1,548 @@
+/* test_v2 — conformance of blindspotd's Open Inference Protocol v2 (KServe)
+ * over REST. The daemon is started with the zoo and every /v2 answer,
+ * success and error, is checked against the protocol's JSON schemas,
+ * transcribed below from kserve/kserve docs/predict-api/v2/
+ * rest_predict_v2.yaml (and Triton's extension documents for statistics and
+ * binary outputs) and read by a small schema checker (type, properties,
+ * required, items, enum, anyOf, $ref). Beyond the schemas: the statuses the
+ * protocol asks for (400 for a bad request, 4xx for "not ready"), versioned
+ * paths, every input datatype, binary tensor data in and out (bit for bit
+ * against the JSON answer), classification, statistics. Needs `make data
+ * models` (make test does it). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tests/testhttp.h"
+#include "tests/testutil.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- the protocol's schemas --------------------------------------------- */
+
+/* components.schemas of rest_predict_v2.yaml as JSON, with the error objects
+ * of blindspot's /v2 ("code" beside the protocol's "error"), the health
+ * answers of required_api.md, Triton's binary output (parameters.
+ * binary_data_size instead of data) and statistics documents. */
+static const char schemas_text[] =
+    "{"
+    "\"metadata_server_response\": {\"type\": \"object\","
+    "  \"properties\": {\"name\": {\"type\": \"string\"}, \"version\": {\"type\": \"string\"},"
+    "    \"extensions\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}}},"
+    "  \"required\": [\"name\", \"version\", \"extensions\"]},"
+    "\"error_response\": {\"type\": \"object\","
+    "  \"properties\": {\"error\": {\"type\": \"string\"}, \"code\": {\"type\": \"string\"}},"
+    "  \"required\": [\"error\", \"code\"]},"
+    "\"metadata_model_response\": {\"type\": \"object\","
+    "  \"properties\": {\"name\": {\"type\": \"string\"},"
+    "    \"versions\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}},"
+    "    \"platform\": {\"type\": \"string\"},"
+    "    \"inputs\": {\"type\": \"array\", \"items\": {\"$ref\": \"metadata_tensor\"}},"
+    "    \"outputs\": {\"type\": \"array\", \"items\": {\"$ref\": \"metadata_tensor\"}}},"
+    "  \"required\": [\"name\", \"platform\"]},"
+    "\"metadata_tensor\": {\"type\": \"object\","
+    "  \"properties\": {\"name\": {\"type\": \"string\"}, \"datatype\": {\"$ref\": \"datatype\"},"
+    "    \"shape\": {\"type\": \"array\", \"items\": {\"type\": \"integer\"}}},"
+    "  \"required\": [\"name\", \"datatype\", \"shape\"]},"
+    "\"datatype\": {\"type\": \"string\", \"enum\": [\"BOOL\", \"UINT8\", \"UINT16\", \"UINT32\","
+    "  \"UINT64\", \"INT8\", \"INT16\", \"INT32\", \"INT64\", \"FP16\", \"FP32\", \"FP64\", \"BYTES\"]},"
+    "\"live_response\": {\"type\": \"object\", \"properties\": {\"live\": {\"type\": \"boolean\"}},"
+    "  \"required\": [\"live\"]},"
+    "\"ready_response\": {\"type\": \"object\", \"properties\": {\"ready\": {\"type\": \"boolean\"}},"
+    "  \"required\": [\"ready\"]},"
+    "\"parameters\": {\"type\": \"object\"},"
+    "\"tensor_data\": {\"type\": \"array\", \"items\": {\"anyOf\": [{\"$ref\": \"tensor_data\"},"
+    "  {\"type\": \"number\"}, {\"type\": \"string\"}, {\"type\": \"boolean\"}]}},"
+    "\"response_output\": {\"type\": \"object\","
+    "  \"properties\": {\"name\": {\"type\": \"string\"},"
+    "    \"shape\": {\"type\": \"array\", \"items\": {\"type\": \"integer\"}},"
+    "    \"datatype\": {\"$ref\": \"datatype\"}, \"parameters\": {\"$ref\": \"parameters\"},"
+    "    \"data\": {\"$ref\": \"tensor_data\"}},"
+    "  \"required\": [\"name\", \"shape\", \"datatype\", \"data\"]},"
+    "\"response_output_binary\": {\"type\": \"object\","
+    "  \"properties\": {\"name\": {\"type\": \"string\"},"
+    "    \"shape\": {\"type\": \"array\", \"items\": {\"type\": \"integer\"}},"
+    "    \"datatype\": {\"$ref\": \"datatype\"},"
+    "    \"parameters\": {\"type\": \"object\","
+    "      \"properties\": {\"binary_data_size\": {\"type\": \"integer\"}},"
+    "      \"required\": [\"binary_data_size\"]}},"
+    "  \"required\": [\"name\", \"shape\", \"datatype\", \"parameters\"]},"
+    "\"inference_response\": {\"type\": \"object\","
+    "  \"properties\": {\"model_name\": {\"type\": \"string\"},"
+    "    \"model_version\": {\"type\": \"string\"}, \"id\": {\"type\": \"string\"},"
+    "    \"parameters\": {\"$ref\": \"parameters\"},"
+    "    \"outputs\": {\"type\": \"array\", \"items\": {\"anyOf\": [{\"$ref\": \"response_output\"},"
+    "      {\"$ref\": \"response_output_binary\"}]}}},"
+    "  \"required\": [\"model_name\", \"outputs\"]},"
+    "\"statistic_duration\": {\"type\": \"object\","
+    "  \"properties\": {\"count\": {\"type\": \"integer\"}, \"ns\": {\"type\": \"integer\"}},"
+    "  \"required\": [\"count\", \"ns\"]},"
+    "\"inference_statistics\": {\"type\": \"object\","
+    "  \"properties\": {\"success\": {\"$ref\": \"statistic_duration\"},"
+    "    \"fail\": {\"$ref\": \"statistic_duration\"}, \"queue\": {\"$ref\": \"statistic_duration\"},"
+    "    \"compute_input\": {\"$ref\": \"statistic_duration\"},"
+    "    \"compute_infer\": {\"$ref\": \"statistic_duration\"},"
+    "    \"compute_output\": {\"$ref\": \"statistic_duration\"}},"
+    "  \"required\": [\"success\", \"fail\", \"queue\", \"compute_input\", \"compute_infer\","
+    "    \"compute_output\"]},"
+    "\"batch_statistics\": {\"type\": \"object\","
+    "  \"properties\": {\"batch_size\": {\"type\": \"integer\"},"
+    "    \"compute_input\": {\"$ref\": \"statistic_duration\"},"
+    "    \"compute_infer\": {\"$ref\": \"statistic_duration\"},"
+    "    \"compute_output\": {\"$ref\": \"statistic_duration\"}},"
+    "  \"required\": [\"batch_size\", \"compute_input\", \"compute_infer\", \"compute_output\"]},"
+    "\"model_statistics\": {\"type\": \"object\","
+    "  \"properties\": {\"name\": {\"type\": \"string\"}, \"version\": {\"type\": \"string\"},"
+    "    \"last_inference\": {\"type\": \"integer\"}, \"inference_count\": {\"type\": \"integer\"},"
+    "    \"execution_count\": {\"type\": \"integer\"},"
+    "    \"inference_stats\": {\"$ref\": \"inference_statistics\"},"
+    "    \"batch_stats\": {\"type\": \"array\", \"items\": {\"$ref\": \"batch_statistics\"}}},"
+    "  \"required\": [\"name\", \"version\", \"last_inference\", \"inference_count\","
+    "    \"execution_count\", \"inference_stats\", \"batch_stats\"]},"
+    "\"statistics_response\": {\"type\": \"object\","
+    "  \"properties\": {\"model_stats\": {\"type\": \"array\","
+    "    \"items\": {\"$ref\": \"model_statistics\"}}},"
+    "  \"required\": [\"model_stats\"]}"
+    "}";
+
+static json_t *schemas;
+
+/* Whether v is of the schema type name. */
+static int is_type(const json_t *v, const char *type)
+{
+    if (!strcmp(type, "object"))
+        return json_is_object(v);
+    if (!strcmp(type, "array"))
+        return json_is_array(v);
+    if (!strcmp(type, "string"))
+        return json_is_string(v);
+    if (!strcmp(type, "integer"))
+        return json_is_integer(v);
+    if (!strcmp(type, "number"))
+        return json_is_number(v);
+    if (!strcmp(type, "boolean"))
+        return json_is_boolean(v);
+    return 0;
+}
+
+/* Checks v against schema; on a mismatch writes where and why into err
+ * (errlen bytes) and returns -1. path is v's place in the document. */
+static int check(const json_t *schema, const json_t *v, const char *path, char *err,
+                 size_t errlen)
+{
+    const char *ref = json_string_value(json_object_get(schema, "$ref"));
+    if (ref) {
+        const json_t *target = json_object_get(schemas, ref);
+        if (!target) {
+            snprintf(err, errlen, "no schema %s", ref);
+            return -1;
+        }
+        return check(target, v, path, err, errlen);
+    }
+    const json_t *any = json_object_get(schema, "anyOf");
+    if (any) {
+        size_t i;
+        const json_t *alt;
+        char why[256] = "";
+        json_array_foreach(any, i, alt)
+            if (check(alt, v, path, why, sizeof why) == 0)
+                return 0;
+        snprintf(err, errlen, "%s matches no alternative (last: %s)", path, why);
+        return -1;
+    }
+    const char *type = json_string_value(json_object_get(schema, "type"));
+    if (type && !is_type(v, type)) {
+        snprintf(err, errlen, "%s is not of type %s", path, type);
+        return -1;
+    }
+    const json_t *en = json_object_get(schema, "enum");
+    if (en) {
+        size_t i;
+        const json_t *e;
+        int found = 0;
+        json_array_foreach(en, i, e)
+            found |= json_equal(e, v);
+        if (!found) {
+            snprintf(err, errlen, "%s is not one of the enum", path);
+            return -1;
+        }
+    }
+    size_t i;
+    const json_t *e;
+    json_array_foreach(json_object_get(schema, "required"), i, e)
+        if (!json_object_get(v, json_string_value(e))) {
+            snprintf(err, errlen, "%s lacks required %s", path, json_string_value(e));
+            return -1;
+        }
+    const char *key;
+    const json_t *sub;
+    json_object_foreach((json_t *)json_object_get(schema, "properties"), key, sub) {
+        const json_t *field = json_object_get(v, key);
+        char p[256];
+        snprintf(p, sizeof p, "%s.%s", path, key);
+        if (field && check(sub, field, p, err, errlen))
+            return -1;
+    }
+    const json_t *items = json_object_get(schema, "items");
+    if (items && json_is_array(v))
+        json_array_foreach(v, i, e) {
+            char p[256];
+            snprintf(p, sizeof p, "%s[%zu]", path, i);
+            if (check(items, e, p, err, errlen))
+                return -1;
+        }
+    return 0;
+}
+
+/* Asserts that doc follows the named schema. */
+static void assert_schema(const char *name, const json_t *doc)
+{
+    char err[512];
+    const json_t *schema = json_object_get(schemas, name);
+    assert_non_null(schema);
+    assert_non_null(doc);
+    if (check(schema, doc, "$", err, sizeof err)) {
+        char *text = json_dumps(doc, JSON_COMPACT);
+        fail_msg("%s: %s in %.400s", name, err, text ? text : "");
+    }
+}
+
+/* ---- the daemon ------------------------------------------------------------- */
+
+static daemon_proc d;
+
+static void get(const char *path, reply *r)
+{
+    request_on(d.port, path, NULL, r);
+}
+
+static void post(const char *path, const char *body, reply *r)
+{
+    req_opts o = {.headers = json_body_type, .body = body, .len = strlen(body)};
+    request_on(d.port, path, &o, r);
+}
+
+/* Asserts an error answer on /v2: status, code, and the protocol's shape. */
+static void assert_v2_error(const reply *r, long status, const char *code)
+{
+    assert_error(r, status, code);
+    assert_schema("error_response", r->json);
+}
+
+/* A request body of one input named name, datatype dtype, shape [1,784] and
+ * 784 numbers printed by value(i). malloc'd. */
+static char *infer_body(const char *name, const char *dtype, const char *(*value)(int, char *))
+{
+    size_t cap = 784 * 32 + 256;
+    char *b = malloc(cap);
+    int n = snprintf(b, cap, "{\"inputs\":[{\"name\":\"%s\",\"shape\":[1,784],\"datatype\":\"%s\","
+                     "\"data\":[", name, dtype);
+    for (int i = 0; i < 784; i++) {
+        char v[32];
+        n += snprintf(b + n, cap - (size_t)n, "%s%s", i ? "," : "", value(i, v));
+    }
+    snprintf(b + n, cap - (size_t)n, "]}]}");
+    return b;
+}
+
+/* body (from infer_body, freed) with "outputs": outputs added. malloc'd. */
+static char *with_outputs(char *body, const char *outputs)
+{
+    size_t n = strlen(body);
+    char *b = malloc(n + strlen(outputs) + 16);
+    snprintf(b, n + strlen(outputs) + 16, "%.*s,\"outputs\":%s}", (int)n - 1, body, outputs);
+    free(body);
+    return b;
+}
+
+static const char *pixel_half(int i, char *buf)
+{
+    (void)i;
+    return strcpy(buf, "0.5");
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    curl_global_init(CURL_GLOBAL_ALL);
+    signal(SIGPIPE, SIG_IGN);
+    json_error_t e;
+    schemas = json_loads(schemas_text, 0, &e);
+    if (!schemas) {
+        fprintf(stderr, "schemas: %s (line %d, column %d)\n", e.text, e.line, e.column);
+        return -1;
+    }
+    if (daemon_start(&d, NULL)) {
+        fprintf(stderr, "blindspotd did not become ready; log in %s\n", d.log);
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    int rc = daemon_stop(&d);
+    daemon_cleanup(&d);
+    json_decref(schemas);
+    curl_global_cleanup();
+    return rc == 0 ? 0 : -1;
+}
+
+/* ---- health, metadata, versions ------------------------------------------ */
+
+static void test_health_and_server_metadata(void **state)
+{
+    (void)state;
+    reply r;
+    get("/v2/health/live", &r);
+    assert_int_equal(r.status, 200);
+    assert_schema("live_response", r.json);
+    reply_free(&r);
+    get("/v2/health/ready", &r);
+    assert_int_equal(r.status, 200);
+    assert_schema("ready_response", r.json);
+    reply_free(&r);
+    /* "/v2/" is the protocol's own spelling of the metadata path */
+    reply slash;
+    get("/v2", &r);
+    get("/v2/", &slash);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(slash.status, 200);
+    assert_schema("metadata_server_response", r.json);
+    assert_true(json_equal(r.json, slash.json));
+    reply_free(&r);
+    reply_free(&slash);
+}
+
+static void test_model_metadata_and_versions(void **state)
+{
+    (void)state;
+    reply r, v;
+    get("/v2/models/cnn", &r);
+    assert_int_equal(r.status, 200);
+    assert_schema("metadata_model_response", r.json);
+    get("/v2/models/cnn/versions/1", &v);
+    assert_int_equal(v.status, 200);
+    assert_true(json_equal(r.json, v.json));
+    reply_free(&r);
+    reply_free(&v);
+
+    get("/v2/models/cnn/versions/1/ready", &r);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_true(json_object_get(r.json, "ready")));
+    reply_free(&r);
+
+    static const char *const missing[] = {"/v2/models/cnn/versions/2",
+                                          "/v2/models/cnn/versions/2/ready",
+                                          "/v2/models/cnn/versions/latest"};
+    for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
+        get(missing[i], &r);
+        assert_v2_error(&r, 404, "model_version_not_found");
+        assert_non_null(strstr(json_string_value(json_object_get(r.json, "error")), "\"1\""));
+        reply_free(&r);
+    }
+    get("/v2/models/nope/versions/1", &r);
+    assert_v2_error(&r, 404, "model_not_found");
+    reply_free(&r);
+    get("/v2/models/nope/ready", &r);
+    assert_v2_error(&r, 404, "model_not_found");
+    reply_free(&r);
+
+    char *body = infer_body("input", "FP32", pixel_half);
+    reply plain;
+    post("/v2/models/fc10-1e-4/infer", body, &plain);
+    post("/v2/models/fc10-1e-4/versions/1/infer", body, &r);
+    assert_int_equal(r.status, 200);
+    assert_schema("inference_response", r.json);
+    assert_true(json_equal(r.json, plain.json));
+    reply_free(&r);
+    reply_free(&plain);
+    post("/v2/models/fc10-1e-4/versions/7/infer", body, &r);
+    assert_v2_error(&r, 404, "model_version_not_found");
+    reply_free(&r);
+    free(body);
+}
+
+/* While the models load, readiness is a 4xx with "ready": false (the
+ * protocol: 200 is true, 4xx false), never a 200. The daemon is watched
+ * from its first moment; every answer before the first 200 must be that. */
+static void test_ready_while_loading(void **state)
+{
+    (void)state;
+    daemon_proc late;
+    memset(&late, 0, sizeof late);
+    late.dir = tu_tmpdir();
+    late.port = free_port();
+    char listen[64], bin[512], log[600];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", late.port);
+    snprintf(bin, sizeof bin, "%s", tu_bin("blindspotd"));
+    snprintf(log, sizeof log, "%s/log", late.dir);
+    late.pid = fork();
+    if (late.pid == 0) {
+        freopen(log, "w", stderr);
+        execl(bin, bin, "--listen", listen, "--models", "models", "--data", "data",
+              "--workers", "1", (char *)NULL);
+        _exit(127);
+    }
+    int not_ready = 0, ready = 0;
+    double until = now_s() + 30;
+    while (!ready && now_s() < until) {
+        reply r, m;
+        req_opts o = {.timeout_ms = 1000};
+        request_on(late.port, "/v2/health/ready", &o, &r);
+        request_on(late.port, "/v2/models/cnn/ready", &o, &m);
+        if (r.status == 200) {
+            ready = 1;
+        } else if (r.status) {
+            assert_int_equal(r.status, 400);
+            assert_schema("ready_response", r.json);
+            assert_true(json_is_false(json_object_get(r.json, "ready")));
+            not_ready++;
+        }
+        if (m.status && m.status != 200) {
+            assert_int_equal(m.status, 400);
+            assert_true(json_is_false(json_object_get(m.json, "ready")));
+        }
+        reply_free(&r);
+        reply_free(&m);
+    }
+    assert_true(ready);
+    fprintf(stderr, "readiness: %d answers 'not ready' before the first 200\n", not_ready);
+    assert_int_equal(daemon_stop(&late), 0);
+    daemon_cleanup(&late);
+}
+
+/* ---- bad requests are 400 ------------------------------------------------- */
+
+static void test_bad_requests_are_400(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body;
+        const char *code;
+    } cases[] = {
+        {"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,3,28,28],\"datatype\":\"FP32\",\"data\":[0]}]}", "invalid_input"},
+        {"{\"inputs\":[{\"name\":\"input\",\"shape\":[2,784],\"datatype\":\"FP32\",\"data\":[0,1]}]}", "invalid_input"},
+        {"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,784],\"datatype\":\"FP32\",\"data\":[1e39]}]}", "invalid_input"},
+        {"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,784],\"datatype\":\"FP8\",\"data\":[0]}]}", "unsupported_datatype"},
+        {"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,784],\"datatype\":\"FP32\",\"data\":[0]},"
+         "{\"name\":\"input\",\"shape\":[1,784],\"datatype\":\"FP32\",\"data\":[0]}]}", "too_many_inputs"},
+        {"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,784],\"datatype\":\"FP32\",\"data\":[\"x\"]}]}", "invalid_request"},
+        {"{\"inputs\":[]}", "invalid_request"},
+        {"nope", "invalid_json"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        reply r;
+        post("/v2/models/fc10-1e-4/infer", cases[i].body, &r);
+        assert_v2_error(&r, 400, cases[i].code);
+        reply_free(&r);
+    }
+    char *body = with_outputs(infer_body("input", "FP32", pixel_half), "[{\"name\":\"logits\"}]");
+    reply r;
+    post("/v2/models/fc10-1e-4/infer", body, &r);
+    assert_v2_error(&r, 400, "unknown_output");
+    reply_free(&r);
+    free(body);
+}
+
+/* ---- datatypes ----------------------------------------------------------- */
+
+static const char *pixel_small_int(int i, char *buf)
+{
+    snprintf(buf, 32, "%d", (i * 7) % 128);
+    return buf;
+}
+
+/* Every numeric datatype carries the same values (whole numbers in
+ * [0, 127], which each can hold exactly) to the same answer as FP32. */
+static void test_every_datatype(void **state)
+{
+    (void)state;
+    static const char *const types[] = {"FP64", "FP16", "UINT8", "UINT16", "UINT32", "UINT64",
+                                        "INT8", "INT16", "INT32", "INT64"};
+    char *body = infer_body("input", "FP32", pixel_small_int);
+    reply want;
+    post("/v2/models/fc100-100-10/infer", body, &want);
+    free(body);
+    assert_int_equal(want.status, 200);
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        body = infer_body("input", types[i], pixel_small_int);
+        reply r;
+        post("/v2/models/fc100-100-10/infer", body, &r);
+        if (r.status != 200)
+            fail_msg("%s: %ld %s", types[i], r.status, r.body);
+        assert_schema("inference_response", r.json);
+        assert_true(json_equal(r.json, want.json));
+        reply_free(&r);
+        free(body);
+    }
+    reply_free(&want);
+}
+
+static const char *pixel_256(int i, char *buf)
+{
+    return strcpy(buf, i == 3 ? "256" : "0");
+}
+
+static const char *pixel_fraction(int i, char *buf)
+{
+    return strcpy(buf, i == 9 ? "1.5" : "1");
+}
+
+static const char *pixel_negative(int i, char *buf)
+{
+    return strcpy(buf, i == 0 ? "-1" : "1");
+}
+
+static void test_datatype_refusals(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *type;
+        const char *(*value)(int, char *);
+        const char *code, *says;
+    } cases[] = {
+        {"UINT8", pixel_256, "invalid_input", "data[3]"},
+        {"INT8", pixel_256, "invalid_input", "INT8"},
+        {"INT32", pixel_fraction, "invalid_input", "data[9]"},
+        {"UINT64", pixel_negative, "invalid_input", "UINT64"},
+        {"BOOL", pixel_half, "unsupported_datatype", "BOOL"},
+        {"BYTES", pixel_half, "unsupported_datatype", "BYTES"},
+        {"FP8", pixel_half, "unsupported_datatype", "FP8"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *body = infer_body("input", cases[i].type, cases[i].value);
+        reply r;
+        post("/v2/models/fc100-100-10/infer", body, &r);
+        assert_v2_error(&r, 400, cases[i].code);
+        if (!strstr(json_string_value(json_object_get(r.json, "error")), cases[i].says))
+            fail_msg("%s: '%s' does not say %s", cases[i].type,
+                     json_string_value(json_object_get(r.json, "error")), cases[i].says);
+        reply_free(&r);
+        free(body);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_health_and_server_metadata),
+        cmocka_unit_test(test_model_metadata_and_versions),
+        cmocka_unit_test(test_bad_requests_are_400),
+        cmocka_unit_test(test_every_datatype),
+        cmocka_unit_test(test_datatype_refusals),
+        cmocka_unit_test(test_ready_while_loading),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
