@@ -11,6 +11,7 @@
 #include "core/attack.h" /* bs_now */
 #include "core/layers.h" /* bs_softmax_xent_forward */
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,9 @@
  * pool's queue is empty (a few hundred microseconds at most; one MNIST
  * image on fc100-100-10 is 89,400). */
 #define INFER_QUICK_MACS 1000000
+/* The binary tensor data extension's header: the length of the JSON that
+ * starts a body (request or answer) whose tensors follow as raw bytes. */
+#define INFER_HEADER_LENGTH "Inference-Header-Content-Length"
 
 handler_result v2_live(server *srv, const http_request *req, http_response *resp,
                        http_work *work)
@@ -48,8 +52,9 @@ handler_result v2_server(server *srv, const http_request *req, http_response *re
                          http_work *work)
 {
     (void)srv, (void)req, (void)work;
-    resp_json(resp, 200, json_pack("{s:s, s:s, s:[]}", "name", SERVER_NAME, "version",
-                                   SERVER_VERSION, "extensions"));
+    resp_json(resp, 200, json_pack("{s:s, s:s, s:[s,s]}", "name", SERVER_NAME, "version",
+                                   SERVER_VERSION, "extensions", "binary_tensor_data",
+                                   "classification"));
     return HANDLER_ANSWERED;
 }
 
@@ -76,10 +81,16 @@ handler_result v2_model(server *srv, const http_request *req, http_response *res
     if (!rm)
         return HANDLER_ANSWERED;
     const bs_model *m = rm->model;
+    /* The protocol's platform is "<project>_<format>", the format the
+     * model file's extension. */
+    const char *dot = strrchr(rm->path, '.');
+    char platform[64];
+    snprintf(platform, sizeof platform, SERVER_NAME "_%s",
+             dot && !strchr(dot, '/') ? dot + 1 : "safetensors");
     resp_json(resp, 200,
               json_pack("{s:s, s:[s], s:s, s:[{s:s, s:s, s:[i,i,i,i]}], "
                         "s:[{s:s, s:s, s:[i,i]}, {s:s, s:s, s:[i]}]}",
-                        "name", rm->name, "versions", V2_VERSION, "platform", SERVER_NAME,
+                        "name", rm->name, "versions", V2_VERSION, "platform", platform,
                         "inputs", "name", "input", "datatype", "FP32", "shape", -1,
                         m->input_shape[0], m->input_shape[1], m->input_shape[2], "outputs",
                         "name", "probabilities", "datatype", "FP32", "shape", -1, m->classes,
@@ -111,6 +122,8 @@ typedef struct infer_job {
     int B;
     json_t *id;        /* echoed, or NULL */
     int want_probs, want_label;
+    int probs_binary, label_binary; /* the output as binary data (Triton's extension) */
+    int top_k;         /* > 0: probabilities as top_k classifications */
 } infer_job;
 
 static void infer_free(void *ctx)
@@ -162,15 +175,23 @@ static void infer_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
         .classes = V,
         .probabilities = j->want_probs ? probs : NULL,
         .labels = j->want_label ? labels : NULL,
+        .top_k = j->top_k,
+        .probabilities_binary = j->probs_binary,
+        .labels_binary = j->label_binary,
     };
-    size_t len;
-    char *text = bs_infer_answer_json(&answer, &len);
+    size_t len, json_len;
+    char *text = bs_infer_answer_json(&answer, &len, &json_len);
     free(probs);
     free(labels);
-    if (text)
-        resp_bytes(out, 200, "application/json", text, len);
-    else
+    if (!text) {
         resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory for the answer.");
+    } else if (json_len < len) {
+        /* Binary outputs follow the JSON: Triton's framing. */
+        resp_bytes(out, 200, "application/octet-stream", text, len);
+        resp_header(out, INFER_HEADER_LENGTH, "%zu", json_len);
+    } else {
+        resp_bytes(out, 200, "application/json", text, len);
+    }
 }
 
 /* The batch size implied by shape for model m, or -1 when the shape does
@@ -195,10 +216,39 @@ static long batch_of(const json_t *shape, const bs_model *m)
     return ok ? dims[0] : -1;
 }
 
-/* Reads the request's outputs list into the want flags. */
-static int parse_outputs(const json_t *outputs, infer_job *j, http_response *resp)
+/* A boolean parameter of params (an object or NULL): *flag keeps its
+ * default when absent. Returns 0, or -1 after a 400 naming where. */
+static int bool_parameter(const json_t *params, const char *key, int *flag, const char *where,
+                          http_response *resp)
 {
+    const json_t *v = json_object_get(params, key);
+    if (!v)
+        return 0;
+    if (!json_is_boolean(v)) {
+        resp_error(resp, BS_E_INVALID_REQUEST, "%s.parameters.%s must be true or false.", where,
+                   key);
+        return -1;
+    }
+    *flag = json_is_true(v);
+    return 0;
+}
+
+/* Reads the request's outputs list into the want flags, with each
+ * output's binary_data (default: the request's binary_data_output) and
+ * classification parameters. */
+static int parse_outputs(const json_t *root, infer_job *j, int classes, http_response *resp)
+{
+    const json_t *outputs = json_object_get(root, "outputs");
+    const json_t *params = json_object_get(root, "parameters");
+    int all_binary = 0;
+    if (params && !json_is_object(params)) {
+        resp_error(resp, BS_E_INVALID_REQUEST, "parameters must be an object.");
+        return -1;
+    }
+    if (bool_parameter(params, "binary_data_output", &all_binary, "the request", resp))
+        return -1;
     j->want_probs = j->want_label = 1;
+    j->probs_binary = j->label_binary = all_binary;
     if (!outputs)
         return 0;
     if (!json_is_array(outputs)) {
@@ -210,20 +260,42 @@ static int parse_outputs(const json_t *outputs, infer_job *j, http_response *res
     const json_t *o;
     json_array_foreach(outputs, i, o) {
         const char *name = json_string_value(json_object_get(o, "name"));
+        const json_t *op = json_object_get(o, "parameters");
+        char where[32];
+        snprintf(where, sizeof where, "outputs[%zu]", i);
         if (!name) {
             resp_error(resp, BS_E_INVALID_REQUEST, "outputs[%zu].name must be a string.", i);
             return -1;
         }
-        if (!strcmp(name, "probabilities"))
-            j->want_probs = 1;
-        else if (!strcmp(name, "label"))
-            j->want_label = 1;
-        else {
+        if (op && !json_is_object(op)) {
+            resp_error(resp, BS_E_INVALID_REQUEST, "outputs[%zu].parameters must be an object.", i);
+            return -1;
+        }
+        int is_probs = !strcmp(name, "probabilities");
+        if (!is_probs && strcmp(name, "label") != 0) {
             resp_error(resp, BS_E_UNKNOWN_OUTPUT,
                        "No output named '%.64s'; the outputs are probabilities and label.",
                        name);
             return -1;
         }
+        if (bool_parameter(op, "binary_data", is_probs ? &j->probs_binary : &j->label_binary,
+                           where, resp))
+            return -1;
+        const json_t *k = json_object_get(op, "classification");
+        if (k && !is_probs) {
+            resp_error(resp, BS_E_UNKNOWN_OUTPUT, "Classification applies to the probabilities "
+                       "output; label is already the top class.");
+            return -1;
+        }
+        if (k && (!json_is_integer(k) || json_integer_value(k) < 1 ||
+                  json_integer_value(k) > classes)) {
+            resp_error(resp, BS_E_INVALID_REQUEST, "outputs[%zu].parameters.classification must "
+                       "be a whole number of classes from 1 to %d.", i, classes);
+            return -1;
+        }
+        if (k)
+            j->top_k = (int)json_integer_value(k);
+        *(is_probs ? &j->want_probs : &j->want_label) = 1;
     }
     return 0;
 }
@@ -310,6 +382,72 @@ static float *json_input(const json_t *data, bs_oip_datatype t, bs_tensor_data *
     return NULL;
 }
 
+/* The length of the JSON at the start of the body: the whole body, or
+ * the Inference-Header-Content-Length of a body with binary tensors
+ * after its JSON. Returns 0, or -1 after a 400 in resp. */
+static int json_length(const http_request *req, size_t *len, http_response *resp)
+{
+    const char *h = req_header(req, INFER_HEADER_LENGTH);
+    *len = req->body_len;
+    if (!h)
+        return 0;
+    size_t n = strspn(h, "0123456789");
+    errno = 0;
+    unsigned long long v = n && n <= 20 && !h[n] ? strtoull(h, NULL, 10) : 0;
+    if (!n || n > 20 || h[n] || errno || v > req->body_len) {
+        resp_error(resp, BS_E_INVALID_BINARY_DATA,
+                   INFER_HEADER_LENGTH " must be the byte length of the JSON that starts the "
+                   "body, from 0 to %zu; it is '%.32s'.", req->body_len, h);
+        return -1;
+    }
+    *len = (size_t)v;
+    return 0;
+}
+
+/* The input's binary data (after json_len bytes of JSON) as want floats
+ * (malloc'd), or NULL after a 400 in resp. size is its binary_data_size
+ * parameter; every byte after the JSON must belong to it. */
+static float *binary_input(const http_request *req, size_t json_len, const json_t *size,
+                           bs_oip_datatype t, size_t want, http_response *resp)
+{
+    size_t after = req->body_len - json_len, bytes = want * bs_oip_datatype_size(t), bad;
+    if (!req_header(req, INFER_HEADER_LENGTH)) {
+        resp_error(resp, BS_E_INVALID_BINARY_DATA, "inputs[0].parameters.binary_data_size needs "
+                   "the " INFER_HEADER_LENGTH " header (the length of the JSON before the "
+                   "binary data).");
+        return NULL;
+    }
+    if (!json_is_integer(size) || json_integer_value(size) < 0) {
+        resp_error(resp, BS_E_INVALID_BINARY_DATA,
+                   "inputs[0].parameters.binary_data_size must be a whole number of bytes.");
+        return NULL;
+    }
+    if ((unsigned long long)json_integer_value(size) != bytes) {
+        resp_error(resp, BS_E_INVALID_BINARY_DATA,
+                   "inputs[0].parameters.binary_data_size is %lld bytes; %zu %s values take %zu.",
+                   (long long)json_integer_value(size), want, bs_oip_datatype_name(t), bytes);
+        return NULL;
+    }
+    if (after != bytes) {
+        resp_error(resp, BS_E_INVALID_BINARY_DATA,
+                   "The body holds %zu bytes after its %zu bytes of JSON; binary_data_size says "
+                   "%zu.", after, json_len, bytes);
+        return NULL;
+    }
+    float *x = malloc(want * sizeof *x);
+    if (!x) {
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory for this batch.");
+        return NULL;
+    }
+    if (bs_oip_binary_to_float(req->body + json_len, t, want, x, &bad) != BS_OIP_OK) {
+        free(x);
+        resp_error(resp, BS_E_INVALID_INPUT, "Value %zu of inputs[0]'s binary data is beyond "
+                   "the range of a 32-bit float.", bad);
+        return NULL;
+    }
+    return x;
+}
+
 handler_result v2_infer(server *srv, const http_request *req, http_response *resp,
                         http_work *work)
 {
@@ -318,8 +456,17 @@ handler_result v2_infer(server *srv, const http_request *req, http_response *res
         return HANDLER_ANSWERED;
     const bs_model *m = rm->model;
     /* inputs[0].data usually arrives as floats, the rest as JSON */
+    size_t json_len;
+    if (json_length(req, &json_len, resp))
+        return HANDLER_ANSWERED;
+    /* The JSON of a body with binary tensors is read whatever the media
+     * type says of the whole (Triton's clients send application/octet-stream). */
+    http_request head = *req;
+    head.body_len = json_len;
+    if (req_header(req, INFER_HEADER_LENGTH) && req_content_type_is(req, "application/octet-stream"))
+        head.content_type = NULL;
     bs_tensor_data tensor;
-    json_t *root = req_json_tensor_object(req, resp, &tensor);
+    json_t *root = req_json_tensor_object(&head, resp, &tensor);
     if (!root)
         return HANDLER_ANSWERED;
     const char *dtype0 = json_string_value(
@@ -331,7 +478,7 @@ handler_result v2_infer(server *srv, const http_request *req, http_response *res
         tensor.values = NULL;
         tensor.n = 0;
         json_decref(root);
-        if (!(root = req_json_object(req, resp)))
+        if (!(root = req_json_object(&head, resp)))
             return HANDLER_ANSWERED;
     }
     infer_job *j = calloc(1, sizeof *j);
@@ -345,9 +492,12 @@ handler_result v2_infer(server *srv, const http_request *req, http_response *res
     const json_t *id = json_object_get(root, "id");
     const json_t *inputs = json_object_get(root, "inputs");
     const json_t *in = json_array_get(inputs, 0);
+    const char *in_name = json_string_value(json_object_get(in, "name"));
     const json_t *shape = json_object_get(in, "shape");
     const char *dtype = json_string_value(json_object_get(in, "datatype"));
     const json_t *data = json_object_get(in, "data");
+    const json_t *binary_size = json_object_get(json_object_get(in, "parameters"),
+                                                "binary_data_size");
     long B;
     int t;
     if (id && !json_is_string(id)) {
@@ -358,9 +508,14 @@ handler_result v2_infer(server *srv, const http_request *req, http_response *res
     } else if (json_array_size(inputs) > 1) {
         resp_error(resp, BS_E_TOO_MANY_INPUTS, "The model has one input; %zu were sent.",
                    json_array_size(inputs));
-    } else if (!json_is_array(shape) || !dtype || !data) {
+    } else if (!in_name || strcmp(in_name, "input") != 0) {
+        resp_error(resp, BS_E_INVALID_INPUT,
+                   "The model's one input is named \"input\"; inputs[0].name is '%.64s'.",
+                   in_name ? in_name : "(missing)");
+    } else if (!json_is_array(shape) || !dtype || !data == !binary_size) {
         resp_error(resp, BS_E_INVALID_REQUEST,
-                   "inputs[0] needs shape (array of integers), datatype (string) and data.");
+                   "inputs[0] needs shape (array of integers), datatype (string) and either "
+                   "data or parameters.binary_data_size.");
     } else if ((t = input_datatype(dtype, resp)) < 0) {
         /* answered */
     } else if ((B = batch_of(shape, m)) <= 0) {
@@ -368,9 +523,15 @@ handler_result v2_infer(server *srv, const http_request *req, http_response *res
                    "Model %s takes inputs of shape [B,%d,%d,%d] (or [B,%zu]) with B >= 1.",
                    rm->name, m->input_shape[0], m->input_shape[1], m->input_shape[2],
                    m->input_size);
-    } else if ((j->x = json_input(data, (bs_oip_datatype)t, &tensor,
-                                  (size_t)B * m->input_size, resp)) &&
-               parse_outputs(json_object_get(root, "outputs"), j, resp) == 0) {
+    } else if (data && json_len < req->body_len) {
+        resp_error(resp, BS_E_INVALID_BINARY_DATA,
+                   "%zu bytes follow the JSON, but no input has parameters.binary_data_size.",
+                   req->body_len - json_len);
+    } else if ((j->x = data ? json_input(data, (bs_oip_datatype)t, &tensor,
+                                         (size_t)B * m->input_size, resp)
+                            : binary_input(req, json_len, binary_size, (bs_oip_datatype)t,
+                                           (size_t)B * m->input_size, resp)) &&
+               parse_outputs(root, j, m->classes, resp) == 0) {
         j->B = (int)B;
         j->id = json_incref((json_t *)id);
         json_decref(root);

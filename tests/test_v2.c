@@ -534,6 +534,369 @@ static void test_datatype_refusals(void **state)
     }
 }
 
+/* ---- binary tensor data ------------------------------------------------- */
+
+/* Sends head (JSON) followed by len raw bytes as Triton's clients do. */
+static void post_binary(const char *path, const char *head, const void *raw, size_t len,
+                        const char *length_header, reply *r)
+{
+    size_t hl = strlen(head);
+    char *body = malloc(hl + len + 1);
+    memcpy(body, head, hl);
+    if (len)
+        memcpy(body + hl, raw, len);
+    char h[96];
+    if (length_header)
+        snprintf(h, sizeof h, "Inference-Header-Content-Length: %s", length_header);
+    else
+        snprintf(h, sizeof h, "Inference-Header-Content-Length: %zu", hl);
+    const char *headers[] = {"Content-Type: application/octet-stream", h, NULL};
+    req_opts o = {.headers = headers, .body = body, .len = hl + len};
+    request_on(d.port, path, &o, r);
+    free(body);
+}
+
+/* The JSON head of a binary body with one input of datatype dtype,
+ * [1,784], size bytes; extra is spliced into the request object. */
+static void binary_head(char *buf, size_t cap, const char *dtype, size_t size, const char *extra)
+{
+    snprintf(buf, cap, "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,784],\"datatype\":"
+             "\"%s\",\"parameters\":{\"binary_data_size\":%zu}}]%s}", dtype, size, extra);
+}
+
+/* The same pixels as JSON FP32 (printed exactly) and as little-endian
+ * binary FP32 give the same answer, number for number; so do the other
+ * datatypes against their JSON spelling. */
+static void test_binary_inputs_equal_json(void **state)
+{
+    (void)state;
+    float x[784];
+    for (int i = 0; i < 784; i++)
+        x[i] = (float)((i * 37) % 255) / 255.0f;
+    size_t cap = 784 * 32 + 256;
+    char *json = malloc(cap), head[512];
+    int n = snprintf(json, cap, "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,784],"
+                     "\"datatype\":\"FP32\",\"data\":[");
+    for (int i = 0; i < 784; i++)
+        n += snprintf(json + n, cap - (size_t)n, "%s%.9g", i ? "," : "", x[i]);
+    snprintf(json + n, cap - (size_t)n, "]}]}");
+    reply want, r;
+    post("/v2/models/cnn/infer", json, &want);
+    assert_int_equal(want.status, 200);
+    binary_head(head, sizeof head, "FP32", sizeof x, "");
+    post_binary("/v2/models/cnn/infer", head, x, sizeof x, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_schema("inference_response", r.json);
+    assert_true(json_equal(r.json, want.json));
+    reply_free(&r);
+    reply_free(&want);
+    free(json);
+
+    /* whole numbers in [0, 127] in every numeric datatype's bytes */
+    static const struct {
+        const char *type;
+        size_t size;
+    } types[] = {{"FP16", 2}, {"FP64", 8}, {"UINT8", 1}, {"UINT16", 2}, {"UINT32", 4},
+                 {"UINT64", 8}, {"INT8", 1}, {"INT16", 2}, {"INT32", 4}, {"INT64", 8}};
+    char *small = infer_body("input", "FP32", pixel_small_int);
+    post("/v2/models/cnn/infer", small, &want);
+    free(small);
+    assert_int_equal(want.status, 200);
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        uint8_t raw[784 * 8];
+        for (int i = 0; i < 784; i++) {
+            int v = (i * 7) % 128;
+            uint8_t *p = raw + (size_t)i * types[t].size;
+            memset(p, 0, types[t].size);
+            if (!strcmp(types[t].type, "FP16")) {
+                _Float16 h = (_Float16)v;
+                memcpy(p, &h, 2);
+            } else if (!strcmp(types[t].type, "FP64")) {
+                double dv = v;
+                memcpy(p, &dv, 8);
+            } else {
+                p[0] = (uint8_t)v; /* little-endian, small and positive */
+            }
+        }
+        binary_head(head, sizeof head, types[t].type, 784 * types[t].size, "");
+        post_binary("/v2/models/cnn/infer", head, raw, 784 * types[t].size, NULL, &r);
+        if (r.status != 200)
+            fail_msg("%s: %ld %s", types[t].type, r.status, r.body);
+        assert_true(json_equal(r.json, want.json));
+        reply_free(&r);
+    }
+    reply_free(&want);
+}
+
+/* The JSON head of a binary answer, checked: octet-stream, the length
+ * header within the body. Returns the parsed head; *json_len its length. */
+static json_t *binary_answer(const reply *r, size_t *json_len)
+{
+    char buf[64];
+    assert_int_equal(r->status, 200);
+    assert_non_null(header_of(r, "Content-Type", buf, sizeof buf));
+    assert_string_equal(buf, "application/octet-stream");
+    assert_non_null(header_of(r, "Inference-Header-Content-Length", buf, sizeof buf));
+    *json_len = strtoul(buf, NULL, 10);
+    assert_true(*json_len > 0 && *json_len < r->len);
+    json_t *head = json_loadb(r->body, *json_len, 0, NULL);
+    assert_non_null(head);
+    assert_schema("inference_response", head);
+    return head;
+}
+
+/* Outputs asked for as binary data come back as the same bits the JSON
+ * answer's numbers spell, after the JSON head, in output order. */
+static void test_binary_outputs(void **state)
+{
+    (void)state;
+    char *body = infer_body("input", "FP32", pixel_small_int);
+    reply want, r;
+    post("/v2/models/fc100-100-10/infer", body, &want);
+    assert_int_equal(want.status, 200);
+    json_t *probs = json_object_get(json_array_get(json_object_get(want.json, "outputs"), 0), "data");
+    json_t *labels = json_object_get(json_array_get(json_object_get(want.json, "outputs"), 1), "data");
+
+    /* every output binary: the request's binary_data_output */
+    size_t n = strlen(body);
+    char *all = malloc(n + 64);
+    snprintf(all, n + 64, "%.*s,\"parameters\":{\"binary_data_output\":true}}", (int)n - 1, body);
+    post("/v2/models/fc100-100-10/infer", all, &r);
+    size_t json_len;
+    json_t *head = binary_answer(&r, &json_len);
+    json_t *outs = json_object_get(head, "outputs");
+    assert_int_equal(json_array_size(outs), 2);
+    for (size_t i = 0; i < 2; i++)
+        assert_null(json_object_get(json_array_get(outs, i), "data"));
+    json_t *p0 = json_object_get(json_array_get(outs, 0), "parameters");
+    json_t *p1 = json_object_get(json_array_get(outs, 1), "parameters");
+    assert_int_equal(json_integer_value(json_object_get(p0, "binary_data_size")), 40);
+    assert_int_equal(json_integer_value(json_object_get(p1, "binary_data_size")), 8);
+    assert_int_equal(r.len, json_len + 48);
+    for (size_t c = 0; c < 10; c++) {
+        float got, exp = (float)json_number_value(json_array_get(probs, c));
+        memcpy(&got, r.body + json_len + 4 * c, 4);
+        assert_memory_equal(&got, &exp, 4);
+    }
+    int64_t label;
+    memcpy(&label, r.body + json_len + 40, 8);
+    assert_int_equal(label, json_integer_value(json_array_get(labels, 0)));
+    json_decref(head);
+    reply_free(&r);
+    free(all);
+
+    /* binary_data on one output overrides binary_data_output */
+    all = malloc(n + 256);
+    snprintf(all, n + 256, "%.*s,\"parameters\":{\"binary_data_output\":true},\"outputs\":"
+             "[{\"name\":\"label\",\"parameters\":{\"binary_data\":false}},"
+             "{\"name\":\"probabilities\"}]}", (int)n - 1, body);
+    post("/v2/models/fc100-100-10/infer", all, &r);
+    head = binary_answer(&r, &json_len);
+    outs = json_object_get(head, "outputs");
+    assert_true(json_equal(json_object_get(json_array_get(outs, 1), "data"), labels));
+    assert_int_equal(r.len, json_len + 40);
+    json_decref(head);
+    reply_free(&r);
+    free(all);
+
+    /* and no binary output: plain JSON */
+    all = malloc(n + 256);
+    snprintf(all, n + 256, "%.*s,\"outputs\":[{\"name\":\"label\",\"parameters\":"
+             "{\"binary_data\":false}}]}", (int)n - 1, body);
+    post("/v2/models/fc100-100-10/infer", all, &r);
+    assert_int_equal(r.status, 200);
+    assert_schema("inference_response", r.json);
+    char buf[64];
+    assert_null(header_of(&r, "Inference-Header-Content-Length", buf, sizeof buf));
+    reply_free(&r);
+    free(all);
+    reply_free(&want);
+    free(body);
+}
+
+/* Every way binary data can disagree with its body is a 400, never a
+ * read past the body. */
+static void test_binary_errors(void **state)
+{
+    (void)state;
+    uint8_t raw[784 * 4 + 16] = {0};
+    char head[512], extra_head[512];
+    binary_head(head, sizeof head, "FP32", 784 * 4, "");
+    size_t hl = strlen(head);
+    char n_beyond[32], n_short[32];
+    snprintf(n_beyond, sizeof n_beyond, "%zu", hl + 784 * 4 + 1);
+    snprintf(n_short, sizeof n_short, "%zu", hl - 1);
+    static const char *const bad_lengths[] = {"12a", "-1", "1 2", "+5", "0x10",
+                                              "99999999999999999999999"};
+    reply r;
+    for (size_t i = 0; i < sizeof bad_lengths / sizeof bad_lengths[0]; i++) {
+        post_binary("/v2/models/cnn/infer", head, raw, 784 * 4, bad_lengths[i], &r);
+        assert_v2_error(&r, 400, "invalid_binary_data");
+        reply_free(&r);
+    }
+    /* N beyond the body */
+    post_binary("/v2/models/cnn/infer", head, raw, 784 * 4, n_beyond, &r);
+    assert_v2_error(&r, 400, "invalid_binary_data");
+    reply_free(&r);
+    /* N inside the JSON: the JSON is cut */
+    post_binary("/v2/models/cnn/infer", head, raw, 784 * 4, n_short, &r);
+    assert_v2_error(&r, 400, "invalid_json");
+    reply_free(&r);
+    /* truncated and too long */
+    post_binary("/v2/models/cnn/infer", head, raw, 784 * 4 - 1, NULL, &r);
+    assert_v2_error(&r, 400, "invalid_binary_data");
+    reply_free(&r);
+    post_binary("/v2/models/cnn/infer", head, raw, 784 * 4 + 4, NULL, &r);
+    assert_v2_error(&r, 400, "invalid_binary_data");
+    reply_free(&r);
+    /* binary_data_size that is not the shape's */
+    binary_head(extra_head, sizeof extra_head, "FP32", 784 * 4 - 4, "");
+    post_binary("/v2/models/cnn/infer", extra_head, raw, 784 * 4 - 4, NULL, &r);
+    assert_v2_error(&r, 400, "invalid_binary_data");
+    reply_free(&r);
+    binary_head(extra_head, sizeof extra_head, "FP16", 784 * 4, "");
+    post_binary("/v2/models/cnn/infer", extra_head, raw, 784 * 4, NULL, &r);
+    assert_v2_error(&r, 400, "invalid_binary_data");
+    reply_free(&r);
+    /* binary_data_size without the header */
+    req_opts o = {.headers = json_body_type, .body = head, .len = hl};
+    request_on(d.port, "/v2/models/cnn/infer", &o, &r);
+    assert_v2_error(&r, 400, "invalid_binary_data");
+    reply_free(&r);
+    /* bytes after JSON data that no input claims */
+    char *json = infer_body("input", "FP32", pixel_half);
+    post_binary("/v2/models/cnn/infer", json, raw, 8, NULL, &r);
+    assert_v2_error(&r, 400, "invalid_binary_data");
+    reply_free(&r);
+    free(json);
+    /* a float beyond the range as FP64 bytes */
+    double dv[784] = {0};
+    dv[17] = 1e300;
+    binary_head(extra_head, sizeof extra_head, "FP64", sizeof dv, "");
+    post_binary("/v2/models/cnn/infer", extra_head, dv, sizeof dv, NULL, &r);
+    assert_v2_error(&r, 400, "invalid_input");
+    assert_non_null(strstr(json_string_value(json_object_get(r.json, "error")), "17"));
+    reply_free(&r);
+    /* the daemon is still there */
+    get("/v2/health/live", &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+}
+
+/* ---- input names, classification, platform ------------------------------- */
+
+static void test_input_name_and_platform(void **state)
+{
+    (void)state;
+    char *body = infer_body("pixels", "FP32", pixel_half);
+    reply r;
+    post("/v2/models/cnn/infer", body, &r);
+    assert_v2_error(&r, 400, "invalid_input");
+    assert_non_null(strstr(json_string_value(json_object_get(r.json, "error")), "\"input\""));
+    reply_free(&r);
+    free(body);
+    get("/v2/models/cnn", &r);
+    assert_string_equal(json_string_value(json_object_get(r.json, "platform")),
+                        "blindspot_safetensors");
+    reply_free(&r);
+    get("/v2", &r);
+    json_t *ext = json_object_get(r.json, "extensions");
+    int binary = 0, classification = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(ext, i, e) {
+        binary |= !strcmp(json_string_value(e), "binary_tensor_data");
+        classification |= !strcmp(json_string_value(e), "classification");
+    }
+    assert_true(binary && classification);
+    reply_free(&r);
+}
+
+/* classification: k on probabilities is its top k as "value:index"
+ * strings (Triton's format, value printed %f), BYTES [B, k]. */
+static void test_classification(void **state)
+{
+    (void)state;
+    char *body = infer_body("input", "FP32", pixel_small_int);
+    reply want, r;
+    post("/v2/models/fc100-100-10/infer", body, &want);
+    json_t *probs = json_object_get(json_array_get(json_object_get(want.json, "outputs"), 0), "data");
+    int order[10];
+    for (int c = 0; c < 10; c++)
+        order[c] = c;
+    for (int a = 0; a < 10; a++)
+        for (int b = a + 1; b < 10; b++) {
+            double pa = json_number_value(json_array_get(probs, (size_t)order[a]));
+            double pb = json_number_value(json_array_get(probs, (size_t)order[b]));
+            if (pb > pa || (pb == pa && order[b] < order[a])) {
+                int t = order[a];
+                order[a] = order[b];
+                order[b] = t;
+            }
+        }
+    char *cls = with_outputs(strdup(body), "[{\"name\":\"probabilities\",\"parameters\":"
+                                           "{\"classification\":3}}]");
+    post("/v2/models/fc100-100-10/infer", cls, &r);
+    assert_int_equal(r.status, 200);
+    assert_schema("inference_response", r.json);
+    json_t *out = json_array_get(json_object_get(r.json, "outputs"), 0);
+    assert_string_equal(json_string_value(json_object_get(out, "datatype")), "BYTES");
+    assert_true(json_equal(json_object_get(out, "shape"), json_pack("[i,i]", 1, 3)));
+    json_t *data = json_object_get(out, "data");
+    assert_int_equal(json_array_size(data), 3);
+    for (int k = 0; k < 3; k++) {
+        char s[64];
+        snprintf(s, sizeof s, "%f:%d",
+                 (float)json_number_value(json_array_get(probs, (size_t)order[k])), order[k]);
+        assert_string_equal(json_string_value(json_array_get(data, (size_t)k)), s);
+    }
+    reply_free(&r);
+    free(cls);
+
+    /* and as binary: a 4-byte length before each string */
+    cls = with_outputs(strdup(body), "[{\"name\":\"probabilities\",\"parameters\":"
+                                     "{\"classification\":2,\"binary_data\":true}}]");
+    post("/v2/models/fc100-100-10/infer", cls, &r);
+    size_t json_len;
+    json_t *head = binary_answer(&r, &json_len);
+    const char *p = r.body + json_len;
+    for (int k = 0; k < 2; k++) {
+        uint32_t len;
+        memcpy(&len, p, 4);
+        char s[64];
+        snprintf(s, sizeof s, "%f:%d",
+                 (float)json_number_value(json_array_get(probs, (size_t)order[k])), order[k]);
+        assert_int_equal(len, strlen(s));
+        assert_memory_equal(p + 4, s, len);
+        p += 4 + len;
+    }
+    assert_ptr_equal(p, r.body + r.len);
+    json_decref(head);
+    reply_free(&r);
+    free(cls);
+
+    static const char *const refused[] = {
+        "[{\"name\":\"probabilities\",\"parameters\":{\"classification\":0}}]",
+        "[{\"name\":\"probabilities\",\"parameters\":{\"classification\":11}}]",
+        "[{\"name\":\"probabilities\",\"parameters\":{\"classification\":\"2\"}}]",
+        "[{\"name\":\"probabilities\",\"parameters\":{\"binary_data\":1}}]",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        cls = with_outputs(strdup(body), refused[i]);
+        post("/v2/models/fc100-100-10/infer", cls, &r);
+        assert_v2_error(&r, 400, "invalid_request");
+        reply_free(&r);
+        free(cls);
+    }
+    cls = with_outputs(strdup(body), "[{\"name\":\"label\",\"parameters\":{\"classification\":1}}]");
+    post("/v2/models/fc100-100-10/infer", cls, &r);
+    assert_v2_error(&r, 400, "unknown_output");
+    reply_free(&r);
+    free(cls);
+    reply_free(&want);
+    free(body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -542,6 +905,11 @@ int main(void)
         cmocka_unit_test(test_bad_requests_are_400),
         cmocka_unit_test(test_every_datatype),
         cmocka_unit_test(test_datatype_refusals),
+        cmocka_unit_test(test_binary_inputs_equal_json),
+        cmocka_unit_test(test_binary_outputs),
+        cmocka_unit_test(test_binary_errors),
+        cmocka_unit_test(test_input_name_and_platform),
+        cmocka_unit_test(test_classification),
         cmocka_unit_test(test_ready_while_loading),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
