@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Upper bounds (seconds) of the histogram buckets; +Inf is implied. */
 static const double http_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -40,8 +41,17 @@ typedef struct attack_series {
     double sum;
 } attack_series;
 
+#define MAX_MODEL_SERIES 256
+
+typedef struct model_series {
+    char model[64];
+    metrics_model_stats stats;
+} model_series;
+
 struct metrics {
     pthread_mutex_t lock;
+    model_series models[MAX_MODEL_SERIES];
+    int n_models;
     request_series req[MAX_REQUEST_SERIES];
     int n_req;
     attack_series att[MAX_ATTACK_SERIES];
@@ -129,6 +139,74 @@ void metrics_attack(metrics *m, const char *method, const char *model, int succe
         s->count++;
         s->sum += seconds;
     }
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* The series of model, made when absent (NULL when the table is full).
+ * Called with the lock held. */
+static model_series *model_of(metrics *m, const char *model)
+{
+    for (int i = 0; i < m->n_models; i++)
+        if (!strcmp(m->models[i].model, model))
+            return &m->models[i];
+    if (m->n_models == MAX_MODEL_SERIES)
+        return NULL;
+    model_series *s = &m->models[m->n_models++];
+    snprintf(s->model, sizeof s->model, "%s", model);
+    return s;
+}
+
+static void add(metrics_duration *d, double seconds)
+{
+    d->count++;
+    d->ns += (unsigned long long)(seconds > 0 ? seconds * 1e9 : 0);
+}
+
+void metrics_inference(metrics *m, const char *model, const metrics_inference_times *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    pthread_mutex_lock(&m->lock);
+    model_series *s = model_of(m, model);
+    if (s) {
+        metrics_model_stats *st = &s->stats;
+        st->last_inference = (unsigned long long)now.tv_sec * 1000 +
+                             (unsigned long long)now.tv_nsec / 1000000;
+        if (!t->ok) {
+            add(&st->fail, t->total);
+        } else {
+            add(&st->success, t->total);
+            st->inference_count += (unsigned long long)t->batch;
+            st->execution_count++;
+            add(&st->queue, t->queue);
+            add(&st->compute_input, t->compute_input);
+            add(&st->compute_infer, t->compute_infer);
+            add(&st->compute_output, t->compute_output);
+            metrics_batch *b = NULL;
+            for (int i = 0; i < st->n_batches && !b; i++)
+                if (st->batches[i].batch_size == t->batch)
+                    b = &st->batches[i];
+            if (!b && st->n_batches < METRICS_BATCH_SIZES) {
+                b = &st->batches[st->n_batches++];
+                b->batch_size = t->batch;
+            }
+            if (b) {
+                add(&b->compute_input, t->compute_input);
+                add(&b->compute_infer, t->compute_infer);
+                add(&b->compute_output, t->compute_output);
+            }
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_inference_stats(metrics *m, const char *model, metrics_model_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&m->lock);
+    for (int i = 0; i < m->n_models; i++)
+        if (!strcmp(m->models[i].model, model))
+            *out = m->models[i].stats;
     pthread_mutex_unlock(&m->lock);
 }
 

@@ -1,5 +1,7 @@
 /* v2 — the Open Inference Protocol (KServe V2) endpoints: health, server
- * and model metadata, and inference, which runs on the worker pool.
+ * and model metadata, inference (which runs on the worker pool), and
+ * Triton's extensions clients rely on: binary tensor data, classification
+ * and statistics (measured here, kept in metrics.c).
  *
  * A model has one input, "input", FP32 of shape [-1, C, H, W] (also
  * accepted as [-1, C*H*W], and [-1, H, W] when C is 1), and two outputs,
@@ -52,9 +54,9 @@ handler_result v2_server(server *srv, const http_request *req, http_response *re
                          http_work *work)
 {
     (void)srv, (void)req, (void)work;
-    resp_json(resp, 200, json_pack("{s:s, s:s, s:[s,s]}", "name", SERVER_NAME, "version",
+    resp_json(resp, 200, json_pack("{s:s, s:s, s:[s,s,s]}", "name", SERVER_NAME, "version",
                                    SERVER_VERSION, "extensions", "binary_tensor_data",
-                                   "classification"));
+                                   "classification", "statistics"));
     return HANDLER_ANSWERED;
 }
 
@@ -114,6 +116,58 @@ handler_result v2_model_ready(server *srv, const http_request *req, http_respons
     return HANDLER_ANSWERED;
 }
 
+/* ---- statistics (Triton's extension) ------------------------------------ */
+
+static json_t *duration_json(const metrics_duration *d)
+{
+    return json_pack("{s:I, s:I}", "count", (json_int_t)d->count, "ns", (json_int_t)d->ns);
+}
+
+/* Triton's model statistics document of rm. */
+static json_t *model_stats_json(server *srv, const registry_model *rm)
+{
+    metrics_model_stats st;
+    metrics_inference_stats(srv->metrics, rm->name, &st);
+    json_t *batches = json_array();
+    for (int i = 0; i < st.n_batches; i++) {
+        const metrics_batch *b = &st.batches[i];
+        json_array_append_new(batches,
+                              json_pack("{s:i, s:o, s:o, s:o}", "batch_size", b->batch_size,
+                                        "compute_input", duration_json(&b->compute_input),
+                                        "compute_infer", duration_json(&b->compute_infer),
+                                        "compute_output", duration_json(&b->compute_output)));
+    }
+    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:{s:o, s:o, s:o, s:o, s:o, s:o}, s:o}",
+                     "name", rm->name, "version", V2_VERSION, "last_inference",
+                     (json_int_t)st.last_inference, "inference_count",
+                     (json_int_t)st.inference_count, "execution_count",
+                     (json_int_t)st.execution_count, "inference_stats", "success",
+                     duration_json(&st.success), "fail", duration_json(&st.fail), "queue",
+                     duration_json(&st.queue), "compute_input", duration_json(&st.compute_input),
+                     "compute_infer", duration_json(&st.compute_infer), "compute_output",
+                     duration_json(&st.compute_output), "batch_stats", batches);
+}
+
+handler_result v2_stats(server *srv, const http_request *req, http_response *resp,
+                        http_work *work)
+{
+    (void)work;
+    json_t *list = json_array();
+    if (req->n_params > 0) {
+        const registry_model *rm = v2_route_model(srv, req, resp);
+        if (!rm) {
+            json_decref(list);
+            return HANDLER_ANSWERED;
+        }
+        json_array_append_new(list, model_stats_json(srv, rm));
+    } else {
+        for (int i = 0; i < srv->reg.n_models; i++)
+            json_array_append_new(list, model_stats_json(srv, &srv->reg.models[i]));
+    }
+    resp_json(resp, 200, json_pack("{s:o}", "model_stats", list));
+    return HANDLER_ANSWERED;
+}
+
 /* ---- inference -------------------------------------------------------- */
 
 typedef struct infer_job {
@@ -124,11 +178,29 @@ typedef struct infer_job {
     int want_probs, want_label;
     int probs_binary, label_binary; /* the output as binary data (Triton's extension) */
     int top_k;         /* > 0: probabilities as top_k classifications */
+    /* for the statistics extension */
+    metrics *metrics;
+    double arrival;       /* bs_now() at the request's headers */
+    double handed;        /* bs_now() when the handler handed it to the pool */
+    double compute_input; /* seconds the handler spent reading the input */
+    int recorded;         /* its statistics are written */
 } infer_job;
+
+/* Writes j's statistics once: a success from infer_run, or a failure
+ * (refused, out of time, never run) from wherever it ended. */
+static void infer_record(infer_job *j, const metrics_inference_times *t)
+{
+    if (!j->recorded)
+        metrics_inference(j->metrics, j->rm->name, t);
+    j->recorded = 1;
+}
 
 static void infer_free(void *ctx)
 {
     infer_job *j = ctx;
+    /* not recorded: refused by the handler, or never run (queue full,
+     * expired, client gone) */
+    infer_record(j, &(metrics_inference_times){.total = bs_now() - j->arrival});
     free(j->x);
     json_decref(j->id);
     free(j);
@@ -140,6 +212,7 @@ static void infer_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
     infer_job *j = ctx;
     const bs_model *m = j->rm->model;
     int V = m->classes;
+    double started = bs_now();
     bs_workspace *ws = pool_workspace(w, j->rm->index, m, INFER_CHUNK);
     float *probs = malloc((size_t)j->B * (size_t)V * sizeof *probs);
     int *labels = malloc((size_t)j->B * sizeof *labels);
@@ -179,10 +252,18 @@ static void infer_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
         .probabilities_binary = j->probs_binary,
         .labels_binary = j->label_binary,
     };
+    double inferred = bs_now();
     size_t len, json_len;
     char *text = bs_infer_answer_json(&answer, &len, &json_len);
     free(probs);
     free(labels);
+    double done = bs_now();
+    if (text)
+        infer_record(j, &(metrics_inference_times){
+                            .ok = 1, .batch = j->B, .total = done - j->arrival,
+                            .queue = started - j->handed, .compute_input = j->compute_input,
+                            .compute_infer = inferred - started,
+                            .compute_output = done - inferred});
     if (!text) {
         resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory for the answer.");
     } else if (json_len < len) {
@@ -455,20 +536,30 @@ handler_result v2_infer(server *srv, const http_request *req, http_response *res
     if (!rm)
         return HANDLER_ANSWERED;
     const bs_model *m = rm->model;
-    /* inputs[0].data usually arrives as floats, the rest as JSON */
+    double started = bs_now();
+    infer_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
+        return HANDLER_ANSWERED;
+    }
+    j->rm = rm;
+    j->metrics = srv->metrics;
+    j->arrival = req->arrival;
+    bs_tensor_data tensor = {0};
+    json_t *root = NULL;
     size_t json_len;
     if (json_length(req, &json_len, resp))
-        return HANDLER_ANSWERED;
+        goto refused;
     /* The JSON of a body with binary tensors is read whatever the media
      * type says of the whole (Triton's clients send application/octet-stream). */
     http_request head = *req;
     head.body_len = json_len;
     if (req_header(req, INFER_HEADER_LENGTH) && req_content_type_is(req, "application/octet-stream"))
         head.content_type = NULL;
-    bs_tensor_data tensor;
-    json_t *root = req_json_tensor_object(&head, resp, &tensor);
+    /* inputs[0].data usually arrives as floats, the rest as JSON */
+    root = req_json_tensor_object(&head, resp, &tensor);
     if (!root)
-        return HANDLER_ANSWERED;
+        goto refused;
     const char *dtype0 = json_string_value(
         json_object_get(json_array_get(json_object_get(root, "inputs"), 0), "datatype"));
     if (tensor.values && (!dtype0 || strcmp(dtype0, "FP32") != 0)) {
@@ -479,16 +570,8 @@ handler_result v2_infer(server *srv, const http_request *req, http_response *res
         tensor.n = 0;
         json_decref(root);
         if (!(root = req_json_object(&head, resp)))
-            return HANDLER_ANSWERED;
+            goto refused;
     }
-    infer_job *j = calloc(1, sizeof *j);
-    if (!j) {
-        free(tensor.values);
-        json_decref(root);
-        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
-        return HANDLER_ANSWERED;
-    }
-    j->rm = rm;
     const json_t *id = json_object_get(root, "id");
     const json_t *inputs = json_object_get(root, "inputs");
     const json_t *in = json_array_get(inputs, 0);
@@ -539,8 +622,11 @@ handler_result v2_infer(server *srv, const http_request *req, http_response *res
         work->free = infer_free;
         work->ctx = j;
         work->quick = (size_t)B * macs_per_sample(m) <= INFER_QUICK_MACS;
+        j->handed = bs_now();
+        j->compute_input = j->handed - started;
         return HANDLER_DEFERRED;
     }
+refused:
     free(tensor.values);
     infer_free(j);
     json_decref(root);

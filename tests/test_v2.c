@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- the protocol's schemas --------------------------------------------- */
@@ -897,6 +898,124 @@ static void test_classification(void **state)
     free(body);
 }
 
+/* ---- statistics ------------------------------------------------------------ */
+
+static long long stat_of(const json_t *doc, const char *a, const char *b, const char *c)
+{
+    const json_t *v = json_array_get(json_object_get(doc, "model_stats"), 0);
+    v = json_object_get(v, a);
+    if (b)
+        v = json_object_get(v, b);
+    if (c)
+        v = json_object_get(v, c);
+    return json_integer_value(v);
+}
+
+/* The batch_stats entry of batch size B in doc's first model, or NULL. */
+static const json_t *batch_stat(const json_t *doc, int B)
+{
+    const json_t *list = json_object_get(json_array_get(json_object_get(doc, "model_stats"), 0),
+                                         "batch_stats");
+    size_t i;
+    const json_t *e;
+    json_array_foreach(list, i, e)
+        if (json_integer_value(json_object_get(e, "batch_size")) == B)
+            return e;
+    return NULL;
+}
+
+/* Every inference is measured: three good requests (batches 1, 1 and 2)
+ * and a refused one move the counters of their model by exactly that. */
+static void test_statistics(void **state)
+{
+    (void)state;
+    reply before, after, r;
+    get("/v2/models/fc10-1/stats", &before);
+    assert_int_equal(before.status, 200);
+    assert_schema("statistics_response", before.json);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_REALTIME, &t0);
+    char *one = infer_body("input", "FP32", pixel_half);
+    post("/v2/models/fc10-1/infer", one, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    post("/v2/models/fc10-1/versions/1/infer", one, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    free(one);
+    size_t cap = 2 * 784 * 4 + 256;
+    char *two = malloc(cap);
+    int n = snprintf(two, cap, "{\"inputs\":[{\"name\":\"input\",\"shape\":[2,784],"
+                     "\"datatype\":\"FP32\",\"data\":[");
+    for (int i = 0; i < 2 * 784; i++)
+        n += snprintf(two + n, cap - (size_t)n, "%s0.5", i ? "," : "");
+    snprintf(two + n, cap - (size_t)n, "]}]}");
+    post("/v2/models/fc10-1/infer", two, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    free(two);
+    char *bad = infer_body("input", "BOOL", pixel_half);
+    post("/v2/models/fc10-1/infer", bad, &r);
+    assert_int_equal(r.status, 400);
+    reply_free(&r);
+    free(bad);
+    clock_gettime(CLOCK_REALTIME, &t1);
+
+    get("/v2/models/fc10-1/stats", &after);
+    assert_int_equal(after.status, 200);
+    assert_schema("statistics_response", after.json);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(after.json, "model_stats"), 0), "name")),
+                        "fc10-1");
+    assert_int_equal(stat_of(after.json, "inference_count", NULL, NULL) -
+                     stat_of(before.json, "inference_count", NULL, NULL), 4);
+    assert_int_equal(stat_of(after.json, "execution_count", NULL, NULL) -
+                     stat_of(before.json, "execution_count", NULL, NULL), 3);
+    static const char *const phases[] = {"success", "queue", "compute_input", "compute_infer",
+                                         "compute_output"};
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(stat_of(after.json, "inference_stats", phases[i], "count") -
+                         stat_of(before.json, "inference_stats", phases[i], "count"), 3);
+        assert_true(stat_of(after.json, "inference_stats", phases[i], "ns") >
+                    stat_of(before.json, "inference_stats", phases[i], "ns") ||
+                    !strcmp(phases[i], "queue")); /* an inline run waits for nothing */
+    }
+    assert_int_equal(stat_of(after.json, "inference_stats", "fail", "count") -
+                     stat_of(before.json, "inference_stats", "fail", "count"), 1);
+    assert_true(stat_of(after.json, "inference_stats", "success", "ns") >=
+                stat_of(after.json, "inference_stats", "compute_infer", "ns"));
+    long long last = stat_of(after.json, "last_inference", NULL, NULL);
+    assert_true(last >= (long long)t0.tv_sec * 1000 + t0.tv_nsec / 1000000 - 1);
+    assert_true(last <= (long long)t1.tv_sec * 1000 + t1.tv_nsec / 1000000 + 1);
+    const json_t *b1 = batch_stat(after.json, 1), *b2 = batch_stat(after.json, 2);
+    assert_non_null(b1);
+    assert_non_null(b2);
+    assert_true(json_integer_value(json_object_get(json_object_get(b1, "compute_infer"), "count")) >= 2);
+    assert_true(json_integer_value(json_object_get(json_object_get(b2, "compute_infer"), "count")) >= 1);
+    reply_free(&before);
+
+    /* the same through the version path; every model in the list */
+    get("/v2/models/fc10-1/versions/1/stats", &r);
+    assert_int_equal(r.status, 200);
+    assert_true(json_equal(r.json, after.json));
+    reply_free(&r);
+    reply_free(&after);
+    get("/v2/models/stats", &r);
+    assert_int_equal(r.status, 200);
+    assert_schema("statistics_response", r.json);
+    assert_int_equal(json_array_size(json_object_get(r.json, "model_stats")), 10);
+    reply_free(&r);
+    get("/v2/models/fc10-1/versions/3/stats", &r);
+    assert_v2_error(&r, 404, "model_version_not_found");
+    reply_free(&r);
+    get("/v2/models/nope/stats", &r);
+    assert_v2_error(&r, 404, "model_not_found");
+    reply_free(&r);
+    get("/v2", &r);
+    assert_non_null(strstr(r.body, "\"statistics\""));
+    reply_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -910,6 +1029,7 @@ int main(void)
         cmocka_unit_test(test_binary_errors),
         cmocka_unit_test(test_input_name_and_platform),
         cmocka_unit_test(test_classification),
+        cmocka_unit_test(test_statistics),
         cmocka_unit_test(test_ready_while_loading),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
