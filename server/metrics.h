@@ -1,9 +1,13 @@
 /* metrics — counters and histograms for GET /metrics, in the Prometheus
- * text format (version 0.0.4).
+ * text format (version 0.0.4), the standard process_* metrics read from
+ * /proc at scrape time, and the per-model inference statistics that
+ * /v2's statistics extension reports.
  *
  * Series are keyed by the route pattern ("/v2/models/{name}/infer"), never
- * the raw path, so their number stays bounded. Recording takes one mutex;
- * it happens once per request and once per attack, off the hot path. */
+ * the raw path, and by resident model names, so their number stays
+ * bounded (tables of fixed size; what does not fit is dropped, not grown).
+ * Recording takes one mutex; it happens a few times per request, off the
+ * hot path. */
 #ifndef BS_SERVER_METRICS_H
 #define BS_SERVER_METRICS_H
 
@@ -22,6 +26,14 @@ void metrics_request(metrics *m, const char *route, const char *method, int stat
 /* One attack request: per-target outcomes and the wall time. */
 void metrics_attack(metrics *m, const char *method, const char *model, int succeeded,
                     int failed, int timed_out, int cancelled, double seconds);
+
+/* One piece of work that ran on the pool, or inline on an HTTP thread:
+ * kind (a static string: "inference", "attack"), model (its name; "" when
+ * it has none), whether it answered below 400, the seconds from the
+ * request's arrival until it started (the queue), and the seconds it ran
+ * (the compute). */
+void metrics_work(metrics *m, const char *kind, const char *model, int ok, double queued,
+                  double ran);
 
 /* ---- inference statistics (the statistics extension of /v2) ---- */
 

@@ -621,6 +621,7 @@ handler_result v2_infer(server *srv, const http_request *req, http_response *res
         work->run = infer_run;
         work->free = infer_free;
         work->ctx = j;
+        work->kind = "inference";
         work->quick = (size_t)B * macs_per_sample(m) <= INFER_QUICK_MACS;
         j->handed = bs_now();
         j->compute_input = j->handed - started;

@@ -1016,6 +1016,90 @@ static void test_statistics(void **state)
     reply_free(&r);
 }
 
+/* ---- /metrics ------------------------------------------------------------ */
+
+/* The value of the sample line that starts with series, or NAN. */
+static double metric_value(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (!strncmp(p, series, n) && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    return NAN;
+}
+
+/* Inferences appear in /metrics by model, their queue and compute times
+ * as separate histograms; the process_* metrics hold believable values;
+ * promtool (Debian's prometheus package), when installed, accepts it all. */
+static void test_metrics_work_and_process(void **state)
+{
+    (void)state;
+    reply r;
+    request_on(d.port, "/metrics", NULL, &r);
+    double before = metric_value(r.body, "blindspot_work_total{kind=\"inference\","
+                                          "model=\"fc100-100-10-p2\",outcome=\"success\"}");
+    reply_free(&r);
+    if (isnan(before))
+        before = 0;
+    char *body = infer_body("input", "FP32", pixel_half);
+    for (int i = 0; i < 3; i++) {
+        post("/v2/models/fc100-100-10-p2/infer", body, &r);
+        assert_int_equal(r.status, 200);
+        reply_free(&r);
+    }
+    free(body);
+    request_on(d.port, "/metrics", NULL, &r);
+    assert_int_equal(r.status, 200);
+    const char *text = r.body;
+    assert_true(metric_value(text, "blindspot_work_total{kind=\"inference\","
+                                   "model=\"fc100-100-10-p2\",outcome=\"success\"}") == before + 3);
+    static const char *const families[] = {"blindspot_work_queue_seconds",
+                                           "blindspot_work_compute_seconds"};
+    for (int f = 0; f < 2; f++) {
+        char series[160];
+        snprintf(series, sizeof series, "%s_count{kind=\"inference\",model=\"fc100-100-10-p2\"}",
+                 families[f]);
+        assert_true(metric_value(text, series) == before + 3);
+        snprintf(series, sizeof series, "%s_bucket{kind=\"inference\",model=\"fc100-100-10-p2\","
+                 "le=\"+Inf\"}", families[f]);
+        assert_true(metric_value(text, series) == before + 3);
+        snprintf(series, sizeof series, "# TYPE %s histogram", families[f]);
+        assert_non_null(strstr(text, series));
+    }
+    /* compute is real time spent: more than nothing, less than the test */
+    double compute = metric_value(text, "blindspot_work_compute_seconds_sum{kind=\"inference\","
+                                        "model=\"fc100-100-10-p2\"}");
+    assert_true(compute > 0 && compute < 10);
+    assert_true(metric_value(text, "process_resident_memory_bytes") > 1e6);
+    assert_true(metric_value(text, "process_virtual_memory_bytes") >=
+                metric_value(text, "process_resident_memory_bytes"));
+    assert_true(metric_value(text, "process_cpu_seconds_total") > 0);
+    assert_true(metric_value(text, "process_open_fds") >= 3);
+    assert_true(metric_value(text, "process_max_fds") >= metric_value(text, "process_open_fds"));
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    double start = metric_value(text, "process_start_time_seconds");
+    assert_true(start > (double)now.tv_sec - 600 && start <= (double)now.tv_sec + 1);
+    assert_non_null(strstr(text, "# TYPE process_cpu_seconds_total counter"));
+
+    if (system("command -v promtool >/dev/null 2>&1") == 0) {
+        char *dir = tu_tmpdir(), path[600], cmd[700];
+        snprintf(path, sizeof path, "%s/metrics.txt", dir);
+        assert_int_equal(tu_write_file(path, r.body, r.len), 0);
+        snprintf(cmd, sizeof cmd, "promtool check metrics < %s 2>&1", path);
+        char *out = NULL;
+        int rc = tu_run(cmd, &out);
+        if (rc != 0)
+            fail_msg("promtool check metrics exited %d: %s", rc, out ? out : "");
+        free(out);
+        tu_rmtree(dir);
+        free(dir);
+    } else {
+        fprintf(stderr, "promtool not installed: the exposition's format is not checked\n");
+    }
+    reply_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1030,6 +1114,7 @@ int main(void)
         cmocka_unit_test(test_input_name_and_platform),
         cmocka_unit_test(test_classification),
         cmocka_unit_test(test_statistics),
+        cmocka_unit_test(test_metrics_work_and_process),
         cmocka_unit_test(test_ready_while_loading),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
