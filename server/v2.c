@@ -4,8 +4,12 @@
  * and statistics (measured here, kept in metrics.c).
  *
  * A model has one input, "input", FP32 of shape [-1, C, H, W] (also
- * accepted as [-1, C*H*W], and [-1, H, W] when C is 1), and two outputs,
- * "probabilities" FP32 [-1, classes] (the softmax) and "label" INT64 [-1]. */
+ * accepted as [-1, C*H*W], and [-1, H, W] when C is 1; any numeric
+ * datatype is converted, see api/oip_tensor.h), and two outputs,
+ * "probabilities" FP32 [-1, classes] (the softmax) and "label" INT64 [-1].
+ * Every model has one version, "1". Statuses follow the protocol: a bad
+ * request is 400, and readiness answers 200 for ready and 400 for not
+ * ready (while loading), where other routes answer 503 not_ready. */
 #include "server/routes.h"
 
 #include "api/infer_json.h"

@@ -64,6 +64,32 @@ static const char schemas_text[] =
     "\"parameters\": {\"type\": \"object\"},"
     "\"tensor_data\": {\"type\": \"array\", \"items\": {\"anyOf\": [{\"$ref\": \"tensor_data\"},"
     "  {\"type\": \"number\"}, {\"type\": \"string\"}, {\"type\": \"boolean\"}]}},"
+    "\"inference_request\": {\"type\": \"object\","
+    "  \"properties\": {\"id\": {\"type\": \"string\"}, \"parameters\": {\"$ref\": \"parameters\"},"
+    "    \"inputs\": {\"type\": \"array\", \"items\": {\"anyOf\": [{\"$ref\": \"request_input\"},"
+    "      {\"$ref\": \"request_input_binary\"}]}},"
+    "    \"outputs\": {\"type\": \"array\", \"items\": {\"$ref\": \"request_output\"}}},"
+    "  \"required\": [\"inputs\"]},"
+    "\"request_input\": {\"type\": \"object\","
+    "  \"properties\": {\"name\": {\"type\": \"string\"},"
+    "    \"shape\": {\"type\": \"array\", \"items\": {\"type\": \"integer\"}},"
+    "    \"datatype\": {\"$ref\": \"datatype\"}, \"parameters\": {\"$ref\": \"parameters\"},"
+    "    \"data\": {\"$ref\": \"tensor_data\"}},"
+    "  \"required\": [\"name\", \"shape\", \"datatype\", \"data\"]},"
+    "\"request_input_binary\": {\"type\": \"object\","
+    "  \"properties\": {\"name\": {\"type\": \"string\"},"
+    "    \"shape\": {\"type\": \"array\", \"items\": {\"type\": \"integer\"}},"
+    "    \"datatype\": {\"$ref\": \"datatype\"},"
+    "    \"parameters\": {\"type\": \"object\","
+    "      \"properties\": {\"binary_data_size\": {\"type\": \"integer\"}},"
+    "      \"required\": [\"binary_data_size\"]}},"
+    "  \"required\": [\"name\", \"shape\", \"datatype\", \"parameters\"]},"
+    "\"request_output\": {\"type\": \"object\","
+    "  \"properties\": {\"name\": {\"type\": \"string\"}, \"parameters\": {\"$ref\": \"parameters\"}},"
+    "  \"required\": [\"name\"]},"
+    "\"model_ready_response\": {\"type\": \"object\","
+    "  \"properties\": {\"name\": {\"type\": \"string\"}, \"ready\": {\"type\": \"boolean\"}},"
+    "  \"required\": [\"ready\"]},"
     "\"response_output\": {\"type\": \"object\","
     "  \"properties\": {\"name\": {\"type\": \"string\"},"
     "    \"shape\": {\"type\": \"array\", \"items\": {\"type\": \"integer\"}},"
@@ -221,16 +247,73 @@ static void assert_schema(const char *name, const json_t *doc)
 /* ---- the daemon ------------------------------------------------------------- */
 
 static daemon_proc d;
+static int answers_checked; /* /v2 answers validated against a schema */
+
+/* Whether path ends with suffix. */
+static int ends_with(const char *path, const char *suffix)
+{
+    size_t n = strlen(path), k = strlen(suffix);
+    return n >= k && !strcmp(path + n - k, suffix);
+}
+
+/* Validates any /v2 answer against the schema of its path and status:
+ * errors against the error object (readiness' 400 against its own
+ * answer), successes against the endpoint's document; a binary answer's
+ * JSON head against the inference response. An accepted inference
+ * request (200) must itself be an inference request of the protocol. */
+static void conform(const char *path, const char *request_json, size_t request_len,
+                    const reply *r)
+{
+    if (strncmp(path, "/v2", 3) != 0 || r->status == 0)
+        return;
+    const char *q = strchr(path, '?');
+    char p[256];
+    snprintf(p, sizeof p, "%.*s", q ? (int)(q - path) : (int)strlen(path), path);
+    int ready = ends_with(p, "/ready");
+    const char *schema;
+    json_t *doc = r->json;
+    char buf[32];
+    if (ready && (r->status == 200 || r->status == 400) && json_object_get(r->json, "ready"))
+        schema = strstr(p, "/models/") ? "model_ready_response" : "ready_response";
+    else if (r->status >= 400)
+        schema = "error_response";
+    else if (!strcmp(p, "/v2/health/live"))
+        schema = "live_response";
+    else if (!strcmp(p, "/v2") || !strcmp(p, "/v2/"))
+        schema = "metadata_server_response";
+    else if (ends_with(p, "/stats"))
+        schema = "statistics_response";
+    else if (ends_with(p, "/infer"))
+        schema = "inference_response";
+    else
+        schema = "metadata_model_response";
+    json_t *head = NULL;
+    if (!strcmp(schema, "inference_response") &&
+        header_of(r, "Inference-Header-Content-Length", buf, sizeof buf)) {
+        head = json_loadb(r->body, strtoul(buf, NULL, 10), 0, NULL);
+        doc = head;
+    }
+    assert_schema(schema, doc);
+    json_decref(head);
+    if (!strcmp(schema, "inference_response") && request_json) {
+        json_t *req = json_loadb(request_json, request_len, 0, NULL);
+        assert_schema("inference_request", req);
+        json_decref(req);
+    }
+    answers_checked++;
+}
 
 static void get(const char *path, reply *r)
 {
     request_on(d.port, path, NULL, r);
+    conform(path, NULL, 0, r);
 }
 
 static void post(const char *path, const char *body, reply *r)
 {
     req_opts o = {.headers = json_body_type, .body = body, .len = strlen(body)};
     request_on(d.port, path, &o, r);
+    conform(path, body, strlen(body), r);
 }
 
 /* Asserts an error answer on /v2: status, code, and the protocol's shape. */
@@ -293,6 +376,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
+    fprintf(stderr, "%d /v2 answers checked against the protocol's schemas\n", answers_checked);
     int rc = daemon_stop(&d);
     daemon_cleanup(&d);
     json_decref(schemas);
@@ -403,6 +487,8 @@ static void test_ready_while_loading(void **state)
         req_opts o = {.timeout_ms = 1000};
         request_on(late.port, "/v2/health/ready", &o, &r);
         request_on(late.port, "/v2/models/cnn/ready", &o, &m);
+        conform("/v2/health/ready", NULL, 0, &r);
+        conform("/v2/models/cnn/ready", NULL, 0, &m);
         if (r.status == 200) {
             ready = 1;
         } else if (r.status) {
@@ -455,6 +541,37 @@ static void test_bad_requests_are_400(void **state)
     assert_v2_error(&r, 400, "unknown_output");
     reply_free(&r);
     free(body);
+}
+
+/* Errors the life-cycle answers before a handler (unknown path, method,
+ * media type, size) have the protocol's shape on /v2 too. */
+static void test_lifecycle_errors(void **state)
+{
+    (void)state;
+    reply r;
+    get("/v2/nope", &r);
+    assert_v2_error(&r, 404, "not_found");
+    reply_free(&r);
+    req_opts put = {.method = "PUT", .headers = json_body_type, .body = "{}", .len = 2};
+    request_on(d.port, "/v2/models/cnn/versions/1/infer", &put, &r);
+    conform("/v2/models/cnn/versions/1/infer", NULL, 0, &r);
+    assert_v2_error(&r, 405, "method_not_allowed");
+    reply_free(&r);
+    const char *text[] = {"Content-Type: text/plain", NULL};
+    req_opts plain = {.headers = text, .body = "{}", .len = 2};
+    request_on(d.port, "/v2/models/cnn/infer", &plain, &r);
+    conform("/v2/models/cnn/infer", NULL, 0, &r);
+    assert_v2_error(&r, 415, "unsupported_media_type");
+    reply_free(&r);
+    size_t big = 64u << 20; /* past the default --max-body */
+    char *huge = malloc(big);
+    memset(huge, ' ', big);
+    req_opts o = {.headers = json_body_type, .body = huge, .len = big};
+    request_on(d.port, "/v2/models/cnn/infer", &o, &r);
+    conform("/v2/models/cnn/infer", NULL, 0, &r);
+    assert_v2_error(&r, 413, "body_too_large");
+    reply_free(&r);
+    free(huge);
 }
 
 /* ---- datatypes ----------------------------------------------------------- */
@@ -554,6 +671,7 @@ static void post_binary(const char *path, const char *head, const void *raw, siz
     const char *headers[] = {"Content-Type: application/octet-stream", h, NULL};
     req_opts o = {.headers = headers, .body = body, .len = hl + len};
     request_on(d.port, path, &o, r);
+    conform(path, head, hl, r);
     free(body);
 }
 
@@ -762,6 +880,7 @@ static void test_binary_errors(void **state)
     /* binary_data_size without the header */
     req_opts o = {.headers = json_body_type, .body = head, .len = hl};
     request_on(d.port, "/v2/models/cnn/infer", &o, &r);
+    conform("/v2/models/cnn/infer", NULL, 0, &r);
     assert_v2_error(&r, 400, "invalid_binary_data");
     reply_free(&r);
     /* bytes after JSON data that no input claims */
@@ -1106,6 +1225,7 @@ int main(void)
         cmocka_unit_test(test_health_and_server_metadata),
         cmocka_unit_test(test_model_metadata_and_versions),
         cmocka_unit_test(test_bad_requests_are_400),
+        cmocka_unit_test(test_lifecycle_errors),
         cmocka_unit_test(test_every_datatype),
         cmocka_unit_test(test_datatype_refusals),
         cmocka_unit_test(test_binary_inputs_equal_json),
