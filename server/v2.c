@@ -414,15 +414,19 @@ static size_t first_not_finite(const float *x, size_t n)
 static int input_datatype(const char *name, http_response *resp)
 {
     int t = bs_oip_datatype_find(name);
-    if (t < 0)
+    if (t < 0) {
         resp_error(resp, BS_E_UNSUPPORTED_DATATYPE,
                    "'%.16s' is not a datatype of the Open Inference Protocol; the input is "
                    "FP32 (FP16, FP64 and the integer datatypes are converted).", name);
-    else if (!bs_oip_datatype_numeric((bs_oip_datatype)t))
+        return -1;
+    }
+    if (!bs_oip_datatype_numeric((bs_oip_datatype)t)) {
         resp_error(resp, BS_E_UNSUPPORTED_DATATYPE,
                    "%s holds no pixel values: the input is FP32 numbers (FP16, FP64 and the "
                    "integer datatypes are converted).", name);
-    return bs_oip_datatype_numeric((bs_oip_datatype)t) ? t : -1;
+        return -1;
+    }
+    return t;
 }
 
 /* The want numbers of inputs[0].data as floats (malloc'd), or NULL after
