@@ -1147,8 +1147,8 @@ static double metric_value(const char *text, const char *series)
     return NAN;
 }
 
-/* Inferences appear in /metrics by model, their queue and compute times
- * as separate histograms; the process_* metrics hold believable values;
+/* Inferences (and a synchronous attack) appear in /metrics by model, their
+ * queue and compute times as separate histograms; the process_* metrics hold believable values;
  * promtool (Debian's prometheus package), when installed, accepts it all. */
 static void test_metrics_work_and_process(void **state)
 {
@@ -1167,9 +1167,23 @@ static void test_metrics_work_and_process(void **state)
         reply_free(&r);
     }
     free(body);
+    /* a synchronous attack is work of its own kind, on its model */
+    req_opts attack = {.headers = json_body_type,
+                       .body = "{\"model\":\"fc10-1\",\"target\":3,"
+                               "\"image\":{\"dataset\":\"mnist\",\"index\":0}}"};
+    attack.len = strlen(attack.body);
+    request_on(d.port, "/v1/attacks", &attack, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
     request_on(d.port, "/metrics", NULL, &r);
     assert_int_equal(r.status, 200);
     const char *text = r.body;
+    assert_true(metric_value(text, "blindspot_work_total{kind=\"attack\",model=\"fc10-1\","
+                                   "outcome=\"success\"}") >= 1);
+    assert_true(metric_value(text, "blindspot_work_queue_seconds_count{kind=\"attack\","
+                                   "model=\"fc10-1\"}") >= 1);
+    assert_true(metric_value(text, "blindspot_work_compute_seconds_count{kind=\"attack\","
+                                   "model=\"fc10-1\"}") >= 1);
     assert_true(metric_value(text, "blindspot_work_total{kind=\"inference\","
                                    "model=\"fc100-100-10-p2\",outcome=\"success\"}") == before + 3);
     static const char *const families[] = {"blindspot_work_queue_seconds",
