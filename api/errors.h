@@ -30,8 +30,18 @@
     X(INVALID_INDEX, "invalid_index", 400, "A sample index is not a whole number.")            \
     X(INVALID_INPUT, "invalid_input", 400,                                                     \
       "An inference input's name, datatype, shape or data does not fit the model.")            \
+    X(TOO_MANY_INPUTS, "too_many_inputs", 400, "The model has one input; more were sent.")     \
+    X(UNKNOWN_OUTPUT, "unknown_output", 400,                                                   \
+      "The model has no output of that name, or the output cannot be given as asked.")         \
+    X(UNSUPPORTED_DATATYPE, "unsupported_datatype", 400,                                       \
+      "The tensor's datatype cannot be converted to the model's FP32 (BOOL, BYTES, unknown).") \
+    X(INVALID_BINARY_DATA, "invalid_binary_data", 400,                                         \
+      "The binary tensor data (Inference-Header-Content-Length, binary_data_size) does not "   \
+      "match the body.")                                                                       \
     X(NOT_FOUND, "not_found", 404, "No endpoint has this path.")                               \
     X(MODEL_NOT_FOUND, "model_not_found", 404, "No resident model has this name.")             \
+    X(MODEL_VERSION_NOT_FOUND, "model_version_not_found", 404,                                 \
+      "The model has no such version (every model has version \"1\" only).")                  \
     X(DATASET_NOT_FOUND, "dataset_not_found", 404, "No loaded dataset split has this name.")   \
     X(SAMPLE_NOT_FOUND, "sample_not_found", 404, "The dataset split has no sample at that index.") \
     X(JOB_NOT_FOUND, "job_not_found", 404, "No job has this id (or it expired).")              \
@@ -57,9 +67,6 @@
     X(INVALID_ATTACK, "invalid_attack", 422, "The attack cannot run on this model and image.") \
     X(DUPLICATE_MODEL, "duplicate_model", 422, "A list of models names one model twice.")      \
     X(TOO_MANY_MODELS, "too_many_models", 422, "The request lists more models than allowed.")  \
-    X(TOO_MANY_INPUTS, "too_many_inputs", 422, "The model has one input; more were sent.")     \
-    X(UNKNOWN_OUTPUT, "unknown_output", 422, "The model has no output of that name.")          \
-    X(UNSUPPORTED_DATATYPE, "unsupported_datatype", 422, "The tensor's datatype is not taken.") \
     X(EVALUATION_TOO_LARGE, "evaluation_too_large", 422,                                       \
       "The evaluation asks for more attacks than one job may run.")                            \
     X(CLIENT_CLOSED, "client_closed", 499, "The client closed the connection before the answer.") \

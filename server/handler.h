@@ -111,7 +111,8 @@ typedef struct http_work {
     void *ctx;
     double deadline;  /* preset from --timeout and ?timeout=; a handler may lower it
                          (an asynchronous job starts from jobs_deadline instead) */
-    const char *kind; /* what an asynchronous job is ("attack", "evaluation") */
+    const char *kind; /* what the work is ("inference", "attack", "evaluation"): names an
+                         asynchronous job, labels the work series of /metrics */
     int quick;        /* run takes well under a millisecond: it may run on the HTTP
                          thread when the queue is empty (pool_run_inline) */
     /* HANDLER_PARKED: hands job (its run calls this work's run, its done

@@ -254,7 +254,12 @@ static void job_run(pool_job *job, pool_worker *w)
 {
     request_state *st = STATE_OF(job);
     bs_attack_control ctl = {.deadline = job->deadline, .cancel = &job->cancel};
+    double started = bs_now();
     st->work.run(st->work.ctx, w, &ctl, &st->resp);
+    /* Queue and compute apart, per kind of work and model, for /metrics. */
+    if (st->work.kind)
+        metrics_work(st->srv->metrics, st->work.kind, st->resp.model, st->resp.status < 400,
+                     started - st->req.arrival, bs_now() - started);
 }
 
 /* The answer for a job that did not run (any verdict but POOL_RAN). */

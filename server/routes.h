@@ -43,6 +43,7 @@ handler_result v2_server(server *, const http_request *, http_response *, http_w
 handler_result v2_model(server *, const http_request *, http_response *, http_work *);
 handler_result v2_model_ready(server *, const http_request *, http_response *, http_work *);
 handler_result v2_infer(server *, const http_request *, http_response *, http_work *);
+handler_result v2_stats(server *, const http_request *, http_response *, http_work *);
 handler_result catalog_models(server *, const http_request *, http_response *, http_work *);
 handler_result catalog_model(server *, const http_request *, http_response *, http_work *);
 handler_result catalog_datasets(server *, const http_request *, http_response *, http_work *);

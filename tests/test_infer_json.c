@@ -2,7 +2,8 @@
  * same document built with Jansson and dumped with JSON_COMPACT |
  * JSON_REAL_PRECISION(9), byte for byte, over random probabilities of every
  * magnitude (and non-finite ones), every mix of outputs, batches, and ids
- * that need escaping. */
+ * that need escaping; with classification (top k as "%f:index" strings)
+ * and binary outputs (their bytes after the JSON) mixed in. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,25 +28,86 @@ static uint64_t rnd(void)
     return z ^ (z >> 31);
 }
 
-/* The answer as server/v2.c built it with Jansson. */
-static char *reference(const bs_infer_answer *a)
+/* The indices of row's values, largest first, ties by lower index. */
+static void ranked(const float *row, int V, int *order)
+{
+    for (int c = 0; c < V; c++) {
+        int at = c;
+        while (at > 0 && row[c] > row[order[at - 1]]) {
+            order[at] = order[at - 1];
+            at--;
+        }
+        order[at] = c;
+    }
+}
+
+/* Appends v's bytes little-endian to the binary tail. */
+static void tail_le(uint8_t *tail, size_t *n, uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        tail[(*n)++] = (uint8_t)(v >> (8 * i));
+}
+
+/* The answer as server/v2.c built it with Jansson, with the binary
+ * outputs' bytes in tail (*tail_len of them). */
+static char *reference(const bs_infer_answer *a, uint8_t *tail, size_t *tail_len)
 {
     json_t *outputs = json_array();
+    *tail_len = 0;
     if (a->probabilities) {
         json_t *data = json_array();
-        for (size_t i = 0; i < (size_t)a->batch * (size_t)a->classes; i++)
-            json_array_append_new(data, json_real(a->probabilities[i]));
-        json_array_append_new(outputs, json_pack("{s:s, s:s, s:[i,i], s:o}", "name",
-                                                 "probabilities", "datatype", "FP32", "shape",
-                                                 a->batch, a->classes, "data", data));
+        size_t start = *tail_len;
+        if (a->top_k > 0) {
+            int order[16];
+            for (int b = 0; b < a->batch; b++) {
+                const float *row = a->probabilities + (size_t)b * (size_t)a->classes;
+                ranked(row, a->classes, order);
+                for (int k = 0; k < a->top_k; k++) {
+                    char s[80];
+                    int n = snprintf(s, sizeof s, "%f:%d", row[order[k]], order[k]);
+                    json_array_append_new(data, json_string(s));
+                    tail_le(tail, tail_len, (uint64_t)n, 4);
+                    memcpy(tail + *tail_len, s, (size_t)n);
+                    *tail_len += (size_t)n;
+                }
+            }
+        } else {
+            for (size_t i = 0; i < (size_t)a->batch * (size_t)a->classes; i++) {
+                json_array_append_new(data, json_real(a->probabilities[i]));
+                uint32_t bits;
+                memcpy(&bits, &a->probabilities[i], 4);
+                tail_le(tail, tail_len, bits, 4);
+            }
+        }
+        json_t *o = json_pack("{s:s, s:s, s:[i,i]}", "name", "probabilities", "datatype",
+                              a->top_k > 0 ? "BYTES" : "FP32", "shape", a->batch,
+                              a->top_k > 0 ? a->top_k : a->classes);
+        if (a->probabilities_binary) {
+            json_object_set_new(o, "parameters", json_pack("{s:i}", "binary_data_size",
+                                                          (json_int_t)(*tail_len - start)));
+            json_decref(data);
+        } else {
+            json_object_set_new(o, "data", data);
+            *tail_len = start;
+        }
+        json_array_append_new(outputs, o);
     }
     if (a->labels) {
         json_t *data = json_array();
         for (int b = 0; b < a->batch; b++)
             json_array_append_new(data, json_integer(a->labels[b]));
-        json_array_append_new(outputs, json_pack("{s:s, s:s, s:[i], s:o}", "name", "label",
-                                                 "datatype", "INT64", "shape", a->batch, "data",
-                                                 data));
+        json_t *o = json_pack("{s:s, s:s, s:[i]}", "name", "label", "datatype", "INT64", "shape",
+                              a->batch);
+        if (a->labels_binary) {
+            for (int b = 0; b < a->batch; b++)
+                tail_le(tail, tail_len, (uint64_t)(int64_t)a->labels[b], 8);
+            json_object_set_new(o, "parameters", json_pack("{s:i}", "binary_data_size",
+                                                          (json_int_t)(8 * a->batch)));
+            json_decref(data);
+        } else {
+            json_object_set_new(o, "data", data);
+        }
+        json_array_append_new(outputs, o);
     }
     json_t *doc = json_pack("{s:s, s:s, s:o}", "model_name", a->model_name, "model_version",
                             a->model_version, "outputs", outputs);
@@ -58,14 +120,19 @@ static char *reference(const bs_infer_answer *a)
 
 static void check(const bs_infer_answer *a)
 {
-    size_t len = 0;
-    char *got = bs_infer_answer_json(a, &len);
-    char *want = reference(a);
+    static uint8_t tail[64 * 10 * 80];
+    size_t len = 0, json_len = 0, tail_len;
+    char *got = bs_infer_answer_json(a, &len, &json_len);
+    char *want = reference(a, tail, &tail_len);
     assert_non_null(got);
     assert_non_null(want);
-    assert_int_equal(len, strlen(got));
-    if (strcmp(got, want))
-        fail_msg("got  %s\nwant %s", got, want);
+    assert_int_equal(json_len, strlen(want));
+    if (memcmp(got, want, json_len))
+        fail_msg("got  %.*s\nwant %s", (int)json_len, got, want);
+    assert_int_equal(len, json_len + tail_len);
+    assert_memory_equal(got + json_len, tail, tail_len);
+    if (!tail_len)
+        assert_int_equal(got[len], '\0');
     free(got);
     free(want);
 }
@@ -111,6 +178,11 @@ static void test_random_answers(void **state)
         for (int b = 0; b < B; b++)
             labels[b] = (int)(rnd() % (uint64_t)V);
         int outputs = 1 + (int)(rnd() % 3);
+        int top_k = round % 4 == 1 ? 1 + (int)(rnd() % (uint64_t)V) : 0;
+        if (top_k) /* classification ranks numbers; NaN has no rank */
+            for (int i = 0; i < B * V; i++)
+                if (isnan(probs[i]))
+                    probs[i] = 0.25f;
         bs_infer_answer a = {
             .model_name = names[rnd() % 4],
             .model_version = "1",
@@ -119,6 +191,9 @@ static void test_random_answers(void **state)
             .classes = V,
             .probabilities = outputs & 1 ? probs : NULL,
             .labels = outputs & 2 ? labels : NULL,
+            .top_k = top_k,
+            .probabilities_binary = (int)(rnd() % 3 == 0),
+            .labels_binary = (int)(rnd() % 3 == 0),
         };
         check(&a);
     }
