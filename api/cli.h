@@ -22,6 +22,21 @@ int cli_evaluate(int argc, char **argv);
 /* The data folder: --data, else $BLINDSPOT_DATA, else "data". */
 const char *cli_data_dir(const char *flag);
 
+/* The dataset a command reads when --dataset is flag: flag, else the one
+ * recorded in m, else mnist. The test split of a P1/P2 half is its
+ * dataset's, named so (mnist:P1 test is mnist test), as the daemon names
+ * it. */
+struct bs_model;
+const char *cli_dataset_of(const struct bs_model *m, const char *flag, const char *split);
+
+/* The largest image (width*height) the command line decodes. */
+#define CLI_MAX_PIXELS (4096 * 4096)
+
+/* A whole file (64 MiB at most), malloc'd, *len its size; NULL with a
+ * message in err. */
+#include <stdint.h>
+uint8_t *cli_read_file(const char *path, size_t *len, char *err);
+
 /* Parses a whole decimal number into *out; prints a usage error naming the
  * option and returns -1 when it is not one, or is outside [lo,hi]. */
 int cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out);
@@ -35,7 +50,6 @@ const char *cli_model_name(const char *path, char *buf, size_t n);
  * (names malloc'd) up to CLI_MAX_REPORT. Returns 0 or -1 with a message. */
 #define CLI_MAX_REPORT 64
 struct bs_report_model;
-struct bs_model;
 int cli_load_models(const char *dir, const struct bs_model *m, const char *skip,
                     struct bs_report_model *report, int *n, char *err);
 
@@ -53,8 +67,18 @@ typedef struct cli_progress {
 } cli_progress;
 void cli_show_progress(void *ctx, int done, int total);
 
-/* Prints j as indented JSON on stdout and releases it. */
+/* Prints j as indented JSON on stdout (reals with the daemon's 9
+ * significant digits) and releases it. */
 void cli_print_json(json_t *j);
+
+/* The text form of a command's document (the JSON --json prints). */
+typedef void (*cli_printer)(const json_t *doc);
+/* Prints doc, a command's result whether built here or read from the
+ * daemon, and releases it: with json as cli_print_json does, else through
+ * print, given the document read back from that JSON text so that a local
+ * and a remote run print the same digits. doc NULL means out of memory.
+ * Returns the exit status (0, or 1 after a message naming cmd). */
+int cli_output(const char *cmd, json_t *doc, int json, cli_printer print);
 
 /* Prints "blindspot CMD: message" on stderr; returns 1. */
 int cli_fail(const char *cmd, const char *fmt, ...);

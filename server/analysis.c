@@ -9,13 +9,16 @@
  * "seed": S, "k": K, "dataset": D, "split": P}: §3's unit analysis, the top
  * K images of the split by <phi_L(x), v> for the unit vector e_I or a random
  * direction of seed S (default 1), their labels, label purity and the
- * images side by side as a PNG. k defaults to 8, dataset to the model's
- * own (else mnist), split to test. `blindspot lipschitz --json` and
- * `blindspot units --json` print the same fields. */
+ * images side by side as a PNG; with "summary": U instead of a direction,
+ * the mean purity of units 0..U-1 against U random directions of seeds
+ * S..S+U-1. k defaults to 8, dataset to the model's own (else mnist), split
+ * to test.
+ *
+ * The answers are the documents of api/analysis_json.h, the ones
+ * `blindspot lipschitz --json` and `blindspot units --json` print. */
 #include "server/routes.h"
 
-#include "api/base64.h"
-#include "api/image.h"
+#include "api/analysis_json.h"
 #include "core/analysis.h"
 
 #include <stdlib.h>
@@ -40,17 +43,11 @@ static void lipschitz_run(void *ctx, pool_worker *w, const bs_attack_control *ct
         resp_error(out, BS_E_OUT_OF_MEMORY, "The bounds cannot be computed: %s.", err);
         return;
     }
-    json_t *layers = json_array();
-    for (int i = 0; i < m->n_layers; i++) {
-        const bs_layer *l = &m->layers[i];
-        json_array_append_new(layers, json_pack(
-            "{s:i, s:s, s:[i,i,i], s:f, s:i}", "index", i, "type", bs_layer_name(l->kind),
-            "output_shape", l->out_shape[0], l->out_shape[1], l->out_shape[2], "bound",
-            lip.layers[i].bound, "iterations", lip.layers[i].iterations));
-    }
-    resp_json(out, 200, json_pack("{s:s, s:I, s:o, s:f}", "model", j->rm->name, "seed",
-                                  (json_int_t)j->seed, "layers", layers, "product",
-                                  lip.product));
+    json_t *doc = bs_lipschitz_json(j->rm->name, m, j->seed, &lip);
+    if (doc)
+        resp_json(out, 200, doc);
+    else
+        resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
 }
 
 handler_result analysis_lipschitz(server *srv, const http_request *req, http_response *resp,
@@ -91,89 +88,60 @@ typedef struct units_job {
     int layer;     /* as asked */
     int resolved;  /* bs_units_layer of it */
     int unit;      /* -1: a random direction */
+    int summary;   /* U > 0: the summary over U units and directions instead */
     uint64_t seed;
     int k;
 } units_job;
 
-/* The top images side by side, as {"format": "png", ..., "data": base64}. */
-static json_t *grid_json(const bs_dataset *d, const bs_units_top *t, char *err)
+/* The job's document, or NULL with a message in err. */
+static json_t *units_doc(const units_job *j, const bs_dataset *d, char *err)
 {
-    bs_units_grid g;
-    if (bs_units_grid_make(d, t->indices, t->k, &g, err))
-        return NULL;
-    uint8_t *png = NULL;
-    size_t len = 0;
-    char *b64 = NULL;
-    if (!bs_image_encode(g.pixels, g.width, g.height, g.channels, BS_IMAGE_PNG, 0, &png, &len,
-                         err))
-        b64 = bs_base64_encode(png, len);
-    json_t *o = b64 ? json_pack("{s:s, s:i, s:i, s:i, s:s}", "format", "png", "width", g.width,
-                                "height", g.height, "channels", g.channels, "data", b64)
-                    : NULL;
-    bs_units_grid_free(&g);
-    free(png);
-    free(b64);
-    return o;
+    const bs_model *m = j->rm->model;
+    if (j->summary) {
+        bs_units_summary s;
+        if (bs_units_summarise(m, j->layer, d, j->summary, j->k, j->seed, &s, err))
+            return NULL;
+        json_t *doc = bs_units_summary_json(j->rm->name, m, d->name, d->split, j->seed, &s);
+        if (!doc)
+            snprintf(err, BS_ERR_LEN, "out of memory");
+        return doc;
+    }
+    size_t dim = m->layers[j->resolved].out_size;
+    float *v = malloc(dim * sizeof *v);
+    json_t *doc = NULL;
+    bs_units_top t;
+    snprintf(err, BS_ERR_LEN, "out of memory");
+    if (v) {
+        if (j->unit < 0)
+            bs_units_random(v, dim, j->seed);
+        else
+            bs_units_basis(v, dim, j->unit);
+        if (!bs_units_rank(m, j->layer, d, v, 1, j->k, &t, err))
+            doc = bs_units_json(j->rm->name, m, j->resolved, j->unit, j->seed, d, &t, err);
+    }
+    free(v);
+    return doc;
 }
 
 static void units_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
                       http_response *out)
 {
-    (void)w, (void)ctl; /* one pass over the split; bounded */
+    (void)w, (void)ctl; /* passes over the split; bounded */
     units_job *j = ctx;
-    const bs_model *m = j->rm->model;
-    size_t dim = m->layers[j->resolved].out_size;
-    float *v = malloc(dim * sizeof *v);
     char err[BS_ERR_LEN] = "out of memory";
-    bs_units_top t;
     bs_dataset d = {0};
-    json_t *grid = NULL;
-    if (v && !registry_split_slice(j->d, 0, j->d->n, &d, err)) {
-        if (j->unit < 0)
-            bs_units_random(v, dim, j->seed);
-        else
-            bs_units_basis(v, dim, j->unit);
-        if (!bs_units_rank(m, j->layer, &d, v, 1, j->k, &t, err))
-            grid = grid_json(&d, &t, err);
-    }
+    json_t *doc = NULL;
+    if (!registry_split_slice(j->d, 0, j->d->n, &d, err))
+        doc = units_doc(j, &d, err);
     bs_dataset_free(&d);
-    free(v);
-    if (!grid) {
+    if (doc)
+        resp_json(out, 200, doc);
+    else
         resp_error(out, BS_E_ANALYSIS_FAILED, "The unit analysis failed: %s.", err);
-        return;
-    }
-    json_t *idx = json_array(), *labels = json_array(), *scores = json_array();
-    for (int i = 0; i < t.k; i++) {
-        json_array_append_new(idx, json_integer(t.indices[i]));
-        json_array_append_new(labels, json_integer(t.labels[i]));
-        json_array_append_new(scores, json_real(t.scores[i]));
-    }
-    json_t *dir = j->unit < 0 ? json_pack("{s:s, s:I}", "type", "random", "seed",
-                                          (json_int_t)j->seed)
-                              : json_pack("{s:s, s:i}", "type", "unit", "unit", j->unit);
-    resp_json(out, 200, json_pack(
-        "{s:s, s:i, s:s, s:I, s:o, s:s, s:s, s:i, s:o, s:o, s:o, s:i, s:f, s:o}",
-        "model", j->rm->name, "layer", j->resolved, "layer_type",
-        bs_layer_name(m->layers[j->resolved].kind), "dim", (json_int_t)dim, "direction", dir,
-        "dataset", j->d->name, "split", j->d->split, "k", t.k, "indices", idx, "labels",
-        labels, "scores", scores, "majority", t.majority, "purity", t.purity, "grid", grid));
 }
 
-static const char *const units_fields[] = {"layer", "direction", "seed", "k", "dataset",
-                                           "split"};
-
-/* The model's own dataset (its metadata names it, maybe with a ":P1" part)
- * when it is loaded, else mnist. */
-static const char *default_dataset(server *srv, const bs_model *m, char *buf, size_t size)
-{
-    const char *own = bs_model_get_meta(m, "blindspot.dataset");
-    if (own) {
-        snprintf(buf, size, "%.*s", (int)strcspn(own, ":"), own);
-        if (registry_split_find(&srv->reg, buf, "test"))
-            return buf;
-    }
-    return "mnist";
-}
+static const char *const units_fields[] = {"layer", "direction", "summary", "seed", "k",
+                                           "dataset", "split"};
 
 /* Validates the body into j. -1 after an answer. */
 static int read_units(server *srv, const json_t *root, units_job *j, http_response *resp)
@@ -188,7 +156,7 @@ static int read_units(server *srv, const json_t *root, units_job *j, http_respon
             ;
         if (i == sizeof units_fields / sizeof units_fields[0]) {
             resp_error(resp, BS_E_UNKNOWN_FIELD, "Unknown field '%.64s'; the fields are layer, "
-                       "direction, seed, k, dataset and split.", key);
+                       "direction, summary, seed, k, dataset and split.", key);
             return -1;
         }
     }
@@ -196,22 +164,30 @@ static int read_units(server *srv, const json_t *root, units_job *j, http_respon
     const json_t *layer = json_object_get(root, "layer"), *dir = json_object_get(root, "direction");
     const json_t *seed = json_object_get(root, "seed"), *k = json_object_get(root, "k");
     const json_t *dataset = json_object_get(root, "dataset"), *split = json_object_get(root, "split");
-    if (!layer || !dir) {
+    const json_t *summary = json_object_get(root, "summary");
+    if (!layer || (!dir && !summary)) {
         resp_error(resp, BS_E_MISSING_FIELD,
-                   "layer and direction (a unit index or \"random\") are required.");
+                   "layer is required, and one of direction (a unit index or \"random\") and "
+                   "summary (a number of units).");
         return -1;
     }
-    if (!json_is_integer(layer) ||
-        !(json_is_integer(dir) || (json_is_string(dir) && !strcmp(json_string_value(dir), "random"))) ||
+    if (dir && summary) {
+        resp_error(resp, BS_E_INVALID_REQUEST,
+                   "direction and summary exclude each other; send one.");
+        return -1;
+    }
+    if (!json_is_integer(layer) || (summary && !json_is_integer(summary)) ||
+        (dir && !json_is_integer(dir) &&
+         !(json_is_string(dir) && !strcmp(json_string_value(dir), "random"))) ||
         (seed && (!json_is_integer(seed) || json_integer_value(seed) < 0)) ||
         (k && !json_is_integer(k)) || (dataset && !json_is_string(dataset)) ||
         (split && !json_is_string(split))) {
         resp_error(resp, BS_E_INVALID_REQUEST,
-                   "layer and k are whole numbers, direction a unit index or \"random\", seed a "
-                   "whole number from 0, dataset and split names.");
+                   "layer, summary and k are whole numbers, direction a unit index or "
+                   "\"random\", seed a whole number from 0, dataset and split names.");
         return -1;
     }
-    char err[BS_ERR_LEN], own[64];
+    char err[BS_ERR_LEN];
     json_int_t L = json_integer_value(layer);
     j->layer = L >= 0 && L < m->n_layers ? (int)L : -1;
     j->resolved = bs_units_layer(m, j->layer, err);
@@ -232,18 +208,24 @@ static int read_units(server *srv, const json_t *root, units_job *j, http_respon
         }
         j->unit = (int)u;
     }
-    j->seed = seed ? (uint64_t)json_integer_value(seed) : 1;
-    const char *ds = dataset ? json_string_value(dataset) : default_dataset(srv, m, own, sizeof own);
-    const char *sp = split ? json_string_value(split) : "test";
-    j->d = registry_split_find(&srv->reg, ds, sp);
-    if (!j->d) {
-        resp_error(resp, BS_E_DATASET_NOT_FOUND,
-                   "No dataset split %.64s/%.16s is loaded; GET /v1/datasets lists them.", ds, sp);
-        return -1;
+    if (summary) {
+        json_int_t U = json_integer_value(summary);
+        if (U < 1 || (size_t)U > dim) {
+            resp_error(resp, BS_E_UNIT_OUT_OF_RANGE,
+                       "summary takes 1 to %zu units of layer %d (%s), not %lld.", dim,
+                       j->resolved, bs_layer_name(m->layers[j->resolved].kind), (long long)U);
+            return -1;
+        }
+        j->summary = (int)U;
     }
+    j->seed = seed ? (uint64_t)json_integer_value(seed) : 1;
+    j->d = req_dataset_split(srv, m, dataset ? json_string_value(dataset) : NULL,
+                             split ? json_string_value(split) : "test", resp);
+    if (!j->d)
+        return -1;
     if (j->d->input_size != m->input_size) {
         resp_error(resp, BS_E_SHAPE_MISMATCH, "%s samples are (%d,%d,%d); model %s takes "
-                   "(%d,%d,%d).", ds, j->d->shape[0], j->d->shape[1], j->d->shape[2],
+                   "(%d,%d,%d).", j->d->name, j->d->shape[0], j->d->shape[1], j->d->shape[2],
                    j->rm->name, m->input_shape[0], m->input_shape[1], m->input_shape[2]);
         return -1;
     }
