@@ -80,6 +80,43 @@ typedef void (*cli_printer)(const json_t *doc);
  * Returns the exit status (0, or 1 after a message naming cmd). */
 int cli_output(const char *cmd, json_t *doc, int json, cli_printer print);
 
+/* ---- remote runs (cli_remote.c) ---- */
+
+/* The help of every command that can run on the daemon. */
+#define CLI_SERVER_HELP                                                                     \
+    "  --server URL     run on the daemon at URL (http://HOST:PORT) instead of here;\n"     \
+    "                   also `blindspot --server URL COMMAND`, or $BLINDSPOT_SERVER.\n"     \
+    "                   Models are named by their resident name: a path's file name\n"     \
+    "                   without .safetensors (models/cnn.safetensors is cnn); the\n"       \
+    "                   output is the same as a local run's\n"                              \
+    "\n"                                                                                    \
+    "Environment: BLINDSPOT_SERVER the daemon's URL; BLINDSPOT_TOKEN a token sent as\n"     \
+    "`Authorization: Bearer TOKEN`; BLINDSPOT_DATA the data folder of local runs.\n"        \
+    "Exit status 1, with the server's message, when the daemon refuses a request or\n"     \
+    "cannot be reached.\n"
+
+/* The daemon given before the command (`blindspot --server URL CMD`). */
+void cli_set_server(const char *url);
+/* The daemon a command runs on: flag (its --server), else the one given
+ * before the command, else $BLINDSPOT_SERVER; NULL to run here. */
+const char *cli_server(const char *flag);
+
+/* One request to the daemon at server: path with a body of len bytes of
+ * content_type (body NULL: none). Returns the answer's JSON document, or
+ * NULL after printing the error for cmd (the server's message, or the URL
+ * that could not be reached). */
+json_t *cli_remote_call(const char *cmd, const char *server, const char *method,
+                        const char *path, const char *content_type, const void *body,
+                        size_t len);
+/* The same with a JSON body (taken; NULL: none). */
+json_t *cli_remote_json(const char *cmd, const char *server, const char *method,
+                        const char *path, json_t *body);
+/* POSTs body (taken) to path as a job and follows it to its result, its
+ * progress shown by cli_show_progress on progress (may be NULL). NULL
+ * after printing the error. */
+json_t *cli_remote_job(const char *cmd, const char *server, const char *path, json_t *body,
+                       cli_progress *progress);
+
 /* Prints "blindspot CMD: message" on stderr; returns 1. */
 int cli_fail(const char *cmd, const char *fmt, ...);
 

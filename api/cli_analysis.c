@@ -42,7 +42,10 @@ static const char *lipschitz_usage =
     "  --dataset NAME   dataset of --attacks (default: the model's, else mnist)\n"
     "  --split SPLIT    train or test (default: test)\n"
     "  --data DIR       data folder (default: $BLINDSPOT_DATA or data)\n"
-    "  --json           print the result as JSON on stdout\n";
+    "  --json           print the result as JSON on stdout (the document of the\n"
+    "                   daemon's GET /v1/models/NAME/lipschitz)\n"
+    CLI_SERVER_HELP
+    "--attacks runs here only: the daemon bounds, it does not attack.\n";
 
 static const char *units_usage =
     "usage: blindspot units --model FILE --layer L (--unit I | --random [--seed S])\n"
@@ -71,7 +74,9 @@ static const char *units_usage =
     "  --dataset NAME   the images (default: the model's dataset, else mnist)\n"
     "  --split SPLIT    train or test (default: test)\n"
     "  --data DIR       data folder (default: $BLINDSPOT_DATA or data)\n"
-    "  --json           print the result as JSON on stdout\n";
+    "  --json           print the result as JSON on stdout (the document of the\n"
+    "                   daemon's POST /v1/models/NAME/units)\n"
+    CLI_SERVER_HELP;
 
 static int check_split(const char *cmd, const char *split)
 {
@@ -177,14 +182,16 @@ static int measure_empirical(const bs_model *m, const bs_dataset *d, int n, int 
 
 int cli_lipschitz(int argc, char **argv)
 {
-    enum { O_MODEL = 1000, O_ATTACKS, O_SEED, O_DATASET, O_SPLIT, O_DATA, O_JSON };
+    enum { O_MODEL = 1000, O_ATTACKS, O_SEED, O_DATASET, O_SPLIT, O_DATA, O_JSON, O_SERVER };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL}, {"attacks", required_argument, 0, O_ATTACKS},
         {"seed", required_argument, 0, O_SEED}, {"dataset", required_argument, 0, O_DATASET},
         {"split", required_argument, 0, O_SPLIT}, {"data", required_argument, 0, O_DATA},
-        {"json", no_argument, 0, O_JSON}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"json", no_argument, 0, O_JSON}, {"server", required_argument, 0, O_SERVER},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     const char *path = NULL, *dataset = NULL, *split = "test", *data_flag = NULL;
+    const char *server_flag = NULL;
     long attacks = 0, seed = 1;
     int json = 0, c;
     optind = 1;
@@ -201,6 +208,7 @@ int cli_lipschitz(int argc, char **argv)
         case O_SPLIT: split = optarg; break;
         case O_DATA: data_flag = optarg; break;
         case O_JSON: json = 1; break;
+        case O_SERVER: server_flag = optarg; break;
         case 'h': fputs(lipschitz_usage, stdout); return 0;
         default: fputs(lipschitz_usage, stderr); return 2;
         }
@@ -214,6 +222,18 @@ int cli_lipschitz(int argc, char **argv)
         return 2;
     char err[BS_ERR_LEN], name[256];
     cli_model_name(path, name, sizeof name);
+    const char *server = cli_server(server_flag);
+    if (server) {
+        if (attacks > 0) {
+            fprintf(stderr, "blindspot lipschitz: --attacks runs here only; the daemon bounds, "
+                    "it does not attack (leave out --server, or --attacks)\n");
+            return 2;
+        }
+        char route[512];
+        snprintf(route, sizeof route, "/v1/models/%s/lipschitz?seed=%ld", name, seed);
+        json_t *doc = cli_remote_json("lipschitz", server, "GET", route, NULL);
+        return doc ? cli_output("lipschitz", doc, json, print_lipschitz) : 1;
+    }
     bs_model *m = bs_model_load(path, err);
     if (!m)
         return cli_fail("lipschitz", "%s", err);
@@ -324,10 +344,83 @@ static void print_units(const json_t *doc)
            (int)(purity * k + 0.5), k);
 }
 
+/* One run of `blindspot units`, as the options say. */
+typedef struct units_run {
+    const char *name, *path;     /* the model's name and file */
+    const char *dataset, *split; /* dataset NULL: the model's own */
+    const char *data_dir;
+    int layer;                   /* as asked (bs_units_layer resolves it) */
+    int unit;                    /* -1: the random direction of seed */
+    uint64_t seed;
+    int k;
+    int summary;                 /* U > 0: the summary over U units instead */
+} units_run;
+
+/* The document, computed here; NULL with a message in err. */
+static json_t *units_here(const units_run *o, char *err)
+{
+    bs_model *m = bs_model_load(o->path, err);
+    if (!m)
+        return NULL;
+    bs_dataset d = {0};
+    float *v = NULL;
+    json_t *doc = NULL;
+    const char *dataset = cli_dataset_of(m, o->dataset, o->split);
+    int L = bs_units_layer(m, o->layer, err);
+    if (L < 0 || bs_dataset_load(o->data_dir, dataset, o->split, &d, err))
+        goto out;
+    if (o->summary > 0) {
+        bs_units_summary s;
+        if (!bs_units_summarise(m, o->layer, &d, o->summary, o->k, o->seed, &s, err) &&
+            !(doc = bs_units_summary_json(o->name, m, dataset, o->split, o->seed, &s)))
+            snprintf(err, BS_ERR_LEN, "out of memory");
+        goto out;
+    }
+    size_t dim = m->layers[L].out_size;
+    if (o->unit >= 0 && (size_t)o->unit >= dim) {
+        snprintf(err, BS_ERR_LEN, "layer %d has %zu units (0..%zu), not %d", L, dim, dim - 1,
+                 o->unit);
+        goto out;
+    }
+    if (!(v = malloc(dim * sizeof *v))) {
+        snprintf(err, BS_ERR_LEN, "out of memory");
+        goto out;
+    }
+    if (o->unit < 0)
+        bs_units_random(v, dim, o->seed);
+    else
+        bs_units_basis(v, dim, o->unit);
+    bs_units_top t;
+    if (!bs_units_rank(m, o->layer, &d, v, 1, o->k, &t, err))
+        doc = bs_units_json(o->name, m, L, o->unit, o->seed, &d, &t, err);
+out:
+    free(v);
+    bs_dataset_free(&d);
+    bs_model_free(m);
+    return doc;
+}
+
+/* The document, from the daemon; NULL after a message. */
+static json_t *units_remote(const char *server, const units_run *o)
+{
+    json_t *body = json_pack("{s:i, s:I, s:i, s:s}", "layer", o->layer, "seed",
+                             (json_int_t)o->seed, "k", o->k, "split", o->split);
+    if (body && o->dataset)
+        json_object_set_new(body, "dataset", json_string(o->dataset));
+    if (body)
+        json_object_set_new(body, o->summary ? "summary" : "direction",
+                            o->summary    ? json_integer(o->summary)
+                            : o->unit < 0 ? json_string("random")
+                                          : json_integer(o->unit));
+    char route[512];
+    snprintf(route, sizeof route, "/v1/models/%s/units", o->name);
+    return cli_remote_json("units", server, "POST", route, body);
+}
+
 int cli_units(int argc, char **argv)
 {
     enum { O_MODEL = 1000, O_LAYER, O_UNIT, O_RANDOM, O_SEED, O_K, O_OUT, O_SUMMARY,
-           O_DATASET, O_SPLIT, O_DATA, O_JSON };
+           O_DATASET, O_SPLIT, O_DATA, O_JSON, O_SERVER };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL}, {"layer", required_argument, 0, O_LAYER},
         {"unit", required_argument, 0, O_UNIT}, {"random", no_argument, 0, O_RANDOM},
@@ -335,10 +428,11 @@ int cli_units(int argc, char **argv)
         {"out", required_argument, 0, O_OUT}, {"summary", required_argument, 0, O_SUMMARY},
         {"dataset", required_argument, 0, O_DATASET}, {"split", required_argument, 0, O_SPLIT},
         {"data", required_argument, 0, O_DATA}, {"json", no_argument, 0, O_JSON},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"server", required_argument, 0, O_SERVER}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     const char *path = NULL, *out_path = NULL, *dataset = NULL, *split = "test";
-    const char *data_flag = NULL;
+    const char *data_flag = NULL, *server_flag = NULL;
     long layer = -1, unit = -1, seed = 1, k = 8, summary = 0;
     int random = 0, json = 0, c;
     optind = 1;
@@ -366,6 +460,7 @@ int cli_units(int argc, char **argv)
         case O_SPLIT: split = optarg; break;
         case O_DATA: data_flag = optarg; break;
         case O_JSON: json = 1; break;
+        case O_SERVER: server_flag = optarg; break;
         case 'h': fputs(units_usage, stdout); return 0;
         default: fputs(units_usage, stderr); return 2;
         }
@@ -386,58 +481,19 @@ int cli_units(int argc, char **argv)
     if (check_split("units", split))
         return 2;
     char err[BS_ERR_LEN], name[256];
-    cli_model_name(path, name, sizeof name);
-    bs_model *m = bs_model_load(path, err);
-    if (!m)
-        return cli_fail("units", "%s", err);
-    bs_dataset d = {0};
-    float *v = NULL;
-    json_t *doc = NULL;
-    int rc = 1;
-    dataset = cli_dataset_of(m, dataset, split);
-    int L = bs_units_layer(m, (int)layer, err);
-    if (L < 0 || bs_dataset_load(cli_data_dir(data_flag), dataset, split, &d, err)) {
-        cli_fail("units", "%s", err);
-        goto out;
-    }
-    if (summary > 0) {
-        bs_units_summary s;
-        if (bs_units_summarise(m, (int)layer, &d, (int)summary, (int)k, (uint64_t)seed, &s,
-                               err)) {
-            cli_fail("units", "%s", err);
-            goto out;
-        }
-        rc = cli_output("units", bs_units_summary_json(name, m, dataset, split, (uint64_t)seed, &s),
-                        json, print_units);
-        goto out;
-    }
-    size_t dim = m->layers[L].out_size;
-    if (unit >= 0 && (size_t)unit >= dim) {
-        cli_fail("units", "layer %d has %zu units (0..%zu), not %ld", L, dim, dim - 1, unit);
-        goto out;
-    }
-    if (!(v = malloc(dim * sizeof *v))) {
-        cli_fail("units", "out of memory");
-        goto out;
-    }
-    if (random)
-        bs_units_random(v, dim, (uint64_t)seed);
-    else
-        bs_units_basis(v, dim, (int)unit);
-    bs_units_top t;
-    if (bs_units_rank(m, (int)layer, &d, v, 1, (int)k, &t, err) ||
-        !(doc = bs_units_json(name, m, L, random ? -1 : (int)unit, (uint64_t)seed, &d, &t, err)) ||
-        (out_path && write_grid(doc, out_path, err))) {
+    units_run o = {cli_model_name(path, name, sizeof name), path, dataset, split,
+                   cli_data_dir(data_flag), (int)layer, random ? -1 : (int)unit,
+                   (uint64_t)seed, (int)k, (int)summary};
+    const char *server = cli_server(server_flag);
+    json_t *doc = server ? units_remote(server, &o) : units_here(&o, err);
+    if (!doc)
+        return server ? 1 : cli_fail("units", "%s", err);
+    if (out_path && write_grid(doc, out_path, err)) {
         json_decref(doc);
-        cli_fail("units", "%s", err);
-        goto out;
+        return cli_fail("units", "%s", err);
     }
-    rc = cli_output("units", doc, json, print_units);
+    int rc = cli_output("units", doc, json, print_units);
     if (!rc && !json && out_path)
         printf("  grid written to %s\n", out_path);
-out:
-    free(v);
-    bs_dataset_free(&d);
-    bs_model_free(m);
     return rc;
 }

@@ -24,7 +24,8 @@ static const char *usage =
     "commands:\n"
     "  train         train a classifier on a dataset and save it as safetensors\n"
     "  info          describe a model file: architecture, parameters, metadata\n"
-    "  predict       error rate and confusion matrix of a model on a dataset split\n"
+    "  predict       error rate and confusion matrix of a model on a dataset split,\n"
+    "                or its label for one image\n"
     "  attack        adversarial examples: the smallest change that makes a model\n"
     "                say a chosen label (the paper's box-constrained L-BFGS)\n"
     "  eval          attack the first n test images: success rate, distortion, speed\n"
@@ -38,7 +39,13 @@ static const char *usage =
     "\n"
     "`blindspot COMMAND --help` explains a command's options; every command\n"
     "takes --json for machine-readable output where it prints results.\n"
-    "Environment: BLINDSPOT_DATA is the data folder (default: data).\n";
+    "\n"
+    "  --server URL  (before COMMAND) run info, predict, evaluate, lipschitz\n"
+    "                and units on the daemon at URL instead of here\n"
+    "\n"
+    "Environment: BLINDSPOT_DATA is the data folder (default: data);\n"
+    "BLINDSPOT_SERVER the daemon's URL, as --server; BLINDSPOT_TOKEN a token\n"
+    "sent to it as `Authorization: Bearer TOKEN`.\n";
 
 int main(int argc, char **argv)
 {
@@ -46,6 +53,14 @@ int main(int argc, char **argv)
      * BLAS runs on the calling thread; this also keeps training bitwise
      * deterministic. */
     openblas_set_num_threads(1);
+    /* `blindspot --server URL COMMAND ...` (or --server=URL) */
+    if (argc >= 2 && !strncmp(argv[1], "--server=", 9)) {
+        cli_set_server(argv[1] + 9);
+        argc--, argv++;
+    } else if (argc >= 3 && !strcmp(argv[1], "--server")) {
+        cli_set_server(argv[2]);
+        argc -= 2, argv += 2;
+    }
     if (argc < 2) {
         fputs(usage, stderr);
         return 2;

@@ -18,7 +18,7 @@
 #include <string.h>
 
 static const char *info_usage =
-    "usage: blindspot info FILE [--json]\n"
+    "usage: blindspot info FILE [--json] [--server URL]\n"
     "\n"
     "Describes a model file: its layers with their output shapes, the number of\n"
     "parameters, the input shape, the classes, and every metadata entry (the\n"
@@ -26,7 +26,8 @@ static const char *info_usage =
     "that trained it).\n"
     "\n"
     "  --json           print the same as JSON on stdout (the document of the\n"
-    "                   daemon's GET /v1/models/NAME)\n";
+    "                   daemon's GET /v1/models/NAME)\n"
+    CLI_SERVER_HELP;
 
 static const char *predict_usage =
     "usage: blindspot predict --model FILE [--dataset NAME] [--split SPLIT]\n"
@@ -51,7 +52,8 @@ static const char *predict_usage =
     "  --invert MODE    auto (default: invert dark-on-light images), yes, no\n"
     "  --data DIR       data folder (default: $BLINDSPOT_DATA or data)\n"
     "  --json           print the result as JSON on stdout (the document the\n"
-    "                   daemon's POST /v1/models/NAME/predict answers)\n";
+    "                   daemon's POST /v1/models/NAME/predict answers)\n"
+    CLI_SERVER_HELP;
 
 static int wants_help(int argc, char **argv)
 {
@@ -104,7 +106,7 @@ static void print_info(const json_t *doc)
 
 int cli_info(int argc, char **argv)
 {
-    const char *path = NULL;
+    const char *path = NULL, *server_flag = NULL;
     int json = 0;
     if (wants_help(argc, argv)) {
         fputs(info_usage, stdout);
@@ -113,6 +115,10 @@ int cli_info(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json"))
             json = 1;
+        else if (!strcmp(argv[i], "--server") && i + 1 < argc)
+            server_flag = argv[++i];
+        else if (!strncmp(argv[i], "--server=", 9))
+            server_flag = argv[i] + 9;
         else if (argv[i][0] == '-' || path) {
             fprintf(stderr, "blindspot info: unexpected argument '%s'\n\n%s", argv[i], info_usage);
             return 2;
@@ -125,6 +131,13 @@ int cli_info(int argc, char **argv)
     }
     char name[256];
     cli_model_name(path, name, sizeof name);
+    const char *server = cli_server(server_flag);
+    if (server) {
+        char route[512];
+        snprintf(route, sizeof route, "/v1/models/%s", name);
+        json_t *doc = cli_remote_json("info", server, "GET", route, NULL);
+        return doc ? cli_output("info", doc, json, print_info) : 1;
+    }
     char err[BS_ERR_LEN];
     bs_model *m = bs_model_load(path, err);
     if (!m)
@@ -180,7 +193,7 @@ static void print_image(const json_t *doc)
     size_t i;
     const json_t *p;
     json_array_foreach(probs, i, p)
-        printf("  %5zu  %.6f\n", i, json_number_value(p));
+        printf("  %5zu  %.6g\n", i, json_number_value(p));
 }
 
 /* The image document for a PNG or JPEG file, classified here. */
@@ -239,10 +252,45 @@ out:
     return doc;
 }
 
+/* The image document of a PNG or JPEG file, classified by the daemon. */
+static json_t *remote_file(const char *server, const char *name, const char *file,
+                           const char *invert)
+{
+    char err[BS_ERR_LEN], route[512];
+    size_t len;
+    uint8_t *bytes = cli_read_file(file, &len, err);
+    if (!bytes) {
+        cli_fail("predict", "%s", err);
+        return NULL;
+    }
+    /* the daemon sniffs the format; the media type only has to be one */
+    int png = len >= 4 && !memcmp(bytes, "\x89PNG", 4);
+    snprintf(route, sizeof route, "/v1/models/%s/predict?invert=%s", name, invert);
+    json_t *doc = cli_remote_call("predict", server, "POST", route,
+                                  png ? "image/png" : "image/jpeg", bytes, len);
+    free(bytes);
+    return doc;
+}
+
+/* The split document of a slice, scored by the daemon (dataset NULL: the
+ * model's own, as here). */
+static json_t *remote_split(const char *server, const char *name, const char *dataset,
+                            const char *split, long first, long n)
+{
+    char route[512];
+    snprintf(route, sizeof route, "/v1/models/%s/predict", name);
+    json_t *body = json_pack("{s:s, s:I}", "split", split, "first", (json_int_t)first);
+    if (body && dataset)
+        json_object_set_new(body, "dataset", json_string(dataset));
+    if (body && n)
+        json_object_set_new(body, "n", json_integer(n));
+    return cli_remote_json("predict", server, "POST", route, body);
+}
+
 int cli_predict(int argc, char **argv)
 {
     enum { O_MODEL = 1000, O_DATASET, O_SPLIT, O_FIRST, O_N, O_IMAGE, O_INVERT, O_DATA,
-           O_JSON };
+           O_JSON, O_SERVER };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL},
         {"dataset", required_argument, 0, O_DATASET},
@@ -253,11 +301,12 @@ int cli_predict(int argc, char **argv)
         {"invert", required_argument, 0, O_INVERT},
         {"data", required_argument, 0, O_DATA},
         {"json", no_argument, 0, O_JSON},
+        {"server", required_argument, 0, O_SERVER},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     const char *path = NULL, *dataset = NULL, *split = "test", *data_flag = NULL;
-    const char *image = NULL, *invert = "auto";
+    const char *image = NULL, *invert = "auto", *server_flag = NULL;
     long first = 0, n = 0;
     int json = 0, c;
     optind = 1;
@@ -276,6 +325,7 @@ int cli_predict(int argc, char **argv)
         case O_INVERT: invert = optarg; break;
         case O_DATA: data_flag = optarg; break;
         case O_JSON: json = 1; break;
+        case O_SERVER: server_flag = optarg; break;
         case 'h': fputs(predict_usage, stdout); return 0;
         default: fputs(predict_usage, stderr); return 2;
         }
@@ -300,6 +350,12 @@ int cli_predict(int argc, char **argv)
     }
     char err[BS_ERR_LEN], name[256];
     cli_model_name(path, name, sizeof name);
+    const char *server = cli_server(server_flag);
+    if (server) {
+        json_t *doc = image ? remote_file(server, name, image, invert)
+                            : remote_split(server, name, dataset, split, first, n);
+        return doc ? cli_output("predict", doc, json, image ? print_image : print_split) : 1;
+    }
     bs_model *m = bs_model_load(path, err);
     if (!m)
         return cli_fail("predict", "%s", err);

@@ -186,7 +186,9 @@ const registry_split *req_dataset_split(server *srv, const bs_model *m, const ch
     if (variant && !strcmp(split, "test"))
         *variant = '\0';
     const registry_split *d = registry_split_find(&srv->reg, base, split);
-    if (!d && !dataset)
+    /* a model of a dataset the daemon does not hold reads mnist; a P1/P2
+     * half's train split is no whole split, and is refused */
+    if (!d && !dataset && !variant)
         d = registry_split_find(&srv->reg, "mnist", split);
     if (!d)
         resp_error(resp, BS_E_DATASET_NOT_FOUND,

@@ -1,9 +1,19 @@
-/* test_remote — the daemon's POST /v1/models/{name}/predict, started on a
- * free loopback port with the zoo (tests/testhttp.h): every way an image
- * comes (a raw PNG or JPEG body, a form, base64 in JSON, raw floats, a
- * dataset sample), each answer equal to the model's forward pass in this
- * process; a slice of a split; the errors (415, 400, 404, 422 for a pixel
- * bomb). Needs `make data models` (make test does it). */
+/* test_remote — the daemon's POST /v1/models/{name}/predict and the
+ * command line as the daemon's client, against blindspotd started on a
+ * free loopback port with the zoo (tests/testhttp.h).
+ *
+ * Predict: every way an image comes (a raw PNG or JPEG body, a form,
+ * base64 in JSON, raw floats, a dataset sample), each answer equal to the
+ * model's forward pass in this process; a slice of a split; the errors
+ * (415, 400, 404, 422 for a pixel bomb).
+ *
+ * The command line: info, predict (a slice and an image), lipschitz, units
+ * and evaluate run here and with --server (before the command, on it, or
+ * as $BLINDSPOT_SERVER) print the same bytes, text and --json, once lines
+ * with timing fields are taken out; the server's errors are printed as its
+ * message with exit 1, an unreachable server names the URL, and
+ * $BLINDSPOT_TOKEN goes out as a bearer token. Needs `make data models`
+ * (make test does it). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,13 +28,18 @@
 #include "core/dataset.h"
 #include "core/model_file.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <jansson.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static daemon_proc daemon_;
 static bs_dataset test_set; /* mnist test, loaded here */
@@ -297,6 +312,10 @@ static void test_predict_errors(void **state)
     post_json("/v1/models/cnn/predict", "{\"dataset\":\"nosuch\"}", &r);
     assert_error(&r, 404, "dataset_not_found");
     reply_free(&r);
+    /* a P1 half's model: its own train split is not mnist's whole one */
+    post_json("/v1/models/fc100-100-10-p1/predict", "{\"split\":\"train\"}", &r);
+    assert_error(&r, 404, "dataset_not_found");
+    reply_free(&r);
     post_json("/v1/models/cnn/predict?invert=maybe", "{\"image\":{\"dataset\":\"mnist\",\"index\":1},"
               "\"invert\":\"maybe\"}", &r);
     assert_error(&r, 400, "invalid_request");
@@ -319,6 +338,268 @@ static void test_predict_errors(void **state)
     reply_free(&r);
 }
 
+/* ---- the command line against the daemon ------------------------------------- */
+
+/* stdout of `blindspot ARGS` with every line that carries a timing field
+ * (seconds, elapsed, ms) taken out; *rc its exit status. */
+static char *run_cli(const char *prefix, const char *args, int *rc)
+{
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s%s %s 2>/dev/null", prefix, tu_bin("blindspot"), args);
+    *rc = tu_run(cmd, &out);
+    assert_non_null(out);
+    char *w = out;
+    for (char *line = out; *line;) {
+        char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line + 1) : strlen(line);
+        char saved = line[len];
+        line[len] = '\0';
+        int timing = strstr(line, "seconds") || strstr(line, "elapsed") ||
+                     strstr(line, "\"ms\"");
+        if (!timing) {
+            memmove(w, line, len);
+            w += len;
+        }
+        line[len] = saved;
+        line += len;
+    }
+    *w = '\0';
+    return out;
+}
+
+/* Runs args here and remote (args_remote, with the daemon given by how:
+ * 0 before the command, 1 as --server on it, 2 as $BLINDSPOT_SERVER),
+ * with and without --json, and asserts the same output and exit 0. */
+static void assert_same_output(const char *args, const char *args_remote, int how)
+{
+    char url[64], prefix[128] = "", remote[1024];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", daemon_.port);
+    for (int json = 0; json < 2; json++) {
+        char local[1024];
+        snprintf(local, sizeof local, "%s%s", args, json ? " --json" : "");
+        if (how == 0)
+            snprintf(remote, sizeof remote, "--server %s %s%s", url, args_remote,
+                     json ? " --json" : "");
+        else if (how == 1)
+            snprintf(remote, sizeof remote, "%s --server %s%s", args_remote, url,
+                     json ? " --json" : "");
+        else {
+            snprintf(prefix, sizeof prefix, "BLINDSPOT_SERVER=%s ", url);
+            snprintf(remote, sizeof remote, "%s%s", args_remote, json ? " --json" : "");
+        }
+        int rc_local, rc_remote;
+        char *a = run_cli("", local, &rc_local);
+        char *b = run_cli(prefix, remote, &rc_remote);
+        if (rc_local != 0 || rc_remote != 0)
+            fail_msg("'%s' exited %d, '%s' exited %d", local, rc_local, remote, rc_remote);
+        assert_true(strlen(a) > 20);
+        if (strcmp(a, b))
+            fail_msg("'%s' and '%s' differ:\n--- here\n%s\n--- remote\n%s", local, remote, a, b);
+        free(a);
+        free(b);
+    }
+}
+
+static void test_cli_info_remote(void **state)
+{
+    (void)state;
+    assert_same_output("info models/cnn.safetensors", "info models/cnn.safetensors", 0);
+    assert_same_output("info models/fc100-100-10.safetensors", "info fc100-100-10", 1);
+}
+
+static void test_cli_predict_remote(void **state)
+{
+    (void)state;
+    assert_same_output("predict --model models/fc100-100-10.safetensors --first 100 --n 300",
+                       "predict --model fc100-100-10 --first 100 --n 300", 1);
+    /* a P1 half's model: its test split is mnist's, on both sides */
+    assert_same_output("predict --model models/fc100-100-10-p1.safetensors",
+                       "predict --model models/fc100-100-10-p1.safetensors", 2);
+    char *dir = tu_tmpdir(), args[1024];
+    size_t len;
+    uint8_t *png = encode_sample(21, BS_IMAGE_PNG, &len);
+    snprintf(args, sizeof args, "%s/digit.png", dir);
+    assert_int_equal(tu_write_file(args, png, len), 0);
+    free(png);
+    snprintf(args, sizeof args, "predict --model models/cnn.safetensors --image %s/digit.png", dir);
+    assert_same_output(args, args, 0);
+    snprintf(args, sizeof args, "predict --model models/cnn.safetensors --image %s/digit.png "
+             "--invert yes", dir);
+    assert_same_output(args, args, 1);
+    uint8_t *jpeg = encode_sample(22, BS_IMAGE_JPEG, &len);
+    snprintf(args, sizeof args, "%s/digit.jpg", dir);
+    assert_int_equal(tu_write_file(args, jpeg, len), 0);
+    free(jpeg);
+    snprintf(args, sizeof args, "predict --model models/fc200-200-10.safetensors --image "
+             "%s/digit.jpg", dir);
+    assert_same_output(args, args, 2);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_cli_analysis_remote(void **state)
+{
+    (void)state;
+    assert_same_output("lipschitz --model models/cnn.safetensors --seed 3",
+                       "lipschitz --model cnn --seed 3", 1);
+    assert_same_output("units --model models/fc100-100-10.safetensors --layer 2 --unit 5",
+                       "units --model fc100-100-10 --layer 2 --unit 5", 0);
+    assert_same_output("units --model models/cnn.safetensors --layer 3 --random --seed 4 --k 5",
+                       "units --model cnn --layer 3 --random --seed 4 --k 5", 2);
+    assert_same_output("units --model models/fc100-100-10.safetensors --layer 2 --summary 4",
+                       "units --model fc100-100-10 --layer 2 --summary 4", 1);
+    /* --out writes the same grid */
+    char *dir = tu_tmpdir(), args[1024];
+    int rc;
+    snprintf(args, sizeof args, "units --model models/fc10-1e-4.safetensors --layer 1 --unit 3 "
+             "--out %s/here.png", dir);
+    free(run_cli("", args, &rc));
+    assert_int_equal(rc, 0);
+    snprintf(args, sizeof args, "--server http://127.0.0.1:%d units --model fc10-1e-4 --layer 1 "
+             "--unit 3 --out %s/there.png", daemon_.port, dir);
+    free(run_cli("", args, &rc));
+    assert_int_equal(rc, 0);
+    size_t la, lb;
+    snprintf(args, sizeof args, "%s/here.png", dir);
+    uint8_t *a = tu_read_file(args, &la);
+    snprintf(args, sizeof args, "%s/there.png", dir);
+    uint8_t *b = tu_read_file(args, &lb);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(la, lb);
+    assert_memory_equal(a, b, la);
+    free(a);
+    free(b);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_cli_evaluate_remote(void **state)
+{
+    (void)state;
+    assert_same_output("evaluate --models fc10-1e-4,models/cnn.safetensors --first 20 --n 3 "
+                       "--seed 7 --noise 0.2 --magnify 0.15",
+                       "evaluate --models fc10-1e-4,models/cnn.safetensors --first 20 --n 3 "
+                       "--seed 7 --noise 0.2 --magnify 0.15", 1);
+    /* the job's progress on stderr, as a local run shows its own */
+    char cmd[1024], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s --server http://127.0.0.1:%d evaluate --models cnn --n 2 "
+             "2>&1 >/dev/null", tu_bin("blindspot"), daemon_.port);
+    assert_int_equal(tu_run(cmd, &out), 0);
+    assert_non_null(strstr(out, "attacks 2/2"));
+    free(out);
+}
+
+/* `blindspot ARGS` (stdout and stderr) must exit rc saying want. */
+static void expect_failure(const char *prefix, const char *args, int rc, const char *want)
+{
+    char cmd[1024], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s%s %s 2>&1", prefix, tu_bin("blindspot"), args);
+    int got = tu_run(cmd, &out);
+    if (got != rc || !out || !strstr(out, want))
+        fail_msg("'%s' exited %d (want %d) saying: %s (want '%s')", args, got, rc,
+                 out ? out : "", want);
+    free(out);
+}
+
+static void test_cli_remote_errors(void **state)
+{
+    (void)state;
+    char args[512];
+    snprintf(args, sizeof args, "info nosuch --server http://127.0.0.1:%d", daemon_.port);
+    expect_failure("", args, 1, "blindspot info: No model named 'nosuch' is loaded");
+    snprintf(args, sizeof args, "--server http://127.0.0.1:%d predict --model nosuch --n 3",
+             daemon_.port);
+    expect_failure("", args, 1, "No model named 'nosuch' is loaded");
+    snprintf(args, sizeof args, "units --model cnn --layer 42 --unit 1 --server "
+             "http://127.0.0.1:%d", daemon_.port);
+    expect_failure("", args, 1, "Model cnn has layers 0 to 9, not 42");
+    snprintf(args, sizeof args, "evaluate --models cnn --n 3 --dataset nosuch --server "
+             "http://127.0.0.1:%d", daemon_.port);
+    expect_failure("", args, 1, "No dataset split nosuch/test is loaded");
+    /* nobody listens there */
+    int port = free_port();
+    snprintf(args, sizeof args, "lipschitz --model cnn --server http://127.0.0.1:%d", port);
+    char want[128];
+    snprintf(want, sizeof want, "cannot reach the server at http://127.0.0.1:%d", port);
+    expect_failure("", args, 1, want);
+    expect_failure("BLINDSPOT_SERVER=127.0.0.1:9 ", "info cnn", 1, "must start with http://");
+    snprintf(args, sizeof args, "lipschitz --model cnn --attacks 2 --server http://127.0.0.1:%d",
+             daemon_.port);
+    expect_failure("", args, 2, "--attacks runs here only");
+}
+
+/* A one-request HTTP server that keeps the request's head and answers a
+ * /v1 error. */
+typedef struct fake_server {
+    int fd, port;
+    char head[4096];
+} fake_server;
+
+static void *fake_serve(void *arg)
+{
+    fake_server *f = arg;
+    int c = accept(f->fd, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    size_t n = 0;
+    ssize_t got;
+    while (n + 1 < sizeof f->head && (got = read(c, f->head + n, sizeof f->head - 1 - n)) > 0) {
+        n += (size_t)got;
+        f->head[n] = '\0';
+        if (strstr(f->head, "\r\n\r\n"))
+            break;
+    }
+    static const char body[] =
+        "{\"error\":{\"code\":\"model_not_found\",\"message\":\"The fake has no models.\"}}";
+    char answer[512];
+    int len = snprintf(answer, sizeof answer, "HTTP/1.1 404 Not Found\r\nContent-Type: "
+                       "application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                       sizeof body - 1, body);
+    assert_true(write(c, answer, (size_t)len) == len);
+    close(c);
+    return NULL;
+}
+
+static void test_cli_sends_token(void **state)
+{
+    (void)state;
+    fake_server f = {0};
+    f.fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    assert_int_equal(bind(f.fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(f.fd, 1), 0);
+    getsockname(f.fd, (struct sockaddr *)&a, &alen);
+    f.port = ntohs(a.sin_port);
+    pthread_t t;
+    pthread_create(&t, NULL, fake_serve, &f);
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, "BLINDSPOT_TOKEN=s3cret BLINDSPOT_SERVER=http://127.0.0.1:%d ",
+             f.port);
+    expect_failure(prefix, "info models/cnn.safetensors", 1, "The fake has no models.");
+    pthread_join(t, NULL);
+    close(f.fd);
+    assert_non_null(strstr(f.head, "GET /v1/models/cnn HTTP/1.1"));
+    assert_non_null(strstr(f.head, "Authorization: Bearer s3cret\r\n"));
+}
+
+static void test_cli_help_documents_server(void **state)
+{
+    (void)state;
+    const char *cmds[] = {"info", "predict", "evaluate", "lipschitz", "units", ""};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        char cmd[256], *out = NULL;
+        snprintf(cmd, sizeof cmd, "%s %s --help", tu_bin("blindspot"), cmds[i]);
+        assert_int_equal(tu_run(cmd, &out), 0);
+        if (!strstr(out, "--server URL") || !strstr(out, "BLINDSPOT_SERVER") ||
+            !strstr(out, "BLINDSPOT_TOKEN"))
+            fail_msg("blindspot %s --help does not document --server and its variables:\n%s",
+                     cmds[i], out);
+        free(out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -327,6 +608,13 @@ int main(void)
         cmocka_unit_test(test_predict_json_forms),
         cmocka_unit_test(test_predict_slice),
         cmocka_unit_test(test_predict_errors),
+        cmocka_unit_test(test_cli_info_remote),
+        cmocka_unit_test(test_cli_predict_remote),
+        cmocka_unit_test(test_cli_analysis_remote),
+        cmocka_unit_test(test_cli_evaluate_remote),
+        cmocka_unit_test(test_cli_remote_errors),
+        cmocka_unit_test(test_cli_sends_token),
+        cmocka_unit_test(test_cli_help_documents_server),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
