@@ -6,7 +6,6 @@
 
 #include "api/analysis_json.h"
 #include "api/base64.h"
-#include "api/image.h"
 #include "core/analysis.h"
 #include "core/attack.h"
 #include "core/dataset.h"

@@ -5,7 +5,7 @@
  * Predict: every way an image comes (a raw PNG or JPEG body, a form,
  * base64 in JSON, raw floats, a dataset sample), each answer equal to the
  * model's forward pass in this process; a slice of a split; the errors
- * (415, 400, 404, 422 for a pixel bomb).
+ * (415, 400, 404, 422 for a pixel bomb); the unit summary's errors.
  *
  * The command line: info, predict (a slice and an image), lipschitz, units
  * and evaluate run here and with --server (before the command, on it, or
@@ -319,6 +319,16 @@ static void test_predict_errors(void **state)
     post_json("/v1/models/cnn/predict?invert=maybe", "{\"image\":{\"dataset\":\"mnist\",\"index\":1},"
               "\"invert\":\"maybe\"}", &r);
     assert_error(&r, 400, "invalid_request");
+    reply_free(&r);
+    /* the unit summary: one of direction and summary, within the layer */
+    post_json("/v1/models/fc100-100-10/units", "{\"layer\":2,\"summary\":3,\"direction\":1}", &r);
+    assert_error(&r, 400, "invalid_request");
+    reply_free(&r);
+    post_json("/v1/models/fc100-100-10/units", "{\"layer\":2,\"summary\":101}", &r);
+    assert_error(&r, 422, "unit_out_of_range");
+    reply_free(&r);
+    post_json("/v1/models/fc100-100-10/units", "{\"layer\":2}", &r);
+    assert_error(&r, 400, "missing_field");
     reply_free(&r);
     /* a pixel bomb: a small file whose header says more pixels than
      * --max-pixels, refused before any pixel is decoded */
