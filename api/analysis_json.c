@@ -8,7 +8,8 @@
 #include <stdlib.h>
 
 json_t *bs_lipschitz_json(const char *name, const bs_model *m, uint64_t seed,
-                          const bs_lipschitz *lip)
+                          const bs_lipschitz *lip, const bs_lipschitz_empirical *emp,
+                          const char *dataset, const char *split)
 {
     json_t *layers = json_array();
     for (int i = 0; i < m->n_layers; i++) {
@@ -18,8 +19,14 @@ json_t *bs_lipschitz_json(const char *name, const bs_model *m, uint64_t seed,
             "output_shape", l->out_shape[0], l->out_shape[1], l->out_shape[2], "bound",
             lip->layers[i].bound, "iterations", lip->layers[i].iterations));
     }
-    return json_pack("{s:s, s:I, s:o, s:f}", "model", name, "seed", (json_int_t)seed, "layers",
-                     layers, "product", lip->product);
+    json_t *doc = json_pack("{s:s, s:I, s:o, s:f}", "model", name, "seed", (json_int_t)seed,
+                            "layers", layers, "product", lip->product);
+    if (doc && emp)
+        json_object_set_new(doc, "empirical", json_pack(
+            "{s:s, s:s, s:s, s:i, s:i, s:f, s:f}", "method", "lbfgs", "dataset", dataset,
+            "split", split, "images", emp->images, "examples", emp->examples, "max_ratio",
+            emp->max_ratio, "mean_ratio", emp->mean_ratio));
+    return doc;
 }
 
 /* The top images side by side, as {"format": "png", ..., "data": base64}. */

@@ -13,8 +13,9 @@
  *   "empirical": {"method": "lbfgs", "dataset": "mnist", "split": "test",
  *                 "images": 3, "examples": 3, "max_ratio": 2.1,
  *                 "mean_ratio": 1.7}
- *              (only from `blindspot lipschitz --attacks N`: the ratios
- *               ||f(x+r) - f(x)|| / ||r|| the attack's examples reach)
+ *              (only when attacks were asked for: the ratios
+ *               ||f(x+r) - f(x)|| / ||r|| the examples of the L-BFGS
+ *               attack reach on the first images of the split)
  * }
  *
  * Unit analysis (§3), one direction:
@@ -47,9 +48,11 @@
 #include <jansson.h>
 #include <stdint.h>
 
-/* The bounds of m, called name, from seed. NULL when out of memory. */
+/* The bounds of m, called name, from seed; with emp (may be NULL) the
+ * empirical ratios measured on dataset/split. NULL when out of memory. */
 json_t *bs_lipschitz_json(const char *name, const bs_model *m, uint64_t seed,
-                          const bs_lipschitz *lip);
+                          const bs_lipschitz *lip, const bs_lipschitz_empirical *emp,
+                          const char *dataset, const char *split);
 
 /* The ranking t of the images of d along a direction of layer (resolved
  * by bs_units_layer): the unit vector e_unit, or when unit < 0 the random

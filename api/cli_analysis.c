@@ -43,8 +43,7 @@ static const char *lipschitz_usage =
     "  --data DIR       data folder (default: $BLINDSPOT_DATA or data)\n"
     "  --json           print the result as JSON on stdout (the document of the\n"
     "                   daemon's GET /v1/models/NAME/lipschitz)\n"
-    CLI_SERVER_HELP
-    "--attacks runs here only: the daemon bounds, it does not attack.\n";
+    CLI_SERVER_HELP;
 
 static const char *units_usage =
     "usage: blindspot units --model FILE --layer L (--unit I | --random [--seed S])\n"
@@ -140,43 +139,11 @@ static void print_lipschitz(const json_t *doc)
                product > 0.0 ? num(e, "max_ratio") / product : 0.0);
 }
 
-/* The ratios the L-BFGS attack's examples reach on the first n images. */
-typedef struct empirical {
-    int images, found;
-    double max_ratio, mean_ratio;
-} empirical;
-
-static int measure_empirical(const bs_model *m, const bs_dataset *d, int n, int tty,
-                             empirical *e, char *err)
+/* Progress of --attacks on a terminal. */
+static void show_attacks(void *ctx, int done, int total)
 {
-    bs_attack_params p = bs_attack_defaults(BS_ATTACK_LBFGS);
-    *e = (empirical){.images = n};
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        const float *x = d->images + (size_t)i * d->input_size;
-        int target = (d->labels[i] + 1) % m->classes;
-        bs_attack_result r;
-        if (bs_attack_run(m, x, &target, 1, &p, NULL, &r, err))
-            return -1;
-        if (r.success && r.norms.l2 > 0.0) {
-            double ratio = bs_lipschitz_ratio(m, x, r.adv, err);
-            if (ratio < 0.0) {
-                bs_attack_result_free(&r);
-                return -1;
-            }
-            e->found++;
-            sum += ratio;
-            if (ratio > e->max_ratio)
-                e->max_ratio = ratio;
-        }
-        bs_attack_result_free(&r);
-        if (tty)
-            fprintf(stderr, "\rlipschitz: attack %d/%d", i + 1, n);
-    }
-    if (tty)
-        fputc('\n', stderr);
-    e->mean_ratio = e->found ? sum / e->found : 0.0;
-    return 0;
+    (void)ctx;
+    fprintf(stderr, "\rlipschitz: attack %d/%d%s", done, total, done == total ? "\n" : "");
 }
 
 int cli_lipschitz(int argc, char **argv)
@@ -223,13 +190,13 @@ int cli_lipschitz(int argc, char **argv)
     cli_model_name(path, name, sizeof name);
     const char *server = cli_server(server_flag);
     if (server) {
-        if (attacks > 0) {
-            fprintf(stderr, "blindspot lipschitz: --attacks runs here only; the daemon bounds, "
-                    "it does not attack (leave out --server, or --attacks)\n");
-            return 2;
-        }
-        char route[512];
-        snprintf(route, sizeof route, "/v1/models/%s/lipschitz?seed=%ld", name, seed);
+        char route[1024];
+        int len = snprintf(route, sizeof route, "/v1/models/%s/lipschitz?seed=%ld", name, seed);
+        if (attacks > 0)
+            len += snprintf(route + len, sizeof route - (size_t)len, "&attacks=%ld&split=%s",
+                            attacks, split);
+        if (attacks > 0 && dataset) /* the daemon's names need no escaping */
+            snprintf(route + len, sizeof route - (size_t)len, "&dataset=%s", dataset);
         json_t *doc = cli_remote_json("lipschitz", server, "GET", route, NULL);
         return doc ? cli_output("lipschitz", doc, json, print_lipschitz) : 1;
     }
@@ -238,7 +205,7 @@ int cli_lipschitz(int argc, char **argv)
         return cli_fail("lipschitz", "%s", err);
     bs_dataset d = {0};
     bs_lipschitz lip;
-    empirical emp = {0};
+    bs_lipschitz_empirical emp;
     int rc = 1;
     if (bs_lipschitz_bounds(m, (uint64_t)seed, &lip, err)) {
         cli_fail("lipschitz", "%s", err);
@@ -250,24 +217,18 @@ int cli_lipschitz(int argc, char **argv)
             cli_fail("lipschitz", "%s", err);
             goto out;
         }
-        if (d.input_size != m->input_size) {
-            cli_fail("lipschitz", "dataset %s does not fit the model's input", dataset);
-            goto out;
-        }
         if (attacks > d.n)
             attacks = d.n;
-        if (measure_empirical(m, &d, (int)attacks, !json && isatty(2), &emp, err)) {
+        bs_attack_control ctl = {.progress = !json && isatty(2) ? show_attacks : NULL};
+        if (bs_lipschitz_attack(m, &d, (int)attacks, &ctl, &emp, err)) {
             cli_fail("lipschitz", "%s", err);
             goto out;
         }
     }
-    json_t *doc = bs_lipschitz_json(name, m, (uint64_t)seed, &lip);
-    if (doc && attacks > 0)
-        json_object_set_new(doc, "empirical", json_pack(
-            "{s:s, s:s, s:s, s:i, s:i, s:f, s:f}", "method", "lbfgs", "dataset", dataset,
-            "split", split, "images", emp.images, "examples", emp.found,
-            "max_ratio", emp.max_ratio, "mean_ratio", emp.mean_ratio));
-    rc = cli_output("lipschitz", doc, json, print_lipschitz);
+    rc = cli_output("lipschitz",
+                    bs_lipschitz_json(name, m, (uint64_t)seed, &lip, attacks > 0 ? &emp : NULL,
+                                      dataset, split),
+                    json, print_lipschitz);
 out:
     bs_dataset_free(&d);
     bs_model_free(m);

@@ -1,9 +1,12 @@
-/* analysis — the measurements of a model that are not attacks
- * (core/analysis.h), both on the worker pool:
+/* analysis — the measurements of core/analysis.h, both on the worker pool:
  *
- * GET /v1/models/{name}/lipschitz[?seed=S]: the paper's §4.3 upper bounds
- * of the Lipschitz constant (L2, input to logits) of every layer and their
- * product; seed starts the power iterations (default 1).
+ * GET /v1/models/{name}/lipschitz[?seed=S][&attacks=N[&dataset=D][&split=P]]:
+ * the paper's §4.3 upper bounds of the Lipschitz constant (L2, input to
+ * logits) of every layer and their product; seed starts the power
+ * iterations (default 1). With attacks, also the ratios the L-BFGS
+ * attack's examples reach on the first N images of the split (at most
+ * LIPSCHITZ_MAX_ATTACKS; the model's own dataset and test by default),
+ * within the request's time budget.
  *
  * POST /v1/models/{name}/units {"layer": L, "direction": I | "random",
  * "seed": S, "k": K, "dataset": D, "split": P}: §3's unit analysis, the top
@@ -24,30 +27,78 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Attacks one Lipschitz request may ask for (each a c search of L-BFGS
+ * runs; the time budget stops them sooner). */
+#define LIPSCHITZ_MAX_ATTACKS 10000
+
 /* ---- Lipschitz bounds ------------------------------------------------------ */
 
 typedef struct lipschitz_job {
     const registry_model *rm;
     uint64_t seed;
+    const registry_split *d; /* the images of the attacks, when there are any */
+    int attacks;             /* the first images of d to attack; 0: none */
 } lipschitz_job;
 
 static void lipschitz_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
                           http_response *out)
 {
-    (void)w, (void)ctl; /* power iteration is bounded and takes no cancel flag */
+    (void)w; /* power iteration is bounded; the attacks take the deadline */
     lipschitz_job *j = ctx;
     const bs_model *m = j->rm->model;
     bs_lipschitz lip;
+    bs_lipschitz_empirical emp;
+    bs_dataset slice = {0};
     char err[BS_ERR_LEN];
     if (bs_lipschitz_bounds(m, j->seed, &lip, err)) {
         resp_error(out, BS_E_OUT_OF_MEMORY, "The bounds cannot be computed: %s.", err);
         return;
     }
-    json_t *doc = bs_lipschitz_json(j->rm->name, m, j->seed, &lip);
+    if (j->attacks) {
+        bs_attack_control inner = {.deadline = ctl->deadline, .cancel = ctl->cancel};
+        if (registry_split_slice(j->d, 0, j->attacks, &slice, err) ||
+            bs_lipschitz_attack(m, &slice, j->attacks, &inner, &emp, err)) {
+            bs_dataset_free(&slice);
+            resp_error(out, BS_E_ANALYSIS_FAILED, "The attacks failed: %s.", err);
+            return;
+        }
+        bs_dataset_free(&slice);
+        if (emp.status == BS_ATTACK_TIMEOUT) {
+            resp_error(out, BS_E_DEADLINE_EXCEEDED, "The time budget ran out after %d of %d "
+                       "attacks; ask for fewer, or a larger timeout.", emp.images, j->attacks);
+            return;
+        }
+        if (emp.status == BS_ATTACK_CANCELLED) {
+            resp_error(out, BS_E_CANCELLED, "The attacks were stopped before they finished.");
+            return;
+        }
+    }
+    json_t *doc = bs_lipschitz_json(j->rm->name, m, j->seed, &lip, j->attacks ? &emp : NULL,
+                                    j->attacks ? j->d->name : NULL,
+                                    j->attacks ? j->d->split : NULL);
     if (doc)
         resp_json(out, 200, doc);
     else
         resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
+}
+
+/* A query argument that is a whole number in [0, max] into *out (absent:
+ * left as it is). -1 after a 400. */
+static int query_number(const http_request *req, const char *key, unsigned long long max,
+                        unsigned long long *out, http_response *resp)
+{
+    const char *s = req_query(req, key);
+    if (!s)
+        return 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!*s || *end || s[0] == '-' || s[0] == '+' || v > max) {
+        resp_error(resp, BS_E_INVALID_REQUEST, "%s must be a whole number from 0 to %llu, not "
+                   "'%.32s'.", key, max, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
 }
 
 handler_result analysis_lipschitz(server *srv, const http_request *req, http_response *resp,
@@ -56,24 +107,33 @@ handler_result analysis_lipschitz(server *srv, const http_request *req, http_res
     const registry_model *rm = req_route_model(srv, req, resp);
     if (!rm)
         return HANDLER_ANSWERED;
-    uint64_t seed = 1;
-    const char *s = req_query(req, "seed");
-    if (s) {
-        char *end;
-        unsigned long long v = strtoull(s, &end, 10);
-        if (!*s || *end || s[0] == '-' || s[0] == '+' || v > (1ULL << 53)) {
-            resp_error(resp, BS_E_INVALID_REQUEST,
-                       "seed must be a whole number from 0 to 2^53, not '%.32s'.", s);
+    unsigned long long seed = 1, attacks = 0;
+    if (query_number(req, "seed", 1ULL << 53, &seed, resp) ||
+        query_number(req, "attacks", LIPSCHITZ_MAX_ATTACKS, &attacks, resp))
+        return HANDLER_ANSWERED;
+    const registry_split *d = NULL;
+    if (attacks) {
+        const char *split = req_query(req, "split");
+        d = req_dataset_split(srv, rm->model, req_query(req, "dataset"), split ? split : "test",
+                              resp);
+        if (!d)
+            return HANDLER_ANSWERED;
+        if (d->input_size != rm->model->input_size) {
+            resp_error(resp, BS_E_SHAPE_MISMATCH, "%s samples are (%d,%d,%d); model %s takes "
+                       "(%d,%d,%d).", d->name, d->shape[0], d->shape[1], d->shape[2], rm->name,
+                       rm->model->input_shape[0], rm->model->input_shape[1],
+                       rm->model->input_shape[2]);
             return HANDLER_ANSWERED;
         }
-        seed = v;
+        if (attacks > (unsigned long long)d->n) /* as many as there are, as the CLI does */
+            attacks = (unsigned long long)d->n;
     }
     lipschitz_job *j = malloc(sizeof *j);
     if (!j) {
         resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return HANDLER_ANSWERED;
     }
-    *j = (lipschitz_job){rm, seed};
+    *j = (lipschitz_job){rm, seed, d, (int)attacks};
     work->run = lipschitz_run;
     work->free = free;
     work->ctx = j;

@@ -5,7 +5,8 @@
  * Predict: every way an image comes (a raw PNG or JPEG body, a form,
  * base64 in JSON, raw floats, a dataset sample), each answer equal to the
  * model's forward pass in this process; a slice of a split; the errors
- * (415, 400, 404, 422 for a pixel bomb); the unit summary's errors.
+ * (415, 400, 404, 422 for a pixel bomb); the errors of the unit summary and of
+ * the Lipschitz attacks.
  *
  * The command line: info, predict (a slice and an image), lipschitz, units
  * and evaluate run here and with --server (before the command, on it, or
@@ -320,6 +321,16 @@ static void test_predict_errors(void **state)
               "\"invert\":\"maybe\"}", &r);
     assert_error(&r, 400, "invalid_request");
     reply_free(&r);
+    /* Lipschitz attacks: a bad count, an unknown dataset, the time budget */
+    request_on(daemon_.port, "/v1/models/cnn/lipschitz?attacks=-1", NULL, &r);
+    assert_error(&r, 400, "invalid_request");
+    reply_free(&r);
+    request_on(daemon_.port, "/v1/models/cnn/lipschitz?attacks=2&dataset=nosuch", NULL, &r);
+    assert_error(&r, 404, "dataset_not_found");
+    reply_free(&r);
+    request_on(daemon_.port, "/v1/models/cnn/lipschitz?attacks=500&timeout=0.2", NULL, &r);
+    assert_error(&r, 504, "deadline_exceeded");
+    reply_free(&r);
     /* the unit summary: one of direction and summary, within the layer */
     post_json("/v1/models/fc100-100-10/units", "{\"layer\":2,\"summary\":3,\"direction\":1}", &r);
     assert_error(&r, 400, "invalid_request");
@@ -452,6 +463,12 @@ static void test_cli_analysis_remote(void **state)
     (void)state;
     assert_same_output("lipschitz --model models/cnn.safetensors --seed 3",
                        "lipschitz --model cnn --seed 3", 1);
+    /* the attacks' ratios too, on the daemon's worker */
+    assert_same_output("lipschitz --model models/fc100-100-10.safetensors --attacks 3",
+                       "lipschitz --model fc100-100-10 --attacks 3", 0);
+    assert_same_output("lipschitz --model models/fc10-1e-2.safetensors --attacks 2 --split train "
+                       "--seed 9", "lipschitz --model fc10-1e-2 --attacks 2 --split train --seed 9",
+                       2);
     assert_same_output("units --model models/fc100-100-10.safetensors --layer 2 --unit 5",
                        "units --model fc100-100-10 --layer 2 --unit 5", 0);
     assert_same_output("units --model models/cnn.safetensors --layer 3 --random --seed 4 --k 5",
@@ -534,9 +551,6 @@ static void test_cli_remote_errors(void **state)
     snprintf(want, sizeof want, "cannot reach the server at http://127.0.0.1:%d", port);
     expect_failure("", args, 1, want);
     expect_failure("BLINDSPOT_SERVER=127.0.0.1:9 ", "info cnn", 1, "must start with http://");
-    snprintf(args, sizeof args, "lipschitz --model cnn --attacks 2 --server http://127.0.0.1:%d",
-             daemon_.port);
-    expect_failure("", args, 2, "--attacks runs here only");
 }
 
 /* A one-request HTTP server that keeps the request's head and answers a
