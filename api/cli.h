@@ -1,12 +1,17 @@
 /* cli — the `blindspot` command line: one function per subcommand, and the
- * small helpers they share (option values, JSON output, data folder).
- * Subcommands return the process exit status: 0 success, 1 failure, 2 bad
- * usage. */
+ * small helpers they share (option values, JSON output, data folder, and
+ * the daemon a command may run on instead, cli_remote.c). A command's
+ * result is a JSON document (api/..._json.h), the one the daemon answers;
+ * --json prints it, text is a printer of it, so that a run here and one on
+ * the daemon print the same. Subcommands return the process exit status:
+ * 0 success, 1 failure, 2 bad usage. */
 #ifndef BS_CLI_H
 #define BS_CLI_H
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <time.h>
 
 int cli_train(int argc, char **argv);
 int cli_info(int argc, char **argv);
@@ -34,7 +39,6 @@ const char *cli_dataset_of(const struct bs_model *m, const char *flag, const cha
 
 /* A whole file (64 MiB at most), malloc'd, *len its size; NULL with a
  * message in err. */
-#include <stdint.h>
 uint8_t *cli_read_file(const char *path, size_t *len, char *err);
 
 /* Parses a whole decimal number into *out; prints a usage error naming the
@@ -60,7 +64,6 @@ int cli_add_param(json_t *obj, const char *kv);
 /* Progress of a run of attacks on stderr: a line redrawn in place on a
  * terminal, a line every 50 attacks otherwise. Use as a bs_eval_progress_fn
  * with a cli_progress whose start is set. */
-#include <time.h>
 typedef struct cli_progress {
     time_t start;
     int tty;
