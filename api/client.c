@@ -165,7 +165,8 @@ json_t *bs_client_job(bs_client *c, const char *path, const json_t *body,
         const json_t *p = json_object_get(job, "progress");
         int d = (int)json_integer_value(json_object_get(p, "done"));
         int t = (int)json_integer_value(json_object_get(p, "total"));
-        if (progress && t > 0 && (d != done || t != total))
+        /* from the first finished unit, as a local run reports */
+        if (progress && d > 0 && (d != done || t != total))
             progress(ctx, d, t);
         done = d;
         total = t;

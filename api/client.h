@@ -45,7 +45,7 @@ typedef void (*bs_client_progress_fn)(void *ctx, int done, int total);
 
 /* POSTs the JSON document body to path, which answers 202 with the job's
  * location, then reads the job every BS_CLIENT_POLL seconds until it ends,
- * calling progress (may be NULL) whenever its progress moved. Returns the
+ * calling progress (may be NULL) whenever its progress moved past 0. Returns the
  * job's result document; NULL with a message in err when the request or
  * the job failed (the job's own error message) or it was cancelled. */
 json_t *bs_client_job(bs_client *c, const char *path, const json_t *body,
