@@ -1,12 +1,17 @@
 /* cli — the `blindspot` command line: one function per subcommand, and the
- * small helpers they share (option values, JSON output, data folder).
- * Subcommands return the process exit status: 0 success, 1 failure, 2 bad
- * usage. */
+ * small helpers they share (option values, JSON output, data folder, and
+ * the daemon a command may run on instead, cli_remote.c). A command's
+ * result is a JSON document (api/..._json.h), the one the daemon answers;
+ * --json prints it, text is a printer of it, so that a run here and one on
+ * the daemon print the same. Subcommands return the process exit status:
+ * 0 success, 1 failure, 2 bad usage. */
 #ifndef BS_CLI_H
 #define BS_CLI_H
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <time.h>
 
 int cli_train(int argc, char **argv);
 int cli_info(int argc, char **argv);
@@ -22,6 +27,20 @@ int cli_evaluate(int argc, char **argv);
 /* The data folder: --data, else $BLINDSPOT_DATA, else "data". */
 const char *cli_data_dir(const char *flag);
 
+/* The dataset a command reads when --dataset is flag: flag, else the one
+ * recorded in m, else mnist. The test split of a P1/P2 half is its
+ * dataset's, named so (mnist:P1 test is mnist test), as the daemon names
+ * it. */
+struct bs_model;
+const char *cli_dataset_of(const struct bs_model *m, const char *flag, const char *split);
+
+/* The largest image (width*height) the command line decodes. */
+#define CLI_MAX_PIXELS (4096 * 4096)
+
+/* A whole file (64 MiB at most), malloc'd, *len its size; NULL with a
+ * message in err. */
+uint8_t *cli_read_file(const char *path, size_t *len, char *err);
+
 /* Parses a whole decimal number into *out; prints a usage error naming the
  * option and returns -1 when it is not one, or is outside [lo,hi]. */
 int cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out);
@@ -35,7 +54,6 @@ const char *cli_model_name(const char *path, char *buf, size_t n);
  * (names malloc'd) up to CLI_MAX_REPORT. Returns 0 or -1 with a message. */
 #define CLI_MAX_REPORT 64
 struct bs_report_model;
-struct bs_model;
 int cli_load_models(const char *dir, const struct bs_model *m, const char *skip,
                     struct bs_report_model *report, int *n, char *err);
 
@@ -46,15 +64,61 @@ int cli_add_param(json_t *obj, const char *kv);
 /* Progress of a run of attacks on stderr: a line redrawn in place on a
  * terminal, a line every 50 attacks otherwise. Use as a bs_eval_progress_fn
  * with a cli_progress whose start is set. */
-#include <time.h>
 typedef struct cli_progress {
     time_t start;
     int tty;
 } cli_progress;
 void cli_show_progress(void *ctx, int done, int total);
 
-/* Prints j as indented JSON on stdout and releases it. */
+/* Prints j as indented JSON on stdout (reals with the daemon's 9
+ * significant digits) and releases it. */
 void cli_print_json(json_t *j);
+
+/* The text form of a command's document (the JSON --json prints). */
+typedef void (*cli_printer)(const json_t *doc);
+/* Prints doc, a command's result whether built here or read from the
+ * daemon, and releases it: with json as cli_print_json does, else through
+ * print, given the document read back from that JSON text so that a local
+ * and a remote run print the same digits. doc NULL means out of memory.
+ * Returns the exit status (0, or 1 after a message naming cmd). */
+int cli_output(const char *cmd, json_t *doc, int json, cli_printer print);
+
+/* ---- remote runs (cli_remote.c) ---- */
+
+/* The help of every command that can run on the daemon. */
+#define CLI_SERVER_HELP                                                                     \
+    "  --server URL     run on the daemon at URL (http://HOST:PORT) instead of here;\n"     \
+    "                   also `blindspot --server URL COMMAND`, or $BLINDSPOT_SERVER.\n"     \
+    "                   Models are named by their resident name: a path's file name\n"     \
+    "                   without .safetensors (models/cnn.safetensors is cnn); the\n"       \
+    "                   output is the same as a local run's\n"                              \
+    "\n"                                                                                    \
+    "Environment: BLINDSPOT_SERVER the daemon's URL; BLINDSPOT_TOKEN a token sent as\n"     \
+    "`Authorization: Bearer TOKEN`; BLINDSPOT_DATA the data folder of local runs.\n"        \
+    "Exit status 1, with the server's message, when the daemon refuses a request or\n"     \
+    "cannot be reached.\n"
+
+/* The daemon given before the command (`blindspot --server URL CMD`). */
+void cli_set_server(const char *url);
+/* The daemon a command runs on: flag (its --server), else the one given
+ * before the command, else $BLINDSPOT_SERVER; NULL to run here. */
+const char *cli_server(const char *flag);
+
+/* One request to the daemon at server: path with a body of len bytes of
+ * content_type (body NULL: none). Returns the answer's JSON document, or
+ * NULL after printing the error for cmd (the server's message, or the URL
+ * that could not be reached). */
+json_t *cli_remote_call(const char *cmd, const char *server, const char *method,
+                        const char *path, const char *content_type, const void *body,
+                        size_t len);
+/* The same with a JSON body (taken; NULL: none). */
+json_t *cli_remote_json(const char *cmd, const char *server, const char *method,
+                        const char *path, json_t *body);
+/* POSTs body (taken) to path as a job and follows it to its result, its
+ * progress shown by cli_show_progress on progress (may be NULL). NULL
+ * after printing the error. */
+json_t *cli_remote_job(const char *cmd, const char *server, const char *path, json_t *body,
+                       cli_progress *progress);
 
 /* Prints "blindspot CMD: message" on stderr; returns 1. */
 int cli_fail(const char *cmd, const char *fmt, ...);

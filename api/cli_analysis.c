@@ -4,7 +4,8 @@
  * or a random direction of a layer, their label purity, an image grid). */
 #include "api/cli.h"
 
-#include "api/image.h"
+#include "api/analysis_json.h"
+#include "api/base64.h"
 #include "core/analysis.h"
 #include "core/attack.h"
 #include "core/dataset.h"
@@ -40,7 +41,9 @@ static const char *lipschitz_usage =
     "  --dataset NAME   dataset of --attacks (default: the model's, else mnist)\n"
     "  --split SPLIT    train or test (default: test)\n"
     "  --data DIR       data folder (default: $BLINDSPOT_DATA or data)\n"
-    "  --json           print the result as JSON on stdout\n";
+    "  --json           print the result as JSON on stdout (the document of the\n"
+    "                   daemon's GET /v1/models/NAME/lipschitz)\n"
+    CLI_SERVER_HELP;
 
 static const char *units_usage =
     "usage: blindspot units --model FILE --layer L (--unit I | --random [--seed S])\n"
@@ -69,14 +72,9 @@ static const char *units_usage =
     "  --dataset NAME   the images (default: the model's dataset, else mnist)\n"
     "  --split SPLIT    train or test (default: test)\n"
     "  --data DIR       data folder (default: $BLINDSPOT_DATA or data)\n"
-    "  --json           print the result as JSON on stdout\n";
-
-/* The model's own dataset unless one is named. */
-static const char *dataset_of(const bs_model *m, const char *flag)
-{
-    const char *d = flag ? flag : bs_model_get_meta(m, "blindspot.dataset");
-    return d ? d : "mnist";
-}
+    "  --json           print the result as JSON on stdout (the document of the\n"
+    "                   daemon's POST /v1/models/NAME/units)\n"
+    CLI_SERVER_HELP;
 
 static int check_split(const char *cmd, const char *split)
 {
@@ -87,9 +85,12 @@ static int check_split(const char *cmd, const char *split)
     return 0;
 }
 
-static void print_shape(const int s[3])
+static void print_shape(const json_t *shape)
 {
     char buf[48];
+    int s[3];
+    for (int i = 0; i < 3; i++)
+        s[i] = (int)json_integer_value(json_array_get(shape, (size_t)i));
     if (s[1] == 1 && s[2] == 1)
         snprintf(buf, sizeof buf, "(%d)", s[0]);
     else
@@ -97,55 +98,66 @@ static void print_shape(const int s[3])
     printf("%-12s", buf);
 }
 
-/* The ratios the L-BFGS attack's examples reach on the first n images. */
-typedef struct empirical {
-    int images, found;
-    double max_ratio, mean_ratio;
-} empirical;
-
-static int measure_empirical(const bs_model *m, const bs_dataset *d, int n, int tty,
-                             empirical *e, char *err)
+static double num(const json_t *doc, const char *key)
 {
-    bs_attack_params p = bs_attack_defaults(BS_ATTACK_LBFGS);
-    *e = (empirical){.images = n};
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        const float *x = d->images + (size_t)i * d->input_size;
-        int target = (d->labels[i] + 1) % m->classes;
-        bs_attack_result r;
-        if (bs_attack_run(m, x, &target, 1, &p, NULL, &r, err))
-            return -1;
-        if (r.success && r.norms.l2 > 0.0) {
-            double ratio = bs_lipschitz_ratio(m, x, r.adv, err);
-            if (ratio < 0.0) {
-                bs_attack_result_free(&r);
-                return -1;
-            }
-            e->found++;
-            sum += ratio;
-            if (ratio > e->max_ratio)
-                e->max_ratio = ratio;
-        }
-        bs_attack_result_free(&r);
-        if (tty)
-            fprintf(stderr, "\rlipschitz: attack %d/%d", i + 1, n);
+    return json_number_value(json_object_get(doc, key));
+}
+
+static int integer(const json_t *doc, const char *key)
+{
+    return (int)json_integer_value(json_object_get(doc, key));
+}
+
+static const char *str(const json_t *doc, const char *key)
+{
+    return json_string_value(json_object_get(doc, key));
+}
+
+/* The text form of the Lipschitz document (api/analysis_json.h). */
+static void print_lipschitz(const json_t *doc)
+{
+    printf("%s: upper Lipschitz bounds (L2, input to logits)\n", str(doc, "model"));
+    printf("  layer  type        output      bound       iterations\n");
+    size_t i;
+    const json_t *l;
+    json_array_foreach(json_object_get(doc, "layers"), i, l) {
+        printf("  %5zu  %-10s  ", i, str(l, "type"));
+        print_shape(json_object_get(l, "output_shape"));
+        printf("%-12.6g", num(l, "bound"));
+        if (integer(l, "iterations"))
+            printf("%d", integer(l, "iterations"));
+        putchar('\n');
     }
-    if (tty)
-        fputc('\n', stderr);
-    e->mean_ratio = e->found ? sum / e->found : 0.0;
-    return 0;
+    double product = num(doc, "product");
+    printf("  product %.6g\n", product);
+    const json_t *e = json_object_get(doc, "empirical");
+    if (e)
+        printf("  lbfgs examples on the first %d %s %s images: %d found, "
+               "ratio ||f(x+r)-f(x)||/||r|| max %.4g, mean %.4g (max/bound %.3g)\n",
+               integer(e, "images"), str(e, "dataset"), str(e, "split"), integer(e, "examples"),
+               num(e, "max_ratio"), num(e, "mean_ratio"),
+               product > 0.0 ? num(e, "max_ratio") / product : 0.0);
+}
+
+/* Progress of --attacks on a terminal. */
+static void show_attacks(void *ctx, int done, int total)
+{
+    (void)ctx;
+    fprintf(stderr, "\rlipschitz: attack %d/%d%s", done, total, done == total ? "\n" : "");
 }
 
 int cli_lipschitz(int argc, char **argv)
 {
-    enum { O_MODEL = 1000, O_ATTACKS, O_SEED, O_DATASET, O_SPLIT, O_DATA, O_JSON };
+    enum { O_MODEL = 1000, O_ATTACKS, O_SEED, O_DATASET, O_SPLIT, O_DATA, O_JSON, O_SERVER };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL}, {"attacks", required_argument, 0, O_ATTACKS},
         {"seed", required_argument, 0, O_SEED}, {"dataset", required_argument, 0, O_DATASET},
         {"split", required_argument, 0, O_SPLIT}, {"data", required_argument, 0, O_DATA},
-        {"json", no_argument, 0, O_JSON}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"json", no_argument, 0, O_JSON}, {"server", required_argument, 0, O_SERVER},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     const char *path = NULL, *dataset = NULL, *split = "test", *data_flag = NULL;
+    const char *server_flag = NULL;
     long attacks = 0, seed = 1;
     int json = 0, c;
     optind = 1;
@@ -162,6 +174,7 @@ int cli_lipschitz(int argc, char **argv)
         case O_SPLIT: split = optarg; break;
         case O_DATA: data_flag = optarg; break;
         case O_JSON: json = 1; break;
+        case O_SERVER: server_flag = optarg; break;
         case 'h': fputs(lipschitz_usage, stdout); return 0;
         default: fputs(lipschitz_usage, stderr); return 2;
         }
@@ -173,131 +186,201 @@ int cli_lipschitz(int argc, char **argv)
     }
     if (check_split("lipschitz", split))
         return 2;
-    char err[BS_ERR_LEN];
+    char err[BS_ERR_LEN], name[256];
+    cli_model_name(path, name, sizeof name);
+    const char *server = cli_server(server_flag);
+    if (server) {
+        char route[1024];
+        int len = snprintf(route, sizeof route, "/v1/models/%s/lipschitz?seed=%ld", name, seed);
+        if (attacks > 0)
+            len += snprintf(route + len, sizeof route - (size_t)len, "&attacks=%ld&split=%s",
+                            attacks, split);
+        if (attacks > 0 && dataset) /* the daemon's names need no escaping */
+            snprintf(route + len, sizeof route - (size_t)len, "&dataset=%s", dataset);
+        json_t *doc = cli_remote_json("lipschitz", server, "GET", route, NULL);
+        return doc ? cli_output("lipschitz", doc, json, print_lipschitz) : 1;
+    }
     bs_model *m = bs_model_load(path, err);
     if (!m)
         return cli_fail("lipschitz", "%s", err);
     bs_dataset d = {0};
     bs_lipschitz lip;
-    empirical emp = {0};
+    bs_lipschitz_empirical emp;
     int rc = 1;
     if (bs_lipschitz_bounds(m, (uint64_t)seed, &lip, err)) {
         cli_fail("lipschitz", "%s", err);
         goto out;
     }
     if (attacks > 0) {
-        dataset = dataset_of(m, dataset);
+        dataset = cli_dataset_of(m, dataset, split);
         if (bs_dataset_load(cli_data_dir(data_flag), dataset, split, &d, err)) {
             cli_fail("lipschitz", "%s", err);
             goto out;
         }
-        if (d.input_size != m->input_size) {
-            cli_fail("lipschitz", "dataset %s does not fit the model's input", dataset);
-            goto out;
-        }
         if (attacks > d.n)
             attacks = d.n;
-        if (measure_empirical(m, &d, (int)attacks, !json && isatty(2), &emp, err)) {
+        bs_attack_control ctl = {.progress = !json && isatty(2) ? show_attacks : NULL};
+        if (bs_lipschitz_attack(m, &d, (int)attacks, &ctl, &emp, err)) {
             cli_fail("lipschitz", "%s", err);
             goto out;
         }
     }
-    if (json) {
-        json_t *layers = json_array();
-        for (int i = 0; i < m->n_layers; i++)
-            json_array_append_new(layers, json_pack(
-                "{s:i, s:s, s:f, s:i}", "index", i, "type", bs_layer_name(m->layers[i].kind),
-                "bound", lip.layers[i].bound, "iterations", lip.layers[i].iterations));
-        json_t *out = json_pack("{s:s, s:o, s:f}", "model", path, "layers", layers,
-                                "product", lip.product);
-        if (attacks > 0)
-            json_object_set_new(out, "empirical", json_pack(
-                "{s:s, s:s, s:s, s:i, s:i, s:f, s:f}", "method", "lbfgs", "dataset", dataset,
-                "split", split, "images", emp.images, "examples", emp.found,
-                "max_ratio", emp.max_ratio, "mean_ratio", emp.mean_ratio));
-        cli_print_json(out);
-    } else {
-        printf("%s: upper Lipschitz bounds (L2, input to logits)\n", path);
-        printf("  layer  type        output      bound       iterations\n");
-        for (int i = 0; i < m->n_layers; i++) {
-            const bs_layer *l = &m->layers[i];
-            printf("  %5d  %-10s  ", i, bs_layer_name(l->kind));
-            print_shape(l->out_shape);
-            printf("%-12.6g", lip.layers[i].bound);
-            if (lip.layers[i].iterations)
-                printf("%d", lip.layers[i].iterations);
-            putchar('\n');
-        }
-        printf("  product %.6g\n", lip.product);
-        if (attacks > 0)
-            printf("  lbfgs examples on the first %d %s %s images: %d found, "
-                   "ratio ||f(x+r)-f(x)||/||r|| max %.4g, mean %.4g (max/bound %.3g)\n",
-                   emp.images, dataset, split, emp.found, emp.max_ratio, emp.mean_ratio,
-                   lip.product > 0.0 ? emp.max_ratio / lip.product : 0.0);
-    }
-    rc = 0;
+    rc = cli_output("lipschitz",
+                    bs_lipschitz_json(name, m, (uint64_t)seed, &lip, attacks > 0 ? &emp : NULL,
+                                      dataset, split),
+                    json, print_lipschitz);
 out:
     bs_dataset_free(&d);
     bs_model_free(m);
     return rc;
 }
 
-static int write_grid(const bs_dataset *d, const bs_units_top *t, const char *path,
-                      char *err)
+/* Writes the document's grid (base64 PNG) to path. */
+static int write_grid(const json_t *doc, const char *path, char *err)
 {
-    bs_units_grid g;
-    uint8_t *png = NULL;
-    size_t len = 0;
-    if (bs_units_grid_make(d, t->indices, t->k, &g, err))
-        return -1;
-    int rc = bs_image_encode(g.pixels, g.width, g.height, g.channels, BS_IMAGE_PNG, 0,
-                             &png, &len, err);
-    bs_units_grid_free(&g);
-    if (rc)
+    const json_t *data = json_object_get(json_object_get(doc, "grid"), "data");
+    size_t len;
+    uint8_t *png = bs_base64_decode(json_string_value(data), json_string_length(data), &len, err);
+    if (!png)
         return -1;
     FILE *f = fopen(path, "wb");
-    if (!f || fwrite(png, 1, len, f) != len) {
-        snprintf(err, BS_ERR_LEN, "cannot write %s", path);
+    int rc = 0;
+    if (!f || fwrite(png, 1, len, f) != len)
         rc = -1;
-    }
-    if (f && fclose(f) && rc == 0) {
-        snprintf(err, BS_ERR_LEN, "cannot write %s", path);
+    if (f && fclose(f))
         rc = -1;
-    }
+    if (rc)
+        snprintf(err, BS_ERR_LEN, "cannot write %s", path);
     free(png);
     return rc;
 }
 
-static void print_summary(const char *path, const bs_model *m, const char *dataset,
-                          const char *split, const bs_units_summary *s, long seed, int json)
+/* The text form of the summary document (api/analysis_json.h). */
+static void print_summary(const json_t *doc)
 {
-    const char *type = bs_layer_name(m->layers[s->layer].kind);
-    if (json) {
-        cli_print_json(json_pack(
-            "{s:s, s:i, s:s, s:i, s:s, s:s, s:i, s:i, s:{s:f, s:f}, s:{s:f, s:f, s:I}, s:f}",
-            "model", path, "layer", s->layer, "layer_type", type, "dim", s->dim,
-            "dataset", dataset, "split", split, "k", s->k, "units", s->units,
-            "unit_purity", "mean", s->unit_mean, "std", s->unit_std,
-            "random_purity", "mean", s->random_mean, "std", s->random_std,
-            "first_seed", (json_int_t)seed, "chance_purity", s->chance_mean));
+    int units = integer(doc, "units");
+    long seed = (long)json_integer_value(json_object_get(doc, "first_seed"));
+    const json_t *up = json_object_get(doc, "unit_purity");
+    const json_t *rp = json_object_get(doc, "random_purity");
+    printf("%s, layer %d (%s, %d values), top %d of %s %s, label purity:\n", str(doc, "model"),
+           integer(doc, "layer"), str(doc, "layer_type"), integer(doc, "dim"),
+           integer(doc, "k"), str(doc, "dataset"), str(doc, "split"));
+    char what[3][64];
+    snprintf(what[0], sizeof what[0], "units 0..%d", units - 1);
+    snprintf(what[1], sizeof what[1], "%d random directions", units);
+    snprintf(what[2], sizeof what[2], "%d random image sets", units);
+    printf("  %-26s mean %.3f (sd %.3f)\n", what[0], num(up, "mean"), num(up, "std"));
+    printf("  %-26s mean %.3f (sd %.3f), seeds %ld..%ld\n", what[1], num(rp, "mean"),
+           num(rp, "std"), seed, seed + units - 1);
+    printf("  %-26s mean %.3f (chance)\n", what[2], num(doc, "chance_purity"));
+}
+
+/* The text form of the one-direction document (api/analysis_json.h). */
+static void print_units(const json_t *doc)
+{
+    if (json_object_get(doc, "unit_purity")) {
+        print_summary(doc);
         return;
     }
-    printf("%s, layer %d (%s, %d values), top %d of %s %s, label purity:\n", path,
-           s->layer, type, s->dim, s->k, dataset, split);
-    char what[3][64];
-    snprintf(what[0], sizeof what[0], "units 0..%d", s->units - 1);
-    snprintf(what[1], sizeof what[1], "%d random directions", s->units);
-    snprintf(what[2], sizeof what[2], "%d random image sets", s->units);
-    printf("  %-26s mean %.3f (sd %.3f)\n", what[0], s->unit_mean, s->unit_std);
-    printf("  %-26s mean %.3f (sd %.3f), seeds %ld..%ld\n", what[1], s->random_mean,
-           s->random_std, seed, seed + s->units - 1);
-    printf("  %-26s mean %.3f (chance)\n", what[2], s->chance_mean);
+    const json_t *dir = json_object_get(doc, "direction");
+    printf("%s, layer %d (%s, %d values), ", str(doc, "model"), integer(doc, "layer"),
+           str(doc, "layer_type"), integer(doc, "dim"));
+    if (!strcmp(str(dir, "type"), "random"))
+        printf("random direction of seed %lld", (long long)json_integer_value(json_object_get(dir, "seed")));
+    else
+        printf("unit %d", integer(dir, "unit"));
+    int k = integer(doc, "k");
+    printf(", top %d of %s %s (%d images):\n  rank   index  label  score\n", k,
+           str(doc, "dataset"), str(doc, "split"), integer(doc, "images"));
+    const json_t *idx = json_object_get(doc, "indices"), *labels = json_object_get(doc, "labels");
+    const json_t *scores = json_object_get(doc, "scores");
+    for (int i = 0; i < k; i++)
+        printf("  %4d  %6d  %5d  %.6g\n", i + 1,
+               (int)json_integer_value(json_array_get(idx, (size_t)i)),
+               (int)json_integer_value(json_array_get(labels, (size_t)i)),
+               json_number_value(json_array_get(scores, (size_t)i)));
+    double purity = num(doc, "purity");
+    printf("  majority label %d, purity %.3f (%d of %d)\n", integer(doc, "majority"), purity,
+           (int)(purity * k + 0.5), k);
+}
+
+/* One run of `blindspot units`, as the options say. */
+typedef struct units_run {
+    const char *name, *path;     /* the model's name and file */
+    const char *dataset, *split; /* dataset NULL: the model's own */
+    const char *data_dir;
+    int layer;                   /* as asked (bs_units_layer resolves it) */
+    int unit;                    /* -1: the random direction of seed */
+    uint64_t seed;
+    int k;
+    int summary;                 /* U > 0: the summary over U units instead */
+} units_run;
+
+/* The document, computed here; NULL with a message in err. */
+static json_t *units_here(const units_run *o, char *err)
+{
+    bs_model *m = bs_model_load(o->path, err);
+    if (!m)
+        return NULL;
+    bs_dataset d = {0};
+    float *v = NULL;
+    json_t *doc = NULL;
+    const char *dataset = cli_dataset_of(m, o->dataset, o->split);
+    int L = bs_units_layer(m, o->layer, err);
+    if (L < 0 || bs_dataset_load(o->data_dir, dataset, o->split, &d, err))
+        goto out;
+    if (o->summary > 0) {
+        bs_units_summary s;
+        if (!bs_units_summarise(m, o->layer, &d, o->summary, o->k, o->seed, &s, err) &&
+            !(doc = bs_units_summary_json(o->name, m, dataset, o->split, o->seed, &s)))
+            snprintf(err, BS_ERR_LEN, "out of memory");
+        goto out;
+    }
+    size_t dim = m->layers[L].out_size;
+    if (o->unit >= 0 && (size_t)o->unit >= dim) {
+        snprintf(err, BS_ERR_LEN, "layer %d has %zu units (0..%zu), not %d", L, dim, dim - 1,
+                 o->unit);
+        goto out;
+    }
+    if (!(v = malloc(dim * sizeof *v))) {
+        snprintf(err, BS_ERR_LEN, "out of memory");
+        goto out;
+    }
+    if (o->unit < 0)
+        bs_units_random(v, dim, o->seed);
+    else
+        bs_units_basis(v, dim, o->unit);
+    bs_units_top t;
+    if (!bs_units_rank(m, o->layer, &d, v, 1, o->k, &t, err))
+        doc = bs_units_json(o->name, m, L, o->unit, o->seed, &d, &t, err);
+out:
+    free(v);
+    bs_dataset_free(&d);
+    bs_model_free(m);
+    return doc;
+}
+
+/* The document, from the daemon; NULL after a message. */
+static json_t *units_remote(const char *server, const units_run *o)
+{
+    json_t *body = json_pack("{s:i, s:I, s:i, s:s}", "layer", o->layer, "seed",
+                             (json_int_t)o->seed, "k", o->k, "split", o->split);
+    if (body && o->dataset)
+        json_object_set_new(body, "dataset", json_string(o->dataset));
+    if (body)
+        json_object_set_new(body, o->summary ? "summary" : "direction",
+                            o->summary    ? json_integer(o->summary)
+                            : o->unit < 0 ? json_string("random")
+                                          : json_integer(o->unit));
+    char route[512];
+    snprintf(route, sizeof route, "/v1/models/%s/units", o->name);
+    return cli_remote_json("units", server, "POST", route, body);
 }
 
 int cli_units(int argc, char **argv)
 {
     enum { O_MODEL = 1000, O_LAYER, O_UNIT, O_RANDOM, O_SEED, O_K, O_OUT, O_SUMMARY,
-           O_DATASET, O_SPLIT, O_DATA, O_JSON };
+           O_DATASET, O_SPLIT, O_DATA, O_JSON, O_SERVER };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL}, {"layer", required_argument, 0, O_LAYER},
         {"unit", required_argument, 0, O_UNIT}, {"random", no_argument, 0, O_RANDOM},
@@ -305,10 +388,11 @@ int cli_units(int argc, char **argv)
         {"out", required_argument, 0, O_OUT}, {"summary", required_argument, 0, O_SUMMARY},
         {"dataset", required_argument, 0, O_DATASET}, {"split", required_argument, 0, O_SPLIT},
         {"data", required_argument, 0, O_DATA}, {"json", no_argument, 0, O_JSON},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"server", required_argument, 0, O_SERVER}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     const char *path = NULL, *out_path = NULL, *dataset = NULL, *split = "test";
-    const char *data_flag = NULL;
+    const char *data_flag = NULL, *server_flag = NULL;
     long layer = -1, unit = -1, seed = 1, k = 8, summary = 0;
     int random = 0, json = 0, c;
     optind = 1;
@@ -336,6 +420,7 @@ int cli_units(int argc, char **argv)
         case O_SPLIT: split = optarg; break;
         case O_DATA: data_flag = optarg; break;
         case O_JSON: json = 1; break;
+        case O_SERVER: server_flag = optarg; break;
         case 'h': fputs(units_usage, stdout); return 0;
         default: fputs(units_usage, stderr); return 2;
         }
@@ -355,84 +440,20 @@ int cli_units(int argc, char **argv)
     }
     if (check_split("units", split))
         return 2;
-    char err[BS_ERR_LEN];
-    bs_model *m = bs_model_load(path, err);
-    if (!m)
+    char err[BS_ERR_LEN], name[256];
+    units_run o = {cli_model_name(path, name, sizeof name), path, dataset, split,
+                   cli_data_dir(data_flag), (int)layer, random ? -1 : (int)unit,
+                   (uint64_t)seed, (int)k, (int)summary};
+    const char *server = cli_server(server_flag);
+    json_t *doc = server ? units_remote(server, &o) : units_here(&o, err);
+    if (!doc)
+        return server ? 1 : cli_fail("units", "%s", err);
+    if (out_path && write_grid(doc, out_path, err)) {
+        json_decref(doc);
         return cli_fail("units", "%s", err);
-    bs_dataset d = {0};
-    float *v = NULL;
-    int rc = 1;
-    dataset = dataset_of(m, dataset);
-    int L = bs_units_layer(m, (int)layer, err);
-    if (L < 0 || bs_dataset_load(cli_data_dir(data_flag), dataset, split, &d, err)) {
-        cli_fail("units", "%s", err);
-        goto out;
     }
-    if (summary > 0) {
-        bs_units_summary s;
-        if (bs_units_summarise(m, (int)layer, &d, (int)summary, (int)k, (uint64_t)seed, &s,
-                               err)) {
-            cli_fail("units", "%s", err);
-            goto out;
-        }
-        print_summary(path, m, dataset, split, &s, seed, json);
-        rc = 0;
-        goto out;
-    }
-    size_t dim = m->layers[L].out_size;
-    if (unit >= 0 && (size_t)unit >= dim) {
-        cli_fail("units", "layer %d has %zu units (0..%zu), not %ld", L, dim, dim - 1, unit);
-        goto out;
-    }
-    if (!(v = malloc(dim * sizeof *v))) {
-        cli_fail("units", "out of memory");
-        goto out;
-    }
-    if (random)
-        bs_units_random(v, dim, (uint64_t)seed);
-    else
-        bs_units_basis(v, dim, (int)unit);
-    bs_units_top t;
-    if (bs_units_rank(m, (int)layer, &d, v, 1, (int)k, &t, err) ||
-        (out_path && write_grid(&d, &t, out_path, err))) {
-        cli_fail("units", "%s", err);
-        goto out;
-    }
-    const char *type = bs_layer_name(m->layers[L].kind);
-    if (json) {
-        json_t *idx = json_array(), *labels = json_array(), *scores = json_array();
-        for (int i = 0; i < t.k; i++) {
-            json_array_append_new(idx, json_integer(t.indices[i]));
-            json_array_append_new(labels, json_integer(t.labels[i]));
-            json_array_append_new(scores, json_real(t.scores[i]));
-        }
-        json_t *dir = random ? json_pack("{s:s, s:I}", "type", "random", "seed", (json_int_t)seed)
-                             : json_pack("{s:s, s:I}", "type", "unit", "unit", (json_int_t)unit);
-        cli_print_json(json_pack(
-            "{s:s, s:i, s:s, s:I, s:o, s:s, s:s, s:i, s:o, s:o, s:o, s:i, s:f, s:s?}",
-            "model", path, "layer", L, "layer_type", type, "dim", (json_int_t)dim,
-            "direction", dir, "dataset", dataset, "split", split, "k", t.k, "indices", idx,
-            "labels", labels, "scores", scores, "majority", t.majority, "purity", t.purity,
-            "grid", out_path));
-    } else {
-        printf("%s, layer %d (%s, %zu values), ", path, L, type, dim);
-        if (random)
-            printf("random direction of seed %ld", seed);
-        else
-            printf("unit %ld", unit);
-        printf(", top %d of %s %s (%d images):\n  rank   index  label  score\n", t.k,
-               dataset, split, d.n);
-        for (int i = 0; i < t.k; i++)
-            printf("  %4d  %6d  %5d  %.6g\n", i + 1, t.indices[i], t.labels[i], t.scores[i]);
-        printf("  majority label %d, purity %.3f (%d of %d)\n", t.majority, t.purity,
-               (int)(t.purity * t.k + 0.5), t.k);
-        if (out_path)
-            printf("  grid written to %s\n", out_path);
-    }
-    rc = 0;
-out:
-    free(v);
-    bs_dataset_free(&d);
-    bs_model_free(m);
+    int rc = cli_output("units", doc, json, print_units);
+    if (!rc && !json && out_path)
+        printf("  grid written to %s\n", out_path);
     return rc;
 }

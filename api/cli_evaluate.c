@@ -20,7 +20,7 @@
 static const char *evaluate_usage =
     "usage: blindspot evaluate [--models A,B,...] [--dataset mnist] [--split test]\n"
     "                          [--first F] [--n N] [--seed S] [--method M]\n"
-    "                          [--param K=V] [--threads T] [--json]\n"
+    "                          [--param K=V] [--threads T] [--json] [--server URL]\n"
     "\n"
     "Attacks images first..first+N-1 of a dataset split with every model, each\n"
     "image towards a wrong label drawn from the seed, and measures (Szegedy et\n"
@@ -34,7 +34,7 @@ static const char *evaluate_usage =
     "  Table 3  the same with each perturbation magnified to a fixed distortion\n"
     "  and the largest ratio ||f(x+r) - f(x)|| / ||r|| (logits) per model.\n"
     "The numbers do not depend on --threads. The daemon's POST /v1/evaluations\n"
-    "answers the document --json prints.\n"
+    "job's result is the document --json prints.\n"
     "\n"
     "  --models LIST    comma-separated model names (files NAME.safetensors in\n"
     "                   --model-dir) or .safetensors paths; default every model of\n"
@@ -52,7 +52,10 @@ static const char *evaluate_usage =
     "  --magnify D      distortion of Table 3's magnified rows (default 0.1; 0: none)\n"
     "  --threads T      attacks in parallel (default 1)\n"
     "  --data DIR       data folder (default: $BLINDSPOT_DATA or data)\n"
-    "  --json           print the result as JSON\n";
+    "  --json           print the result as JSON\n"
+    CLI_SERVER_HELP
+    "Remotely the evaluation is a job of the daemon (its progress shown here);\n"
+    "--model-dir, --threads and --data are the daemon's own.\n";
 
 /* The evaluated models, by name. */
 typedef struct model_set {
@@ -184,67 +187,117 @@ static void pct(double v)
     printf(" %7.1f%%", 100.0 * v);
 }
 
-static void print_matrix(const model_set *s, const double m[BS_EVAL_MAX_MODELS][BS_EVAL_MAX_MODELS],
-                         const double *distortion, double fixed)
+static double num(const json_t *o, const char *key)
 {
+    return json_number_value(json_object_get(o, key));
+}
+
+/* A share, or "-" when the document has null (no recorded error). */
+static void pct_or_dash(const json_t *v)
+{
+    if (json_is_number(v))
+        pct(json_number_value(v));
+    else
+        printf(" %8s", "-");
+}
+
+/* Rows: the examples made for each model; columns: the models judged. */
+static void print_matrix(const json_t *names, const json_t *m, const json_t *distortion,
+                         double fixed)
+{
+    size_t i, j;
+    const json_t *row, *col;
     printf("  %-18s %10s", "examples for", "distortion");
-    for (int j = 0; j < s->n; j++)
-        printf(" %8.8s", s->names[j]);
+    json_array_foreach(names, j, col)
+        printf(" %8.8s", json_string_value(col));
     putchar('\n');
-    for (int i = 0; i < s->n; i++) {
-        printf("  %-18s %10.4f", s->names[i], distortion ? distortion[i] : fixed);
-        for (int j = 0; j < s->n; j++)
-            pct(m[i][j]);
+    json_array_foreach(names, i, row) {
+        const char *name = json_string_value(row);
+        printf("  %-18s %10.4f", name, distortion ? num(distortion, name) : fixed);
+        json_array_foreach(names, j, col)
+            pct(num(json_object_get(m, name), json_string_value(col)));
         putchar('\n');
     }
 }
 
-static void print_tables(const model_set *s, const bs_dataset *d, const bs_eval_config *cfg,
-                         const bs_eval_result *r)
+/* The text form of api/evaluate_json.h's document: the paper's tables. */
+static void print_evaluation(const json_t *doc)
 {
-    printf("%s %s images %d..%d, %s, seed %llu: %s\n\n", d->name, d->split, cfg->first,
-           cfg->first + cfg->n - 1, bs_attack_method_name(cfg->params.method),
-           (unsigned long long)cfg->seed, bs_attack_status_name(r->status));
+    const json_t *names = json_object_get(doc, "models");
+    const json_t *t1 = json_object_get(doc, "table1"), *t2 = json_object_get(doc, "table2");
+    const json_t *ratio = json_object_get(doc, "max_ratio");
+    int first = (int)json_integer_value(json_object_get(doc, "first"));
+    int n = (int)json_integer_value(json_object_get(doc, "n"));
+    printf("%s %s images %d..%d, %s, seed %lld: %s\n\n",
+           json_string_value(json_object_get(doc, "dataset")),
+           json_string_value(json_object_get(doc, "split")), first, first + n - 1,
+           json_string_value(json_object_get(doc, "method")),
+           (long long)json_integer_value(json_object_get(doc, "seed")),
+           json_string_value(json_object_get(doc, "status")));
     printf("Table 1\n  %-18s %9s %9s %9s %9s %11s %9s\n", "model", "train err", "test err",
            "slice err", "success", "distortion", "max ratio");
-    for (int i = 0; i < s->n; i++) {
-        const char *tr = bs_model_get_meta(s->models[i], "blindspot.train_error");
-        const char *te = bs_model_get_meta(s->models[i], "blindspot.test_error");
-        printf("  %-18s", s->names[i]);
-        if (tr)
-            pct(atof(tr));
-        else
-            printf(" %8s", "-");
-        if (te)
-            pct(atof(te));
-        else
-            printf(" %8s", "-");
-        pct(r->test_error[i]);
-        pct((double)r->successes[i] / r->n);
-        printf(" %11.4f %9.4g\n", r->mean_distortion[i], r->max_ratio[i]);
+    size_t i;
+    const json_t *v;
+    json_array_foreach(names, i, v) {
+        const char *name = json_string_value(v);
+        const json_t *row = json_object_get(t1, name);
+        printf("  %-18s", name);
+        pct_or_dash(json_object_get(row, "train_error"));
+        pct_or_dash(json_object_get(row, "test_error"));
+        pct(num(row, "slice_error"));
+        pct(num(row, "success_rate"));
+        printf(" %11.4f %9.4g\n", num(row, "mean_distortion"), num(ratio, name));
     }
     printf("\nTable 2: error rate of each model (columns) on the examples made for each "
            "model (rows)\n");
-    print_matrix(s, r->error, r->mean_distortion, 0);
-    for (int k = 0; k < cfg->n_noise; k++) {
+    print_matrix(names, json_object_get(t2, "error"), json_object_get(t2, "distortion"), 0);
+    json_array_foreach(json_object_get(t2, "noise"), i, v) {
         char label[32];
-        snprintf(label, sizeof label, "noise stddev %.2g", cfg->noise[k]);
-        printf("  %-18s %10.4f", label, r->noise_distortion[k]);
-        for (int j = 0; j < s->n; j++)
-            pct(r->noise_error[k][j]);
+        snprintf(label, sizeof label, "noise stddev %.2g", num(v, "stddev"));
+        printf("  %-18s %10.4f", label, num(v, "distortion"));
+        size_t j;
+        const json_t *col;
+        json_array_foreach(names, j, col)
+            pct(num(json_object_get(v, "error"), json_string_value(col)));
         putchar('\n');
     }
-    if (cfg->magnify > 0.0) {
+    const json_t *magnified = json_object_get(doc, "magnified");
+    if (json_is_object(magnified)) {
         printf("\nTable 3: the same with each perturbation magnified to distortion %g\n",
-               cfg->magnify);
-        print_matrix(s, r->magnified, NULL, cfg->magnify);
+               num(magnified, "distortion"));
+        print_matrix(names, json_object_get(magnified, "error"), NULL,
+                     num(magnified, "distortion"));
     }
+}
+
+/* The request of the daemon's POST /v1/evaluations for these options
+ * (models NULL: every resident one that takes the dataset's input). */
+static json_t *remote_request(const char *list, const char *dataset, const char *split,
+                              const char *method, const json_t *params,
+                              const bs_eval_config *cfg)
+{
+    json_t *noise = json_array();
+    for (int k = 0; k < cfg->n_noise; k++)
+        json_array_append_new(noise, json_real(cfg->noise[k]));
+    json_t *body = json_pack("{s:s, s:s, s:i, s:i, s:I, s:s, s:O, s:o, s:f}", "dataset",
+                             dataset, "split", split, "first", cfg->first, "n", cfg->n, "seed",
+                             (json_int_t)cfg->seed, "method", method, "params", params,
+                             "noise", noise, "magnify", cfg->magnify);
+    if (body && list) {
+        json_t *models = json_array();
+        char *copy = strdup(list), *save = NULL, name[256];
+        for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save))
+            json_array_append_new(models, json_string(cli_model_name(t, name, sizeof name)));
+        free(copy);
+        json_object_set_new(body, "models", models);
+    }
+    return body;
 }
 
 int cli_evaluate(int argc, char **argv)
 {
     enum { O_MODELS = 1000, O_MODEL_DIR, O_DATASET, O_SPLIT, O_FIRST, O_N, O_SEED, O_METHOD,
-           O_PARAM, O_NOISE, O_MAGNIFY, O_THREADS, O_DATA, O_JSON };
+           O_PARAM, O_NOISE, O_MAGNIFY, O_THREADS, O_DATA, O_JSON, O_SERVER };
     static const struct option opts[] = {
         {"models", required_argument, 0, O_MODELS}, {"model-dir", required_argument, 0, O_MODEL_DIR},
         {"dataset", required_argument, 0, O_DATASET}, {"split", required_argument, 0, O_SPLIT},
@@ -253,10 +306,11 @@ int cli_evaluate(int argc, char **argv)
         {"param", required_argument, 0, O_PARAM}, {"noise", required_argument, 0, O_NOISE},
         {"magnify", required_argument, 0, O_MAGNIFY}, {"threads", required_argument, 0, O_THREADS},
         {"data", required_argument, 0, O_DATA}, {"json", no_argument, 0, O_JSON},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"server", required_argument, 0, O_SERVER}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     const char *list = NULL, *dir = "models", *dataset = "mnist", *split = "test";
-    const char *method = "lbfgs", *data_flag = NULL;
+    const char *method = "lbfgs", *data_flag = NULL, *server_flag = NULL;
     bs_eval_config cfg = bs_eval_defaults();
     long first = cfg.first, n = cfg.n, seed = (long)cfg.seed, threads = 1;
     int json = 0, c, rc = 2;
@@ -298,6 +352,7 @@ int cli_evaluate(int argc, char **argv)
             break;
         case O_DATA: data_flag = optarg; break;
         case O_JSON: json = 1; break;
+        case O_SERVER: server_flag = optarg; break;
         case 'h': fputs(evaluate_usage, stdout); rc = 0; goto out;
         default: fputs(evaluate_usage, stderr); goto out;
         }
@@ -308,8 +363,24 @@ int cli_evaluate(int argc, char **argv)
     }
     rc = 1;
     char err[BS_ERR_LEN];
-    if (bs_attack_params_from_json(params, method, &cfg.params, err) ||
-        bs_dataset_load(cli_data_dir(data_flag), dataset, split, &d, err)) {
+    const char *server = cli_server(server_flag);
+    if (bs_attack_params_from_json(params, method, &cfg.params, err)) {
+        cli_fail("evaluate", "%s", err);
+        goto out;
+    }
+    cfg.first = (int)first;
+    cfg.n = (int)n;
+    cfg.seed = (uint64_t)seed;
+    cfg.threads = (int)threads;
+    cli_progress pc = {.start = time(NULL), .tty = isatty(2)};
+    if (server) {
+        json_t *doc = cli_remote_job("evaluate", server, "/v1/evaluations",
+                                     remote_request(list, dataset, split, method, params, &cfg),
+                                     &pc);
+        rc = doc ? cli_output("evaluate", doc, json, print_evaluation) : 1;
+        goto out;
+    }
+    if (bs_dataset_load(cli_data_dir(data_flag), dataset, split, &d, err)) {
         cli_fail("evaluate", "%s", err);
         goto out;
     }
@@ -328,12 +399,7 @@ int cli_evaluate(int argc, char **argv)
         cli_fail("evaluate", "%s", err);
         goto out;
     }
-    cfg.first = (int)first;
-    cfg.n = (int)n;
-    cfg.seed = (uint64_t)seed;
-    cfg.threads = (int)threads;
     r = malloc(sizeof *r);
-    cli_progress pc = {.start = time(NULL), .tty = isatty(2)};
     if (!r) {
         cli_fail("evaluate", "out of memory");
         goto out;
@@ -343,23 +409,9 @@ int cli_evaluate(int argc, char **argv)
         cli_fail("evaluate", "%s", err);
         goto out;
     }
-    if (json) {
-        /* The daemon's precision (9 significant digits), so that the two
-         * documents can be compared number for number. */
-        json_t *doc = bs_eval_result_json(r, (const char *const *)s.names,
-                                          (const bs_model *const *)s.models, &d, &cfg);
-        char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_REAL_PRECISION(9)) : NULL;
-        json_decref(doc);
-        if (!text) {
-            cli_fail("evaluate", "out of memory");
-            goto out;
-        }
-        puts(text);
-        free(text);
-    } else {
-        print_tables(&s, &d, &cfg, r);
-    }
-    rc = 0;
+    rc = cli_output("evaluate", bs_eval_result_json(r, (const char *const *)s.names,
+                                                    (const bs_model *const *)s.models, &d, &cfg),
+                    json, print_evaluation);
 out:
     json_decref(params);
     free(r);

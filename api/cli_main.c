@@ -24,7 +24,8 @@ static const char *usage =
     "commands:\n"
     "  train         train a classifier on a dataset and save it as safetensors\n"
     "  info          describe a model file: architecture, parameters, metadata\n"
-    "  predict       error rate and confusion matrix of a model on a dataset split\n"
+    "  predict       error rate and confusion matrix of a model on a dataset split,\n"
+    "                or its label for one image\n"
     "  attack        adversarial examples: the smallest change that makes a model\n"
     "                say a chosen label (the paper's box-constrained L-BFGS)\n"
     "  eval          attack the first n test images: success rate, distortion, speed\n"
@@ -38,7 +39,13 @@ static const char *usage =
     "\n"
     "`blindspot COMMAND --help` explains a command's options; every command\n"
     "takes --json for machine-readable output where it prints results.\n"
-    "Environment: BLINDSPOT_DATA is the data folder (default: data).\n";
+    "\n"
+    "  --server URL  (before COMMAND) run info, predict, evaluate, lipschitz\n"
+    "                and units on the daemon at URL instead of here\n"
+    "\n"
+    "Environment: BLINDSPOT_DATA is the data folder (default: data);\n"
+    "BLINDSPOT_SERVER the daemon's URL, as --server; BLINDSPOT_TOKEN a token\n"
+    "sent to it as `Authorization: Bearer TOKEN`.\n";
 
 int main(int argc, char **argv)
 {
@@ -46,6 +53,14 @@ int main(int argc, char **argv)
      * BLAS runs on the calling thread; this also keeps training bitwise
      * deterministic. */
     openblas_set_num_threads(1);
+    /* `blindspot --server URL COMMAND ...` (or --server=URL) */
+    if (argc >= 2 && !strncmp(argv[1], "--server=", 9)) {
+        cli_set_server(argv[1] + 9);
+        argc--, argv++;
+    } else if (argc >= 3 && !strcmp(argv[1], "--server")) {
+        cli_set_server(argv[2]);
+        argc -= 2, argv += 2;
+    }
     if (argc < 2) {
         fputs(usage, stderr);
         return 2;
@@ -85,6 +100,44 @@ const char *cli_data_dir(const char *flag)
         return flag;
     const char *env = getenv("BLINDSPOT_DATA");
     return env && *env ? env : "data";
+}
+
+const char *cli_dataset_of(const bs_model *m, const char *flag, const char *split)
+{
+    if (flag)
+        return flag;
+    static char own[64];
+    const char *d = bs_model_get_meta(m, "blindspot.dataset");
+    snprintf(own, sizeof own, "%s", d ? d : "mnist");
+    char *variant = strchr(own, ':');
+    if (variant && !strcmp(split, "test"))
+        *variant = '\0';
+    return own;
+}
+
+uint8_t *cli_read_file(const char *path, size_t *len, char *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, BS_ERR_LEN, "cannot open %s", path);
+        return NULL;
+    }
+    size_t cap = 1 << 20, got;
+    uint8_t *buf = malloc(cap);
+    *len = 0;
+    while (buf && (got = fread(buf + *len, 1, cap - *len, f)) > 0) {
+        *len += got;
+        if (*len == cap) {
+            uint8_t *nb = cap < (64u << 20) ? realloc(buf, cap *= 2) : NULL;
+            if (!nb)
+                free(buf);
+            buf = nb;
+        }
+    }
+    fclose(f);
+    if (!buf)
+        snprintf(err, BS_ERR_LEN, "%s is too large (64 MiB at most)", path);
+    return buf;
 }
 
 int cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out)
@@ -141,13 +194,39 @@ void cli_show_progress(void *vctx, int done, int total)
         fputc('\n', stderr);
 }
 
+/* The daemon's precision: 9 significant digits give back every float, and
+ * a number printed, read and printed again keeps its text. */
+#define CLI_JSON_FLAGS (JSON_INDENT(2) | JSON_REAL_PRECISION(9))
+
 void cli_print_json(json_t *j)
 {
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+    char *s = json_dumps(j, CLI_JSON_FLAGS);
     if (s)
         puts(s);
     free(s);
     json_decref(j);
+}
+
+int cli_output(const char *cmd, json_t *doc, int json, cli_printer print)
+{
+    char *text = doc ? json_dumps(doc, CLI_JSON_FLAGS) : NULL;
+    json_decref(doc);
+    if (!text)
+        return cli_fail(cmd, "out of memory");
+    if (json) {
+        puts(text);
+        free(text);
+        return 0;
+    }
+    /* Printed from the text, as a document from the daemon is: the same
+     * numbers, so the same digits. */
+    json_t *read = json_loads(text, 0, NULL);
+    free(text);
+    if (!read)
+        return cli_fail(cmd, "out of memory");
+    print(read);
+    json_decref(read);
+    return 0;
 }
 
 int cli_fail(const char *cmd, const char *fmt, ...)

@@ -22,6 +22,9 @@
  * stops when the estimate changes by less than BS_LIPSCHITZ_TOL (relative)
  * or after BS_LIPSCHITZ_MAX_ITER steps, and accumulates in double.
  *
+ * Beside the bounds, bs_lipschitz_attack measures the ratios the L-BFGS
+ * attack's examples actually reach.
+ *
  * Unit analysis works on phi_L(x), the output of layer L of the model (see
  * bs_units_layer), a direction v in that space (a basis vector e_i, "a
  * unit", or a random Gaussian direction), and the images of a dataset split
@@ -33,6 +36,7 @@
 #ifndef BS_ANALYSIS_H
 #define BS_ANALYSIS_H
 
+#include "core/attack.h" /* the attacks of bs_lipschitz_attack */
 #include "core/dataset.h"
 #include "core/layers.h"
 #include "core/model.h"
@@ -88,6 +92,24 @@ double bs_lipschitz_conv2d(const float *weight, const bs_conv_dims *d,
  * runs out. */
 double bs_lipschitz_ratio(const bs_model *m, const float *x, const float *x_adv,
                           char *err);
+
+/* The ratios the paper's L-BFGS attack (default settings) reaches: each of
+ * the first n images of d attacked towards (label+1) mod classes, and
+ * bs_lipschitz_ratio of every example found. No ratio can exceed the
+ * network's bound; how close they come says how loose the bound is. */
+typedef struct bs_lipschitz_empirical {
+    int images;         /* attacked: n, or fewer when ctl stopped the run */
+    int examples;       /* attacks that reached their target with r != 0 */
+    double max_ratio;   /* over the examples; 0 without one */
+    double mean_ratio;
+    bs_attack_status status; /* DONE, or TIMEOUT / CANCELLED by ctl */
+} bs_lipschitz_empirical;
+
+/* ctl (may be NULL) gives the attacks their deadline and cancel flag, and
+ * its progress callback is called after each image with (images done, n).
+ * Returns 0, or -1 with a message in err. */
+int bs_lipschitz_attack(const bs_model *m, const bs_dataset *d, int n,
+                        const bs_attack_control *ctl, bs_lipschitz_empirical *out, char *err);
 
 /* ------------------------------------------------------------------------ */
 /* Unit analysis (§3) */

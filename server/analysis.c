@@ -1,56 +1,104 @@
-/* analysis — the measurements of a model that are not attacks
- * (core/analysis.h), both on the worker pool:
+/* analysis — the measurements of core/analysis.h, both on the worker pool:
  *
- * GET /v1/models/{name}/lipschitz[?seed=S]: the paper's §4.3 upper bounds
- * of the Lipschitz constant (L2, input to logits) of every layer and their
- * product; seed starts the power iterations (default 1).
+ * GET /v1/models/{name}/lipschitz[?seed=S][&attacks=N[&dataset=D][&split=P]]:
+ * the paper's §4.3 upper bounds of the Lipschitz constant (L2, input to
+ * logits) of every layer and their product; seed starts the power
+ * iterations (default 1). With attacks, also the ratios the L-BFGS
+ * attack's examples reach on the first N images of the split (at most
+ * LIPSCHITZ_MAX_ATTACKS; the model's own dataset and test by default),
+ * within the request's time budget.
  *
  * POST /v1/models/{name}/units {"layer": L, "direction": I | "random",
  * "seed": S, "k": K, "dataset": D, "split": P}: §3's unit analysis, the top
  * K images of the split by <phi_L(x), v> for the unit vector e_I or a random
  * direction of seed S (default 1), their labels, label purity and the
- * images side by side as a PNG. k defaults to 8, dataset to the model's
- * own (else mnist), split to test. `blindspot lipschitz --json` and
- * `blindspot units --json` print the same fields. */
+ * images side by side as a PNG; with "summary": U instead of a direction,
+ * the mean purity of units 0..U-1 against U random directions of seeds
+ * S..S+U-1. k defaults to 8, dataset to the model's own (else mnist), split
+ * to test.
+ *
+ * The answers are the documents of api/analysis_json.h, the ones
+ * `blindspot lipschitz --json` and `blindspot units --json` print. */
 #include "server/routes.h"
 
-#include "api/base64.h"
-#include "api/image.h"
+#include "api/analysis_json.h"
 #include "core/analysis.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+/* Attacks one Lipschitz request may ask for (each a c search of L-BFGS
+ * runs; the time budget stops them sooner). */
+#define LIPSCHITZ_MAX_ATTACKS 10000
 
 /* ---- Lipschitz bounds ------------------------------------------------------ */
 
 typedef struct lipschitz_job {
     const registry_model *rm;
     uint64_t seed;
+    const registry_split *d; /* the images of the attacks, when there are any */
+    int attacks;             /* the first images of d to attack; 0: none */
 } lipschitz_job;
 
 static void lipschitz_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
                           http_response *out)
 {
-    (void)w, (void)ctl; /* power iteration is bounded and takes no cancel flag */
+    (void)w; /* power iteration is bounded; the attacks take the deadline */
     lipschitz_job *j = ctx;
     const bs_model *m = j->rm->model;
     bs_lipschitz lip;
+    bs_lipschitz_empirical emp;
+    bs_dataset slice = {0};
     char err[BS_ERR_LEN];
     if (bs_lipschitz_bounds(m, j->seed, &lip, err)) {
         resp_error(out, BS_E_OUT_OF_MEMORY, "The bounds cannot be computed: %s.", err);
         return;
     }
-    json_t *layers = json_array();
-    for (int i = 0; i < m->n_layers; i++) {
-        const bs_layer *l = &m->layers[i];
-        json_array_append_new(layers, json_pack(
-            "{s:i, s:s, s:[i,i,i], s:f, s:i}", "index", i, "type", bs_layer_name(l->kind),
-            "output_shape", l->out_shape[0], l->out_shape[1], l->out_shape[2], "bound",
-            lip.layers[i].bound, "iterations", lip.layers[i].iterations));
+    if (j->attacks) {
+        bs_attack_control inner = {.deadline = ctl->deadline, .cancel = ctl->cancel};
+        if (registry_split_slice(j->d, 0, j->attacks, &slice, err) ||
+            bs_lipschitz_attack(m, &slice, j->attacks, &inner, &emp, err)) {
+            bs_dataset_free(&slice);
+            resp_error(out, BS_E_ANALYSIS_FAILED, "The attacks failed: %s.", err);
+            return;
+        }
+        bs_dataset_free(&slice);
+        if (emp.status == BS_ATTACK_TIMEOUT) {
+            resp_error(out, BS_E_DEADLINE_EXCEEDED, "The time budget ran out after %d of %d "
+                       "attacks; ask for fewer, or a larger timeout.", emp.images, j->attacks);
+            return;
+        }
+        if (emp.status == BS_ATTACK_CANCELLED) {
+            resp_error(out, BS_E_CANCELLED, "The attacks were stopped before they finished.");
+            return;
+        }
     }
-    resp_json(out, 200, json_pack("{s:s, s:I, s:o, s:f}", "model", j->rm->name, "seed",
-                                  (json_int_t)j->seed, "layers", layers, "product",
-                                  lip.product));
+    json_t *doc = bs_lipschitz_json(j->rm->name, m, j->seed, &lip, j->attacks ? &emp : NULL,
+                                    j->attacks ? j->d->name : NULL,
+                                    j->attacks ? j->d->split : NULL);
+    if (doc)
+        resp_json(out, 200, doc);
+    else
+        resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
+}
+
+/* A query argument that is a whole number in [0, max] into *out (absent:
+ * left as it is). -1 after a 400. */
+static int query_number(const http_request *req, const char *key, unsigned long long max,
+                        unsigned long long *out, http_response *resp)
+{
+    const char *s = req_query(req, key);
+    if (!s)
+        return 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!*s || *end || s[0] == '-' || s[0] == '+' || v > max) {
+        resp_error(resp, BS_E_INVALID_REQUEST, "%s must be a whole number from 0 to %llu, not "
+                   "'%.32s'.", key, max, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
 }
 
 handler_result analysis_lipschitz(server *srv, const http_request *req, http_response *resp,
@@ -59,24 +107,33 @@ handler_result analysis_lipschitz(server *srv, const http_request *req, http_res
     const registry_model *rm = req_route_model(srv, req, resp);
     if (!rm)
         return HANDLER_ANSWERED;
-    uint64_t seed = 1;
-    const char *s = req_query(req, "seed");
-    if (s) {
-        char *end;
-        unsigned long long v = strtoull(s, &end, 10);
-        if (!*s || *end || s[0] == '-' || s[0] == '+' || v > (1ULL << 53)) {
-            resp_error(resp, BS_E_INVALID_REQUEST,
-                       "seed must be a whole number from 0 to 2^53, not '%.32s'.", s);
+    unsigned long long seed = 1, attacks = 0;
+    if (query_number(req, "seed", 1ULL << 53, &seed, resp) ||
+        query_number(req, "attacks", LIPSCHITZ_MAX_ATTACKS, &attacks, resp))
+        return HANDLER_ANSWERED;
+    const registry_split *d = NULL;
+    if (attacks) {
+        const char *split = req_query(req, "split");
+        d = req_dataset_split(srv, rm->model, req_query(req, "dataset"), split ? split : "test",
+                              resp);
+        if (!d)
+            return HANDLER_ANSWERED;
+        if (d->input_size != rm->model->input_size) {
+            resp_error(resp, BS_E_SHAPE_MISMATCH, "%s samples are (%d,%d,%d); model %s takes "
+                       "(%d,%d,%d).", d->name, d->shape[0], d->shape[1], d->shape[2], rm->name,
+                       rm->model->input_shape[0], rm->model->input_shape[1],
+                       rm->model->input_shape[2]);
             return HANDLER_ANSWERED;
         }
-        seed = v;
+        if (attacks > (unsigned long long)d->n) /* as many as there are, as the CLI does */
+            attacks = (unsigned long long)d->n;
     }
     lipschitz_job *j = malloc(sizeof *j);
     if (!j) {
         resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return HANDLER_ANSWERED;
     }
-    *j = (lipschitz_job){rm, seed};
+    *j = (lipschitz_job){rm, seed, d, (int)attacks};
     work->run = lipschitz_run;
     work->free = free;
     work->ctx = j;
@@ -91,89 +148,60 @@ typedef struct units_job {
     int layer;     /* as asked */
     int resolved;  /* bs_units_layer of it */
     int unit;      /* -1: a random direction */
+    int summary;   /* U > 0: the summary over U units and directions instead */
     uint64_t seed;
     int k;
 } units_job;
 
-/* The top images side by side, as {"format": "png", ..., "data": base64}. */
-static json_t *grid_json(const bs_dataset *d, const bs_units_top *t, char *err)
+/* The job's document, or NULL with a message in err. */
+static json_t *units_doc(const units_job *j, const bs_dataset *d, char *err)
 {
-    bs_units_grid g;
-    if (bs_units_grid_make(d, t->indices, t->k, &g, err))
-        return NULL;
-    uint8_t *png = NULL;
-    size_t len = 0;
-    char *b64 = NULL;
-    if (!bs_image_encode(g.pixels, g.width, g.height, g.channels, BS_IMAGE_PNG, 0, &png, &len,
-                         err))
-        b64 = bs_base64_encode(png, len);
-    json_t *o = b64 ? json_pack("{s:s, s:i, s:i, s:i, s:s}", "format", "png", "width", g.width,
-                                "height", g.height, "channels", g.channels, "data", b64)
-                    : NULL;
-    bs_units_grid_free(&g);
-    free(png);
-    free(b64);
-    return o;
+    const bs_model *m = j->rm->model;
+    if (j->summary) {
+        bs_units_summary s;
+        if (bs_units_summarise(m, j->layer, d, j->summary, j->k, j->seed, &s, err))
+            return NULL;
+        json_t *doc = bs_units_summary_json(j->rm->name, m, d->name, d->split, j->seed, &s);
+        if (!doc)
+            snprintf(err, BS_ERR_LEN, "out of memory");
+        return doc;
+    }
+    size_t dim = m->layers[j->resolved].out_size;
+    float *v = malloc(dim * sizeof *v);
+    json_t *doc = NULL;
+    bs_units_top t;
+    snprintf(err, BS_ERR_LEN, "out of memory");
+    if (v) {
+        if (j->unit < 0)
+            bs_units_random(v, dim, j->seed);
+        else
+            bs_units_basis(v, dim, j->unit);
+        if (!bs_units_rank(m, j->layer, d, v, 1, j->k, &t, err))
+            doc = bs_units_json(j->rm->name, m, j->resolved, j->unit, j->seed, d, &t, err);
+    }
+    free(v);
+    return doc;
 }
 
 static void units_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
                       http_response *out)
 {
-    (void)w, (void)ctl; /* one pass over the split; bounded */
+    (void)w, (void)ctl; /* passes over the split; bounded */
     units_job *j = ctx;
-    const bs_model *m = j->rm->model;
-    size_t dim = m->layers[j->resolved].out_size;
-    float *v = malloc(dim * sizeof *v);
     char err[BS_ERR_LEN] = "out of memory";
-    bs_units_top t;
     bs_dataset d = {0};
-    json_t *grid = NULL;
-    if (v && !registry_split_slice(j->d, 0, j->d->n, &d, err)) {
-        if (j->unit < 0)
-            bs_units_random(v, dim, j->seed);
-        else
-            bs_units_basis(v, dim, j->unit);
-        if (!bs_units_rank(m, j->layer, &d, v, 1, j->k, &t, err))
-            grid = grid_json(&d, &t, err);
-    }
+    json_t *doc = NULL;
+    if (!registry_split_slice(j->d, 0, j->d->n, &d, err))
+        doc = units_doc(j, &d, err);
     bs_dataset_free(&d);
-    free(v);
-    if (!grid) {
+    if (doc)
+        resp_json(out, 200, doc);
+    else
         resp_error(out, BS_E_ANALYSIS_FAILED, "The unit analysis failed: %s.", err);
-        return;
-    }
-    json_t *idx = json_array(), *labels = json_array(), *scores = json_array();
-    for (int i = 0; i < t.k; i++) {
-        json_array_append_new(idx, json_integer(t.indices[i]));
-        json_array_append_new(labels, json_integer(t.labels[i]));
-        json_array_append_new(scores, json_real(t.scores[i]));
-    }
-    json_t *dir = j->unit < 0 ? json_pack("{s:s, s:I}", "type", "random", "seed",
-                                          (json_int_t)j->seed)
-                              : json_pack("{s:s, s:i}", "type", "unit", "unit", j->unit);
-    resp_json(out, 200, json_pack(
-        "{s:s, s:i, s:s, s:I, s:o, s:s, s:s, s:i, s:o, s:o, s:o, s:i, s:f, s:o}",
-        "model", j->rm->name, "layer", j->resolved, "layer_type",
-        bs_layer_name(m->layers[j->resolved].kind), "dim", (json_int_t)dim, "direction", dir,
-        "dataset", j->d->name, "split", j->d->split, "k", t.k, "indices", idx, "labels",
-        labels, "scores", scores, "majority", t.majority, "purity", t.purity, "grid", grid));
 }
 
-static const char *const units_fields[] = {"layer", "direction", "seed", "k", "dataset",
-                                           "split"};
-
-/* The model's own dataset (its metadata names it, maybe with a ":P1" part)
- * when it is loaded, else mnist. */
-static const char *default_dataset(server *srv, const bs_model *m, char *buf, size_t size)
-{
-    const char *own = bs_model_get_meta(m, "blindspot.dataset");
-    if (own) {
-        snprintf(buf, size, "%.*s", (int)strcspn(own, ":"), own);
-        if (registry_split_find(&srv->reg, buf, "test"))
-            return buf;
-    }
-    return "mnist";
-}
+static const char *const units_fields[] = {"layer", "direction", "summary", "seed", "k",
+                                           "dataset", "split"};
 
 /* Validates the body into j. -1 after an answer. */
 static int read_units(server *srv, const json_t *root, units_job *j, http_response *resp)
@@ -188,7 +216,7 @@ static int read_units(server *srv, const json_t *root, units_job *j, http_respon
             ;
         if (i == sizeof units_fields / sizeof units_fields[0]) {
             resp_error(resp, BS_E_UNKNOWN_FIELD, "Unknown field '%.64s'; the fields are layer, "
-                       "direction, seed, k, dataset and split.", key);
+                       "direction, summary, seed, k, dataset and split.", key);
             return -1;
         }
     }
@@ -196,22 +224,30 @@ static int read_units(server *srv, const json_t *root, units_job *j, http_respon
     const json_t *layer = json_object_get(root, "layer"), *dir = json_object_get(root, "direction");
     const json_t *seed = json_object_get(root, "seed"), *k = json_object_get(root, "k");
     const json_t *dataset = json_object_get(root, "dataset"), *split = json_object_get(root, "split");
-    if (!layer || !dir) {
+    const json_t *summary = json_object_get(root, "summary");
+    if (!layer || (!dir && !summary)) {
         resp_error(resp, BS_E_MISSING_FIELD,
-                   "layer and direction (a unit index or \"random\") are required.");
+                   "layer is required, and one of direction (a unit index or \"random\") and "
+                   "summary (a number of units).");
         return -1;
     }
-    if (!json_is_integer(layer) ||
-        !(json_is_integer(dir) || (json_is_string(dir) && !strcmp(json_string_value(dir), "random"))) ||
+    if (dir && summary) {
+        resp_error(resp, BS_E_INVALID_REQUEST,
+                   "direction and summary exclude each other; send one.");
+        return -1;
+    }
+    if (!json_is_integer(layer) || (summary && !json_is_integer(summary)) ||
+        (dir && !json_is_integer(dir) &&
+         !(json_is_string(dir) && !strcmp(json_string_value(dir), "random"))) ||
         (seed && (!json_is_integer(seed) || json_integer_value(seed) < 0)) ||
         (k && !json_is_integer(k)) || (dataset && !json_is_string(dataset)) ||
         (split && !json_is_string(split))) {
         resp_error(resp, BS_E_INVALID_REQUEST,
-                   "layer and k are whole numbers, direction a unit index or \"random\", seed a "
-                   "whole number from 0, dataset and split names.");
+                   "layer, summary and k are whole numbers, direction a unit index or "
+                   "\"random\", seed a whole number from 0, dataset and split names.");
         return -1;
     }
-    char err[BS_ERR_LEN], own[64];
+    char err[BS_ERR_LEN];
     json_int_t L = json_integer_value(layer);
     j->layer = L >= 0 && L < m->n_layers ? (int)L : -1;
     j->resolved = bs_units_layer(m, j->layer, err);
@@ -232,18 +268,24 @@ static int read_units(server *srv, const json_t *root, units_job *j, http_respon
         }
         j->unit = (int)u;
     }
-    j->seed = seed ? (uint64_t)json_integer_value(seed) : 1;
-    const char *ds = dataset ? json_string_value(dataset) : default_dataset(srv, m, own, sizeof own);
-    const char *sp = split ? json_string_value(split) : "test";
-    j->d = registry_split_find(&srv->reg, ds, sp);
-    if (!j->d) {
-        resp_error(resp, BS_E_DATASET_NOT_FOUND,
-                   "No dataset split %.64s/%.16s is loaded; GET /v1/datasets lists them.", ds, sp);
-        return -1;
+    if (summary) {
+        json_int_t U = json_integer_value(summary);
+        if (U < 1 || (size_t)U > dim) {
+            resp_error(resp, BS_E_UNIT_OUT_OF_RANGE,
+                       "summary takes 1 to %zu units of layer %d (%s), not %lld.", dim,
+                       j->resolved, bs_layer_name(m->layers[j->resolved].kind), (long long)U);
+            return -1;
+        }
+        j->summary = (int)U;
     }
+    j->seed = seed ? (uint64_t)json_integer_value(seed) : 1;
+    j->d = req_dataset_split(srv, m, dataset ? json_string_value(dataset) : NULL,
+                             split ? json_string_value(split) : "test", resp);
+    if (!j->d)
+        return -1;
     if (j->d->input_size != m->input_size) {
         resp_error(resp, BS_E_SHAPE_MISMATCH, "%s samples are (%d,%d,%d); model %s takes "
-                   "(%d,%d,%d).", ds, j->d->shape[0], j->d->shape[1], j->d->shape[2],
+                   "(%d,%d,%d).", j->d->name, j->d->shape[0], j->d->shape[1], j->d->shape[2],
                    j->rm->name, m->input_shape[0], m->input_shape[1], m->input_shape[2]);
         return -1;
     }

@@ -1,44 +1,17 @@
 /* catalog — the read-only endpoints: the resident models (GET /v1/models,
- * /v1/models/{name}), the datasets and their samples as PNG or JSON
+ * /v1/models/{name}: the documents of api/model_json.h, the one `blindspot
+ * info --json` prints), the datasets and their samples as PNG or JSON
  * (GET /v1/datasets, /v1/datasets/{name}/{split}/{index}), and the
  * Prometheus scrape (GET /metrics). All answer on the HTTP thread: they
  * only read what start-up loaded. */
 #include "server/routes.h"
 
 #include "api/image.h"
-#include "core/model_file.h"
+#include "api/model_json.h"
 #include "server/jobs.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* A metadata value that should be a number, as a JSON number or null. */
-static json_t *meta_number(const bs_model *m, const char *key)
-{
-    const char *v = bs_model_get_meta(m, key);
-    char *end;
-    double d = v ? strtod(v, &end) : 0;
-    return v && end != v && !*end ? json_real(d) : json_null();
-}
-
-static json_t *meta_string(const bs_model *m, const char *key)
-{
-    const char *v = bs_model_get_meta(m, key);
-    return v ? json_string(v) : json_null();
-}
-
-/* The summary every listing shows. */
-static json_t *model_summary(const registry_model *rm)
-{
-    const bs_model *m = rm->model;
-    return json_pack("{s:s, s:o, s:I, s:[i,i,i], s:i, s:o, s:o, s:o}", "name", rm->name,
-                     "arch", meta_string(m, "blindspot.spec"), "parameters",
-                     (json_int_t)m->n_params, "input_shape", m->input_shape[0],
-                     m->input_shape[1], m->input_shape[2], "classes", m->classes, "dataset",
-                     meta_string(m, "blindspot.dataset"), "train_error",
-                     meta_number(m, "blindspot.train_error"), "test_error",
-                     meta_number(m, "blindspot.test_error"));
-}
 
 handler_result catalog_models(server *srv, const http_request *req, http_response *resp,
                               http_work *work)
@@ -46,7 +19,8 @@ handler_result catalog_models(server *srv, const http_request *req, http_respons
     (void)req, (void)work;
     json_t *list = json_array();
     for (int i = 0; i < srv->reg.n_models; i++)
-        json_array_append_new(list, model_summary(&srv->reg.models[i]));
+        json_array_append_new(list, bs_model_summary_json(srv->reg.models[i].name,
+                                                           srv->reg.models[i].model));
     resp_json(resp, 200, json_pack("{s:o}", "models", list));
     return HANDLER_ANSWERED;
 }
@@ -58,17 +32,11 @@ handler_result catalog_model(server *srv, const http_request *req, http_response
     const registry_model *rm = req_route_model(srv, req, resp);
     if (!rm)
         return HANDLER_ANSWERED;
-    const bs_model *m = rm->model;
-    json_t *doc = model_summary(rm);
-    char *arch = bs_arch_to_json(m);
-    json_t *layers = arch ? json_loads(arch, 0, NULL) : NULL;
-    free(arch);
-    json_t *meta = json_object();
-    for (int i = 0; i < m->n_meta; i++)
-        json_object_set_new(meta, m->meta[i].key, json_string(m->meta[i].value));
-    json_object_set_new(doc, "layers", layers ? layers : json_null());
-    json_object_set_new(doc, "metadata", meta);
-    json_object_set_new(doc, "file", json_string(rm->path));
+    json_t *doc = bs_model_json(rm->name, rm->path, rm->model);
+    if (!doc) {
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
+        return HANDLER_ANSWERED;
+    }
     resp_json(resp, 200, doc);
     return HANDLER_ANSWERED;
 }

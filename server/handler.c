@@ -175,6 +175,28 @@ const registry_model *req_route_model(server *srv, const http_request *req,
     return rm;
 }
 
+const registry_split *req_dataset_split(server *srv, const bs_model *m, const char *dataset,
+                                        const char *split, http_response *resp)
+{
+    const char *name = dataset ? dataset : bs_model_get_meta(m, "blindspot.dataset");
+    char base[REGISTRY_NAME_LEN];
+    snprintf(base, sizeof base, "%s", name ? name : "mnist");
+    /* mnist:P1 is a half of mnist's train split; its test split is mnist's */
+    char *variant = strchr(base, ':');
+    if (variant && !strcmp(split, "test"))
+        *variant = '\0';
+    const registry_split *d = registry_split_find(&srv->reg, base, split);
+    /* a model of a dataset the daemon does not hold reads mnist; a P1/P2
+     * half's train split is no whole split, and is refused */
+    if (!d && !dataset && !variant)
+        d = registry_split_find(&srv->reg, "mnist", split);
+    if (!d)
+        resp_error(resp, BS_E_DATASET_NOT_FOUND,
+                   "No dataset split %.64s/%.16s is loaded; GET /v1/datasets lists them.",
+                   name ? name : "mnist", split);
+    return d;
+}
+
 int req_body_timeout(const json_t *root, const http_request *req, http_work *work,
                      http_response *resp)
 {

@@ -173,6 +173,12 @@ int json_number_value_ok(const json_t *v, double *out);
  * for the log line; NULL after a 404 in resp. */
 const registry_model *req_route_model(server *srv, const http_request *req,
                                       http_response *resp);
+/* The dataset split a request names: dataset (NULL: the model's own when
+ * it is loaded, else mnist) and split. The test split of a P1/P2 half of a
+ * dataset is that dataset's; its train split is not loaded. NULL after a
+ * 404 in resp. */
+const registry_split *req_dataset_split(server *srv, const bs_model *m, const char *dataset,
+                                        const char *split, http_response *resp);
 /* Lowers work->deadline to the body's "timeout" (seconds from the
  * request's arrival) when it has one. Returns 0, or -1 after a 400. */
 int req_body_timeout(const json_t *root, const http_request *req, http_work *work,

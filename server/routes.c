@@ -24,6 +24,7 @@ static const route table[] = {
     {"GET", "/v1/datasets/{name}/{split}/{index}", catalog_sample, 0},
     {"GET", "/v1/models/{name}/lipschitz", analysis_lipschitz, ROUTE_POOLED},
     {"POST", "/v1/models/{name}/units", analysis_units, ROUTE_POOLED},
+    {"POST", "/v1/models/{name}/predict", predict_create, ROUTE_POOLED | ROUTE_FORM},
     {"POST", "/v1/attacks", attacks_create, ROUTE_POOLED | ROUTE_FORM},
     {"POST", "/v1/evaluations", evaluations_create, ROUTE_POOLED},
     {"GET", "/v1/jobs/{id}", jobs_get, 0},

@@ -50,6 +50,7 @@ handler_result catalog_datasets(server *, const http_request *, http_response *,
 handler_result catalog_sample(server *, const http_request *, http_response *, http_work *);
 handler_result analysis_lipschitz(server *, const http_request *, http_response *, http_work *);
 handler_result analysis_units(server *, const http_request *, http_response *, http_work *);
+handler_result predict_create(server *, const http_request *, http_response *, http_work *);
 handler_result attacks_create(server *, const http_request *, http_response *, http_work *);
 handler_result evaluations_create(server *, const http_request *, http_response *, http_work *);
 handler_result jobs_get(server *, const http_request *, http_response *, http_work *);

@@ -102,8 +102,19 @@ static void test_info_json_fields(void **state)
 {
     (void)state;
     json_t *j = run_json("info models/cnn.safetensors --json");
-    assert_string_equal(json_string_value(json_object_get(j, "spec")), "cnn:small");
-    assert_true(json_is_array(json_object_get(j, "arch")));
+    /* the daemon's document: name, the spec as arch, computed layers with
+     * their stored hyper-parameters */
+    assert_string_equal(json_string_value(json_object_get(j, "name")), "cnn");
+    assert_string_equal(json_string_value(json_object_get(j, "file")), "models/cnn.safetensors");
+    assert_string_equal(json_string_value(json_object_get(j, "arch")), "cnn:small");
+    assert_string_equal(json_string_value(json_object_get(j, "dataset")), "mnist");
+    assert_true(json_is_number(json_object_get(j, "test_error")));
+    json_t *conv = json_array_get(json_object_get(j, "layers"), 0);
+    assert_string_equal(json_string_value(json_object_get(conv, "type")), "conv2d");
+    assert_int_equal(json_integer_value(json_object_get(conv, "kernel")), 5);
+    assert_int_equal(json_integer_value(json_object_get(conv, "out_channels")), 16);
+    assert_int_equal(json_integer_value(json_object_get(conv, "parameters")), 16 * 25 + 16);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(conv, "output_shape"), 1)), 24);
     assert_int_equal(json_integer_value(json_object_get(j, "parameters")), 80202);
     assert_int_equal(json_integer_value(json_object_get(j, "classes")), 10);
     json_t *shape = json_object_get(j, "input_shape");

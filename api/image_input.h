@@ -1,0 +1,51 @@
+/* image_input — an image as a request carries it, made into a model's
+ * input: PNG or JPEG bytes (a file, a raw body, base64 in JSON) or raw
+ * floats with their shape, converted exactly as api/image.h converts
+ * (colour, area-averaging resize, inversion). The failures come with the
+ * error code of api/errors.h a daemon answers and a message a user can act
+ * on, so that a server handler and the command line say the same thing.
+ *
+ * The JSON forms:
+ *   {"png": base64} | {"jpeg": base64}   decoded (the --max-pixels cap
+ *                                        checked first), invert auto by
+ *                                        default
+ *   {"data": [...], "shape": [C,H,W]}   numbers in [0,1]; the model's shape
+ *                                        taken as it is, another converted;
+ *                                        inverted only when asked (yes)
+ *   {"dataset", "split", "index"}        a dataset sample: resolved by the
+ *                                        caller, which holds the datasets */
+#ifndef BS_IMAGE_INPUT_H
+#define BS_IMAGE_INPUT_H
+
+#include "api/errors.h"
+#include "api/image.h"
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* "auto", "yes" or "no" into *out; -1 for anything else. */
+int bs_invert_parse(const char *s, bs_invert *out);
+
+/* Where an image goes: the model input of shape (C,H,W). */
+typedef struct bs_image_target {
+    int shape[3];      /* the model's input shape */
+    size_t max_pixels; /* the decoder's cap (--max-pixels) */
+    float *x;          /* C*H*W floats, written */
+    int inverted;      /* set: whether the image was inverted */
+} bs_image_target;
+
+/* PNG or JPEG bytes into t. Returns 0, or -1 with *code (INVALID_IMAGE,
+ * IMAGE_TOO_LARGE, IMAGE_NOT_CONVERTIBLE) and a message in msg
+ * (char[BS_ERR_LEN]). */
+int bs_image_input_encoded(const uint8_t *bytes, size_t len, bs_invert inv,
+                           bs_image_target *t, bs_error_code *code, char *msg);
+
+/* One of the JSON forms above into t. Returns 0; 1 when image is a dataset
+ * reference, left to the caller; or -1 with *code and a message (a
+ * missing image is MISSING_IMAGE). */
+#define BS_IMAGE_INPUT_DATASET 1
+int bs_image_input_json(const json_t *image, bs_invert inv, bs_image_target *t,
+                        bs_error_code *code, char *msg);
+
+#endif
