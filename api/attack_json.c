@@ -270,6 +270,22 @@ json_t *bs_attack_answer_json(const char *model_name, const bs_model *m,
                     "original", "label", bs_argmax(logits, m->classes), "probabilities", probs);
     json_t *results = json_array();
     json_object_set_new(doc, "results", results);
+    /* Each reported model's label for x: a model that already said the
+     * target there was not fooled by the perturbation. */
+    int *said = calloc((size_t)n_report + 1, sizeof *said);
+    bs_workspace **rws = calloc((size_t)n_report + 1, sizeof *rws);
+    if (!said || !rws) {
+        bs_fail(err, "out of memory");
+        json_decref(doc);
+        doc = NULL;
+        k = 0;
+    }
+    for (int i = 0; i < n_report && doc; i++) {
+        const bs_model *rm = report[i].model;
+        if (rm->input_size != n || !(rws[i] = bs_workspace_new(rm, 1)))
+            continue;
+        said[i] = bs_argmax(bs_model_forward(rm, rws[i], x, 1), rm->classes);
+    }
     for (int j = 0; j < k; j++) {
         const bs_attack_result *r = &res[j];
         json_t *img = image_json(r->adv, r->adv8, m->input_shape, out, err);
@@ -281,19 +297,15 @@ json_t *bs_attack_answer_json(const char *model_name, const bs_model *m,
         json_t *preds = json_array();
         for (int i = 0; i < n_report; i++) {
             const bs_model *rm = report[i].model;
-            if (rm->input_size != n)
+            if (!rws[i])
                 continue;
-            bs_workspace *rws = bs_workspace_new(rm, 1);
-            if (!rws)
-                continue;
-            const float *lg = bs_model_forward(rm, rws, r->adv, 1);
+            const float *lg = bs_model_forward(rm, rws[i], r->adv, 1);
             int label = bs_argmax(lg, rm->classes);
-            bs_softmax_xent_forward(rws->probs, NULL, lg, &label, 1, rm->classes);
-            json_array_append_new(preds, json_pack("{s:s, s:i, s:f, s:b}", "model",
-                                                   report[i].name, "label", label,
-                                                   "probability", (double)rws->probs[label],
-                                                   "fooled", label == r->target));
-            bs_workspace_free(rws);
+            bs_softmax_xent_forward(rws[i]->probs, NULL, lg, &label, 1, rm->classes);
+            json_array_append_new(preds, json_pack(
+                "{s:s, s:i, s:f, s:i, s:b}", "model", report[i].name, "label", label,
+                "probability", (double)rws[i]->probs[label], "original_label", said[i],
+                "fooled", label == r->target && said[i] != r->target));
         }
         json_array_append_new(results, json_pack(
             "{s:i, s:s, s:b, s:b, s:b, s:i, s:f, s:f, s:i, s:i, s:i, s:f, s:o, s:o, s:o, s:o}",
@@ -306,6 +318,10 @@ json_t *bs_attack_answer_json(const char *model_name, const bs_model *m,
             "norms_float", norms_json(&r->norms_float), "image", img,
             "predictions", preds));
     }
+    for (int i = 0; rws && i < n_report; i++)
+        bs_workspace_free(rws[i]);
+    free(rws);
+    free(said);
     bs_workspace_free(ws);
     return doc;
 }

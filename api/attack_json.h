@@ -14,9 +14,15 @@
  *       "norms_float": {...},
  *       "image": {"format": "png", "width": 28, "height": 28,
  *                 "channels": 1, "data": "<base64>"},   (or "floats": [...])
- *       "predictions": [ {"model": "cnn", "label": 3, "probability": 0.4}, ... ]
+ *       "predictions": [ {"model": "cnn", "label": 3, "probability": 0.4,
+ *                        "original_label": 7, "fooled": true}, ... ]
  *   } ]
- * } */
+ * }
+ * status is done, timeout, cancelled, or already_target when the model
+ * already gives the target for x: then nothing was searched, success is
+ * false and the image is x. success and fooled mean that the model's
+ * answer moved to the target on the perturbed image (original_label is the
+ * reported model's answer on x). */
 #ifndef BS_ATTACK_JSON_H
 #define BS_ATTACK_JSON_H
 

@@ -55,8 +55,12 @@ static const char *attack_usage =
     "  --data DIR         data folder (default: $BLINDSPOT_DATA or data)\n"
     "  --json             print the answer as JSON (as the daemon's POST /v1/attacks)\n"
     "\n"
-    "Exit status: 0 when every target was reached, 1 when one was not or on an\n"
-    "error, 2 on bad usage.\n"
+    "A target the model already gives for the image is not searched: it is\n"
+    "reported as already classified (status already_target in JSON), not as a\n"
+    "success. A reported model is \"fooled\" when its answer moved to the target.\n"
+    "\n"
+    "Exit status: 0 when every target was reached by a perturbation, 1 when one\n"
+    "was not (or was already the label) or on an error, 2 on bad usage.\n"
     "\n"
     "The c search: the objective is c*||r||^2 + xent(f(x+r), target); c grows\n"
     "(or shrinks) by c_factor from initial_c until success flips, then is\n"
@@ -126,6 +130,53 @@ static int write_png(const char *path, const bs_attack_result *r, const bs_model
     }
     free(png);
     return rc;
+}
+
+void cli_attack_print_text(const json_t *answer, const char *source)
+{
+    const char *model = json_string_value(json_object_get(answer, "model"));
+    int original = (int)json_integer_value(
+        json_object_get(json_object_get(answer, "original"), "label"));
+    printf("%s: label %d, method %s\n", source, original,
+           json_string_value(json_object_get(answer, "method")));
+    size_t j, i;
+    const json_t *r, *pred;
+    json_array_foreach(json_object_get(answer, "results"), j, r) {
+        int target = (int)json_integer_value(json_object_get(r, "target"));
+        const char *status = json_string_value(json_object_get(r, "status"));
+        const json_t *norms = json_object_get(r, "norms");
+        if (status && !strcmp(status, "already_target")) {
+            printf("target %d: already classified as %d; nothing to do\n", target, original);
+            continue;
+        }
+            printf("target %d: %s%s, label %d (p=%.3f), L2 %.4f, Linf %.4f, L0 %d, "
+                   "distortion %.4f, c %.4g, %d iterations, %d evaluations, %.3f s\n",
+                   target, json_is_true(json_object_get(r, "success")) ? "success" : "failed",
+                   status && !strcmp(status, "timeout") ? " (timeout)"
+                   : status && !strcmp(status, "cancelled") ? " (cancelled)" : "",
+                   (int)json_integer_value(json_object_get(r, "label")),
+                   json_number_value(json_object_get(r, "target_probability")),
+                   json_number_value(json_object_get(norms, "l2")),
+                   json_number_value(json_object_get(norms, "linf")),
+                   (int)json_integer_value(json_object_get(norms, "l0")),
+                   json_number_value(json_object_get(norms, "distortion")),
+                   json_number_value(json_object_get(r, "c")),
+                   (int)json_integer_value(json_object_get(r, "iterations")),
+                   (int)json_integer_value(json_object_get(r, "evaluations")),
+                   json_number_value(json_object_get(r, "seconds")));
+        int skipped = 0;
+        json_array_foreach(json_object_get(r, "predictions"), i, pred) {
+            const char *who = json_string_value(json_object_get(pred, "model"));
+            if (!skipped && who && model && !strcmp(who, model)) {
+                skipped = 1;
+                continue;
+            }
+            int label = (int)json_integer_value(json_object_get(pred, "label"));
+            printf("    %-20s says %d%s\n", who ? who : "?", label,
+                   json_is_true(json_object_get(pred, "fooled")) ? " (fooled)"
+                   : label == target ? " (already so on the original)" : "");
+        }
+    }
 }
 
 int cli_attack(int argc, char **argv)
@@ -289,34 +340,17 @@ int cli_attack(int argc, char **argv)
                 goto done;
             }
         }
-    if (json) {
-        json_t *doc = bs_attack_answer_json(name, m, x, &p, res, k, report, n_report,
-                                            BS_OUT_PNG, err);
-        if (!doc) {
-            cli_fail("attack", "%s", err);
-            goto done;
-        }
+    json_t *doc = bs_attack_answer_json(name, m, x, &p, res, k, report, n_report, BS_OUT_PNG,
+                                        err);
+    if (!doc) {
+        cli_fail("attack", "%s", err);
+        goto done;
+    }
+    if (json)
         cli_print_json(doc);
-    } else {
-        printf("%s: label %d, method %s\n", model_path, original, bs_attack_method_name(p.method));
-        for (int j = 0; j < k; j++) {
-            const bs_attack_result *r = &res[j];
-            printf("target %d: %s%s, label %d (p=%.3f), L2 %.4f, Linf %.4f, L0 %d, "
-                   "distortion %.4f, c %.4g, %d iterations, %d evaluations, %.3f s\n",
-                   r->target, r->success ? "success" : "failed",
-                   r->status == BS_ATTACK_DONE ? "" : r->status == BS_ATTACK_TIMEOUT
-                   ? " (timeout)" : " (cancelled)", r->adversarial, (double)r->target_prob,
-                   r->norms.l2, r->norms.linf, r->norms.l0, r->norms.distortion, r->c,
-                   r->iterations, r->evaluations, r->seconds);
-            for (int i = 1; i < n_report; i++) {
-                bs_workspace *rws = bs_workspace_new(report[i].model, 1);
-                int label = rws ? bs_argmax(bs_model_forward(report[i].model, rws, r->adv, 1),
-                                            report[i].model->classes) : -1;
-                bs_workspace_free(rws);
-                printf("    %-20s says %d%s\n", report[i].name, label,
-                       label == r->target ? " (fooled)" : "");
-            }
-        }
+    else {
+        cli_attack_print_text(doc, model_path);
+        json_decref(doc);
     }
     rc = 0;
     for (int j = 0; j < k; j++)

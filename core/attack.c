@@ -52,6 +52,7 @@ const char *bs_attack_status_name(bs_attack_status status)
     case BS_ATTACK_DONE: return "done";
     case BS_ATTACK_TIMEOUT: return "timeout";
     case BS_ATTACK_CANCELLED: return "cancelled";
+    case BS_ATTACK_ALREADY_TARGET: return "already_target";
     }
     return "unknown";
 }
@@ -613,6 +614,61 @@ void bs_attack_result_free(bs_attack_result *r)
     r->adv8 = NULL;
 }
 
+/* Runs the method on the targets that are not already x's label; the
+ * others keep the x their results were initialised with. When some are
+ * skipped, the rows to search move into a packed array for the method
+ * (which indexes a->res by position) and back after. */
+static int run_method(attack_ctx *a, char *err)
+{
+    int k = a->k, todo = 0;
+    for (int j = 0; j < k; j++)
+        todo += a->targets[j] != a->original;
+    if (todo == 0)
+        return 0;
+    bs_attack_result *all = a->res, *packed = all;
+    const int *all_targets = a->targets;
+    int *targets = NULL, *rows = NULL;
+    if (todo < k) {
+        packed = malloc((size_t)todo * sizeof *packed);
+        targets = malloc((size_t)todo * sizeof *targets);
+        rows = malloc((size_t)todo * sizeof *rows);
+        if (!packed || !targets || !rows) {
+            free(packed);
+            free(targets);
+            free(rows);
+            return bs_fail(err, "out of memory for the attack");
+        }
+        for (int j = 0, i = 0; j < k; j++)
+            if (all_targets[j] != a->original) {
+                rows[i] = j;
+                targets[i] = all_targets[j];
+                packed[i++] = all[j];
+            }
+        a->res = packed;
+        a->targets = targets;
+        a->k = todo;
+    }
+    int rc = 0;
+    switch (a->p->method) {
+    case BS_ATTACK_LBFGS: rc = run_lbfgs(a, err); break;
+    case BS_ATTACK_ADAM_L1: rc = attack_adam_l1(a, err); break;
+    case BS_ATTACK_FGSM: rc = attack_fgsm(a, err); break;
+    case BS_ATTACK_PGD: rc = attack_pgd(a, err); break;
+    case BS_ATTACK_CW_L2: rc = attack_cw_l2(a, err); break;
+    }
+    if (todo < k) {
+        for (int i = 0; i < todo; i++)
+            all[rows[i]] = packed[i];
+        a->res = all;
+        a->targets = all_targets;
+        a->k = k;
+        free(packed);
+        free(targets);
+        free(rows);
+    }
+    return rc;
+}
+
 int bs_attack_run(const bs_model *m, const float *x, const int *targets, int k,
                   const bs_attack_params *p, const bs_attack_control *ctl,
                   bs_attack_result *results, char *err)
@@ -661,13 +717,7 @@ int bs_attack_run(const bs_model *m, const float *x, const int *targets, int k,
         memcpy(r->adv_float, x, n * sizeof(float));
         a.best_fail_prob[j] = -1.0f;
     }
-    switch (p->method) {
-    case BS_ATTACK_LBFGS: rc = run_lbfgs(&a, err); break;
-    case BS_ATTACK_ADAM_L1: rc = attack_adam_l1(&a, err); break;
-    case BS_ATTACK_FGSM: rc = attack_fgsm(&a, err); break;
-    case BS_ATTACK_PGD: rc = attack_pgd(&a, err); break;
-    case BS_ATTACK_CW_L2: rc = attack_cw_l2(&a, err); break;
-    }
+    rc = run_method(&a, err);
     if (rc)
         goto out;
     /* The final verdict on each returned image, judged afresh. */
@@ -682,14 +732,15 @@ int bs_attack_run(const bs_model *m, const float *x, const int *targets, int k,
         prob = a.ws->probs[target];
         r->adversarial = pred;
         r->target_prob = prob;
-        r->success = pred == target;
+        /* success is the perturbation's doing: the answer moved to target */
+        r->success = pred == target && target != a.original;
         r->untargeted = pred != a.original;
         r->norms = bs_norms_of(x, r->adv, n);
         r->norms_float = bs_norms_of(x, r->adv_float, n);
         for (size_t i = 0; i < n; i++)
             r->adv8[i] = (uint8_t)lroundf(fminf(fmaxf(r->adv[i], 0.0f), 1.0f) * 255.0f);
         r->seconds = secs;
-        r->status = a.status;
+        r->status = target == a.original ? BS_ATTACK_ALREADY_TARGET : a.status;
     }
 out:
     if (rc)

@@ -18,6 +18,10 @@
  * k/255 and re-checked (params.quantize); if rounding undoes the attack the
  * search continues from the rounded point with steps on the grid.
  *
+ * A target that is already the model's label for x is answered at once with
+ * status already_target: no search, the image x itself, zero norms, and
+ * success 0, since no perturbation moved the model's answer.
+ *
  * The model is only read; every call owns its memory, so calls on several
  * threads at once give the same results as one after another. Between model
  * evaluations the call checks the deadline and the cancel flag and then
@@ -38,10 +42,13 @@ typedef enum bs_attack_method {
     BS_ATTACK_CW_L2,
 } bs_attack_method;
 
+/* How a target's search ended. A target the model already gives for x is
+ * not searched at all: its result is x itself, not a success. */
 typedef enum bs_attack_status {
     BS_ATTACK_DONE,
     BS_ATTACK_TIMEOUT,
     BS_ATTACK_CANCELLED,
+    BS_ATTACK_ALREADY_TARGET,
 } bs_attack_status;
 
 /* Every parameter of every method, with the defaults of bs_attack_defaults. */
@@ -114,7 +121,7 @@ bs_norms bs_norms_of(const float *x, const float *adv, size_t n);
 typedef struct bs_attack_result {
     int target;
     int original;         /* the model's label for x */
-    int success;          /* model says target on the returned image */
+    int success;          /* model says target on the returned image, and did not on x */
     int success_float;    /* ... on the float optimum before rounding */
     int untargeted;       /* label of the returned image != original */
     int adversarial;      /* the model's label for the returned image */

@@ -519,6 +519,7 @@ static void answer_png(const attack_job *j, const bs_attack_result *r, int origi
     resp_header(out, "X-Blindspot-Target", "%d", r->target);
     resp_header(out, "X-Blindspot-Label", "%d", r->adversarial);
     resp_header(out, "X-Blindspot-Success", "%s", r->success ? "true" : "false");
+    resp_header(out, "X-Blindspot-Status", "%s", bs_attack_status_name(r->status));
     resp_header(out, "X-Blindspot-Distortion", "%.6g", r->norms.distortion);
     resp_header(out, "X-Blindspot-L2", "%.6g", r->norms.l2);
     resp_header(out, "X-Blindspot-Linf", "%.6g", r->norms.linf);
@@ -556,8 +557,10 @@ static void attack_run(void *ctx, pool_worker *w, const bs_attack_control *job_c
     bs_attack_result *res = calloc((size_t)k, sizeof *res);
     bs_attack_control ctl = *job_ctl;
     if (ctl.progress) {
+        /* targets the model already gives are not searched: no runs */
         j->ctl = job_ctl;
-        j->k = k;
+        for (int i = 0; i < k; i++)
+            j->k += targets[i] != original;
         ctl.progress = attack_progress;
         ctl.ctx = j;
     }
@@ -571,7 +574,10 @@ static void attack_run(void *ctx, pool_worker *w, const bs_attack_control *job_c
         return;
     }
     int ok = 0, failed = 0, timed_out = 0, cancelled = 0;
+    /* Targets already given were not attacked and are not counted. */
     for (int i = 0; i < k; i++) {
+        if (res[i].status == BS_ATTACK_ALREADY_TARGET)
+            continue;
         if (res[i].status == BS_ATTACK_TIMEOUT)
             timed_out++;
         else if (res[i].status == BS_ATTACK_CANCELLED)

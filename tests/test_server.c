@@ -526,6 +526,49 @@ static void test_attack_floats_and_jpeg(void **state)
     bs_dataset_free(&d);
 }
 
+/* Test image 17 is already a 3 to FC100-100-10: target 3 answers status
+ * already_target, no success, zero norms, no model fooled, while target 5
+ * of the same request is attacked; with Accept: image/png the headers say
+ * so too. */
+static void test_attack_already_target(void **state)
+{
+    (void)state;
+    const char *body = "{\"model\":\"fc100-100-10\",\"image\":{\"dataset\":\"mnist\","
+                       "\"index\":17},\"target\":[3,5],\"report\":[\"fc100-100-10\",\"cnn\"]}";
+    reply r;
+    post_json("/v1/attacks", body, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r.json, "original"),
+                                                        "label")), 3);
+    json_t *already = json_array_get(json_object_get(r.json, "results"), 0);
+    json_t *moved = json_array_get(json_object_get(r.json, "results"), 1);
+    assert_string_equal(json_string_value(json_object_get(already, "status")), "already_target");
+    assert_true(json_is_false(json_object_get(already, "success")));
+    assert_int_equal(json_integer_value(json_object_get(already, "evaluations")), 0);
+    assert_true(json_number_value(json_object_get(json_object_get(already, "norms"),
+                                                  "distortion")) == 0.0);
+    size_t i;
+    json_t *pred;
+    json_array_foreach(json_object_get(already, "predictions"), i, pred)
+        assert_true(json_is_false(json_object_get(pred, "fooled")));
+    assert_true(json_is_true(json_object_get(moved, "success")));
+    pred = json_array_get(json_object_get(moved, "predictions"), 0);
+    assert_int_equal(json_integer_value(json_object_get(pred, "original_label")), 3);
+    assert_true(json_is_true(json_object_get(pred, "fooled")));
+    reply_free(&r);
+
+    const char *one = "{\"model\":\"fc100-100-10\",\"image\":{\"dataset\":\"mnist\","
+                      "\"index\":17},\"target\":3}";
+    const char *png[] = {"Content-Type: application/json", "Accept: image/png", NULL};
+    req_opts o = {.headers = png, .body = one, .len = strlen(one)};
+    request("/v1/attacks", &o, &r);
+    assert_int_equal(r.status, 200);
+    char buf[64];
+    assert_string_equal(header_of(&r, "X-Blindspot-Status", buf, sizeof buf), "already_target");
+    assert_string_equal(header_of(&r, "X-Blindspot-Success", buf, sizeof buf), "false");
+    reply_free(&r);
+}
+
 static reply sample_png; /* a PNG the server made, for the upload tests */
 static char form_target[8];
 
@@ -1668,6 +1711,7 @@ int main(void)
         cmocka_unit_test(test_datasets_and_samples),
         cmocka_unit_test(test_attack_json_dataset),
         cmocka_unit_test(test_attack_floats_and_jpeg),
+        cmocka_unit_test(test_attack_already_target),
         cmocka_unit_test(test_attack_multipart_and_png),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_body_too_large),
