@@ -3,7 +3,10 @@
  * converted to the model's input on the HTTP thread; the attack runs on a
  * worker with the job's deadline and cancel flag; the answer is the attack
  * core's JSON (as `blindspot attack --json` prints it) plus the input the
- * model saw, or with Accept: image/png the first adversarial PNG itself.
+ * model saw, or, as the Accept header prefers, the adversarial image itself
+ * as PNG or JPEG (quality 95) with its figures in X-Blindspot-* headers,
+ * for a request with one target. The header is read before anything else:
+ * a type that cannot be served is a 406 naming those that can.
  *
  * Fields: model (required), target (required: a label, a list, or "all"),
  * and one image: {"png"|"jpeg": base64} or {"data": [...], "shape":
@@ -15,10 +18,10 @@
  *
  * With ?async=true the attack is a job (jobs.h): 202 at once, its budget
  * --job-timeout, its progress the finished runs of the c (or eps) search
- * over all targets, its result the JSON answer (Accept: image/png does not
- * apply). */
+ * over all targets, its result the JSON answer (Accept does not apply). */
 #include "server/routes.h"
 
+#include "api/accept.h"
 #include "api/attack_json.h"
 #include "api/base64.h"
 #include "api/image.h"
@@ -27,6 +30,11 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+/* What a synchronous answer can be, in the server's order of preference;
+ * the images only for one target. */
+typedef enum answer_type { ANSWER_JSON, ANSWER_PNG, ANSWER_JPEG } answer_type;
+static const char *const answer_types[] = {"application/json", "image/png", "image/jpeg"};
 
 typedef struct attack_job {
     const registry_model *rm;
@@ -38,7 +46,8 @@ typedef struct attack_job {
     bs_report_model *report;
     int n_report;
     bs_image_out image_out;
-    int want_png;               /* Accept: image/png */
+    answer_type answer;         /* as the Accept header chose */
+    int n_targets;              /* targets the request names ("all": every class) */
     /* progress of a job: runs finished over all k targets */
     const bs_attack_control *ctl;
     int runs_done, k;
@@ -436,6 +445,7 @@ static int read_request(server *srv, const http_request *req, json_t *root, cons
         return -1;
     }
     j->target = json_incref((json_t *)target);
+    j->n_targets = k;
 
     if (req_body_timeout(root, req, work, resp))
         return -1;
@@ -490,15 +500,16 @@ static json_t *input_json(const attack_job *j, char *err)
     return o;
 }
 
-/* Accept: image/png — the first result's PNG with its figures in headers. */
-static void answer_png(const attack_job *j, const bs_attack_result *r, int original,
-                       http_response *out)
+/* Accept: image/png or image/jpeg — the result's image itself, its figures
+ * in headers. */
+static void answer_image(const attack_job *j, const bs_attack_result *r, int original,
+                         http_response *out)
 {
     const bs_model *m = j->rm->model;
     int C = m->input_shape[0], H = m->input_shape[1], W = m->input_shape[2];
     size_t plane = (size_t)H * W;
-    uint8_t *hwc = malloc(m->input_size), *png = NULL;
-    size_t png_len = 0;
+    uint8_t *hwc = malloc(m->input_size), *enc = NULL;
+    size_t enc_len = 0;
     char err[BS_ERR_LEN] = "out of memory";
     if (!hwc) {
         resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
@@ -507,13 +518,15 @@ static void answer_png(const attack_job *j, const bs_attack_result *r, int origi
     for (int c = 0; c < C; c++)
         for (size_t p = 0; p < plane; p++)
             hwc[p * C + c] = r->adv8[c * plane + p];
-    int rc = bs_image_encode(hwc, W, H, C, BS_IMAGE_PNG, 0, &png, &png_len, err);
+    int jpeg = j->answer == ANSWER_JPEG;
+    int rc = bs_image_encode(hwc, W, H, C, jpeg ? BS_IMAGE_JPEG : BS_IMAGE_PNG, 95, &enc,
+                             &enc_len, err);
     free(hwc);
     if (rc) {
         resp_error(out, BS_E_ENCODE_FAILED, "The image cannot be encoded: %s.", err);
         return;
     }
-    resp_bytes(out, 200, "image/png", (char *)png, png_len);
+    resp_bytes(out, 200, answer_types[j->answer], (char *)enc, enc_len);
     resp_header(out, "X-Blindspot-Model", "%s", j->rm->name);
     resp_header(out, "X-Blindspot-Original", "%d", original);
     resp_header(out, "X-Blindspot-Target", "%d", r->target);
@@ -589,8 +602,8 @@ static void attack_run(void *ctx, pool_worker *w, const bs_attack_control *job_c
     }
     metrics_attack(j->metrics, bs_attack_method_name(j->params.method), j->rm->name, ok, failed,
                    timed_out, cancelled, bs_now() - t0);
-    if (j->want_png && !timed_out && !cancelled) {
-        answer_png(j, &res[0], original, out);
+    if (j->answer != ANSWER_JSON && !timed_out && !cancelled) {
+        answer_image(j, &res[0], original, out);
     } else {
         json_t *doc = bs_attack_answer_json(j->rm->name, m, j->x, &j->params, res, k, j->report,
                                             j->n_report, j->image_out, err);
@@ -621,9 +634,41 @@ static void attack_run(void *ctx, pool_worker *w, const bs_attack_control *job_c
     free(res);
 }
 
+/* The synchronous answer's type from the Accept header; -1 after a 406. */
+static int negotiate(const http_request *req, attack_job *j, http_response *resp)
+{
+    int pick = bs_accept_pick(req->accept, answer_types, 3);
+    if (pick < 0) {
+        resp_error(resp, BS_E_NOT_ACCEPTABLE,
+                   "POST /v1/attacks answers application/json, or for one target image/png "
+                   "or image/jpeg; Accept: %.100s takes none of them.", req->accept);
+        return -1;
+    }
+    j->answer = (answer_type)pick;
+    return 0;
+}
+
 handler_result attacks_create(server *srv, const http_request *req, http_response *resp,
                               http_work *work)
 {
+    const char *async = req_query(req, "async");
+    if (async && strcmp(async, "true") && strcmp(async, "false")) {
+        resp_error(resp, BS_E_INVALID_REQUEST, "async is true or false, not '%.16s'.", async);
+        return HANDLER_ANSWERED;
+    }
+    int is_async = async && !strcmp(async, "true");
+    attack_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
+        return HANDLER_ANSWERED;
+    }
+    j->metrics = srv->metrics;
+    if (is_async)
+        work->deadline = jobs_deadline(srv, req); /* a body's timeout lowers it below */
+    else if (negotiate(req, j, resp)) {
+        attack_free(j);
+        return HANDLER_ANSWERED;
+    }
     json_t *root;
     const uint8_t *file = NULL;
     size_t file_len = 0;
@@ -631,30 +676,24 @@ handler_result attacks_create(server *srv, const http_request *req, http_respons
         root = form_to_json(req, &file, &file_len, resp);
     else
         root = req_json_object(req, resp);
-    if (!root)
-        return HANDLER_ANSWERED;
-    attack_job *j = calloc(1, sizeof *j);
-    if (!j) {
-        json_decref(root);
-        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
-        return HANDLER_ANSWERED;
-    }
-    j->metrics = srv->metrics;
-    const char *async = req_query(req, "async");
-    if (async && strcmp(async, "true") && strcmp(async, "false")) {
-        json_decref(root);
+    if (!root) {
         attack_free(j);
-        resp_error(resp, BS_E_INVALID_REQUEST, "async is true or false, not '%.16s'.", async);
         return HANDLER_ANSWERED;
     }
-    int is_async = async && !strcmp(async, "true");
-    if (is_async)
-        work->deadline = jobs_deadline(srv, req); /* a body's timeout lowers it below */
-    else
-        j->want_png = req->accept && strstr(req->accept, "image/png") &&
-                      !strstr(req->accept, "application/json");
     int rc = read_request(srv, req, root, file, file_len, j, work, resp);
     json_decref(root);
+    if (!rc && j->answer != ANSWER_JSON && j->n_targets > 1) {
+        /* one image per answer: several targets can only be JSON */
+        if (bs_accept_quality(req->accept, answer_types[ANSWER_JSON]) > 0.0) {
+            j->answer = ANSWER_JSON;
+        } else {
+            resp_error(resp, BS_E_NOT_ACCEPTABLE,
+                       "%s holds one image, and this request has %d targets; ask for one "
+                       "target, or accept application/json.", answer_types[j->answer],
+                       j->n_targets);
+            rc = -1;
+        }
+    }
     if (rc) {
         attack_free(j);
         return HANDLER_ANSWERED;
