@@ -15,7 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *attack_usage =
+/* The usage text around the parts made from core/attack.h's tables. */
+static const char *attack_usage_head =
     "usage: blindspot attack --model FILE --target T [image] [options]\n"
     "\n"
     "Finds, for each target label, a small perturbation r such that the model\n"
@@ -33,20 +34,13 @@ static const char *attack_usage =
     "options:\n"
     "  --model FILE       the model to attack (.safetensors)\n"
     "  --target T         a label, a comma-separated list, or all\n"
-    "  --method M         lbfgs (default, the paper's box-constrained L-BFGS),\n"
-    "                     adam-l1, fgsm, pgd, cw-l2\n"
-    "  --param KEY=VALUE  a method parameter; repeatable. Defaults (lbfgs):\n"
-    "                     search_steps=8 initial_c=1 c_factor=10 norm=l2 (or l1)\n"
-    "                     max_iterations=150 history=15 factr=1e7 pgtol=1e-5\n"
-    "                     optimizer=native (the C port of L-BFGS-B 3.0 in\n"
-    "                     core/lbfgsb.c; or reference, the Fortran original)\n"
-    "                     quantize=true repair_steps=40; adam-l1: lr=0.001\n"
-    "                     steps=3000 initial_c=1 init=uniform (or zeros)\n"
-    "                     c_search=false (the seed's settings, which rarely\n"
-    "                     reach the target: try init=zeros c_search=true);\n"
-    "                     fgsm/pgd: eps_max=1 pgd_steps=40\n"
-    "                     pgd_norm=linf (or l2); cw-l2: lr=0.05 steps=200\n"
-    "                     search_steps=6 kappa=0\n"
+    "  --method M         the attack, one of (default lbfgs):\n";
+static const char *attack_usage_params =
+    "  --param KEY=VALUE  a parameter of the method; repeatable. Each method's\n"
+    "                     parameters with their defaults (a|b: a choice):\n";
+static const char *attack_usage_tail =
+    "                     optimizer native is the C port of L-BFGS-B 3.0 in\n"
+    "                     core/lbfgsb.c, reference the Fortran original.\n"
     "  --timeout S        stop after S seconds with the best result so far\n"
     "  --models DIR       every model in DIR taking the same input predicts each\n"
     "                     result (default: models; --models none to skip)\n"
@@ -65,6 +59,62 @@ static const char *attack_usage =
     "The c search: the objective is c*||r||^2 + xent(f(x+r), target); c grows\n"
     "(or shrinks) by c_factor from initial_c until success flips, then is\n"
     "bisected; the largest c that succeeds gives the smallest r.\n";
+
+/* Prints words, starting at column `col`, wrapped before column 80 onto
+ * lines indented by `indent` spaces. */
+static void print_wrapped(FILE *f, const char *words, int col, int indent)
+{
+    for (const char *w = words; *w;) {
+        int len = (int)strcspn(w, " ");
+        if (col > indent && col + 1 + len >= 80) {
+            fprintf(f, "\n%*s", indent, "");
+            col = indent;
+        } else if (col > indent) {
+            fputc(' ', f);
+            col++;
+        }
+        fprintf(f, "%.*s", len, w);
+        col += len;
+        w += len;
+        w += strspn(w, " ");
+    }
+    fputc('\n', f);
+}
+
+/* The usage, its method list and parameters from bs_attack_methods. */
+static void attack_usage(FILE *f)
+{
+    fputs(attack_usage_head, f);
+    for (int i = 0; i < BS_ATTACK_N_METHODS; i++) {
+        const bs_attack_method_info *m = &bs_attack_methods[i];
+        fprintf(f, "%23s%-8s", "", m->name);
+        print_wrapped(f, m->summary, 31, 31);
+    }
+    fputs(attack_usage_params, f);
+    for (int i = 0; i < BS_ATTACK_N_METHODS; i++) {
+        const bs_attack_method_info *m = &bs_attack_methods[i];
+        char list[1024], value[32];
+        size_t used = 0;
+        for (const char *s = m->params; *s && used < sizeof list;) {
+            int len = (int)strcspn(s, " ");
+            char name[32];
+            snprintf(name, sizeof name, "%.*s", len, s);
+            const bs_attack_param_info *p = bs_attack_param_find(name);
+            bs_attack_param_format(&m->defaults, p, value, sizeof value);
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s=%s%s%s",
+                                     used ? " " : "", name, value,
+                                     p->kind == BS_PARAM_CHOICE ? "|" : "",
+                                     p->kind != BS_PARAM_CHOICE ? ""
+                                     : strcmp(value, p->choices[0]) ? p->choices[0]
+                                                                    : p->choices[1]);
+            s += len;
+            s += strspn(s, " ");
+        }
+        fprintf(f, "%23s%s:", "", m->name);
+        print_wrapped(f, list, 23 + (int)strlen(m->name) + 1, 25);
+    }
+    fputs(attack_usage_tail, f);
+}
 
 static int load_image(const char *path, const bs_model *m, bs_invert inv, float *x,
                       char *err)
@@ -236,16 +286,16 @@ int cli_attack(int argc, char **argv)
         case 'o': out = optarg; break;
         case O_DATA: data_flag = optarg; break;
         case O_JSON: json = 1; break;
-        case 'h': fputs(attack_usage, stdout); rc = 0; goto out;
-        default: fputs(attack_usage, stderr); goto out;
+        case 'h': attack_usage(stdout); rc = 0; goto out;
+        default: attack_usage(stderr); goto out;
         }
     }
     if (!model_path || !target_s || optind != argc || (!image == !(dataset && index >= 0))) {
-        fprintf(stderr, "blindspot attack: %s\n\n%s",
+        fprintf(stderr, "blindspot attack: %s\n\n",
                 optind != argc ? "unexpected argument"
                 : !model_path || !target_s ? "--model and --target are required"
-                : "give either --image FILE or --dataset NAME --index I",
-                attack_usage);
+                : "give either --image FILE or --dataset NAME --index I");
+        attack_usage(stderr);
         goto out;
     }
 
@@ -373,6 +423,7 @@ out:
     return rc;
 }
 
+/* A printf format: %s takes the method list. */
 static const char *eval_usage =
     "usage: blindspot eval --model FILE [--n N] [--method M] [options]\n"
     "\n"
@@ -385,9 +436,15 @@ static const char *eval_usage =
     "  --model FILE       the model (.safetensors)\n"
     "  --dataset NAME     default mnist; --split S default test; --data DIR\n"
     "  --n N              images (default 100)\n"
-    "  --method M         lbfgs (default), adam-l1, fgsm, pgd, cw-l2\n"
+    "  --method M         %s (default lbfgs)\n"
     "  --param KEY=VALUE  a method parameter, as for `blindspot attack`\n"
     "  --json             print the figures as JSON\n";
+
+static void eval_help(FILE *f)
+{
+    char methods[128];
+    fprintf(f, eval_usage, bs_attack_method_list(", ", methods, sizeof methods));
+}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -428,13 +485,14 @@ int cli_eval(int argc, char **argv)
             break;
         case O_DATA: data_flag = optarg; break;
         case O_JSON: json = 1; break;
-        case 'h': fputs(eval_usage, stdout); rc = 0; goto out;
-        default: fputs(eval_usage, stderr); goto out;
+        case 'h': eval_help(stdout); rc = 0; goto out;
+        default: eval_help(stderr); goto out;
         }
     }
     if (!model_path || optind != argc) {
-        fprintf(stderr, "blindspot eval: %s\n\n%s",
-                model_path ? "unexpected argument" : "--model is required", eval_usage);
+        fprintf(stderr, "blindspot eval: %s\n\n",
+                model_path ? "unexpected argument" : "--model is required");
+        eval_help(stderr);
         goto out;
     }
     char err[BS_ERR_LEN];

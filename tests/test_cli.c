@@ -11,6 +11,7 @@
 
 #include "api/base64.h"
 #include "api/image.h"
+#include "core/attack.h"
 #include "core/model.h"
 #include "core/model_file.h"
 #include "tests/testutil.h"
@@ -332,6 +333,42 @@ static void test_bad_usage_is_refused(void **state)
                    1, "cannot open");
 }
 
+/* Every command that takes --method lists the methods of core/attack.h's
+ * table in its help; `attack --help` also each method's summary and its
+ * parameters with their defaults. */
+static void test_help_lists_every_method(void **state)
+{
+    (void)state;
+    const char *cmds[] = {"attack", "eval", "evaluate", "train"};
+    for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
+        char cmd[256], *out = NULL;
+        snprintf(cmd, sizeof cmd, "%s %s --help", tu_bin("blindspot"), cmds[c]);
+        assert_int_equal(tu_run(cmd, &out), 0);
+        for (int i = 0; i < BS_ATTACK_N_METHODS; i++)
+            if (!strstr(out, bs_attack_methods[i].name))
+                fail_msg("blindspot %s --help does not list the method %s", cmds[c],
+                         bs_attack_methods[i].name);
+        if (!strcmp(cmds[c], "attack")) {
+            /* "lbfgs: search_steps=8 ...", "fgsm: eps_max=1 ..." */
+            for (int i = 0; i < BS_ATTACK_N_METHODS; i++) {
+                const bs_attack_method_info *m = &bs_attack_methods[i];
+                char line[128], first[32], value[32];
+                snprintf(first, sizeof first, "%.*s", (int)strcspn(m->params, " "), m->params);
+                snprintf(line, sizeof line, "%s: %s=%s", m->name, first,
+                         bs_attack_param_format(&m->defaults, bs_attack_param_find(first),
+                                                value, sizeof value));
+                if (!strstr(out, line))
+                    fail_msg("blindspot attack --help lacks '%s'", line);
+            }
+        }
+        free(out);
+    }
+    expect_failure("attack --model models/cnn.safetensors --dataset mnist --index 0 --target 1 "
+                   "--method fgsm --param history=3", 1, "params.history does not apply to fgsm");
+    expect_failure("attack --model models/cnn.safetensors --dataset mnist --index 0 --target 1 "
+                   "--method magic", 1, "unknown method \"magic\" (lbfgs, adam-l1, fgsm, pgd, cw-l2)");
+}
+
 static void test_help_explains_every_command(void **state)
 {
     (void)state;
@@ -359,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_reproduce_is_deterministic),
         cmocka_unit_test(test_bad_usage_is_refused),
         cmocka_unit_test(test_help_explains_every_command),
+        cmocka_unit_test(test_help_lists_every_method),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
