@@ -3,6 +3,7 @@
 #include "api/cli.h"
 
 #include "api/attack_json.h"
+#include "api/attack_request.h"
 #include "api/image.h"
 #include "core/attack.h"
 #include "core/dataset.h"
@@ -116,8 +117,8 @@ static void attack_usage(FILE *f)
     fputs(attack_usage_tail, f);
 }
 
-static int load_image(const char *path, const bs_model *m, bs_invert inv, float *x,
-                      char *err)
+/* Reads a whole file (64 MiB at most) into *out. 0, or -1 with a message. */
+static int read_file(const char *path, uint8_t **out, size_t *out_len, char *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -140,15 +141,60 @@ static int load_image(const char *path, const bs_model *m, bs_invert inv, float 
         snprintf(err, BS_ERR_LEN, "%s is too large (64 MiB at most)", path);
         return -1;
     }
-    bs_image img;
-    int rc = bs_image_decode(buf, len, 4096 * 4096, &img, err);
-    free(buf);
-    if (rc)
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
+/* api/attack_request.h's view of the command line: the model of --model
+ * under its file name, the models of --models, the dataset of --data. */
+typedef struct cli_env {
+    const bs_report_model *report;  /* m under its name, then the models of --models */
+    int n_report;
+    const char *data_dir;
+    bs_dataset d;                   /* the split asked for, once loaded */
+} cli_env;
+
+static const bs_model *env_model(void *ctx, const char *name, const char **canonical, char *err)
+{
+    cli_env *c = ctx;
+    for (int i = 0; i < c->n_report; i++)
+        if (!strcmp(name, c->report[i].name)) {
+            *canonical = c->report[i].name;
+            return c->report[i].model;
+        }
+    snprintf(err, BS_ERR_LEN, "No model named '%.64s' is loaded; --model and --models name "
+             "the files.", name);
+    return NULL;
+}
+
+static int env_report_all(void *ctx, const bs_model *m, bs_report_model *out, int cap)
+{
+    cli_env *c = ctx;
+    int n = 0;
+    for (int i = 0; i < c->n_report && n < cap; i++)
+        if (c->report[i].model->input_size == m->input_size)
+            out[n++] = c->report[i];
+    return n;
+}
+
+static int env_split(void *ctx, const char *dataset, const char *split, bs_attack_split *out,
+                     char *err)
+{
+    cli_env *c = ctx;
+    bs_dataset_free(&c->d);
+    if (bs_dataset_load(c->data_dir, dataset, split, &c->d, err))
         return -1;
-    rc = bs_image_to_input(&img, m->input_shape[0], m->input_shape[1], m->input_shape[2],
-                           inv, x, NULL, err);
-    bs_image_free(&img);
-    return rc;
+    *out = (bs_attack_split){.n = c->d.n, .input_size = c->d.input_size,
+                             .shape = {c->d.shape[0], c->d.shape[1], c->d.shape[2]}};
+    return 0;
+}
+
+static int env_sample(void *ctx, const bs_attack_split *split, int index, float *x)
+{
+    cli_env *c = ctx;
+    memcpy(x, c->d.images + (size_t)index * split->input_size, split->input_size * sizeof *x);
+    return 0;
 }
 
 static int write_png(const char *path, const bs_attack_result *r, const bs_model *m,
@@ -244,12 +290,11 @@ int cli_attack(int argc, char **argv)
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     const char *model_path = NULL, *target_s = NULL, *dataset = NULL, *split = "test";
-    const char *image = NULL, *method = "lbfgs", *models_dir = "models", *out = NULL;
+    const char *image = NULL, *method = NULL, *invert = NULL, *models_dir = "models";
+    const char *out = NULL, *data_flag = NULL;
     int models_flag = 0;
-    const char *data_flag = NULL;
     long index = -1;
     float timeout = 0.0f;
-    bs_invert inv = BS_INVERT_AUTO;
     int json = 0, c, rc = 2;
     json_t *params = json_object();
     optind = 1;
@@ -263,15 +308,7 @@ int cli_attack(int argc, char **argv)
             if (cli_parse_long("--index", optarg, 0, 100000000, &index)) goto out;
             break;
         case O_IMAGE: image = optarg; break;
-        case O_INVERT:
-            if (!strcmp(optarg, "auto")) inv = BS_INVERT_AUTO;
-            else if (!strcmp(optarg, "yes")) inv = BS_INVERT_YES;
-            else if (!strcmp(optarg, "no")) inv = BS_INVERT_NO;
-            else {
-                fprintf(stderr, "blindspot attack: --invert is auto, yes or no\n");
-                goto out;
-            }
-            break;
+        case O_INVERT: invert = optarg; break;
         case O_METHOD: method = optarg; break;
         case O_PARAM:
             if (cli_add_param(params, optarg)) {
@@ -301,59 +338,17 @@ int cli_attack(int argc, char **argv)
 
     char err[BS_ERR_LEN], name[256];
     rc = 1;
-    bs_dataset d = {0};
-    float *x = NULL;
+    uint8_t *file = NULL;
+    size_t file_len = 0;
+    bs_attack_request req = {0};
+    json_t *request = NULL;
     bs_attack_result *res = NULL;
     bs_report_model report[CLI_MAX_REPORT];
     int n_report = 0, k = 0, targets[BS_MAX_TARGETS];
+    cli_env env = {.data_dir = cli_data_dir(data_flag)};
     bs_model *m = bs_model_load(model_path, err);
     if (!m) {
         cli_fail("attack", "%s", err);
-        goto done;
-    }
-    x = malloc(m->input_size * sizeof(float));
-    if (!x) {
-        cli_fail("attack", "out of memory");
-        goto done;
-    }
-    if (image) {
-        if (load_image(image, m, inv, x, err)) {
-            cli_fail("attack", "%s", err);
-            goto done;
-        }
-    } else {
-        if (bs_dataset_load(cli_data_dir(data_flag), dataset, split, &d, err)) {
-            cli_fail("attack", "%s", err);
-            goto done;
-        }
-        if (index >= d.n || d.input_size != m->input_size) {
-            cli_fail("attack", index >= d.n ? "--index %ld is past the %d images of %s %s"
-                     : "dataset %s does not fit the model's input", index, d.n, dataset, split);
-            goto done;
-        }
-        memcpy(x, d.images + (size_t)index * d.input_size, d.input_size * sizeof(float));
-    }
-    bs_attack_params p;
-    if (bs_attack_params_from_json(params, method, &p, err)) {
-        cli_fail("attack", "%s", err);
-        goto done;
-    }
-    /* targets: "all", or a comma-separated list */
-    json_t *tj;
-    if (!strcmp(target_s, "all")) {
-        tj = json_string("all");
-    } else {
-        char buf[512];
-        snprintf(buf, sizeof buf, "[%s]", target_s);
-        tj = json_loads(buf, 0, NULL);
-    }
-    bs_workspace *ws = bs_workspace_new(m, 1);
-    int original = ws ? bs_argmax(bs_model_forward(m, ws, x, 1), m->classes) : 0;
-    bs_workspace_free(ws);
-    int bad = !tj || bs_attack_targets_from_json(tj, m->classes, original, targets, &k, err);
-    json_decref(tj);
-    if (bad) {
-        cli_fail("attack", "--target: %s", tj ? err : "a label, a comma-separated list, or all");
         goto done;
     }
     cli_model_name(model_path, name, sizeof name);
@@ -366,9 +361,46 @@ int cli_attack(int argc, char **argv)
         cli_fail("attack", "%s", err);
         goto done;
     }
+    if (image && read_file(image, &file, &file_len, err)) {
+        cli_fail("attack", "%s", err);
+        goto done;
+    }
+    /* The request POST /v1/attacks would get, checked by the same parser. */
+    request = json_pack("{s:s, s:o}", "model", name, "target",
+                        bs_attack_form_value("target", target_s));
+    if (!image)
+        json_object_set_new(request, "image", json_pack("{s:s, s:s, s:I}", "dataset", dataset,
+                                                        "split", split, "index",
+                                                        (json_int_t)index));
+    if (method)
+        json_object_set_new(request, "method", json_string(method));
+    if (json_object_size(params))
+        json_object_set(request, "params", params);
+    if (invert)
+        json_object_set_new(request, "invert", json_string(invert));
+    if (timeout > 0)
+        json_object_set_new(request, "timeout", json_real(timeout));
+    env.report = report;
+    env.n_report = n_report;
+    bs_attack_env callbacks = {.ctx = &env, .model = env_model, .report_all = env_report_all,
+                               .max_report = n_report, .split = env_split,
+                               .sample = env_sample, .max_pixels = 4096 * 4096};
+    bs_api_error e;
+    if (bs_attack_request_parse(request, file, file_len, &callbacks, &req, &e)) {
+        cli_fail("attack", "%s", e.message);
+        goto done;
+    }
+    bs_workspace *ws = bs_workspace_new(m, 1);
+    int original = ws ? bs_argmax(bs_model_forward(m, ws, req.x, 1), m->classes) : 0;
+    bs_workspace_free(ws);
+    if (bs_attack_request_targets(&req, original, targets, &k, &e)) {
+        cli_fail("attack", "%s", e.message);
+        goto done;
+    }
     res = calloc((size_t)k, sizeof *res);
-    bs_attack_control ctl = {.deadline = timeout > 0 ? bs_now() + timeout : 0.0};
-    if (!res || bs_attack_run(m, x, targets, k, &p, &ctl, res, res ? err : "out of memory")) {
+    bs_attack_control ctl = {.deadline = req.timeout > 0 ? bs_now() + req.timeout : 0.0};
+    if (!res || bs_attack_run(m, req.x, targets, k, &req.params, &ctl, res,
+                              res ? err : "out of memory")) {
         cli_fail("attack", "%s", res ? err : "out of memory");
         free(res);
         res = NULL;
@@ -390,8 +422,8 @@ int cli_attack(int argc, char **argv)
                 goto done;
             }
         }
-    json_t *doc = bs_attack_answer_json(name, m, x, &p, res, k, report, n_report, BS_OUT_PNG,
-                                        err);
+    json_t *doc = bs_attack_answer_json(name, m, req.x, &req.params, res, k, req.report,
+                                        req.n_report, req.image_out, err);
     if (!doc) {
         cli_fail("attack", "%s", err);
         goto done;
@@ -410,13 +442,15 @@ done:
         for (int j = 0; j < k; j++)
             bs_attack_result_free(&res[j]);
     free(res);
+    bs_attack_request_free(&req);
+    json_decref(request);
+    free(file);
+    bs_dataset_free(&env.d);
     for (int i = 0; i < n_report; i++) {
         free((char *)report[i].name);
         if (i > 0)
             bs_model_free((bs_model *)report[i].model);
     }
-    free(x);
-    bs_dataset_free(&d);
     bs_model_free(m);
 out:
     json_decref(params);

@@ -1,7 +1,8 @@
 /* test_server — blindspotd end to end: the daemon is started on a free
  * loopback port with the trained zoo and driven with libcurl. Every
  * endpoint's answer, JSON and multipart attacks, the attack's Accept
- * negotiation (JSON, PNG, JPEG, q-values, 406), the
+ * negotiation (JSON, PNG, JPEG, q-values, 406), bad attack requests
+ * refused by `blindspot attack` with the daemon's message, the
  * error statuses (each with a JSON error and the daemon staying up),
  * X-Request-Id, /metrics' format, inference equal to bs_model_forward in
  * this process (numbers in every JSON spelling; bad tensors answered as
@@ -671,6 +672,55 @@ static void test_attack_accept(void **state)
     reply_free(&r);
 }
 
+/* `blindspot attack` builds the request POST /v1/attacks takes and checks
+ * it with the same parser: a request the daemon refuses, the command line
+ * refuses with the same message (exit status 1). */
+static void test_cli_and_server_refuse_alike(void **state)
+{
+    (void)state;
+    struct { const char *args, *json; } cases[] = {
+        {"--method magic", "\"method\":\"magic\""},
+        {"--param history=0", "\"params\":{\"history\":0}"},
+        {"--param bogus=1", "\"params\":{\"bogus\":1}"},
+        {"--method fgsm --param history=3", "\"method\":\"fgsm\",\"params\":{\"history\":3}"},
+        {"--param norm=l3", "\"params\":{\"norm\":\"l3\"}"},
+        {"--invert maybe", "\"invert\":\"maybe\""},
+    };
+    struct { const char *target, *index, *json_target, *json_index; } images[] = {
+        {"12", "0", "12", "0"},
+        {"3,3", "0", "[3,3]", "0"},
+        {"three", "0", "\"three\"", "0"},
+        {"3", "5000", "3", "5000"},
+    };
+    size_t n_cases = sizeof cases / sizeof cases[0], n_images = sizeof images / sizeof images[0];
+    for (size_t i = 0; i < n_cases + n_images; i++) {
+        char cmd[512], body[512], *out = NULL;
+        const char *target = i < n_cases ? "1" : images[i - n_cases].target;
+        const char *index = i < n_cases ? "0" : images[i - n_cases].index;
+        snprintf(cmd, sizeof cmd, "%s attack --model models/fc100-100-10.safetensors --dataset "
+                 "mnist --index %s --target %s %s 2>&1 >/dev/null", tu_bin("blindspot"), index,
+                 target, i < n_cases ? cases[i].args : "");
+        snprintf(body, sizeof body, "{\"model\":\"fc100-100-10\",\"image\":{\"dataset\":"
+                 "\"mnist\",\"index\":%s},\"target\":%s%s%s}",
+                 i < n_cases ? "0" : images[i - n_cases].json_index,
+                 i < n_cases ? "1" : images[i - n_cases].json_target, i < n_cases ? "," : "",
+                 i < n_cases ? cases[i].json : "");
+        assert_int_equal(tu_run(cmd, &out), 1);
+        reply r;
+        post_json("/v1/attacks", body, &r);
+        assert_true(r.status >= 400 && r.status < 500);
+        const char *msg = json_string_value(
+            json_object_get(json_object_get(r.json, "error"), "message"));
+        assert_non_null(msg);
+        char want[600];
+        snprintf(want, sizeof want, "blindspot attack: %s\n", msg);
+        if (strcmp(out, want))
+            fail_msg("%s\n  the CLI said: %s  the daemon: %s", body, out, msg);
+        free(out);
+        reply_free(&r);
+    }
+}
+
 static reply sample_png; /* a PNG the server made, for the upload tests */
 static char form_target[8];
 
@@ -765,6 +815,8 @@ static void test_bad_requests(void **state)
         {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"image_format\":\"gif\",\"image\":{\"dataset\":\"mnist\",\"index\":0}}", 400, "invalid_request"},
         {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"invert\":\"maybe\",\"image\":{\"dataset\":\"mnist\",\"index\":0}}", 400, "invalid_request"},
         {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"report\":[\"nope\"],\"image\":{\"dataset\":\"mnist\",\"index\":0}}", 404, "model_not_found"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"report\":[\"cnn\",\"cnn\"],\"image\":{\"dataset\":\"mnist\",\"index\":0}}", 422, "duplicate_model"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"method\":\"fgsm\",\"params\":{\"history\":3},\"image\":{\"dataset\":\"mnist\",\"index\":0}}", 422, "invalid_params"},
         {"POST", "/v1/attacks", "multipart/form-data", "x", 400, "invalid_form"},
         {"POST", "/v2/models/cnn/infer", "application/json", "nope", 400, "invalid_json"},
         {"POST", "/v2/models/cnn/infer", "application/x-www-form-urlencoded", "a=b", 415, "unsupported_media_type"},
@@ -1815,6 +1867,7 @@ int main(void)
         cmocka_unit_test(test_attack_floats_and_jpeg),
         cmocka_unit_test(test_attack_already_target),
         cmocka_unit_test(test_attack_accept),
+        cmocka_unit_test(test_cli_and_server_refuse_alike),
         cmocka_unit_test(test_attack_multipart_and_png),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_body_too_large),
