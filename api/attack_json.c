@@ -79,9 +79,18 @@ int bs_attack_params_from_json(const json_t *obj, const char *method,
         const bs_attack_param_info *f = bs_attack_param_find(key);
         if (!f)
             return bs_fail(err, "unknown parameter params.%s", key);
-        if (!bs_attack_param_applies((bs_attack_method)mi, key))
+        if (!bs_attack_param_applies((bs_attack_method)mi, key)) {
+            char list[200];
+            size_t used = 0;
+            for (const char *s = bs_attack_methods[mi].params; *s && used < sizeof list;) {
+                int len = (int)strcspn(s, " ");
+                used += (size_t)snprintf(list + used, sizeof list - used, "%s%.*s",
+                                         used ? ", " : "", len, s);
+                s += len + strspn(s + len, " ");
+            }
             return bs_fail(err, "params.%s does not apply to %s, whose parameters are %s", key,
-                           bs_attack_methods[mi].name, bs_attack_methods[mi].params);
+                           bs_attack_methods[mi].name, list);
+        }
         if (set_param(p, f, v, err))
             return -1;
     }

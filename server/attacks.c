@@ -121,6 +121,11 @@ static int read_request(server *srv, const http_request *req, attack_job *j, htt
     bs_attack_env env = {.ctx = srv, .model = env_model, .report_all = env_report_all,
                          .max_report = srv->reg.n_models, .split = env_split,
                          .sample = env_sample, .max_pixels = srv->cfg->max_pixels};
+    /* the log line names the model even when the request is refused */
+    const char *model = json_string_value(json_object_get(root, "model"));
+    const registry_model *named = model ? registry_model_find(&srv->reg, model) : NULL;
+    if (named)
+        snprintf(resp->model, sizeof resp->model, "%s", named->name);
     bs_api_error e;
     int rc = bs_attack_request_parse(root, file, file_len, &env, &j->req, &e);
     json_decref(root);
@@ -129,7 +134,6 @@ static int read_request(server *srv, const http_request *req, attack_job *j, htt
         return -1;
     }
     j->rm = registry_model_find(&srv->reg, j->req.model_name);
-    snprintf(resp->model, sizeof resp->model, "%s", j->rm->name);
     if (j->req.timeout > 0 && req->arrival + j->req.timeout < work->deadline)
         work->deadline = req->arrival + j->req.timeout;
     return 0;
