@@ -14,73 +14,60 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The numeric parameters, one row each: the single table behind parsing,
- * printing and the documentation of the parameters. */
-typedef enum { P_INT, P_DOUBLE, P_FLOAT, P_BOOL } ptype;
-typedef struct param_field {
-    const char *name;
-    ptype type;
-    size_t offset;
-} param_field;
-
-#define F(name, type) {#name, type, offsetof(bs_attack_params, name)}
-static const param_field fields[] = {
-    F(quantize, P_BOOL),     F(search_steps, P_INT),   F(initial_c, P_DOUBLE),
-    F(c_factor, P_DOUBLE),   F(max_iterations, P_INT), F(history, P_INT),
-    F(factr, P_DOUBLE),      F(pgtol, P_DOUBLE),       F(lr, P_FLOAT),
-    F(steps, P_INT),         F(c_search, P_BOOL),      F(eps_max, P_DOUBLE),
-    F(pgd_steps, P_INT),     F(kappa, P_DOUBLE),       F(repair_steps, P_INT),
-};
-#undef F
-#define N_FIELDS (sizeof fields / sizeof fields[0])
-
-static int set_field(bs_attack_params *p, const param_field *f, const json_t *v, char *err)
+/* One parameter's JSON value into its field of p (core/attack.h's table). */
+static int set_param(bs_attack_params *p, const bs_attack_param_info *f, const json_t *v,
+                     char *err)
 {
-    char *base = (char *)p + f->offset;
-    switch (f->type) {
-    case P_BOOL:
+    char *field = (char *)p + f->offset;
+    switch (f->kind) {
+    case BS_PARAM_BOOL:
         if (!json_is_boolean(v))
             return bs_fail(err, "params.%s must be true or false", f->name);
-        *(int *)base = json_is_true(v);
+        *(int *)field = json_is_true(v);
         return 0;
-    case P_INT:
+    case BS_PARAM_INT:
         if (!json_is_integer(v) || json_integer_value(v) < -2147483647 ||
             json_integer_value(v) > 2147483647)
             return bs_fail(err, "params.%s must be a whole number", f->name);
-        *(int *)base = (int)json_integer_value(v);
+        *(int *)field = (int)json_integer_value(v);
         return 0;
-    case P_DOUBLE:
-    case P_FLOAT:
+    case BS_PARAM_SEED:
+        if (!json_is_integer(v) || json_integer_value(v) < 0)
+            return bs_fail(err, "params.%s must be a non-negative whole number", f->name);
+        *(uint64_t *)field = (uint64_t)json_integer_value(v);
+        return 0;
+    case BS_PARAM_DOUBLE:
+    case BS_PARAM_FLOAT:
         if (!json_is_number(v) || !isfinite(json_number_value(v)))
             return bs_fail(err, "params.%s must be a number", f->name);
-        if (f->type == P_DOUBLE)
-            *(double *)base = json_number_value(v);
+        if (f->kind == BS_PARAM_DOUBLE)
+            *(double *)field = json_number_value(v);
         else
-            *(float *)base = (float)json_number_value(v);
+            *(float *)field = (float)json_number_value(v);
         return 0;
+    case BS_PARAM_CHOICE: {
+        const char *s = json_string_value(v);
+        for (int i = 0; i < 2; i++)
+            if (s && !strcmp(s, f->choices[i])) {
+                *(int *)field = f->values[i];
+                return 0;
+            }
+        return bs_fail(err, "params.%s must be \"%s\" or \"%s\"", f->name, f->choices[0],
+                       f->choices[1]);
+    }
     }
     return -1;
-}
-
-static int set_choice(const json_t *v, const char *key, const char *a, int va,
-                      const char *b, int vb, int *out, char *err)
-{
-    const char *s = json_string_value(v);
-    if (s && !strcmp(s, a))
-        *out = va;
-    else if (s && !strcmp(s, b))
-        *out = vb;
-    else
-        return bs_fail(err, "params.%s must be \"%s\" or \"%s\"", key, a, b);
-    return 0;
 }
 
 int bs_attack_params_from_json(const json_t *obj, const char *method,
                                bs_attack_params *p, char *err)
 {
     int mi = bs_attack_method_parse(method ? method : "lbfgs");
-    if (mi < 0)
-        return bs_fail(err, "unknown method \"%s\" (lbfgs, adam-l1, fgsm, pgd, cw-l2)", method);
+    if (mi < 0) {
+        char names[128];
+        return bs_fail(err, "unknown method \"%s\" (%s)", method,
+                       bs_attack_method_list(", ", names, sizeof names));
+    }
     *p = bs_attack_defaults((bs_attack_method)mi);
     if (!obj || json_is_null(obj))
         return bs_attack_params_check(p, err);
@@ -89,32 +76,23 @@ int bs_attack_params_from_json(const json_t *obj, const char *method,
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)obj, key, v) {
-        size_t i;
-        for (i = 0; i < N_FIELDS; i++)
-            if (!strcmp(key, fields[i].name))
-                break;
-        if (i < N_FIELDS) {
-            if (set_field(p, &fields[i], v, err))
-                return -1;
-        } else if (!strcmp(key, "seed")) {
-            if (!json_is_integer(v) || json_integer_value(v) < 0)
-                return bs_fail(err, "params.seed must be a non-negative whole number");
-            p->seed = (uint64_t)json_integer_value(v);
-        } else if (!strcmp(key, "norm")) {
-            if (set_choice(v, key, "l2", 2, "l1", 1, &p->norm, err))
-                return -1;
-        } else if (!strcmp(key, "optimizer")) {
-            if (set_choice(v, key, "reference", 0, "native", 1, &p->optimizer, err))
-                return -1;
-        } else if (!strcmp(key, "pgd_norm")) {
-            if (set_choice(v, key, "linf", 0, "l2", 2, &p->pgd_norm, err))
-                return -1;
-        } else if (!strcmp(key, "init")) {
-            if (set_choice(v, key, "uniform", 0, "zeros", 1, &p->init_zeros, err))
-                return -1;
-        } else {
+        const bs_attack_param_info *f = bs_attack_param_find(key);
+        if (!f)
             return bs_fail(err, "unknown parameter params.%s", key);
+        if (!bs_attack_param_applies((bs_attack_method)mi, key)) {
+            char list[200];
+            size_t used = 0;
+            for (const char *s = bs_attack_methods[mi].params; *s && used < sizeof list;) {
+                int len = (int)strcspn(s, " ");
+                used += (size_t)snprintf(list + used, sizeof list - used, "%s%.*s",
+                                         used ? ", " : "", len, s);
+                s += len + strspn(s + len, " ");
+            }
+            return bs_fail(err, "params.%s does not apply to %s, whose parameters are %s", key,
+                           bs_attack_methods[mi].name, list);
         }
+        if (set_param(p, f, v, err))
+            return -1;
     }
     return bs_attack_params_check(p, err);
 }
@@ -122,28 +100,30 @@ int bs_attack_params_from_json(const json_t *obj, const char *method,
 json_t *bs_attack_params_to_json(const bs_attack_params *p)
 {
     json_t *o = json_object();
-    for (size_t i = 0; i < N_FIELDS; i++) {
-        const char *base = (const char *)p + fields[i].offset;
+    for (int i = 0; i < BS_ATTACK_N_PARAMS; i++) {
+        const bs_attack_param_info *f = &bs_attack_param_table[i];
+        const char *field = (const char *)p + f->offset;
         json_t *v = NULL;
-        switch (fields[i].type) {
-        case P_BOOL: v = json_boolean(*(const int *)base); break;
-        case P_INT: v = json_integer(*(const int *)base); break;
-        case P_DOUBLE: v = json_real(*(const double *)base); break;
-        case P_FLOAT: {
+        switch (f->kind) {
+        case BS_PARAM_BOOL: v = json_boolean(*(const int *)field); break;
+        case BS_PARAM_INT: v = json_integer(*(const int *)field); break;
+        case BS_PARAM_SEED: v = json_integer((json_int_t)*(const uint64_t *)field); break;
+        case BS_PARAM_DOUBLE: v = json_real(*(const double *)field); break;
+        case BS_PARAM_FLOAT: {
             /* a float's shortest decimal (1e-3, not 0.00100000005) */
             char num[32];
-            snprintf(num, sizeof num, "%.7g", (double)*(const float *)base);
+            snprintf(num, sizeof num, "%.7g", (double)*(const float *)field);
             v = json_real(strtod(num, NULL));
             break;
         }
+        case BS_PARAM_CHOICE: {
+            char name[32];
+            v = json_string(bs_attack_param_format(p, f, name, sizeof name));
+            break;
         }
-        json_object_set_new(o, fields[i].name, v);
+        }
+        json_object_set_new(o, f->name, v);
     }
-    json_object_set_new(o, "seed", json_integer((json_int_t)p->seed));
-    json_object_set_new(o, "norm", json_string(p->norm == 1 ? "l1" : "l2"));
-    json_object_set_new(o, "pgd_norm", json_string(p->pgd_norm == 2 ? "l2" : "linf"));
-    json_object_set_new(o, "optimizer", json_string(p->optimizer == 1 ? "native" : "reference"));
-    json_object_set_new(o, "init", json_string(p->init_zeros ? "zeros" : "uniform"));
     return o;
 }
 
@@ -270,6 +250,22 @@ json_t *bs_attack_answer_json(const char *model_name, const bs_model *m,
                     "original", "label", bs_argmax(logits, m->classes), "probabilities", probs);
     json_t *results = json_array();
     json_object_set_new(doc, "results", results);
+    /* Each reported model's label for x: a model that already said the
+     * target there was not fooled by the perturbation. */
+    int *said = calloc((size_t)n_report + 1, sizeof *said);
+    bs_workspace **rws = calloc((size_t)n_report + 1, sizeof *rws);
+    if (!said || !rws) {
+        bs_fail(err, "out of memory");
+        json_decref(doc);
+        doc = NULL;
+        k = 0;
+    }
+    for (int i = 0; i < n_report && doc; i++) {
+        const bs_model *rm = report[i].model;
+        if (rm->input_size != n || !(rws[i] = bs_workspace_new(rm, 1)))
+            continue;
+        said[i] = bs_argmax(bs_model_forward(rm, rws[i], x, 1), rm->classes);
+    }
     for (int j = 0; j < k; j++) {
         const bs_attack_result *r = &res[j];
         json_t *img = image_json(r->adv, r->adv8, m->input_shape, out, err);
@@ -281,19 +277,15 @@ json_t *bs_attack_answer_json(const char *model_name, const bs_model *m,
         json_t *preds = json_array();
         for (int i = 0; i < n_report; i++) {
             const bs_model *rm = report[i].model;
-            if (rm->input_size != n)
+            if (!rws[i])
                 continue;
-            bs_workspace *rws = bs_workspace_new(rm, 1);
-            if (!rws)
-                continue;
-            const float *lg = bs_model_forward(rm, rws, r->adv, 1);
+            const float *lg = bs_model_forward(rm, rws[i], r->adv, 1);
             int label = bs_argmax(lg, rm->classes);
-            bs_softmax_xent_forward(rws->probs, NULL, lg, &label, 1, rm->classes);
-            json_array_append_new(preds, json_pack("{s:s, s:i, s:f, s:b}", "model",
-                                                   report[i].name, "label", label,
-                                                   "probability", (double)rws->probs[label],
-                                                   "fooled", label == r->target));
-            bs_workspace_free(rws);
+            bs_softmax_xent_forward(rws[i]->probs, NULL, lg, &label, 1, rm->classes);
+            json_array_append_new(preds, json_pack(
+                "{s:s, s:i, s:f, s:i, s:b}", "model", report[i].name, "label", label,
+                "probability", (double)rws[i]->probs[label], "original_label", said[i],
+                "fooled", label == r->target && said[i] != r->target));
         }
         json_array_append_new(results, json_pack(
             "{s:i, s:s, s:b, s:b, s:b, s:i, s:f, s:f, s:i, s:i, s:i, s:f, s:o, s:o, s:o, s:o}",
@@ -306,6 +298,10 @@ json_t *bs_attack_answer_json(const char *model_name, const bs_model *m,
             "norms_float", norms_json(&r->norms_float), "image", img,
             "predictions", preds));
     }
+    for (int i = 0; rws && i < n_report; i++)
+        bs_workspace_free(rws[i]);
+    free(rws);
+    free(said);
     bs_workspace_free(ws);
     return doc;
 }

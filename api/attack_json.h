@@ -14,9 +14,15 @@
  *       "norms_float": {...},
  *       "image": {"format": "png", "width": 28, "height": 28,
  *                 "channels": 1, "data": "<base64>"},   (or "floats": [...])
- *       "predictions": [ {"model": "cnn", "label": 3, "probability": 0.4}, ... ]
+ *       "predictions": [ {"model": "cnn", "label": 3, "probability": 0.4,
+ *                        "original_label": 7, "fooled": true}, ... ]
  *   } ]
- * } */
+ * }
+ * status is done, timeout, cancelled, or already_target when the model
+ * already gives the target for x: then nothing was searched, success is
+ * false and the image is x. success and fooled mean that the model's
+ * answer moved to the target on the perturbed image (original_label is the
+ * reported model's answer on x). */
 #ifndef BS_ATTACK_JSON_H
 #define BS_ATTACK_JSON_H
 
@@ -25,13 +31,15 @@
 
 #include <jansson.h>
 
-/* Fills p from a JSON object of parameter names (the fields of
- * bs_attack_params, plus "method" and "norm" as "l2"/"l1" and "init" as
- * "uniform"/"zeros"), starting from the method's defaults. Unknown keys and
- * values of the wrong type or range are refused with a message naming the
- * key. obj may be NULL (defaults of method). Returns 0 or -1. */
+/* Fills p from a JSON object of parameter names (core/attack.h's
+ * bs_attack_param_table: numbers, booleans, and choices by name such as
+ * "norm": "l1"), starting from the defaults of method (a name of
+ * bs_attack_methods). An unknown method or key, a parameter the method does
+ * not take, and values of the wrong type or range are refused with a
+ * message naming them. obj may be NULL (the defaults). Returns 0 or -1. */
 int bs_attack_params_from_json(const json_t *obj, const char *method,
                                bs_attack_params *p, char *err);
+/* Every parameter of the table with its value in p. */
 json_t *bs_attack_params_to_json(const bs_attack_params *p);
 
 /* Parses targets: an integer, an array of integers, or "all" (every class

@@ -3,6 +3,7 @@
 #include "api/cli.h"
 
 #include "api/attack_json.h"
+#include "api/attack_request.h"
 #include "api/image.h"
 #include "core/attack.h"
 #include "core/dataset.h"
@@ -15,7 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *attack_usage =
+/* The usage text around the parts made from core/attack.h's tables. */
+static const char *attack_usage_head =
     "usage: blindspot attack --model FILE --target T [image] [options]\n"
     "\n"
     "Finds, for each target label, a small perturbation r such that the model\n"
@@ -33,20 +35,13 @@ static const char *attack_usage =
     "options:\n"
     "  --model FILE       the model to attack (.safetensors)\n"
     "  --target T         a label, a comma-separated list, or all\n"
-    "  --method M         lbfgs (default, the paper's box-constrained L-BFGS),\n"
-    "                     adam-l1, fgsm, pgd, cw-l2\n"
-    "  --param KEY=VALUE  a method parameter; repeatable. Defaults (lbfgs):\n"
-    "                     search_steps=8 initial_c=1 c_factor=10 norm=l2 (or l1)\n"
-    "                     max_iterations=150 history=15 factr=1e7 pgtol=1e-5\n"
-    "                     optimizer=native (the C port of L-BFGS-B 3.0 in\n"
-    "                     core/lbfgsb.c; or reference, the Fortran original)\n"
-    "                     quantize=true repair_steps=40; adam-l1: lr=0.001\n"
-    "                     steps=3000 initial_c=1 init=uniform (or zeros)\n"
-    "                     c_search=false (the seed's settings, which rarely\n"
-    "                     reach the target: try init=zeros c_search=true);\n"
-    "                     fgsm/pgd: eps_max=1 pgd_steps=40\n"
-    "                     pgd_norm=linf (or l2); cw-l2: lr=0.05 steps=200\n"
-    "                     search_steps=6 kappa=0\n"
+    "  --method M         the attack, one of (default lbfgs):\n";
+static const char *attack_usage_params =
+    "  --param KEY=VALUE  a parameter of the method; repeatable. Each method's\n"
+    "                     parameters with their defaults (a|b: a choice):\n";
+static const char *attack_usage_tail =
+    "                     optimizer native is the C port of L-BFGS-B 3.0 in\n"
+    "                     core/lbfgsb.c, reference the Fortran original.\n"
     "  --timeout S        stop after S seconds with the best result so far\n"
     "  --models DIR       every model in DIR taking the same input predicts each\n"
     "                     result (default: models; --models none to skip)\n"
@@ -55,15 +50,75 @@ static const char *attack_usage =
     "  --data DIR         data folder (default: $BLINDSPOT_DATA or data)\n"
     "  --json             print the answer as JSON (as the daemon's POST /v1/attacks)\n"
     "\n"
-    "Exit status: 0 when every target was reached, 1 when one was not or on an\n"
-    "error, 2 on bad usage.\n"
+    "A target the model already gives for the image is not searched: it is\n"
+    "reported as already classified (status already_target in JSON), not as a\n"
+    "success. A reported model is \"fooled\" when its answer moved to the target.\n"
+    "\n"
+    "Exit status: 0 when every target was reached by a perturbation, 1 when one\n"
+    "was not (or was already the label) or on an error, 2 on bad usage.\n"
     "\n"
     "The c search: the objective is c*||r||^2 + xent(f(x+r), target); c grows\n"
     "(or shrinks) by c_factor from initial_c until success flips, then is\n"
     "bisected; the largest c that succeeds gives the smallest r.\n";
 
-static int load_image(const char *path, const bs_model *m, bs_invert inv, float *x,
-                      char *err)
+/* Prints words, starting at column `col`, wrapped before column 80 onto
+ * lines indented by `indent` spaces. */
+static void print_wrapped(FILE *f, const char *words, int col, int indent)
+{
+    for (const char *w = words; *w;) {
+        int len = (int)strcspn(w, " ");
+        if (col > indent && col + 1 + len >= 80) {
+            fprintf(f, "\n%*s", indent, "");
+            col = indent;
+        } else if (col > indent) {
+            fputc(' ', f);
+            col++;
+        }
+        fprintf(f, "%.*s", len, w);
+        col += len;
+        w += len;
+        w += strspn(w, " ");
+    }
+    fputc('\n', f);
+}
+
+/* The usage, its method list and parameters from bs_attack_methods. */
+static void attack_usage(FILE *f)
+{
+    fputs(attack_usage_head, f);
+    for (int i = 0; i < BS_ATTACK_N_METHODS; i++) {
+        const bs_attack_method_info *m = &bs_attack_methods[i];
+        fprintf(f, "%23s%-8s", "", m->name);
+        print_wrapped(f, m->summary, 31, 31);
+    }
+    fputs(attack_usage_params, f);
+    for (int i = 0; i < BS_ATTACK_N_METHODS; i++) {
+        const bs_attack_method_info *m = &bs_attack_methods[i];
+        char list[1024], value[32];
+        size_t used = 0;
+        for (const char *s = m->params; *s && used < sizeof list;) {
+            int len = (int)strcspn(s, " ");
+            char name[32];
+            snprintf(name, sizeof name, "%.*s", len, s);
+            const bs_attack_param_info *p = bs_attack_param_find(name);
+            bs_attack_param_format(&m->defaults, p, value, sizeof value);
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s=%s%s%s",
+                                     used ? " " : "", name, value,
+                                     p->kind == BS_PARAM_CHOICE ? "|" : "",
+                                     p->kind != BS_PARAM_CHOICE ? ""
+                                     : strcmp(value, p->choices[0]) ? p->choices[0]
+                                                                    : p->choices[1]);
+            s += len;
+            s += strspn(s, " ");
+        }
+        fprintf(f, "%23s%s:", "", m->name);
+        print_wrapped(f, list, 23 + (int)strlen(m->name) + 1, 25);
+    }
+    fputs(attack_usage_tail, f);
+}
+
+/* Reads a whole file (64 MiB at most) into *out. 0, or -1 with a message. */
+static int read_file(const char *path, uint8_t **out, size_t *out_len, char *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -86,15 +141,60 @@ static int load_image(const char *path, const bs_model *m, bs_invert inv, float 
         snprintf(err, BS_ERR_LEN, "%s is too large (64 MiB at most)", path);
         return -1;
     }
-    bs_image img;
-    int rc = bs_image_decode(buf, len, 4096 * 4096, &img, err);
-    free(buf);
-    if (rc)
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
+/* api/attack_request.h's view of the command line: the model of --model
+ * under its file name, the models of --models, the dataset of --data. */
+typedef struct cli_env {
+    const bs_report_model *report;  /* m under its name, then the models of --models */
+    int n_report;
+    const char *data_dir;
+    bs_dataset d;                   /* the split asked for, once loaded */
+} cli_env;
+
+static const bs_model *env_model(void *ctx, const char *name, const char **canonical, char *err)
+{
+    cli_env *c = ctx;
+    for (int i = 0; i < c->n_report; i++)
+        if (!strcmp(name, c->report[i].name)) {
+            *canonical = c->report[i].name;
+            return c->report[i].model;
+        }
+    snprintf(err, BS_ERR_LEN, "No model named '%.64s' is loaded; --model and --models name "
+             "the files.", name);
+    return NULL;
+}
+
+static int env_report_all(void *ctx, const bs_model *m, bs_report_model *out, int cap)
+{
+    cli_env *c = ctx;
+    int n = 0;
+    for (int i = 0; i < c->n_report && n < cap; i++)
+        if (c->report[i].model->input_size == m->input_size)
+            out[n++] = c->report[i];
+    return n;
+}
+
+static int env_split(void *ctx, const char *dataset, const char *split, bs_attack_split *out,
+                     char *err)
+{
+    cli_env *c = ctx;
+    bs_dataset_free(&c->d);
+    if (bs_dataset_load(c->data_dir, dataset, split, &c->d, err))
         return -1;
-    rc = bs_image_to_input(&img, m->input_shape[0], m->input_shape[1], m->input_shape[2],
-                           inv, x, NULL, err);
-    bs_image_free(&img);
-    return rc;
+    *out = (bs_attack_split){.n = c->d.n, .input_size = c->d.input_size,
+                             .shape = {c->d.shape[0], c->d.shape[1], c->d.shape[2]}};
+    return 0;
+}
+
+static int env_sample(void *ctx, const bs_attack_split *split, int index, float *x)
+{
+    cli_env *c = ctx;
+    memcpy(x, c->d.images + (size_t)index * split->input_size, split->input_size * sizeof *x);
+    return 0;
 }
 
 static int write_png(const char *path, const bs_attack_result *r, const bs_model *m,
@@ -128,6 +228,53 @@ static int write_png(const char *path, const bs_attack_result *r, const bs_model
     return rc;
 }
 
+void cli_attack_print_text(const json_t *answer, const char *source)
+{
+    const char *model = json_string_value(json_object_get(answer, "model"));
+    int original = (int)json_integer_value(
+        json_object_get(json_object_get(answer, "original"), "label"));
+    printf("%s: label %d, method %s\n", source, original,
+           json_string_value(json_object_get(answer, "method")));
+    size_t j, i;
+    const json_t *r, *pred;
+    json_array_foreach(json_object_get(answer, "results"), j, r) {
+        int target = (int)json_integer_value(json_object_get(r, "target"));
+        const char *status = json_string_value(json_object_get(r, "status"));
+        const json_t *norms = json_object_get(r, "norms");
+        if (status && !strcmp(status, "already_target")) {
+            printf("target %d: already classified as %d; nothing to do\n", target, original);
+            continue;
+        }
+            printf("target %d: %s%s, label %d (p=%.3f), L2 %.4f, Linf %.4f, L0 %d, "
+                   "distortion %.4f, c %.4g, %d iterations, %d evaluations, %.3f s\n",
+                   target, json_is_true(json_object_get(r, "success")) ? "success" : "failed",
+                   status && !strcmp(status, "timeout") ? " (timeout)"
+                   : status && !strcmp(status, "cancelled") ? " (cancelled)" : "",
+                   (int)json_integer_value(json_object_get(r, "label")),
+                   json_number_value(json_object_get(r, "target_probability")),
+                   json_number_value(json_object_get(norms, "l2")),
+                   json_number_value(json_object_get(norms, "linf")),
+                   (int)json_integer_value(json_object_get(norms, "l0")),
+                   json_number_value(json_object_get(norms, "distortion")),
+                   json_number_value(json_object_get(r, "c")),
+                   (int)json_integer_value(json_object_get(r, "iterations")),
+                   (int)json_integer_value(json_object_get(r, "evaluations")),
+                   json_number_value(json_object_get(r, "seconds")));
+        int skipped = 0;
+        json_array_foreach(json_object_get(r, "predictions"), i, pred) {
+            const char *who = json_string_value(json_object_get(pred, "model"));
+            if (!skipped && who && model && !strcmp(who, model)) {
+                skipped = 1;
+                continue;
+            }
+            int label = (int)json_integer_value(json_object_get(pred, "label"));
+            printf("    %-20s says %d%s\n", who ? who : "?", label,
+                   json_is_true(json_object_get(pred, "fooled")) ? " (fooled)"
+                   : label == target ? " (already so on the original)" : "");
+        }
+    }
+}
+
 int cli_attack(int argc, char **argv)
 {
     enum { O_MODEL = 1000, O_TARGET, O_DATASET, O_SPLIT, O_INDEX, O_IMAGE, O_INVERT,
@@ -143,12 +290,11 @@ int cli_attack(int argc, char **argv)
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     const char *model_path = NULL, *target_s = NULL, *dataset = NULL, *split = "test";
-    const char *image = NULL, *method = "lbfgs", *models_dir = "models", *out = NULL;
+    const char *image = NULL, *method = NULL, *invert = NULL, *models_dir = "models";
+    const char *out = NULL, *data_flag = NULL;
     int models_flag = 0;
-    const char *data_flag = NULL;
     long index = -1;
     float timeout = 0.0f;
-    bs_invert inv = BS_INVERT_AUTO;
     int json = 0, c, rc = 2;
     json_t *params = json_object();
     optind = 1;
@@ -162,15 +308,7 @@ int cli_attack(int argc, char **argv)
             if (cli_parse_long("--index", optarg, 0, 100000000, &index)) goto out;
             break;
         case O_IMAGE: image = optarg; break;
-        case O_INVERT:
-            if (!strcmp(optarg, "auto")) inv = BS_INVERT_AUTO;
-            else if (!strcmp(optarg, "yes")) inv = BS_INVERT_YES;
-            else if (!strcmp(optarg, "no")) inv = BS_INVERT_NO;
-            else {
-                fprintf(stderr, "blindspot attack: --invert is auto, yes or no\n");
-                goto out;
-            }
-            break;
+        case O_INVERT: invert = optarg; break;
         case O_METHOD: method = optarg; break;
         case O_PARAM:
             if (cli_add_param(params, optarg)) {
@@ -185,74 +323,32 @@ int cli_attack(int argc, char **argv)
         case 'o': out = optarg; break;
         case O_DATA: data_flag = optarg; break;
         case O_JSON: json = 1; break;
-        case 'h': fputs(attack_usage, stdout); rc = 0; goto out;
-        default: fputs(attack_usage, stderr); goto out;
+        case 'h': attack_usage(stdout); rc = 0; goto out;
+        default: attack_usage(stderr); goto out;
         }
     }
     if (!model_path || !target_s || optind != argc || (!image == !(dataset && index >= 0))) {
-        fprintf(stderr, "blindspot attack: %s\n\n%s",
+        fprintf(stderr, "blindspot attack: %s\n\n",
                 optind != argc ? "unexpected argument"
                 : !model_path || !target_s ? "--model and --target are required"
-                : "give either --image FILE or --dataset NAME --index I",
-                attack_usage);
+                : "give either --image FILE or --dataset NAME --index I");
+        attack_usage(stderr);
         goto out;
     }
 
     char err[BS_ERR_LEN], name[256];
     rc = 1;
-    bs_dataset d = {0};
-    float *x = NULL;
+    uint8_t *file = NULL;
+    size_t file_len = 0;
+    bs_attack_request req = {0};
+    json_t *request = NULL;
     bs_attack_result *res = NULL;
     bs_report_model report[CLI_MAX_REPORT];
     int n_report = 0, k = 0, targets[BS_MAX_TARGETS];
+    cli_env env = {.data_dir = cli_data_dir(data_flag)};
     bs_model *m = bs_model_load(model_path, err);
     if (!m) {
         cli_fail("attack", "%s", err);
-        goto done;
-    }
-    x = malloc(m->input_size * sizeof(float));
-    if (!x) {
-        cli_fail("attack", "out of memory");
-        goto done;
-    }
-    if (image) {
-        if (load_image(image, m, inv, x, err)) {
-            cli_fail("attack", "%s", err);
-            goto done;
-        }
-    } else {
-        if (bs_dataset_load(cli_data_dir(data_flag), dataset, split, &d, err)) {
-            cli_fail("attack", "%s", err);
-            goto done;
-        }
-        if (index >= d.n || d.input_size != m->input_size) {
-            cli_fail("attack", index >= d.n ? "--index %ld is past the %d images of %s %s"
-                     : "dataset %s does not fit the model's input", index, d.n, dataset, split);
-            goto done;
-        }
-        memcpy(x, d.images + (size_t)index * d.input_size, d.input_size * sizeof(float));
-    }
-    bs_attack_params p;
-    if (bs_attack_params_from_json(params, method, &p, err)) {
-        cli_fail("attack", "%s", err);
-        goto done;
-    }
-    /* targets: "all", or a comma-separated list */
-    json_t *tj;
-    if (!strcmp(target_s, "all")) {
-        tj = json_string("all");
-    } else {
-        char buf[512];
-        snprintf(buf, sizeof buf, "[%s]", target_s);
-        tj = json_loads(buf, 0, NULL);
-    }
-    bs_workspace *ws = bs_workspace_new(m, 1);
-    int original = ws ? bs_argmax(bs_model_forward(m, ws, x, 1), m->classes) : 0;
-    bs_workspace_free(ws);
-    int bad = !tj || bs_attack_targets_from_json(tj, m->classes, original, targets, &k, err);
-    json_decref(tj);
-    if (bad) {
-        cli_fail("attack", "--target: %s", tj ? err : "a label, a comma-separated list, or all");
         goto done;
     }
     cli_model_name(model_path, name, sizeof name);
@@ -265,9 +361,46 @@ int cli_attack(int argc, char **argv)
         cli_fail("attack", "%s", err);
         goto done;
     }
+    if (image && read_file(image, &file, &file_len, err)) {
+        cli_fail("attack", "%s", err);
+        goto done;
+    }
+    /* The request POST /v1/attacks would get, checked by the same parser. */
+    request = json_pack("{s:s, s:o}", "model", name, "target",
+                        bs_attack_form_value("target", target_s));
+    if (!image)
+        json_object_set_new(request, "image", json_pack("{s:s, s:s, s:I}", "dataset", dataset,
+                                                        "split", split, "index",
+                                                        (json_int_t)index));
+    if (method)
+        json_object_set_new(request, "method", json_string(method));
+    if (json_object_size(params))
+        json_object_set(request, "params", params);
+    if (invert)
+        json_object_set_new(request, "invert", json_string(invert));
+    if (timeout > 0)
+        json_object_set_new(request, "timeout", json_real(timeout));
+    env.report = report;
+    env.n_report = n_report;
+    bs_attack_env callbacks = {.ctx = &env, .model = env_model, .report_all = env_report_all,
+                               .max_report = n_report, .split = env_split,
+                               .sample = env_sample, .max_pixels = 4096 * 4096};
+    bs_api_error e;
+    if (bs_attack_request_parse(request, file, file_len, &callbacks, &req, &e)) {
+        cli_fail("attack", "%s", e.message);
+        goto done;
+    }
+    bs_workspace *ws = bs_workspace_new(m, 1);
+    int original = ws ? bs_argmax(bs_model_forward(m, ws, req.x, 1), m->classes) : 0;
+    bs_workspace_free(ws);
+    if (bs_attack_request_targets(&req, original, targets, &k, &e)) {
+        cli_fail("attack", "%s", e.message);
+        goto done;
+    }
     res = calloc((size_t)k, sizeof *res);
-    bs_attack_control ctl = {.deadline = timeout > 0 ? bs_now() + timeout : 0.0};
-    if (!res || bs_attack_run(m, x, targets, k, &p, &ctl, res, res ? err : "out of memory")) {
+    bs_attack_control ctl = {.deadline = req.timeout > 0 ? bs_now() + req.timeout : 0.0};
+    if (!res || bs_attack_run(m, req.x, targets, k, &req.params, &ctl, res,
+                              res ? err : "out of memory")) {
         cli_fail("attack", "%s", res ? err : "out of memory");
         free(res);
         res = NULL;
@@ -289,34 +422,17 @@ int cli_attack(int argc, char **argv)
                 goto done;
             }
         }
-    if (json) {
-        json_t *doc = bs_attack_answer_json(name, m, x, &p, res, k, report, n_report,
-                                            BS_OUT_PNG, err);
-        if (!doc) {
-            cli_fail("attack", "%s", err);
-            goto done;
-        }
+    json_t *doc = bs_attack_answer_json(name, m, req.x, &req.params, res, k, req.report,
+                                        req.n_report, req.image_out, err);
+    if (!doc) {
+        cli_fail("attack", "%s", err);
+        goto done;
+    }
+    if (json)
         cli_print_json(doc);
-    } else {
-        printf("%s: label %d, method %s\n", model_path, original, bs_attack_method_name(p.method));
-        for (int j = 0; j < k; j++) {
-            const bs_attack_result *r = &res[j];
-            printf("target %d: %s%s, label %d (p=%.3f), L2 %.4f, Linf %.4f, L0 %d, "
-                   "distortion %.4f, c %.4g, %d iterations, %d evaluations, %.3f s\n",
-                   r->target, r->success ? "success" : "failed",
-                   r->status == BS_ATTACK_DONE ? "" : r->status == BS_ATTACK_TIMEOUT
-                   ? " (timeout)" : " (cancelled)", r->adversarial, (double)r->target_prob,
-                   r->norms.l2, r->norms.linf, r->norms.l0, r->norms.distortion, r->c,
-                   r->iterations, r->evaluations, r->seconds);
-            for (int i = 1; i < n_report; i++) {
-                bs_workspace *rws = bs_workspace_new(report[i].model, 1);
-                int label = rws ? bs_argmax(bs_model_forward(report[i].model, rws, r->adv, 1),
-                                            report[i].model->classes) : -1;
-                bs_workspace_free(rws);
-                printf("    %-20s says %d%s\n", report[i].name, label,
-                       label == r->target ? " (fooled)" : "");
-            }
-        }
+    else {
+        cli_attack_print_text(doc, model_path);
+        json_decref(doc);
     }
     rc = 0;
     for (int j = 0; j < k; j++)
@@ -326,19 +442,22 @@ done:
         for (int j = 0; j < k; j++)
             bs_attack_result_free(&res[j]);
     free(res);
+    bs_attack_request_free(&req);
+    json_decref(request);
+    free(file);
+    bs_dataset_free(&env.d);
     for (int i = 0; i < n_report; i++) {
         free((char *)report[i].name);
         if (i > 0)
             bs_model_free((bs_model *)report[i].model);
     }
-    free(x);
-    bs_dataset_free(&d);
     bs_model_free(m);
 out:
     json_decref(params);
     return rc;
 }
 
+/* A printf format: %s takes the method list. */
 static const char *eval_usage =
     "usage: blindspot eval --model FILE [--n N] [--method M] [options]\n"
     "\n"
@@ -351,9 +470,15 @@ static const char *eval_usage =
     "  --model FILE       the model (.safetensors)\n"
     "  --dataset NAME     default mnist; --split S default test; --data DIR\n"
     "  --n N              images (default 100)\n"
-    "  --method M         lbfgs (default), adam-l1, fgsm, pgd, cw-l2\n"
+    "  --method M         %s (default lbfgs)\n"
     "  --param KEY=VALUE  a method parameter, as for `blindspot attack`\n"
     "  --json             print the figures as JSON\n";
+
+static void eval_help(FILE *f)
+{
+    char methods[128];
+    fprintf(f, eval_usage, bs_attack_method_list(", ", methods, sizeof methods));
+}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -394,13 +519,14 @@ int cli_eval(int argc, char **argv)
             break;
         case O_DATA: data_flag = optarg; break;
         case O_JSON: json = 1; break;
-        case 'h': fputs(eval_usage, stdout); rc = 0; goto out;
-        default: fputs(eval_usage, stderr); goto out;
+        case 'h': eval_help(stdout); rc = 0; goto out;
+        default: eval_help(stderr); goto out;
         }
     }
     if (!model_path || optind != argc) {
-        fprintf(stderr, "blindspot eval: %s\n\n%s",
-                model_path ? "unexpected argument" : "--model is required", eval_usage);
+        fprintf(stderr, "blindspot eval: %s\n\n",
+                model_path ? "unexpected argument" : "--model is required");
+        eval_help(stderr);
         goto out;
     }
     char err[BS_ERR_LEN];

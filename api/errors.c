@@ -1,6 +1,8 @@
 /* errors — the table of error codes; see errors.h. */
 #include "api/errors.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 static const bs_error_info table[BS_E_COUNT] = {
@@ -25,4 +27,14 @@ int bs_error_find(const char *code)
 json_t *bs_error_json(bs_error_code e, const char *message)
 {
     return json_pack("{s:s, s:s}", "code", table[e].code, "message", message);
+}
+
+int bs_api_fail(bs_api_error *err, bs_error_code code, const char *fmt, ...)
+{
+    va_list ap;
+    err->code = code;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return -1;
 }

@@ -104,4 +104,18 @@ int bs_error_find(const char *code);
 /* {"code": ..., "message": message}: the /v1 error object. */
 json_t *bs_error_json(bs_error_code e, const char *message);
 
+/* An error as a value, for api/ functions that validate what a user sent:
+ * the code the daemon answers with, and the message both the daemon and
+ * the command line print. */
+#define BS_API_MESSAGE_LEN 512
+typedef struct bs_api_error {
+    bs_error_code code;
+    char message[BS_API_MESSAGE_LEN];
+} bs_api_error;
+
+/* Fills err with code and a message formatted like printf; returns -1, so
+ * that `return bs_api_fail(err, ...);` reads as it does. */
+int bs_api_fail(bs_api_error *err, bs_error_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif

@@ -13,6 +13,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,20 +31,92 @@ double bs_now(void)
 /* ------------------------------------------------------------------------ */
 /* names, defaults, checks */
 
-static const char *method_names[] = {"lbfgs", "adam-l1", "fgsm", "pgd", "cw-l2"};
+static int run_lbfgs(attack_ctx *a, char *err);
+
+#define P(name, kind) {#name, BS_PARAM_##kind, offsetof(bs_attack_params, name), {0}, {0}}
+#define CHOICE(name, field, a, va, b, vb) \
+    {#name, BS_PARAM_CHOICE, offsetof(bs_attack_params, field), {a, b}, {va, vb}}
+const bs_attack_param_info bs_attack_param_table[BS_ATTACK_N_PARAMS] = {
+    P(quantize, BOOL),     P(search_steps, INT),   P(initial_c, DOUBLE),
+    P(c_factor, DOUBLE),   P(max_iterations, INT), P(history, INT),
+    P(factr, DOUBLE),      P(pgtol, DOUBLE),       P(lr, FLOAT),
+    P(steps, INT),         P(c_search, BOOL),      P(eps_max, DOUBLE),
+    P(pgd_steps, INT),     P(kappa, DOUBLE),       P(repair_steps, INT),
+    P(seed, SEED),
+    CHOICE(norm, norm, "l2", 2, "l1", 1),
+    CHOICE(pgd_norm, pgd_norm, "linf", 0, "l2", 2),
+    CHOICE(optimizer, optimizer, "native", 1, "reference", 0),
+    CHOICE(init, init_zeros, "uniform", 0, "zeros", 1),
+};
+#undef P
+#undef CHOICE
+
+/* Every field of bs_attack_params: what all methods share, and the three
+ * values the methods set apart. L-BFGS-B as the anchors call it: Foolbox's
+ * history 15 and 150 iterations, SciPy's default tolerances. */
+#define DEFAULTS(m, search_steps_, lr_, steps_)                                              \
+    {.method = m, .quantize = 1, .seed = 1, .repair_steps = 40,                              \
+     .search_steps = search_steps_, .initial_c = 1.0, .c_factor = 10.0,                     \
+     .norm = 2, .max_iterations = 150, .history = 15, .factr = 1e7, .pgtol = 1e-5,          \
+     .optimizer = 1, .lr = lr_, .steps = steps_, .init_zeros = 0, .c_search = 0,            \
+     .pgd_norm = 0, .eps_max = 1.0, .pgd_steps = 40, .kappa = 0.0}
+
+const bs_attack_method_info bs_attack_methods[BS_ATTACK_N_METHODS] = {
+    [BS_ATTACK_LBFGS] = {
+        BS_ATTACK_LBFGS, "lbfgs",
+        "the paper's box-constrained L-BFGS: c*||r||^2 + xent, the largest c that succeeds",
+        "search_steps initial_c c_factor norm max_iterations history factr pgtol optimizer "
+        "quantize repair_steps",
+        DEFAULTS(BS_ATTACK_LBFGS, 8, 1e-3f, 3000), run_lbfgs},
+    /* the seed's snippet: c = 1, lr 1e-3, 3000 steps, uniform init */
+    [BS_ATTACK_ADAM_L1] = {
+        BS_ATTACK_ADAM_L1, "adam-l1",
+        "the seed's reproduction: Adam on c*||r||_1 + xent (its settings rarely reach the "
+        "target: try init=zeros c_search=true)",
+        "lr steps initial_c init c_search search_steps c_factor seed quantize repair_steps",
+        DEFAULTS(BS_ATTACK_ADAM_L1, 5, 1e-3f, 3000), attack_adam_l1},
+    [BS_ATTACK_FGSM] = {
+        BS_ATTACK_FGSM, "fgsm",
+        "fast gradient sign, the smallest eps that succeeds",
+        "eps_max search_steps quantize repair_steps",
+        DEFAULTS(BS_ATTACK_FGSM, 10, 1e-3f, 3000), attack_fgsm},
+    [BS_ATTACK_PGD] = {
+        BS_ATTACK_PGD, "pgd",
+        "projected gradient descent in an Linf or L2 ball, the smallest eps that succeeds",
+        "eps_max pgd_steps pgd_norm search_steps quantize repair_steps",
+        DEFAULTS(BS_ATTACK_PGD, 8, 1e-3f, 3000), attack_pgd},
+    /* Carlini-Wagner use 1e-2 over 10,000 steps; in tanh space the
+     * background starts at w = atanh(-0.999999), so 200 steps need a
+     * larger step (measured: 90/90 targets reached vs 89/90) */
+    [BS_ATTACK_CW_L2] = {
+        BS_ATTACK_CW_L2, "cw-l2",
+        "Carlini-Wagner L2: Adam in tanh space on a margin loss, the largest c that succeeds",
+        "lr steps kappa initial_c c_factor search_steps quantize repair_steps",
+        DEFAULTS(BS_ATTACK_CW_L2, 6, 5e-2f, 200), attack_cw_l2},
+};
+#undef DEFAULTS
 
 int bs_attack_method_parse(const char *name)
 {
-    for (int i = 0; i < (int)(sizeof method_names / sizeof method_names[0]); i++)
-        if (!strcmp(name, method_names[i]))
+    for (int i = 0; i < BS_ATTACK_N_METHODS; i++)
+        if (!strcmp(name, bs_attack_methods[i].name))
             return i;
     return -1;
 }
 
 const char *bs_attack_method_name(bs_attack_method method)
 {
-    return (unsigned)method < sizeof method_names / sizeof method_names[0]
-               ? method_names[method] : "unknown";
+    return (unsigned)method < BS_ATTACK_N_METHODS ? bs_attack_methods[method].name : "unknown";
+}
+
+const char *bs_attack_method_list(const char *sep, char *buf, size_t n)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < BS_ATTACK_N_METHODS && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, "%s%s", i ? sep : "",
+                                 bs_attack_methods[i].name);
+    return buf;
 }
 
 const char *bs_attack_status_name(bs_attack_status status)
@@ -52,50 +125,61 @@ const char *bs_attack_status_name(bs_attack_status status)
     case BS_ATTACK_DONE: return "done";
     case BS_ATTACK_TIMEOUT: return "timeout";
     case BS_ATTACK_CANCELLED: return "cancelled";
+    case BS_ATTACK_ALREADY_TARGET: return "already_target";
     }
     return "unknown";
 }
 
 bs_attack_params bs_attack_defaults(bs_attack_method method)
 {
-    bs_attack_params p = {
-        .method = method, .quantize = 1, .seed = 1, .repair_steps = 40,
-        .search_steps = 8, .initial_c = 1.0, .c_factor = 10.0,
-        /* L-BFGS-B as the anchors call it: Foolbox's history 15 and 150
-         * iterations, SciPy's default tolerances. */
-        .norm = 2, .max_iterations = 150, .history = 15, .factr = 1e7, .pgtol = 1e-5,
-        .optimizer = 1,
-        .lr = 1e-3f, .steps = 3000, .init_zeros = 0, .c_search = 0,
-        .pgd_norm = 0, .eps_max = 1.0, .pgd_steps = 40, .kappa = 0.0,
-    };
-    switch (method) {
-    case BS_ATTACK_LBFGS:
+    return bs_attack_methods[(unsigned)method < BS_ATTACK_N_METHODS ? method : 0].defaults;
+}
+
+const bs_attack_param_info *bs_attack_param_find(const char *name)
+{
+    for (int i = 0; i < BS_ATTACK_N_PARAMS; i++)
+        if (!strcmp(name, bs_attack_param_table[i].name))
+            return &bs_attack_param_table[i];
+    return NULL;
+}
+
+int bs_attack_param_applies(bs_attack_method method, const char *name)
+{
+    if ((unsigned)method >= BS_ATTACK_N_METHODS)
+        return 0;
+    size_t len = strlen(name);
+    for (const char *s = bs_attack_methods[method].params; *s; s += strspn(s, " ")) {
+        size_t word = strcspn(s, " ");
+        if (word == len && !strncmp(s, name, len))
+            return 1;
+        s += word;
+    }
+    return 0;
+}
+
+const char *bs_attack_param_format(const bs_attack_params *p, const bs_attack_param_info *f,
+                                   char *buf, size_t n)
+{
+    const char *field = (const char *)p + f->offset;
+    switch (f->kind) {
+    case BS_PARAM_INT: snprintf(buf, n, "%d", *(const int *)field); break;
+    case BS_PARAM_DOUBLE: snprintf(buf, n, "%g", *(const double *)field); break;
+    case BS_PARAM_FLOAT: snprintf(buf, n, "%g", (double)*(const float *)field); break;
+    case BS_PARAM_BOOL: snprintf(buf, n, "%s", *(const int *)field ? "true" : "false"); break;
+    case BS_PARAM_SEED:
+        snprintf(buf, n, "%llu", (unsigned long long)*(const uint64_t *)field);
         break;
-    case BS_ATTACK_ADAM_L1:
-        /* the seed's snippet: c = 1, lr 1e-3, 3000 steps, uniform init */
-        p.search_steps = 5;
-        break;
-    case BS_ATTACK_FGSM:
-        p.search_steps = 10;
-        break;
-    case BS_ATTACK_PGD:
-        p.search_steps = 8;
-        break;
-    case BS_ATTACK_CW_L2:
-        /* Carlini-Wagner use 1e-2 over 10,000 steps; in tanh space the
-         * background starts at w = atanh(-0.999999), so 200 steps need a
-         * larger step (measured: 90/90 targets reached vs 89/90) */
-        p.lr = 5e-2f;
-        p.steps = 200;
-        p.search_steps = 6;
+    case BS_PARAM_CHOICE:
+        snprintf(buf, n, "%s", *(const int *)field == f->values[0] ? f->choices[0]
+                                                                   : f->choices[1]);
         break;
     }
-    return p;
+    return buf;
 }
 
 int bs_attack_params_check(const bs_attack_params *p, char *err)
 {
-    if ((unsigned)p->method > BS_ATTACK_CW_L2)
+    if ((unsigned)p->method >= BS_ATTACK_N_METHODS)
         return bs_fail(err, "unknown attack method %d", (int)p->method);
     if (p->search_steps < 1 || p->search_steps > 100)
         return bs_fail(err, "search_steps must be in [1, 100], got %d", p->search_steps);
@@ -613,6 +697,54 @@ void bs_attack_result_free(bs_attack_result *r)
     r->adv8 = NULL;
 }
 
+/* Runs the method on the targets that are not already x's label; the
+ * others keep the x their results were initialised with. When some are
+ * skipped, the rows to search move into a packed array for the method
+ * (which indexes a->res by position) and back after. */
+static int run_method(attack_ctx *a, char *err)
+{
+    int k = a->k, todo = 0;
+    for (int j = 0; j < k; j++)
+        todo += a->targets[j] != a->original;
+    if (todo == 0)
+        return 0;
+    bs_attack_result *all = a->res, *packed = all;
+    const int *all_targets = a->targets;
+    int *targets = NULL, *rows = NULL;
+    if (todo < k) {
+        packed = malloc((size_t)todo * sizeof *packed);
+        targets = malloc((size_t)todo * sizeof *targets);
+        rows = malloc((size_t)todo * sizeof *rows);
+        if (!packed || !targets || !rows) {
+            free(packed);
+            free(targets);
+            free(rows);
+            return bs_fail(err, "out of memory for the attack");
+        }
+        for (int j = 0, i = 0; j < k; j++)
+            if (all_targets[j] != a->original) {
+                rows[i] = j;
+                targets[i] = all_targets[j];
+                packed[i++] = all[j];
+            }
+        a->res = packed;
+        a->targets = targets;
+        a->k = todo;
+    }
+    int rc = bs_attack_methods[a->p->method].run(a, err);
+    if (todo < k) {
+        for (int i = 0; i < todo; i++)
+            all[rows[i]] = packed[i];
+        a->res = all;
+        a->targets = all_targets;
+        a->k = k;
+        free(packed);
+        free(targets);
+        free(rows);
+    }
+    return rc;
+}
+
 int bs_attack_run(const bs_model *m, const float *x, const int *targets, int k,
                   const bs_attack_params *p, const bs_attack_control *ctl,
                   bs_attack_result *results, char *err)
@@ -661,13 +793,7 @@ int bs_attack_run(const bs_model *m, const float *x, const int *targets, int k,
         memcpy(r->adv_float, x, n * sizeof(float));
         a.best_fail_prob[j] = -1.0f;
     }
-    switch (p->method) {
-    case BS_ATTACK_LBFGS: rc = run_lbfgs(&a, err); break;
-    case BS_ATTACK_ADAM_L1: rc = attack_adam_l1(&a, err); break;
-    case BS_ATTACK_FGSM: rc = attack_fgsm(&a, err); break;
-    case BS_ATTACK_PGD: rc = attack_pgd(&a, err); break;
-    case BS_ATTACK_CW_L2: rc = attack_cw_l2(&a, err); break;
-    }
+    rc = run_method(&a, err);
     if (rc)
         goto out;
     /* The final verdict on each returned image, judged afresh. */
@@ -682,14 +808,15 @@ int bs_attack_run(const bs_model *m, const float *x, const int *targets, int k,
         prob = a.ws->probs[target];
         r->adversarial = pred;
         r->target_prob = prob;
-        r->success = pred == target;
+        /* success is the perturbation's doing: the answer moved to target */
+        r->success = pred == target && target != a.original;
         r->untargeted = pred != a.original;
         r->norms = bs_norms_of(x, r->adv, n);
         r->norms_float = bs_norms_of(x, r->adv_float, n);
         for (size_t i = 0; i < n; i++)
             r->adv8[i] = (uint8_t)lroundf(fminf(fmaxf(r->adv[i], 0.0f), 1.0f) * 255.0f);
         r->seconds = secs;
-        r->status = a.status;
+        r->status = target == a.original ? BS_ATTACK_ALREADY_TARGET : a.status;
     }
 out:
     if (rc)

@@ -3,7 +3,8 @@
  * such that the model calls x+r the target.
  *
  * One entry point, bs_attack_run, serves the command line and the daemon.
- * Methods:
+ * Methods (one row each in bs_attack_methods, which help texts, parsing and
+ * api/openapi.yaml's method enum follow):
  *   lbfgs    the paper's (Szegedy et al. §4.1): minimise
  *            c*||r||_2^2 + xent(f(x+r), target) (or c*||r||_1) over the box
  *            x+r in [0,1]^n with L-BFGS-B 3.0, and search for the
@@ -18,6 +19,10 @@
  * k/255 and re-checked (params.quantize); if rounding undoes the attack the
  * search continues from the rounded point with steps on the grid.
  *
+ * A target that is already the model's label for x is answered at once with
+ * status already_target: no search, the image x itself, zero norms, and
+ * success 0, since no perturbation moved the model's answer.
+ *
  * The model is only read; every call owns its memory, so calls on several
  * threads at once give the same results as one after another. Between model
  * evaluations the call checks the deadline and the cancel flag and then
@@ -28,6 +33,7 @@
 #include "core/model.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum bs_attack_method {
@@ -38,10 +44,13 @@ typedef enum bs_attack_method {
     BS_ATTACK_CW_L2,
 } bs_attack_method;
 
+/* How a target's search ended. A target the model already gives for x is
+ * not searched at all: its result is x itself, not a success. */
 typedef enum bs_attack_status {
     BS_ATTACK_DONE,
     BS_ATTACK_TIMEOUT,
     BS_ATTACK_CANCELLED,
+    BS_ATTACK_ALREADY_TARGET,
 } bs_attack_status;
 
 /* Every parameter of every method, with the defaults of bs_attack_defaults. */
@@ -78,13 +87,62 @@ typedef struct bs_attack_params {
     int repair_steps;
 } bs_attack_params;
 
+/* A parameter as the wire and the command line name it, one row each in
+ * bs_attack_param_table (in the order answers list them). */
+typedef enum bs_attack_param_kind {
+    BS_PARAM_INT,    /* int field, a whole number */
+    BS_PARAM_DOUBLE, /* double field */
+    BS_PARAM_FLOAT,  /* float field */
+    BS_PARAM_BOOL,   /* int field, true or false */
+    BS_PARAM_SEED,   /* uint64_t field, a non-negative whole number */
+    BS_PARAM_CHOICE, /* int field, one of two names */
+} bs_attack_param_kind;
+
+typedef struct bs_attack_param_info {
+    const char *name;        /* "max_iterations", "norm" */
+    bs_attack_param_kind kind;
+    size_t offset;           /* of its field in bs_attack_params */
+    const char *choices[2];  /* BS_PARAM_CHOICE: the names of ... */
+    int values[2];           /* ... these field values */
+} bs_attack_param_info;
+
+#define BS_ATTACK_N_PARAMS 20
+extern const bs_attack_param_info bs_attack_param_table[BS_ATTACK_N_PARAMS];
+
+/* One attack method: everything the command line, the wire and the core
+ * know about it. Rows are in the order of bs_attack_method. */
+struct attack_ctx;
+typedef struct bs_attack_method_info {
+    bs_attack_method method;
+    const char *name;           /* "lbfgs": the wire's and the CLI's spelling */
+    const char *summary;        /* one line, for help texts */
+    const char *params;         /* the parameters that apply, space-separated,
+                                 * in the order help texts list them */
+    bs_attack_params defaults;  /* every field; those not in params go unused */
+    int (*run)(struct attack_ctx *a, char *err); /* fills a->res (attack_internal.h) */
+} bs_attack_method_info;
+
+#define BS_ATTACK_N_METHODS 5
+extern const bs_attack_method_info bs_attack_methods[BS_ATTACK_N_METHODS];
+
 /* Documented defaults for a method (see bs_attack_params for the fields). */
 bs_attack_params bs_attack_defaults(bs_attack_method method);
 
-/* "lbfgs", "adam-l1", "fgsm", "pgd", "cw-l2" <-> method; -1 if unknown. */
+/* A method's name <-> method; -1 if unknown. */
 int bs_attack_method_parse(const char *name);
 const char *bs_attack_method_name(bs_attack_method method);
 const char *bs_attack_status_name(bs_attack_status status);
+/* The method names joined by sep ("lbfgs, adam-l1, ..."), into buf of n bytes. */
+const char *bs_attack_method_list(const char *sep, char *buf, size_t n);
+
+/* The row of a parameter name, or NULL. */
+const bs_attack_param_info *bs_attack_param_find(const char *name);
+/* Whether the parameter name is one method uses. */
+int bs_attack_param_applies(bs_attack_method method, const char *name);
+/* The value of parameter f in p as the command line writes it ("150",
+ * "1e-05", "true", "l2"), into buf of n bytes. */
+const char *bs_attack_param_format(const bs_attack_params *p, const bs_attack_param_info *f,
+                                   char *buf, size_t n);
 
 /* Checks params for the method; -1 with a message naming the bad field. */
 int bs_attack_params_check(const bs_attack_params *p, char *err);
@@ -114,7 +172,7 @@ bs_norms bs_norms_of(const float *x, const float *adv, size_t n);
 typedef struct bs_attack_result {
     int target;
     int original;         /* the model's label for x */
-    int success;          /* model says target on the returned image */
+    int success;          /* model says target on the returned image, and did not on x */
     int success_float;    /* ... on the float optimum before rounding */
     int untargeted;       /* label of the returned image != original */
     int adversarial;      /* the model's label for the returned image */

@@ -84,7 +84,7 @@ static void *attack_worker(void *arg)
         memcpy(adv, r.adv, in * sizeof(float));
         p->ok[job] = r.success;
         p->distortion[job] = r.norms.distortion;
-        if (r.status != BS_ATTACK_DONE) {
+        if (r.status == BS_ATTACK_TIMEOUT || r.status == BS_ATTACK_CANCELLED) {
             pthread_mutex_lock(&p->lock);
             p->status = r.status;
             pthread_mutex_unlock(&p->lock);

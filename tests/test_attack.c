@@ -2,7 +2,8 @@
  * FC100-100-10 and real MNIST test digits: it reaches the target on the
  * 8-bit image, its norms describe adv - x, several targets at once equal
  * one by one, two threads equal one after another, deadline and cancel
- * return the best so far, bad requests are refused. Needs make data models. */
+ * return the best so far, a target the model already gives is answered as
+ * such without a search, bad requests are refused. Needs make data models. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -146,6 +147,48 @@ static void test_several_targets_equal_one_by_one(void **state)
         bs_attack_result_free(&one);
     }
     free_results(all, k);
+}
+
+/* Image 17 is already a 3 to FC100-100-10: target 3 is not searched and is
+ * no success; the other target in the same call is attacked as it would
+ * be alone. */
+static void test_already_target_is_not_a_success(void **state)
+{
+    (void)state;
+    bs_attack_params p = bs_attack_defaults(BS_ATTACK_LBFGS);
+    int label = classify(image(17));
+    int targets[2] = {label, (label + 2) % 10};
+    bs_attack_result res[2], alone;
+    attack(image(17), targets, 2, &p, NULL, res);
+    assert_int_equal(res[0].status, BS_ATTACK_ALREADY_TARGET);
+    assert_string_equal(bs_attack_status_name(res[0].status), "already_target");
+    assert_false(res[0].success);
+    assert_false(res[0].untargeted);
+    assert_int_equal(res[0].target, label);
+    assert_int_equal(res[0].adversarial, label);
+    assert_int_equal(res[0].evaluations, 0);
+    assert_int_equal(res[0].runs, 0);
+    assert_int_equal(res[0].norms.l0, 0);
+    assert_true(res[0].norms.l2 == 0.0 && res[0].norms.distortion == 0.0);
+    assert_memory_equal(res[0].adv, image(17), test.input_size * sizeof(float));
+    assert_int_equal(res[1].status, BS_ATTACK_DONE);
+    assert_true(res[1].success);
+    attack(image(17), &targets[1], 1, &p, NULL, &alone);
+    assert_int_equal(alone.evaluations, res[1].evaluations);
+    assert_memory_equal(alone.adv, res[1].adv, test.input_size * sizeof(float));
+    bs_attack_result_free(&alone);
+    free_results(res, 2);
+
+    /* every method answers the same way */
+    for (int m = BS_ATTACK_LBFGS; m <= BS_ATTACK_CW_L2; m++) {
+        bs_attack_params q = bs_attack_defaults((bs_attack_method)m);
+        bs_attack_result r;
+        attack(image(17), &label, 1, &q, NULL, &r);
+        assert_int_equal(r.status, BS_ATTACK_ALREADY_TARGET);
+        assert_false(r.success);
+        assert_int_equal(r.evaluations, 0);
+        bs_attack_result_free(&r);
+    }
 }
 
 typedef struct job {
@@ -352,6 +395,7 @@ int main(void)
         cmocka_unit_test(test_lbfgs_reaches_target_on_8bit_image),
         cmocka_unit_test(test_c_search_prefers_smaller_perturbation),
         cmocka_unit_test(test_several_targets_equal_one_by_one),
+        cmocka_unit_test(test_already_target_is_not_a_success),
         cmocka_unit_test(test_two_threads_equal_sequential),
         cmocka_unit_test(test_deadline_and_cancel_return_best_so_far),
         cmocka_unit_test(test_quantize_off_and_l1_norm),

@@ -11,6 +11,7 @@
 
 #include "api/base64.h"
 #include "api/image.h"
+#include "core/attack.h"
 #include "core/model.h"
 #include "core/model_file.h"
 #include "tests/testutil.h"
@@ -204,6 +205,51 @@ static void test_attack_json_image_fools_the_model(void **state)
     json_decref(j);
 }
 
+/* Image 17 is already a 3 to FC100-100-10: the text says so, JSON has the
+ * status already_target with no success and zero norms, no reported model
+ * counts as fooled, and the exit status is 1 (no target was reached by a
+ * perturbation). */
+static void test_attack_already_target_says_so(void **state)
+{
+    (void)state;
+    char cmd[512], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s attack --model models/fc100-100-10.safetensors --dataset mnist "
+             "--split test --index 17 --target 3", tu_bin("blindspot"));
+    assert_int_equal(tu_run(cmd, &out), 1);
+    assert_non_null(strstr(out, "target 3: already classified as 3; nothing to do\n"));
+    assert_null(strstr(out, "success"));
+    assert_null(strstr(out, "fooled"));
+    free(out);
+
+    snprintf(cmd, sizeof cmd, "%s attack --model models/fc100-100-10.safetensors --dataset mnist "
+             "--index 17 --target 3,5 --json", tu_bin("blindspot"));
+    assert_int_equal(tu_run(cmd, &out), 1);
+    json_t *j = json_loads(out, 0, NULL);
+    free(out);
+    assert_non_null(j);
+    json_t *already = json_array_get(json_object_get(j, "results"), 0);
+    json_t *moved = json_array_get(json_object_get(j, "results"), 1);
+    assert_string_equal(json_string_value(json_object_get(already, "status")), "already_target");
+    assert_true(json_is_false(json_object_get(already, "success")));
+    assert_true(json_number_value(json_object_get(json_object_get(already, "norms"), "l2")) == 0.0);
+    assert_string_equal(json_string_value(json_object_get(moved, "status")), "done");
+    assert_true(json_is_true(json_object_get(moved, "success")));
+    size_t i;
+    json_t *pred;
+    json_array_foreach(json_object_get(already, "predictions"), i, pred)
+        assert_true(json_is_false(json_object_get(pred, "fooled")));
+    /* on the image made for 5, the source model moved from 3: fooled */
+    json_t *first = json_array_get(json_object_get(moved, "predictions"), 0);
+    assert_string_equal(json_string_value(json_object_get(first, "model")), "fc100-100-10");
+    assert_int_equal(json_integer_value(json_object_get(first, "original_label")), 3);
+    assert_true(json_is_true(json_object_get(first, "fooled")));
+    json_array_foreach(json_object_get(moved, "predictions"), i, pred)
+        assert_int_equal(json_is_true(json_object_get(pred, "fooled")),
+                         json_integer_value(json_object_get(pred, "label")) == 5 &&
+                             json_integer_value(json_object_get(pred, "original_label")) != 5);
+    json_decref(j);
+}
+
 static void test_eval_reports_rates(void **state)
 {
     (void)state;
@@ -298,6 +344,42 @@ static void test_bad_usage_is_refused(void **state)
                    1, "cannot open");
 }
 
+/* Every command that takes --method lists the methods of core/attack.h's
+ * table in its help; `attack --help` also each method's summary and its
+ * parameters with their defaults. */
+static void test_help_lists_every_method(void **state)
+{
+    (void)state;
+    const char *cmds[] = {"attack", "eval", "evaluate", "train"};
+    for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
+        char cmd[256], *out = NULL;
+        snprintf(cmd, sizeof cmd, "%s %s --help", tu_bin("blindspot"), cmds[c]);
+        assert_int_equal(tu_run(cmd, &out), 0);
+        for (int i = 0; i < BS_ATTACK_N_METHODS; i++)
+            if (!strstr(out, bs_attack_methods[i].name))
+                fail_msg("blindspot %s --help does not list the method %s", cmds[c],
+                         bs_attack_methods[i].name);
+        if (!strcmp(cmds[c], "attack")) {
+            /* "lbfgs: search_steps=8 ...", "fgsm: eps_max=1 ..." */
+            for (int i = 0; i < BS_ATTACK_N_METHODS; i++) {
+                const bs_attack_method_info *m = &bs_attack_methods[i];
+                char line[128], first[32], value[32];
+                snprintf(first, sizeof first, "%.*s", (int)strcspn(m->params, " "), m->params);
+                snprintf(line, sizeof line, "%s: %s=%s", m->name, first,
+                         bs_attack_param_format(&m->defaults, bs_attack_param_find(first),
+                                                value, sizeof value));
+                if (!strstr(out, line))
+                    fail_msg("blindspot attack --help lacks '%s'", line);
+            }
+        }
+        free(out);
+    }
+    expect_failure("attack --model models/cnn.safetensors --dataset mnist --index 0 --target 1 "
+                   "--method fgsm --param history=3", 1, "params.history does not apply to fgsm");
+    expect_failure("attack --model models/cnn.safetensors --dataset mnist --index 0 --target 1 "
+                   "--method magic", 1, "unknown method \"magic\" (lbfgs, adam-l1, fgsm, pgd, cw-l2)");
+}
+
 static void test_help_explains_every_command(void **state)
 {
     (void)state;
@@ -320,10 +402,12 @@ int main(void)
         cmocka_unit_test(test_info_json_fields),
         cmocka_unit_test(test_training_is_deterministic),
         cmocka_unit_test(test_attack_json_image_fools_the_model),
+        cmocka_unit_test(test_attack_already_target_says_so),
         cmocka_unit_test(test_eval_reports_rates),
         cmocka_unit_test(test_reproduce_is_deterministic),
         cmocka_unit_test(test_bad_usage_is_refused),
         cmocka_unit_test(test_help_explains_every_command),
+        cmocka_unit_test(test_help_lists_every_method),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,10 @@
  * error code of api/errors.h is in api/openapi.yaml's ErrorBody code enum
  * and the other way round, and in docs/api.md's table with its status;
  * codes are unique snake_case words and each status is one an HTTP client
- * understands. */
+ * understands. The attack methods of core/attack.h's table are the method
+ * enums of AttackRequest and EvaluationRequest, and the table is sound
+ * (names parse back, each method's parameters exist, its defaults pass the
+ * check). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +15,7 @@
 #include "tests/testutil.h"
 
 #include "api/errors.h"
+#include "core/attack.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -117,12 +121,83 @@ static void test_error_table_is_sound(void **state)
     assert_int_equal(bs_error_find("no_such_code"), -1);
 }
 
+/* The method enum of the schema named `schema` equals bs_attack_methods. */
+static void check_method_enum(const char *yaml, const char *schema)
+{
+    const char *at = strstr(yaml, schema);
+    assert_non_null(at);
+    at = strstr(at, "\n        method:\n");
+    assert_non_null(at);
+    char *list = yaml_enum_after(at, "method:");
+    assert_non_null(list);
+    char want[256] = "\n";
+    for (int i = 0; i < BS_ATTACK_N_METHODS; i++) {
+        strcat(want, bs_attack_methods[i].name);
+        strcat(want, "\n");
+    }
+    if (strcmp(list, want))
+        fail_msg("%s's method enum in api/openapi.yaml is%s; core/attack.h's table has%s", schema,
+                 list, want);
+    free(list);
+}
+
+static void test_attack_methods_match_openapi(void **state)
+{
+    (void)state;
+    char *yaml = read_openapi();
+    check_method_enum(yaml, "\n    AttackRequest:\n");
+    check_method_enum(yaml, "\n    EvaluationRequest:\n");
+    free(yaml);
+}
+
+static void test_attack_method_table_is_sound(void **state)
+{
+    (void)state;
+    char err[BS_ERR_LEN];
+    for (int i = 0; i < BS_ATTACK_N_METHODS; i++) {
+        const bs_attack_method_info *m = &bs_attack_methods[i];
+        assert_int_equal(m->method, i);
+        assert_int_equal(m->defaults.method, i);
+        assert_int_equal(bs_attack_method_parse(m->name), i);
+        assert_string_equal(bs_attack_method_name((bs_attack_method)i), m->name);
+        assert_non_null(m->run);
+        assert_true(strlen(m->summary) > 10);
+        if (bs_attack_params_check(&m->defaults, err))
+            fail_msg("%s's defaults fail the check: %s", m->name, err);
+        /* every parameter it lists exists, once */
+        char seen[BS_ATTACK_N_PARAMS] = {0};
+        for (const char *s = m->params; *s; s += strspn(s, " ")) {
+            char name[32];
+            size_t len = strcspn(s, " ");
+            snprintf(name, sizeof name, "%.*s", (int)len, s);
+            const bs_attack_param_info *p = bs_attack_param_find(name);
+            if (!p)
+                fail_msg("%s lists the unknown parameter %s", m->name, name);
+            if (seen[p - bs_attack_param_table]++)
+                fail_msg("%s lists %s twice", m->name, name);
+            assert_true(bs_attack_param_applies((bs_attack_method)i, name));
+            s += len;
+        }
+    }
+    assert_int_equal(bs_attack_method_parse("magic"), -1);
+    for (int i = 0; i < BS_ATTACK_N_PARAMS; i++)
+        assert_ptr_equal(bs_attack_param_find(bs_attack_param_table[i].name),
+                         &bs_attack_param_table[i]);
+    assert_false(bs_attack_param_applies(BS_ATTACK_FGSM, "history"));
+    assert_false(bs_attack_param_applies(BS_ATTACK_LBFGS, "steps"));
+    char list[128];
+    assert_string_equal(bs_attack_method_list(", ", list, sizeof list),
+                        "lbfgs, adam-l1, fgsm, pgd, cw-l2");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_codes_match_openapi),
         cmocka_unit_test(test_error_codes_match_api_guide),
         cmocka_unit_test(test_error_table_is_sound),
+        cmocka_unit_test(test_attack_methods_match_openapi),
+        cmocka_unit_test(test_attack_method_table_is_sound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,8 @@
 /* test_server — blindspotd end to end: the daemon is started on a free
  * loopback port with the trained zoo and driven with libcurl. Every
- * endpoint's answer, JSON, multipart and Accept: image/png attacks, the
+ * endpoint's answer, JSON and multipart attacks, the attack's Accept
+ * negotiation (JSON, PNG, JPEG, q-values, 406), bad attack requests
+ * refused by `blindspot attack` with the daemon's message, the
  * error statuses (each with a JSON error and the daemon staying up),
  * X-Request-Id, /metrics' format, inference equal to bs_model_forward in
  * this process (numbers in every JSON spelling; bad tensors answered as
@@ -526,6 +528,199 @@ static void test_attack_floats_and_jpeg(void **state)
     bs_dataset_free(&d);
 }
 
+/* Test image 17 is already a 3 to FC100-100-10: target 3 answers status
+ * already_target, no success, zero norms, no model fooled, while target 5
+ * of the same request is attacked; with Accept: image/png the headers say
+ * so too. */
+static void test_attack_already_target(void **state)
+{
+    (void)state;
+    const char *body = "{\"model\":\"fc100-100-10\",\"image\":{\"dataset\":\"mnist\","
+                       "\"index\":17},\"target\":[3,5],\"report\":[\"fc100-100-10\",\"cnn\"]}";
+    reply r;
+    post_json("/v1/attacks", body, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r.json, "original"),
+                                                        "label")), 3);
+    json_t *already = json_array_get(json_object_get(r.json, "results"), 0);
+    json_t *moved = json_array_get(json_object_get(r.json, "results"), 1);
+    assert_string_equal(json_string_value(json_object_get(already, "status")), "already_target");
+    assert_true(json_is_false(json_object_get(already, "success")));
+    assert_int_equal(json_integer_value(json_object_get(already, "evaluations")), 0);
+    assert_true(json_number_value(json_object_get(json_object_get(already, "norms"),
+                                                  "distortion")) == 0.0);
+    size_t i;
+    json_t *pred;
+    json_array_foreach(json_object_get(already, "predictions"), i, pred)
+        assert_true(json_is_false(json_object_get(pred, "fooled")));
+    assert_true(json_is_true(json_object_get(moved, "success")));
+    pred = json_array_get(json_object_get(moved, "predictions"), 0);
+    assert_int_equal(json_integer_value(json_object_get(pred, "original_label")), 3);
+    assert_true(json_is_true(json_object_get(pred, "fooled")));
+    reply_free(&r);
+
+    const char *one = "{\"model\":\"fc100-100-10\",\"image\":{\"dataset\":\"mnist\","
+                      "\"index\":17},\"target\":3}";
+    const char *png[] = {"Content-Type: application/json", "Accept: image/png", NULL};
+    req_opts o = {.headers = png, .body = one, .len = strlen(one)};
+    request("/v1/attacks", &o, &r);
+    assert_int_equal(r.status, 200);
+    char buf[64];
+    assert_string_equal(header_of(&r, "X-Blindspot-Status", buf, sizeof buf), "already_target");
+    assert_string_equal(header_of(&r, "X-Blindspot-Success", buf, sizeof buf), "false");
+    reply_free(&r);
+}
+
+/* One synchronous attack with an Accept header; the reply in r. */
+static void attack_accepting(const char *accept, const char *body, reply *r)
+{
+    char h[256];
+    snprintf(h, sizeof h, "Accept: %s", accept);
+    const char *headers[] = {"Content-Type: application/json", h, NULL};
+    req_opts o = {.headers = headers, .body = body, .len = strlen(body)};
+    request("/v1/attacks", &o, r);
+}
+
+/* Accept on POST /v1/attacks: JSON by default and for wildcards, the
+ * adversarial image as PNG or JPEG (decodable, classified as the target,
+ * figures in headers), q-values deciding, and 406 for what cannot be
+ * served: a type never offered (checked before the body is even read), or
+ * an image for several targets unless JSON is also acceptable. */
+static void test_attack_accept(void **state)
+{
+    (void)state;
+    char body[256], several[256], buf[128];
+    int t = other_label(0);
+    snprintf(body, sizeof body, "{\"model\":\"fc100-100-10\",\"image\":{\"dataset\":"
+             "\"mnist\",\"index\":0},\"target\":%d}", t);
+    snprintf(several, sizeof several, "{\"model\":\"fc100-100-10\",\"image\":{\"dataset\":"
+             "\"mnist\",\"index\":0},\"target\":[%d,%d]}", t, (t + 1) % 10);
+    struct { const char *accept, *type; } ok[] = {
+        {"application/json", "application/json"},
+        {"*/*", "application/json"},
+        {"text/html,application/xhtml+xml,*/*;q=0.8", "application/json"},
+        {"image/png", "image/png"},
+        {"image/*", "image/png"},
+        {"image/png;q=0.9, application/json;q=0.5", "image/png"},
+        {"image/png;q=0.5, application/json", "application/json"},
+        {"image/jpeg", "image/jpeg"},
+        {"application/json;q=0.2, image/jpeg", "image/jpeg"},
+    };
+    char err[BS_ERR_LEN];
+    bs_model *m = bs_model_load("models/fc100-100-10.safetensors", err);
+    assert_non_null(m);
+    bs_workspace *ws = bs_workspace_new(m, 1);
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        reply r;
+        attack_accepting(ok[i].accept, body, &r);
+        if (r.status != 200)
+            fail_msg("Accept: %s answered %ld: %s", ok[i].accept, r.status, r.body);
+        assert_non_null(header_of(&r, "Content-Type", buf, sizeof buf));
+        if (strcmp(buf, ok[i].type))
+            fail_msg("Accept: %s answered %s, not %s", ok[i].accept, buf, ok[i].type);
+        if (!strcmp(ok[i].type, "application/json")) {
+            assert_non_null(json_object_get(r.json, "results"));
+        } else {
+            bs_image img;
+            int jpeg = !strcmp(ok[i].type, "image/jpeg");
+            assert_int_equal(r.len > 4 && (jpeg ? (uint8_t)r.body[0] == 0xFF
+                                                : !memcmp(r.body, "\x89PNG", 4)), 1);
+            assert_int_equal(bs_image_decode((uint8_t *)r.body, r.len, 1 << 20, &img, err), 0);
+            assert_int_equal(img.width * img.height * img.channels, 784);
+            if (!jpeg) /* lossless: what was verified is what arrives */
+                assert_int_equal(bs_argmax(bs_model_forward(m, ws, img.pixels, 1), 10), t);
+            bs_image_free(&img);
+            assert_int_equal(atoi(header_of(&r, "X-Blindspot-Target", buf, sizeof buf)), t);
+            assert_string_equal(header_of(&r, "X-Blindspot-Model", buf, sizeof buf),
+                                "fc100-100-10");
+            assert_string_equal(header_of(&r, "X-Blindspot-Success", buf, sizeof buf), "true");
+            assert_non_null(header_of(&r, "X-Blindspot-Distortion", buf, sizeof buf));
+        }
+        reply_free(&r);
+    }
+    bs_workspace_free(ws);
+    bs_model_free(m);
+
+    /* never offered: 406 before the body is looked at */
+    const char *refused[] = {"text/html", "image/gif", "image/png;q=0", "application/xml"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        reply r;
+        attack_accepting(refused[i], "{not json", &r);
+        assert_error(&r, 406, "not_acceptable");
+        const char *msg = json_string_value(
+            json_object_get(json_object_get(r.json, "error"), "message"));
+        assert_non_null(strstr(msg, "application/json"));
+        assert_non_null(strstr(msg, "image/jpeg"));
+        reply_free(&r);
+    }
+    /* several targets: one image cannot answer them */
+    reply r;
+    attack_accepting("image/png", several, &r);
+    assert_error(&r, 406, "not_acceptable");
+    const char *msg = json_string_value(json_object_get(json_object_get(r.json, "error"),
+                                                        "message"));
+    assert_non_null(strstr(msg, "one target"));
+    assert_non_null(strstr(msg, "application/json"));
+    reply_free(&r);
+    attack_accepting("image/jpeg", "{\"model\":\"fc100-100-10\",\"image\":{\"dataset\":"
+                     "\"mnist\",\"index\":0},\"target\":\"all\"}", &r);
+    assert_error(&r, 406, "not_acceptable");
+    reply_free(&r);
+    attack_accepting("image/png, application/json;q=0.1", several, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "results")), 2);
+    reply_free(&r);
+}
+
+/* `blindspot attack` builds the request POST /v1/attacks takes and checks
+ * it with the same parser: a request the daemon refuses, the command line
+ * refuses with the same message (exit status 1). */
+static void test_cli_and_server_refuse_alike(void **state)
+{
+    (void)state;
+    struct { const char *args, *json; } cases[] = {
+        {"--method magic", "\"method\":\"magic\""},
+        {"--param history=0", "\"params\":{\"history\":0}"},
+        {"--param bogus=1", "\"params\":{\"bogus\":1}"},
+        {"--method fgsm --param history=3", "\"method\":\"fgsm\",\"params\":{\"history\":3}"},
+        {"--param norm=l3", "\"params\":{\"norm\":\"l3\"}"},
+        {"--invert maybe", "\"invert\":\"maybe\""},
+    };
+    struct { const char *target, *index, *json_target, *json_index; } images[] = {
+        {"12", "0", "12", "0"},
+        {"3,3", "0", "[3,3]", "0"},
+        {"three", "0", "\"three\"", "0"},
+        {"3", "5000", "3", "5000"},
+    };
+    size_t n_cases = sizeof cases / sizeof cases[0], n_images = sizeof images / sizeof images[0];
+    for (size_t i = 0; i < n_cases + n_images; i++) {
+        char cmd[512], body[512], *out = NULL;
+        const char *target = i < n_cases ? "1" : images[i - n_cases].target;
+        const char *index = i < n_cases ? "0" : images[i - n_cases].index;
+        snprintf(cmd, sizeof cmd, "%s attack --model models/fc100-100-10.safetensors --dataset "
+                 "mnist --index %s --target %s %s 2>&1 >/dev/null", tu_bin("blindspot"), index,
+                 target, i < n_cases ? cases[i].args : "");
+        snprintf(body, sizeof body, "{\"model\":\"fc100-100-10\",\"image\":{\"dataset\":"
+                 "\"mnist\",\"index\":%s},\"target\":%s%s%s}",
+                 i < n_cases ? "0" : images[i - n_cases].json_index,
+                 i < n_cases ? "1" : images[i - n_cases].json_target, i < n_cases ? "," : "",
+                 i < n_cases ? cases[i].json : "");
+        assert_int_equal(tu_run(cmd, &out), 1);
+        reply r;
+        post_json("/v1/attacks", body, &r);
+        assert_true(r.status >= 400 && r.status < 500);
+        const char *msg = json_string_value(
+            json_object_get(json_object_get(r.json, "error"), "message"));
+        assert_non_null(msg);
+        char want[600];
+        snprintf(want, sizeof want, "blindspot attack: %s\n", msg);
+        if (strcmp(out, want))
+            fail_msg("%s\n  the CLI said: %s  the daemon: %s", body, out, msg);
+        free(out);
+        reply_free(&r);
+    }
+}
+
 static reply sample_png; /* a PNG the server made, for the upload tests */
 static char form_target[8];
 
@@ -620,6 +815,8 @@ static void test_bad_requests(void **state)
         {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"image_format\":\"gif\",\"image\":{\"dataset\":\"mnist\",\"index\":0}}", 400, "invalid_request"},
         {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"invert\":\"maybe\",\"image\":{\"dataset\":\"mnist\",\"index\":0}}", 400, "invalid_request"},
         {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"report\":[\"nope\"],\"image\":{\"dataset\":\"mnist\",\"index\":0}}", 404, "model_not_found"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"report\":[\"cnn\",\"cnn\"],\"image\":{\"dataset\":\"mnist\",\"index\":0}}", 422, "duplicate_model"},
+        {"POST", "/v1/attacks", "application/json", "{\"model\":\"cnn\",\"target\":3,\"method\":\"fgsm\",\"params\":{\"history\":3},\"image\":{\"dataset\":\"mnist\",\"index\":0}}", 422, "invalid_params"},
         {"POST", "/v1/attacks", "multipart/form-data", "x", 400, "invalid_form"},
         {"POST", "/v2/models/cnn/infer", "application/json", "nope", 400, "invalid_json"},
         {"POST", "/v2/models/cnn/infer", "application/x-www-form-urlencoded", "a=b", 415, "unsupported_media_type"},
@@ -1668,6 +1865,9 @@ int main(void)
         cmocka_unit_test(test_datasets_and_samples),
         cmocka_unit_test(test_attack_json_dataset),
         cmocka_unit_test(test_attack_floats_and_jpeg),
+        cmocka_unit_test(test_attack_already_target),
+        cmocka_unit_test(test_attack_accept),
+        cmocka_unit_test(test_cli_and_server_refuse_alike),
         cmocka_unit_test(test_attack_multipart_and_png),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_body_too_large),

@@ -1,0 +1,385 @@
+/* attack_request — the attack request's parser and the form-field
+ * conversion (see attack_request.h). */
+#include "api/attack_request.h"
+
+#include "api/base64.h"
+#include "api/image.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const fields[] = {"model", "target", "image", "method", "params", "report",
+                                     "invert", "timeout", "image_format"};
+#define N_FIELDS (sizeof fields / sizeof fields[0])
+
+/* ---- form fields ---------------------------------------------------------- */
+
+json_t *bs_attack_form_value(const char *name, const char *text)
+{
+    static const char *const strings[] = {"model", "method", "invert", "image_format"};
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
+        if (!strcmp(name, strings[i]))
+            return json_string(text);
+    if (!strcmp(name, "report") && text[0] != '[') {
+        json_t *a = json_array();
+        char *copy = strdup(text), *save = NULL;
+        for (char *t = copy ? strtok_r(copy, ", ", &save) : NULL; t; t = strtok_r(NULL, ", ", &save))
+            json_array_append_new(a, json_string(t));
+        free(copy);
+        return a;
+    }
+    if (!strcmp(name, "target") && strchr(text, ',') && text[0] != '[') {
+        char buf[512];
+        snprintf(buf, sizeof buf, "[%s]", text);
+        json_t *v = json_loads(buf, 0, NULL);
+        return v ? v : json_string(text);
+    }
+    json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
+    return v ? v : json_string(text);
+}
+
+json_t *bs_attack_form_to_json(const bs_form_part *parts, int n, const uint8_t **file,
+                               size_t *file_len)
+{
+    json_t *o = json_object();
+    for (int i = 0; i < n; i++) {
+        const bs_form_part *p = &parts[i];
+        const char *text = (const char *)p->data;
+        if (!strcmp(p->name, "image") && p->is_file) {
+            *file = p->data;
+            *file_len = p->len;
+            json_object_set_new(o, "image", json_pack("{s:b}", "file", 1));
+            continue;
+        }
+        if (!strcmp(p->name, "dataset") || !strcmp(p->name, "split") ||
+            !strcmp(p->name, "index")) {
+            /* -F dataset=mnist -F index=17: the dataset reference's parts */
+            json_t *img = json_object_get(o, "image");
+            if (!img) {
+                img = json_object();
+                json_object_set_new(o, "image", img);
+            }
+            json_object_set_new(img, p->name, !strcmp(p->name, "index")
+                                                  ? bs_attack_form_value(p->name, text)
+                                                  : json_string(text));
+            continue;
+        }
+        json_object_set_new(o, p->name, bs_attack_form_value(p->name, text));
+    }
+    return o;
+}
+
+/* ---- the image ------------------------------------------------------------ */
+
+/* Decodes PNG/JPEG bytes into the model input. */
+static int from_encoded(const bs_attack_env *env, bs_attack_request *r, const uint8_t *bytes,
+                        size_t len, bs_invert inv, bs_api_error *e)
+{
+    const bs_model *m = r->model;
+    bs_image img;
+    char err[BS_ERR_LEN];
+    int rc = bs_image_decode(bytes, len, env->max_pixels, &img, err);
+    if (rc) /* too many pixels is a valid image that is not taken */
+        return bs_api_fail(e, rc == BS_IMAGE_TOO_LARGE ? BS_E_IMAGE_TOO_LARGE : BS_E_INVALID_IMAGE,
+                           "The image cannot be used: %s.", err);
+    rc = bs_image_to_input(&img, m->input_shape[0], m->input_shape[1], m->input_shape[2], inv,
+                           r->x, &r->inverted, err);
+    bs_image_free(&img);
+    if (rc)
+        return bs_api_fail(e, BS_E_IMAGE_NOT_CONVERTIBLE, "The image cannot be converted: %s.",
+                           err);
+    return 0;
+}
+
+/* Raw floats of shape [C,H,W]: the model's shape as they are, another
+ * shape converted like a decoded image. */
+static int from_floats(bs_attack_request *r, const json_t *data, const json_t *shape,
+                       bs_invert inv, bs_api_error *e)
+{
+    const bs_model *m = r->model;
+    int s[3];
+    if (!json_is_array(data) || !json_is_array(shape) || json_array_size(shape) != 3)
+        return bs_api_fail(e, BS_E_INVALID_IMAGE,
+                           "image.data must be an array of numbers and image.shape [C,H,W].");
+    for (int i = 0; i < 3; i++) {
+        const json_t *d = json_array_get(shape, (size_t)i);
+        if (!json_is_integer(d) || json_integer_value(d) < 1 || json_integer_value(d) > 65536)
+            return bs_api_fail(e, BS_E_INVALID_IMAGE, "image.shape must hold 3 positive integers.");
+        s[i] = (int)json_integer_value(d);
+    }
+    size_t n = (size_t)s[0] * s[1] * s[2];
+    if (s[0] != 1 && s[0] != 3)
+        return bs_api_fail(e, BS_E_SHAPE_MISMATCH, "image.shape has %d channels; 1 or 3 work.",
+                           s[0]);
+    if (json_array_size(data) != n)
+        return bs_api_fail(e, BS_E_SHAPE_MISMATCH,
+                           "image.data holds %zu numbers; its shape [%d,%d,%d] says %zu.",
+                           json_array_size(data), s[0], s[1], s[2], n);
+    float *v = malloc(n * sizeof *v);
+    if (!v)
+        return bs_api_fail(e, BS_E_OUT_OF_MEMORY, "Out of memory for the image.");
+    for (size_t i = 0; i < n; i++) {
+        const json_t *d = json_array_get(data, i);
+        double x = json_is_number(d) ? json_number_value(d) : -1.0;
+        if (!(x >= 0 && x <= 1)) {
+            free(v);
+            return bs_api_fail(e, BS_E_VALUE_OUT_OF_RANGE,
+                               "image.data[%zu] must be a number in [0,1].", i);
+        }
+        v[i] = (float)x;
+    }
+    int rc = 0;
+    if (s[0] == m->input_shape[0] && s[1] == m->input_shape[1] && s[2] == m->input_shape[2] &&
+        inv != BS_INVERT_YES) {
+        memcpy(r->x, v, n * sizeof *v);
+    } else {
+        /* (C,H,W) planes into the (H,W,C) pixels bs_image holds. */
+        bs_image img = {.width = s[2], .height = s[1], .channels = s[0]};
+        img.pixels = malloc(n * sizeof *img.pixels);
+        char err[BS_ERR_LEN];
+        if (!img.pixels) {
+            rc = bs_api_fail(e, BS_E_OUT_OF_MEMORY, "Out of memory for the image.");
+        } else {
+            size_t plane = (size_t)s[1] * s[2];
+            for (int c = 0; c < s[0]; c++)
+                for (size_t p = 0; p < plane; p++)
+                    img.pixels[p * s[0] + c] = v[c * plane + p];
+            if (bs_image_to_input(&img, m->input_shape[0], m->input_shape[1],
+                                  m->input_shape[2], inv == BS_INVERT_YES ? inv : BS_INVERT_NO,
+                                  r->x, &r->inverted, err))
+                rc = bs_api_fail(e, BS_E_IMAGE_NOT_CONVERTIBLE,
+                                 "The image cannot be converted: %s.", err);
+        }
+        bs_image_free(&img);
+    }
+    free(v);
+    return rc;
+}
+
+static int from_dataset(const bs_attack_env *env, bs_attack_request *r, const json_t *image,
+                        bs_invert inv, bs_api_error *e)
+{
+    const bs_model *m = r->model;
+    const json_t *name = json_object_get(image, "dataset");
+    const json_t *split = json_object_get(image, "split");
+    const json_t *index = json_object_get(image, "index");
+    if (!json_is_string(name) || (split && !json_is_string(split)) || !json_is_integer(index))
+        return bs_api_fail(e, BS_E_INVALID_IMAGE, "A dataset image is {\"dataset\": name, "
+                           "\"split\": name, \"index\": integer}.");
+    const char *ds = json_string_value(name), *sp = split ? json_string_value(split) : "test";
+    bs_attack_split d;
+    char err[BS_ERR_LEN];
+    if (env->split(env->ctx, ds, sp, &d, err))
+        return bs_api_fail(e, BS_E_DATASET_NOT_FOUND, "%s", err);
+    json_int_t i = json_integer_value(index);
+    if (i < 0 || i >= d.n)
+        return bs_api_fail(e, BS_E_INDEX_OUT_OF_RANGE, "%.64s/%.16s has samples 0 to %d, not %lld.",
+                           ds, sp, d.n - 1, (long long)i);
+    if (d.input_size != m->input_size)
+        return bs_api_fail(e, BS_E_SHAPE_MISMATCH, "%.64s samples are (%d,%d,%d); model %.64s "
+                           "takes (%d,%d,%d).", ds, d.shape[0], d.shape[1], d.shape[2],
+                           r->model_name, m->input_shape[0], m->input_shape[1],
+                           m->input_shape[2]);
+    if (env->sample(env->ctx, &d, (int)i, r->x))
+        return bs_api_fail(e, BS_E_OUT_OF_MEMORY, "Out of memory for the image.");
+    if (inv == BS_INVERT_YES)
+        for (size_t k = 0; k < d.input_size; k++)
+            r->x[k] = 1.0f - r->x[k];
+    r->inverted = inv == BS_INVERT_YES;
+    return 0;
+}
+
+/* The image field, whichever form it takes, into r->x. */
+static int read_image(const bs_attack_env *env, bs_attack_request *r, const json_t *image,
+                      const uint8_t *file, size_t file_len, bs_invert inv, bs_api_error *e)
+{
+    if (file)
+        return from_encoded(env, r, file, file_len, inv, e);
+    if (!json_is_object(image))
+        return bs_api_fail(e, BS_E_MISSING_IMAGE,
+                           "image is required: {\"png\": base64}, {\"jpeg\": base64}, {\"data\": "
+                           "[...], \"shape\": [C,H,W]} or {\"dataset\", \"split\", \"index\"}.");
+    const json_t *b64 = json_object_get(image, "png");
+    if (!b64)
+        b64 = json_object_get(image, "jpeg");
+    if (b64) {
+        if (!json_is_string(b64))
+            return bs_api_fail(e, BS_E_INVALID_IMAGE, "image.png / image.jpeg must be base64 text.");
+        char err[BS_ERR_LEN];
+        size_t len;
+        uint8_t *bytes = bs_base64_decode(json_string_value(b64), json_string_length(b64), &len,
+                                          err);
+        if (!bytes)
+            return bs_api_fail(e, BS_E_INVALID_BASE64, "The image is not valid base64: %s.", err);
+        int rc = from_encoded(env, r, bytes, len, inv, e);
+        free(bytes);
+        return rc;
+    }
+    if (json_object_get(image, "data"))
+        return from_floats(r, json_object_get(image, "data"), json_object_get(image, "shape"),
+                           inv, e);
+    if (json_object_get(image, "dataset"))
+        return from_dataset(env, r, image, inv, e);
+    return bs_api_fail(e, BS_E_INVALID_IMAGE,
+                       "image must hold png, jpeg, data and shape, or dataset and index.");
+}
+
+/* ---- the other fields ----------------------------------------------------- */
+
+/* The model a JSON string names. */
+static const bs_model *named_model(const bs_attack_env *env, const json_t *v, const char *field,
+                                   const char **canonical, bs_api_error *e)
+{
+    if (!json_is_string(v)) {
+        bs_api_fail(e, BS_E_INVALID_REQUEST, "%s must be a model name (a string).", field);
+        return NULL;
+    }
+    char err[BS_ERR_LEN];
+    const bs_model *m = env->model(env->ctx, json_string_value(v), canonical, err);
+    if (!m)
+        bs_api_fail(e, BS_E_MODEL_NOT_FOUND, "%s", err);
+    return m;
+}
+
+/* The report list: named models, or the caller's default list. */
+static int read_report(const bs_attack_env *env, bs_attack_request *r, const json_t *report,
+                       bs_api_error *e)
+{
+    if (report && !json_is_array(report))
+        return bs_api_fail(e, BS_E_INVALID_REQUEST, "report must be a list of model names.");
+    size_t cap = report ? json_array_size(report) : (size_t)env->max_report;
+    r->report = calloc(cap ? cap : 1, sizeof *r->report);
+    if (!r->report)
+        return bs_api_fail(e, BS_E_OUT_OF_MEMORY, "Out of memory for the report list.");
+    if (!report) {
+        r->n_report = env->report_all(env->ctx, r->model, r->report, (int)cap);
+        return 0;
+    }
+    size_t i;
+    const json_t *v;
+    json_array_foreach(report, i, v) {
+        const char *name;
+        const bs_model *m = named_model(env, v, "report[]", &name, e);
+        if (!m)
+            return -1;
+        if (m->input_size != r->model->input_size)
+            return bs_api_fail(e, BS_E_SHAPE_MISMATCH, "report model %.64s takes another input "
+                               "than %.64s.", name, r->model_name);
+        for (int k = 0; k < r->n_report; k++)
+            if (r->report[k].model == m)
+                return bs_api_fail(e, BS_E_DUPLICATE_MODEL, "report lists %.64s twice.", name);
+        r->report[r->n_report++] = (bs_report_model){name, m};
+    }
+    return 0;
+}
+
+static int read_invert(const json_t *v, bs_invert *inv, bs_api_error *e)
+{
+    const char *s = v ? json_string_value(v) : "auto";
+    if (s && !strcmp(s, "auto"))
+        *inv = BS_INVERT_AUTO;
+    else if (s && !strcmp(s, "yes"))
+        *inv = BS_INVERT_YES;
+    else if (s && !strcmp(s, "no"))
+        *inv = BS_INVERT_NO;
+    else
+        return bs_api_fail(e, BS_E_INVALID_REQUEST, "invert is \"auto\", \"yes\" or \"no\".");
+    return 0;
+}
+
+static int parse(const json_t *root, const uint8_t *file, size_t file_len,
+                 const bs_attack_env *env, bs_attack_request *r, bs_api_error *e)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)root, key, v) {
+        size_t i;
+        for (i = 0; i < N_FIELDS && strcmp(key, fields[i]); i++)
+            ;
+        if (i == N_FIELDS)
+            return bs_api_fail(e, BS_E_UNKNOWN_FIELD, "Unknown field '%.64s'; the fields are "
+                               "model, target, image, method, params, report, invert, timeout "
+                               "and image_format.", key);
+    }
+    const json_t *model = json_object_get(root, "model");
+    if (!model)
+        return bs_api_fail(e, BS_E_MISSING_FIELD, "model is required (GET /v1/models lists them).");
+    if (!(r->model = named_model(env, model, "model", &r->model_name, e)))
+        return -1;
+
+    const json_t *method = json_object_get(root, "method");
+    const json_t *params = json_object_get(root, "params");
+    char err[BS_ERR_LEN];
+    if (method && !json_is_string(method))
+        return bs_api_fail(e, BS_E_INVALID_REQUEST, "method must be a string such as \"lbfgs\".");
+    if (params && !json_is_object(params))
+        return bs_api_fail(e, BS_E_INVALID_REQUEST, "params must be an object.");
+    if (bs_attack_params_from_json(params, method ? json_string_value(method) : "lbfgs",
+                                   &r->params, err))
+        return bs_api_fail(e, BS_E_INVALID_PARAMS, "%s.", err);
+
+    const json_t *target = json_object_get(root, "target");
+    int targets[BS_MAX_TARGETS];
+    if (!target)
+        return bs_api_fail(e, BS_E_MISSING_FIELD, "target is required: a label, a list, or \"all\".");
+    if (!json_is_integer(target) && !json_is_array(target) &&
+        !(json_is_string(target) && !strcmp(json_string_value(target), "all")))
+        return bs_api_fail(e, BS_E_INVALID_REQUEST, "target must be a label, a list, or \"all\".");
+    /* Ranges now; "all" is resolved once the label is known. */
+    if (bs_attack_targets_from_json(target, r->model->classes, -1, targets, &r->n_targets, err))
+        return bs_api_fail(e, BS_E_INVALID_TARGET, "%s.", err);
+    r->target = json_incref((json_t *)target);
+
+    const json_t *timeout = json_object_get(root, "timeout");
+    if (timeout) {
+        if (!json_is_number(timeout) || !(json_number_value(timeout) > 0))
+            return bs_api_fail(e, BS_E_INVALID_TIMEOUT,
+                               "timeout wants a positive number of seconds.");
+        r->timeout = json_number_value(timeout);
+    }
+    const json_t *format = json_object_get(root, "image_format");
+    r->image_out = BS_OUT_PNG;
+    if (format && (!json_is_string(format) ||
+                   bs_image_out_parse(json_string_value(format), &r->image_out)))
+        return bs_api_fail(e, BS_E_INVALID_REQUEST, "image_format is png, jpeg or floats.");
+    bs_invert inv = BS_INVERT_AUTO;
+    if (read_invert(json_object_get(root, "invert"), &inv, e) ||
+        read_report(env, r, json_object_get(root, "report"), e))
+        return -1;
+    r->x = malloc(r->model->input_size * sizeof *r->x);
+    if (!r->x)
+        return bs_api_fail(e, BS_E_OUT_OF_MEMORY, "Out of memory for the image.");
+    return read_image(env, r, json_object_get(root, "image"), file, file_len, inv, e);
+}
+
+int bs_attack_request_parse(const json_t *root, const uint8_t *file, size_t file_len,
+                            const bs_attack_env *env, bs_attack_request *out,
+                            bs_api_error *err)
+{
+    *out = (bs_attack_request){0};
+    if (!json_is_object(root))
+        return bs_api_fail(err, BS_E_INVALID_JSON, "The request must be a JSON object.");
+    if (parse(root, file, file_len, env, out, err)) {
+        bs_attack_request_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+int bs_attack_request_targets(const bs_attack_request *r, int original, int *targets, int *k,
+                              bs_api_error *err)
+{
+    char msg[BS_ERR_LEN];
+    if (bs_attack_targets_from_json(r->target, r->model->classes, original, targets, k, msg))
+        return bs_api_fail(err, BS_E_INVALID_TARGET, "%s.", msg);
+    return 0;
+}
+
+void bs_attack_request_free(bs_attack_request *r)
+{
+    json_decref(r->target);
+    free(r->x);
+    free(r->report);
+    *r = (bs_attack_request){0};
+}
