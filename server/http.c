@@ -595,7 +595,6 @@ http_server *http_start(server *srv, char *err, size_t errlen)
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv->cfg->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv->cfg->idle_timeout,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)srv->cfg->http_threads,
         MHD_OPTION_END);
     if (!h->daemon) {

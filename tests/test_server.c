@@ -1758,6 +1758,20 @@ static void test_bad_model_stops_startup(void **state)
     free(dir);
 }
 
+/* A second daemon on a port in use refuses to start; it must not share the
+ * port (SO_REUSEPORT would split the connections between the two). */
+static void test_port_in_use_stops_startup(void **state)
+{
+    (void)state;
+    char cmd[1024], *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "timeout 20 %s --listen 127.0.0.1:%d --models models --data data 2>&1",
+             tu_bin("blindspotd"), main_daemon.port);
+    assert_int_equal(tu_run(cmd, &out), 1);
+    assert_non_null(strstr(out, "cannot listen"));
+    free(out);
+}
+
 static void test_flags_and_environment(void **state)
 {
     (void)state;
@@ -1886,6 +1900,7 @@ int main(void)
         cmocka_unit_test(test_lipschitz),
         cmocka_unit_test(test_units),
         cmocka_unit_test(test_bad_model_stops_startup),
+        cmocka_unit_test(test_port_in_use_stops_startup),
         cmocka_unit_test(test_flags_and_environment),
         cmocka_unit_test(test_routes_match_openapi),
         cmocka_unit_test(test_openapi_lints),
