@@ -136,6 +136,7 @@ handler_result analysis_lipschitz(server *srv, const http_request *req, http_res
     *j = (lipschitz_job){rm, seed, d, (int)attacks};
     work->run = lipschitz_run;
     work->free = free;
+    work->kind = "lipschitz";
     work->ctx = j;
     return HANDLER_DEFERRED;
 }
@@ -324,6 +325,7 @@ handler_result analysis_units(server *srv, const http_request *req, http_respons
     }
     work->run = units_run;
     work->free = free;
+    work->kind = "units";
     work->ctx = j;
     return HANDLER_DEFERRED;
 }

@@ -35,6 +35,8 @@ typedef struct job {
     int cancel_requested; /* DELETE came while it was queued or running */
     int pins;             /* handlers using the job without the lock; not swept */
     double created, started, finished; /* wall-clock seconds; 0: not yet */
+    double submitted;     /* bs_now() at creation, for the queue time in /metrics */
+    char model[REGISTRY_NAME_LEN]; /* the model concerned, "" for several */
     double finished_at;   /* bs_now() when it finished, for the ttl */
     char *result;         /* the work's JSON document, or NULL */
     char *error;          /* JSON text of the error object, or NULL */
@@ -51,6 +53,7 @@ typedef struct waiter {
 struct jobs {
     pthread_mutex_t lock;
     pool *pool;
+    metrics *metrics;     /* every job's queue and compute time */
     job **slots;          /* n jobs in no particular order */
     int n, max;
     double ttl;
@@ -79,7 +82,7 @@ static int is_final(job_state s)
 
 static void *watch(void *arg);
 
-jobs *jobs_new(pool *p, int max_jobs, double ttl)
+jobs *jobs_new(pool *p, metrics *m, int max_jobs, double ttl)
 {
     jobs *t = calloc(1, sizeof *t);
     if (!t)
@@ -92,6 +95,7 @@ jobs *jobs_new(pool *p, int max_jobs, double ttl)
     pthread_mutex_init(&t->lock, NULL);
     pthread_cond_init(&t->changed, NULL);
     t->pool = p;
+    t->metrics = m;
     t->max = max_jobs;
     t->ttl = ttl;
     if (pthread_create(&t->watcher, NULL, watch, t)) {
@@ -267,7 +271,10 @@ static void job_run(pool_job *pj, pool_worker *w)
         return;
     bs_attack_control ctl = {.deadline = pj->deadline, .cancel = &pj->cancel,
                              .progress = job_progress, .ctx = j};
+    double started = bs_now();
     j->work.run(j->work.ctx, w, &ctl, &j->out);
+    metrics_work(j->table->metrics, j->kind, j->model, j->out.status < 400,
+                 started - j->submitted, bs_now() - started);
 }
 
 static char *error_text(bs_error_code code, const char *message)
@@ -379,6 +386,8 @@ void jobs_submit(jobs *t, http_work *work, http_response *resp)
     j->work = *work;
     j->state = JOB_QUEUED;
     j->created = wall_now();
+    j->submitted = bs_now();
+    snprintf(j->model, sizeof j->model, "%s", resp->model);
     j->pj.run = job_run;
     j->pj.done = job_done;
     j->pj.fd = -1; /* no client to watch */

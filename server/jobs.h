@@ -25,9 +25,9 @@
 
 typedef struct jobs jobs;
 
-/* An empty table for max_jobs jobs whose work runs on p; finished jobs
- * live ttl seconds. NULL when out of memory. */
-jobs *jobs_new(pool *p, int max_jobs, double ttl);
+/* An empty table for max_jobs jobs whose work runs on p, timed into m;
+ * finished jobs live ttl seconds. NULL when out of memory. */
+jobs *jobs_new(pool *p, metrics *m, int max_jobs, double ttl);
 /* Frees every job; call once the pool is drained (no job is in it). */
 void jobs_free(jobs *t);
 

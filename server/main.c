@@ -113,7 +113,7 @@ int main(int argc, char **argv)
         return 1;
     }
     srv.pool = pool_new(cfg.workers, cfg.queue_size, srv.reg.n_models);
-    srv.jobs = srv.pool ? jobs_new(srv.pool, cfg.max_jobs, cfg.job_ttl) : NULL;
+    srv.jobs = srv.pool ? jobs_new(srv.pool, srv.metrics, cfg.max_jobs, cfg.job_ttl) : NULL;
     if (!srv.jobs) {
         fprintf(stderr, "blindspotd: cannot start %d worker threads\n", cfg.workers);
         http_stop(http);

@@ -408,6 +408,7 @@ handler_result predict_create(server *srv, const http_request *req, http_respons
     }
     work->run = predict_run;
     work->free = predict_free;
+    work->kind = "predict";
     work->ctx = j;
     work->quick = j->x && forward_macs(rm->model) <= PREDICT_QUICK_MACS;
     return HANDLER_DEFERRED;

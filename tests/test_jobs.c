@@ -2,7 +2,8 @@
  * request blocks until the job ends (and no longer), answers the job as it
  * is when the wait runs out, ends early when the job is cancelled by
  * another client, refuses a bad wait, and is answered at once when the
- * daemon receives SIGTERM. Needs `make data models`. */
+ * daemon receives SIGTERM; jobs are timed in /metrics like synchronous work.
+ * Needs `make data models`. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -97,6 +98,38 @@ static void test_wait_until_done(void **state)
     assert_string_equal(state_of(&r), "done");
     assert_true(took < 1);
     reply_free(&r);
+}
+
+/* The value of the sample line that starts with prefix in /metrics, or -1. */
+static double metric(const char *prefix)
+{
+    reply r;
+    request_on(d.port, "/metrics", NULL, &r);
+    double v = -1;
+    for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (!strncmp(p, prefix, strlen(prefix)))
+            v = strtod(p + strlen(prefix), NULL);
+    reply_free(&r);
+    return v;
+}
+
+/* Jobs are timed like synchronous work: queue and compute, by kind and model. */
+static void test_jobs_in_metrics(void **state)
+{
+    (void)state;
+    char location[128];
+    submit(d.port, quick_body, location, sizeof location);
+    reply r;
+    double took;
+    get_wait(d.port, location, "30", &r, &took);
+    assert_string_equal(state_of(&r), "done");
+    reply_free(&r);
+    assert_true(metric("blindspot_work_total{kind=\"attack\",model=\"cnn\",outcome=\"success\"} ") >= 1);
+    assert_true(metric("blindspot_work_compute_seconds_count{kind=\"attack\",model=\"cnn\"} ") >= 1);
+    request_on(d.port, "/v1/models/cnn/lipschitz", NULL, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    assert_true(metric("blindspot_work_total{kind=\"lipschitz\",model=\"cnn\",outcome=\"success\"} ") == 1);
 }
 
 static void test_wait_runs_out(void **state)
@@ -205,6 +238,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wait_until_done),
+        cmocka_unit_test(test_jobs_in_metrics),
         cmocka_unit_test(test_wait_runs_out),
         cmocka_unit_test(test_wait_ends_on_cancel),
         cmocka_unit_test(test_wait_refused),
