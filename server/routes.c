@@ -96,6 +96,9 @@ const route *route_match(const char *method, const char *path, http_request *req
 
 void routes_print(FILE *out)
 {
-    for (size_t i = 0; i < N_ROUTES; i++)
+    for (size_t i = 0; i < N_ROUTES; i++) {
         fprintf(out, "%s %s\n", table[i].method, table[i].pattern);
+        if (!strcmp(table[i].method, "GET")) /* route_match serves HEAD as GET */
+            fprintf(out, "HEAD %s\n", table[i].pattern);
+    }
 }

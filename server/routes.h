@@ -33,7 +33,8 @@ const route *route_match(const char *method, const char *path, http_request *req
                          char *buf, size_t bufsize, int *status, char *allow,
                          size_t allowlen);
 
-/* Prints "METHOD /pattern" lines, one per route. */
+/* Prints "METHOD /pattern" lines, one per route and method (HEAD beside
+ * every GET). */
 void routes_print(FILE *out);
 
 /* Handlers, by file. */

@@ -108,6 +108,33 @@ static void test_health_and_server(void **state)
     reply_free(&r);
 }
 
+/* HEAD on every GET route answers GET's status and Content-Type, no body. */
+static void test_head_like_get(void **state)
+{
+    (void)state;
+    static const char *const paths[] = {
+        "/v2/health/live", "/v2/health/ready", "/v2", "/v2/", "/v2/models/stats",
+        "/v2/models/cnn", "/v2/models/cnn/ready", "/v2/models/cnn/versions/1",
+        "/v2/models/cnn/versions/1/ready", "/v2/models/cnn/stats",
+        "/v2/models/cnn/versions/1/stats", "/v1/models", "/v1/models/cnn", "/v1/datasets",
+        "/v1/datasets/mnist/test/3", "/v1/models/cnn/lipschitz", "/metrics",
+        "/v1/jobs/0123456789abcdef", "/v2/models/nosuch"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        reply get, head;
+        req_opts o = {.method = "HEAD"};
+        request(paths[i], NULL, &get);
+        request(paths[i], &o, &head);
+        char a[128], b[128];
+        if (head.status != get.status)
+            fail_msg("HEAD %s: %ld, GET: %ld", paths[i], head.status, get.status);
+        assert_string_equal(header_of(&head, "Content-Type", a, sizeof a),
+                            header_of(&get, "Content-Type", b, sizeof b));
+        assert_int_equal(head.len, 0);
+        reply_free(&get);
+        reply_free(&head);
+    }
+}
+
 static void test_v2_model_metadata(void **state)
 {
     (void)state;
@@ -1826,6 +1853,11 @@ static char *openapi_routes(void)
                 char m[8];
                 for (size_t k = 0; k <= ml; k++)
                     m[k] = (char)(k < ml ? methods[i][k] - 32 : 0);
+                if (n + strlen(path) + 16 > cap) {
+                    cap = 2 * cap + strlen(path);
+                    out = realloc(out, cap);
+                    assert_non_null(out);
+                }
                 n += (size_t)snprintf(out + n, cap - n, "%s %s\n", m, path);
             }
         }
@@ -1870,6 +1902,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_health_and_server),
+        cmocka_unit_test(test_head_like_get),
         cmocka_unit_test(test_v2_model_metadata),
         cmocka_unit_test(test_infer_equals_forward),
         cmocka_unit_test(test_infer_outputs_filter),
