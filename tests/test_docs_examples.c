@@ -171,7 +171,7 @@ static void run_examples(const char *doc, int min_blocks)
 static void test_readme_examples(void **state)
 {
     (void)state;
-    run_examples("README.md", 5);
+    run_examples("README.md", 7);
 }
 
 static void test_api_guide_examples(void **state)
