@@ -4,6 +4,7 @@
 
 #include "api/base64.h"
 #include "api/image.h"
+#include "api/predict_json.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,7 +243,14 @@ static const bs_model *named_model(const bs_attack_env *env, const json_t *v, co
     return m;
 }
 
-/* The report list: named models, or the caller's default list. */
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const bs_report_model *)a)->name, ((const bs_report_model *)b)->name);
+}
+
+/* The report list: named models in the order named, or the caller's
+ * default list by name, so that a daemon and a command line holding the
+ * same models list them alike. */
 static int read_report(const bs_attack_env *env, bs_attack_request *r, const json_t *report,
                        bs_api_error *e)
 {
@@ -254,6 +262,7 @@ static int read_report(const bs_attack_env *env, bs_attack_request *r, const jso
         return bs_api_fail(e, BS_E_OUT_OF_MEMORY, "Out of memory for the report list.");
     if (!report) {
         r->n_report = env->report_all(env->ctx, r->model, r->report, (int)cap);
+        qsort(r->report, (size_t)r->n_report, sizeof *r->report, by_name);
         return 0;
     }
     size_t i;
@@ -374,6 +383,21 @@ int bs_attack_request_targets(const bs_attack_request *r, int original, int *tar
     if (bs_attack_targets_from_json(r->target, r->model->classes, original, targets, k, msg))
         return bs_api_fail(err, BS_E_INVALID_TARGET, "%s.", msg);
     return 0;
+}
+
+json_t *bs_attack_request_answer(const bs_attack_request *r, const bs_attack_result *res, int k,
+                                 char *err)
+{
+    json_t *doc = bs_attack_answer_json(r->model_name, r->model, r->x, &r->params, res, k,
+                                        r->report, r->n_report, r->image_out, err);
+    json_t *input = doc ? bs_input_png_json(r->x, r->model->input_shape, r->inverted, err)
+                        : NULL;
+    if (!input) {
+        json_decref(doc);
+        return NULL;
+    }
+    json_object_set_new(doc, "input", input);
+    return doc;
 }
 
 void bs_attack_request_free(bs_attack_request *r)

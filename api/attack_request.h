@@ -10,8 +10,8 @@
  *                 {"dataset", "split" (default test), "index"}
  *   method        an attack method of core/attack.h's table (default lbfgs)
  *   params        the method's parameters (api/attack_json.h)
- *   report        model names to predict on each result (default: the
- *                 caller's list, env.report_all)
+ *   report        model names to predict on each result, in that order
+ *                 (default: the caller's list, env.report_all, by name)
  *   invert        auto|yes|no (default auto), for PNG/JPEG; raw floats and
  *                 dataset samples are used as they are unless it is yes
  *   timeout       seconds, a positive number
@@ -91,6 +91,14 @@ int bs_attack_request_parse(const json_t *root, const uint8_t *file, size_t file
  * model's label for x, is known. 0, or -1 with err. */
 int bs_attack_request_targets(const bs_attack_request *r, int original, int *targets, int *k,
                               bs_api_error *err);
+
+/* The answer to r for the k results of its attack: api/attack_json.h's
+ * document with "input", the image as the model saw it (predict_json.h's
+ * bs_input_png_json) — what POST /v1/attacks answers and `blindspot attack
+ * --json` prints. NULL with a message in err (char[BS_ERR_LEN]) when an
+ * image cannot be encoded or memory runs out. */
+json_t *bs_attack_request_answer(const bs_attack_request *r, const bs_attack_result *res, int k,
+                                 char *err);
 
 /* Releases what the request owns; safe on an empty request. */
 void bs_attack_request_free(bs_attack_request *r);

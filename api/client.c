@@ -177,6 +177,15 @@ json_t *bs_client_job(bs_client *c, const char *path, const json_t *body,
                 snprintf(err, BS_ERR_LEN, "the job at %s ended without a result", location);
             return result;
         }
+        json_t *partial = json_object_get(job, "result");
+        if (state && !strcmp(state, "failed") && json_is_object(partial)) {
+            /* work that ran out of time with results so far (an attack's
+             * best): those, their "error" saying why, as a run here prints
+             * them */
+            json_incref(partial);
+            json_decref(job);
+            return partial;
+        }
         if (!state || !strcmp(state, "failed") || !strcmp(state, "cancelled")) {
             const char *msg = json_string_value(
                 json_object_get(json_object_get(job, "error"), "message"));

@@ -46,8 +46,10 @@ typedef void (*bs_client_progress_fn)(void *ctx, int done, int total);
 /* POSTs the JSON document body to path, which answers 202 with the job's
  * location, then reads the job every BS_CLIENT_POLL seconds until it ends,
  * calling progress (may be NULL) whenever its progress moved past 0. Returns the
- * job's result document; NULL with a message in err when the request or
- * the job failed (the job's own error message) or it was cancelled. */
+ * job's result document, also that of a job that failed with results so
+ * far (an attack whose budget ran out: its "error" says so); NULL with a
+ * message in err when the request failed, the job failed without a result
+ * (the job's own error message) or it was cancelled. */
 json_t *bs_client_job(bs_client *c, const char *path, const json_t *body,
                       bs_client_progress_fn progress, void *ctx, char *err);
 

@@ -18,7 +18,6 @@
 #include "api/accept.h"
 #include "api/attack_json.h"
 #include "api/attack_request.h"
-#include "api/base64.h"
 #include "api/image.h"
 #include "core/attack.h"
 #include "server/jobs.h"
@@ -141,34 +140,6 @@ static int read_request(server *srv, const http_request *req, attack_job *j, htt
 
 /* ---- the attack (worker) ---------------------------------------------- */
 
-/* The model input as {"format": "png", ..., "inverted"}. */
-static json_t *input_json(const attack_job *j, char *err)
-{
-    const bs_model *m = j->rm->model;
-    int C = m->input_shape[0], H = m->input_shape[1], W = m->input_shape[2];
-    size_t n = m->input_size, plane = (size_t)H * W;
-    uint8_t *planes = malloc(n), *hwc = malloc(n), *png = NULL;
-    size_t png_len = 0;
-    char *b64 = NULL;
-    if (planes && hwc) {
-        bs_image_to_bytes(j->req.x, n, planes);
-        for (int c = 0; c < C; c++)
-            for (size_t p = 0; p < plane; p++)
-                hwc[p * C + c] = planes[c * plane + p];
-        if (!bs_image_encode(hwc, W, H, C, BS_IMAGE_PNG, 0, &png, &png_len, err))
-            b64 = bs_base64_encode(png, png_len);
-    }
-    free(planes);
-    free(hwc);
-    free(png);
-    if (!b64)
-        return NULL;
-    json_t *o = json_pack("{s:s, s:i, s:i, s:i, s:s, s:b}", "format", "png", "width", W, "height",
-                          H, "channels", C, "data", b64, "inverted", j->req.inverted);
-    free(b64);
-    return o;
-}
-
 /* Accept: image/png or image/jpeg — the result's image itself, its figures
  * in headers. */
 static void answer_image(const attack_job *j, const bs_attack_result *r, int original,
@@ -275,15 +246,10 @@ static void attack_run(void *ctx, pool_worker *w, const bs_attack_control *job_c
     if (j->answer != ANSWER_JSON && !timed_out && !cancelled) {
         answer_image(j, &res[0], original, out);
     } else {
-        json_t *doc = bs_attack_answer_json(j->rm->name, m, j->req.x, &j->req.params, res, k,
-                                            j->req.report, j->req.n_report, j->req.image_out,
-                                            err);
-        json_t *input = doc ? input_json(j, err) : NULL;
-        if (!input) {
-            json_decref(doc);
+        json_t *doc = bs_attack_request_answer(&j->req, res, k, err);
+        if (!doc) {
             resp_error(out, BS_E_ENCODE_FAILED, "The answer cannot be built: %s.", err);
         } else {
-            json_object_set_new(doc, "input", input);
             if (cancelled || timed_out) {
                 bs_error_code e = cancelled ? BS_E_SHUTTING_DOWN : BS_E_DEADLINE_EXCEEDED;
                 json_object_set_new(

@@ -611,7 +611,7 @@ static void test_cli_sends_token(void **state)
 static void test_cli_help_documents_server(void **state)
 {
     (void)state;
-    const char *cmds[] = {"info", "predict", "evaluate", "lipschitz", "units", ""};
+    const char *cmds[] = {"info", "predict", "attack", "evaluate", "lipschitz", "units", ""};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char cmd[256], *out = NULL;
         snprintf(cmd, sizeof cmd, "%s %s --help", tu_bin("blindspot"), cmds[i]);
