@@ -8,10 +8,11 @@
  * (415, 400, 404, 422 for a pixel bomb); the errors of the unit summary and of
  * the Lipschitz attacks.
  *
- * The command line: info, predict (a slice and an image), lipschitz, units
- * and evaluate run here and with --server (before the command, on it, or
- * as $BLINDSPOT_SERVER) print the same bytes, text and --json, once lines
- * with timing fields are taken out; the server's errors are printed as its
+ * The command line: info, predict (a slice and an image), lipschitz, units,
+ * evaluate and attack (a dataset sample or an uploaded image, one target,
+ * a list or all, -o's PNGs) run here and with --server (before the
+ * command, on it, or as $BLINDSPOT_SERVER) print the same bytes, text and
+ * --json, once timing fields are taken out; the server's errors are printed as its
  * message with exit 1, an unreachable server names the URL, and
  * $BLINDSPOT_TOKEN goes out as a bearer token. Needs `make data models`
  * (make test does it). */
@@ -362,7 +363,8 @@ static void test_predict_errors(void **state)
 /* ---- the command line against the daemon ------------------------------------- */
 
 /* stdout of `blindspot ARGS` with every line that carries a timing field
- * (seconds, elapsed, ms) taken out; *rc its exit status. */
+ * (seconds, elapsed, ms) taken out, and the time that ends an attack's
+ * text line (", 0.014 s"); *rc its exit status. */
 static char *run_cli(const char *prefix, const char *args, int *rc)
 {
     char cmd[2048], *out = NULL;
@@ -378,8 +380,18 @@ static char *run_cli(const char *prefix, const char *args, int *rc)
         int timing = strstr(line, "seconds") || strstr(line, "elapsed") ||
                      strstr(line, "\"ms\"");
         if (!timing) {
-            memmove(w, line, len);
-            w += len;
+            /* ", 0.014 s" at the end of an attack's line */
+            size_t keep = len, stop = len - (line[len - 1] == '\n'), k;
+            if (stop > 2 && !strncmp(line + stop - 2, " s", 2)) {
+                for (k = stop - 2; k > 0 && strchr("0123456789.", line[k - 1]); k--)
+                    ;
+                if (k >= 2 && k < stop - 2 && !strncmp(line + k - 2, ", ", 2))
+                    keep = k - 2;
+            }
+            memmove(w, line, keep);
+            w += keep;
+            if (keep != len)
+                *w++ = '\n';
         }
         line[len] = saved;
         line += len;
@@ -390,8 +402,9 @@ static char *run_cli(const char *prefix, const char *args, int *rc)
 
 /* Runs args here and remote (args_remote, with the daemon given by how:
  * 0 before the command, 1 as --server on it, 2 as $BLINDSPOT_SERVER),
- * with and without --json, and asserts the same output and exit 0. */
-static void assert_same_output(const char *args, const char *args_remote, int how)
+ * with and without --json, and asserts the same output and exit status
+ * want. */
+static void assert_same_output_rc(const char *args, const char *args_remote, int how, int want)
 {
     char url[64], prefix[128] = "", remote[1024];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", daemon_.port);
@@ -411,14 +424,21 @@ static void assert_same_output(const char *args, const char *args_remote, int ho
         int rc_local, rc_remote;
         char *a = run_cli("", local, &rc_local);
         char *b = run_cli(prefix, remote, &rc_remote);
-        if (rc_local != 0 || rc_remote != 0)
-            fail_msg("'%s' exited %d, '%s' exited %d", local, rc_local, remote, rc_remote);
+        if (rc_local != want || rc_remote != want)
+            fail_msg("'%s' exited %d, '%s' exited %d (want %d)", local, rc_local, remote,
+                     rc_remote, want);
         assert_true(strlen(a) > 20);
         if (strcmp(a, b))
             fail_msg("'%s' and '%s' differ:\n--- here\n%s\n--- remote\n%s", local, remote, a, b);
         free(a);
         free(b);
     }
+}
+
+/* The same, exit 0. */
+static void assert_same_output(const char *args, const char *args_remote, int how)
+{
+    assert_same_output_rc(args, args_remote, how, 0);
 }
 
 static void test_cli_info_remote(void **state)
@@ -517,6 +537,91 @@ static void test_cli_evaluate_remote(void **state)
     free(out);
 }
 
+static void test_cli_attack_remote(void **state)
+{
+    (void)state;
+    /* a dataset sample: one target, a list, all */
+    assert_same_output("attack --model models/fc100-100-10.safetensors --dataset mnist --index 4 "
+                       "--target 6", "attack --model fc100-100-10 --dataset mnist --index 4 "
+                       "--target 6", 1);
+    assert_same_output("attack --model models/fc10-1e-2.safetensors --dataset mnist --index 9 "
+                       "--target all", "attack --model fc10-1e-2 --dataset mnist --index 9 "
+                       "--target all", 0);
+    assert_same_output("attack --model models/cnn.safetensors --dataset mnist --split train "
+                       "--index 30 --target 2,7 --method pgd --param search_steps=6",
+                       "attack --model cnn --dataset mnist --split train --index 30 --target "
+                       "2,7 --method pgd --param search_steps=6", 2);
+    /* a target the model already gives: exit 1 on both sides */
+    assert_same_output_rc("attack --model models/fc100-100-10.safetensors --dataset mnist "
+                          "--index 17 --target 3,5 --models none",
+                          "attack --model fc100-100-10 --dataset mnist --index 17 --target 3,5 "
+                          "--models none", 1, 1);
+    /* an image file, uploaded: PNG and JPEG, inverted or not */
+    char *dir = tu_tmpdir(), args[1024], here[1024], there[1024];
+    size_t len;
+    uint8_t *png = encode_sample(40, BS_IMAGE_PNG, &len);
+    snprintf(args, sizeof args, "%s/digit.png", dir);
+    assert_int_equal(tu_write_file(args, png, len), 0);
+    free(png);
+    uint8_t *jpeg = encode_sample(41, BS_IMAGE_JPEG, &len);
+    snprintf(args, sizeof args, "%s/digit.jpg", dir);
+    assert_int_equal(tu_write_file(args, jpeg, len), 0);
+    free(jpeg);
+    snprintf(args, sizeof args, "attack --model models/fc200-200-10.safetensors --image "
+             "%s/digit.png --target 8", dir);
+    assert_same_output(args, args, 2);
+    snprintf(here, sizeof here, "attack --model models/cnn.safetensors --image %s/digit.jpg "
+             "--target all --param max_iterations=60", dir);
+    snprintf(there, sizeof there, "attack --model cnn --image %s/digit.jpg --target all "
+             "--param max_iterations=60", dir);
+    assert_same_output(here, there, 0);
+    snprintf(args, sizeof args, "attack --model models/fc10-1e-4.safetensors --image "
+             "%s/digit.png --invert yes --target 1,4", dir);
+    assert_same_output(args, args, 1);
+    /* -o writes the same PNGs, one per target */
+    int rc;
+    snprintf(args, sizeof args, "attack --model models/fc100-100-10.safetensors --image "
+             "%s/digit.png --target 0,5 -o %s/here.png", dir, dir);
+    free(run_cli("", args, &rc));
+    assert_int_equal(rc, 0);
+    snprintf(args, sizeof args, "--server http://127.0.0.1:%d attack --model fc100-100-10 "
+             "--image %s/digit.png --target 0,5 -o %s/there.png", daemon_.port, dir, dir);
+    free(run_cli("", args, &rc));
+    assert_int_equal(rc, 0);
+    for (int t = 0; t <= 5; t += 5) {
+        size_t la, lb;
+        snprintf(args, sizeof args, "%s/here-%d.png", dir, t);
+        uint8_t *a = tu_read_file(args, &la);
+        snprintf(args, sizeof args, "%s/there-%d.png", dir, t);
+        uint8_t *b = tu_read_file(args, &lb);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_int_equal(la, lb);
+        assert_memory_equal(a, b, la);
+        free(a);
+        free(b);
+    }
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* An attack whose --timeout runs out prints its best results so far, as a
+ * local run does, rather than only the daemon's error. */
+static void test_cli_attack_remote_timeout(void **state)
+{
+    (void)state;
+    char cmd[1024], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s attack --server http://127.0.0.1:%d --model ae400-10 "
+             "--dataset mnist --index 3 --target 1,2 --method adam-l1 --param steps=1000000 "
+             "--timeout 0.5 2>&1", tu_bin("blindspot"), daemon_.port);
+    tu_run(cmd, &out);
+    assert_non_null(out);
+    if (strncmp(out, "ae400-10: label ", 16) || !strstr(out, "target 1: ") ||
+        !strstr(out, " (timeout), label "))
+        fail_msg("a remote attack that ran out of time printed:\n%s", out);
+    free(out);
+}
+
 /* `blindspot ARGS` (stdout and stderr) must exit rc saying want. */
 static void expect_failure(const char *prefix, const char *args, int rc, const char *want)
 {
@@ -551,6 +656,41 @@ static void test_cli_remote_errors(void **state)
     snprintf(want, sizeof want, "cannot reach the server at http://127.0.0.1:%d", port);
     expect_failure("", args, 1, want);
     expect_failure("BLINDSPOT_SERVER=127.0.0.1:9 ", "info cnn", 1, "must start with http://");
+}
+
+/* The daemon's refusals of an attack, as its message with exit 1; what
+ * only a local run can do, refused as bad usage. */
+static void test_cli_attack_remote_errors(void **state)
+{
+    (void)state;
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, "BLINDSPOT_SERVER=http://127.0.0.1:%d ", daemon_.port);
+    expect_failure(prefix, "attack --model nosuch --dataset mnist --index 1 --target 2", 1,
+                   "blindspot attack: No model named 'nosuch' is loaded; GET /v1/models lists");
+    expect_failure(prefix, "attack --model cnn --dataset mnist --index 1 --target 12", 1,
+                   "target 12 is not a class of this model (0..9)");
+    expect_failure(prefix, "attack --model cnn --dataset mnist --index 5000 --target 2", 1,
+                   "mnist/test has samples 0 to 1999, not 5000");
+    expect_failure(prefix, "attack --model cnn --dataset nosuch --index 1 --target 2", 1,
+                   "No dataset split nosuch/test is loaded");
+    expect_failure(prefix, "attack --model cnn --dataset mnist --index 1 --target 2 "
+                   "--method fgsm --param history=3", 1, "params.history does not apply to fgsm");
+    expect_failure(prefix, "attack --model cnn --dataset mnist --index 1 --target 2 "
+                   "--method nosuch", 1, "unknown method \"nosuch\"");
+    expect_failure(prefix, "attack --model cnn --dataset mnist --index 1 --target 2 "
+                   "--invert maybe", 1, "invert is \"auto\", \"yes\" or \"no\"");
+    expect_failure(prefix, "attack --model cnn --image tests/run.sh --target 2", 1,
+                   "blindspot attack: The image cannot be used");
+    expect_failure(prefix, "attack --model cnn --image /nonexistent.png --target 2", 1,
+                   "cannot open /nonexistent.png");
+    expect_failure(prefix, "attack --model cnn --dataset mnist --index 1 --target 2 "
+                   "--models models", 2, "--models names a folder here");
+    int port = free_port();
+    char args[256], want[128];
+    snprintf(args, sizeof args, "attack --server http://127.0.0.1:%d --model cnn --dataset "
+             "mnist --index 1 --target 2", port);
+    snprintf(want, sizeof want, "cannot reach the server at http://127.0.0.1:%d", port);
+    expect_failure("", args, 1, want);
 }
 
 /* A one-request HTTP server that keeps the request's head and answers a
@@ -636,7 +776,10 @@ int main(void)
         cmocka_unit_test(test_cli_predict_remote),
         cmocka_unit_test(test_cli_analysis_remote),
         cmocka_unit_test(test_cli_evaluate_remote),
+        cmocka_unit_test(test_cli_attack_remote),
+        cmocka_unit_test(test_cli_attack_remote_timeout),
         cmocka_unit_test(test_cli_remote_errors),
+        cmocka_unit_test(test_cli_attack_remote_errors),
         cmocka_unit_test(test_cli_sends_token),
         cmocka_unit_test(test_cli_help_documents_server),
     };
