@@ -12,10 +12,10 @@
  * evaluate and attack (a dataset sample or an uploaded image, one target,
  * a list or all, -o's PNGs) run here and with --server (before the
  * command, on it, or as $BLINDSPOT_SERVER) print the same bytes, text and
- * --json, once timing fields are taken out; the server's errors are printed as its
- * message with exit 1, an unreachable server names the URL, and
- * $BLINDSPOT_TOKEN goes out as a bearer token. Needs `make data models`
- * (make test does it). */
+ * --json, once timing fields are taken out; the server's errors are
+ * printed as its message with exit 1, an unreachable server names the URL,
+ * $BLINDSPOT_TOKEN goes out as a bearer token, and a job is followed with
+ * GET /v1/jobs/{id}?wait=S. Needs `make data models` (make test does it). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -693,51 +693,69 @@ static void test_cli_attack_remote_errors(void **state)
     expect_failure("", args, 1, want);
 }
 
-/* A one-request HTTP server that keeps the request's head and answers a
- * /v1 error. */
+/* An HTTP server that answers its requests, one per connection, with the
+ * answers given in turn, keeping their heads one after the other. */
+typedef struct fake_answer {
+    const char *status; /* "404 Not Found" */
+    const char *body;   /* JSON */
+} fake_answer;
+
 typedef struct fake_server {
     int fd, port;
-    char head[4096];
+    const fake_answer *answers;
+    int n;
+    char head[8192];
 } fake_server;
 
 static void *fake_serve(void *arg)
 {
     fake_server *f = arg;
-    int c = accept(f->fd, NULL, NULL);
-    if (c < 0)
-        return NULL;
     size_t n = 0;
-    ssize_t got;
-    while (n + 1 < sizeof f->head && (got = read(c, f->head + n, sizeof f->head - 1 - n)) > 0) {
-        n += (size_t)got;
-        f->head[n] = '\0';
-        if (strstr(f->head, "\r\n\r\n"))
-            break;
+    for (int i = 0; i < f->n; i++) {
+        int c = accept(f->fd, NULL, NULL);
+        if (c < 0)
+            return NULL;
+        size_t start = n;
+        ssize_t got;
+        while (n + 1 < sizeof f->head &&
+               (got = read(c, f->head + n, sizeof f->head - 1 - n)) > 0) {
+            n += (size_t)got;
+            f->head[n] = '\0';
+            if (strstr(f->head + start, "\r\n\r\n"))
+                break;
+        }
+        char answer[1024];
+        int len = snprintf(answer, sizeof answer, "HTTP/1.1 %s\r\nContent-Type: "
+                           "application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                           f->answers[i].status, strlen(f->answers[i].body), f->answers[i].body);
+        assert_true(write(c, answer, (size_t)len) == len);
+        close(c);
     }
-    static const char body[] =
-        "{\"error\":{\"code\":\"model_not_found\",\"message\":\"The fake has no models.\"}}";
-    char answer[512];
-    int len = snprintf(answer, sizeof answer, "HTTP/1.1 404 Not Found\r\nContent-Type: "
-                       "application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                       sizeof body - 1, body);
-    assert_true(write(c, answer, (size_t)len) == len);
-    close(c);
     return NULL;
+}
+
+/* Starts f on a loopback port, answering answers[0..n-1]. */
+static void fake_start(fake_server *f, const fake_answer *answers, int n, pthread_t *t)
+{
+    *f = (fake_server){.answers = answers, .n = n};
+    f->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    assert_int_equal(bind(f->fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(f->fd, 4), 0);
+    getsockname(f->fd, (struct sockaddr *)&a, &alen);
+    f->port = ntohs(a.sin_port);
+    pthread_create(t, NULL, fake_serve, f);
 }
 
 static void test_cli_sends_token(void **state)
 {
     (void)state;
-    fake_server f = {0};
-    f.fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t alen = sizeof a;
-    assert_int_equal(bind(f.fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(f.fd, 1), 0);
-    getsockname(f.fd, (struct sockaddr *)&a, &alen);
-    f.port = ntohs(a.sin_port);
+    static const fake_answer answers[] = {{"404 Not Found",
+        "{\"error\":{\"code\":\"model_not_found\",\"message\":\"The fake has no models.\"}}"}};
+    fake_server f;
     pthread_t t;
-    pthread_create(&t, NULL, fake_serve, &f);
+    fake_start(&f, answers, 1, &t);
     char prefix[128];
     snprintf(prefix, sizeof prefix, "BLINDSPOT_TOKEN=s3cret BLINDSPOT_SERVER=http://127.0.0.1:%d ",
              f.port);
@@ -746,6 +764,35 @@ static void test_cli_sends_token(void **state)
     close(f.fd);
     assert_non_null(strstr(f.head, "GET /v1/models/cnn HTTP/1.1"));
     assert_non_null(strstr(f.head, "Authorization: Bearer s3cret\r\n"));
+}
+
+/* A job is read with ?wait=S, each read blocking on the daemon until the
+ * job ends, rather than polled; its result is printed. */
+static void test_cli_job_read_waits(void **state)
+{
+    (void)state;
+    static const fake_answer answers[] = {
+        {"202 Accepted", "{\"id\":\"j1\",\"state\":\"queued\",\"location\":\"/v1/jobs/j1\"}"},
+        {"200 OK", "{\"id\":\"j1\",\"state\":\"running\",\"progress\":{\"done\":0,\"total\":1}}"},
+        {"200 OK", "{\"id\":\"j1\",\"state\":\"done\",\"progress\":{\"done\":1,\"total\":1},"
+                   "\"result\":{\"model\":\"cnn\",\"method\":\"lbfgs\",\"original\":{\"label\":1},"
+                   "\"results\":[]}}"},
+    };
+    fake_server f;
+    pthread_t t;
+    fake_start(&f, answers, 3, &t);
+    char cmd[512], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s --server http://127.0.0.1:%d attack --model cnn --dataset "
+             "mnist --index 1 --target 2", tu_bin("blindspot"), f.port);
+    assert_int_equal(tu_run(cmd, &out), 0);
+    pthread_join(t, NULL);
+    close(f.fd);
+    assert_string_equal(out, "cnn: label 1, method lbfgs\n");
+    free(out);
+    assert_non_null(strstr(f.head, "POST /v1/attacks?async=true HTTP/1.1"));
+    char *first = strstr(f.head, "GET /v1/jobs/j1?wait=1 HTTP/1.1");
+    assert_non_null(first);
+    assert_non_null(strstr(first + 1, "GET /v1/jobs/j1?wait=1 HTTP/1.1"));
 }
 
 static void test_cli_help_documents_server(void **state)
@@ -781,6 +828,7 @@ int main(void)
         cmocka_unit_test(test_cli_remote_errors),
         cmocka_unit_test(test_cli_attack_remote_errors),
         cmocka_unit_test(test_cli_sends_token),
+        cmocka_unit_test(test_cli_job_read_waits),
         cmocka_unit_test(test_cli_help_documents_server),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
