@@ -380,8 +380,9 @@ static void test_bad_usage_is_refused(void **state)
 }
 
 /* Every command that takes --method lists the methods of core/attack.h's
- * table in its help; `attack --help` also each method's summary and its
- * parameters with their defaults. */
+ * table in its help, eval, evaluate and train as the table's own list (in
+ * its order, so made from it); `attack --help` also each method's summary
+ * and its parameters with their defaults. */
 static void test_help_lists_every_method(void **state)
 {
     (void)state;
@@ -394,6 +395,11 @@ static void test_help_lists_every_method(void **state)
             if (!strstr(out, bs_attack_methods[i].name))
                 fail_msg("blindspot %s --help does not list the method %s", cmds[c],
                          bs_attack_methods[i].name);
+        char list[128];
+        bs_attack_method_list(", ", list, sizeof list);
+        if (strcmp(cmds[c], "attack") && !strstr(out, list))
+            fail_msg("blindspot %s --help does not list the methods as the table does (%s)",
+                     cmds[c], list);
         if (!strcmp(cmds[c], "attack")) {
             /* "lbfgs: search_steps=8 ...", "fgsm: eps_max=1 ..." */
             for (int i = 0; i < BS_ATTACK_N_METHODS; i++) {
