@@ -347,20 +347,6 @@ static int read_form(server *srv, const http_request *req, predict_job *j, http_
     return read_encoded(srv, j, image->data, image->len, inv, resp);
 }
 
-/* Multiply-adds of one forward pass of m. */
-static size_t forward_macs(const bs_model *m)
-{
-    size_t macs = 0;
-    for (int i = 0; i < m->n_layers; i++) {
-        const bs_layer *l = &m->layers[i];
-        if (l->kind == BS_LINEAR)
-            macs += l->weight_size;
-        else if (l->kind == BS_CONV2D)
-            macs += l->weight_size * (size_t)l->out_shape[1] * (size_t)l->out_shape[2];
-    }
-    return macs;
-}
-
 /* The request, by its media type, into j. -1 after an answer. */
 static int read_request(server *srv, const http_request *req, predict_job *j, http_work *work,
                         http_response *resp)
@@ -409,6 +395,6 @@ handler_result predict_create(server *srv, const http_request *req, http_respons
     work->run = predict_run;
     work->free = predict_free;
     work->ctx = j;
-    work->quick = j->x && forward_macs(rm->model) <= PREDICT_QUICK_MACS;
+    work->quick = j->x && bs_model_macs(rm->model) <= PREDICT_QUICK_MACS;
     return HANDLER_DEFERRED;
 }
