@@ -21,6 +21,7 @@
  * the order above after unknown ones; the first refusal is the answer, as
  * an api/errors.h code and a message.
  *
+ * The image is read by api/image_input.h, as every request's image is.
  * What only the caller knows (resident models by name, dataset splits, the
  * pixel cap) comes through bs_attack_env; api/ never sees the daemon. */
 #ifndef BS_ATTACK_REQUEST_H
@@ -28,20 +29,13 @@
 
 #include "api/attack_json.h"
 #include "api/errors.h"
+#include "api/image_input.h"
 #include "core/attack.h"
 #include "core/model.h"
 
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* A dataset split as the caller holds it. */
-typedef struct bs_attack_split {
-    int n;              /* samples */
-    int shape[3];       /* (C,H,W) of one sample */
-    size_t input_size;  /* C*H*W */
-    const void *handle; /* the caller's, handed back to sample */
-} bs_attack_split;
 
 /* The caller's side: models by name, dataset samples, limits. */
 typedef struct bs_attack_env {
@@ -54,13 +48,7 @@ typedef struct bs_attack_env {
      * m's input): up to cap into out, returning how many. */
     int (*report_all)(void *ctx, const bs_model *m, bs_report_model *out, int cap);
     int max_report; /* cap for report_all */
-    /* The split of dataset: 0 with *out filled, or -1 with a message in err
-     * (char[BS_ERR_LEN]) when there is none. */
-    int (*split)(void *ctx, const char *dataset, const char *split, bs_attack_split *out,
-                 char *err);
-    /* Sample index (in range) of the split into x (input_size floats);
-     * 0, or -1 when out of memory. */
-    int (*sample)(void *ctx, const bs_attack_split *split, int index, float *x);
+    bs_image_datasets datasets; /* the dataset samples an image may name */
     size_t max_pixels; /* the largest decoded image taken (width*height) */
 } bs_attack_env;
 

@@ -152,19 +152,20 @@ static int env_report_all(void *ctx, const bs_model *m, bs_report_model *out, in
     return n;
 }
 
-static int env_split(void *ctx, const char *dataset, const char *split, bs_attack_split *out,
+static int env_split(void *ctx, const char *dataset, const char *split, bs_image_split *out,
                      char *err)
 {
     cli_env *c = ctx;
     bs_dataset_free(&c->d);
     if (bs_dataset_load(c->data_dir, dataset, split, &c->d, err))
         return -1;
-    *out = (bs_attack_split){.n = c->d.n, .input_size = c->d.input_size,
-                             .shape = {c->d.shape[0], c->d.shape[1], c->d.shape[2]}};
+    *out = (bs_image_split){.dataset = dataset, .split = split, .n = c->d.n,
+                            .input_size = c->d.input_size,
+                            .shape = {c->d.shape[0], c->d.shape[1], c->d.shape[2]}};
     return 0;
 }
 
-static int env_sample(void *ctx, const bs_attack_split *split, int index, float *x)
+static int env_sample(void *ctx, const bs_image_split *split, int index, float *x)
 {
     cli_env *c = ctx;
     memcpy(x, c->d.images + (size_t)index * split->input_size, split->input_size * sizeof *x);
@@ -245,8 +246,9 @@ static json_t *attack_here(json_t *request, const char *model_path, const char *
     env.report = report;
     env.n_report = n_report;
     bs_attack_env callbacks = {.ctx = &env, .model = env_model, .report_all = env_report_all,
-                               .max_report = n_report, .split = env_split,
-                               .sample = env_sample, .max_pixels = CLI_MAX_PIXELS};
+                               .max_report = n_report,
+                               .datasets = {&env, env_split, env_sample},
+                               .max_pixels = CLI_MAX_PIXELS};
     bs_api_error e;
     if (bs_attack_request_parse(request, file, file_len, &callbacks, &req, &e)) {
         cli_fail("attack", "%s", e.message);

@@ -75,7 +75,7 @@ static int env_report_all(void *ctx, const bs_model *m, bs_report_model *out, in
     return n;
 }
 
-static int env_split(void *ctx, const char *dataset, const char *split, bs_attack_split *out,
+static int env_split(void *ctx, const char *dataset, const char *split, bs_image_split *out,
                      char *err)
 {
     const registry_split *d = registry_split_find(&((server *)ctx)->reg, dataset, split);
@@ -84,12 +84,13 @@ static int env_split(void *ctx, const char *dataset, const char *split, bs_attac
                  "lists them.", dataset, split);
         return -1;
     }
-    *out = (bs_attack_split){.n = d->n, .input_size = d->input_size, .handle = d,
-                             .shape = {d->shape[0], d->shape[1], d->shape[2]}};
+    *out = (bs_image_split){.dataset = d->name, .split = d->split, .n = d->n,
+                            .input_size = d->input_size, .handle = d,
+                            .shape = {d->shape[0], d->shape[1], d->shape[2]}};
     return 0;
 }
 
-static int env_sample(void *ctx, const bs_attack_split *split, int index, float *x)
+static int env_sample(void *ctx, const bs_image_split *split, int index, float *x)
 {
     (void)ctx;
     return registry_split_sample(split->handle, index, x);
@@ -118,8 +119,9 @@ static int read_request(server *srv, const http_request *req, attack_job *j, htt
         return -1;
     }
     bs_attack_env env = {.ctx = srv, .model = env_model, .report_all = env_report_all,
-                         .max_report = srv->reg.n_models, .split = env_split,
-                         .sample = env_sample, .max_pixels = srv->cfg->max_pixels};
+                         .max_report = srv->reg.n_models,
+                         .datasets = {srv, env_split, env_sample},
+                         .max_pixels = srv->cfg->max_pixels};
     /* the log line names the model even when the request is refused */
     const char *model = json_string_value(json_object_get(root, "model"));
     const registry_model *named = model ? registry_model_find(&srv->reg, model) : NULL;

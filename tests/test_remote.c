@@ -360,6 +360,59 @@ static void test_predict_errors(void **state)
     reply_free(&r);
 }
 
+/* A dataset sample is read by one piece of code for a prediction and an
+ * attack: the same refusal, word for word, and the same input. */
+static void test_predict_and_attack_read_samples_alike(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *image;
+        long status;
+        const char *code, *message;
+    } cases[] = {
+        {"{\"dataset\":\"mnist\",\"index\":5000}", 422, "index_out_of_range",
+         "mnist/test has samples 0 to 1999, not 5000."},
+        {"{\"dataset\":\"mnist\",\"split\":\"train\",\"index\":-2}", 422,
+         "index_out_of_range", "mnist/train has samples 0 to 7999, not -2."},
+        {"{\"dataset\":\"mnist\",\"index\":\"3\"}", 400, "invalid_image",
+         "A dataset image is {\"dataset\": name, \"split\": name, \"index\": integer}."},
+        {"{\"dataset\":\"nosuch\",\"index\":3}", 404, "dataset_not_found",
+         "No dataset split nosuch/test is loaded; GET /v1/datasets lists them."},
+    };
+    char body[512];
+    reply p, a;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(body, sizeof body, "{\"image\":%s}", cases[i].image);
+        post_json("/v1/models/cnn/predict", body, &p);
+        snprintf(body, sizeof body, "{\"model\":\"cnn\",\"target\":1,\"image\":%s}",
+                 cases[i].image);
+        post_json("/v1/attacks", body, &a);
+        assert_error(&p, cases[i].status, cases[i].code);
+        assert_error(&a, cases[i].status, cases[i].code);
+        const char *mp = json_string_value(json_object_get(json_object_get(p.json, "error"),
+                                                           "message"));
+        const char *ma = json_string_value(json_object_get(json_object_get(a.json, "error"),
+                                                           "message"));
+        assert_string_equal(mp, cases[i].message);
+        assert_string_equal(ma, cases[i].message);
+        reply_free(&p);
+        reply_free(&a);
+    }
+    /* inverted when asked, as the attack's input shows */
+    post_json("/v1/models/cnn/predict", "{\"image\":{\"dataset\":\"mnist\",\"index\":6},"
+              "\"invert\":\"yes\"}", &p);
+    float x[784];
+    for (int k = 0; k < 784; k++)
+        x[k] = 1.0f - test_set.images[6 * 784 + k];
+    assert_prediction(&p, "cnn", x);
+    post_json("/v1/attacks", "{\"model\":\"cnn\",\"target\":1,\"image\":{\"dataset\":"
+              "\"mnist\",\"index\":6},\"invert\":\"yes\",\"params\":{\"search_steps\":1}}", &a);
+    assert_int_equal(a.status, 200);
+    assert_true(json_equal(json_object_get(p.json, "input"), json_object_get(a.json, "input")));
+    reply_free(&p);
+    reply_free(&a);
+}
+
 /* ---- the command line against the daemon ------------------------------------- */
 
 /* stdout of `blindspot ARGS` with every line that carries a timing field
@@ -819,6 +872,7 @@ int main(void)
         cmocka_unit_test(test_predict_json_forms),
         cmocka_unit_test(test_predict_slice),
         cmocka_unit_test(test_predict_errors),
+        cmocka_unit_test(test_predict_and_attack_read_samples_alike),
         cmocka_unit_test(test_cli_info_remote),
         cmocka_unit_test(test_cli_predict_remote),
         cmocka_unit_test(test_cli_analysis_remote),
