@@ -52,6 +52,9 @@ static const char *attack_usage_tail =
     "  --data DIR         data folder (default: $BLINDSPOT_DATA or data)\n"
     "  --json             print the answer as JSON (as the daemon's POST /v1/attacks)\n"
     CLI_SERVER_HELP
+    "Remotely the attack is a job of the daemon (POST /v1/attacks?async=true), its\n"
+    "budget the daemon's --job-timeout unless --timeout is lower; the image file\n"
+    "is sent with it, a dataset sample is the daemon's own (--data is not used).\n"
     "\n"
     "A target the model already gives for the image is not searched: it is\n"
     "reported as already classified (status already_target in JSON), not as a\n"
