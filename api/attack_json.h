@@ -1,6 +1,7 @@
 /* attack_json — the attack's wire contract: attack parameters from JSON,
  * and the attack's answer as JSON. `blindspot attack --json` and the
- * daemon's POST /v1/attacks print the same document.
+ * daemon's POST /v1/attacks print the same document, with the input the
+ * model saw added (api/attack_request.h's bs_attack_request_answer).
  *
  * The answer:
  * {

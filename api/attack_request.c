@@ -2,8 +2,7 @@
  * conversion (see attack_request.h). */
 #include "api/attack_request.h"
 
-#include "api/base64.h"
-#include "api/image.h"
+#include "api/predict_json.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,157 +71,21 @@ json_t *bs_attack_form_to_json(const bs_form_part *parts, int n, const uint8_t *
 
 /* ---- the image ------------------------------------------------------------ */
 
-/* Decodes PNG/JPEG bytes into the model input. */
-static int from_encoded(const bs_attack_env *env, bs_attack_request *r, const uint8_t *bytes,
-                        size_t len, bs_invert inv, bs_api_error *e)
-{
-    const bs_model *m = r->model;
-    bs_image img;
-    char err[BS_ERR_LEN];
-    int rc = bs_image_decode(bytes, len, env->max_pixels, &img, err);
-    if (rc) /* too many pixels is a valid image that is not taken */
-        return bs_api_fail(e, rc == BS_IMAGE_TOO_LARGE ? BS_E_IMAGE_TOO_LARGE : BS_E_INVALID_IMAGE,
-                           "The image cannot be used: %s.", err);
-    rc = bs_image_to_input(&img, m->input_shape[0], m->input_shape[1], m->input_shape[2], inv,
-                           r->x, &r->inverted, err);
-    bs_image_free(&img);
-    if (rc)
-        return bs_api_fail(e, BS_E_IMAGE_NOT_CONVERTIBLE, "The image cannot be converted: %s.",
-                           err);
-    return 0;
-}
-
-/* Raw floats of shape [C,H,W]: the model's shape as they are, another
- * shape converted like a decoded image. */
-static int from_floats(bs_attack_request *r, const json_t *data, const json_t *shape,
-                       bs_invert inv, bs_api_error *e)
-{
-    const bs_model *m = r->model;
-    int s[3];
-    if (!json_is_array(data) || !json_is_array(shape) || json_array_size(shape) != 3)
-        return bs_api_fail(e, BS_E_INVALID_IMAGE,
-                           "image.data must be an array of numbers and image.shape [C,H,W].");
-    for (int i = 0; i < 3; i++) {
-        const json_t *d = json_array_get(shape, (size_t)i);
-        if (!json_is_integer(d) || json_integer_value(d) < 1 || json_integer_value(d) > 65536)
-            return bs_api_fail(e, BS_E_INVALID_IMAGE, "image.shape must hold 3 positive integers.");
-        s[i] = (int)json_integer_value(d);
-    }
-    size_t n = (size_t)s[0] * s[1] * s[2];
-    if (s[0] != 1 && s[0] != 3)
-        return bs_api_fail(e, BS_E_SHAPE_MISMATCH, "image.shape has %d channels; 1 or 3 work.",
-                           s[0]);
-    if (json_array_size(data) != n)
-        return bs_api_fail(e, BS_E_SHAPE_MISMATCH,
-                           "image.data holds %zu numbers; its shape [%d,%d,%d] says %zu.",
-                           json_array_size(data), s[0], s[1], s[2], n);
-    float *v = malloc(n * sizeof *v);
-    if (!v)
-        return bs_api_fail(e, BS_E_OUT_OF_MEMORY, "Out of memory for the image.");
-    for (size_t i = 0; i < n; i++) {
-        const json_t *d = json_array_get(data, i);
-        double x = json_is_number(d) ? json_number_value(d) : -1.0;
-        if (!(x >= 0 && x <= 1)) {
-            free(v);
-            return bs_api_fail(e, BS_E_VALUE_OUT_OF_RANGE,
-                               "image.data[%zu] must be a number in [0,1].", i);
-        }
-        v[i] = (float)x;
-    }
-    int rc = 0;
-    if (s[0] == m->input_shape[0] && s[1] == m->input_shape[1] && s[2] == m->input_shape[2] &&
-        inv != BS_INVERT_YES) {
-        memcpy(r->x, v, n * sizeof *v);
-    } else {
-        /* (C,H,W) planes into the (H,W,C) pixels bs_image holds. */
-        bs_image img = {.width = s[2], .height = s[1], .channels = s[0]};
-        img.pixels = malloc(n * sizeof *img.pixels);
-        char err[BS_ERR_LEN];
-        if (!img.pixels) {
-            rc = bs_api_fail(e, BS_E_OUT_OF_MEMORY, "Out of memory for the image.");
-        } else {
-            size_t plane = (size_t)s[1] * s[2];
-            for (int c = 0; c < s[0]; c++)
-                for (size_t p = 0; p < plane; p++)
-                    img.pixels[p * s[0] + c] = v[c * plane + p];
-            if (bs_image_to_input(&img, m->input_shape[0], m->input_shape[1],
-                                  m->input_shape[2], inv == BS_INVERT_YES ? inv : BS_INVERT_NO,
-                                  r->x, &r->inverted, err))
-                rc = bs_api_fail(e, BS_E_IMAGE_NOT_CONVERTIBLE,
-                                 "The image cannot be converted: %s.", err);
-        }
-        bs_image_free(&img);
-    }
-    free(v);
-    return rc;
-}
-
-static int from_dataset(const bs_attack_env *env, bs_attack_request *r, const json_t *image,
-                        bs_invert inv, bs_api_error *e)
-{
-    const bs_model *m = r->model;
-    const json_t *name = json_object_get(image, "dataset");
-    const json_t *split = json_object_get(image, "split");
-    const json_t *index = json_object_get(image, "index");
-    if (!json_is_string(name) || (split && !json_is_string(split)) || !json_is_integer(index))
-        return bs_api_fail(e, BS_E_INVALID_IMAGE, "A dataset image is {\"dataset\": name, "
-                           "\"split\": name, \"index\": integer}.");
-    const char *ds = json_string_value(name), *sp = split ? json_string_value(split) : "test";
-    bs_attack_split d;
-    char err[BS_ERR_LEN];
-    if (env->split(env->ctx, ds, sp, &d, err))
-        return bs_api_fail(e, BS_E_DATASET_NOT_FOUND, "%s", err);
-    json_int_t i = json_integer_value(index);
-    if (i < 0 || i >= d.n)
-        return bs_api_fail(e, BS_E_INDEX_OUT_OF_RANGE, "%.64s/%.16s has samples 0 to %d, not %lld.",
-                           ds, sp, d.n - 1, (long long)i);
-    if (d.input_size != m->input_size)
-        return bs_api_fail(e, BS_E_SHAPE_MISMATCH, "%.64s samples are (%d,%d,%d); model %.64s "
-                           "takes (%d,%d,%d).", ds, d.shape[0], d.shape[1], d.shape[2],
-                           r->model_name, m->input_shape[0], m->input_shape[1],
-                           m->input_shape[2]);
-    if (env->sample(env->ctx, &d, (int)i, r->x))
-        return bs_api_fail(e, BS_E_OUT_OF_MEMORY, "Out of memory for the image.");
-    if (inv == BS_INVERT_YES)
-        for (size_t k = 0; k < d.input_size; k++)
-            r->x[k] = 1.0f - r->x[k];
-    r->inverted = inv == BS_INVERT_YES;
-    return 0;
-}
-
-/* The image field, whichever form it takes, into r->x. */
+/* The image field, or the uploaded file in its place, into r->x. */
 static int read_image(const bs_attack_env *env, bs_attack_request *r, const json_t *image,
                       const uint8_t *file, size_t file_len, bs_invert inv, bs_api_error *e)
 {
-    if (file)
-        return from_encoded(env, r, file, file_len, inv, e);
-    if (!json_is_object(image))
-        return bs_api_fail(e, BS_E_MISSING_IMAGE,
-                           "image is required: {\"png\": base64}, {\"jpeg\": base64}, {\"data\": "
-                           "[...], \"shape\": [C,H,W]} or {\"dataset\", \"split\", \"index\"}.");
-    const json_t *b64 = json_object_get(image, "png");
-    if (!b64)
-        b64 = json_object_get(image, "jpeg");
-    if (b64) {
-        if (!json_is_string(b64))
-            return bs_api_fail(e, BS_E_INVALID_IMAGE, "image.png / image.jpeg must be base64 text.");
-        char err[BS_ERR_LEN];
-        size_t len;
-        uint8_t *bytes = bs_base64_decode(json_string_value(b64), json_string_length(b64), &len,
-                                          err);
-        if (!bytes)
-            return bs_api_fail(e, BS_E_INVALID_BASE64, "The image is not valid base64: %s.", err);
-        int rc = from_encoded(env, r, bytes, len, inv, e);
-        free(bytes);
-        return rc;
-    }
-    if (json_object_get(image, "data"))
-        return from_floats(r, json_object_get(image, "data"), json_object_get(image, "shape"),
-                           inv, e);
-    if (json_object_get(image, "dataset"))
-        return from_dataset(env, r, image, inv, e);
-    return bs_api_fail(e, BS_E_INVALID_IMAGE,
-                       "image must hold png, jpeg, data and shape, or dataset and index.");
+    const bs_model *m = r->model;
+    bs_image_target t = {{m->input_shape[0], m->input_shape[1], m->input_shape[2]},
+                         env->max_pixels, r->x, 0, r->model_name};
+    bs_error_code code;
+    char msg[BS_ERR_LEN];
+    int rc = file ? bs_image_input_encoded(file, file_len, inv, &t, &code, msg)
+                  : bs_image_input_json(image, inv, &env->datasets, &t, &code, msg);
+    if (rc)
+        return bs_api_fail(e, code, "%s", msg);
+    r->inverted = t.inverted;
+    return 0;
 }
 
 /* ---- the other fields ----------------------------------------------------- */
@@ -242,7 +105,14 @@ static const bs_model *named_model(const bs_attack_env *env, const json_t *v, co
     return m;
 }
 
-/* The report list: named models, or the caller's default list. */
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const bs_report_model *)a)->name, ((const bs_report_model *)b)->name);
+}
+
+/* The report list: named models in the order named, or the caller's
+ * default list by name, so that a daemon and a command line holding the
+ * same models list them alike. */
 static int read_report(const bs_attack_env *env, bs_attack_request *r, const json_t *report,
                        bs_api_error *e)
 {
@@ -254,6 +124,7 @@ static int read_report(const bs_attack_env *env, bs_attack_request *r, const jso
         return bs_api_fail(e, BS_E_OUT_OF_MEMORY, "Out of memory for the report list.");
     if (!report) {
         r->n_report = env->report_all(env->ctx, r->model, r->report, (int)cap);
+        qsort(r->report, (size_t)r->n_report, sizeof *r->report, by_name);
         return 0;
     }
     size_t i;
@@ -276,14 +147,7 @@ static int read_report(const bs_attack_env *env, bs_attack_request *r, const jso
 
 static int read_invert(const json_t *v, bs_invert *inv, bs_api_error *e)
 {
-    const char *s = v ? json_string_value(v) : "auto";
-    if (s && !strcmp(s, "auto"))
-        *inv = BS_INVERT_AUTO;
-    else if (s && !strcmp(s, "yes"))
-        *inv = BS_INVERT_YES;
-    else if (s && !strcmp(s, "no"))
-        *inv = BS_INVERT_NO;
-    else
+    if (bs_invert_parse(v ? json_string_value(v) : "auto", inv))
         return bs_api_fail(e, BS_E_INVALID_REQUEST, "invert is \"auto\", \"yes\" or \"no\".");
     return 0;
 }
@@ -374,6 +238,21 @@ int bs_attack_request_targets(const bs_attack_request *r, int original, int *tar
     if (bs_attack_targets_from_json(r->target, r->model->classes, original, targets, k, msg))
         return bs_api_fail(err, BS_E_INVALID_TARGET, "%s.", msg);
     return 0;
+}
+
+json_t *bs_attack_request_answer(const bs_attack_request *r, const bs_attack_result *res, int k,
+                                 char *err)
+{
+    json_t *doc = bs_attack_answer_json(r->model_name, r->model, r->x, &r->params, res, k,
+                                        r->report, r->n_report, r->image_out, err);
+    json_t *input = doc ? bs_input_png_json(r->x, r->model->input_shape, r->inverted, err)
+                        : NULL;
+    if (!input) {
+        json_decref(doc);
+        return NULL;
+    }
+    json_object_set_new(doc, "input", input);
+    return doc;
 }
 
 void bs_attack_request_free(bs_attack_request *r)

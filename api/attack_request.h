@@ -10,8 +10,8 @@
  *                 {"dataset", "split" (default test), "index"}
  *   method        an attack method of core/attack.h's table (default lbfgs)
  *   params        the method's parameters (api/attack_json.h)
- *   report        model names to predict on each result (default: the
- *                 caller's list, env.report_all)
+ *   report        model names to predict on each result, in that order
+ *                 (default: the caller's list, env.report_all, by name)
  *   invert        auto|yes|no (default auto), for PNG/JPEG; raw floats and
  *                 dataset samples are used as they are unless it is yes
  *   timeout       seconds, a positive number
@@ -21,6 +21,7 @@
  * the order above after unknown ones; the first refusal is the answer, as
  * an api/errors.h code and a message.
  *
+ * The image is read by api/image_input.h, as every request's image is.
  * What only the caller knows (resident models by name, dataset splits, the
  * pixel cap) comes through bs_attack_env; api/ never sees the daemon. */
 #ifndef BS_ATTACK_REQUEST_H
@@ -28,20 +29,13 @@
 
 #include "api/attack_json.h"
 #include "api/errors.h"
+#include "api/image_input.h"
 #include "core/attack.h"
 #include "core/model.h"
 
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* A dataset split as the caller holds it. */
-typedef struct bs_attack_split {
-    int n;              /* samples */
-    int shape[3];       /* (C,H,W) of one sample */
-    size_t input_size;  /* C*H*W */
-    const void *handle; /* the caller's, handed back to sample */
-} bs_attack_split;
 
 /* The caller's side: models by name, dataset samples, limits. */
 typedef struct bs_attack_env {
@@ -54,13 +48,7 @@ typedef struct bs_attack_env {
      * m's input): up to cap into out, returning how many. */
     int (*report_all)(void *ctx, const bs_model *m, bs_report_model *out, int cap);
     int max_report; /* cap for report_all */
-    /* The split of dataset: 0 with *out filled, or -1 with a message in err
-     * (char[BS_ERR_LEN]) when there is none. */
-    int (*split)(void *ctx, const char *dataset, const char *split, bs_attack_split *out,
-                 char *err);
-    /* Sample index (in range) of the split into x (input_size floats);
-     * 0, or -1 when out of memory. */
-    int (*sample)(void *ctx, const bs_attack_split *split, int index, float *x);
+    bs_image_datasets datasets; /* the dataset samples an image may name */
     size_t max_pixels; /* the largest decoded image taken (width*height) */
 } bs_attack_env;
 
@@ -91,6 +79,14 @@ int bs_attack_request_parse(const json_t *root, const uint8_t *file, size_t file
  * model's label for x, is known. 0, or -1 with err. */
 int bs_attack_request_targets(const bs_attack_request *r, int original, int *targets, int *k,
                               bs_api_error *err);
+
+/* The answer to r for the k results of its attack: api/attack_json.h's
+ * document with "input", the image as the model saw it (predict_json.h's
+ * bs_input_png_json) — what POST /v1/attacks answers and `blindspot attack
+ * --json` prints. NULL with a message in err (char[BS_ERR_LEN]) when an
+ * image cannot be encoded or memory runs out. */
+json_t *bs_attack_request_answer(const bs_attack_request *r, const bs_attack_result *res, int k,
+                                 char *err);
 
 /* Releases what the request owns; safe on an empty request. */
 void bs_attack_request_free(bs_attack_request *r);

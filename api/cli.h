@@ -71,9 +71,9 @@ typedef struct cli_progress {
 void cli_show_progress(void *ctx, int done, int total);
 
 /* Prints an attack answer (api/attack_json.h's document, from the core or
- * from POST /v1/attacks) as `blindspot attack`'s text on stdout; source
- * names the attacked model in the first line. */
-void cli_attack_print_text(const json_t *answer, const char *source);
+ * from POST /v1/attacks) as `blindspot attack`'s text on stdout; a
+ * cli_printer. */
+void cli_attack_print_text(const json_t *answer);
 
 /* Prints j as indented JSON on stdout (reals with the daemon's 9
  * significant digits) and releases it. */

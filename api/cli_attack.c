@@ -4,7 +4,7 @@
 
 #include "api/attack_json.h"
 #include "api/attack_request.h"
-#include "api/image.h"
+#include "api/base64.h"
 #include "core/attack.h"
 #include "core/dataset.h"
 #include "core/model_file.h"
@@ -44,11 +44,17 @@ static const char *attack_usage_tail =
     "                     core/lbfgsb.c, reference the Fortran original.\n"
     "  --timeout S        stop after S seconds with the best result so far\n"
     "  --models DIR       every model in DIR taking the same input predicts each\n"
-    "                     result (default: models; --models none to skip)\n"
+    "                     result, listed by name (default: models; --models none:\n"
+    "                     only the attacked one). With --server, every resident\n"
+    "                     model taking the same input, or none\n"
     "  -o, --out FILE     write the adversarial PNG (FILE-T.png per target when\n"
-    "                     several)\n"
+    "                     several), the one the answer holds\n"
     "  --data DIR         data folder (default: $BLINDSPOT_DATA or data)\n"
     "  --json             print the answer as JSON (as the daemon's POST /v1/attacks)\n"
+    CLI_SERVER_HELP
+    "Remotely the attack is a job of the daemon (POST /v1/attacks?async=true), its\n"
+    "budget the daemon's --job-timeout unless --timeout is lower; the image file\n"
+    "is sent with it, a dataset sample is the daemon's own (--data is not used).\n"
     "\n"
     "A target the model already gives for the image is not searched: it is\n"
     "reported as already classified (status already_target in JSON), not as a\n"
@@ -117,35 +123,6 @@ static void attack_usage(FILE *f)
     fputs(attack_usage_tail, f);
 }
 
-/* Reads a whole file (64 MiB at most) into *out. 0, or -1 with a message. */
-static int read_file(const char *path, uint8_t **out, size_t *out_len, char *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, BS_ERR_LEN, "cannot open %s", path);
-        return -1;
-    }
-    size_t cap = 1 << 20, len = 0, got;
-    uint8_t *buf = malloc(cap);
-    while (buf && (got = fread(buf + len, 1, cap - len, f)) > 0) {
-        len += got;
-        if (len == cap) {
-            uint8_t *nb = cap < (64u << 20) ? realloc(buf, cap *= 2) : NULL;
-            if (!nb)
-                free(buf);
-            buf = nb;
-        }
-    }
-    fclose(f);
-    if (!buf) {
-        snprintf(err, BS_ERR_LEN, "%s is too large (64 MiB at most)", path);
-        return -1;
-    }
-    *out = buf;
-    *out_len = len;
-    return 0;
-}
-
 /* api/attack_request.h's view of the command line: the model of --model
  * under its file name, the models of --models, the dataset of --data. */
 typedef struct cli_env {
@@ -178,62 +155,32 @@ static int env_report_all(void *ctx, const bs_model *m, bs_report_model *out, in
     return n;
 }
 
-static int env_split(void *ctx, const char *dataset, const char *split, bs_attack_split *out,
+static int env_split(void *ctx, const char *dataset, const char *split, bs_image_split *out,
                      char *err)
 {
     cli_env *c = ctx;
     bs_dataset_free(&c->d);
     if (bs_dataset_load(c->data_dir, dataset, split, &c->d, err))
         return -1;
-    *out = (bs_attack_split){.n = c->d.n, .input_size = c->d.input_size,
-                             .shape = {c->d.shape[0], c->d.shape[1], c->d.shape[2]}};
+    *out = (bs_image_split){.dataset = dataset, .split = split, .n = c->d.n,
+                            .input_size = c->d.input_size,
+                            .shape = {c->d.shape[0], c->d.shape[1], c->d.shape[2]}};
     return 0;
 }
 
-static int env_sample(void *ctx, const bs_attack_split *split, int index, float *x)
+static int env_sample(void *ctx, const bs_image_split *split, int index, float *x)
 {
     cli_env *c = ctx;
     memcpy(x, c->d.images + (size_t)index * split->input_size, split->input_size * sizeof *x);
     return 0;
 }
 
-static int write_png(const char *path, const bs_attack_result *r, const bs_model *m,
-                     char *err)
-{
-    int C = m->input_shape[0], H = m->input_shape[1], W = m->input_shape[2];
-    size_t plane = (size_t)H * W;
-    uint8_t *hwc = malloc(plane * C), *png = NULL;
-    size_t png_len = 0;
-    if (!hwc) {
-        snprintf(err, BS_ERR_LEN, "out of memory");
-        return -1;
-    }
-    for (int c = 0; c < C; c++)
-        for (size_t i = 0; i < plane; i++)
-            hwc[i * C + c] = r->adv8[(size_t)c * plane + i];
-    int rc = bs_image_encode(hwc, W, H, C, BS_IMAGE_PNG, 0, &png, &png_len, err);
-    free(hwc);
-    if (rc)
-        return -1;
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(png, 1, png_len, f) != png_len) {
-        snprintf(err, BS_ERR_LEN, "cannot write %s", path);
-        rc = -1;
-    }
-    if (f && fclose(f) != 0 && rc == 0) {
-        snprintf(err, BS_ERR_LEN, "cannot write %s", path);
-        rc = -1;
-    }
-    free(png);
-    return rc;
-}
-
-void cli_attack_print_text(const json_t *answer, const char *source)
+void cli_attack_print_text(const json_t *answer)
 {
     const char *model = json_string_value(json_object_get(answer, "model"));
     int original = (int)json_integer_value(
         json_object_get(json_object_get(answer, "original"), "label"));
-    printf("%s: label %d, method %s\n", source, original,
+    printf("%s: label %d, method %s\n", model, original,
            json_string_value(json_object_get(answer, "method")));
     size_t j, i;
     const json_t *r, *pred;
@@ -245,21 +192,21 @@ void cli_attack_print_text(const json_t *answer, const char *source)
             printf("target %d: already classified as %d; nothing to do\n", target, original);
             continue;
         }
-            printf("target %d: %s%s, label %d (p=%.3f), L2 %.4f, Linf %.4f, L0 %d, "
-                   "distortion %.4f, c %.4g, %d iterations, %d evaluations, %.3f s\n",
-                   target, json_is_true(json_object_get(r, "success")) ? "success" : "failed",
-                   status && !strcmp(status, "timeout") ? " (timeout)"
-                   : status && !strcmp(status, "cancelled") ? " (cancelled)" : "",
-                   (int)json_integer_value(json_object_get(r, "label")),
-                   json_number_value(json_object_get(r, "target_probability")),
-                   json_number_value(json_object_get(norms, "l2")),
-                   json_number_value(json_object_get(norms, "linf")),
-                   (int)json_integer_value(json_object_get(norms, "l0")),
-                   json_number_value(json_object_get(norms, "distortion")),
-                   json_number_value(json_object_get(r, "c")),
-                   (int)json_integer_value(json_object_get(r, "iterations")),
-                   (int)json_integer_value(json_object_get(r, "evaluations")),
-                   json_number_value(json_object_get(r, "seconds")));
+        printf("target %d: %s%s, label %d (p=%.3f), L2 %.4f, Linf %.4f, L0 %d, "
+               "distortion %.4f, c %.4g, %d iterations, %d evaluations, %.3f s\n",
+               target, json_is_true(json_object_get(r, "success")) ? "success" : "failed",
+               status && !strcmp(status, "timeout") ? " (timeout)"
+               : status && !strcmp(status, "cancelled") ? " (cancelled)" : "",
+               (int)json_integer_value(json_object_get(r, "label")),
+               json_number_value(json_object_get(r, "target_probability")),
+               json_number_value(json_object_get(norms, "l2")),
+               json_number_value(json_object_get(norms, "linf")),
+               (int)json_integer_value(json_object_get(norms, "l0")),
+               json_number_value(json_object_get(norms, "distortion")),
+               json_number_value(json_object_get(r, "c")),
+               (int)json_integer_value(json_object_get(r, "iterations")),
+               (int)json_integer_value(json_object_get(r, "evaluations")),
+               json_number_value(json_object_get(r, "seconds")));
         int skipped = 0;
         json_array_foreach(json_object_get(r, "predictions"), i, pred) {
             const char *who = json_string_value(json_object_get(pred, "model"));
@@ -275,10 +222,144 @@ void cli_attack_print_text(const json_t *answer, const char *source)
     }
 }
 
+/* The answer to request (taken) attacked here: the model of model_path,
+ * the models of models_dir to report on (NULL: none), the image file's
+ * bytes (or NULL for the request's dataset sample). NULL after a message. */
+static json_t *attack_here(json_t *request, const char *model_path, const char *models_dir,
+                           const uint8_t *file, size_t file_len, const char *data_dir)
+{
+    char err[BS_ERR_LEN], name[256];
+    bs_attack_request req = {0};
+    bs_attack_result *res = NULL;
+    bs_report_model report[CLI_MAX_REPORT];
+    int n_report = 0, k = 0, targets[BS_MAX_TARGETS];
+    cli_env env = {.data_dir = data_dir};
+    json_t *doc = NULL;
+    bs_model *m = bs_model_load(model_path, err);
+    if (!m) {
+        cli_fail("attack", "%s", err);
+        goto done;
+    }
+    report[n_report++] = (bs_report_model){strdup(cli_model_name(model_path, name, sizeof name)),
+                                           m};
+    if (models_dir && cli_load_models(models_dir, m, model_path, report, &n_report, err)) {
+        cli_fail("attack", "%s", err);
+        goto done;
+    }
+    env.report = report;
+    env.n_report = n_report;
+    bs_attack_env callbacks = {.ctx = &env, .model = env_model, .report_all = env_report_all,
+                               .max_report = n_report,
+                               .datasets = {&env, env_split, env_sample},
+                               .max_pixels = CLI_MAX_PIXELS};
+    bs_api_error e;
+    if (bs_attack_request_parse(request, file, file_len, &callbacks, &req, &e)) {
+        cli_fail("attack", "%s", e.message);
+        goto done;
+    }
+    bs_workspace *ws = bs_workspace_new(m, 1);
+    int original = ws ? bs_argmax(bs_model_forward(m, ws, req.x, 1), m->classes) : 0;
+    bs_workspace_free(ws);
+    if (bs_attack_request_targets(&req, original, targets, &k, &e)) {
+        cli_fail("attack", "%s", e.message);
+        goto done;
+    }
+    res = calloc((size_t)k, sizeof *res);
+    bs_attack_control ctl = {.deadline = req.timeout > 0 ? bs_now() + req.timeout : 0.0};
+    if (!res || bs_attack_run(m, req.x, targets, k, &req.params, &ctl, res,
+                              res ? err : "out of memory")) {
+        cli_fail("attack", "%s", res ? err : "out of memory");
+        free(res);
+        res = NULL;
+        goto done;
+    }
+    if (!(doc = bs_attack_request_answer(&req, res, k, err)))
+        cli_fail("attack", "%s", err);
+done:
+    if (res)
+        for (int j = 0; j < k; j++)
+            bs_attack_result_free(&res[j]);
+    free(res);
+    bs_attack_request_free(&req);
+    json_decref(request);
+    bs_dataset_free(&env.d);
+    for (int i = 0; i < n_report; i++) {
+        free((char *)report[i].name);
+        if (i > 0)
+            bs_model_free((bs_model *)report[i].model);
+    }
+    bs_model_free(m);
+    return doc;
+}
+
+/* The answer to request (taken) attacked by the daemon at server, the
+ * image file's bytes sent as base64 in it. As a job: its budget is the
+ * daemon's --job-timeout, not a request's, as a local run has none. NULL
+ * after a message. */
+static json_t *attack_remote(const char *server, json_t *request, const uint8_t *file,
+                             size_t file_len)
+{
+    if (file) {
+        /* the daemon sniffs the format; the key only has to be one */
+        char *b64 = bs_base64_encode(file, file_len);
+        int png = file_len >= 4 && !memcmp(file, "\x89PNG", 4);
+        if (!b64) {
+            json_decref(request);
+            cli_fail("attack", "out of memory");
+            return NULL;
+        }
+        json_object_set_new(request, "image", json_pack("{s:s}", png ? "png" : "jpeg", b64));
+        free(b64);
+    }
+    return cli_remote_job("attack", server, "/v1/attacks?async=true", request, NULL);
+}
+
+/* Writes the PNG of each result of the answer to out (out-T.png for
+ * target T when there are several), as the answer holds it. 0, or -1
+ * after a message. */
+static int write_images(const json_t *doc, const char *out)
+{
+    const json_t *results = json_object_get(doc, "results");
+    size_t k = json_array_size(results), j;
+    const json_t *r;
+    json_array_foreach(results, j, r) {
+        char path[1024], err[BS_ERR_LEN];
+        if (k == 1) {
+            snprintf(path, sizeof path, "%s", out);
+        } else {
+            const char *dot = strrchr(out, '.');
+            int stem = dot ? (int)(dot - out) : (int)strlen(out);
+            snprintf(path, sizeof path, "%.*s-%d%s", stem, out,
+                     (int)json_integer_value(json_object_get(r, "target")), dot ? dot : ".png");
+        }
+        const json_t *data = json_object_get(json_object_get(r, "image"), "data");
+        size_t len;
+        uint8_t *png = json_is_string(data) ? bs_base64_decode(json_string_value(data),
+                                                               json_string_length(data), &len,
+                                                               err)
+                                            : NULL;
+        if (!png) {
+            cli_fail("attack", "the answer holds no PNG for target %d",
+                     (int)json_integer_value(json_object_get(r, "target")));
+            return -1;
+        }
+        FILE *f = fopen(path, "wb");
+        int ok = f && fwrite(png, 1, len, f) == len;
+        if (f && fclose(f) != 0)
+            ok = 0;
+        free(png);
+        if (!ok) {
+            cli_fail("attack", "cannot write %s", path);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int cli_attack(int argc, char **argv)
 {
     enum { O_MODEL = 1000, O_TARGET, O_DATASET, O_SPLIT, O_INDEX, O_IMAGE, O_INVERT,
-           O_METHOD, O_PARAM, O_TIMEOUT, O_REPORT, O_OUT, O_DATA, O_JSON };
+           O_METHOD, O_PARAM, O_TIMEOUT, O_REPORT, O_OUT, O_DATA, O_JSON, O_SERVER };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL}, {"target", required_argument, 0, O_TARGET},
         {"dataset", required_argument, 0, O_DATASET}, {"split", required_argument, 0, O_SPLIT},
@@ -287,11 +368,12 @@ int cli_attack(int argc, char **argv)
         {"param", required_argument, 0, O_PARAM}, {"timeout", required_argument, 0, O_TIMEOUT},
         {"models", required_argument, 0, O_REPORT}, {"out", required_argument, 0, 'o'},
         {"data", required_argument, 0, O_DATA}, {"json", no_argument, 0, O_JSON},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"server", required_argument, 0, O_SERVER}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     const char *model_path = NULL, *target_s = NULL, *dataset = NULL, *split = "test";
     const char *image = NULL, *method = NULL, *invert = NULL, *models_dir = "models";
-    const char *out = NULL, *data_flag = NULL;
+    const char *out = NULL, *data_flag = NULL, *server_flag = NULL;
     int models_flag = 0;
     long index = -1;
     float timeout = 0.0f;
@@ -323,6 +405,7 @@ int cli_attack(int argc, char **argv)
         case 'o': out = optarg; break;
         case O_DATA: data_flag = optarg; break;
         case O_JSON: json = 1; break;
+        case O_SERVER: server_flag = optarg; break;
         case 'h': attack_usage(stdout); rc = 0; goto out;
         default: attack_usage(stderr); goto out;
         }
@@ -335,39 +418,27 @@ int cli_attack(int argc, char **argv)
         attack_usage(stderr);
         goto out;
     }
+    const char *server = cli_server(server_flag);
+    int no_report = !strcmp(models_dir, "none");
+    if (server && models_flag && !no_report) {
+        fprintf(stderr, "blindspot attack: --models names a folder here; on the daemon every "
+                        "resident model taking the same input reports (--models none: only "
+                        "the attacked one)\n");
+        goto out;
+    }
 
     char err[BS_ERR_LEN], name[256];
     rc = 1;
     uint8_t *file = NULL;
     size_t file_len = 0;
-    bs_attack_request req = {0};
-    json_t *request = NULL;
-    bs_attack_result *res = NULL;
-    bs_report_model report[CLI_MAX_REPORT];
-    int n_report = 0, k = 0, targets[BS_MAX_TARGETS];
-    cli_env env = {.data_dir = cli_data_dir(data_flag)};
-    bs_model *m = bs_model_load(model_path, err);
-    if (!m) {
+    if (image && !(file = cli_read_file(image, &file_len, err))) {
         cli_fail("attack", "%s", err);
-        goto done;
+        goto out;
     }
+    /* The request POST /v1/attacks takes, parsed here by the same code. */
     cli_model_name(model_path, name, sizeof name);
-    report[n_report++] = (bs_report_model){strdup(name), m};
-    /* the default folder may be absent; a folder the user named may not */
-    struct stat st;
-    int use_dir = strcmp(models_dir, "none") &&
-                  (models_flag || (stat(models_dir, &st) == 0 && S_ISDIR(st.st_mode)));
-    if (use_dir && cli_load_models(models_dir, m, model_path, report, &n_report, err)) {
-        cli_fail("attack", "%s", err);
-        goto done;
-    }
-    if (image && read_file(image, &file, &file_len, err)) {
-        cli_fail("attack", "%s", err);
-        goto done;
-    }
-    /* The request POST /v1/attacks would get, checked by the same parser. */
-    request = json_pack("{s:s, s:o}", "model", name, "target",
-                        bs_attack_form_value("target", target_s));
+    json_t *request = json_pack("{s:s, s:o}", "model", name, "target",
+                                bs_attack_form_value("target", target_s));
     if (!image)
         json_object_set_new(request, "image", json_pack("{s:s, s:s, s:I}", "dataset", dataset,
                                                         "split", split, "index",
@@ -380,78 +451,29 @@ int cli_attack(int argc, char **argv)
         json_object_set_new(request, "invert", json_string(invert));
     if (timeout > 0)
         json_object_set_new(request, "timeout", json_real(timeout));
-    env.report = report;
-    env.n_report = n_report;
-    bs_attack_env callbacks = {.ctx = &env, .model = env_model, .report_all = env_report_all,
-                               .max_report = n_report, .split = env_split,
-                               .sample = env_sample, .max_pixels = 4096 * 4096};
-    bs_api_error e;
-    if (bs_attack_request_parse(request, file, file_len, &callbacks, &req, &e)) {
-        cli_fail("attack", "%s", e.message);
-        goto done;
-    }
-    bs_workspace *ws = bs_workspace_new(m, 1);
-    int original = ws ? bs_argmax(bs_model_forward(m, ws, req.x, 1), m->classes) : 0;
-    bs_workspace_free(ws);
-    if (bs_attack_request_targets(&req, original, targets, &k, &e)) {
-        cli_fail("attack", "%s", e.message);
-        goto done;
-    }
-    res = calloc((size_t)k, sizeof *res);
-    bs_attack_control ctl = {.deadline = req.timeout > 0 ? bs_now() + req.timeout : 0.0};
-    if (!res || bs_attack_run(m, req.x, targets, k, &req.params, &ctl, res,
-                              res ? err : "out of memory")) {
-        cli_fail("attack", "%s", res ? err : "out of memory");
-        free(res);
-        res = NULL;
-        goto done;
-    }
-    if (out)
-        for (int j = 0; j < k; j++) {
-            char path[1024];
-            if (k == 1)
-                snprintf(path, sizeof path, "%s", out);
-            else {
-                const char *dot = strrchr(out, '.');
-                int stem = dot ? (int)(dot - out) : (int)strlen(out);
-                snprintf(path, sizeof path, "%.*s-%d%s", stem, out, res[j].target,
-                         dot ? dot : ".png");
-            }
-            if (write_png(path, &res[j], m, err)) {
-                cli_fail("attack", "%s", err);
-                goto done;
-            }
-        }
-    json_t *doc = bs_attack_answer_json(name, m, req.x, &req.params, res, k, req.report,
-                                        req.n_report, req.image_out, err);
-    if (!doc) {
-        cli_fail("attack", "%s", err);
-        goto done;
-    }
-    if (json)
-        cli_print_json(doc);
-    else {
-        cli_attack_print_text(doc, model_path);
-        json_decref(doc);
-    }
-    rc = 0;
-    for (int j = 0; j < k; j++)
-        rc |= !res[j].success;
-done:
-    if (res)
-        for (int j = 0; j < k; j++)
-            bs_attack_result_free(&res[j]);
-    free(res);
-    bs_attack_request_free(&req);
-    json_decref(request);
+    if (no_report)
+        json_object_set_new(request, "report", json_pack("[s]", name));
+    /* the default folder may be absent here; a folder the user named may not */
+    struct stat st;
+    int use_dir = !no_report &&
+                  (models_flag || (stat(models_dir, &st) == 0 && S_ISDIR(st.st_mode)));
+    json_t *doc = server ? attack_remote(server, request, file, file_len)
+                         : attack_here(request, model_path, use_dir ? models_dir : NULL, file,
+                                       file_len, cli_data_dir(data_flag));
     free(file);
-    bs_dataset_free(&env.d);
-    for (int i = 0; i < n_report; i++) {
-        free((char *)report[i].name);
-        if (i > 0)
-            bs_model_free((bs_model *)report[i].model);
+    if (!doc || (out && write_images(doc, out))) {
+        json_decref(doc);
+        goto out;
     }
-    bs_model_free(m);
+    /* 0 only when every target was reached by a perturbation */
+    size_t j;
+    const json_t *r;
+    int missed = 0;
+    json_array_foreach(json_object_get(doc, "results"), j, r)
+        missed |= !json_is_true(json_object_get(r, "success"));
+    rc = cli_output("attack", doc, json, cli_attack_print_text);
+    if (rc == 0)
+        rc = missed;
 out:
     json_decref(params);
     return rc;

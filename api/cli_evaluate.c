@@ -6,6 +6,7 @@
 
 #include "api/attack_json.h"
 #include "api/evaluate_json.h"
+#include "core/attack.h"
 #include "core/evaluate.h"
 #include "core/model_file.h"
 
@@ -17,7 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *evaluate_usage =
+/* The usage around the method list, made from core/attack.h's table. */
+static const char *evaluate_usage_head =
     "usage: blindspot evaluate [--models A,B,...] [--dataset mnist] [--split test]\n"
     "                          [--first F] [--n N] [--seed S] [--method M]\n"
     "                          [--param K=V] [--threads T] [--json] [--server URL]\n"
@@ -44,8 +46,8 @@ static const char *evaluate_usage =
     "  --split SPLIT    default test\n"
     "  --first F        first image of the slice (default 0)\n"
     "  --n N            images in the slice (default 100)\n"
-    "  --seed S         targets and noise (default 1)\n"
-    "  --method M       lbfgs (default), adam-l1, fgsm, pgd, cw-l2\n"
+    "  --seed S         targets and noise (default 1)\n";
+static const char *evaluate_usage_tail =
     "  --param KEY=VALUE  a method parameter, repeatable (see blindspot attack --help)\n"
     "  --noise LIST     standard deviations of the noise rows (default 0.1,0.3;\n"
     "                   none for no rows)\n"
@@ -56,6 +58,15 @@ static const char *evaluate_usage =
     CLI_SERVER_HELP
     "Remotely the evaluation is a job of the daemon (its progress shown here);\n"
     "--model-dir, --threads and --data are the daemon's own.\n";
+
+static void evaluate_usage(FILE *f)
+{
+    char methods[128];
+    fputs(evaluate_usage_head, f);
+    fprintf(f, "  --method M       one of %s (default lbfgs)\n",
+            bs_attack_method_list(", ", methods, sizeof methods));
+    fputs(evaluate_usage_tail, f);
+}
 
 /* The evaluated models, by name. */
 typedef struct model_set {
@@ -353,12 +364,13 @@ int cli_evaluate(int argc, char **argv)
         case O_DATA: data_flag = optarg; break;
         case O_JSON: json = 1; break;
         case O_SERVER: server_flag = optarg; break;
-        case 'h': fputs(evaluate_usage, stdout); rc = 0; goto out;
-        default: fputs(evaluate_usage, stderr); goto out;
+        case 'h': evaluate_usage(stdout); rc = 0; goto out;
+        default: evaluate_usage(stderr); goto out;
         }
     }
     if (optind != argc) {
-        fprintf(stderr, "blindspot evaluate: unexpected argument\n\n%s", evaluate_usage);
+        fputs("blindspot evaluate: unexpected argument\n\n", stderr);
+        evaluate_usage(stderr);
         goto out;
     }
     rc = 1;

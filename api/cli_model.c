@@ -206,7 +206,7 @@ static json_t *predict_file(const char *name, const bs_model *m, const char *fil
     bs_workspace *ws = bs_workspace_new(m, 1);
     json_t *doc = NULL;
     bs_image_target t = {{m->input_shape[0], m->input_shape[1], m->input_shape[2]},
-                         CLI_MAX_PIXELS, x, 0};
+                         CLI_MAX_PIXELS, x, 0, name};
     bs_error_code code;
     if (bytes && (!x || !ws))
         snprintf(err, BS_ERR_LEN, "out of memory");

@@ -4,6 +4,7 @@
 
 #include "api/attack_json.h"
 #include "core/adversarial.h"
+#include "core/attack.h"
 #include "core/dataset.h"
 #include "core/model.h"
 #include "core/model_file.h"
@@ -16,7 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *train_usage =
+/* The usage around the method list, made from core/attack.h's table. */
+static const char *train_usage_head =
     "usage: blindspot train --arch SPEC -o FILE [options]\n"
     "\n"
     "Trains a classifier with minibatch SGD (momentum, L2 weight decay, cosine\n"
@@ -52,9 +54,10 @@ static const char *train_usage =
     "adversarial training (the paper's §4.1):\n"
     "  --adversarial M    replace a share of every minibatch by adversarial examples\n"
     "                     of training images, made against the model being trained\n"
-    "                     by the attack M (lbfgs, fgsm, pgd, adam-l1, cw-l2) towards\n"
-    "                     a random other label, kept with their true labels; they\n"
-    "                     come from a pool remade every epoch\n"
+    "                     by the attack M towards a random other label, kept with\n"
+    "                     their true labels; they come from a pool remade every\n"
+    "                     epoch. M is one of:\n";
+static const char *train_usage_tail =
     "  --adv-fraction F   share of each minibatch taken from the pool (default: 0.5)\n"
     "  --adv-pool N       training images attacked per pool (default: 1000)\n"
     "  --adv-refresh B    remake the pool every B minibatches (default: 0, every epoch)\n"
@@ -64,6 +67,14 @@ static const char *train_usage =
     "                     max_iterations=50)\n"
     "\n"
     "Progress goes to stderr: a bar on a terminal, a line per epoch otherwise.\n";
+
+static void train_usage(FILE *f)
+{
+    char methods[128];
+    fputs(train_usage_head, f);
+    fprintf(f, "                     %s\n", bs_attack_method_list(", ", methods, sizeof methods));
+    fputs(train_usage_tail, f);
+}
 
 typedef struct progress_ctx {
     int tty;
@@ -212,14 +223,14 @@ int cli_train(int argc, char **argv)
                 goto usage;
             }
             break;
-        case 'h': fputs(train_usage, stdout); json_decref(adv_params); return 0;
-        default: fputs(train_usage, stderr); goto usage;
+        case 'h': train_usage(stdout); json_decref(adv_params); return 0;
+        default: train_usage(stderr); goto usage;
         }
     }
     if (!arch || !out || optind != argc) {
-        fprintf(stderr, "blindspot train: %s\n\n%s",
-                optind != argc ? "unexpected argument" : "--arch and -o are required",
-                train_usage);
+        fprintf(stderr, "blindspot train: %s\n\n",
+                optind != argc ? "unexpected argument" : "--arch and -o are required");
+        train_usage(stderr);
         goto usage;
     }
     bs_advtrain_config adv;

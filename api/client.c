@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 int bs_client_init(bs_client *c, const char *url, const char *token, char *err)
 {
@@ -128,12 +127,6 @@ json_t *bs_client_call(bs_client *c, const char *method, const char *path,
     return doc;
 }
 
-static void pause_poll(void)
-{
-    struct timespec ts = {0, (long)(BS_CLIENT_POLL * 1e9)};
-    nanosleep(&ts, NULL);
-}
-
 json_t *bs_client_job(bs_client *c, const char *path, const json_t *body,
                       bs_client_progress_fn progress, void *ctx, char *err)
 {
@@ -148,9 +141,11 @@ json_t *bs_client_job(bs_client *c, const char *path, const json_t *body,
     free(text);
     if (!made)
         return NULL;
-    char location[512];
+    char location[512], read[540];
     const char *loc = json_string_value(json_object_get(made, "location"));
     snprintf(location, sizeof location, "%s", loc ? loc : "");
+    /* each read blocks until the job ends or BS_CLIENT_WAIT seconds pass */
+    snprintf(read, sizeof read, "%s?wait=%d", location, BS_CLIENT_WAIT);
     json_decref(made);
     if (status != 202 || !loc) {
         snprintf(err, BS_ERR_LEN, "%s answered %ld without a job's location", path, status);
@@ -158,7 +153,7 @@ json_t *bs_client_job(bs_client *c, const char *path, const json_t *body,
     }
     int done = -1, total = -1;
     for (;;) {
-        json_t *job = bs_client_call(c, "GET", location, NULL, NULL, 0, NULL, err);
+        json_t *job = bs_client_call(c, "GET", read, NULL, NULL, 0, NULL, err);
         if (!job)
             return NULL;
         const char *state = json_string_value(json_object_get(job, "state"));
@@ -177,6 +172,15 @@ json_t *bs_client_job(bs_client *c, const char *path, const json_t *body,
                 snprintf(err, BS_ERR_LEN, "the job at %s ended without a result", location);
             return result;
         }
+        json_t *partial = json_object_get(job, "result");
+        if (state && !strcmp(state, "failed") && json_is_object(partial)) {
+            /* work that ran out of time with results so far (an attack's
+             * best): those, their "error" saying why, as a run here prints
+             * them */
+            json_incref(partial);
+            json_decref(job);
+            return partial;
+        }
         if (!state || !strcmp(state, "failed") || !strcmp(state, "cancelled")) {
             const char *msg = json_string_value(
                 json_object_get(json_object_get(job, "error"), "message"));
@@ -185,6 +189,5 @@ json_t *bs_client_job(bs_client *c, const char *path, const json_t *body,
             return NULL;
         }
         json_decref(job);
-        pause_poll();
     }
 }

@@ -4,7 +4,7 @@
  * Open Inference Protocol's {"error": "message", "code"}) turned into the
  * server's own message, a connection that fails into a message naming the
  * URL; and an asynchronous job (POST answered 202) followed through GET
- * /v1/jobs/{id} to its result. Nothing is printed here: progress reaches
+ * /v1/jobs/{id}?wait=S to its result. Nothing is printed here: progress reaches
  * the caller through a callback. A bearer token, when given, goes with
  * every request as `Authorization: Bearer TOKEN`. */
 #ifndef BS_CLIENT_H
@@ -15,8 +15,9 @@
 #include <jansson.h>
 #include <stddef.h>
 
-/* Seconds between two reads of a running job. */
-#define BS_CLIENT_POLL 0.2
+/* Seconds one read of a running job waits for its end (GET
+ * /v1/jobs/{id}?wait=S): the job's progress is read again this often. */
+#define BS_CLIENT_WAIT 1
 
 typedef struct bs_client {
     char url[1024];   /* the base URL, without a trailing '/' */
@@ -44,10 +45,13 @@ json_t *bs_client_call(bs_client *c, const char *method, const char *path,
 typedef void (*bs_client_progress_fn)(void *ctx, int done, int total);
 
 /* POSTs the JSON document body to path, which answers 202 with the job's
- * location, then reads the job every BS_CLIENT_POLL seconds until it ends,
- * calling progress (may be NULL) whenever its progress moved past 0. Returns the
- * job's result document; NULL with a message in err when the request or
- * the job failed (the job's own error message) or it was cancelled. */
+ * location, then reads the job, each read waiting up to BS_CLIENT_WAIT
+ * seconds for its end, until it ends, calling progress (may be NULL)
+ * whenever its progress moved past 0. Returns the
+ * job's result document, also that of a job that failed with results so
+ * far (an attack whose budget ran out: its "error" says so); NULL with a
+ * message in err when the request failed, the job failed without a result
+ * (the job's own error message) or it was cancelled. */
 json_t *bs_client_job(bs_client *c, const char *path, const json_t *body,
                       bs_client_progress_fn progress, void *ctx, char *err);
 

@@ -96,7 +96,7 @@ static int from_floats(const json_t *data, const json_t *shape, bs_invert inv,
     bs_image img = {.width = s[2], .height = s[1], .channels = s[0]};
     img.pixels = malloc(n * sizeof *img.pixels);
     if (!img.pixels)
-        return fail(code, BS_E_OUT_OF_MEMORY, msg, "%s", "The server ran out of memory.");
+        return fail(code, BS_E_OUT_OF_MEMORY, msg, "%s", "Out of memory for the image.");
     size_t plane = (size_t)s[1] * s[2];
     for (size_t i = 0; i < n; i++) {
         const json_t *e = json_array_get(data, i);
@@ -127,8 +127,47 @@ static int from_floats(const json_t *data, const json_t *shape, bs_invert inv,
     return rc;
 }
 
-int bs_image_input_json(const json_t *image, bs_invert inv, bs_image_target *t,
-                        bs_error_code *code, char *msg)
+/* {"dataset", "split", "index"} */
+static int from_dataset(const json_t *image, bs_invert inv, const bs_image_datasets *ds,
+                        bs_image_target *t, bs_error_code *code, char *msg)
+{
+    const json_t *name = json_object_get(image, "dataset");
+    const json_t *split = json_object_get(image, "split");
+    const json_t *index = json_object_get(image, "index");
+    if (!json_is_string(name) || (split && !json_is_string(split)) || !json_is_integer(index))
+        return fail(code, BS_E_INVALID_IMAGE, msg, "%s", "A dataset image is {\"dataset\": "
+                    "name, \"split\": name, \"index\": integer}.");
+    bs_image_split d;
+    char err[BS_ERR_LEN];
+    if (ds->split(ds->ctx, json_string_value(name), split ? json_string_value(split) : "test",
+                  &d, err))
+        return fail(code, BS_E_DATASET_NOT_FOUND, msg, "%s", err);
+    json_int_t i = json_integer_value(index);
+    if (i < 0 || i >= d.n) {
+        *code = BS_E_INDEX_OUT_OF_RANGE;
+        snprintf(msg, BS_ERR_LEN, "%.64s/%.16s has samples 0 to %d, not %lld.", d.dataset,
+                 d.split, d.n - 1, (long long)i);
+        return -1;
+    }
+    size_t n = (size_t)t->shape[0] * t->shape[1] * t->shape[2];
+    if (d.input_size != n) {
+        *code = BS_E_SHAPE_MISMATCH;
+        snprintf(msg, BS_ERR_LEN, "%.64s samples are (%d,%d,%d); model %.64s takes (%d,%d,%d).",
+                 d.dataset, d.shape[0], d.shape[1], d.shape[2], t->model, t->shape[0],
+                 t->shape[1], t->shape[2]);
+        return -1;
+    }
+    if (ds->sample(ds->ctx, &d, (int)i, t->x))
+        return fail(code, BS_E_OUT_OF_MEMORY, msg, "%s", "Out of memory for the image.");
+    if (inv == BS_INVERT_YES)
+        for (size_t k = 0; k < n; k++)
+            t->x[k] = 1.0f - t->x[k];
+    t->inverted = inv == BS_INVERT_YES;
+    return 0;
+}
+
+int bs_image_input_json(const json_t *image, bs_invert inv, const bs_image_datasets *ds,
+                        bs_image_target *t, bs_error_code *code, char *msg)
 {
     if (!json_is_object(image))
         return fail(code, BS_E_MISSING_IMAGE, msg, "%s",
@@ -143,7 +182,7 @@ int bs_image_input_json(const json_t *image, bs_invert inv, bs_image_target *t,
         return from_floats(json_object_get(image, "data"), json_object_get(image, "shape"), inv,
                            t, code, msg);
     if (json_object_get(image, "dataset"))
-        return BS_IMAGE_INPUT_DATASET;
+        return from_dataset(image, inv, ds, t, code, msg);
     return fail(code, BS_E_INVALID_IMAGE, msg, "%s",
                 "image must hold png, jpeg, data and shape, or dataset and index.");
 }

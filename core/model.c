@@ -14,6 +14,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+size_t bs_model_macs(const bs_model *m)
+{
+    size_t macs = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const bs_layer *l = &m->layers[i];
+        if (l->kind == BS_LINEAR)
+            macs += l->weight_size;
+        else if (l->kind == BS_CONV2D)
+            macs += l->weight_size * (size_t)l->out_shape[1] * (size_t)l->out_shape[2];
+    }
+    return macs;
+}
+
 const char *bs_layer_name(bs_layer_kind kind)
 {
     switch (kind) {

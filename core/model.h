@@ -97,6 +97,11 @@ void bs_model_init(bs_model *m, uint64_t seed);
 int bs_model_set_meta(bs_model *m, const char *key, const char *value);
 const char *bs_model_get_meta(const bs_model *m, const char *key);
 
+/* Multiply-adds of one sample's forward pass through m's linear and conv2d
+ * layers (a conv2d's weights once per output position): the measure by
+ * which the daemon runs small work at once on its HTTP thread. */
+size_t bs_model_macs(const bs_model *m);
+
 /* The layer's canonical name ("linear", "conv2d", ...). */
 const char *bs_layer_name(bs_layer_kind kind);
 

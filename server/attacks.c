@@ -18,7 +18,6 @@
 #include "api/accept.h"
 #include "api/attack_json.h"
 #include "api/attack_request.h"
-#include "api/base64.h"
 #include "api/image.h"
 #include "core/attack.h"
 #include "server/jobs.h"
@@ -76,7 +75,7 @@ static int env_report_all(void *ctx, const bs_model *m, bs_report_model *out, in
     return n;
 }
 
-static int env_split(void *ctx, const char *dataset, const char *split, bs_attack_split *out,
+static int env_split(void *ctx, const char *dataset, const char *split, bs_image_split *out,
                      char *err)
 {
     const registry_split *d = registry_split_find(&((server *)ctx)->reg, dataset, split);
@@ -85,12 +84,13 @@ static int env_split(void *ctx, const char *dataset, const char *split, bs_attac
                  "lists them.", dataset, split);
         return -1;
     }
-    *out = (bs_attack_split){.n = d->n, .input_size = d->input_size, .handle = d,
-                             .shape = {d->shape[0], d->shape[1], d->shape[2]}};
+    *out = (bs_image_split){.dataset = d->name, .split = d->split, .n = d->n,
+                            .input_size = d->input_size, .handle = d,
+                            .shape = {d->shape[0], d->shape[1], d->shape[2]}};
     return 0;
 }
 
-static int env_sample(void *ctx, const bs_attack_split *split, int index, float *x)
+static int env_sample(void *ctx, const bs_image_split *split, int index, float *x)
 {
     (void)ctx;
     return registry_split_sample(split->handle, index, x);
@@ -119,8 +119,9 @@ static int read_request(server *srv, const http_request *req, attack_job *j, htt
         return -1;
     }
     bs_attack_env env = {.ctx = srv, .model = env_model, .report_all = env_report_all,
-                         .max_report = srv->reg.n_models, .split = env_split,
-                         .sample = env_sample, .max_pixels = srv->cfg->max_pixels};
+                         .max_report = srv->reg.n_models,
+                         .datasets = {srv, env_split, env_sample},
+                         .max_pixels = srv->cfg->max_pixels};
     /* the log line names the model even when the request is refused */
     const char *model = json_string_value(json_object_get(root, "model"));
     const registry_model *named = model ? registry_model_find(&srv->reg, model) : NULL;
@@ -140,34 +141,6 @@ static int read_request(server *srv, const http_request *req, attack_job *j, htt
 }
 
 /* ---- the attack (worker) ---------------------------------------------- */
-
-/* The model input as {"format": "png", ..., "inverted"}. */
-static json_t *input_json(const attack_job *j, char *err)
-{
-    const bs_model *m = j->rm->model;
-    int C = m->input_shape[0], H = m->input_shape[1], W = m->input_shape[2];
-    size_t n = m->input_size, plane = (size_t)H * W;
-    uint8_t *planes = malloc(n), *hwc = malloc(n), *png = NULL;
-    size_t png_len = 0;
-    char *b64 = NULL;
-    if (planes && hwc) {
-        bs_image_to_bytes(j->req.x, n, planes);
-        for (int c = 0; c < C; c++)
-            for (size_t p = 0; p < plane; p++)
-                hwc[p * C + c] = planes[c * plane + p];
-        if (!bs_image_encode(hwc, W, H, C, BS_IMAGE_PNG, 0, &png, &png_len, err))
-            b64 = bs_base64_encode(png, png_len);
-    }
-    free(planes);
-    free(hwc);
-    free(png);
-    if (!b64)
-        return NULL;
-    json_t *o = json_pack("{s:s, s:i, s:i, s:i, s:s, s:b}", "format", "png", "width", W, "height",
-                          H, "channels", C, "data", b64, "inverted", j->req.inverted);
-    free(b64);
-    return o;
-}
 
 /* Accept: image/png or image/jpeg — the result's image itself, its figures
  * in headers. */
@@ -275,15 +248,10 @@ static void attack_run(void *ctx, pool_worker *w, const bs_attack_control *job_c
     if (j->answer != ANSWER_JSON && !timed_out && !cancelled) {
         answer_image(j, &res[0], original, out);
     } else {
-        json_t *doc = bs_attack_answer_json(j->rm->name, m, j->req.x, &j->req.params, res, k,
-                                            j->req.report, j->req.n_report, j->req.image_out,
-                                            err);
-        json_t *input = doc ? input_json(j, err) : NULL;
-        if (!input) {
-            json_decref(doc);
+        json_t *doc = bs_attack_request_answer(&j->req, res, k, err);
+        if (!doc) {
             resp_error(out, BS_E_ENCODE_FAILED, "The answer cannot be built: %s.", err);
         } else {
-            json_object_set_new(doc, "input", input);
             if (cancelled || timed_out) {
                 bs_error_code e = cancelled ? BS_E_SHUTTING_DOWN : BS_E_DEADLINE_EXCEEDED;
                 json_object_set_new(

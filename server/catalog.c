@@ -1,11 +1,13 @@
 /* catalog — the read-only endpoints: the resident models (GET /v1/models,
  * /v1/models/{name}: the documents of api/model_json.h, the one `blindspot
- * info --json` prints), the datasets and their samples as PNG or JSON
- * (GET /v1/datasets, /v1/datasets/{name}/{split}/{index}), and the
+ * info --json` prints), the datasets and their samples as PNG or JSON as
+ * ?format= or the Accept header asks (GET /v1/datasets,
+ * /v1/datasets/{name}/{split}/{index}), and the
  * Prometheus scrape (GET /metrics). All answer on the HTTP thread: they
  * only read what start-up loaded. */
 #include "server/routes.h"
 
+#include "api/accept.h"
 #include "api/image.h"
 #include "api/model_json.h"
 #include "server/jobs.h"
@@ -62,8 +64,13 @@ handler_result catalog_datasets(server *srv, const http_request *req, http_respo
     return HANDLER_ANSWERED;
 }
 
-/* Whether the client asked for JSON rather than the default PNG. -1 after
- * answering 400 for an unknown ?format=. */
+/* What a sample can be, in the server's order of preference. */
+static const char *const sample_types[] = {"image/png", "application/json"};
+
+/* Whether to answer JSON rather than the default PNG: ?format= when given,
+ * else the Accept header, negotiated as POST /v1/attacks negotiates. -1
+ * after answering 400 for an unknown ?format=, or 406 when the header
+ * takes neither type. */
 static int wants_json(const http_request *req, http_response *resp)
 {
     const char *format = req_query(req, "format");
@@ -75,8 +82,14 @@ static int wants_json(const http_request *req, http_response *resp)
         resp_error(resp, BS_E_INVALID_FORMAT, "format is png or json, not '%.32s'.", format);
         return -1;
     }
-    return req->accept && strstr(req->accept, "application/json") &&
-           !strstr(req->accept, "image/png");
+    int pick = bs_accept_pick(req->accept, sample_types, 2);
+    if (pick < 0) {
+        resp_error(resp, BS_E_NOT_ACCEPTABLE,
+                   "A dataset sample is image/png or application/json (or ?format=png|json); "
+                   "Accept: %.100s takes neither.", req->accept);
+        return -1;
+    }
+    return pick == 1;
 }
 
 handler_result catalog_sample(server *srv, const http_request *req, http_response *resp,

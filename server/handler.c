@@ -175,8 +175,8 @@ const registry_model *req_route_model(server *srv, const http_request *req,
     return rm;
 }
 
-const registry_split *req_dataset_split(server *srv, const bs_model *m, const char *dataset,
-                                        const char *split, http_response *resp)
+const registry_split *req_dataset_split_find(server *srv, const bs_model *m,
+                                             const char *dataset, const char *split, char *err)
 {
     const char *name = dataset ? dataset : bs_model_get_meta(m, "blindspot.dataset");
     char base[REGISTRY_NAME_LEN];
@@ -191,9 +191,19 @@ const registry_split *req_dataset_split(server *srv, const bs_model *m, const ch
     if (!d && !dataset && !variant)
         d = registry_split_find(&srv->reg, "mnist", split);
     if (!d)
-        resp_error(resp, BS_E_DATASET_NOT_FOUND,
-                   "No dataset split %.64s/%.16s is loaded; GET /v1/datasets lists them.",
-                   name ? name : "mnist", split);
+        snprintf(err, BS_ERR_LEN,
+                 "No dataset split %.64s/%.16s is loaded; GET /v1/datasets lists them.",
+                 name ? name : "mnist", split);
+    return d;
+}
+
+const registry_split *req_dataset_split(server *srv, const bs_model *m, const char *dataset,
+                                        const char *split, http_response *resp)
+{
+    char err[BS_ERR_LEN];
+    const registry_split *d = req_dataset_split_find(srv, m, dataset, split, err);
+    if (!d)
+        resp_error(resp, BS_E_DATASET_NOT_FOUND, "%s", err);
     return d;
 }
 

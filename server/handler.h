@@ -179,6 +179,10 @@ const registry_model *req_route_model(server *srv, const http_request *req,
  * 404 in resp. */
 const registry_split *req_dataset_split(server *srv, const bs_model *m, const char *dataset,
                                         const char *split, http_response *resp);
+/* The same, NULL with the message in err (char[BS_ERR_LEN]) rather than
+ * an answer. */
+const registry_split *req_dataset_split_find(server *srv, const bs_model *m,
+                                             const char *dataset, const char *split, char *err);
 /* Lowers work->deadline to the body's "timeout" (seconds from the
  * request's arrival) when it has one. Returns 0, or -1 after a 400. */
 int req_body_timeout(const json_t *root, const http_request *req, http_work *work,

@@ -171,7 +171,7 @@ static int new_image(server *srv, predict_job *j, bs_image_target *t, http_respo
         return -1;
     }
     *t = (bs_image_target){{m->input_shape[0], m->input_shape[1], m->input_shape[2]},
-                           srv->cfg->max_pixels, j->x, 0};
+                           srv->cfg->max_pixels, j->x, 0, j->rm->name};
     return 0;
 }
 
@@ -196,43 +196,30 @@ static int read_encoded(server *srv, predict_job *j, const uint8_t *bytes, size_
     return 0;
 }
 
-/* {"dataset", "split", "index"}: a resident sample. */
-static int read_sample(server *srv, predict_job *j, const json_t *image, bs_invert inv,
-                       http_response *resp)
+/* api/image_input.h's view of the resident splits: a dataset named as the
+ * other endpoints name it (req_dataset_split). */
+typedef struct sample_source {
+    server *srv;
+    const bs_model *m;
+} sample_source;
+
+static int source_split(void *ctx, const char *dataset, const char *split, bs_image_split *out,
+                        char *err)
 {
-    const bs_model *m = j->rm->model;
-    const json_t *name = json_object_get(image, "dataset"), *split = json_object_get(image, "split");
-    const json_t *index = json_object_get(image, "index");
-    if (!json_is_string(name) || (split && !json_is_string(split)) || !json_is_integer(index)) {
-        resp_error(resp, BS_E_INVALID_IMAGE,
-                   "A dataset image is {\"dataset\": name, \"split\": name, \"index\": integer}.");
-        return -1;
-    }
-    const registry_split *d = req_dataset_split(srv, m, json_string_value(name),
-                                                split ? json_string_value(split) : "test", resp);
+    sample_source *src = ctx;
+    const registry_split *d = req_dataset_split_find(src->srv, src->m, dataset, split, err);
     if (!d)
         return -1;
-    json_int_t i = json_integer_value(index);
-    if (i < 0 || i >= d->n) {
-        resp_error(resp, BS_E_INDEX_OUT_OF_RANGE, "%s/%s has samples 0 to %d, not %lld.",
-                   d->name, d->split, d->n - 1, (long long)i);
-        return -1;
-    }
-    if (d->input_size != m->input_size) {
-        resp_error(resp, BS_E_SHAPE_MISMATCH, "%s samples are (%d,%d,%d); model %s takes "
-                   "(%d,%d,%d).", d->name, d->shape[0], d->shape[1], d->shape[2], j->rm->name,
-                   m->input_shape[0], m->input_shape[1], m->input_shape[2]);
-        return -1;
-    }
-    if (registry_split_sample(d, (int)i, j->x)) {
-        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
-        return -1;
-    }
-    if (inv == BS_INVERT_YES)
-        for (size_t k = 0; k < d->input_size; k++)
-            j->x[k] = 1.0f - j->x[k];
-    j->inverted = inv == BS_INVERT_YES;
+    *out = (bs_image_split){.dataset = d->name, .split = d->split, .n = d->n,
+                            .input_size = d->input_size, .handle = d,
+                            .shape = {d->shape[0], d->shape[1], d->shape[2]}};
     return 0;
+}
+
+static int source_sample(void *ctx, const bs_image_split *split, int index, float *x)
+{
+    (void)ctx;
+    return registry_split_sample(split->handle, index, x);
 }
 
 /* {"image", "invert", "timeout"} */
@@ -255,10 +242,9 @@ static int read_json_image(server *srv, const json_t *root, predict_job *j,
     char msg[BS_ERR_LEN];
     if (new_image(srv, j, &t, resp))
         return -1;
-    int rc = bs_image_input_json(json_object_get(root, "image"), inv, &t, &code, msg);
-    if (rc == BS_IMAGE_INPUT_DATASET)
-        return read_sample(srv, j, json_object_get(root, "image"), inv, resp);
-    if (rc) {
+    sample_source src = {srv, j->rm->model};
+    bs_image_datasets ds = {&src, source_split, source_sample};
+    if (bs_image_input_json(json_object_get(root, "image"), inv, &ds, &t, &code, msg)) {
         resp_error(resp, code, "%s", msg);
         return -1;
     }
@@ -347,20 +333,6 @@ static int read_form(server *srv, const http_request *req, predict_job *j, http_
     return read_encoded(srv, j, image->data, image->len, inv, resp);
 }
 
-/* Multiply-adds of one forward pass of m. */
-static size_t forward_macs(const bs_model *m)
-{
-    size_t macs = 0;
-    for (int i = 0; i < m->n_layers; i++) {
-        const bs_layer *l = &m->layers[i];
-        if (l->kind == BS_LINEAR)
-            macs += l->weight_size;
-        else if (l->kind == BS_CONV2D)
-            macs += l->weight_size * (size_t)l->out_shape[1] * (size_t)l->out_shape[2];
-    }
-    return macs;
-}
-
 /* The request, by its media type, into j. -1 after an answer. */
 static int read_request(server *srv, const http_request *req, predict_job *j, http_work *work,
                         http_response *resp)
@@ -410,6 +382,6 @@ handler_result predict_create(server *srv, const http_request *req, http_respons
     work->free = predict_free;
     work->kind = "predict";
     work->ctx = j;
-    work->quick = j->x && forward_macs(rm->model) <= PREDICT_QUICK_MACS;
+    work->quick = j->x && bs_model_macs(rm->model) <= PREDICT_QUICK_MACS;
     return HANDLER_DEFERRED;
 }

@@ -385,20 +385,6 @@ static int parse_outputs(const json_t *root, infer_job *j, int classes, http_res
     return 0;
 }
 
-/* Multiply-adds of one sample through m's linear and conv2d layers. */
-static size_t macs_per_sample(const bs_model *m)
-{
-    size_t macs = 0;
-    for (int i = 0; i < m->n_layers; i++) {
-        const bs_layer *l = &m->layers[i];
-        if (l->kind == BS_LINEAR)
-            macs += l->weight_size;
-        else if (l->kind == BS_CONV2D)
-            macs += l->weight_size * (size_t)l->out_shape[1] * (size_t)l->out_shape[2];
-    }
-    return macs;
-}
-
 /* The index of the first value that is not a finite float (a number like
  * 1e39 parses, but is infinite as a float), or n. */
 static size_t first_not_finite(const float *x, size_t n)
@@ -630,7 +616,7 @@ handler_result v2_infer(server *srv, const http_request *req, http_response *res
         work->free = infer_free;
         work->ctx = j;
         work->kind = "inference";
-        work->quick = (size_t)B * macs_per_sample(m) <= INFER_QUICK_MACS;
+        work->quick = (size_t)B * bs_model_macs(m) <= INFER_QUICK_MACS;
         j->handed = bs_now();
         j->compute_input = j->handed - started;
         return HANDLER_DEFERRED;

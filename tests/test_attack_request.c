@@ -46,23 +46,25 @@ static int fake_report_all(void *ctx, const bs_model *m, bs_report_model *out, i
     return 1;
 }
 
-static int fake_split(void *ctx, const char *dataset, const char *split, bs_attack_split *out,
+static int fake_split(void *ctx, const char *dataset, const char *split, bs_image_split *out,
                       char *err)
 {
     (void)ctx;
     if (!strcmp(dataset, "mnist") && !strcmp(split, "test")) {
-        *out = (bs_attack_split){.n = 3, .shape = {1, 28, 28}, .input_size = 784};
+        *out = (bs_image_split){.dataset = "mnist", .split = "test", .n = 3,
+                                .shape = {1, 28, 28}, .input_size = 784};
         return 0;
     }
     if (!strcmp(dataset, "tiny") && !strcmp(split, "test")) {
-        *out = (bs_attack_split){.n = 3, .shape = {1, 2, 2}, .input_size = 4};
+        *out = (bs_image_split){.dataset = "tiny", .split = "test", .n = 3,
+                                .shape = {1, 2, 2}, .input_size = 4};
         return 0;
     }
     snprintf(err, BS_ERR_LEN, "No split %s/%s here.", dataset, split);
     return -1;
 }
 
-static int fake_sample(void *ctx, const bs_attack_split *split, int index, float *x)
+static int fake_sample(void *ctx, const bs_image_split *split, int index, float *x)
 {
     (void)ctx;
     for (size_t i = 0; i < split->input_size; i++)
@@ -71,7 +73,8 @@ static int fake_sample(void *ctx, const bs_attack_split *split, int index, float
 }
 
 static const bs_attack_env env = {.model = fake_model, .report_all = fake_report_all,
-                                  .max_report = 4, .split = fake_split, .sample = fake_sample,
+                                  .max_report = 4,
+                                  .datasets = {NULL, fake_split, fake_sample},
                                   .max_pixels = 100 * 100};
 
 /* Parses text (a JSON document) with an optional file; the return code. */
@@ -183,7 +186,8 @@ static void test_bad_images_refused(void **state)
     refused(HEAD "{\"data\":[0.5,0.5],\"shape\":[2,1,1]}}", BS_E_SHAPE_MISMATCH,
             "2 channels; 1 or 3 work");
     refused(HEAD "{\"data\":[0.5],\"shape\":[1,1]}}", BS_E_INVALID_IMAGE, "[C,H,W]");
-    refused(HEAD "{\"data\":[0.5],\"shape\":[1,0,1]}}", BS_E_INVALID_IMAGE, "3 positive integers");
+    refused(HEAD "{\"data\":[0.5],\"shape\":[1,0,1]}}", BS_E_INVALID_IMAGE,
+            "3 integers from 1 to 65536");
     refused(HEAD "{\"data\":5,\"shape\":[1,1,1]}}", BS_E_INVALID_IMAGE, "array of numbers");
     refused(HEAD "{\"dataset\":\"cifar\",\"index\":0}}", BS_E_DATASET_NOT_FOUND,
             "No split cifar/test here.");

@@ -12,11 +12,13 @@
 #include "api/base64.h"
 #include "api/image.h"
 #include "core/attack.h"
+#include "core/dataset.h"
 #include "core/model.h"
 #include "core/model_file.h"
 #include "tests/testutil.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,13 +195,41 @@ static void test_attack_json_image_fools_the_model(void **state)
         assert_int_equal(img.width, 28);
         assert_int_equal(img.channels, 1);
         assert_int_equal(bs_argmax(bs_model_forward(m, ws, img.pixels, 1), 10), target);
-        /* every model of models/ reports on it */
-        assert_true(json_array_size(json_object_get(r, "predictions")) >= 9);
+        /* every model of models/ reports on it, by name as the daemon
+         * lists its resident models, the attacked one among them */
+        json_t *preds = json_object_get(r, "predictions");
+        assert_true(json_array_size(preds) >= 9);
+        int source = 0;
+        for (size_t p = 0; p < json_array_size(preds); p++) {
+            const char *who = json_string_value(json_object_get(json_array_get(preds, p), "model"));
+            source += !strcmp(who, "fc100-100-10");
+            if (p > 0)
+                assert_true(strcmp(json_string_value(json_object_get(
+                                       json_array_get(preds, p - 1), "model")), who) < 0);
+        }
+        assert_int_equal(source, 1);
         json_t *norms = json_object_get(r, "norms");
         assert_true(json_real_value(json_object_get(norms, "l2")) > 0.0);
         bs_image_free(&img);
         free(png);
     }
+    /* the input the model saw, as the daemon adds it: sample 4 itself */
+    json_t *input = json_object_get(j, "input");
+    assert_string_equal(json_string_value(json_object_get(input, "format")), "png");
+    assert_true(json_is_false(json_object_get(input, "inverted")));
+    const char *b64 = json_string_value(json_object_get(input, "data"));
+    assert_non_null(b64);
+    size_t len;
+    uint8_t *png = bs_base64_decode(b64, strlen(b64), &len, err);
+    bs_image img;
+    bs_dataset d;
+    assert_int_equal(bs_image_decode(png, len, 1 << 20, &img, err), 0);
+    assert_int_equal(bs_dataset_load("data", "mnist", "test", &d, err), 0);
+    for (size_t k = 0; k < 784; k++)
+        assert_true(fabsf(img.pixels[k] - d.images[4 * 784 + k]) <= 0.5f / 255 + 1e-6f);
+    bs_dataset_free(&d);
+    bs_image_free(&img);
+    free(png);
     bs_workspace_free(ws);
     bs_model_free(m);
     json_decref(j);
@@ -216,6 +246,8 @@ static void test_attack_already_target_says_so(void **state)
     snprintf(cmd, sizeof cmd, "%s attack --model models/fc100-100-10.safetensors --dataset mnist "
              "--split test --index 17 --target 3", tu_bin("blindspot"));
     assert_int_equal(tu_run(cmd, &out), 1);
+    /* the model by its name, as the daemon names it, not by its path */
+    assert_true(!strncmp(out, "fc100-100-10: label 3, method lbfgs\n", 35));
     assert_non_null(strstr(out, "target 3: already classified as 3; nothing to do\n"));
     assert_null(strstr(out, "success"));
     assert_null(strstr(out, "fooled"));
@@ -239,10 +271,13 @@ static void test_attack_already_target_says_so(void **state)
     json_array_foreach(json_object_get(already, "predictions"), i, pred)
         assert_true(json_is_false(json_object_get(pred, "fooled")));
     /* on the image made for 5, the source model moved from 3: fooled */
-    json_t *first = json_array_get(json_object_get(moved, "predictions"), 0);
-    assert_string_equal(json_string_value(json_object_get(first, "model")), "fc100-100-10");
-    assert_int_equal(json_integer_value(json_object_get(first, "original_label")), 3);
-    assert_true(json_is_true(json_object_get(first, "fooled")));
+    json_t *source = NULL;
+    json_array_foreach(json_object_get(moved, "predictions"), i, pred)
+        if (!strcmp(json_string_value(json_object_get(pred, "model")), "fc100-100-10"))
+            source = pred;
+    assert_non_null(source);
+    assert_int_equal(json_integer_value(json_object_get(source, "original_label")), 3);
+    assert_true(json_is_true(json_object_get(source, "fooled")));
     json_array_foreach(json_object_get(moved, "predictions"), i, pred)
         assert_int_equal(json_is_true(json_object_get(pred, "fooled")),
                          json_integer_value(json_object_get(pred, "label")) == 5 &&
@@ -345,8 +380,9 @@ static void test_bad_usage_is_refused(void **state)
 }
 
 /* Every command that takes --method lists the methods of core/attack.h's
- * table in its help; `attack --help` also each method's summary and its
- * parameters with their defaults. */
+ * table in its help, eval, evaluate and train as the table's own list (in
+ * its order, so made from it); `attack --help` also each method's summary
+ * and its parameters with their defaults. */
 static void test_help_lists_every_method(void **state)
 {
     (void)state;
@@ -359,6 +395,11 @@ static void test_help_lists_every_method(void **state)
             if (!strstr(out, bs_attack_methods[i].name))
                 fail_msg("blindspot %s --help does not list the method %s", cmds[c],
                          bs_attack_methods[i].name);
+        char list[128];
+        bs_attack_method_list(", ", list, sizeof list);
+        if (strcmp(cmds[c], "attack") && !strstr(out, list))
+            fail_msg("blindspot %s --help does not list the methods as the table does (%s)",
+                     cmds[c], list);
         if (!strcmp(cmds[c], "attack")) {
             /* "lbfgs: search_steps=8 ...", "fgsm: eps_max=1 ..." */
             for (int i = 0; i < BS_ATTACK_N_METHODS; i++) {

@@ -3,7 +3,7 @@
  * against direct double-precision formulas; and the conventions of layers.h
  * (dinp overwritten, parameter gradients accumulated, NULL allowed) and of
  * model.h (a batch gives the same logits as its samples one by one, a batch
- * smaller than the workspace works).
+ * smaller than the workspace works, a forward pass's multiply-adds).
  *
  * The finite differences use the scalar loss L = sum_i g_i out_i for a fixed
  * random g, so the analytic dout is g (for a model, the mean cross-entropy);
@@ -902,6 +902,27 @@ static void test_model_gradients(void **state)
         check_model_grad(&model_cases[i], 60 + i);
 }
 
+/* A forward pass's multiply-adds, counted by hand: a linear layer's
+ * weights once, a conv2d's once per output position. */
+static void test_model_macs(void **state)
+{
+    (void)state;
+    static const struct {
+        model_case mc;
+        size_t macs;
+    } cases[] = {
+        /* 784*100 + 100*100 + 100*10 */
+        {{"fc:100,100", {1, 28, 28}, 10}, 89400},
+        /* conv 2x1x5x5 over 16x12, conv 3x2x5x5 over 4x2, linear 6*5, 5*4 */
+        {{"cnn:2,3:5", {1, 20, 16}, 4}, 50 * 16 * 12 + 150 * 4 * 2 + 30 + 20},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        bs_model *m = make_model(&cases[k].mc, 1);
+        assert_int_equal(bs_model_macs(m), cases[k].macs);
+        bs_model_free(m);
+    }
+}
+
 /* A batch gives the logits of its samples run one by one, and a batch
  * smaller than the workspace gives the same logits and gradients as one
  * that fills it. */
@@ -978,6 +999,7 @@ int main(void)
         cmocka_unit_test(test_softmax_xent_large_logits),
         cmocka_unit_test(test_model_gradients),
         cmocka_unit_test(test_model_batch_consistency),
+        cmocka_unit_test(test_model_macs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,13 +8,14 @@
  * (415, 400, 404, 422 for a pixel bomb); the errors of the unit summary and of
  * the Lipschitz attacks.
  *
- * The command line: info, predict (a slice and an image), lipschitz, units
- * and evaluate run here and with --server (before the command, on it, or
- * as $BLINDSPOT_SERVER) print the same bytes, text and --json, once lines
- * with timing fields are taken out; the server's errors are printed as its
- * message with exit 1, an unreachable server names the URL, and
- * $BLINDSPOT_TOKEN goes out as a bearer token. Needs `make data models`
- * (make test does it). */
+ * The command line: info, predict (a slice and an image), lipschitz, units,
+ * evaluate and attack (a dataset sample or an uploaded image, one target,
+ * a list or all, -o's PNGs) run here and with --server (before the
+ * command, on it, or as $BLINDSPOT_SERVER) print the same bytes, text and
+ * --json, once timing fields are taken out; the server's errors are
+ * printed as its message with exit 1, an unreachable server names the URL,
+ * $BLINDSPOT_TOKEN goes out as a bearer token, and a job is followed with
+ * GET /v1/jobs/{id}?wait=S. Needs `make data models` (make test does it). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -359,10 +360,64 @@ static void test_predict_errors(void **state)
     reply_free(&r);
 }
 
+/* A dataset sample is read by one piece of code for a prediction and an
+ * attack: the same refusal, word for word, and the same input. */
+static void test_predict_and_attack_read_samples_alike(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *image;
+        long status;
+        const char *code, *message;
+    } cases[] = {
+        {"{\"dataset\":\"mnist\",\"index\":5000}", 422, "index_out_of_range",
+         "mnist/test has samples 0 to 1999, not 5000."},
+        {"{\"dataset\":\"mnist\",\"split\":\"train\",\"index\":-2}", 422,
+         "index_out_of_range", "mnist/train has samples 0 to 7999, not -2."},
+        {"{\"dataset\":\"mnist\",\"index\":\"3\"}", 400, "invalid_image",
+         "A dataset image is {\"dataset\": name, \"split\": name, \"index\": integer}."},
+        {"{\"dataset\":\"nosuch\",\"index\":3}", 404, "dataset_not_found",
+         "No dataset split nosuch/test is loaded; GET /v1/datasets lists them."},
+    };
+    char body[512];
+    reply p, a;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(body, sizeof body, "{\"image\":%s}", cases[i].image);
+        post_json("/v1/models/cnn/predict", body, &p);
+        snprintf(body, sizeof body, "{\"model\":\"cnn\",\"target\":1,\"image\":%s}",
+                 cases[i].image);
+        post_json("/v1/attacks", body, &a);
+        assert_error(&p, cases[i].status, cases[i].code);
+        assert_error(&a, cases[i].status, cases[i].code);
+        const char *mp = json_string_value(json_object_get(json_object_get(p.json, "error"),
+                                                           "message"));
+        const char *ma = json_string_value(json_object_get(json_object_get(a.json, "error"),
+                                                           "message"));
+        assert_string_equal(mp, cases[i].message);
+        assert_string_equal(ma, cases[i].message);
+        reply_free(&p);
+        reply_free(&a);
+    }
+    /* inverted when asked, as the attack's input shows */
+    post_json("/v1/models/cnn/predict", "{\"image\":{\"dataset\":\"mnist\",\"index\":6},"
+              "\"invert\":\"yes\"}", &p);
+    float x[784];
+    for (int k = 0; k < 784; k++)
+        x[k] = 1.0f - test_set.images[6 * 784 + k];
+    assert_prediction(&p, "cnn", x);
+    post_json("/v1/attacks", "{\"model\":\"cnn\",\"target\":1,\"image\":{\"dataset\":"
+              "\"mnist\",\"index\":6},\"invert\":\"yes\",\"params\":{\"search_steps\":1}}", &a);
+    assert_int_equal(a.status, 200);
+    assert_true(json_equal(json_object_get(p.json, "input"), json_object_get(a.json, "input")));
+    reply_free(&p);
+    reply_free(&a);
+}
+
 /* ---- the command line against the daemon ------------------------------------- */
 
 /* stdout of `blindspot ARGS` with every line that carries a timing field
- * (seconds, elapsed, ms) taken out; *rc its exit status. */
+ * (seconds, elapsed, ms) taken out, and the time that ends an attack's
+ * text line (", 0.014 s"); *rc its exit status. */
 static char *run_cli(const char *prefix, const char *args, int *rc)
 {
     char cmd[2048], *out = NULL;
@@ -378,8 +433,18 @@ static char *run_cli(const char *prefix, const char *args, int *rc)
         int timing = strstr(line, "seconds") || strstr(line, "elapsed") ||
                      strstr(line, "\"ms\"");
         if (!timing) {
-            memmove(w, line, len);
-            w += len;
+            /* ", 0.014 s" at the end of an attack's line */
+            size_t keep = len, stop = len - (line[len - 1] == '\n'), k;
+            if (stop > 2 && !strncmp(line + stop - 2, " s", 2)) {
+                for (k = stop - 2; k > 0 && strchr("0123456789.", line[k - 1]); k--)
+                    ;
+                if (k >= 2 && k < stop - 2 && !strncmp(line + k - 2, ", ", 2))
+                    keep = k - 2;
+            }
+            memmove(w, line, keep);
+            w += keep;
+            if (keep != len)
+                *w++ = '\n';
         }
         line[len] = saved;
         line += len;
@@ -390,8 +455,9 @@ static char *run_cli(const char *prefix, const char *args, int *rc)
 
 /* Runs args here and remote (args_remote, with the daemon given by how:
  * 0 before the command, 1 as --server on it, 2 as $BLINDSPOT_SERVER),
- * with and without --json, and asserts the same output and exit 0. */
-static void assert_same_output(const char *args, const char *args_remote, int how)
+ * with and without --json, and asserts the same output and exit status
+ * want. */
+static void assert_same_output_rc(const char *args, const char *args_remote, int how, int want)
 {
     char url[64], prefix[128] = "", remote[1024];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", daemon_.port);
@@ -411,14 +477,21 @@ static void assert_same_output(const char *args, const char *args_remote, int ho
         int rc_local, rc_remote;
         char *a = run_cli("", local, &rc_local);
         char *b = run_cli(prefix, remote, &rc_remote);
-        if (rc_local != 0 || rc_remote != 0)
-            fail_msg("'%s' exited %d, '%s' exited %d", local, rc_local, remote, rc_remote);
+        if (rc_local != want || rc_remote != want)
+            fail_msg("'%s' exited %d, '%s' exited %d (want %d)", local, rc_local, remote,
+                     rc_remote, want);
         assert_true(strlen(a) > 20);
         if (strcmp(a, b))
             fail_msg("'%s' and '%s' differ:\n--- here\n%s\n--- remote\n%s", local, remote, a, b);
         free(a);
         free(b);
     }
+}
+
+/* The same, exit 0. */
+static void assert_same_output(const char *args, const char *args_remote, int how)
+{
+    assert_same_output_rc(args, args_remote, how, 0);
 }
 
 static void test_cli_info_remote(void **state)
@@ -517,6 +590,91 @@ static void test_cli_evaluate_remote(void **state)
     free(out);
 }
 
+static void test_cli_attack_remote(void **state)
+{
+    (void)state;
+    /* a dataset sample: one target, a list, all */
+    assert_same_output("attack --model models/fc100-100-10.safetensors --dataset mnist --index 4 "
+                       "--target 6", "attack --model fc100-100-10 --dataset mnist --index 4 "
+                       "--target 6", 1);
+    assert_same_output("attack --model models/fc10-1e-2.safetensors --dataset mnist --index 9 "
+                       "--target all", "attack --model fc10-1e-2 --dataset mnist --index 9 "
+                       "--target all", 0);
+    assert_same_output("attack --model models/cnn.safetensors --dataset mnist --split train "
+                       "--index 30 --target 2,7 --method pgd --param search_steps=6",
+                       "attack --model cnn --dataset mnist --split train --index 30 --target "
+                       "2,7 --method pgd --param search_steps=6", 2);
+    /* a target the model already gives: exit 1 on both sides */
+    assert_same_output_rc("attack --model models/fc100-100-10.safetensors --dataset mnist "
+                          "--index 17 --target 3,5 --models none",
+                          "attack --model fc100-100-10 --dataset mnist --index 17 --target 3,5 "
+                          "--models none", 1, 1);
+    /* an image file, uploaded: PNG and JPEG, inverted or not */
+    char *dir = tu_tmpdir(), args[1024], here[1024], there[1024];
+    size_t len;
+    uint8_t *png = encode_sample(40, BS_IMAGE_PNG, &len);
+    snprintf(args, sizeof args, "%s/digit.png", dir);
+    assert_int_equal(tu_write_file(args, png, len), 0);
+    free(png);
+    uint8_t *jpeg = encode_sample(41, BS_IMAGE_JPEG, &len);
+    snprintf(args, sizeof args, "%s/digit.jpg", dir);
+    assert_int_equal(tu_write_file(args, jpeg, len), 0);
+    free(jpeg);
+    snprintf(args, sizeof args, "attack --model models/fc200-200-10.safetensors --image "
+             "%s/digit.png --target 8", dir);
+    assert_same_output(args, args, 2);
+    snprintf(here, sizeof here, "attack --model models/cnn.safetensors --image %s/digit.jpg "
+             "--target all --param max_iterations=60", dir);
+    snprintf(there, sizeof there, "attack --model cnn --image %s/digit.jpg --target all "
+             "--param max_iterations=60", dir);
+    assert_same_output(here, there, 0);
+    snprintf(args, sizeof args, "attack --model models/fc10-1e-4.safetensors --image "
+             "%s/digit.png --invert yes --target 1,4", dir);
+    assert_same_output(args, args, 1);
+    /* -o writes the same PNGs, one per target */
+    int rc;
+    snprintf(args, sizeof args, "attack --model models/fc100-100-10.safetensors --image "
+             "%s/digit.png --target 0,5 -o %s/here.png", dir, dir);
+    free(run_cli("", args, &rc));
+    assert_int_equal(rc, 0);
+    snprintf(args, sizeof args, "--server http://127.0.0.1:%d attack --model fc100-100-10 "
+             "--image %s/digit.png --target 0,5 -o %s/there.png", daemon_.port, dir, dir);
+    free(run_cli("", args, &rc));
+    assert_int_equal(rc, 0);
+    for (int t = 0; t <= 5; t += 5) {
+        size_t la, lb;
+        snprintf(args, sizeof args, "%s/here-%d.png", dir, t);
+        uint8_t *a = tu_read_file(args, &la);
+        snprintf(args, sizeof args, "%s/there-%d.png", dir, t);
+        uint8_t *b = tu_read_file(args, &lb);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_int_equal(la, lb);
+        assert_memory_equal(a, b, la);
+        free(a);
+        free(b);
+    }
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* An attack whose --timeout runs out prints its best results so far, as a
+ * local run does, rather than only the daemon's error. */
+static void test_cli_attack_remote_timeout(void **state)
+{
+    (void)state;
+    char cmd[1024], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s attack --server http://127.0.0.1:%d --model ae400-10 "
+             "--dataset mnist --index 3 --target 1,2 --method adam-l1 --param steps=1000000 "
+             "--timeout 0.5 2>&1", tu_bin("blindspot"), daemon_.port);
+    tu_run(cmd, &out);
+    assert_non_null(out);
+    if (strncmp(out, "ae400-10: label ", 16) || !strstr(out, "target 1: ") ||
+        !strstr(out, " (timeout), label "))
+        fail_msg("a remote attack that ran out of time printed:\n%s", out);
+    free(out);
+}
+
 /* `blindspot ARGS` (stdout and stderr) must exit rc saying want. */
 static void expect_failure(const char *prefix, const char *args, int rc, const char *want)
 {
@@ -553,51 +711,104 @@ static void test_cli_remote_errors(void **state)
     expect_failure("BLINDSPOT_SERVER=127.0.0.1:9 ", "info cnn", 1, "must start with http://");
 }
 
-/* A one-request HTTP server that keeps the request's head and answers a
- * /v1 error. */
+/* The daemon's refusals of an attack, as its message with exit 1; what
+ * only a local run can do, refused as bad usage. */
+static void test_cli_attack_remote_errors(void **state)
+{
+    (void)state;
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, "BLINDSPOT_SERVER=http://127.0.0.1:%d ", daemon_.port);
+    expect_failure(prefix, "attack --model nosuch --dataset mnist --index 1 --target 2", 1,
+                   "blindspot attack: No model named 'nosuch' is loaded; GET /v1/models lists");
+    expect_failure(prefix, "attack --model cnn --dataset mnist --index 1 --target 12", 1,
+                   "target 12 is not a class of this model (0..9)");
+    expect_failure(prefix, "attack --model cnn --dataset mnist --index 5000 --target 2", 1,
+                   "mnist/test has samples 0 to 1999, not 5000");
+    expect_failure(prefix, "attack --model cnn --dataset nosuch --index 1 --target 2", 1,
+                   "No dataset split nosuch/test is loaded");
+    expect_failure(prefix, "attack --model cnn --dataset mnist --index 1 --target 2 "
+                   "--method fgsm --param history=3", 1, "params.history does not apply to fgsm");
+    expect_failure(prefix, "attack --model cnn --dataset mnist --index 1 --target 2 "
+                   "--method nosuch", 1, "unknown method \"nosuch\"");
+    expect_failure(prefix, "attack --model cnn --dataset mnist --index 1 --target 2 "
+                   "--invert maybe", 1, "invert is \"auto\", \"yes\" or \"no\"");
+    expect_failure(prefix, "attack --model cnn --image tests/run.sh --target 2", 1,
+                   "blindspot attack: The image cannot be used");
+    expect_failure(prefix, "attack --model cnn --image /nonexistent.png --target 2", 1,
+                   "cannot open /nonexistent.png");
+    expect_failure(prefix, "attack --model cnn --dataset mnist --index 1 --target 2 "
+                   "--models models", 2, "--models names a folder here");
+    int port = free_port();
+    char args[256], want[128];
+    snprintf(args, sizeof args, "attack --server http://127.0.0.1:%d --model cnn --dataset "
+             "mnist --index 1 --target 2", port);
+    snprintf(want, sizeof want, "cannot reach the server at http://127.0.0.1:%d", port);
+    expect_failure("", args, 1, want);
+}
+
+/* An HTTP server that answers its requests, one per connection, with the
+ * answers given in turn, keeping their heads one after the other. */
+typedef struct fake_answer {
+    const char *status; /* "404 Not Found" */
+    const char *body;   /* JSON */
+} fake_answer;
+
 typedef struct fake_server {
     int fd, port;
-    char head[4096];
+    const fake_answer *answers;
+    int n;
+    char head[8192];
 } fake_server;
 
 static void *fake_serve(void *arg)
 {
     fake_server *f = arg;
-    int c = accept(f->fd, NULL, NULL);
-    if (c < 0)
-        return NULL;
     size_t n = 0;
-    ssize_t got;
-    while (n + 1 < sizeof f->head && (got = read(c, f->head + n, sizeof f->head - 1 - n)) > 0) {
-        n += (size_t)got;
-        f->head[n] = '\0';
-        if (strstr(f->head, "\r\n\r\n"))
-            break;
+    for (int i = 0; i < f->n; i++) {
+        int c = accept(f->fd, NULL, NULL);
+        if (c < 0)
+            return NULL;
+        size_t start = n;
+        ssize_t got;
+        while (n + 1 < sizeof f->head &&
+               (got = read(c, f->head + n, sizeof f->head - 1 - n)) > 0) {
+            n += (size_t)got;
+            f->head[n] = '\0';
+            if (strstr(f->head + start, "\r\n\r\n"))
+                break;
+        }
+        char answer[1024];
+        int len = snprintf(answer, sizeof answer, "HTTP/1.1 %s\r\nContent-Type: "
+                           "application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                           f->answers[i].status, strlen(f->answers[i].body), f->answers[i].body);
+        assert_true(write(c, answer, (size_t)len) == len);
+        close(c);
     }
-    static const char body[] =
-        "{\"error\":{\"code\":\"model_not_found\",\"message\":\"The fake has no models.\"}}";
-    char answer[512];
-    int len = snprintf(answer, sizeof answer, "HTTP/1.1 404 Not Found\r\nContent-Type: "
-                       "application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                       sizeof body - 1, body);
-    assert_true(write(c, answer, (size_t)len) == len);
-    close(c);
     return NULL;
+}
+
+/* Starts f on a loopback port, answering answers[0..n-1]. */
+static void fake_start(fake_server *f, const fake_answer *answers, int n, pthread_t *t)
+{
+    *f = (fake_server){.answers = answers, .n = n};
+    f->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    assert_int_equal(bind(f->fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(f->fd, 4), 0);
+    getsockname(f->fd, (struct sockaddr *)&a, &alen);
+    f->port = ntohs(a.sin_port);
+    pthread_create(t, NULL, fake_serve, f);
 }
 
 static void test_cli_sends_token(void **state)
 {
     (void)state;
-    fake_server f = {0};
-    f.fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t alen = sizeof a;
-    assert_int_equal(bind(f.fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(f.fd, 1), 0);
-    getsockname(f.fd, (struct sockaddr *)&a, &alen);
-    f.port = ntohs(a.sin_port);
+    static const fake_answer answers[] = {{"404 Not Found",
+        "{\"error\":{\"code\":\"model_not_found\",\"message\":\"The fake has no models.\"}}"}};
+    fake_server f;
     pthread_t t;
-    pthread_create(&t, NULL, fake_serve, &f);
+    fake_start(&f, answers, 1, &t);
     char prefix[128];
     snprintf(prefix, sizeof prefix, "BLINDSPOT_TOKEN=s3cret BLINDSPOT_SERVER=http://127.0.0.1:%d ",
              f.port);
@@ -608,10 +819,39 @@ static void test_cli_sends_token(void **state)
     assert_non_null(strstr(f.head, "Authorization: Bearer s3cret\r\n"));
 }
 
+/* A job is read with ?wait=S, each read blocking on the daemon until the
+ * job ends, rather than polled; its result is printed. */
+static void test_cli_job_read_waits(void **state)
+{
+    (void)state;
+    static const fake_answer answers[] = {
+        {"202 Accepted", "{\"id\":\"j1\",\"state\":\"queued\",\"location\":\"/v1/jobs/j1\"}"},
+        {"200 OK", "{\"id\":\"j1\",\"state\":\"running\",\"progress\":{\"done\":0,\"total\":1}}"},
+        {"200 OK", "{\"id\":\"j1\",\"state\":\"done\",\"progress\":{\"done\":1,\"total\":1},"
+                   "\"result\":{\"model\":\"cnn\",\"method\":\"lbfgs\",\"original\":{\"label\":1},"
+                   "\"results\":[]}}"},
+    };
+    fake_server f;
+    pthread_t t;
+    fake_start(&f, answers, 3, &t);
+    char cmd[512], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s --server http://127.0.0.1:%d attack --model cnn --dataset "
+             "mnist --index 1 --target 2", tu_bin("blindspot"), f.port);
+    assert_int_equal(tu_run(cmd, &out), 0);
+    pthread_join(t, NULL);
+    close(f.fd);
+    assert_string_equal(out, "cnn: label 1, method lbfgs\n");
+    free(out);
+    assert_non_null(strstr(f.head, "POST /v1/attacks?async=true HTTP/1.1"));
+    char *first = strstr(f.head, "GET /v1/jobs/j1?wait=1 HTTP/1.1");
+    assert_non_null(first);
+    assert_non_null(strstr(first + 1, "GET /v1/jobs/j1?wait=1 HTTP/1.1"));
+}
+
 static void test_cli_help_documents_server(void **state)
 {
     (void)state;
-    const char *cmds[] = {"info", "predict", "evaluate", "lipschitz", "units", ""};
+    const char *cmds[] = {"info", "predict", "attack", "evaluate", "lipschitz", "units", ""};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char cmd[256], *out = NULL;
         snprintf(cmd, sizeof cmd, "%s %s --help", tu_bin("blindspot"), cmds[i]);
@@ -632,12 +872,17 @@ int main(void)
         cmocka_unit_test(test_predict_json_forms),
         cmocka_unit_test(test_predict_slice),
         cmocka_unit_test(test_predict_errors),
+        cmocka_unit_test(test_predict_and_attack_read_samples_alike),
         cmocka_unit_test(test_cli_info_remote),
         cmocka_unit_test(test_cli_predict_remote),
         cmocka_unit_test(test_cli_analysis_remote),
         cmocka_unit_test(test_cli_evaluate_remote),
+        cmocka_unit_test(test_cli_attack_remote),
+        cmocka_unit_test(test_cli_attack_remote_timeout),
         cmocka_unit_test(test_cli_remote_errors),
+        cmocka_unit_test(test_cli_attack_remote_errors),
         cmocka_unit_test(test_cli_sends_token),
+        cmocka_unit_test(test_cli_job_read_waits),
         cmocka_unit_test(test_cli_help_documents_server),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -1,7 +1,8 @@
 /* test_server — blindspotd end to end: the daemon is started on a free
  * loopback port with the trained zoo and driven with libcurl. Every
- * endpoint's answer, JSON and multipart attacks, the attack's Accept
- * negotiation (JSON, PNG, JPEG, q-values, 406), bad attack requests
+ * endpoint's answer, JSON and multipart attacks, the Accept negotiation
+ * of an attack (JSON, PNG, JPEG, q-values, 406) and of a dataset sample
+ * (PNG, JSON, ?format=), bad attack requests
  * refused by `blindspot attack` with the daemon's message, the
  * error statuses (each with a JSON error and the daemon staying up),
  * X-Request-Id, /metrics' format, inference equal to bs_model_forward in
@@ -475,6 +476,40 @@ static void test_datasets_and_samples(void **state)
     assert_int_equal(r.status, 200);
     assert_int_equal(json_array_size(json_object_get(r.json, "shape")), 3);
     reply_free(&r);
+
+    /* Accept negotiated as POST /v1/attacks does: q-values decide, a tie
+     * goes to PNG, a header that takes neither is 406, ?format= wins */
+    static const struct {
+        const char *accept, *query, *type;
+    } cases[] = {
+        {"Accept: image/png;q=0.5, application/json", "", "application/json"},
+        {"Accept: application/*, image/*;q=0.2", "", "application/json"},
+        {"Accept: application/json, image/png", "", "image/png"},
+        {"Accept: */*", "", "image/png"},
+        {"Accept: text/html, application/json;q=0", "", NULL},
+        {"Accept: text/html", "?format=json", "application/json"},
+        {"Accept: application/json", "?format=png", "image/png"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *h[] = {cases[i].accept, NULL};
+        req_opts oh = {.headers = h};
+        char path[64];
+        snprintf(path, sizeof path, "/v1/datasets/mnist/test/17%s", cases[i].query);
+        request(path, &oh, &r);
+        if (!cases[i].type) {
+            assert_error(&r, 406, "not_acceptable");
+            const char *msg = json_string_value(
+                json_object_get(json_object_get(r.json, "error"), "message"));
+            assert_non_null(strstr(msg, "image/png or application/json"));
+        } else {
+            if (r.status != 200 ||
+                strcmp(header_of(&r, "Content-Type", buf, sizeof buf), cases[i].type))
+                fail_msg("%s%s answered %ld %s, not %s", cases[i].accept, cases[i].query,
+                         r.status, buf, cases[i].type);
+            assert_int_equal(atoi(header_of(&r, "X-Label", buf, sizeof buf)), d.labels[17]);
+        }
+        reply_free(&r);
+    }
     bs_dataset_free(&d);
 }
 
