@@ -961,7 +961,9 @@ static void test_classification(void **state)
     assert_schema("inference_response", r.json);
     json_t *out = json_array_get(json_object_get(r.json, "outputs"), 0);
     assert_string_equal(json_string_value(json_object_get(out, "datatype")), "BYTES");
-    assert_true(json_equal(json_object_get(out, "shape"), json_pack("[i,i]", 1, 3)));
+    json_t *shape = json_pack("[i,i]", 1, 3);
+    assert_true(json_equal(json_object_get(out, "shape"), shape));
+    json_decref(shape);
     json_t *data = json_object_get(out, "data");
     assert_int_equal(json_array_size(data), 3);
     for (int k = 0; k < 3; k++) {
