@@ -198,12 +198,14 @@ bench: deps build models
 	@bash tests/bench/run.sh
 
 # --- fuzzing -------------------------------------------------------------------
-# One libFuzzer target per parser of bytes from the network (tests/fuzz/).
-# The library is rebuilt with clang into build/fuzz/obj/, instrumented for
+# One libFuzzer target per parser of bytes from the network (tests/fuzz/),
+# and one for the inference handler that frames binary tensors. The
+# library is rebuilt with clang into build/fuzz/obj/, instrumented for
 # coverage and under ASan+UBSan, apart from the gcc build. A run starts from
 # the committed seeds (tests/fuzz/corpus/NAME/, read only) and keeps what it
-# finds in build/fuzz/corpus/NAME/; a crash, leak or hang (over 10 s for
-# one input) is written to build/fuzz/crashes/ and fails the target.
+# finds in build/fuzz/corpus/NAME/; a crash, a broken promise, a leak, a
+# hang (over 10 s for one input) or an allocation over 256 MB is written to
+# build/fuzz/crashes/ and fails the target (tests/fuzz/run.sh).
 FUZZ_SECONDS ?= 60
 FUZZ_CC := clang
 FUZZ_DIR := build/fuzz
@@ -225,7 +227,11 @@ $(FUZZ_LIB): $(FUZZ_LIB_OBJ)
 	ar rcs $@ $^
 
 $(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB)
-	$(FUZZ_CC) $(FUZZ_SANFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_SANFLAGS) -fsanitize=fuzzer -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
+
+# fuzz_v2_infer drives the daemon's inference handler: it takes the
+# daemon's objects but its main.
+$(FUZZ_DIR)/fuzz_v2_infer: $(filter-out %/main.o,$(SERVER_SRC:%.c=$(FUZZ_DIR)/obj/%.o))
 
 .PRECIOUS: $(FUZZ_DIR)/obj/tests/fuzz/%.o
 -include $(shell find $(FUZZ_DIR)/obj -name '*.d' 2>/dev/null)

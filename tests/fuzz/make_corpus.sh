@@ -10,7 +10,7 @@
 set -eu
 out=tests/fuzz/corpus
 rm -rf "$out"
-mkdir -p "$out"/{accept,attack_request,base64,idx,image,model_file,oip_tensor,tensor_json}
+mkdir -p "$out"/{accept,attack_request,base64,idx,image,model_file,oip_tensor,tensor_json,v2_infer}
 
 pkgs="jansson zlib openblas spng libturbojpeg"
 gcc -std=c11 -O1 -I. $(pkg-config --cflags $pkgs) tests/fuzz/seed_images.c build/libblindspot.a \
@@ -48,6 +48,25 @@ put("tensor_json/binary_head.json",
                 "outputs": [{"name": "label", "parameters": {"binary_data": True}}]}))
 put("tensor_json/numbers.json", infer([1.7976931348623157e308, 4.9e-324, 123456789012345678,
                                        -9223372036854775808, 0.1, 3.4028235e38], [6]))
+
+# v2_infer: the Inference-Header-Content-Length line (empty: none), then
+# the body, for the target's model "tiny" with inputs (1,2,2)
+put("v2_infer/json", "\n" + infer([[[0.5, 1], [0, 0.25]]], [1, 1, 2, 2], id="a",
+                                   outputs=[{"name": "label"}]))
+put("v2_infer/flat_batch", "\n" + infer([0, 0.5, 1, 0.5, 1, 1, 0, 0], [2, 4],
+                                         outputs=[{"name": "probabilities",
+                                                   "parameters": {"classification": 2}}]))
+def binary(datatype, fmt, values, shape, binary_out):
+    raw = struct.pack(fmt, *values)
+    head = json.dumps({"inputs": [{"name": "input", "shape": shape, "datatype": datatype,
+                                   "parameters": {"binary_data_size": len(raw)}}],
+                       "outputs": [{"name": "probabilities",
+                                    "parameters": {"binary_data": binary_out}}]},
+                      separators=(",", ":")).encode()
+    return str(len(head)).encode() + b"\n" + head + raw
+put("v2_infer/binary_fp32", binary("FP32", "<4f", [0, 0.5, 1, 0.25], [1, 1, 2, 2], True))
+put("v2_infer/binary_fp16", binary("FP16", "<8e", [0, 0.5, 1, 0.25] * 2, [2, 1, 2, 2], False))
+put("v2_infer/binary_uint8", binary("UINT8", "<4B", [0, 128, 255, 7], [1, 4], True))
 
 # oip_tensor: a datatype byte (index among the numeric datatypes), then
 # raw little-endian elements or a JSON array
