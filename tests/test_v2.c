@@ -949,6 +949,14 @@ static void test_error_quoting_a_cut_character(void **state)
     assert_non_null(strstr(json_string_value(json_object_get(r.json, "error")), "'a\u00e9\u00e9"));
     reply_free(&r);
     free(body);
+    /* a header of bytes that are no UTF-8 at all, quoted with '?' */
+    char head[256];
+    binary_head(head, sizeof head, "FP32", 784 * 4, "");
+    static float raw[784];
+    post_binary("/v2/models/cnn/infer", head, raw, sizeof raw, "12\xff\xfe", &r);
+    assert_v2_error(&r, 400, "invalid_binary_data");
+    assert_non_null(strstr(json_string_value(json_object_get(r.json, "error")), "'12?\?'"));
+    reply_free(&r);
 }
 
 /* classification: k on probabilities is its top k as "value:index"
