@@ -7,7 +7,8 @@
  * verdict, the error (text and place), the floats bit for bit (so -0 and
  * +0 differ), and the rest of the document (Jansson's inputs[0].data
  * emptied, as the fast path leaves it). bs_tensor_json_number is checked
- * the same way on the input read as one literal. */
+ * the same way on the input read as one literal, and against strtod on a
+ * literal of up to 19 digits built from the input's first bytes. */
 #include "tests/fuzz/fuzz.h"
 
 #include "api/tensor_json.h"
@@ -104,9 +105,38 @@ static void check_number(const char *s, size_t len)
     json_decref(whole);
 }
 
+/* A literal the fast conversion (Eisel-Lemire) decides, built from the
+ * input's first bytes: up to 19 digits, a point, an exponent that keeps
+ * the value in its table's range or just outside; random bytes seldom
+ * spell one. The reference is strtod, rounded to float. */
+static void check_decimal(const uint8_t *buf, size_t len)
+{
+    if (len < 11)
+        return;
+    uint64_t w = 0, mod = 10;
+    for (int i = 0; i < 8; i++)
+        w = w << 8 | buf[i];
+    for (int i = buf[8] % 19; i > 0; i--)
+        mod *= 10;
+    char num[24], text[64];
+    int n = snprintf(num, sizeof num, "%llu", (unsigned long long)(w % mod));
+    int point = buf[9] % (n + 1), e = (int8_t)buf[10] % 90;
+    /* num's digits with `point` of them after the point: 123 -> 1.23 */
+    int k = snprintf(text, sizeof text, "%s%.*s%s%s%se%d", buf[9] & 0x80 ? "-" : "",
+                     n - point, num, n == point ? "0" : "", point ? "." : "",
+                     num + n - point, e);
+    float got;
+    const char *stop;
+    PROMISE(bs_tensor_json_number(text, text + k, &got, &stop) == 0 && stop == text + k,
+            "'%s' not read", text);
+    PROMISE(same_float(got, (float)strtod(text, NULL)), "'%s' read as %a, strtod %a", text,
+            (double)got, strtod(text, NULL));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
 {
     check_load((const char *)buf, len);
     check_number((const char *)buf, len);
+    check_decimal(buf, len);
     return 0;
 }
