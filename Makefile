@@ -199,7 +199,8 @@ bench: deps build models
 
 # --- fuzzing -------------------------------------------------------------------
 # One libFuzzer target per parser of bytes from the network (tests/fuzz/),
-# and one for the inference handler that frames binary tensors. The
+# and two for the daemon's handlers of request bodies (the inference one
+# frames binary tensors). The
 # library is rebuilt with clang into build/fuzz/obj/, instrumented for
 # coverage and under ASan+UBSan, apart from the gcc build. A run starts from
 # the committed seeds (tests/fuzz/corpus/NAME/, read only) and keeps what it
@@ -235,11 +236,11 @@ $(FUZZ_LIB): $(FUZZ_LIB_OBJ)
 $(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB)
 	$(FUZZ_CC) $(FUZZ_SANFLAGS) -fsanitize=fuzzer -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 
-# fuzz_v2_infer drives the daemon's inference handler: it takes the
-# daemon's objects but its main.
-$(FUZZ_DIR)/fuzz_v2_infer: $(filter-out %/main.o,$(SERVER_SRC:%.c=$(FUZZ_DIR)/obj/%.o))
+# These targets drive the daemon's handlers: they take its objects but main.
+FUZZ_DAEMON := v2_infer v1_bodies
+$(FUZZ_DAEMON:%=$(FUZZ_DIR)/fuzz_%): $(filter-out %/main.o,$(SERVER_SRC:%.c=$(FUZZ_DIR)/obj/%.o))
 
-.PRECIOUS: $(FUZZ_DIR)/obj/tests/fuzz/%.o
+.SECONDARY: $(FUZZ_NAMES:%=$(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o)
 -include $(shell find $(FUZZ_DIR)/obj -name '*.d' 2>/dev/null)
 
 fuzz-build: deps

@@ -10,7 +10,7 @@
 set -eu
 out=tests/fuzz/corpus
 rm -rf "$out"
-mkdir -p "$out"/{accept,attack_request,base64,idx,image,model_file,oip_tensor,tensor_json,v2_infer}
+mkdir -p "$out"/{accept,attack_request,base64,idx,image,model_file,oip_tensor,tensor_json,v1_bodies,v2_infer}
 
 pkgs="jansson zlib openblas spng libturbojpeg"
 gcc -std=c11 -O1 -I. $(pkg-config --cflags $pkgs) tests/fuzz/seed_images.c build/libblindspot.a \
@@ -67,6 +67,20 @@ def binary(datatype, fmt, values, shape, binary_out):
 put("v2_infer/binary_fp32", binary("FP32", "<4f", [0, 0.5, 1, 0.25], [1, 1, 2, 2], True))
 put("v2_infer/binary_fp16", binary("FP16", "<8e", [0, 0.5, 1, 0.25] * 2, [2, 1, 2, 2], False))
 put("v2_infer/binary_uint8", binary("UINT8", "<4B", [0, 128, 255, 7], [1, 4], True))
+
+# v1_bodies: a byte picking the endpoint (predict, attacks, evaluations,
+# units), then the JSON body, for "tiny" and a 3-image mnist test split
+def v1(endpoint, body):
+    return bytes([endpoint]) + json.dumps(body, separators=(",", ":")).encode()
+put("v1_bodies/predict_image", v1(0, {"image": {"data": [0, 0.5, 1, 0.25], "shape": [1, 2, 2]},
+                                      "invert": "no"}))
+put("v1_bodies/predict_slice", v1(0, {"dataset": "mnist", "split": "test", "first": 1, "n": 2}))
+put("v1_bodies/attack", v1(1, {"model": "tiny", "target": 1, "method": "fgsm",
+                               "image": {"dataset": "mnist", "index": 2}, "report": ["tiny"]}))
+put("v1_bodies/evaluation", v1(2, {"models": ["tiny"], "n": 2, "method": "fgsm", "seed": 3,
+                                   "noise": [0.1], "magnify": 0}))
+put("v1_bodies/units", v1(3, {"layer": 1, "direction": 0, "k": 2, "seed": 1}))
+put("v1_bodies/units_summary", v1(3, {"layer": 1, "summary": 2, "k": 2}))
 
 # oip_tensor: a datatype byte (index among the numeric datatypes), then
 # raw little-endian elements or a JSON array
