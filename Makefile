@@ -7,6 +7,8 @@
 #   make reproduce  the paper's tables and figures into docs/reproduction.md
 #   make bench      the attack timed beside a PyTorch+SciPy peer, and over HTTP
 #   make SAN=address,undefined test   (or SAN=thread) sanitized build in its own folder
+#   make fuzz       every libFuzzer target of tests/fuzz/ for FUZZ_SECONDS (60) each
+#   make fuzz-smoke the same for 5 seconds each: fails on any crash, leak or hang
 #
 # Every target that compiles or runs something depends on `deps`, which
 # installs the Debian packages of docs/architecture.md that are missing.
@@ -36,7 +38,8 @@ LDLIBS = $(PKG_LIBS) -llbfgsb -lm -lpthread
 # Debian packages the build, data and tests need (docs/architecture.md).
 DEB_PKGS := gcc make pkg-config git libjansson-dev zlib1g-dev libopenblas-dev \
             libcmocka-dev libspng-dev libturbojpeg0-dev libmicrohttpd-dev \
-            libcurl4-openssl-dev liblbfgsb-dev dataset-fashion-mnist prometheus
+            libcurl4-openssl-dev liblbfgsb-dev dataset-fashion-mnist prometheus \
+            clang libclang-rt-14-dev
 
 LIB_SRC := $(wildcard core/*.c) $(filter-out api/cli%.c,$(wildcard api/*.c))
 CLI_SRC := $(wildcard api/cli*.c)
@@ -52,10 +55,10 @@ DAEMON := $(if $(SERVER_SRC),$(BUILD)/blindspotd)
 # Data and models are always made by the plain (unsanitized) build.
 TOOL := build/blindspot
 
-.PHONY: build deps data models run test reproduce bench clean help FORCE
+.PHONY: build deps data models run test reproduce bench fuzz fuzz-smoke fuzz-build clean help FORCE
 
 help:
-	@sed -n '2,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,14p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -193,6 +196,61 @@ reproduce: deps build data models
 bench: deps build models
 	@$(MAKE) --no-print-directory $(BUILD)/tools/bench_core
 	@bash tests/bench/run.sh
+
+# --- fuzzing -------------------------------------------------------------------
+# One libFuzzer target per parser of bytes from the network (tests/fuzz/),
+# and two for the daemon's handlers of request bodies (the inference one
+# frames binary tensors). The
+# library is rebuilt with clang into build/fuzz/obj/, instrumented for
+# coverage and under ASan+UBSan, apart from the gcc build. A run starts from
+# the committed seeds (tests/fuzz/corpus/NAME/, read only) and keeps what it
+# finds in build/fuzz/corpus/NAME/; a crash, a broken promise, a leak, a
+# hang (over 10 s for one input) or an allocation over 256 MB is written to
+# build/fuzz/crashes/ and fails the target (tests/fuzz/run.sh).
+FUZZ_SECONDS ?= 60
+FUZZ_CC := clang
+FUZZ_DIR := build/fuzz
+FUZZ_SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS := -std=c11 -g -Wall -Wextra -Werror -D_DEFAULT_SOURCE -MMD -MP -I. \
+               $(FUZZ_SANFLAGS) -fsanitize=fuzzer-no-link
+FUZZ_OPT := -O1
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+FUZZ_BIN := $(FUZZ_NAMES:%=$(FUZZ_DIR)/fuzz_%)
+FUZZ_LIB := $(FUZZ_DIR)/libblindspot.a
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_OPT) $(FUZZ_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+# The matrix kernels and L-BFGS-B parse nothing and take clang a minute to
+# optimise under all three instrumentations; unoptimised they build in
+# seconds, and the fuzzers only run them on a 4-pixel model.
+$(FUZZ_DIR)/obj/core/gemm.o $(FUZZ_DIR)/obj/core/lbfgsb.o: FUZZ_OPT := -O0
+
+$(FUZZ_LIB): $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_SANFLAGS) -fsanitize=fuzzer -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
+
+# These targets drive the daemon's handlers: they take its objects but main.
+FUZZ_DAEMON := v2_infer v1_bodies
+$(FUZZ_DAEMON:%=$(FUZZ_DIR)/fuzz_%): $(filter-out %/main.o,$(SERVER_SRC:%.c=$(FUZZ_DIR)/obj/%.o))
+
+.SECONDARY: $(FUZZ_NAMES:%=$(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o)
+-include $(shell find $(FUZZ_DIR)/obj -name '*.d' 2>/dev/null)
+
+fuzz-build: deps
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_NAMES)
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory FUZZ_SECONDS=5 fuzz
 
 clean:
 	rm -rf build

@@ -43,6 +43,31 @@ void resp_json(http_response *r, int status, json_t *body)
     resp_bytes(r, status, "application/json", s, strlen(s));
 }
 
+/* The length of the UTF-8 character at s (1 to 4), or 0 when s starts
+ * none that Jansson takes: a stray or cut byte, an overlong form, a
+ * surrogate, or a code point beyond U+10FFFF. */
+static int utf8_length(const unsigned char *s)
+{
+    int n = s[0] < 0x80   ? 1
+            : s[0] < 0xC2 ? 0
+            : s[0] < 0xE0 ? 2
+            : s[0] < 0xF0 ? 3
+            : s[0] < 0xF5 ? 4
+                          : 0;
+    if (n <= 1)
+        return n;
+    unsigned c = s[0] & (0x7Fu >> n);
+    for (int i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        c = c << 6 | (s[i] & 0x3Fu);
+    }
+    if ((n == 3 && (c < 0x800 || (c >= 0xD800 && c <= 0xDFFF))) ||
+        (n == 4 && (c < 0x10000 || c > 0x10FFFF)))
+        return 0;
+    return n;
+}
+
 void resp_error(http_response *r, bs_error_code code, const char *fmt, ...)
 {
     char msg[512];
@@ -50,6 +75,17 @@ void resp_error(http_response *r, bs_error_code code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* Messages quote what the client sent (a header, a name) cut to a
+     * length, which may fall inside a character or quote bytes that are
+     * not UTF-8 at all; JSON cannot carry those, and the answer would be
+     * lost, so each such byte becomes '?'. */
+    for (unsigned char *p = (unsigned char *)msg; *p;) {
+        int n = utf8_length(p);
+        if (n)
+            p += n;
+        else
+            *p++ = '?';
+    }
     const bs_error_info *e = bs_error_get(code);
     int status = e->status;
     if (r->oip_errors)

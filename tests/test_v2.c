@@ -932,6 +932,33 @@ static void test_input_name_and_platform(void **state)
     reply_free(&r);
 }
 
+/* An error message quotes what the client sent cut to a length, which can
+ * fall inside a UTF-8 character: the answer is still the 400 with its
+ * message (the cut character replaced), not a 500 that lost it (found by
+ * tests/fuzz/fuzz_v2_infer). */
+static void test_error_quoting_a_cut_character(void **state)
+{
+    (void)state;
+    char name[128] = "a";
+    for (int i = 0; i < 40; i++)
+        strcat(name, "\u00e9");
+    char *body = infer_body(name, "FP32", pixel_half);
+    reply r;
+    post("/v2/models/cnn/infer", body, &r);
+    assert_v2_error(&r, 400, "invalid_input");
+    assert_non_null(strstr(json_string_value(json_object_get(r.json, "error")), "'a\u00e9\u00e9"));
+    reply_free(&r);
+    free(body);
+    /* a header of bytes that are no UTF-8 at all, quoted with '?' */
+    char head[256];
+    binary_head(head, sizeof head, "FP32", 784 * 4, "");
+    static float raw[784];
+    post_binary("/v2/models/cnn/infer", head, raw, sizeof raw, "12\xff\xfe", &r);
+    assert_v2_error(&r, 400, "invalid_binary_data");
+    assert_non_null(strstr(json_string_value(json_object_get(r.json, "error")), "'12?\?'"));
+    reply_free(&r);
+}
+
 /* classification: k on probabilities is its top k as "value:index"
  * strings (Triton's format, value printed %f), BYTES [B, k]. */
 static void test_classification(void **state)
@@ -1248,6 +1275,7 @@ int main(void)
         cmocka_unit_test(test_binary_outputs),
         cmocka_unit_test(test_binary_errors),
         cmocka_unit_test(test_input_name_and_platform),
+        cmocka_unit_test(test_error_quoting_a_cut_character),
         cmocka_unit_test(test_classification),
         cmocka_unit_test(test_statistics),
         cmocka_unit_test(test_metrics_work_and_process),
