@@ -114,17 +114,9 @@ handler_result analysis_lipschitz(server *srv, const http_request *req, http_res
     const registry_split *d = NULL;
     if (attacks) {
         const char *split = req_query(req, "split");
-        d = req_dataset_split(srv, rm->model, req_query(req, "dataset"), split ? split : "test",
-                              resp);
+        d = req_dataset_split(srv, rm, req_query(req, "dataset"), split ? split : "test", resp);
         if (!d)
             return HANDLER_ANSWERED;
-        if (d->input_size != rm->model->input_size) {
-            resp_error(resp, BS_E_SHAPE_MISMATCH, "%s samples are (%d,%d,%d); model %s takes "
-                       "(%d,%d,%d).", d->name, d->shape[0], d->shape[1], d->shape[2], rm->name,
-                       rm->model->input_shape[0], rm->model->input_shape[1],
-                       rm->model->input_shape[2]);
-            return HANDLER_ANSWERED;
-        }
         if (attacks > (unsigned long long)d->n) /* as many as there are, as the CLI does */
             attacks = (unsigned long long)d->n;
     }
@@ -280,16 +272,10 @@ static int read_units(server *srv, const json_t *root, units_job *j, http_respon
         j->summary = (int)U;
     }
     j->seed = seed ? (uint64_t)json_integer_value(seed) : 1;
-    j->d = req_dataset_split(srv, m, dataset ? json_string_value(dataset) : NULL,
+    j->d = req_dataset_split(srv, j->rm, dataset ? json_string_value(dataset) : NULL,
                              split ? json_string_value(split) : "test", resp);
     if (!j->d)
         return -1;
-    if (j->d->input_size != m->input_size) {
-        resp_error(resp, BS_E_SHAPE_MISMATCH, "%s samples are (%d,%d,%d); model %s takes "
-                   "(%d,%d,%d).", j->d->name, j->d->shape[0], j->d->shape[1], j->d->shape[2],
-                   j->rm->name, m->input_shape[0], m->input_shape[1], m->input_shape[2]);
-        return -1;
-    }
     json_int_t kk = k ? json_integer_value(k) : 8;
     int max_k = j->d->n < BS_UNITS_MAX_K ? j->d->n : BS_UNITS_MAX_K;
     if (kk < 1 || kk > max_k) {

@@ -84,26 +84,6 @@ static void evaluation_run(void *ctx, pool_worker *w, const bs_attack_control *c
 static const char *const fields[] = {"models", "dataset", "split", "first", "n", "seed",
                                      "method", "params", "noise", "magnify", "timeout"};
 
-/* An optional whole number in [lo, hi] into *out. -1 after an answer. */
-static int read_int(const json_t *root, const char *key, long long lo, long long hi,
-                    long long *out, http_response *resp)
-{
-    const json_t *v = json_object_get(root, key);
-    if (!v)
-        return 0;
-    if (!json_is_integer(v)) {
-        resp_error(resp, BS_E_INVALID_REQUEST, "%s must be a whole number.", key);
-        return -1;
-    }
-    if (json_integer_value(v) < lo || json_integer_value(v) > hi) {
-        resp_error(resp, BS_E_OUT_OF_RANGE, "%s must be in [%lld, %lld], not %lld.", key, lo,
-                   hi, (long long)json_integer_value(v));
-        return -1;
-    }
-    *out = json_integer_value(v);
-    return 0;
-}
-
 /* An optional string into *out. */
 static int read_string(const json_t *root, const char *key, const char **out,
                        http_response *resp)
@@ -251,9 +231,9 @@ static int read_request(server *srv, const http_request *req, const json_t *root
     bs_eval_config *cfg = &j->cfg;
     *cfg = bs_eval_defaults();
     long long first = cfg->first, n = cfg->n, seed = (long long)cfg->seed;
-    if (read_int(root, "first", 0, j->d->n - 1, &first, resp) ||
-        read_int(root, "n", 1, j->d->n, &n, resp) ||
-        read_int(root, "seed", 0, (1LL << 53), &seed, resp))
+    if (req_body_int(root, "first", 0, j->d->n - 1, &first, resp) ||
+        req_body_int(root, "n", 1, j->d->n, &n, resp) ||
+        req_body_int(root, "seed", 0, (1LL << 53), &seed, resp))
         return -1;
     if (first + n > j->d->n) {
         resp_error(resp, BS_E_OUT_OF_RANGE,

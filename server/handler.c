@@ -233,14 +233,41 @@ const registry_split *req_dataset_split_find(server *srv, const bs_model *m,
     return d;
 }
 
-const registry_split *req_dataset_split(server *srv, const bs_model *m, const char *dataset,
-                                        const char *split, http_response *resp)
+const registry_split *req_dataset_split(server *srv, const registry_model *rm,
+                                        const char *dataset, const char *split,
+                                        http_response *resp)
 {
     char err[BS_ERR_LEN];
+    const bs_model *m = rm->model;
     const registry_split *d = req_dataset_split_find(srv, m, dataset, split, err);
-    if (!d)
+    if (!d) {
         resp_error(resp, BS_E_DATASET_NOT_FOUND, "%s", err);
+    } else if (d->input_size != m->input_size) {
+        resp_error(resp, BS_E_SHAPE_MISMATCH, "%s samples are (%d,%d,%d); model %s takes "
+                   "(%d,%d,%d).", d->name, d->shape[0], d->shape[1], d->shape[2], rm->name,
+                   m->input_shape[0], m->input_shape[1], m->input_shape[2]);
+        d = NULL;
+    }
     return d;
+}
+
+int req_body_int(const json_t *root, const char *key, long long lo, long long hi,
+                 long long *out, http_response *resp)
+{
+    const json_t *v = json_object_get(root, key);
+    if (!v)
+        return 0;
+    if (!json_is_integer(v)) {
+        resp_error(resp, BS_E_INVALID_REQUEST, "%s must be a whole number.", key);
+        return -1;
+    }
+    if (json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        resp_error(resp, BS_E_OUT_OF_RANGE, "%s must be in [%lld, %lld], not %lld.", key, lo, hi,
+                   (long long)json_integer_value(v));
+        return -1;
+    }
+    *out = json_integer_value(v);
+    return 0;
 }
 
 int req_body_timeout(const json_t *root, const http_request *req, http_work *work,

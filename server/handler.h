@@ -173,12 +173,19 @@ int json_number_value_ok(const json_t *v, double *out);
  * for the log line; NULL after a 404 in resp. */
 const registry_model *req_route_model(server *srv, const http_request *req,
                                       http_response *resp);
-/* The dataset split a request names: dataset (NULL: the model's own when
- * it is loaded, else mnist) and split. The test split of a P1/P2 half of a
- * dataset is that dataset's; its train split is not loaded. NULL after a
- * 404 in resp. */
-const registry_split *req_dataset_split(server *srv, const bs_model *m, const char *dataset,
-                                        const char *split, http_response *resp);
+/* The dataset split a request names for model rm: dataset (NULL: the
+ * model's own when it is loaded, else mnist) and split. The test split of
+ * a P1/P2 half of a dataset is that dataset's; its train split is not
+ * loaded. NULL after a 404 in resp, or a 422 when its samples are not the
+ * model's input. */
+const registry_split *req_dataset_split(server *srv, const registry_model *rm,
+                                        const char *dataset, const char *split,
+                                        http_response *resp);
+/* An optional whole number field key of a JSON body, in [lo, hi], into
+ * *out (left alone when the field is absent). 0, or -1 after a 400 or 422
+ * in resp. */
+int req_body_int(const json_t *root, const char *key, long long lo, long long hi,
+                 long long *out, http_response *resp);
 /* The same, NULL with the message in err (char[BS_ERR_LEN]) rather than
  * an answer. */
 const registry_split *req_dataset_split_find(server *srv, const bs_model *m,

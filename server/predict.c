@@ -252,26 +252,6 @@ static int read_json_image(server *srv, const json_t *root, predict_job *j,
     return 0;
 }
 
-/* An optional whole number of root in [lo, hi]. -1 after an answer. */
-static int read_int(const json_t *root, const char *key, long long lo, long long hi,
-                    long long *out, http_response *resp)
-{
-    const json_t *v = json_object_get(root, key);
-    if (!v)
-        return 0;
-    if (!json_is_integer(v)) {
-        resp_error(resp, BS_E_INVALID_REQUEST, "%s must be a whole number.", key);
-        return -1;
-    }
-    if (json_integer_value(v) < lo || json_integer_value(v) > hi) {
-        resp_error(resp, BS_E_OUT_OF_RANGE, "%s must be in [%lld, %lld], not %lld.", key, lo, hi,
-                   (long long)json_integer_value(v));
-        return -1;
-    }
-    *out = json_integer_value(v);
-    return 0;
-}
-
 /* {"dataset", "split", "first", "n", "timeout"} */
 static int read_json_slice(server *srv, const json_t *root, predict_job *j,
                            http_response *resp)
@@ -285,20 +265,13 @@ static int read_json_slice(server *srv, const json_t *root, predict_job *j,
         resp_error(resp, BS_E_INVALID_REQUEST, "dataset and split are names.");
         return -1;
     }
-    const bs_model *m = j->rm->model;
-    j->d = req_dataset_split(srv, m, json_string_value(dataset),
+    j->d = req_dataset_split(srv, j->rm, json_string_value(dataset),
                              split ? json_string_value(split) : "test", resp);
     if (!j->d)
         return -1;
-    if (j->d->input_size != m->input_size) {
-        resp_error(resp, BS_E_SHAPE_MISMATCH, "%s samples are (%d,%d,%d); model %s takes "
-                   "(%d,%d,%d).", j->d->name, j->d->shape[0], j->d->shape[1], j->d->shape[2],
-                   j->rm->name, m->input_shape[0], m->input_shape[1], m->input_shape[2]);
-        return -1;
-    }
     long long first = 0, n = 0;
-    if (read_int(root, "first", 0, j->d->n - 1, &first, resp) ||
-        read_int(root, "n", 1, j->d->n - first, &n, resp))
+    if (req_body_int(root, "first", 0, j->d->n - 1, &first, resp) ||
+        req_body_int(root, "n", 1, j->d->n - first, &n, resp))
         return -1;
     j->first = (int)first;
     j->n = n ? (int)n : j->d->n - (int)first;
