@@ -56,8 +56,10 @@ uint8_t *tu_read_file(const char *path, size_t *len)
         }
     }
     fclose(f);
-    if (buf)
+    if (buf) {
+        buf[n] = 0; /* n < cap: the loop grows buf whenever it is full */
         *len = n;
+    }
     return buf;
 }
 

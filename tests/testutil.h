@@ -14,7 +14,8 @@ void tu_rmtree(const char *dir);
 
 /* Writes len bytes to path; returns 0 on success. */
 int tu_write_file(const char *path, const void *data, size_t len);
-/* Reads a whole file; *len gets its size. Caller frees. NULL on error. */
+/* Reads a whole file; *len gets its size, and a NUL follows the last byte
+ * so that text can be searched as a string. Caller frees. NULL on error. */
 uint8_t *tu_read_file(const char *path, size_t *len);
 
 /* Path of a built binary ("blindspot") under the build folder. Static buffer. */
