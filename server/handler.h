@@ -9,9 +9,12 @@
  * result; see jobs.h). A handler may also park the request until an event
  * (HANDLER_PARKED: GET /v1/jobs/{id}?wait=S waits for the job to end):
  * the connection waits and whoever it is parked with runs the work's run
- * on its own thread when the event comes. Handlers never see libmicrohttpd; http.c never sees an endpoint's
- * meaning. The helpers below build the JSON answers and the error format
- * every endpoint shares: {"error": {"code": "snake_case", "message": "..."}}. */
+ * on its own thread when the event comes. Handlers never see
+ * libmicrohttpd; http.c never sees an endpoint's meaning. The helpers
+ * below build the JSON answers and the errors, whose codes and statuses
+ * come from one table (api/errors.h): on /v1 {"error": {"code":
+ * "snake_case", "message": "..."}}, on /v2 the Open Inference Protocol's
+ * {"error": "...", "code": "snake_case"}. */
 #ifndef BS_SERVER_HANDLER_H
 #define BS_SERVER_HANDLER_H
 
