@@ -42,23 +42,25 @@ static int fake_report_all(void *ctx, const bs_model *m, bs_report_model *out, i
     return 1;
 }
 
-static int fake_split(void *ctx, const char *dataset, const char *split, bs_attack_split *out,
+static int fake_split(void *ctx, const char *dataset, const char *split, bs_image_split *out,
                       char *err)
 {
     (void)ctx;
     if (!strcmp(dataset, "mnist") && !strcmp(split, "test")) {
-        *out = (bs_attack_split){.n = 3, .shape = {1, 28, 28}, .input_size = 784};
+        *out = (bs_image_split){.dataset = "mnist", .split = "test", .n = 3,
+                                .shape = {1, 28, 28}, .input_size = 784};
         return 0;
     }
     if (!strcmp(dataset, "tiny") && !strcmp(split, "test")) {
-        *out = (bs_attack_split){.n = 3, .shape = {1, 2, 2}, .input_size = 4};
+        *out = (bs_image_split){.dataset = "tiny", .split = "test", .n = 3,
+                                .shape = {1, 2, 2}, .input_size = 4};
         return 0;
     }
     snprintf(err, BS_ERR_LEN, "No split %s/%s here.", dataset, split);
     return -1;
 }
 
-static int fake_sample(void *ctx, const bs_attack_split *split, int index, float *x)
+static int fake_sample(void *ctx, const bs_image_split *split, int index, float *x)
 {
     (void)ctx;
     PROMISE(index >= 0 && index < split->n, "sample %d of %d asked for", index, split->n);
@@ -68,7 +70,7 @@ static int fake_sample(void *ctx, const bs_attack_split *split, int index, float
 }
 
 static const bs_attack_env env = {.model = fake_model, .report_all = fake_report_all,
-                                  .max_report = 4, .split = fake_split, .sample = fake_sample,
+                                  .max_report = 4, .datasets = {NULL, fake_split, fake_sample},
                                   .max_pixels = 100 * 100};
 
 #define MAX_PARTS 16
