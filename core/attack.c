@@ -703,18 +703,18 @@ void bs_attack_result_free(bs_attack_result *r)
  * (which indexes a->res by position) and back after. */
 static int run_method(attack_ctx *a, char *err)
 {
-    int k = a->k, todo = 0;
+    int k = a->k, searched = 0;
     for (int j = 0; j < k; j++)
-        todo += a->targets[j] != a->original;
-    if (todo == 0)
+        searched += a->targets[j] != a->original;
+    if (searched == 0)
         return 0;
     bs_attack_result *all = a->res, *packed = all;
     const int *all_targets = a->targets;
     int *targets = NULL, *rows = NULL;
-    if (todo < k) {
-        packed = malloc((size_t)todo * sizeof *packed);
-        targets = malloc((size_t)todo * sizeof *targets);
-        rows = malloc((size_t)todo * sizeof *rows);
+    if (searched < k) {
+        packed = malloc((size_t)searched * sizeof *packed);
+        targets = malloc((size_t)searched * sizeof *targets);
+        rows = malloc((size_t)searched * sizeof *rows);
         if (!packed || !targets || !rows) {
             free(packed);
             free(targets);
@@ -729,11 +729,11 @@ static int run_method(attack_ctx *a, char *err)
             }
         a->res = packed;
         a->targets = targets;
-        a->k = todo;
+        a->k = searched;
     }
     int rc = bs_attack_methods[a->p->method].run(a, err);
-    if (todo < k) {
-        for (int i = 0; i < todo; i++)
+    if (searched < k) {
+        for (int i = 0; i < searched; i++)
             all[rows[i]] = packed[i];
         a->res = all;
         a->targets = all_targets;
