@@ -11,7 +11,7 @@
  * 4xx, or 503 when it cannot take work) or hands over work, which is then
  * released unrun (an attack's work may take minutes; running it is the
  * core's tests' business). */
-#include "tests/fuzz/fuzz.h"
+#include "tests/fuzz/fuzz_server.h"
 
 #include "server/handler.h"
 #include "server/routes.h"
@@ -22,7 +22,7 @@
 
 static server srv;
 static config cfg = {.max_pixels = 100 * 100, .timeout = 60};
-static registry_model tiny = {.name = "tiny", .path = "tiny.safetensors", .index = 0};
+static registry_model tiny;
 static int labels[3] = {0, 1, 0};
 static float pixels[3 * 4] = {0, 0.5f, 1, 0.25f, 1, 1, 0, 0, 0.1f, 0.2f, 0.3f, 0.4f};
 
@@ -42,23 +42,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
-    char err[BS_ERR_LEN];
-    bs_layer layers[2] = {{.kind = BS_FLATTEN}, {.kind = BS_LINEAR, .out_features = 2}};
-    tiny.model = bs_model_build(layers, 2, (const int[3]){1, 2, 2}, err);
-    PROMISE(tiny.model != NULL, "the tiny model: %s", err);
-    bs_model_init(tiny.model, 1);
+    fuzz_tiny_server(&srv, &tiny);
     srv.cfg = &cfg;
-    srv.reg.models = &tiny;
-    srv.reg.n_models = 1;
     srv.reg.datasets[0] = (registry_dataset){
         .name = "mnist",
         .splits = {{.name = "mnist", .split = "test", .n = 3, .shape = {1, 2, 2},
                     .input_size = 4, .classes = 2, .labels = labels, .floats = pixels}},
         .n_splits = 1};
     srv.reg.n_datasets = 1;
-    srv.metrics = metrics_new();
-    PROMISE(srv.metrics != NULL, "metrics");
-    atomic_store(&srv.ready, 1);
     return 0;
 }
 

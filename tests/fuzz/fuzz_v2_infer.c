@@ -11,7 +11,7 @@
  * with {"error": message}); every accepted request answers 200 with the
  * batch's outputs, and, when it asked for binary outputs, an
  * Inference-Header-Content-Length within the body whose JSON parses. */
-#include "tests/fuzz/fuzz.h"
+#include "tests/fuzz/fuzz_server.h"
 
 #include "server/handler.h"
 #include "server/routes.h"
@@ -22,24 +22,16 @@
 #include <strings.h>
 
 static server srv;
-static registry_model tiny = {.name = "tiny", .path = "tiny.safetensors", .index = 0};
+static registry_model tiny;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
-    char err[BS_ERR_LEN];
-    bs_layer layers[2] = {{.kind = BS_FLATTEN}, {.kind = BS_LINEAR, .out_features = 2}};
-    tiny.model = bs_model_build(layers, 2, (const int[3]){1, 2, 2}, err);
-    PROMISE(tiny.model != NULL, "the tiny model: %s", err);
-    bs_model_init(tiny.model, 1);
-    srv.reg.models = &tiny;
-    srv.reg.n_models = 1;
-    srv.metrics = metrics_new();
+    fuzz_tiny_server(&srv, &tiny);
     srv.pool = pool_new(1, 4, 1);
-    PROMISE(srv.metrics && srv.pool, "metrics and pool");
-    atomic_store(&srv.ready, 1);
+    PROMISE(srv.pool != NULL, "pool");
     return 0;
 }
 
