@@ -27,7 +27,7 @@ SANFLAGS := -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 
 CC := gcc
-PKGS := jansson zlib openblas spng libturbojpeg libmicrohttpd libcurl
+PKGS := jansson zlib openblas spng libturbojpeg libmicrohttpd libcurl sqlite3
 CFLAGS := -std=c11 -O2 -g -Wall -Wextra -Werror -Wno-format-truncation -D_DEFAULT_SOURCE -MMD -MP \
           -I. $(SANFLAGS)
 LDFLAGS := $(SANFLAGS)
@@ -38,7 +38,7 @@ LDLIBS = $(PKG_LIBS) -llbfgsb -lm -lpthread
 # Debian packages the build, data and tests need (docs/architecture.md).
 DEB_PKGS := gcc make pkg-config git libjansson-dev zlib1g-dev libopenblas-dev \
             libcmocka-dev libspng-dev libturbojpeg0-dev libmicrohttpd-dev \
-            libcurl4-openssl-dev liblbfgsb-dev dataset-fashion-mnist prometheus \
+            libcurl4-openssl-dev liblbfgsb-dev libsqlite3-dev dataset-fashion-mnist prometheus \
             clang libclang-rt-14-dev
 
 LIB_SRC := $(wildcard core/*.c) $(filter-out api/cli%.c,$(wildcard api/*.c))

@@ -79,6 +79,8 @@
     X(QUEUE_FULL, "queue_full", 503, "Every place in the worker queue is taken.")              \
     X(TOO_MANY_JOBS, "too_many_jobs", 503, "The job table is full of unexpired jobs.")         \
     X(SHUTTING_DOWN, "shutting_down", 503, "The server is shutting down.")                     \
+    X(STATE_UNAVAILABLE, "state_unavailable", 503, "The job could not be written to the state file.") \
+    X(NOT_RESTARTED, "not_restarted", 503, "The daemon restarted and could not run the job again.") \
     X(CANCELLED, "cancelled", 503, "The work was stopped before it finished.")                 \
     X(DEADLINE_EXCEEDED, "deadline_exceeded", 504, "The time budget ran out.")
 

@@ -66,6 +66,10 @@ static const option_spec options[] = {
      604800, "a finished job is kept this long, then /v1/jobs/{id} is 404"},
     {"max-jobs", "BLINDSPOT_MAX_JOBS", "N", OPT_COUNT, FIELD(max_jobs), "256", 1, 100000,
      "jobs kept at once (queued, running, unexpired); more get 503"},
+    {"state", "BLINDSPOT_STATE", "FILE", OPT_STRING, FIELD(state_path),
+     "blindspot-state.sqlite", 0, 0,
+     "SQLite file the jobs are written to, so that they survive a restart or a crash "
+     "(one daemon per file); none or :memory: keeps them in memory only"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 

@@ -33,6 +33,7 @@ typedef struct config {
     double job_timeout;            /* seconds an asynchronous job may take, from creation */
     double job_ttl;                /* seconds a finished job is kept */
     int max_jobs;                  /* jobs in the table, finished or not, before 503 */
+    char state_path[CONFIG_PATH_LEN]; /* the job store's SQLite file; "none": in memory */
     config_action action;
 } config;
 

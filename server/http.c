@@ -430,7 +430,7 @@ static enum MHD_Result on_complete(request_state *st)
         return answer(st);
     if (hr == HANDLER_ASYNC) {
         /* No connection waits for a job: 202 now, the result at /v1/jobs/{id}. */
-        jobs_submit(srv->jobs, &st->work, &st->resp);
+        jobs_submit(srv->jobs, req, &st->work, &st->resp);
         return answer(st);
     }
 

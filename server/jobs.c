@@ -3,6 +3,7 @@
 #include "server/jobs.h"
 
 #include "server/routes.h"
+#include "server/state.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -26,7 +27,8 @@ typedef struct job {
     pool_job pj;          /* in the pool while queued or running */
     jobs *table;
     char id[24];          /* 16 hex digits */
-    const char *kind;     /* a static string */
+    const char *kind;     /* a static string, or kind_buf */
+    char kind_buf[24];    /* the kind of a job read back from the store */
     http_work work;       /* ctx freed by the done callback */
     http_response out;    /* what work.run made; the worker's until done */
     /* Guarded by table->lock: */
@@ -34,6 +36,7 @@ typedef struct job {
     int done, total;      /* progress */
     int cancel_requested; /* DELETE came while it was queued or running */
     int pins;             /* handlers using the job without the lock; not swept */
+    int cut;              /* ended by the shutdown: left unfinished in the store */
     double created, started, finished; /* wall-clock seconds; 0: not yet */
     double submitted;     /* bs_now() at creation, for the queue time in /metrics */
     char model[REGISTRY_NAME_LEN]; /* the model concerned, "" for several */
@@ -54,9 +57,10 @@ struct jobs {
     pthread_mutex_t lock;
     pool *pool;
     metrics *metrics;     /* every job's queue and compute time */
-    job **slots;          /* n jobs in no particular order */
-    int n, max;
+    job **slots;          /* n jobs in no particular order, room for cap */
+    int n, max, cap;      /* cap > max only after a restart restored more */
     double ttl;
+    state *store;         /* where jobs are written; NULL: in memory only */
     unsigned long long seed, counter; /* job ids */
     /* the waiters' watcher, a thread of its own: */
     pthread_cond_t changed; /* a job ended, a waiter came, or stopping was raised */
@@ -82,7 +86,7 @@ static int is_final(job_state s)
 
 static void *watch(void *arg);
 
-jobs *jobs_new(pool *p, metrics *m, int max_jobs, double ttl)
+jobs *jobs_new(pool *p, metrics *m, int max_jobs, double ttl, state *store)
 {
     jobs *t = calloc(1, sizeof *t);
     if (!t)
@@ -96,8 +100,9 @@ jobs *jobs_new(pool *p, metrics *m, int max_jobs, double ttl)
     pthread_cond_init(&t->changed, NULL);
     t->pool = p;
     t->metrics = m;
-    t->max = max_jobs;
+    t->max = t->cap = max_jobs;
     t->ttl = ttl;
+    t->store = store;
     if (pthread_create(&t->watcher, NULL, watch, t)) {
         pthread_cond_destroy(&t->changed);
         pthread_mutex_destroy(&t->lock);
@@ -143,6 +148,8 @@ static void sweep(jobs *t)
     for (int i = 0; i < t->n;) {
         job *j = t->slots[i];
         if (is_final(j->state) && !j->pins && now - j->finished_at >= t->ttl) {
+            if (t->store)
+                state_delete(t->store, j->id);
             job_free(j);
             t->slots[i] = t->slots[--t->n];
         } else {
@@ -266,6 +273,8 @@ static void job_run(pool_job *pj, pool_worker *w)
     int cancelled = j->cancel_requested;
     j->state = JOB_RUNNING;
     j->started = wall_now();
+    if (j->table->store)
+        state_started(j->table->store, j->id, j->started);
     pthread_mutex_unlock(&j->table->lock);
     if (cancelled) /* between its submission and now: run nothing */
         return;
@@ -343,24 +352,113 @@ static void job_done(pool_job *pj, pool_verdict verdict)
     j->finished_at = bs_now();
     if (state == JOB_DONE && j->total > 0)
         j->done = j->total;
+    /* A job the shutdown cut short stays queued or running in the store,
+     * to run again at the next start. */
+    if (t->store && !(j->cut && state != JOB_DONE))
+        state_finished(t->store, j->id, jobs_state_names[state], result, error, j->finished,
+                       j->done, j->total);
     pthread_cond_broadcast(&t->changed);
     pthread_mutex_unlock(&t->lock);
 }
 
 /* ---- on the HTTP thread --------------------------------------------------- */
 
-void jobs_submit(jobs *t, http_work *work, http_response *resp)
+/* A fresh job id, unguessable and unlike every id in the table (which
+ * holds every stored job too). Called with the lock held. */
+static void new_id(jobs *t, char id[24])
+{
+    do {
+        unsigned long long z = t->seed + 0x9e3779b97f4a7c15ULL * ++t->counter;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        z ^= z >> 31;
+        snprintf(id, 24, "%016llx", z);
+    } while (find(t, id));
+}
+
+/* Makes j the job of work, queued. */
+static void job_take(jobs *t, job *j, http_work *work, const char *model)
+{
+    j->table = t;
+    j->kind = work->kind ? work->kind : "job";
+    j->work = *work;
+    j->state = JOB_QUEUED;
+    j->submitted = bs_now();
+    snprintf(j->model, sizeof j->model, "%s", model);
+    j->pj.run = job_run;
+    j->pj.done = job_done;
+    j->pj.fd = -1; /* no client to watch */
+    j->pj.deadline = work->deadline;
+}
+
+/* Adds j to the table, growing it past max for restored jobs. Called with
+ * the lock held. 0, or -1 when out of memory. */
+static int add_slot(jobs *t, job *j)
+{
+    if (t->n == t->cap) {
+        job **slots = realloc(t->slots, (size_t)(t->cap * 2) * sizeof *slots);
+        if (!slots)
+            return -1;
+        t->slots = slots;
+        t->cap *= 2;
+    }
+    t->slots[t->n++] = j;
+    return 0;
+}
+
+/* The query of req as a JSON array of [key, value] pairs (value null for
+ * a bare key); malloc'd text or NULL. */
+static char *query_text(const http_request *req)
+{
+    json_t *a = json_array();
+    for (int i = 0; a && i < req->n_query; i++)
+        json_array_append_new(a, json_pack("[s, s?]", req->query[i].key, req->query[i].value));
+    char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    return text;
+}
+
+/* Writes the new job j and the request that made it (deadline in bs_now()
+ * seconds). Called with the lock held. 0, or -1 after a 503 in resp. */
+static int store_new(jobs *t, const job *j, const http_request *req, double deadline,
+                     http_response *resp)
+{
+    char *query = query_text(req), err[256];
+    state_job row = {
+        .id = j->id, .kind = j->kind, .model = j->model, .state = jobs_state_names[JOB_QUEUED],
+        .created = j->created, .deadline = j->created + (deadline - j->submitted),
+        .method = req->method, .path = req->path, .query = query,
+        .content_type = req->content_type, .accept = req->accept,
+        .body = req->multipart ? NULL : req->body, .body_len = req->body_len,
+        .multipart = req->multipart, .parts = req->parts, .n_parts = req->n_parts,
+    };
+    int rc = query ? state_insert(t->store, &row, err, sizeof err) : -1;
+    if (!query)
+        snprintf(err, sizeof err, "out of memory");
+    free(query);
+    if (rc) {
+        fprintf(stderr, "blindspotd: job not accepted: cannot write it to the state file: %s\n",
+                err);
+        resp_error(resp, BS_E_STATE_UNAVAILABLE,
+                   "The job could not be written to the state file (%s), so it was not "
+                   "accepted; retry shortly.", err);
+    }
+    return rc;
+}
+
+void jobs_submit(jobs *t, const http_request *req, http_work *work, http_response *resp)
 {
     job *j = calloc(1, sizeof *j);
     if (!j) {
         resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return;
     }
-    /* A place in the table and one in the queue, both under the table's
-     * lock (the pool never calls into the table with its own lock held). */
+    /* A place in the table, the row in the store, and a place in the
+     * queue, all under the table's lock (the pool never calls into the
+     * table with its own lock held). */
     pthread_mutex_lock(&t->lock);
     sweep(t);
-    if (t->n == t->max) {
+    if (t->n >= t->max) {
         pthread_mutex_unlock(&t->lock);
         free(j);
         resp_error(resp, BS_E_TOO_MANY_JOBS,
@@ -368,7 +466,17 @@ void jobs_submit(jobs *t, http_work *work, http_response *resp)
                    "expired (--job-ttl %g s after it finished).", t->max, t->ttl);
         return;
     }
+    new_id(t, j->id);
+    job_take(t, j, work, resp->model);
+    j->created = wall_now();
+    if (t->store && store_new(t, j, req, work->deadline, resp)) {
+        pthread_mutex_unlock(&t->lock);
+        free(j);
+        return;
+    }
     if (pool_reserve(t->pool) != 0) {
+        if (t->store)
+            state_delete(t->store, j->id);
         pthread_mutex_unlock(&t->lock);
         free(j);
         resp_error(resp, BS_E_QUEUE_FULL,
@@ -376,23 +484,7 @@ void jobs_submit(jobs *t, http_work *work, http_response *resp)
                    "retry shortly.");
         return;
     }
-    unsigned long long z = t->seed + 0x9e3779b97f4a7c15ULL * ++t->counter;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z ^= z >> 31;
-    snprintf(j->id, sizeof j->id, "%016llx", z);
-    j->table = t;
-    j->kind = work->kind ? work->kind : "job";
-    j->work = *work;
-    j->state = JOB_QUEUED;
-    j->created = wall_now();
-    j->submitted = bs_now();
-    snprintf(j->model, sizeof j->model, "%s", resp->model);
-    j->pj.run = job_run;
-    j->pj.done = job_done;
-    j->pj.fd = -1; /* no client to watch */
-    j->pj.deadline = work->deadline;
-    t->slots[t->n++] = j;
+    t->slots[t->n++] = j; /* n < max <= cap */
     char id[sizeof j->id], location[64];
     memcpy(id, j->id, sizeof id);
     snprintf(location, sizeof location, "/v1/jobs/%s", id);
@@ -416,6 +508,7 @@ void jobs_stop(jobs *t)
         job *j = t->slots[i];
         if (!is_final(j->state)) {
             j->cancel_requested = 1;
+            j->cut = 1;
             j->pins++;
             live[n++] = j;
         }
@@ -622,6 +715,8 @@ handler_result jobs_cancel(server *srv, const http_request *req, http_response *
         return HANDLER_ANSWERED;
     }
     if (!is_final(j->state)) {
+        if (t->store && !j->cancel_requested)
+            state_cancel_requested(t->store, j->id);
         j->cancel_requested = 1;
         j->pins++; /* not swept while the lock is let go */
         pthread_mutex_unlock(&t->lock);
@@ -638,4 +733,324 @@ handler_result jobs_cancel(server *srv, const http_request *req, http_response *
     else
         answer_view(t, &v, is_final(v.state) ? 200 : 202, resp);
     return HANDLER_ANSWERED;
+}
+
+/* ---- after a restart ------------------------------------------------------- */
+
+/* A stored job that was queued or running: the request that made it, to
+ * be made again (copies of the row, which lives only during the load). */
+typedef struct pending {
+    job *j;               /* in the table, queued */
+    double deadline;      /* wall-clock end of its time budget */
+    char *method, *path, *query, *content_type, *accept;
+    uint8_t *body;
+    size_t body_len;
+    int multipart;
+    http_part *parts;
+    int n_parts;
+    struct pending *next;
+} pending;
+
+/* What the load gathers. */
+typedef struct restore_ctx {
+    jobs *table;
+    pending *pending, **tail;
+    char (*expired)[24];  /* ids past their ttl, deleted after the load */
+    int n_expired, n_restored, failed; /* failed: out of memory */
+} restore_ctx;
+
+static char *strdup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static void pending_free(pending *p)
+{
+    free(p->method);
+    free(p->path);
+    free(p->query);
+    free(p->content_type);
+    free(p->accept);
+    free(p->body);
+    state_parts_free(p->parts, p->n_parts);
+    free(p);
+}
+
+/* Copies the request of a stored job into p. 0, or -1 when out of memory. */
+static int pending_copy(pending *p, const state_job *r)
+{
+    p->deadline = r->deadline;
+    p->method = strdup_or_null(r->method);
+    p->path = strdup_or_null(r->path);
+    p->query = strdup_or_null(r->query ? r->query : "[]");
+    p->content_type = strdup_or_null(r->content_type);
+    p->accept = strdup_or_null(r->accept);
+    p->multipart = r->multipart;
+    p->body_len = r->body_len;
+    p->body = malloc(r->body_len + 1);
+    if (!p->method || !p->path || !p->query || (r->content_type && !p->content_type) ||
+        (r->accept && !p->accept) || !p->body)
+        return -1;
+    if (r->body_len)
+        memcpy(p->body, r->body, r->body_len);
+    p->body[r->body_len] = '\0';
+    p->parts = calloc((size_t)(r->n_parts ? r->n_parts : 1), sizeof *p->parts);
+    if (!p->parts)
+        return -1;
+    for (int i = 0; i < r->n_parts; i++, p->n_parts++) {
+        const http_part *in = &r->parts[i];
+        http_part *out = &p->parts[i];
+        out->name = strdup_or_null(in->name);
+        out->filename = strdup_or_null(in->filename);
+        out->content_type = strdup_or_null(in->content_type);
+        out->data = malloc(in->len + 1);
+        out->len = in->len;
+        if (!out->name || (in->filename && !out->filename) ||
+            (in->content_type && !out->content_type) || !out->data) {
+            p->n_parts++;
+            return -1;
+        }
+        memcpy(out->data, in->data, in->len + 1);
+    }
+    return 0;
+}
+
+static int state_of_name(const char *name)
+{
+    for (int s = 0; s < JOBS_STATES; s++)
+        if (!strcmp(jobs_state_names[s], name))
+            return s;
+    return JOB_QUEUED; /* unknown: run it again rather than lose it */
+}
+
+/* One stored job, during the load (with the table's lock held): a finished
+ * one goes back into the table as it was, or is deleted once its ttl has
+ * passed (the ttl counts wall-clock time, so it ran on while the daemon
+ * was down); an unfinished one goes into the table as queued, and its
+ * request onto the list to be made again. */
+static void restore_one(void *ctx, const state_job *r)
+{
+    restore_ctx *c = ctx;
+    jobs *t = c->table;
+    double now = wall_now();
+    int st = state_of_name(r->state);
+    if (strlen(r->id) >= sizeof(((job *)0)->id))
+        return; /* not an id this program makes; nothing can ask for it */
+    if (is_final(st) && now - r->finished >= t->ttl) {
+        char(*ids)[24] = realloc(c->expired, (size_t)(c->n_expired + 1) * sizeof *ids);
+        if (!ids) {
+            c->failed = 1;
+            return;
+        }
+        c->expired = ids;
+        snprintf(c->expired[c->n_expired++], 24, "%s", r->id);
+        return;
+    }
+    job *j = calloc(1, sizeof *j);
+    pending *p = is_final(st) ? NULL : calloc(1, sizeof *p);
+    if (!j || (!is_final(st) && (!p || pending_copy(p, r)))) {
+        free(j);
+        if (p)
+            pending_free(p);
+        c->failed = 1;
+        return;
+    }
+    snprintf(j->id, sizeof j->id, "%s", r->id);
+    snprintf(j->kind_buf, sizeof j->kind_buf, "%s", r->kind);
+    j->kind = j->kind_buf;
+    snprintf(j->model, sizeof j->model, "%s", r->model ? r->model : "");
+    j->table = t;
+    j->state = st;
+    j->created = r->created;
+    j->cancel_requested = r->cancel_requested;
+    if (is_final(st)) {
+        j->started = r->started;
+        j->finished = r->finished;
+        j->finished_at = bs_now() - (now - r->finished);
+        j->done = r->done;
+        j->total = r->total;
+        j->result = strdup_or_null(r->result);
+        j->error = strdup_or_null(r->error);
+        if ((r->result && !j->result) || (r->error && !j->error)) {
+            job_free(j);
+            c->failed = 1;
+            return;
+        }
+    }
+    if (add_slot(t, j)) {
+        job_free(j);
+        if (p)
+            pending_free(p);
+        c->failed = 1;
+        return;
+    }
+    c->n_restored++;
+    if (p) {
+        p->j = j;
+        *c->tail = p;
+        c->tail = &p->next;
+    }
+}
+
+/* Ends a restored job that will not run: cancelled (a DELETE came before
+ * the restart), or failed with why it could not run again. */
+static void restore_end(jobs *t, job *j, job_state state, bs_error_code code, const char *why)
+{
+    char *error = NULL;
+    if (state == JOB_FAILED) {
+        char message[600];
+        snprintf(message, sizeof message, "The daemon restarted while the job was queued or "
+                 "running, and could not run it again: %s.", why);
+        error = error_text(code, message);
+    }
+    pthread_mutex_lock(&t->lock);
+    j->state = state;
+    j->error = error;
+    j->finished = wall_now();
+    j->finished_at = bs_now();
+    state_finished(t->store, j->id, jobs_state_names[state], NULL, error, j->finished,
+                   j->done, j->total);
+    pthread_cond_broadcast(&t->changed);
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* The message of an error answer in resp, into why. */
+static void answer_message(const http_response *resp, char *why, size_t len)
+{
+    json_t *doc = resp->body ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
+    json_t *m = json_object_get(json_object_get(doc, "error"), "message");
+    snprintf(why, len, "its request is refused now (%d): %s", resp->status,
+             json_is_string(m) ? json_string_value(m) : "no message");
+    json_decref(doc);
+}
+
+/* Makes the request of p again through its route's handler and queues the
+ * work it makes under the job's old id (returns 1); or ends the job when
+ * that cannot be (returns 0). Called without the lock. */
+static int restore_run(jobs *t, server *srv, pending *p)
+{
+    job *j = p->j;
+    double now = wall_now();
+    if (j->cancel_requested) {
+        restore_end(t, j, JOB_CANCELLED, BS_E_CANCELLED, NULL);
+        return 0;
+    }
+    if (p->deadline <= now) {
+        restore_end(t, j, JOB_FAILED, BS_E_DEADLINE_EXCEEDED,
+                    "its time budget (--job-timeout, or the request's timeout) ran out while "
+                    "the daemon was down");
+        return 0;
+    }
+    http_request req;
+    memset(&req, 0, sizeof req);
+    char params[512], allow[64], why[400] = "", request_id[40];
+    int status = 0;
+    json_t *query = json_loads(p->query, 0, NULL);
+    const route *rt = route_match(p->method, p->path, &req, params, sizeof params, &status,
+                                  allow, sizeof allow);
+    if (!json_is_array(query) || json_array_size(query) > HTTP_MAX_QUERY)
+        snprintf(why, sizeof why, "its stored request cannot be read back");
+    else if (!rt)
+        snprintf(why, sizeof why, "%s %s is no longer served", p->method, p->path);
+    for (size_t i = 0; !*why && i < json_array_size(query); i++) {
+        json_t *pair = json_array_get(query, i);
+        req.query[i].key = json_string_value(json_array_get(pair, 0));
+        req.query[i].value = json_string_value(json_array_get(pair, 1));
+        if (!req.query[i].key)
+            snprintf(why, sizeof why, "its stored request cannot be read back");
+        req.n_query++;
+    }
+    if (*why) {
+        json_decref(query);
+        restore_end(t, j, JOB_FAILED, BS_E_NOT_RESTARTED, why);
+        return 0;
+    }
+    snprintf(request_id, sizeof request_id, "restart-%s", j->id);
+    req.method = p->method;
+    req.path = p->path;
+    req.content_type = p->content_type;
+    req.accept = p->accept;
+    req.multipart = p->multipart;
+    req.body = p->multipart ? NULL : p->body;
+    req.body_len = p->multipart ? 0 : p->body_len;
+    req.parts = p->parts;
+    req.n_parts = p->n_parts;
+    req.request_id = request_id;
+    /* Its budget keeps counting from its creation, not from now. */
+    req.arrival = bs_now() - (now - j->created);
+    http_work work;
+    memset(&work, 0, sizeof work);
+    work.deadline = req.arrival + srv->cfg->timeout;
+    const char *timeout = req_query(&req, "timeout");
+    if (timeout && (rt->flags & ROUTE_POOLED)) {
+        double v = strtod(timeout, NULL);
+        if (v > 0) {
+            req.timeout = v;
+            if (req.arrival + v < work.deadline)
+                work.deadline = req.arrival + v;
+        }
+    }
+    http_response resp;
+    memset(&resp, 0, sizeof resp);
+    handler_result hr = rt->handler(srv, &req, &resp, &work);
+    json_decref(query);
+    if (hr != HANDLER_ASYNC) {
+        if (hr == HANDLER_ANSWERED)
+            answer_message(&resp, why, sizeof why);
+        else
+            snprintf(why, sizeof why, "its request no longer makes a job");
+        if (hr != HANDLER_ANSWERED && work.free)
+            work.free(work.ctx);
+        resp_clear(&resp);
+        restore_end(t, j, JOB_FAILED, BS_E_NOT_RESTARTED, why);
+        return 0;
+    }
+    pthread_mutex_lock(&t->lock);
+    int reserved = pool_reserve(t->pool) == 0;
+    if (reserved) {
+        job_take(t, j, &work, resp.model);
+        work.free = NULL;
+    }
+    pthread_mutex_unlock(&t->lock);
+    resp_clear(&resp);
+    if (reserved) {
+        pool_submit(t->pool, &j->pj);
+        return 1;
+    }
+    if (work.free)
+        work.free(work.ctx);
+    restore_end(t, j, JOB_FAILED, BS_E_NOT_RESTARTED,
+                "more jobs were waiting than the worker queue holds (--queue-size)");
+    return 0;
+}
+
+int jobs_restore(jobs *t, server *srv, char *err, size_t errlen)
+{
+    if (!t->store)
+        return 0;
+    restore_ctx c = {.table = t};
+    c.tail = &c.pending;
+    pthread_mutex_lock(&t->lock);
+    int rc = state_load(t->store, restore_one, &c, err, errlen);
+    pthread_mutex_unlock(&t->lock);
+    if (!rc && c.failed) {
+        snprintf(err, errlen, "out of memory reading the state file");
+        rc = -1;
+    }
+    for (int i = 0; !rc && i < c.n_expired; i++)
+        state_delete(t->store, c.expired[i]);
+    free(c.expired);
+    int again = 0;
+    while (c.pending) {
+        pending *p = c.pending;
+        c.pending = p->next;
+        if (!rc)
+            again += restore_run(t, srv, p);
+        pending_free(p);
+    }
+    if (!rc)
+        fprintf(stderr, "blindspotd: the state file held %d jobs: %d expired and deleted, %d "
+                "kept, %d of them queued to run again\n", c.n_expired + c.n_restored,
+                c.n_expired, c.n_restored, again);
+    return rc;
 }

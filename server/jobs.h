@@ -17,17 +17,31 @@
  * S seconds pass (a thread of the table answers it then; shutdown answers
  * every parked request at once). HTTP threads read jobs while workers update them: every
  * field that changes is guarded by the table's mutex and copied out under
- * it. */
+ * it.
+ *
+ * With a store (state.h) every job is written before it is acknowledged,
+ * with the request that made it, and every change of state and the result
+ * when they happen; a DELETE is written too. After a restart
+ * (jobs_restore) finished jobs are served again until their ttl, counted
+ * in wall-clock time across the restart; queued and running ones are made
+ * again through their route's handler and run under their old ids, with
+ * what is left of their time budget; a job that cannot run again (its
+ * budget ran out, its model is gone, its request is refused now, the queue
+ * is full) ends failed with not_restarted or deadline_exceeded and a
+ * message that says the daemon restarted and why. A shutdown leaves the
+ * jobs it cuts short queued or running in the store, to run again. */
 #ifndef BS_SERVER_JOBS_H
 #define BS_SERVER_JOBS_H
 
 #include "server/handler.h"
+#include "server/state.h"
 
 typedef struct jobs jobs;
 
 /* An empty table for max_jobs jobs whose work runs on p, timed into m;
- * finished jobs live ttl seconds. NULL when out of memory. */
-jobs *jobs_new(pool *p, metrics *m, int max_jobs, double ttl);
+ * finished jobs live ttl seconds. Jobs are written to store, or kept in
+ * memory only when it is NULL. NULL when out of memory. */
+jobs *jobs_new(pool *p, metrics *m, int max_jobs, double ttl, state *store);
 /* Frees every job; call once the pool is drained (no job is in it). */
 void jobs_free(jobs *t);
 
@@ -36,19 +50,26 @@ void jobs_free(jobs *t);
  * start work->deadline from it. */
 double jobs_deadline(const server *srv, const http_request *req);
 
-/* Makes a job of work (work->kind names it) and queues it on the pool. On
- * success resp is 202 with Location: /v1/jobs/{id} and {"id", "state",
- * "location"}, and the job owns work->ctx (work->free is cleared). When
- * the table or the queue is full, or the server is draining, resp is 503
- * and work is left as it was. */
-void jobs_submit(jobs *t, http_work *work, http_response *resp);
+/* Makes a job of work (work->kind names it), made by req, and queues it on
+ * the pool. On success resp is 202 with Location: /v1/jobs/{id} and {"id",
+ * "state", "location"}, the job is in the store (req with it), and the job
+ * owns work->ctx (work->free is cleared). When the table or the queue is
+ * full, the server is draining, or the store cannot be written, resp is
+ * 503 and work is left as it was. */
+void jobs_submit(jobs *t, const http_request *req, http_work *work, http_response *resp);
+
+/* At start-up, once the models are loaded and before the server is
+ * ready: reads the store back into the table (see above). Restored jobs
+ * count against max_jobs. 0, or -1 with a message in err when the store
+ * cannot be read. */
+int jobs_restore(jobs *t, server *srv, char *err, size_t errlen);
 
 /* The longest a GET /v1/jobs/{id}?wait=S may wait, in seconds. */
 #define JOBS_MAX_WAIT 300
 
 /* At shutdown, before the pool drains: cancels every job that has not
- * finished (nobody could read its result once the process is gone), so
- * that the drain does not wait for them. */
+ * finished, so that the drain does not wait for them (with a store they
+ * stay unfinished there and run again at the next start). */
 void jobs_stop(jobs *t);
 
 /* The number of jobs in each state: queued, running, done, failed,

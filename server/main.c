@@ -1,8 +1,9 @@
 /* main — blindspotd's start-up and shutdown.
  *
- * Start-up: settings, then HTTP (live at once, ready only once every model
+ * Start-up: settings, then the job store (refused at once when another
+ * daemon holds it), then HTTP (live at once, ready only once every model
  * and dataset is loaded), then the models and datasets, then the worker
- * pool and the job table. Shutdown on SIGTERM or SIGINT (taken with sigwait): stop accepting
+ * pool and the job table with the jobs read back from the store. Shutdown on SIGTERM or SIGINT (taken with sigwait): stop accepting
  * connections, let in-flight jobs finish for
  * --drain-timeout, answer what is left with 503, exit 0. */
 #include "core/attack.h" /* bs_now */
@@ -11,6 +12,7 @@
 #include "server/http.h"
 #include "server/jobs.h"
 #include "server/routes.h"
+#include "server/state.h"
 
 #include <cblas.h>
 #include <poll.h>
@@ -33,6 +35,9 @@ static int block_signals(sigset_t *set)
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
     signal(SIGPIPE, SIG_IGN);
+    /* A write past the file-size limit fails (the job store answers 503)
+     * rather than kill the daemon. */
+    signal(SIGXFSZ, SIG_IGN);
     return pthread_sigmask(SIG_BLOCK, set, NULL);
 }
 
@@ -98,11 +103,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "blindspotd: cannot block SIGTERM and SIGINT\n");
         return 1;
     }
+    state *store = NULL;
+    if (strcmp(cfg.state_path, "none") && strcmp(cfg.state_path, ":memory:")) {
+        store = state_open(cfg.state_path, err, sizeof err);
+        if (!store) {
+            fprintf(stderr, "blindspotd: %s\n", err);
+            return 1;
+        }
+    }
     srv.metrics = metrics_new();
     http_server *http = srv.metrics ? http_start(&srv, err, sizeof err) : NULL;
     if (!http) {
         fprintf(stderr, "blindspotd: %s\n", srv.metrics ? err : "out of memory");
         metrics_free(srv.metrics);
+        state_close(store);
         return 1;
     }
     fprintf(stderr, "blindspotd: listening on %s (port %d), %d workers, queue %d\n", cfg.listen,
@@ -110,16 +124,24 @@ int main(int argc, char **argv)
     if (load(&srv)) {
         http_stop(http);
         metrics_free(srv.metrics);
+        state_close(store);
         return 1;
     }
     srv.pool = pool_new(cfg.workers, cfg.queue_size, srv.reg.n_models);
-    srv.jobs = srv.pool ? jobs_new(srv.pool, srv.metrics, cfg.max_jobs, cfg.job_ttl) : NULL;
-    if (!srv.jobs) {
-        fprintf(stderr, "blindspotd: cannot start %d worker threads\n", cfg.workers);
+    srv.jobs = srv.pool ? jobs_new(srv.pool, srv.metrics, cfg.max_jobs, cfg.job_ttl, store)
+                        : NULL;
+    if (!srv.jobs)
+        snprintf(err, sizeof err, "cannot start %d worker threads", cfg.workers);
+    if (!srv.jobs || jobs_restore(srv.jobs, &srv, err, sizeof err)) {
+        fprintf(stderr, "blindspotd: %s\n", err);
         http_stop(http);
+        if (srv.pool)
+            pool_drain(srv.pool, bs_now());
         pool_free(srv.pool);
+        jobs_free(srv.jobs);
         registry_free(&srv.reg);
         metrics_free(srv.metrics);
+        state_close(store);
         return 1;
     }
     atomic_store(&srv.ready, 1);
@@ -140,6 +162,7 @@ int main(int argc, char **argv)
     http_stop(http);
     pool_free(srv.pool);
     jobs_free(srv.jobs);
+    state_close(store);
     registry_free(&srv.reg);
     metrics_free(srv.metrics);
     fprintf(stderr, "blindspotd: stopped (%d jobs cut short)\n", left);

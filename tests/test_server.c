@@ -1806,7 +1806,7 @@ static void test_bad_model_stops_startup(void **state)
     assert_int_equal(tu_run(cmd, &out), 1);
     assert_non_null(strstr(out, "broken.safetensors"));
     free(out);
-    snprintf(cmd, sizeof cmd, "%s --listen 127.0.0.1:%d --models %s --data data 2>&1",
+    snprintf(cmd, sizeof cmd, "%s --listen 127.0.0.1:%d --models %s --data data --state none 2>&1",
              tu_bin("blindspotd"), free_port(), dir);
     assert_int_equal(tu_run(cmd, &out), 1);
     assert_non_null(strstr(out, "broken.safetensors"));
@@ -1827,7 +1827,7 @@ static void test_port_in_use_stops_startup(void **state)
     (void)state;
     char cmd[1024], *out = NULL;
     snprintf(cmd, sizeof cmd,
-             "timeout 20 %s --listen 127.0.0.1:%d --models models --data data 2>&1",
+             "timeout 20 %s --listen 127.0.0.1:%d --models models --data data --state none 2>&1",
              tu_bin("blindspotd"), main_daemon.port);
     assert_int_equal(tu_run(cmd, &out), 1);
     assert_non_null(strstr(out, "cannot listen"));
@@ -1844,7 +1844,7 @@ static void test_flags_and_environment(void **state)
                            "--timeout", "--max-body", "--drain-timeout", "--max-connections",
                            "--idle-timeout", "--max-pixels", "BLINDSPOT_WORKERS", "BLINDSPOT_LISTEN",
                            "--check", "--job-timeout", "--job-ttl", "BLINDSPOT_JOB_TTL",
-                           "--max-jobs", "BLINDSPOT_MAX_JOBS"};
+                           "--max-jobs", "BLINDSPOT_MAX_JOBS", "--state", "BLINDSPOT_STATE"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (!strstr(out, flags[i]))
             fail_msg("--help does not mention %s", flags[i]);

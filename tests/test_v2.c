@@ -477,7 +477,7 @@ static void test_ready_while_loading(void **state)
     if (late.pid == 0) {
         freopen(log, "w", stderr);
         execl(bin, bin, "--listen", listen, "--models", "models", "--data", "data",
-              "--workers", "1", (char *)NULL);
+              "--workers", "1", "--state", "none", (char *)NULL);
         _exit(127);
     }
     int not_ready = 0, ready = 0;

@@ -173,9 +173,11 @@ int daemon_start(daemon_proc *d, const char *const *extra)
     snprintf(d->log, sizeof d->log, "%s/blindspotd.log", d->dir);
     char listen[64];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", d->port);
+    char state[600];
+    snprintf(state, sizeof state, "%s/state.sqlite", d->dir);
     const char *argv[32] = {tu_bin("blindspotd"), "--listen", listen, "--models", "models",
-                            "--data", "data", "--workers", "2"};
-    int argc = 9;
+                            "--data", "data", "--workers", "2", "--state", state};
+    int argc = 11;
     for (int i = 0; extra && extra[i] && argc < 31; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;

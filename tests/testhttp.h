@@ -54,7 +54,8 @@ const char *header_of(const reply *r, const char *name, char *buf, size_t size);
 /* Waits up to seconds for /v2/health/ready to answer 200; -1 when the
  * process exited or time ran out. */
 int wait_ready(int port, pid_t pid, double seconds);
-/* Starts build/blindspotd with the zoo, 2 workers and extra flags
+/* Starts build/blindspotd with the zoo, 2 workers, a state file of its own
+ * in d->dir (a later --state in extra overrides it) and extra flags
  * (NULL-terminated), its stderr in d->log; 0 once it is ready. */
 int daemon_start(daemon_proc *d, const char *const *extra);
 /* SIGTERM, then the exit status (or -1 when it did not exit in time). */

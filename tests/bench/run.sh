@@ -149,7 +149,7 @@ if [ ! -x build/blindspotd ]; then
     echo "build/blindspotd does not exist yet" > "$OUT/http-skipped.txt"
 else
     build/blindspotd --listen 127.0.0.1:0 --models models --data data --workers 2 \
-        2> "$OUT/blindspotd.log" &
+        --state "$OUT/state.sqlite" 2> "$OUT/blindspotd.log" &
     daemon=$!
     trap 'kill "$daemon" 2>/dev/null || true' EXIT
     port="" url="" ready=""
@@ -169,7 +169,7 @@ else
     fi
     rss() { awk -v what="$1" '$1 == what":" {print $2}' "/proc/$daemon/status"; }
     printf 'rss_ready_kb\t%s\n' "$(rss VmRSS)" > "$OUT/daemon.tsv"
-    printf 'daemon\t%s\n' "build/blindspotd --listen 127.0.0.1:0 --models models --data data --workers 2" \
+    printf 'daemon\t%s\n' "build/blindspotd --listen 127.0.0.1:0 --models models --data data --workers 2 --state FILE" \
         >> "$OUT/commands.tsv"
     HTTP="$PY tests/bench/http_bench.py"
     for m in fc100-100-10 fc200-200-10 ae400-10 cnn; do
