@@ -40,7 +40,28 @@ static const char slow_body[] =
     "\"target\":\"all\",\"method\":\"adam-l1\",\"params\":{\"steps\":1000000},\"timeout\":60}";
 static const char evaluation_body[] = "{\"models\":[\"fc10-1e-4\"],\"first\":20,\"n\":3}";
 
-#define MAX_IDS 40
+static reply sample_png; /* a digit as PNG, for the multipart job */
+
+/* An attack as multipart/form-data with the image as a file. */
+static curl_mime *attack_form(CURL *c)
+{
+    curl_mime *m = curl_mime_init(c);
+    curl_mimepart *p = curl_mime_addpart(m);
+    curl_mime_name(p, "model");
+    curl_mime_data(p, "fc10-1e-4", CURL_ZERO_TERMINATED);
+    p = curl_mime_addpart(m);
+    curl_mime_name(p, "target");
+    curl_mime_data(p, "3", CURL_ZERO_TERMINATED);
+    p = curl_mime_addpart(m);
+    curl_mime_name(p, "report");
+    curl_mime_data(p, "cnn,fc10-1", CURL_ZERO_TERMINATED);
+    p = curl_mime_addpart(m);
+    curl_mime_name(p, "image");
+    curl_mime_filename(p, "digit.png");
+    curl_mime_type(p, "image/png");
+    curl_mime_data(p, sample_png.body, sample_png.len);
+    return m;
+}
 
 /* POSTs a job; its id goes to id (char[24]). */
 static void submit(int port, const char *path, const char *body, char *id)
@@ -124,7 +145,7 @@ static void assert_restart_failure(const reply *r, const char *code)
         fail_msg("the message does not say the daemon restarted: %s", m);
 }
 
-/* The crash: SIGKILL with 34 acknowledged jobs in every state, then a
+/* The crash: SIGKILL with 35 acknowledged jobs in every state, then a
  * restart on the same file (without fc200-200-10, whose jobs cannot run
  * again). */
 static void test_crash_and_restart(void **state)
@@ -135,7 +156,7 @@ static void test_crash_and_restart(void **state)
     char db[600];
     snprintf(db, sizeof db, "%s/state.sqlite", a.dir);
 
-    char done[20][24], slow[4][24], queued[9][24], budget[24];
+    char done[20][24], slow[4][24], queued[9][24], budget[24], form[24];
     char *before[20 + 1] = {0};
     for (int i = 0; i < 20; i++)
         submit(a.port, i % 5 == 4 ? "/v1/evaluations" : "/v1/attacks?async=true",
@@ -156,6 +177,15 @@ static void test_crash_and_restart(void **state)
     for (int i = 0; i < 9; i++)
         submit(a.port, "/v1/attacks?async=true", quick_body, queued[i]);
     reply r;
+    /* One more waiting, sent as a form with the image as a file. */
+    request_on(a.port, "/v1/datasets/mnist/test/0", NULL, &sample_png);
+    assert_int_equal(sample_png.status, 200);
+    req_opts multipart = {.form = attack_form};
+    request_on(a.port, "/v1/attacks?async=true", &multipart, &r);
+    assert_int_equal(r.status, 202);
+    snprintf(form, sizeof form, "%s", json_string_value(json_object_get(r.json, "id")));
+    reply_free(&r);
+    reply_free(&sample_png);
     req_opts del = {.method = "DELETE"};
     char path[128];
     snprintf(path, sizeof path, "/v1/jobs/%s", slow[3]);
@@ -210,6 +240,12 @@ static void test_crash_and_restart(void **state)
         assert_true(json_is_object(json_object_get(r.json, "result")));
         reply_free(&r);
     }
+    get_job(b.port, form, "30", &r);
+    assert_string_equal(state_of(&r), "done");
+    json_t *res = json_array_get(json_object_get(json_object_get(r.json, "result"), "results"), 0);
+    assert_int_equal(json_integer_value(json_object_get(res, "target")), 3);
+    assert_int_equal(json_array_size(json_object_get(res, "predictions")), 2);
+    reply_free(&r);
     /* New ids are not old ones. */
     char fresh[24];
     submit(b.port, "/v1/attacks?async=true", quick_body, fresh);
