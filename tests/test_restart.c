@@ -115,7 +115,7 @@ static void kill_hard(daemon_proc *d)
 /* A models folder holding every model of models/ but one. */
 static char *models_without(const char *left_out)
 {
-    char *dir = strdup(tu_tmpdir()), here[PATH_MAX];
+    char *dir = tu_tmpdir(), here[PATH_MAX];
     assert_non_null(realpath("models", here));
     DIR *dh = opendir(here);
     assert_non_null(dh);
@@ -370,7 +370,7 @@ static void test_second_daemon_refused(void **state)
 static void test_broken_state_file(void **state)
 {
     (void)state;
-    char *dir = strdup(tu_tmpdir()), path[600], *out = NULL;
+    char *dir = tu_tmpdir(), path[600], *out = NULL;
     snprintf(path, sizeof path, "%s/garbage.sqlite", dir);
     char garbage[8192];
     for (size_t i = 0; i < sizeof garbage; i++)
