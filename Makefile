@@ -107,6 +107,9 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/testutil.o $(BUILD)/
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+# The job store's unit test links the store itself.
+$(BUILD)/tests/test_state: $(BUILD)/obj/server/state.o
+
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
 # --- data ------------------------------------------------------------------

@@ -68,8 +68,8 @@ static const option_spec options[] = {
      "jobs kept at once (queued, running, unexpired); more get 503"},
     {"state", "BLINDSPOT_STATE", "FILE", OPT_STRING, FIELD(state_path),
      "blindspot-state.sqlite", 0, 0,
-     "SQLite file the jobs are written to, so that they survive a restart or a crash "
-     "(one daemon per file); none or :memory: keeps them in memory only"},
+     "jobs survive restarts and crashes in this SQLite file (one daemon per file); "
+     "none or :memory: keeps them in memory only"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
