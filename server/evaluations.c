@@ -163,8 +163,9 @@ static void helper_done(pool_job *job, pool_verdict verdict)
 }
 
 /* Queues a helper for each free worker (none when the queue holds work:
- * it goes first), in shards of SHARDS_PER_WORKER per worker taking part. */
-static void start_helpers(eval_run *run, pool *p)
+ * it goes first), in shards of SHARDS_PER_WORKER per worker taking part.
+ * Returns the number of helpers queued, run->helpers[0 ..]. */
+static int start_helpers(eval_run *run, pool *p)
 {
     int queued, running, workers;
     pool_stats(p, &queued, &running, &workers);
@@ -175,12 +176,13 @@ static void start_helpers(eval_run *run, pool *p)
         helpers = run->cfg.n - 1;
     run->n_shards = 1;
     if (helpers < 1)
-        return;
+        return 0;
     run->n_shards = (helpers + 1) * SHARDS_PER_WORKER;
     if (run->n_shards > run->cfg.n)
         run->n_shards = run->cfg.n;
-    for (int h = 0; h < helpers && !pool_reserve(p); h++) {
-        shard_helper *sh = &run->helpers[h];
+    int queued_helpers = 0;
+    for (; queued_helpers < helpers && !pool_reserve(p); queued_helpers++) {
+        shard_helper *sh = &run->helpers[queued_helpers];
         sh->run = run;
         sh->job.run = helper_run;
         sh->job.done = helper_done;
@@ -191,14 +193,14 @@ static void start_helpers(eval_run *run, pool *p)
         pthread_mutex_unlock(&run->lock);
         pool_submit(p, &sh->job);
     }
+    return queued_helpers;
 }
 
 /* The shards of the evaluation, measured here and on helpers, into
  * run->im; returns once no helper is left in the pool. */
 static void run_shards(eval_run *run, pool *p)
 {
-    start_helpers(run, p);
-    int submitted = run->helpers_out;
+    int submitted = start_helpers(run, p);
     take_shards(run);
     /* No shard left: helpers still queued have nothing to do. */
     for (int h = 0; h < submitted; h++)
