@@ -1,7 +1,8 @@
 /* cli_evaluate — `blindspot evaluate`: the paper's Tables 1-3 over a slice
  * of a dataset for chosen models (core/evaluate.h), as text tables or as
  * the JSON document of api/evaluate_json.h, the result of the daemon's
- * POST /v1/evaluations jobs. */
+ * POST /v1/evaluations jobs; or one shard of it (--shard I/N, a shard
+ * document), and the merge of every shard's document (--merge). */
 #include "api/cli.h"
 
 #include "api/attack_json.h"
@@ -11,6 +12,7 @@
 #include "core/model_file.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,8 @@ static const char *evaluate_usage_head =
     "usage: blindspot evaluate [--models A,B,...] [--dataset mnist] [--split test]\n"
     "                          [--first F] [--n N] [--seed S] [--method M]\n"
     "                          [--param K=V] [--threads T] [--json] [--server URL]\n"
+    "                          [--shard I/N [-o FILE]]\n"
+    "       blindspot evaluate --merge [--json] FILE...\n"
     "\n"
     "Attacks images first..first+N-1 of a dataset split with every model, each\n"
     "image towards a wrong label drawn from the seed, and measures (Szegedy et\n"
@@ -35,8 +39,9 @@ static const char *evaluate_usage_head =
     "           and on the clean images plus Gaussian noise\n"
     "  Table 3  the same with each perturbation magnified to a fixed distortion\n"
     "  and the largest ratio ||f(x+r) - f(x)|| / ||r|| (logits) per model.\n"
-    "The numbers do not depend on --threads. The daemon's POST /v1/evaluations\n"
-    "job's result is the document --json prints.\n"
+    "The numbers do not depend on --threads, nor on running in shards (--shard,\n"
+    "--merge). The daemon's POST /v1/evaluations job's result is the document\n"
+    "--json prints.\n"
     "\n"
     "  --models LIST    comma-separated model names (files NAME.safetensors in\n"
     "                   --model-dir) or .safetensors paths; default every model of\n"
@@ -55,6 +60,25 @@ static const char *evaluate_usage_tail =
     "  --threads T      attacks in parallel (default 1)\n"
     "  --data DIR       data folder (default: $BLINDSPOT_DATA or data)\n"
     "  --json           print the result as JSON\n"
+    "  --shard I/N      run shard I (0-based) of N only: the slice's images at\n"
+    "                   positions S*I/N .. S*(I+1)/N-1, S the slice's size (--n;\n"
+    "                   whole-number division, a shard may be empty), each with the\n"
+    "                   target and noise the whole run draws for it, and print\n"
+    "                   the shard's document (JSON with every image's exact\n"
+    "                   records) instead of the tables. Not with --server (the\n"
+    "                   daemon shards its evaluation jobs over its free workers\n"
+    "                   by itself)\n"
+    "  -o FILE          write the shard document to FILE (replaced whole, never\n"
+    "                   left half written) instead of stdout\n"
+    "  --merge FILE...  the tables (or with --json the document) of the evaluation\n"
+    "                   whose N shards the files are, in any order: byte for byte\n"
+    "                   what the run without --shard prints (the output holds no\n"
+    "                   timings, so nothing needs dropping before a comparison).\n"
+    "                   No other option applies. Exit status 2 with a message when\n"
+    "                   the files are not the N shards of one evaluation: one is\n"
+    "                   not a readable shard document, shards differ in N, slice,\n"
+    "                   seed, method, params, noise, magnify or models, or a shard\n"
+    "                   is missing or given twice\n"
     CLI_SERVER_HELP
     "Remotely the evaluation is a job of the daemon (its progress shown here);\n"
     "--model-dir, --threads and --data are the daemon's own.\n";
@@ -305,10 +329,113 @@ static json_t *remote_request(const char *list, const char *dataset, const char 
     return body;
 }
 
+/* --shard I/N into index and count. */
+static int parse_shard(const char *s, long *index, long *count)
+{
+    char *slash = strchr(s, '/'), head[32];
+    if (slash && (size_t)(slash - s) < sizeof head) {
+        memcpy(head, s, (size_t)(slash - s));
+        head[slash - s] = '\0';
+        if (!cli_parse_long("--shard's N", slash + 1, 1, 1000000, count) &&
+            !cli_parse_long("--shard's I", head, 0, *count - 1, index))
+            return 0;
+    }
+    fprintf(stderr, "blindspot evaluate: --shard wants I/N with 0 <= I < N, got '%s'\n", s);
+    return -1;
+}
+
+/* Writes a shard document to path (through a temporary file renamed over
+ * it, so that a stopped run leaves no half document), or stdout for NULL.
+ * Takes doc. Returns the exit status. */
+static int write_shard(json_t *doc, const char *path)
+{
+    char *text = doc ? json_dumps(doc, BS_EVAL_SHARD_JSON_FLAGS) : NULL;
+    json_decref(doc);
+    if (!text)
+        return cli_fail("evaluate", "out of memory");
+    if (!path) {
+        puts(text);
+        free(text);
+        return 0;
+    }
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    ok = f && !fclose(f) && ok;
+    free(text);
+    if (!ok || rename(tmp, path)) {
+        int e = errno;
+        remove(tmp);
+        return cli_fail("evaluate", "cannot write %s: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+/* --shard: measures shard index of count of the evaluation of s's models
+ * on d and writes its document to path (NULL: stdout). The exit status. */
+static int run_shard(const model_set *s, const bs_dataset *d, const bs_eval_config *cfg,
+                     int index, int count, cli_progress *pc, const char *path)
+{
+    const bs_model *const *models = (const bs_model *const *)s->models;
+    char err[BS_ERR_LEN];
+    if (bs_evaluate_check(models, s->n, d, cfg, err))
+        return cli_fail("evaluate", "%s", err);
+    bs_eval_images *im = bs_eval_images_new(s->n, cfg->n_noise, cfg->n);
+    if (!im)
+        return cli_fail("evaluate", "out of memory");
+    int lo, hi, rc;
+    bs_attack_status status;
+    bs_eval_shard_range(cfg->n, index, count, &lo, &hi);
+    if (bs_evaluate_images(models, s->n, d, cfg, lo, hi, NULL, cli_show_progress, pc, im, NULL,
+                           NULL, &status, err)) {
+        rc = cli_fail("evaluate", "%s", err);
+    } else {
+        bs_eval_labels l;
+        bs_eval_labels_of(&l, (const char *const *)s->names, models, s->n, d);
+        rc = write_shard(bs_eval_shard_json(im, index, count, status, &l, cfg), path);
+    }
+    bs_eval_images_free(im);
+    return rc;
+}
+
+/* --merge: the documents of files[0..n-1] merged, printed as a run
+ * without --shard prints. */
+static int merge_files(char **files, int n, int json)
+{
+    if (n < 1) {
+        fputs("blindspot evaluate: --merge wants the shard documents' files\n", stderr);
+        return 2;
+    }
+    json_t **docs = calloc((size_t)n, sizeof *docs);
+    if (!docs)
+        return cli_fail("evaluate", "out of memory");
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        json_error_t e;
+        docs[i] = json_load_file(files[i], JSON_REJECT_DUPLICATES, &e);
+        if (!docs[i]) {
+            cli_fail("evaluate", "%s is not a shard document: %s (line %d)", files[i], e.text,
+                     e.line);
+            rc = 2;
+        }
+    }
+    char err[BS_ERR_LEN];
+    json_t *doc = rc ? NULL : bs_eval_merge(docs, (const char *const *)files, n, err);
+    if (!rc && !doc) {
+        cli_fail("evaluate", "%s", err);
+        rc = 2;
+    }
+    for (int i = 0; i < n; i++)
+        json_decref(docs[i]);
+    free(docs);
+    return rc ? rc : cli_output("evaluate", doc, json, print_evaluation);
+}
+
 int cli_evaluate(int argc, char **argv)
 {
     enum { O_MODELS = 1000, O_MODEL_DIR, O_DATASET, O_SPLIT, O_FIRST, O_N, O_SEED, O_METHOD,
-           O_PARAM, O_NOISE, O_MAGNIFY, O_THREADS, O_DATA, O_JSON, O_SERVER };
+           O_PARAM, O_NOISE, O_MAGNIFY, O_THREADS, O_DATA, O_JSON, O_SERVER, O_SHARD, O_MERGE };
     static const struct option opts[] = {
         {"models", required_argument, 0, O_MODELS}, {"model-dir", required_argument, 0, O_MODEL_DIR},
         {"dataset", required_argument, 0, O_DATASET}, {"split", required_argument, 0, O_SPLIT},
@@ -317,20 +444,23 @@ int cli_evaluate(int argc, char **argv)
         {"param", required_argument, 0, O_PARAM}, {"noise", required_argument, 0, O_NOISE},
         {"magnify", required_argument, 0, O_MAGNIFY}, {"threads", required_argument, 0, O_THREADS},
         {"data", required_argument, 0, O_DATA}, {"json", no_argument, 0, O_JSON},
-        {"server", required_argument, 0, O_SERVER}, {"help", no_argument, 0, 'h'},
+        {"server", required_argument, 0, O_SERVER}, {"shard", required_argument, 0, O_SHARD},
+        {"merge", no_argument, 0, O_MERGE}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     const char *list = NULL, *dir = "models", *dataset = "mnist", *split = "test";
-    const char *method = "lbfgs", *data_flag = NULL, *server_flag = NULL;
+    const char *method = "lbfgs", *data_flag = NULL, *server_flag = NULL, *out_path = NULL;
     bs_eval_config cfg = bs_eval_defaults();
     long first = cfg.first, n = cfg.n, seed = (long)cfg.seed, threads = 1;
-    int json = 0, c, rc = 2;
+    long shard = -1, shards = 0;
+    int json = 0, merge = 0, others = 0, c, rc = 2;
     json_t *params = json_object();
     model_set s = {0};
     bs_dataset d = {0};
     bs_eval_result *r = NULL;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        others += c != O_JSON && c != O_MERGE && c != 'h';
         switch (c) {
         case O_MODELS: list = optarg; break;
         case O_MODEL_DIR: dir = optarg; break;
@@ -364,18 +494,41 @@ int cli_evaluate(int argc, char **argv)
         case O_DATA: data_flag = optarg; break;
         case O_JSON: json = 1; break;
         case O_SERVER: server_flag = optarg; break;
+        case O_SHARD:
+            if (parse_shard(optarg, &shard, &shards)) goto out;
+            break;
+        case 'o': out_path = optarg; break;
+        case O_MERGE: merge = 1; break;
         case 'h': evaluate_usage(stdout); rc = 0; goto out;
         default: evaluate_usage(stderr); goto out;
         }
+    }
+    if (merge) {
+        if (others) {
+            fputs("blindspot evaluate: --merge takes only --json and the files; the "
+                  "evaluation is the one the shards made\n", stderr);
+            goto out;
+        }
+        rc = merge_files(argv + optind, argc - optind, json);
+        goto out;
     }
     if (optind != argc) {
         fputs("blindspot evaluate: unexpected argument\n\n", stderr);
         evaluate_usage(stderr);
         goto out;
     }
+    const char *server = cli_server(server_flag);
+    if (shards && server) {
+        fputs("blindspot evaluate: --shard runs here, not with --server: the daemon shards "
+              "its evaluation jobs by itself\n", stderr);
+        goto out;
+    }
+    if (out_path && !shards) {
+        fputs("blindspot evaluate: -o writes a shard document; it goes with --shard\n", stderr);
+        goto out;
+    }
     rc = 1;
     char err[BS_ERR_LEN];
-    const char *server = cli_server(server_flag);
     if (bs_attack_params_from_json(params, method, &cfg.params, err)) {
         cli_fail("evaluate", "%s", err);
         goto out;
@@ -409,6 +562,10 @@ int cli_evaluate(int argc, char **argv)
         }
     } else if (add_all(&s, dir, &d, err)) {
         cli_fail("evaluate", "%s", err);
+        goto out;
+    }
+    if (shards) {
+        rc = run_shard(&s, &d, &cfg, (int)shard, (int)shards, &pc, out_path);
         goto out;
     }
     r = malloc(sizeof *r);

@@ -1,7 +1,9 @@
 /* evaluate — Tables 1-3 of the paper over a dataset slice: attacks on a
  * pool of threads (each attack independent and deterministic, so the
  * numbers do not depend on the thread count), then the transfer, noise and
- * magnified error rates by batched prediction. */
+ * magnified predictions by batched prediction (row-stable, core/gemm.h, so
+ * a prediction does not depend on the images beside it), all kept per
+ * image; the tables are reduced from those records in image order. */
 #include "core/evaluate.h"
 #include "core/error.h"
 
@@ -28,14 +30,13 @@ bs_eval_config bs_eval_defaults(void)
 /* What the attack threads share. */
 typedef struct attack_pool {
     const bs_model *const *models;
-    int n_models, n;
+    int n_models, lo, hi;    /* images lo .. hi-1 of the slice */
     const bs_dataset *d;
     const bs_eval_config *cfg;
     const bs_attack_control *ctl;
-    const int *targets;      /* n */
-    float *adv;              /* n_models*n*input_size */
-    int *ok;                 /* n_models*n */
-    double *distortion;      /* n_models*n */
+    const int *targets;      /* hi-lo */
+    float *adv;              /* (n_models, hi-lo, input_size) */
+    bs_eval_images *im;
     atomic_int next, done, failed;
     pthread_mutex_t lock;    /* progress callback and error message */
     bs_eval_progress_fn progress;
@@ -54,14 +55,15 @@ static void *attack_worker(void *arg)
 {
     attack_pool *p = arg;
     size_t in = p->d->input_size;
-    int total = p->n_models * p->n;
+    int len = p->hi - p->lo, total = p->n_models * len, M = p->n_models;
     for (;;) {
         int job = atomic_fetch_add(&p->next, 1);
         if (job >= total || atomic_load(&p->failed))
             break;
-        int i = job / p->n, k = job % p->n;
+        int i = job / len, k = p->lo + job % len;
         const float *x = p->d->images + (size_t)(p->cfg->first + k) * in;
         float *adv = p->adv + (size_t)job * in;
+        size_t rec = (size_t)k * M + i;
         bs_attack_result r;
         char err[BS_ERR_LEN];
         if (stop_asked(p->ctl)) {
@@ -72,8 +74,8 @@ static void *attack_worker(void *arg)
             pthread_mutex_unlock(&p->lock);
             continue;
         }
-        if (bs_attack_run(p->models[i], x, &p->targets[k], 1, &p->cfg->params, p->ctl, &r,
-                          err)) {
+        if (bs_attack_run(p->models[i], x, &p->targets[k - p->lo], 1, &p->cfg->params, p->ctl,
+                          &r, err)) {
             pthread_mutex_lock(&p->lock);
             snprintf(p->err, sizeof p->err, "model %d, image %d: %s", i,
                      p->cfg->first + k, err);
@@ -82,8 +84,8 @@ static void *attack_worker(void *arg)
             break;
         }
         memcpy(adv, r.adv, in * sizeof(float));
-        p->ok[job] = r.success;
-        p->distortion[job] = r.norms.distortion;
+        p->im->ok[rec] = r.success != 0;
+        p->im->distortion[rec] = r.norms.distortion;
         if (r.status == BS_ATTACK_TIMEOUT || r.status == BS_ATTACK_CANCELLED) {
             pthread_mutex_lock(&p->lock);
             p->status = r.status;
@@ -103,7 +105,7 @@ static void *attack_worker(void *arg)
 /* Labels of model m for n images (n*input floats) into pred. */
 static int predict(const bs_model *m, const float *images, int n, int *pred)
 {
-    bs_workspace *ws = bs_workspace_new(m, PREDICT_BATCH);
+    bs_workspace *ws = bs_workspace_new(m, n < PREDICT_BATCH ? n : PREDICT_BATCH);
     if (!ws)
         return -1;
     for (int b0 = 0; b0 < n; b0 += PREDICT_BATCH) {
@@ -130,11 +132,63 @@ static double logit_distance(const bs_model *m, bs_workspace *ws, const float *a
     return sqrt(s);
 }
 
-int bs_evaluate_transfer(const bs_model *const *models, int n_models,
-                         const bs_dataset *d, const bs_eval_config *cfg,
-                         const bs_attack_control *ctl, bs_eval_progress_fn progress,
-                         void *ctx, bs_eval_result *out, float *adv_out, int *ok_out,
-                         char *err)
+bs_eval_images *bs_eval_images_new(int n_models, int n_noise, int n)
+{
+    bs_eval_images *im = calloc(1, sizeof *im);
+    if (!im)
+        return NULL;
+    size_t N = n > 0 ? (size_t)n : 1, M = (size_t)n_models, S = (size_t)n_noise;
+    im->n_models = n_models;
+    im->n_noise = n_noise;
+    im->n = n;
+    im->clean_wrong = calloc(N * M, 1);
+    im->ok = calloc(N * M, 1);
+    im->distortion = calloc(N * M, sizeof(double));
+    im->ratio = calloc(N * M, sizeof(double));
+    im->adv_wrong = calloc(N * M * M, 1);
+    im->magnified_wrong = calloc(N * M * M, 1);
+    im->noise_distortion = calloc(N * S + 1, sizeof(double));
+    im->noise_wrong = calloc(N * S * M + 1, 1);
+    if (!im->clean_wrong || !im->ok || !im->distortion || !im->ratio || !im->adv_wrong ||
+        !im->magnified_wrong || !im->noise_distortion || !im->noise_wrong) {
+        bs_eval_images_free(im);
+        return NULL;
+    }
+    return im;
+}
+
+void bs_eval_images_free(bs_eval_images *im)
+{
+    if (!im)
+        return;
+    free(im->clean_wrong);
+    free(im->ok);
+    free(im->distortion);
+    free(im->ratio);
+    free(im->adv_wrong);
+    free(im->magnified_wrong);
+    free(im->noise_distortion);
+    free(im->noise_wrong);
+    free(im);
+}
+
+void bs_eval_shard_range(int n, int index, int count, int *lo, int *hi)
+{
+    *lo = (int)((long long)n * index / count);
+    *hi = (int)((long long)n * (index + 1) / count);
+}
+
+bs_attack_status bs_eval_status_join(bs_attack_status a, bs_attack_status b)
+{
+    if (a == BS_ATTACK_CANCELLED || b == BS_ATTACK_CANCELLED)
+        return BS_ATTACK_CANCELLED;
+    if (a == BS_ATTACK_TIMEOUT || b == BS_ATTACK_TIMEOUT)
+        return BS_ATTACK_TIMEOUT;
+    return BS_ATTACK_DONE;
+}
+
+int bs_evaluate_check(const bs_model *const *models, int n_models, const bs_dataset *d,
+                      const bs_eval_config *cfg, char *err)
 {
     if (n_models < 1 || n_models > BS_EVAL_MAX_MODELS)
         return bs_fail(err, "an evaluation takes 1 to %d models, got %d", BS_EVAL_MAX_MODELS,
@@ -151,41 +205,58 @@ int bs_evaluate_transfer(const bs_model *const *models, int n_models,
     for (int s = 0; s < cfg->n_noise; s++)
         if (!(cfg->noise[s] > 0.0 && cfg->noise[s] <= 10.0))
             return bs_fail(err, "noise standard deviation %g is not in (0, 10]", cfg->noise[s]);
-    if (bs_attack_params_check(&cfg->params, err))
+    return bs_attack_params_check(&cfg->params, err);
+}
+
+int bs_evaluate_images(const bs_model *const *models, int n_models, const bs_dataset *d,
+                       const bs_eval_config *cfg, int lo, int hi, const bs_attack_control *ctl,
+                       bs_eval_progress_fn progress, void *ctx, bs_eval_images *im,
+                       float *adv_out, int *ok_out, bs_attack_status *status, char *err)
+{
+    if (bs_evaluate_check(models, n_models, d, cfg, err))
         return -1;
+    if (im->n_models != n_models || im->n_noise != cfg->n_noise || im->n != cfg->n || lo < 0 ||
+        hi > cfg->n || lo > hi)
+        return bs_fail(err, "the image records do not fit the evaluation");
+    *status = BS_ATTACK_DONE;
+    if (lo == hi)
+        return 0;
 
-    int n = cfg->n, total = n_models * n, rc = 0;
+    int n = hi - lo, M = n_models, S = cfg->n_noise, total = M * n, rc = 0;
     size_t in = d->input_size;
-    const float *clean = d->images + (size_t)cfg->first * in;
-    const int *labels = d->labels + cfg->first;
-    memset(out, 0, sizeof *out);
-    out->n_models = n_models;
-    out->n = n;
+    /* the shard's images and labels */
+    const float *clean = d->images + (size_t)(cfg->first + lo) * in;
+    const int *labels = d->labels + cfg->first + lo;
 
-    attack_pool p = {.models = models, .n_models = n_models, .n = n, .d = d, .cfg = cfg,
-                     .ctl = ctl, .progress = progress, .ctx = ctx, .status = BS_ATTACK_DONE};
+    attack_pool p = {.models = models, .n_models = M, .lo = lo, .hi = hi, .d = d, .cfg = cfg,
+                     .ctl = ctl, .im = im, .progress = progress, .ctx = ctx,
+                     .status = BS_ATTACK_DONE};
     int *targets = malloc((size_t)n * sizeof(int));
-    p.adv = adv_out ? adv_out : malloc((size_t)total * in * sizeof(float));
-    p.ok = ok_out ? ok_out : malloc((size_t)total * sizeof(int));
-    p.distortion = malloc((size_t)total * sizeof(double));
+    p.adv = malloc((size_t)total * in * sizeof(float));
     float *scratch = malloc((size_t)n * in * sizeof(float));
     int *pred = malloc((size_t)n * sizeof(int));
     pthread_t *th = malloc((size_t)cfg->threads * sizeof(pthread_t));
     bs_workspace *ws = NULL;
-    if (!targets || !p.adv || !p.ok || !p.distortion || !scratch || !pred || !th) {
+    if (!targets || !p.adv || !scratch || !pred || !th) {
         rc = bs_fail(err, "out of memory for the evaluation");
         goto out;
     }
-    memset(p.ok, 0, (size_t)total * sizeof(int));
+    for (int k = lo; k < hi; k++)
+        for (int i = 0; i < M; i++) {
+            im->ok[(size_t)k * M + i] = 0;
+            im->distortion[(size_t)k * M + i] = 0.0;
+        }
     pthread_mutex_init(&p.lock, NULL);
 
-    /* the targets: one per image, the same for every model */
+    /* the targets: one per image, the same for every model, drawn in image
+     * order from the start of the slice whatever the shard */
     bs_rng rng;
     bs_rng_seed(&rng, cfg->seed);
     int classes = models[0]->classes;
-    for (int k = 0; k < n; k++) {
+    for (int k = 0; k < hi; k++) {
         int t = (int)bs_rng_below(&rng, (uint32_t)classes - 1);
-        targets[k] = t >= labels[k] ? t + 1 : t;
+        if (k >= lo)
+            targets[k - lo] = t >= labels[k - lo] ? t + 1 : t;
     }
     p.targets = targets;
 
@@ -202,58 +273,42 @@ int bs_evaluate_transfer(const bs_model *const *models, int n_models,
         rc = bs_fail(err, "%s", p.err);
         goto out;
     }
-    out->status = p.status;
+    *status = p.status;
 
-    for (int i = 0; i < n_models; i++) {
-        const bs_model *m = models[i];
-        if (predict(m, clean, n, pred)) {
+    for (int j = 0; j < M; j++) {
+        if (predict(models[j], clean, n, pred)) {
             rc = bs_fail(err, "out of memory for the evaluation");
             goto out;
         }
-        int wrong = 0;
         for (int k = 0; k < n; k++)
-            wrong += pred[k] != labels[k];
-        out->test_error[i] = (double)wrong / n;
-        double dist = 0.0;
-        for (int k = 0; k < n; k++)
-            if (p.ok[i * n + k]) {
-                out->successes[i]++;
-                dist += p.distortion[i * n + k];
-            }
-        out->mean_distortion[i] = out->successes[i] ? dist / out->successes[i] : 0.0;
+            im->clean_wrong[(size_t)(lo + k) * M + j] = pred[k] != labels[k];
     }
 
-    /* transfer: every model on every model's successful examples, as they
-     * are and magnified */
-    for (int i = 0; i < n_models; i++) {
+    /* transfer: every model on every model's examples, as they are and
+     * magnified */
+    for (int i = 0; i < M; i++) {
         const float *adv = p.adv + (size_t)i * n * in;
         for (int pass = 0; pass < (cfg->magnify > 0.0 ? 2 : 1); pass++) {
             const float *imgs = adv;
+            unsigned char *wrong = pass == 0 ? im->adv_wrong : im->magnified_wrong;
             if (pass == 1) {
                 for (int k = 0; k < n; k++) {
                     const float *x = clean + (size_t)k * in, *a = adv + (size_t)k * in;
                     float *dst = scratch + (size_t)k * in;
-                    double dd = p.distortion[i * n + k];
+                    double dd = im->distortion[(size_t)(lo + k) * M + i];
                     double scale = dd > 0.0 ? cfg->magnify / dd : 0.0;
                     for (size_t q = 0; q < in; q++)
                         dst[q] = fminf(fmaxf(x[q] + (float)(scale * (a[q] - x[q])), 0.0f), 1.0f);
                 }
                 imgs = scratch;
             }
-            for (int j = 0; j < n_models; j++) {
+            for (int j = 0; j < M; j++) {
                 if (predict(models[j], imgs, n, pred)) {
                     rc = bs_fail(err, "out of memory for the evaluation");
                     goto out;
                 }
-                int wrong = 0;
                 for (int k = 0; k < n; k++)
-                    if (p.ok[i * n + k])
-                        wrong += pred[k] != labels[k];
-                double rate = out->successes[i] ? (double)wrong / out->successes[i] : 0.0;
-                if (pass == 0)
-                    out->error[i][j] = rate;
-                else
-                    out->magnified[i][j] = rate;
+                    wrong[((size_t)(lo + k) * M + i) * M + j] = pred[k] != labels[k];
             }
         }
         /* the empirical Lipschitz ratio on the logits */
@@ -262,55 +317,128 @@ int bs_evaluate_transfer(const bs_model *const *models, int n_models,
             rc = bs_fail(err, "out of memory for the evaluation");
             goto out;
         }
-        for (int k = 0; k < n; k++)
-            if (p.ok[i * n + k]) {
+        for (int k = 0; k < n; k++) {
+            size_t rec = (size_t)(lo + k) * M + i;
+            im->ratio[rec] = 0.0;
+            if (im->ok[rec]) {
                 const float *x = clean + (size_t)k * in, *a = adv + (size_t)k * in;
                 bs_norms nr = bs_norms_of(x, a, in);
-                if (nr.l2 > 0.0) {
-                    double ratio = logit_distance(models[i], ws, a, x) / nr.l2;
-                    if (ratio > out->max_ratio[i])
-                        out->max_ratio[i] = ratio;
-                }
+                if (nr.l2 > 0.0)
+                    im->ratio[rec] = logit_distance(models[i], ws, a, x) / nr.l2;
             }
+        }
         bs_workspace_free(ws);
         ws = NULL;
     }
 
-    /* Gaussian-noise baselines on the clean slice */
-    for (int s = 0; s < cfg->n_noise; s++) {
+    /* Gaussian-noise baselines on the clean images, drawn in image order
+     * from the start of the slice whatever the shard */
+    for (int s = 0; s < S; s++) {
         bs_rng nr;
         bs_rng_seed(&nr, cfg->seed * 1000003ULL + (uint64_t)s + 1);
-        double dist = 0.0;
+        for (size_t q = 0; q < (size_t)lo * in; q++)
+            (void)bs_rng_normal(&nr);
         for (int k = 0; k < n; k++) {
             const float *x = clean + (size_t)k * in;
             float *dst = scratch + (size_t)k * in;
             for (size_t q = 0; q < in; q++)
                 dst[q] = fminf(fmaxf(x[q] + (float)cfg->noise[s] * bs_rng_normal(&nr), 0.0f),
                                1.0f);
-            dist += bs_norms_of(x, dst, in).distortion;
+            im->noise_distortion[(size_t)(lo + k) * S + s] = bs_norms_of(x, dst, in).distortion;
         }
-        out->noise_distortion[s] = dist / n;
-        for (int j = 0; j < n_models; j++) {
+        for (int j = 0; j < M; j++) {
             if (predict(models[j], scratch, n, pred)) {
                 rc = bs_fail(err, "out of memory for the evaluation");
                 goto out;
             }
-            int wrong = 0;
             for (int k = 0; k < n; k++)
-                wrong += pred[k] != labels[k];
-            out->noise_error[s][j] = (double)wrong / n;
+                im->noise_wrong[((size_t)(lo + k) * S + s) * M + j] = pred[k] != labels[k];
         }
+    }
+    for (int i = 0; i < M; i++) {
+        if (adv_out)
+            memcpy(adv_out + ((size_t)i * cfg->n + lo) * in, p.adv + (size_t)i * n * in,
+                   (size_t)n * in * sizeof(float));
+        if (ok_out)
+            for (int k = lo; k < hi; k++)
+                ok_out[(size_t)i * cfg->n + k] = im->ok[(size_t)k * M + i];
     }
 out:
     bs_workspace_free(ws);
     free(targets);
-    if (!adv_out)
-        free(p.adv);
-    if (!ok_out)
-        free(p.ok);
-    free(p.distortion);
+    free(p.adv);
     free(scratch);
     free(pred);
     free(th);
+    return rc;
+}
+
+void bs_eval_reduce(const bs_eval_images *im, const bs_eval_config *cfg,
+                    bs_attack_status status, bs_eval_result *out)
+{
+    int n = im->n, M = im->n_models, S = im->n_noise;
+    memset(out, 0, sizeof *out);
+    out->n_models = M;
+    out->n = n;
+    out->status = status;
+    for (int i = 0; i < M; i++) {
+        int wrong = 0;
+        double dist = 0.0;
+        for (int k = 0; k < n; k++) {
+            size_t rec = (size_t)k * M + i;
+            wrong += im->clean_wrong[rec];
+            if (im->ok[rec]) {
+                out->successes[i]++;
+                dist += im->distortion[rec];
+                if (im->ratio[rec] > out->max_ratio[i])
+                    out->max_ratio[i] = im->ratio[rec];
+            }
+        }
+        out->test_error[i] = (double)wrong / n;
+        out->mean_distortion[i] = out->successes[i] ? dist / out->successes[i] : 0.0;
+        for (int j = 0; j < M; j++) {
+            int adv = 0, magnified = 0;
+            for (int k = 0; k < n; k++)
+                if (im->ok[(size_t)k * M + i]) {
+                    adv += im->adv_wrong[((size_t)k * M + i) * M + j];
+                    magnified += im->magnified_wrong[((size_t)k * M + i) * M + j];
+                }
+            out->error[i][j] = out->successes[i] ? (double)adv / out->successes[i] : 0.0;
+            if (cfg->magnify > 0.0)
+                out->magnified[i][j] =
+                    out->successes[i] ? (double)magnified / out->successes[i] : 0.0;
+        }
+    }
+    for (int s = 0; s < S; s++) {
+        double dist = 0.0;
+        for (int k = 0; k < n; k++)
+            dist += im->noise_distortion[(size_t)k * S + s];
+        out->noise_distortion[s] = dist / n;
+        for (int j = 0; j < M; j++) {
+            int wrong = 0;
+            for (int k = 0; k < n; k++)
+                wrong += im->noise_wrong[((size_t)k * S + s) * M + j];
+            out->noise_error[s][j] = (double)wrong / n;
+        }
+    }
+}
+
+int bs_evaluate_transfer(const bs_model *const *models, int n_models,
+                         const bs_dataset *d, const bs_eval_config *cfg,
+                         const bs_attack_control *ctl, bs_eval_progress_fn progress,
+                         void *ctx, bs_eval_result *out, float *adv_out, int *ok_out,
+                         char *err)
+{
+    if (bs_evaluate_check(models, n_models, d, cfg, err))
+        return -1;
+    bs_eval_images *im = bs_eval_images_new(n_models, cfg->n_noise, cfg->n);
+    if (!im)
+        return bs_fail(err, "out of memory for the evaluation");
+    bs_attack_status status;
+    int rc = bs_evaluate_images(models, n_models, d, cfg, 0, cfg->n, ctl, progress, ctx, im,
+                                adv_out, ok_out, &status, err);
+    if (!rc)
+        bs_eval_reduce(im, cfg, status, out);
+    bs_eval_images_free(im);
     return rc;
 }

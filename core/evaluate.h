@@ -6,7 +6,14 @@
  *
  * The same function serves `blindspot reproduce` and the daemon's
  * POST /v1/evaluations; for the same models, slice, parameters and seed it
- * gives the same numbers, however many threads run it. */
+ * gives the same numbers, however many threads run it.
+ *
+ * An evaluation also runs in shards: bs_evaluate_images measures a part of
+ * the slice's images into their per-image records (bs_eval_images), each
+ * image with the target and noise the whole run draws for it, and
+ * bs_eval_reduce makes the tables from the records of every image, summed
+ * in image order. So shards run anywhere and merged give the numbers of one
+ * run, bit for bit: bs_evaluate_transfer is one shard and its reduction. */
 #ifndef BS_EVALUATE_H
 #define BS_EVALUATE_H
 
@@ -53,6 +60,33 @@ typedef struct bs_eval_result {
     bs_attack_status status;       /* done, or timeout/cancelled part-way */
 } bs_eval_result;
 
+/* What is measured of each image of the slice, the exact sufficient
+ * statistics of the tables. Arrays are (n, ...) with the image first, so
+ * that a shard's images are one block of rows; M is n_models, S n_noise. */
+typedef struct bs_eval_images {
+    int n_models, n_noise, n;
+    unsigned char *clean_wrong;     /* (n,M): model j misclassifies the clean image */
+    unsigned char *ok;              /* (n,M): the attack with model i reached its target */
+    double *distortion;             /* (n,M): that attack's distortion (0 when stopped) */
+    double *ratio;                  /* (n,M): ||f(x+r)-f(x)|| / ||r|| when ok and r != 0,
+                                       else 0 */
+    unsigned char *adv_wrong;       /* (n,M,M): [k][i][j] model j misclassifies the
+                                       example made for model i */
+    unsigned char *magnified_wrong; /* (n,M,M): the same magnified (0 when magnify is 0) */
+    double *noise_distortion;       /* (n,S): distortion of the noisy image of row s */
+    unsigned char *noise_wrong;     /* (n,S,M): model j misclassifies it */
+} bs_eval_images;
+
+/* Records for n images of n_models models and n_noise noise rows, zeroed;
+ * NULL when out of memory. */
+bs_eval_images *bs_eval_images_new(int n_models, int n_noise, int n);
+void bs_eval_images_free(bs_eval_images *im);
+
+/* Shard index of count (0 <= index < count): images lo .. hi-1 of a slice
+ * of n, the index-th of count nearly equal blocks in order (empty when
+ * count > n). */
+void bs_eval_shard_range(int n, int index, int count, int *lo, int *hi);
+
 /* Called after every attack: done of total. */
 typedef void (*bs_eval_progress_fn)(void *ctx, int done, int total);
 
@@ -65,5 +99,30 @@ int bs_evaluate_transfer(const bs_model *const *models, int n_models,
                          const bs_attack_control *ctl, bs_eval_progress_fn progress,
                          void *ctx, bs_eval_result *out, float *adv_out, int *ok_out,
                          char *err);
+
+/* 0 when models, d and cfg make an evaluation, else -1 with a message. */
+int bs_evaluate_check(const bs_model *const *models, int n_models, const bs_dataset *d,
+                      const bs_eval_config *cfg, char *err);
+
+/* One shard: measures images lo .. hi-1 of cfg's slice into their rows of im
+ * (made for n_models, cfg->n_noise and cfg->n), as bs_evaluate_transfer
+ * does; adv_out and ok_out as there (their rows of these images). progress
+ * counts the shard's attacks, n_models*(hi-lo). *status is done, or
+ * timeout/cancelled when ctl stopped attacks (their records then say
+ * failed). Threads that call it for disjoint ranges of one im may run at
+ * once. Returns 0, or -1 with a message. */
+int bs_evaluate_images(const bs_model *const *models, int n_models, const bs_dataset *d,
+                       const bs_eval_config *cfg, int lo, int hi, const bs_attack_control *ctl,
+                       bs_eval_progress_fn progress, void *ctx, bs_eval_images *im,
+                       float *adv_out, int *ok_out, bs_attack_status *status, char *err);
+
+/* The tables from the records of every image of the slice (im->n of them),
+ * with cfg's magnify; out->status is status. */
+void bs_eval_reduce(const bs_eval_images *im, const bs_eval_config *cfg,
+                    bs_attack_status status, bs_eval_result *out);
+
+/* The status of work made of parts that ended with a and b: cancelled over
+ * timeout over done. */
+bs_attack_status bs_eval_status_join(bs_attack_status a, bs_attack_status b);
 
 #endif

@@ -9,8 +9,16 @@
  * (standard deviations of the Gaussian-noise rows, [0.1, 0.3]), magnify
  * (0.1; 0 for none), timeout (seconds, lowers --job-timeout). Everything is
  * validated here, on the HTTP thread; the job's progress is attacks done
- * of models*n. The attacks of a job run one after another on its worker:
- * the numbers do not depend on it. */
+ * of models*n.
+ *
+ * When workers are free as the job starts, it runs in shards
+ * (core/evaluate.h): the job's worker queues one helper job per free
+ * worker, and it and the helpers take shards of the slice until none is
+ * left; the merged records give the document one worker gives, number for
+ * number. The helpers share the job's deadline and cancel flag and add to
+ * its progress. Once no shard is left the job takes its helpers that no
+ * worker took yet out of the queue, and waits only for those running, whose
+ * shards are being measured, so a job never waits on queued work. */
 #include "server/routes.h"
 
 #include "api/attack_json.h"
@@ -18,6 +26,10 @@
 #include "core/evaluate.h"
 #include "server/jobs.h"
 
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,7 +37,13 @@
  * are held in memory together (about 3 KB each for MNIST). */
 #define EVAL_MAX_ATTACKS 20000
 
+/* Shards per worker taking part: attacks differ in length, and smaller
+ * shards keep every worker busy to the end. */
+#define SHARDS_PER_WORKER 4
+#define EVAL_MAX_HELPERS 64
+
 typedef struct eval_job {
+    server *srv;
     const bs_model *models[BS_EVAL_MAX_MODELS];
     const char *names[BS_EVAL_MAX_MODELS]; /* the registry's */
     int n_models;
@@ -38,30 +56,203 @@ static void evaluation_free(void *ctx)
     free(ctx);
 }
 
+/* ---- the job: shards on the job's worker and on helpers ---------------------- */
+
+typedef struct eval_run eval_run;
+
+/* A free worker's part in a running evaluation: a pool job that takes
+ * shards until none is left. */
+typedef struct shard_helper {
+    pool_job job;
+    eval_run *run;
+} shard_helper;
+
+/* One running evaluation, shared by its job's worker and its helpers. */
+struct eval_run {
+    const eval_job *j;
+    const bs_dataset *slice;
+    bs_eval_config cfg;             /* first 0: core sees the slice alone */
+    bs_attack_control inner;        /* the job's deadline and cancel flag */
+    const bs_attack_control *job;   /* the job's progress */
+    bs_eval_images *im;             /* every image's records; shards fill disjoint rows */
+    int n_shards;
+    atomic_int next_shard;
+    shard_helper helpers[EVAL_MAX_HELPERS];
+    pthread_mutex_t lock;           /* the fields below */
+    pthread_cond_t helper_ended;
+    int helpers_out;                /* submitted helpers whose done has not run */
+    int workers;                    /* workers that measured a shard */
+    int attacks_done;
+    bs_attack_status status;
+    int failed;
+    char err[BS_ERR_LEN];
+};
+
+/* Core's progress of one shard: one more attack of the whole evaluation. */
+static void shard_progress(void *ctx, int done, int total)
+{
+    (void)done;
+    (void)total;
+    eval_run *run = ctx;
+    pthread_mutex_lock(&run->lock);
+    run->attacks_done++;
+    if (run->job->progress)
+        run->job->progress(run->job->ctx, run->attacks_done, run->j->n_models * run->cfg.n);
+    pthread_mutex_unlock(&run->lock);
+}
+
+/* Why the job must stop now: cancelled, out of time, or DONE to go on. */
+static bs_attack_status stop_status(const bs_attack_control *ctl)
+{
+    if (ctl->cancel && atomic_load(ctl->cancel))
+        return BS_ATTACK_CANCELLED;
+    if (ctl->deadline > 0.0 && bs_now() > ctl->deadline)
+        return BS_ATTACK_TIMEOUT;
+    return BS_ATTACK_DONE;
+}
+
+/* Measures shards until none is left, one failed, or the job must stop:
+ * then the shards left are not measured at all (the answer is an error). */
+static void take_shards(eval_run *run)
+{
+    for (int taken = 0;; taken++) {
+        int s = atomic_fetch_add(&run->next_shard, 1), lo, hi;
+        if (s >= run->n_shards)
+            return;
+        bs_attack_status stop = stop_status(&run->inner);
+        pthread_mutex_lock(&run->lock);
+        int failed = run->failed;
+        run->workers += taken == 0;
+        run->status = bs_eval_status_join(run->status, stop);
+        pthread_mutex_unlock(&run->lock);
+        if (failed || stop != BS_ATTACK_DONE)
+            return;
+        bs_eval_shard_range(run->cfg.n, s, run->n_shards, &lo, &hi);
+        bs_attack_status status;
+        char err[BS_ERR_LEN];
+        int rc = bs_evaluate_images(run->j->models, run->j->n_models, run->slice, &run->cfg, lo,
+                                    hi, &run->inner, shard_progress, run, run->im, NULL, NULL,
+                                    &status, err);
+        pthread_mutex_lock(&run->lock);
+        if (rc && !run->failed) {
+            run->failed = 1;
+            snprintf(run->err, sizeof run->err, "%s", err);
+        }
+        if (!rc)
+            run->status = bs_eval_status_join(run->status, status);
+        pthread_mutex_unlock(&run->lock);
+    }
+}
+
+static void helper_run(pool_job *job, pool_worker *w)
+{
+    (void)w;
+    take_shards(((shard_helper *)job)->run);
+}
+
+/* Whether or not it ran: the job's worker may go on once every helper is
+ * here. Nothing of run is touched after the unlock. */
+static void helper_done(pool_job *job, pool_verdict verdict)
+{
+    (void)verdict;
+    eval_run *run = ((shard_helper *)job)->run;
+    pthread_mutex_lock(&run->lock);
+    run->helpers_out--;
+    pthread_cond_broadcast(&run->helper_ended);
+    pthread_mutex_unlock(&run->lock);
+}
+
+/* Queues a helper for each free worker (none when the queue holds work:
+ * it goes first), in shards of SHARDS_PER_WORKER per worker taking part.
+ * Returns the number of helpers queued, run->helpers[0 ..]. */
+static int start_helpers(eval_run *run, pool *p)
+{
+    int queued, running, workers;
+    pool_stats(p, &queued, &running, &workers);
+    int helpers = workers - running - queued;
+    if (helpers > EVAL_MAX_HELPERS)
+        helpers = EVAL_MAX_HELPERS;
+    if (helpers > run->cfg.n - 1)
+        helpers = run->cfg.n - 1;
+    run->n_shards = 1;
+    if (helpers < 1)
+        return 0;
+    run->n_shards = (helpers + 1) * SHARDS_PER_WORKER;
+    if (run->n_shards > run->cfg.n)
+        run->n_shards = run->cfg.n;
+    int queued_helpers = 0;
+    for (; queued_helpers < helpers && !pool_reserve(p); queued_helpers++) {
+        shard_helper *sh = &run->helpers[queued_helpers];
+        sh->run = run;
+        sh->job.run = helper_run;
+        sh->job.done = helper_done;
+        sh->job.deadline = run->inner.deadline > 0.0 ? run->inner.deadline : INFINITY;
+        sh->job.fd = -1;
+        pthread_mutex_lock(&run->lock);
+        run->helpers_out++;
+        pthread_mutex_unlock(&run->lock);
+        pool_submit(p, &sh->job);
+    }
+    return queued_helpers;
+}
+
+/* The shards of the evaluation, measured here and on helpers, into
+ * run->im; returns once no helper is left in the pool. */
+static void run_shards(eval_run *run, pool *p)
+{
+    int submitted = start_helpers(run, p);
+    take_shards(run);
+    /* No shard left: helpers still queued have nothing to do. */
+    for (int h = 0; h < submitted; h++)
+        pool_cancel(p, &run->helpers[h].job);
+    pthread_mutex_lock(&run->lock);
+    while (run->helpers_out > 0)
+        pthread_cond_wait(&run->helper_ended, &run->lock);
+    pthread_mutex_unlock(&run->lock);
+    if (run->n_shards > 1)
+        fprintf(stderr, "blindspotd: evaluation of %d images x %d models in %d shards on %d "
+                "workers\n", run->cfg.n, run->j->n_models, run->n_shards, run->workers);
+}
+
 static void evaluation_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
                            http_response *out)
 {
     (void)w;
     eval_job *j = ctx;
-    /* The job's progress is the evaluation's, not that of each attack. */
-    bs_attack_control inner = {.deadline = ctl->deadline, .cancel = ctl->cancel};
-    /* Core sees only the slice, as its images 0 .. n-1; targets and noise
-     * depend on the seed and the slice's position in it, not on first. */
-    bs_eval_config cfg = j->cfg;
-    cfg.first = 0;
     bs_eval_result *r = malloc(sizeof *r);
+    eval_run *run = calloc(1, sizeof *run);
     bs_dataset slice = {0};
     char err[BS_ERR_LEN];
-    if (!r || registry_split_slice(j->d, j->cfg.first, j->cfg.n, &slice, err)) {
+    if (!r || !run || registry_split_slice(j->d, j->cfg.first, j->cfg.n, &slice, err) ||
+        !(run->im = bs_eval_images_new(j->n_models, j->cfg.n_noise, j->cfg.n))) {
         free(r);
+        free(run);
+        bs_dataset_free(&slice);
         resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return;
     }
+    run->j = j;
+    run->slice = &slice;
+    /* Core sees only the slice, as its images 0 .. n-1; targets and noise
+     * depend on the seed and the slice's position in it, not on first. */
+    run->cfg = j->cfg;
+    run->cfg.first = 0;
+    /* The job's progress is the evaluation's, not that of each attack. */
+    run->inner = (bs_attack_control){.deadline = ctl->deadline, .cancel = ctl->cancel};
+    run->job = ctl;
+    run->status = BS_ATTACK_DONE;
+    pthread_mutex_init(&run->lock, NULL);
+    pthread_cond_init(&run->helper_ended, NULL);
     if (ctl->progress) /* the total is known before the first attack ends */
         ctl->progress(ctl->ctx, 0, j->n_models * j->cfg.n);
-    if (bs_evaluate_transfer(j->models, j->n_models, &slice, &cfg, &inner, ctl->progress,
-                             ctl->ctx, r, NULL, NULL, err)) {
-        resp_error(out, BS_E_EVALUATION_FAILED, "The evaluation failed: %s.", err);
+    if (bs_evaluate_check(j->models, j->n_models, &slice, &run->cfg, run->err))
+        run->failed = 1;
+    else
+        run_shards(run, j->srv->pool);
+    if (!run->failed)
+        bs_eval_reduce(run->im, &run->cfg, run->status, r);
+    if (run->failed) {
+        resp_error(out, BS_E_EVALUATION_FAILED, "The evaluation failed: %s.", run->err);
     } else if (r->status == BS_ATTACK_TIMEOUT) {
         resp_error(out, BS_E_DEADLINE_EXCEEDED,
                    "The time budget ran out before every attack was done; ask for fewer "
@@ -75,6 +266,10 @@ static void evaluation_run(void *ctx, pool_worker *w, const bs_attack_control *c
         else
             resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
     }
+    pthread_cond_destroy(&run->helper_ended);
+    pthread_mutex_destroy(&run->lock);
+    bs_eval_images_free(run->im);
+    free(run);
     bs_dataset_free(&slice);
     free(r);
 }
@@ -291,6 +486,7 @@ handler_result evaluations_create(server *srv, const http_request *req, http_res
         resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return HANDLER_ANSWERED;
     }
+    j->srv = srv;
     work->deadline = jobs_deadline(srv, req);
     int rc = read_request(srv, req, root, j, work, resp);
     json_decref(root);

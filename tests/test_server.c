@@ -1647,6 +1647,8 @@ static void test_evaluation_equals_cli(void **state)
     const char *body = "{\"models\":[\"fc10-1e-4\",\"fc100-100-10\",\"cnn\"],\"first\":20,"
                        "\"n\":5,\"seed\":7,\"noise\":[0.2],\"magnify\":0.15}";
     char location[128], cmd[512], *out = NULL;
+    /* both workers free: the job runs in shards on them */
+    wait_gauge(main_daemon.port, "blindspot_workers_busy", 0);
     submit_job(main_daemon.port, "/v1/evaluations", body, location, sizeof location);
     snprintf(cmd, sizeof cmd, "%s evaluate --models fc10-1e-4,fc100-100-10,cnn --first 20 --n 5 "
              "--seed 7 --noise 0.2 --magnify 0.15 --threads 2 --json", tu_bin("blindspot"));
@@ -1672,8 +1674,57 @@ static void test_evaluation_equals_cli(void **state)
     assert_true(json_number_value(json_object_get(json_object_get(error, "cnn"), "cnn")) == 1.0);
     assert_int_equal(json_array_size(json_object_get(json_object_get(result, "table2"), "noise")), 1);
     assert_true(json_is_number(json_object_get(json_object_get(result, "max_ratio"), "fc10-1e-4")));
+    size_t len;
+    char *log = (char *)tu_read_file(main_daemon.log, &len);
+    assert_non_null(log);
+    if (!strstr(log, "evaluation of 5 images x 3 models in 5 shards on 2 workers"))
+        fail_msg("the evaluation did not run in shards on both workers:\n%s", log);
+    free(log);
     json_decref(cli);
     json_decref(job);
+}
+
+/* A job in shards on both workers stops as a whole: cancelled, or out of
+ * its time budget, it frees both workers at once. */
+static void test_evaluation_shards_stop_together(void **state)
+{
+    (void)state;
+    const char *bodies[] = {
+        "{\"models\":[\"fc100-100-10\",\"cnn\"],\"n\":400,\"timeout\":60}",
+        "{\"models\":[\"fc100-100-10\",\"cnn\"],\"n\":400,\"timeout\":1}",
+    };
+    for (int b = 0; b < 2; b++) {
+        char location[128];
+        wait_gauge(main_daemon.port, "blindspot_workers_busy", 0);
+        submit_job(main_daemon.port, "/v1/evaluations", bodies[b], location, sizeof location);
+        json_decref(wait_job(main_daemon.port, location, "running", 10));
+        /* the job's worker and its helper */
+        wait_gauge(main_daemon.port, "blindspot_workers_busy", 2);
+        json_t *doc = wait_job(main_daemon.port, location, "running", 1);
+        json_t *progress = json_object_get(doc, "progress");
+        assert_int_equal(json_integer_value(json_object_get(progress, "total")), 800);
+        json_decref(doc);
+        double t0 = now_s();
+        if (b == 0) {
+            long status = delete_job(main_daemon.port, location, &doc);
+            assert_true(status == 202 || status == 200);
+            json_decref(doc);
+        }
+        doc = wait_job(main_daemon.port, location, NULL, 10);
+        if (b == 0) {
+            assert_string_equal(json_string_value(json_object_get(doc, "state")), "cancelled");
+        } else {
+            assert_string_equal(json_string_value(json_object_get(doc, "state")), "failed");
+            assert_string_equal(json_string_value(json_object_get(json_object_get(doc, "error"),
+                                                                  "code")),
+                                "deadline_exceeded");
+        }
+        json_decref(doc);
+        /* no shard runs on after the job ended */
+        wait_gauge(main_daemon.port, "blindspot_workers_busy", 0);
+        if (now_s() - t0 >= 8)
+            fail_msg("job %d took %.1f s to stop", b, now_s() - t0);
+    }
 }
 
 /* ---- analysis --------------------------------------------------------------- */
@@ -1965,6 +2016,7 @@ int main(void)
         cmocka_unit_test(test_job_cancel),
         cmocka_unit_test(test_job_table_full_and_expiry),
         cmocka_unit_test(test_evaluation_equals_cli),
+        cmocka_unit_test(test_evaluation_shards_stop_together),
         cmocka_unit_test(test_lipschitz),
         cmocka_unit_test(test_units),
         cmocka_unit_test(test_bad_model_stops_startup),
