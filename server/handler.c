@@ -198,17 +198,23 @@ int json_number_value_ok(const json_t *v, double *out)
     return 1;
 }
 
-const registry_model *req_route_model(server *srv, const http_request *req,
-                                      http_response *resp)
+const registry_model *req_model(const http_request *req, const char *name,
+                                http_response *resp)
 {
-    const registry_model *rm = registry_model_find(&srv->reg, req->params[0]);
+    const registry_model *rm = registry_set_find(req->models, name);
     if (!rm)
         resp_error(resp, BS_E_MODEL_NOT_FOUND,
-                   "No model named '%.64s' is loaded; GET /v1/models lists them.",
-                   req->params[0]);
+                   "No model named '%.64s' is loaded; GET /v1/models lists them.", name);
     else
         snprintf(resp->model, sizeof resp->model, "%s", rm->name);
     return rm;
+}
+
+const registry_model *req_route_model(server *srv, const http_request *req,
+                                      http_response *resp)
+{
+    (void)srv;
+    return req_model(req, req->params[0], resp);
 }
 
 const registry_split *req_dataset_split_find(server *srv, const bs_model *m,
@@ -226,10 +232,11 @@ const registry_split *req_dataset_split_find(server *srv, const bs_model *m,
      * half's train split is no whole split, and is refused */
     if (!d && !dataset && !variant)
         d = registry_split_find(&srv->reg, "mnist", split);
-    if (!d)
-        snprintf(err, BS_ERR_LEN,
-                 "No dataset split %.64s/%.16s is loaded; GET /v1/datasets lists them.",
-                 name ? name : "mnist", split);
+    if (!d && variant && *variant)
+        snprintf(err, BS_ERR_LEN, "No dataset split %.64s/%.16s is loaded; GET /v1/datasets "
+                 "lists them.", base, split);
+    else if (!d)
+        registry_split_missing(&srv->reg, dataset ? base : "mnist", split, err, BS_ERR_LEN);
     return d;
 }
 

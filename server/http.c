@@ -287,6 +287,49 @@ static void job_done(pool_job *job, pool_verdict verdict)
     MHD_resume_connection(st->conn);
 }
 
+/* ---- work that outlives its request ---------------------------------- */
+
+/* An asynchronous job's work with the model set of the request that made
+ * it: the models its ctx points into stay until the job is over, whatever
+ * reloads happen meanwhile. */
+typedef struct held_work {
+    http_work inner;
+    registry_set *models;
+} held_work;
+
+static void held_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
+                     http_response *out)
+{
+    held_work *h = ctx;
+    h->inner.run(h->inner.ctx, w, ctl, out);
+}
+
+static void held_free(void *ctx)
+{
+    held_work *h = ctx;
+    if (h->inner.free)
+        h->inner.free(h->inner.ctx);
+    registry_set_release(h->models);
+    free(h);
+}
+
+/* Wraps *work so that it holds a reference to models (NULL: none) until
+ * its free. 0, or -1 when memory runs out (work is left as it was). */
+static int hold_models(http_work *work, registry_set *models)
+{
+    held_work *h = malloc(sizeof *h);
+    if (!h)
+        return -1;
+    h->inner = *work;
+    h->models = models;
+    if (models)
+        registry_set_retain(models);
+    work->run = held_run;
+    work->free = held_free;
+    work->ctx = h;
+    return 0;
+}
+
 /* ---- the life-cycle --------------------------------------------------- */
 
 /* First call: the headers are in. Returns MHD_YES to read on, or the
@@ -425,11 +468,15 @@ static enum MHD_Result on_complete(request_state *st)
                 st->work.deadline = req->arrival + v;
         }
     }
+    if (atomic_load(&srv->ready))
+        req->models = registry_acquire(&srv->reg);
     handler_result hr = st->route->handler(srv, req, &st->resp, &st->work);
     if (hr == HANDLER_ANSWERED)
         return answer(st);
     if (hr == HANDLER_ASYNC) {
         /* No connection waits for a job: 202 now, the result at /v1/jobs/{id}. */
+        if (hold_models(&st->work, req->models) != 0)
+            return answer_error(st, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         jobs_submit(srv->jobs, &st->work, &st->resp);
         return answer(st);
     }
@@ -547,6 +594,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     log_request(st, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
     if (st->work.free)
         st->work.free(st->work.ctx);
+    registry_set_release(st->req.models);
     if (st->form)
         MHD_destroy_post_processor(st->form);
     free_parts(st);
