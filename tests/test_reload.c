@@ -308,11 +308,13 @@ static void test_model_name(void **state)
     char file[700];
     snprintf(file, sizeof file, "%s/weights.bin", s.models);
     start_on(&d, file, s.data, "other");
+    /* a second file in the folder is no concern of a daemon given the file */
+    put_file(s.models, "more.safetensors", ZOO_B, NULL);
+    assert_non_null(strstr(reload(&d), "reload: ok, 0 added, 0 removed, 0 replaced, 1 kept"));
     assert_int_equal(infer(d.port, "other", NULL), 200);
     assert_int_equal(daemon_stop(&d), 0);
     daemon_cleanup(&d);
 
-    put_file(s.models, "more.safetensors", ZOO_B, NULL);
     char cmd[1600], *out = NULL;
     snprintf(cmd, sizeof cmd, "%s --check --models %s --data %s --model-name digits 2>&1",
              tu_bin("blindspotd"), s.models, s.data);
@@ -327,6 +329,22 @@ static void test_model_name(void **state)
     if (rc != 1 || !strstr(out, "it holds 2"))
         fail_msg("the daemon with two files exited %d: %s", rc, out ? out : "");
     free(out);
+
+    /* a reload that finds two files keeps the one model serving */
+    drop_file(s.models, "more.safetensors");
+    start_on(&d, s.models, s.data, "digits");
+    put_file(s.models, "more.safetensors", ZOO_B, NULL);
+    const char *line = reload(&d);
+    if (!strstr(line, "reload: failed, 0 added, 0 removed, 0 replaced, 0 kept, 0 failed"))
+        fail_msg("the reload's line: %s", line);
+    assert_int_equal(log_count(&d, "wants exactly one model file"), 1);
+    assert_int_equal(infer(d.port, "digits", NULL), 200);
+    reply r2;
+    request_on(d.port, "/metrics", NULL, &r2);
+    assert_true(metric_value(r2.body, "blindspot_model_reloads_total{result=\"failed\"}") == 1);
+    reply_free(&r2);
+    assert_int_equal(daemon_stop(&d), 0);
+    daemon_cleanup(&d);
     scratch_free(&s);
 }
 

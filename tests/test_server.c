@@ -1824,7 +1824,8 @@ static void test_flags_and_environment(void **state)
                            "--timeout", "--max-body", "--drain-timeout", "--max-connections",
                            "--idle-timeout", "--max-pixels", "BLINDSPOT_WORKERS", "BLINDSPOT_LISTEN",
                            "--check", "--job-timeout", "--job-ttl", "BLINDSPOT_JOB_TTL",
-                           "--max-jobs", "BLINDSPOT_MAX_JOBS"};
+                           "--max-jobs", "BLINDSPOT_MAX_JOBS", "--model-name",
+                           "BLINDSPOT_MODEL_NAME", "SIGHUP"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (!strstr(out, flags[i]))
             fail_msg("--help does not mention %s", flags[i]);
