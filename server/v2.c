@@ -87,12 +87,9 @@ handler_result v2_model(server *srv, const http_request *req, http_response *res
     if (!rm)
         return HANDLER_ANSWERED;
     const bs_model *m = rm->model;
-    /* The protocol's platform is "<project>_<format>", the format the
-     * model file's extension. */
-    const char *dot = strrchr(rm->path, '.');
-    char platform[64];
-    snprintf(platform, sizeof platform, SERVER_NAME "_%s",
-             dot && !strchr(dot, '/') ? dot + 1 : "safetensors");
+    /* The protocol's platform is "<project>_<format>": the format the
+     * loader read, whatever the file's name (--model-name takes any). */
+    const char *platform = SERVER_NAME "_safetensors";
     resp_json(resp, 200,
               json_pack("{s:s, s:[s], s:s, s:[{s:s, s:s, s:[i,i,i,i]}], "
                         "s:[{s:s, s:s, s:[i,i]}, {s:s, s:s, s:[i]}]}",

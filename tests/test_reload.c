@@ -302,6 +302,10 @@ static void test_model_name(void **state)
     reply_free(&r);
     assert_int_equal(infer(d.port, "digits", NULL), 200);
     assert_int_equal(infer(d.port, "weights", NULL), 404);
+    request_on(d.port, "/v2/models/digits", NULL, &r);
+    assert_string_equal(json_string_value(json_object_get(r.json, "platform")),
+                        "blindspot_safetensors");
+    reply_free(&r);
     assert_int_equal(daemon_stop(&d), 0);
     daemon_cleanup(&d);
 
