@@ -281,6 +281,14 @@ static void test_models_file(void **state)
     assert_non_null(strstr(reload(&d), "reload: ok, 0 added, 0 removed, 1 replaced, 0 kept"));
     assert_int_equal(infer(d.port, "fc10-1", a), 200);
     assert_false(same_probs(a, b));
+    /* a file that cannot be read at all leaves the model as it was */
+    drop_file(s.models, "fc10-1.safetensors");
+    const char *line = reload(&d);
+    if (!strstr(line, "reload: failed, 0 added, 0 removed, 0 replaced, 0 kept, 0 failed"))
+        fail_msg("the reload's line: %s", line);
+    assert_int_equal(log_count(&d, "the models are kept as they are"), 1);
+    assert_int_equal(infer(d.port, "fc10-1", b), 200);
+    assert_true(same_probs(a, b));
     assert_int_equal(daemon_stop(&d), 0);
     daemon_cleanup(&d);
     scratch_free(&s);
@@ -558,6 +566,10 @@ static void test_repository(void **state)
     assert_non_null(strstr(json_string_value(json_object_get(r.json, "error")), "bad"));
     reply_free(&r);
     assert_state(d.port, "bad", "UNAVAILABLE");
+    /* a failing file that is gone is forgotten by the next rescan */
+    drop_file(s.models, "bad.safetensors");
+    reload(&d);
+    assert_state(d.port, "bad", NULL);
     /* a load of a broken version of a served model keeps the old one */
     double before[10], after[10];
     assert_int_equal(infer(d.port, "c", before), 200);
