@@ -367,13 +367,13 @@ int registry_rescan(registry *reg, registry_reload *r)
         else
             r->added++;
     }
-    /* a failing file that is gone is no longer a problem */
+    /* a failing or unloaded model whose file is gone is forgotten */
     pthread_mutex_lock(&reg->lock);
     for (int i = 0; i < reg->n_problems;) {
         int present = 0;
         for (int k = 0; k < l.n && !present; k++)
             present = !strcmp(l.items[k].name, reg->problems[i].name);
-        if (!present && !reg->problems[i].unloaded)
+        if (!present)
             reg->problems[i] = reg->problems[--reg->n_problems];
         else
             i++;

@@ -570,6 +570,16 @@ static void test_repository(void **state)
     drop_file(s.models, "bad.safetensors");
     reload(&d);
     assert_state(d.port, "bad", NULL);
+    /* and so is the unload of a model whose file is gone: back, it serves */
+    post_on(d.port, "/v2/repository/models/a/unload", NULL, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    drop_file(s.models, "a.safetensors");
+    reload(&d);
+    assert_state(d.port, "a", NULL);
+    put_file(s.models, "a.safetensors", ZOO_A, NULL);
+    assert_non_null(strstr(reload(&d), "reload: ok, 1 added, 0 removed, 0 replaced, 1 kept"));
+    assert_int_equal(infer(d.port, "a", NULL), 200);
     /* a load of a broken version of a served model keeps the old one */
     double before[10], after[10];
     assert_int_equal(infer(d.port, "c", before), 200);
