@@ -69,6 +69,8 @@
     X(TOO_MANY_MODELS, "too_many_models", 422, "The request lists more models than allowed.")  \
     X(EVALUATION_TOO_LARGE, "evaluation_too_large", 422,                                       \
       "The evaluation asks for more attacks than one job may run.")                            \
+    X(MODEL_LOAD_FAILED, "model_load_failed", 422,                                             \
+      "The model's file failed to load; a previous version keeps serving.")                    \
     X(CLIENT_CLOSED, "client_closed", 499, "The client closed the connection before the answer.") \
     X(OUT_OF_MEMORY, "out_of_memory", 500, "The server ran out of memory.")                    \
     X(ENCODE_FAILED, "encode_failed", 500, "The answer (an image, a document) could not be built.") \

@@ -51,10 +51,16 @@ static void attack_free(void *ctx)
 
 /* ---- request parsing (HTTP thread) ------------------------------------ */
 
-/* api/attack_request.h's view of this daemon: the registry. */
+/* api/attack_request.h's view of this daemon: the request's model set and
+ * the registry's datasets. */
+typedef struct attack_env_ctx {
+    server *srv;
+    const registry_set *models;
+} attack_env_ctx;
+
 static const bs_model *env_model(void *ctx, const char *name, const char **canonical, char *err)
 {
-    const registry_model *rm = registry_model_find(&((server *)ctx)->reg, name);
+    const registry_model *rm = registry_set_find(((attack_env_ctx *)ctx)->models, name);
     if (!rm) {
         snprintf(err, BS_ERR_LEN, "No model named '%.64s' is loaded; GET /v1/models lists them.",
                  name);
@@ -67,21 +73,21 @@ static const bs_model *env_model(void *ctx, const char *name, const char **canon
 /* By default every resident model with the source model's input size. */
 static int env_report_all(void *ctx, const bs_model *m, bs_report_model *out, int cap)
 {
-    const registry *reg = &((server *)ctx)->reg;
+    const registry_set *set = ((attack_env_ctx *)ctx)->models;
     int n = 0;
-    for (int i = 0; i < reg->n_models && n < cap; i++)
-        if (reg->models[i].model->input_size == m->input_size)
-            out[n++] = (bs_report_model){reg->models[i].name, reg->models[i].model};
+    for (int i = 0; i < set->n_models && n < cap; i++)
+        if (set->models[i]->model->input_size == m->input_size)
+            out[n++] = (bs_report_model){set->models[i]->name, set->models[i]->model};
     return n;
 }
 
 static int env_split(void *ctx, const char *dataset, const char *split, bs_image_split *out,
                      char *err)
 {
-    const registry_split *d = registry_split_find(&((server *)ctx)->reg, dataset, split);
+    const registry *reg = &((attack_env_ctx *)ctx)->srv->reg;
+    const registry_split *d = registry_split_find(reg, dataset, split);
     if (!d) {
-        snprintf(err, BS_ERR_LEN, "No dataset split %.64s/%.16s is loaded; GET /v1/datasets "
-                 "lists them.", dataset, split);
+        registry_split_missing(reg, dataset, split, err, BS_ERR_LEN);
         return -1;
     }
     *out = (bs_image_split){.dataset = d->name, .split = d->split, .n = d->n,
@@ -118,13 +124,14 @@ static int read_request(server *srv, const http_request *req, attack_job *j, htt
     } else if (!(root = req_json_object(req, resp))) {
         return -1;
     }
-    bs_attack_env env = {.ctx = srv, .model = env_model, .report_all = env_report_all,
-                         .max_report = srv->reg.n_models,
-                         .datasets = {srv, env_split, env_sample},
+    attack_env_ctx ectx = {srv, req->models};
+    bs_attack_env env = {.ctx = &ectx, .model = env_model, .report_all = env_report_all,
+                         .max_report = req->models->n_models,
+                         .datasets = {&ectx, env_split, env_sample},
                          .max_pixels = srv->cfg->max_pixels};
     /* the log line names the model even when the request is refused */
     const char *model = json_string_value(json_object_get(root, "model"));
-    const registry_model *named = model ? registry_model_find(&srv->reg, model) : NULL;
+    const registry_model *named = model ? registry_set_find(req->models, model) : NULL;
     if (named)
         snprintf(resp->model, sizeof resp->model, "%s", named->name);
     bs_api_error e;
@@ -134,7 +141,7 @@ static int read_request(server *srv, const http_request *req, attack_job *j, htt
         resp_error(resp, e.code, "%s", e.message);
         return -1;
     }
-    j->rm = registry_model_find(&srv->reg, j->req.model_name);
+    j->rm = registry_set_find(req->models, j->req.model_name);
     if (j->req.timeout > 0 && req->arrival + j->req.timeout < work->deadline)
         work->deadline = req->arrival + j->req.timeout;
     return 0;
@@ -198,7 +205,7 @@ static void attack_run(void *ctx, pool_worker *w, const bs_attack_control *job_c
     const bs_model *m = j->rm->model;
     double t0 = bs_now();
     char err[BS_ERR_LEN];
-    bs_workspace *ws = pool_workspace(w, j->rm->index, m, 1);
+    bs_workspace *ws = pool_workspace(w, j->rm->ws, m, 1);
     if (!ws) {
         resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return;

@@ -18,11 +18,11 @@
 handler_result catalog_models(server *srv, const http_request *req, http_response *resp,
                               http_work *work)
 {
-    (void)req, (void)work;
+    (void)srv, (void)work;
     json_t *list = json_array();
-    for (int i = 0; i < srv->reg.n_models; i++)
-        json_array_append_new(list, bs_model_summary_json(srv->reg.models[i].name,
-                                                           srv->reg.models[i].model));
+    for (int i = 0; i < req->models->n_models; i++)
+        json_array_append_new(list, bs_model_summary_json(req->models->models[i]->name,
+                                                           req->models->models[i]->model));
     resp_json(resp, 200, json_pack("{s:o}", "models", list));
     return HANDLER_ANSWERED;
 }
@@ -99,9 +99,9 @@ handler_result catalog_sample(server *srv, const http_request *req, http_respons
     const char *name = req->params[0], *split = req->params[1], *index = req->params[2];
     const registry_split *d = registry_split_find(&srv->reg, name, split);
     if (!d) {
-        resp_error(resp, BS_E_DATASET_NOT_FOUND,
-                   "No dataset split %.64s/%.16s is loaded; GET /v1/datasets lists them.",
-                   name, split);
+        char err[BS_ERR_LEN];
+        registry_split_missing(&srv->reg, name, split, err, sizeof err);
+        resp_error(resp, BS_E_DATASET_NOT_FOUND, "%s", err);
         return HANDLER_ANSWERED;
     }
     char *end;
@@ -169,19 +169,29 @@ handler_result catalog_sample(server *srv, const http_request *req, http_respons
 handler_result metrics_scrape(server *srv, const http_request *req, http_response *resp,
                               http_work *work)
 {
-    (void)req, (void)work;
+    (void)work;
     metrics_gauges g = {0};
-    g.ready = atomic_load(&srv->ready);
+    g.ready = req->models != NULL; /* http.c gives a request models once ready */
     g.queue_capacity = srv->cfg->queue_size;
     g.workers = srv->cfg->workers;
     g.max_jobs = srv->cfg->max_jobs;
+    registry_state *states = NULL;
+    const char **failing = NULL;
     if (g.ready) {
-        g.models = srv->reg.n_models;
+        g.models = req->models->n_models;
         pool_stats(srv->pool, &g.queued, &g.busy, &g.workers);
         jobs_stats(srv->jobs, g.jobs);
+        int n = registry_states(&srv->reg, &states);
+        failing = n > 0 ? calloc((size_t)n, sizeof *failing) : NULL;
+        for (int i = 0; failing && i < n; i++)
+            if (states[i].reason[0] && !states[i].unloaded)
+                failing[g.n_failing++] = states[i].name;
+        g.failing = failing;
     }
     size_t len = 0;
     char *text = metrics_render(srv->metrics, &g, &len);
+    free(failing);
+    free(states);
     if (!text)
         resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
     else

@@ -35,10 +35,14 @@ typedef struct option_spec {
 static const option_spec options[] = {
     {"listen", "BLINDSPOT_LISTEN", "HOST:PORT", OPT_STRING, FIELD(listen),
      "127.0.0.1:8080", 0, 0, "address and port to serve HTTP on (port 0: any free port)"},
-    {"models", "BLINDSPOT_MODELS", "DIR", OPT_STRING, FIELD(models_dir), "models", 0, 0,
-     "folder whose *.safetensors files are loaded; a model's name is its file name"},
+    {"models", "BLINDSPOT_MODELS", "PATH", OPT_STRING, FIELD(models_dir), "models", 0, 0,
+     "a folder whose *.safetensors files are loaded (a model's name is its file name), "
+     "or one model file; SIGHUP reads it again"},
+    {"model-name", "BLINDSPOT_MODEL_NAME", "NAME", OPT_STRING, FIELD(model_name), "", 0, 0,
+     "serve one model under this name: --models is that file, or a folder holding only it "
+     "(of any file name), as KServe mounts it"},
     {"data", "BLINDSPOT_DATA", "DIR", OPT_STRING, FIELD(data_dir), "data", 0, 0,
-     "folder of the datasets (mnist required, fashion-mnist if present)"},
+     "folder of the datasets (mnist, fashion-mnist), each loaded when its folder exists"},
     {"workers", "BLINDSPOT_WORKERS", "N", OPT_COUNT, FIELD(workers), "0", 0, 1024,
      "compute threads (0: one per core)"},
     {"http-threads", "BLINDSPOT_HTTP_THREADS", "N", OPT_COUNT, FIELD(http_threads), "0", 0,
@@ -80,7 +84,8 @@ static int set_option(config *cfg, const option_spec *o, const char *text,
 {
     char *field = (char *)cfg + o->offset;
     if (o->kind == OPT_STRING) {
-        if (!*text || strlen(text) >= o->size) {
+        /* only an empty default may be empty: "not set" */
+        if ((!*text && text != o->def) || strlen(text) >= o->size) {
             snprintf(err, errlen, "%s wants a non-empty value of at most %zu characters",
                      where, o->size - 1);
             return -1;
@@ -199,13 +204,17 @@ void config_print_help(const char *prog)
            "Inference Protocol v2) and adversarial attacks over HTTP/JSON.\n"
            "\n"
            "  --help       this text\n"
-           "  --check      validate the settings, load every model and dataset, exit 0 or 1\n"
+           "  --check      validate the settings, load the models and datasets, exit 0 or 1\n"
            "  --routes     print the served routes (METHOD /path) and exit\n"
            "  --errors     print every error code with its HTTP status and meaning, and exit\n"
            "\n"
            "The API is described in api/openapi.yaml and docs/api.md; errors are\n"
            "{\"error\": {\"code\", \"message\"}} on /v1 and {\"error\": message, \"code\"}\n"
            "on /v2 (the Open Inference Protocol's shape).\n"
+           "\n"
+           "SIGHUP reads the models again without a restart: new files are loaded,\n"
+           "removed ones dropped, changed ones replaced; work in flight finishes on\n"
+           "the model it started with. A file that fails keeps its previous version.\n"
            "\n"
            "Every option also reads its environment variable; a flag wins over the\n"
            "variable, the variable over the default. Both --opt VALUE and --opt=VALUE.\n"
@@ -216,7 +225,7 @@ void config_print_help(const char *prog)
         char left[64];
         snprintf(left, sizeof left, "--%s %s", o->flag, o->metavar);
         printf("  %-26s %s\n  %-26s env %s, default %s\n", left, o->help, "", o->env,
-               o->def);
+               o->def[0] ? o->def : "none");
     }
 }
 

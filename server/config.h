@@ -19,7 +19,8 @@ typedef enum config_action {
 
 typedef struct config {
     char listen[256];              /* host:port as given */
-    char models_dir[CONFIG_PATH_LEN]; /* every *.safetensors here is loaded */
+    char models_dir[CONFIG_PATH_LEN]; /* a folder (its *.safetensors) or one model file */
+    char model_name[64];           /* the one model's name; "" for file names */
     char data_dir[CONFIG_PATH_LEN];   /* datasets (mnist, fashion-mnist) */
     int workers;                   /* compute threads; 0 in the table = one per core */
     int http_threads;              /* libmicrohttpd's polling threads; 0 = one per core */

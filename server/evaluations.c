@@ -294,13 +294,15 @@ static int read_string(const json_t *root, const char *key, const char **out,
     return 0;
 }
 
-/* The models: those named, or every resident one that takes d's input. */
-static int read_models(server *srv, const json_t *list, eval_job *j, http_response *resp)
+/* The models: those named, or every one of the request's set that takes
+ * d's input. */
+static int read_models(const registry_set *set, const json_t *list, eval_job *j,
+                       http_response *resp)
 {
     const registry_split *d = j->d;
     if (!list) {
-        for (int i = 0; i < srv->reg.n_models; i++) {
-            const registry_model *rm = &srv->reg.models[i];
+        for (int i = 0; i < set->n_models; i++) {
+            const registry_model *rm = set->models[i];
             if (rm->model->input_size != d->input_size)
                 continue;
             if (j->n_models == BS_EVAL_MAX_MODELS) {
@@ -335,7 +337,7 @@ static int read_models(server *srv, const json_t *list, eval_job *j, http_respon
             resp_error(resp, BS_E_INVALID_REQUEST, "models[%zu] must be a model name.", i);
             return -1;
         }
-        const registry_model *rm = registry_model_find(&srv->reg, json_string_value(e));
+        const registry_model *rm = registry_set_find(set, json_string_value(e));
         if (!rm) {
             resp_error(resp, BS_E_MODEL_NOT_FOUND,
                        "No model named '%.64s' is loaded; GET /v1/models lists them.",
@@ -415,12 +417,12 @@ static int read_request(server *srv, const http_request *req, const json_t *root
         return -1;
     j->d = registry_split_find(&srv->reg, dataset, split);
     if (!j->d) {
-        resp_error(resp, BS_E_DATASET_NOT_FOUND,
-                   "No dataset split %.64s/%.16s is loaded; GET /v1/datasets lists them.",
-                   dataset, split);
+        char err[BS_ERR_LEN];
+        registry_split_missing(&srv->reg, dataset, split, err, sizeof err);
+        resp_error(resp, BS_E_DATASET_NOT_FOUND, "%s", err);
         return -1;
     }
-    if (read_models(srv, json_object_get(root, "models"), j, resp))
+    if (read_models(req->models, json_object_get(root, "models"), j, resp))
         return -1;
 
     bs_eval_config *cfg = &j->cfg;

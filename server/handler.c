@@ -198,17 +198,23 @@ int json_number_value_ok(const json_t *v, double *out)
     return 1;
 }
 
-const registry_model *req_route_model(server *srv, const http_request *req,
-                                      http_response *resp)
+const registry_model *req_model(const http_request *req, const char *name,
+                                http_response *resp)
 {
-    const registry_model *rm = registry_model_find(&srv->reg, req->params[0]);
+    const registry_model *rm = registry_set_find(req->models, name);
     if (!rm)
         resp_error(resp, BS_E_MODEL_NOT_FOUND,
-                   "No model named '%.64s' is loaded; GET /v1/models lists them.",
-                   req->params[0]);
+                   "No model named '%.64s' is loaded; GET /v1/models lists them.", name);
     else
         snprintf(resp->model, sizeof resp->model, "%s", rm->name);
     return rm;
+}
+
+const registry_model *req_route_model(server *srv, const http_request *req,
+                                      http_response *resp)
+{
+    (void)srv;
+    return req_model(req, req->params[0], resp);
 }
 
 const registry_split *req_dataset_split_find(server *srv, const bs_model *m,
@@ -226,10 +232,11 @@ const registry_split *req_dataset_split_find(server *srv, const bs_model *m,
      * half's train split is no whole split, and is refused */
     if (!d && !dataset && !variant)
         d = registry_split_find(&srv->reg, "mnist", split);
-    if (!d)
-        snprintf(err, BS_ERR_LEN,
-                 "No dataset split %.64s/%.16s is loaded; GET /v1/datasets lists them.",
-                 name ? name : "mnist", split);
+    if (!d && variant && *variant)
+        snprintf(err, BS_ERR_LEN, "No dataset split %.64s/%.16s is loaded; GET /v1/datasets "
+                 "lists them.", base, split);
+    else if (!d)
+        registry_split_missing(&srv->reg, dataset ? base : "mnist", split, err, BS_ERR_LEN);
     return d;
 }
 
@@ -283,5 +290,47 @@ int req_body_timeout(const json_t *root, const http_request *req, http_work *wor
     }
     if (req->arrival + t < work->deadline)
         work->deadline = req->arrival + t;
+    return 0;
+}
+
+/* ---- work that outlives its request ---------------------------------- */
+
+/* An asynchronous job's work with the model set of the request that made
+ * it: the models its ctx points into stay until the job is over, whatever
+ * reloads happen meanwhile. */
+typedef struct held_work {
+    http_work inner;
+    registry_set *models;
+} held_work;
+
+static void held_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
+                     http_response *out)
+{
+    held_work *h = ctx;
+    h->inner.run(h->inner.ctx, w, ctl, out);
+}
+
+static void held_free(void *ctx)
+{
+    held_work *h = ctx;
+    if (h->inner.free)
+        h->inner.free(h->inner.ctx);
+    registry_set_release(h->models);
+    free(h);
+}
+
+/* work_hold_models: see handler.h. */
+int work_hold_models(http_work *work, registry_set *models)
+{
+    held_work *h = malloc(sizeof *h);
+    if (!h)
+        return -1;
+    h->inner = *work;
+    h->models = models;
+    if (models)
+        registry_set_retain(models);
+    work->run = held_run;
+    work->free = held_free;
+    work->ctx = h;
     return 0;
 }

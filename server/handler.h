@@ -40,7 +40,8 @@
 /* What every handler may read: settings, resident models, the pool. */
 typedef struct server {
     const config *cfg;
-    registry reg;            /* valid once ready is set */
+    registry reg;            /* valid once ready is set; its models are read
+                                through a request's models, not directly */
     pool *pool;              /* valid once ready is set */
     struct jobs *jobs;       /* the asynchronous jobs; valid once ready is set */
     metrics *metrics;
@@ -83,6 +84,10 @@ typedef struct http_request {
      * read through req_header */
     const char *(*header)(const void *conn, const char *name);
     const void *conn;
+    /* the model set current when the request was dispatched (NULL before
+     * ready), held until the request ends; work that outlives the request
+     * (an asynchronous job) holds it too. Handlers find models here. */
+    registry_set *models;
 } http_request;
 
 typedef struct http_header {
@@ -134,6 +139,13 @@ typedef enum handler_result {
 typedef handler_result (*http_handler)(server *srv, const http_request *req,
                                        http_response *resp, http_work *work);
 
+/* Wraps *work so that it holds a reference to models (the model set of
+ * the request that made it; NULL: none) until its free: an asynchronous
+ * job outlives its request, and the models its ctx points into must stay
+ * whatever reloads happen meanwhile. 0, or -1 when memory runs out (work
+ * is left as it was). */
+int work_hold_models(http_work *work, registry_set *models);
+
 /* Sets status and a JSON body (compact; reals with 9 significant digits,
  * enough to give back every float exactly). Takes the reference to body. */
 void resp_json(http_response *r, int status, json_t *body);
@@ -176,6 +188,10 @@ int json_number_value_ok(const json_t *v, double *out);
  * for the log line; NULL after a 404 in resp. */
 const registry_model *req_route_model(server *srv, const http_request *req,
                                       http_response *resp);
+/* The model named name in the request's set, recorded in resp for the log
+ * line; NULL after a 404 in resp. */
+const registry_model *req_model(const http_request *req, const char *name,
+                                http_response *resp);
 /* The dataset split a request names for model rm: dataset (NULL: the
  * model's own when it is loaded, else mnist) and split. The test split of
  * a P1/P2 half of a dataset is that dataset's; its train split is not

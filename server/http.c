@@ -425,11 +425,15 @@ static enum MHD_Result on_complete(request_state *st)
                 st->work.deadline = req->arrival + v;
         }
     }
+    if (atomic_load(&srv->ready))
+        req->models = registry_acquire(&srv->reg);
     handler_result hr = st->route->handler(srv, req, &st->resp, &st->work);
     if (hr == HANDLER_ANSWERED)
         return answer(st);
     if (hr == HANDLER_ASYNC) {
         /* No connection waits for a job: 202 now, the result at /v1/jobs/{id}. */
+        if (work_hold_models(&st->work, req->models) != 0)
+            return answer_error(st, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         jobs_submit(srv->jobs, req, &st->work, &st->resp);
         return answer(st);
     }
@@ -547,6 +551,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     log_request(st, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
     if (st->work.free)
         st->work.free(st->work.ctx);
+    registry_set_release(st->req.models);
     if (st->form)
         MHD_destroy_post_processor(st->form);
     free_parts(st);

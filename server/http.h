@@ -1,6 +1,7 @@
 /* http — the HTTP server on libmicrohttpd, and the one place that owns a
  * request's life-cycle: per-request state, the body read under its cap
- * (or parsed as multipart/form-data), routing, handing work to the pool
+ * (or parsed as multipart/form-data), routing, the model set a request
+ * holds (and an asynchronous job after it), handing work to the pool
  * with the connection suspended, resuming it with the answer, the
  * X-Request-Id header, the log line and the metrics of every request. */
 #ifndef BS_SERVER_HTTP_H

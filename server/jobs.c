@@ -992,13 +992,21 @@ static int restore_run(jobs *t, server *srv, pending *p)
     }
     http_response resp;
     memset(&resp, 0, sizeof resp);
+    /* The models resident now, held by the work as a new request's are. */
+    req.models = registry_acquire(&srv->reg);
     handler_result hr = rt->handler(srv, &req, &resp, &work);
     json_decref(query);
-    if (hr != HANDLER_ASYNC) {
+    if (hr == HANDLER_ASYNC && work_hold_models(&work, req.models) != 0) {
+        snprintf(why, sizeof why, "the server ran out of memory");
+        hr = HANDLER_DEFERRED;
+    } else if (hr != HANDLER_ASYNC) {
         if (hr == HANDLER_ANSWERED)
             answer_message(&resp, why, sizeof why);
         else
             snprintf(why, sizeof why, "its request no longer makes a job");
+    }
+    registry_set_release(req.models);
+    if (hr != HANDLER_ASYNC) {
         if (hr != HANDLER_ANSWERED && work.free)
             work.free(work.ctx);
         resp_clear(&resp);

@@ -1,10 +1,12 @@
-/* main — blindspotd's start-up and shutdown.
+/* main — blindspotd's start-up, reloads and shutdown.
  *
  * Start-up: settings, then the job store (refused at once when another
- * daemon holds it), then HTTP (live at once, ready only once every model
- * and dataset is loaded), then the models and datasets, then the worker
- * pool and the job table with the jobs read back from the store. Shutdown on SIGTERM or SIGINT (taken with sigwait): stop accepting
- * connections, let in-flight jobs finish for
+ * daemon holds it), then HTTP (live at once, ready only once the models
+ * and the datasets present are loaded), then the models and datasets, then
+ * the worker pool and the job table with the jobs read back from the
+ * store. SIGHUP (taken with sigwait) reads the models again
+ * (registry_rescan) while everything else goes on. Shutdown on SIGTERM or
+ * SIGINT: stop accepting connections, let in-flight jobs finish for
  * --drain-timeout, answer what is left with 503, exit 0. */
 #include "core/attack.h" /* bs_now */
 #include "server/config.h"
@@ -26,14 +28,15 @@
  * their clients before the connections are closed. */
 #define FLUSH_GRACE_S 2.0
 
-/* SIGTERM and SIGINT are blocked in every thread (threads inherit the
- * mask, so this runs before any is started) and taken by sigwait in main:
- * no handler runs at all, so nothing can go wrong inside one. */
+/* SIGTERM, SIGINT and SIGHUP are blocked in every thread (threads inherit
+ * the mask, so this runs before any is started) and taken by sigwait in
+ * main: no handler runs at all, so nothing can go wrong inside one. */
 static int block_signals(sigset_t *set)
 {
     sigemptyset(set);
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
     signal(SIGPIPE, SIG_IGN);
     /* A write past the file-size limit fails (the job store answers 503)
      * rather than kill the daemon. */
@@ -46,14 +49,32 @@ static int load(server *srv)
 {
     char err[1400];
     double t0 = bs_now();
-    if (registry_load(&srv->reg, srv->cfg->models_dir, srv->cfg->data_dir, err, sizeof err)) {
+    const config *cfg = srv->cfg;
+    if (registry_load(&srv->reg, cfg->models_dir, cfg->model_name, cfg->data_dir,
+                      pool_places(cfg->workers), err, sizeof err)) {
         fprintf(stderr, "blindspotd: %s\n", err);
         return -1;
     }
-    fprintf(stderr, "blindspotd: loaded %d models from %s and %d datasets from %s in %.2f s\n",
-            srv->reg.n_models, srv->cfg->models_dir, srv->reg.n_datasets, srv->cfg->data_dir,
-            bs_now() - t0);
+    char names[64] = "";
+    for (int d = 0; d < srv->reg.n_datasets; d++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", d ? ", " : "",
+                 srv->reg.datasets[d].name);
+    fprintf(stderr, "blindspotd: loaded %d models from %s and %d datasets (%s) from %s in "
+            "%.2f s\n", srv->reg.current->n_models, cfg->models_dir, srv->reg.n_datasets,
+            srv->reg.n_datasets ? names : "none", cfg->data_dir, bs_now() - t0);
     return 0;
+}
+
+/* SIGHUP: the models again, and one line saying what changed. */
+static void reload(server *srv)
+{
+    registry_reload r;
+    double t0 = bs_now();
+    int rc = registry_rescan(&srv->reg, &r);
+    metrics_reload(srv->metrics, rc == 0, r.failed);
+    fprintf(stderr, "blindspotd: reload: %s, %d added, %d removed, %d replaced, %d kept, "
+            "%d failed in %.2f s\n", rc == 0 ? "ok" : "failed", r.added, r.removed,
+            r.replaced, r.kept, r.failed, bs_now() - t0);
 }
 
 int main(int argc, char **argv)
@@ -127,7 +148,7 @@ int main(int argc, char **argv)
         state_close(store);
         return 1;
     }
-    srv.pool = pool_new(cfg.workers, cfg.queue_size, srv.reg.n_models);
+    srv.pool = pool_new(cfg.workers, cfg.queue_size);
     srv.jobs = srv.pool ? jobs_new(srv.pool, srv.metrics, cfg.max_jobs, cfg.job_ttl, store)
                         : NULL;
     if (!srv.jobs)
@@ -148,8 +169,11 @@ int main(int argc, char **argv)
     fprintf(stderr, "blindspotd: ready\n");
 
     int sig = 0;
-    while (sigwait(&signals, &sig) != 0)
-        ;
+    while (sigwait(&signals, &sig) != 0 || sig == SIGHUP)
+        if (sig == SIGHUP) {
+            reload(&srv);
+            sig = 0;
+        }
     fprintf(stderr, "blindspotd: %s: draining (up to %.0f s)\n",
             sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.drain_timeout);
     atomic_store(&srv.draining, 1);

@@ -82,6 +82,7 @@ struct metrics {
     int n_req;
     attack_series att[MAX_ATTACK_SERIES];
     int n_att;
+    unsigned long long reloads_ok, reloads_failed, load_failures;
 };
 
 metrics *metrics_new(void)
@@ -98,6 +99,17 @@ void metrics_free(metrics *m)
         return;
     pthread_mutex_destroy(&m->lock);
     free(m);
+}
+
+void metrics_reload(metrics *m, int ok, int load_failures)
+{
+    pthread_mutex_lock(&m->lock);
+    if (ok)
+        m->reloads_ok++;
+    else
+        m->reloads_failed++;
+    m->load_failures += (unsigned long long)load_failures;
+    pthread_mutex_unlock(&m->lock);
 }
 
 /* Methods outside the usual set share one label value. */
@@ -441,7 +453,23 @@ char *metrics_render(metrics *m, const metrics_gauges *g, size_t *len)
     put_gauge(&t, "blindspot_jobs_capacity", "Jobs the table may hold (--max-jobs).",
               g->max_jobs);
 
+    put(&t, "# HELP blindspot_model_load_failing 1 for each model whose file failed to load "
+            "at the last reload (a previous version may still serve).\n"
+            "# TYPE blindspot_model_load_failing gauge\n");
+    for (int i = 0; i < g->n_failing; i++)
+        put(&t, "blindspot_model_load_failing{model=\"%s\"} 1\n", g->failing[i]);
+
     pthread_mutex_lock(&m->lock);
+    put(&t, "# HELP blindspot_model_reloads_total Reloads of the models (SIGHUP, or a load "
+            "through the repository endpoints), by result.\n"
+            "# TYPE blindspot_model_reloads_total counter\n"
+            "blindspot_model_reloads_total{result=\"ok\"} %llu\n"
+            "blindspot_model_reloads_total{result=\"failed\"} %llu\n",
+            m->reloads_ok, m->reloads_failed);
+    put(&t, "# HELP blindspot_model_load_failures_total Model files that failed to load in a "
+            "reload.\n"
+            "# TYPE blindspot_model_load_failures_total counter\n"
+            "blindspot_model_load_failures_total %llu\n", m->load_failures);
     put(&t, "# HELP blindspot_http_requests_total Answered HTTP requests.\n"
             "# TYPE blindspot_http_requests_total counter\n");
     for (int i = 0; i < m->n_req; i++) {

@@ -35,6 +35,11 @@ void metrics_attack(metrics *m, const char *method, const char *model, int succe
 void metrics_work(metrics *m, const char *kind, const char *model, int ok, double queued,
                   double ran);
 
+/* One reload of the models (SIGHUP, or POST /v2/repository/models/{name}/load):
+ * whether it went through without a fault, and how many files failed to
+ * load in it. */
+void metrics_reload(metrics *m, int ok, int load_failures);
+
 /* ---- inference statistics (the statistics extension of /v2) ---- */
 
 /* A count and the nanoseconds it took in all. */
@@ -90,6 +95,9 @@ typedef struct metrics_gauges {
     int workers;        /* --workers */
     int jobs[5];        /* asynchronous jobs by state, in the order of jobs_state_names */
     int max_jobs;       /* --max-jobs */
+    const char *const *failing; /* (n_failing) models whose file failed to load
+                                   at the last scan or load */
+    int n_failing;
 } metrics_gauges;
 
 /* The whole exposition as a malloc'd string (*len bytes); NULL when out of

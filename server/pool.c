@@ -16,8 +16,7 @@
 struct pool_worker {
     pool *p;
     pthread_t thread;
-    int n_models;
-    bs_workspace **ws; /* n_models, made on first use */
+    int place;         /* workers 0..n-1, inline places n..2n-1 (pool_places) */
 };
 
 /* A doubly linked list of jobs (queue or running set). */
@@ -165,7 +164,7 @@ static void *watcher_main(void *arg)
     return NULL;
 }
 
-pool *pool_new(int n_workers, int queue_size, int n_models)
+pool *pool_new(int n_workers, int queue_size)
 {
     pool *p = calloc(1, sizeof *p);
     if (!p)
@@ -190,12 +189,7 @@ pool *pool_new(int n_workers, int queue_size, int n_models)
     for (int i = 0; i < 2 * n_workers; i++) {
         pool_worker *w = i < n_workers ? &p->workers[i] : &p->guests[i - n_workers];
         w->p = p;
-        w->n_models = n_models;
-        w->ws = calloc((size_t)(n_models > 0 ? n_models : 1), sizeof *w->ws);
-        if (!w->ws) {
-            pool_free(p);
-            return NULL;
-        }
+        w->place = i;
     }
     for (int i = 0; i < n_workers; i++)
         p->free_guests[p->n_free_guests++] = i;
@@ -327,14 +321,6 @@ int pool_drain(pool *p, double until)
     return unfinished;
 }
 
-/* A worker's (or inline place's) workspaces. */
-static void worker_free(pool_worker *w)
-{
-    for (int m = 0; w->ws && m < w->n_models; m++)
-        bs_workspace_free(w->ws[m]);
-    free(w->ws);
-}
-
 void pool_free(pool *p)
 {
     if (!p)
@@ -348,11 +334,6 @@ void pool_free(pool *p)
         pthread_join(p->workers[i].thread, NULL);
     if (p->watcher_started)
         pthread_join(p->watcher, NULL);
-    for (int i = 0; i < p->n_alloc; i++) {
-        worker_free(&p->workers[i]);
-        if (p->guests)
-            worker_free(&p->guests[i]);
-    }
     free(p->workers);
     free(p->guests);
     free(p->free_guests);
@@ -372,13 +353,18 @@ void pool_stats(pool *p, int *queued, int *running, int *workers)
     pthread_mutex_unlock(&p->lock);
 }
 
-bs_workspace *pool_workspace(pool_worker *w, int i, const bs_model *m, int batch)
+int pool_places(int n_workers)
 {
-    if (i < 0 || i >= w->n_models)
-        return NULL;
-    if (w->ws[i] && w->ws[i]->batch >= batch)
-        return w->ws[i];
-    bs_workspace_free(w->ws[i]);
-    w->ws[i] = bs_workspace_new(m, batch);
-    return w->ws[i];
+    return 2 * n_workers;
+}
+
+bs_workspace *pool_workspace(pool_worker *w, bs_workspace **per_place, const bs_model *m,
+                             int batch)
+{
+    bs_workspace **ws = &per_place[w->place];
+    if (*ws && (*ws)->batch >= batch)
+        return *ws;
+    bs_workspace_free(*ws);
+    *ws = bs_workspace_new(m, batch);
+    return *ws;
 }

@@ -18,9 +18,10 @@
  * for it and raises its cancel flag, and no more of them run at once than
  * there are workers.
  *
- * Each worker, and each of the --workers places for inline jobs, owns one
- * bs_workspace per resident model, made on first use and reused for every
- * later evaluation. */
+ * Each worker, and each of the --workers places for inline jobs, is a
+ * place with a number; a model keeps one bs_workspace per place (made on
+ * first use and reused for every later evaluation), so that no two threads
+ * share one and a model's workspaces go when the model goes. */
 #ifndef BS_SERVER_POOL_H
 #define BS_SERVER_POOL_H
 
@@ -57,9 +58,8 @@ struct pool_job {
 };
 
 /* Starts n_workers threads (and the watcher) for a queue of queue_size
- * jobs; workers keep one workspace per model for n_models models. NULL when
- * threads or memory cannot be had. */
-pool *pool_new(int n_workers, int queue_size, int n_models);
+ * jobs. NULL when threads or memory cannot be had. */
+pool *pool_new(int n_workers, int queue_size);
 
 /* Claims a place in the queue. 0, or -1 when the queue is full or the pool
  * is draining (answer 503). A claim must be followed by pool_submit. */
@@ -99,9 +99,13 @@ void pool_free(pool *p);
 /* Jobs waiting, jobs running, and the worker count (for /metrics). */
 void pool_stats(pool *p, int *queued, int *running, int *workers);
 
-/* The worker's workspace for model index i, with room for batch samples;
- * made on first use (or when a larger batch is asked for) and kept.
- * NULL when out of memory. */
-bs_workspace *pool_workspace(pool_worker *w, int i, const bs_model *m, int batch);
+/* How many places a pool of n_workers has: the length of the per_place
+ * arrays below. */
+int pool_places(int n_workers);
+/* The worker's workspace for model m in per_place (one slot per place,
+ * NULL until made), with room for batch samples; made on first use (or
+ * when a larger batch is asked for) and kept. NULL when out of memory. */
+bs_workspace *pool_workspace(pool_worker *w, bs_workspace **per_place, const bs_model *m,
+                             int batch);
 
 #endif

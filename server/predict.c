@@ -59,7 +59,7 @@ static void image_run(predict_job *j, pool_worker *w, http_response *out)
 {
     const bs_model *m = j->rm->model;
     char err[BS_ERR_LEN];
-    bs_workspace *ws = pool_workspace(w, j->rm->index, m, 1);
+    bs_workspace *ws = pool_workspace(w, j->rm->ws, m, 1);
     json_t *doc = ws ? bs_predict_image_json(j->rm->name, m, ws, j->x, j->inverted, err) : NULL;
     if (doc)
         resp_json(out, 200, doc);

@@ -57,5 +57,8 @@ handler_result evaluations_create(server *, const http_request *, http_response 
 handler_result jobs_get(server *, const http_request *, http_response *, http_work *);
 handler_result jobs_cancel(server *, const http_request *, http_response *, http_work *);
 handler_result metrics_scrape(server *, const http_request *, http_response *, http_work *);
+handler_result repository_index(server *, const http_request *, http_response *, http_work *);
+handler_result repository_load(server *, const http_request *, http_response *, http_work *);
+handler_result repository_unload(server *, const http_request *, http_response *, http_work *);
 
 #endif

@@ -58,9 +58,9 @@ handler_result v2_server(server *srv, const http_request *req, http_response *re
                          http_work *work)
 {
     (void)srv, (void)req, (void)work;
-    resp_json(resp, 200, json_pack("{s:s, s:s, s:[s,s,s]}", "name", SERVER_NAME, "version",
+    resp_json(resp, 200, json_pack("{s:s, s:s, s:[s,s,s,s]}", "name", SERVER_NAME, "version",
                                    SERVER_VERSION, "extensions", "binary_tensor_data",
-                                   "classification", "statistics"));
+                                   "classification", "statistics", "model_repository"));
     return HANDLER_ANSWERED;
 }
 
@@ -87,12 +87,9 @@ handler_result v2_model(server *srv, const http_request *req, http_response *res
     if (!rm)
         return HANDLER_ANSWERED;
     const bs_model *m = rm->model;
-    /* The protocol's platform is "<project>_<format>", the format the
-     * model file's extension. */
-    const char *dot = strrchr(rm->path, '.');
-    char platform[64];
-    snprintf(platform, sizeof platform, SERVER_NAME "_%s",
-             dot && !strchr(dot, '/') ? dot + 1 : "safetensors");
+    /* The protocol's platform is "<project>_<format>": the format the
+     * loader read, whatever the file's name (--model-name takes any). */
+    const char *platform = SERVER_NAME "_safetensors";
     resp_json(resp, 200,
               json_pack("{s:s, s:[s], s:s, s:[{s:s, s:s, s:[i,i,i,i]}], "
                         "s:[{s:s, s:s, s:[i,i]}, {s:s, s:s, s:[i]}]}",
@@ -110,7 +107,7 @@ handler_result v2_model_ready(server *srv, const http_request *req, http_respons
     (void)work;
     /* Served while loading, to answer "not ready" the protocol's way (a
      * 4xx) rather than with the 503 of other routes. */
-    if (!atomic_load(&srv->ready)) {
+    if (!req->models) { /* dispatched before ready */
         resp_json(resp, 400, json_pack("{s:s, s:b}", "name", req->params[0], "ready", 0));
         return HANDLER_ANSWERED;
     }
@@ -165,8 +162,8 @@ handler_result v2_stats(server *srv, const http_request *req, http_response *res
         }
         json_array_append_new(list, model_stats_json(srv, rm));
     } else {
-        for (int i = 0; i < srv->reg.n_models; i++)
-            json_array_append_new(list, model_stats_json(srv, &srv->reg.models[i]));
+        for (int i = 0; i < req->models->n_models; i++)
+            json_array_append_new(list, model_stats_json(srv, req->models->models[i]));
     }
     resp_json(resp, 200, json_pack("{s:o}", "model_stats", list));
     return HANDLER_ANSWERED;
@@ -217,7 +214,7 @@ static void infer_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
     const bs_model *m = j->rm->model;
     int V = m->classes;
     double started = bs_now();
-    bs_workspace *ws = pool_workspace(w, j->rm->index, m, INFER_CHUNK);
+    bs_workspace *ws = pool_workspace(w, j->rm->ws, m, INFER_CHUNK);
     float *probs = malloc((size_t)j->B * (size_t)V * sizeof *probs);
     int *labels = malloc((size_t)j->B * sizeof *labels);
     if (!ws || !probs || !labels) {

@@ -377,7 +377,8 @@ static void test_predict_and_attack_read_samples_alike(void **state)
         {"{\"dataset\":\"mnist\",\"index\":\"3\"}", 400, "invalid_image",
          "A dataset image is {\"dataset\": name, \"split\": name, \"index\": integer}."},
         {"{\"dataset\":\"nosuch\",\"index\":3}", 404, "dataset_not_found",
-         "No dataset split nosuch/test is loaded; GET /v1/datasets lists them."},
+         "Dataset nosuch is not loaded: no folder data/nosuch; GET /v1/datasets lists those "
+         "that are."},
     };
     char body[512];
     reply p, a;
@@ -701,7 +702,7 @@ static void test_cli_remote_errors(void **state)
     expect_failure("", args, 1, "Model cnn has layers 0 to 9, not 42");
     snprintf(args, sizeof args, "evaluate --models cnn --n 3 --dataset nosuch --server "
              "http://127.0.0.1:%d", daemon_.port);
-    expect_failure("", args, 1, "No dataset split nosuch/test is loaded");
+    expect_failure("", args, 1, "Dataset nosuch is not loaded: no folder data/nosuch");
     /* nobody listens there */
     int port = free_port();
     snprintf(args, sizeof args, "lipschitz --model cnn --server http://127.0.0.1:%d", port);
@@ -725,7 +726,7 @@ static void test_cli_attack_remote_errors(void **state)
     expect_failure(prefix, "attack --model cnn --dataset mnist --index 5000 --target 2", 1,
                    "mnist/test has samples 0 to 1999, not 5000");
     expect_failure(prefix, "attack --model cnn --dataset nosuch --index 1 --target 2", 1,
-                   "No dataset split nosuch/test is loaded");
+                   "Dataset nosuch is not loaded: no folder data/nosuch");
     expect_failure(prefix, "attack --model cnn --dataset mnist --index 1 --target 2 "
                    "--method fgsm --param history=3", 1, "params.history does not apply to fgsm");
     expect_failure(prefix, "attack --model cnn --dataset mnist --index 1 --target 2 "

@@ -10,6 +10,7 @@
 #include "tests/testutil.h"
 
 #include <arpa/inet.h>
+#include <math.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -246,3 +247,27 @@ void assert_error(const reply *r, long status, const char *code)
 
 /* ---- happy paths ----------------------------------------------------------- */
 
+
+double metric_value(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (!strncmp(p, series, n) && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    return NAN;
+}
+
+void assert_promtool_accepts(const char *text, size_t len)
+{
+    char *dir = tu_tmpdir(), path[600], cmd[700];
+    snprintf(path, sizeof path, "%s/metrics.txt", dir);
+    assert_int_equal(tu_write_file(path, text, len), 0);
+    snprintf(cmd, sizeof cmd, "promtool check metrics < %s 2>&1", path);
+    char *out = NULL;
+    int rc = tu_run(cmd, &out);
+    if (rc != 0)
+        fail_msg("promtool check metrics exited %d: %s", rc, out ? out : "");
+    free(out);
+    tu_rmtree(dir);
+    free(dir);
+}

@@ -62,6 +62,12 @@ int daemon_start(daemon_proc *d, const char *const *extra);
 int daemon_stop(daemon_proc *d);
 /* Removes the daemon's scratch folder. */
 void daemon_cleanup(daemon_proc *d);
+/* The value of the sample series (name and labels exactly as written) in
+ * a Prometheus exposition; NAN when it has none. */
+double metric_value(const char *text, const char *series);
+/* Asserts (cmocka) that promtool (Debian's prometheus package, installed
+ * by make deps) accepts the exposition text (len bytes). */
+void assert_promtool_accepts(const char *text, size_t len);
 /* Asserts (cmocka) an error answer: the status, the error document with
  * this code and a message, and an X-Request-Id. */
 void assert_error(const reply *r, long status, const char *code);

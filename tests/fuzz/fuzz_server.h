@@ -10,20 +10,33 @@
 
 #include "server/handler.h"
 
-/* Builds tiny into *model and makes it srv's one model. */
-static inline void fuzz_tiny_server(server *srv, registry_model *model)
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Builds tiny and makes it srv's one model; returns the model set a
+ * request to srv carries (req.models). Both live as long as the fuzzer. */
+static inline registry_set *fuzz_tiny_server(server *srv)
 {
     char err[BS_ERR_LEN];
     bs_layer layers[2] = {{.kind = BS_FLATTEN}, {.kind = BS_LINEAR, .out_features = 2}};
-    *model = (registry_model){.name = "tiny", .path = "tiny.safetensors", .index = 0};
+    registry_set *set = calloc(1, sizeof *set + sizeof set->models[0]);
+    registry_model *model = calloc(1, sizeof *model);
+    PROMISE(set && model, "the model set");
+    snprintf(model->name, sizeof model->name, "tiny");
+    snprintf(model->path, sizeof model->path, "tiny.safetensors");
+    model->n_places = pool_places(1);
+    model->ws = calloc((size_t)model->n_places, sizeof *model->ws);
     model->model = bs_model_build(layers, 2, (const int[3]){1, 2, 2}, err);
-    PROMISE(model->model != NULL, "the tiny model: %s", err);
+    PROMISE(model->ws && model->model != NULL, "the tiny model: %s", err);
     bs_model_init(model->model, 1);
-    srv->reg.models = model;
-    srv->reg.n_models = 1;
+    atomic_init(&model->refs, 1);
+    atomic_init(&set->refs, 1);
+    set->models[0] = model;
+    set->n_models = 1;
     srv->metrics = metrics_new();
     PROMISE(srv->metrics != NULL, "metrics");
     atomic_store(&srv->ready, 1);
+    return set;
 }
 
 #endif

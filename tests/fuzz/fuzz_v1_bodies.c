@@ -22,7 +22,7 @@
 
 static server srv;
 static config cfg = {.max_pixels = 100 * 100, .timeout = 60};
-static registry_model tiny;
+static registry_set *models; /* tiny, the one model */
 static int labels[3] = {0, 1, 0};
 static float pixels[3 * 4] = {0, 0.5f, 1, 0.25f, 1, 1, 0, 0, 0.1f, 0.2f, 0.3f, 0.4f};
 
@@ -42,7 +42,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
-    fuzz_tiny_server(&srv, &tiny);
+    models = fuzz_tiny_server(&srv);
     srv.cfg = &cfg;
     srv.reg.datasets[0] = (registry_dataset){
         .name = "mnist",
@@ -61,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
     http_request req = {.method = "POST", .path = endpoints[e].path, .params = {"tiny"},
                         .n_params = e == 0 || e == 3, .content_type = "application/json",
                         .accept = "application/json", .body = buf + 1, .body_len = len - 1,
-                        .arrival = bs_now()};
+                        .arrival = bs_now(), .models = models};
     http_response resp = {0};
     http_work work = {.deadline = bs_now() + 60};
     handler_result hr = endpoints[e].handler(&srv, &req, &resp, &work);

@@ -22,15 +22,15 @@
 #include <strings.h>
 
 static server srv;
-static registry_model tiny;
+static registry_set *models; /* tiny, the one model */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
-    fuzz_tiny_server(&srv, &tiny);
-    srv.pool = pool_new(1, 4, 1);
+    models = fuzz_tiny_server(&srv);
+    srv.pool = pool_new(1, 4);
     PROMISE(srv.pool != NULL, "pool");
     return 0;
 }
@@ -90,7 +90,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
     http_request req = {.method = "POST", .path = "/v2/models/tiny/infer",
                         .params = {"tiny"}, .n_params = 1, .content_type = "application/json",
                         .body = nl + 1, .body_len = len - (size_t)(nl + 1 - buf),
-                        .arrival = bs_now(), .header = fake_header, .conn = &conn};
+                        .arrival = bs_now(), .header = fake_header, .conn = &conn,
+                        .models = models};
     http_response resp = {.oip_errors = 1};
     http_work work = {.deadline = bs_now() + 60};
     handler_result hr = v2_infer(&srv, &req, &resp, &work);
