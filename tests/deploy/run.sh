@@ -78,8 +78,10 @@ start() {
   local name=$1; shift
   port=$(free_port)
   podman rm -f -t 0 "$name" >/dev/null 2>&1
+  # (podman without systemd logs that it cannot time the HEALTHCHECK itself;
+  # the step runs it with `podman healthcheck run`)
   podman run -d --name "$name" --read-only --cap-drop=ALL -p "127.0.0.1:$port:8080" \
-    "$@" "$IMAGE" >/dev/null || return 1
+    "$@" "$IMAGE" >/dev/null 2>"$work/run.err" || { cat "$work/run.err" >&2; return 1; }
   containers+=("$name")
   for _ in $(seq 120); do
     build/blindspot health --timeout 1 "http://127.0.0.1:$port" >/dev/null 2>&1 && return 0
@@ -170,7 +172,7 @@ step_sigterm() {
   need_image || { fail "no image"; return; }
   start bs-sigterm || { fail "not ready"; return; }
   curl -s -o "$work/attack.json" -w '%{http_code}' -H 'Content-Type: application/json' \
-    -d '{"model":"ae400-10","image":{"dataset":"mnist","index":18},"target":"all","method":"lbfgs"}' \
+    -d '{"model":"cnn","image":{"dataset":"mnist","index":18},"target":3,"method":"adam-l1","params":{"steps":20000}}' \
     "http://127.0.0.1:$port/v1/attacks" > "$work/status" &
   local curl_pid=$!
   sleep 1
@@ -206,14 +208,14 @@ step_shards() {
   local run=(podman run --rm --read-only --cap-drop=ALL --entrypoint blindspot)
   local i
   "${run[@]}" "$IMAGE" "${args[@]}" > "$work/whole.json" 2>"$work/whole.err" ||
-    { fail "the unsharded run: $(tail -1 "$work/whole.err")"; return; }
+    { fail "the unsharded run: $(head -1 "$work/whole.err")"; return; }
   for i in 0 1 2; do
     "${run[@]}" "$IMAGE" "${args[@]}" --shard "$i/3" > "$work/shard-$i.json" 2>"$work/shard.err" ||
-      { fail "shard $i/3: $(tail -1 "$work/shard.err")"; return; }
+      { fail "shard $i/3: $(head -1 "$work/shard.err")"; return; }
   done
   "${run[@]}" -v "$work:/results:ro" "$IMAGE" evaluate --merge /results/shard-0.json \
     /results/shard-1.json /results/shard-2.json --json > "$work/merged.json" 2>"$work/merge.err" ||
-    { fail "merge: $(tail -1 "$work/merge.err")"; return; }
+    { fail "merge: $(head -1 "$work/merge.err")"; return; }
   local diff
   diff=$(python3 - "$work/whole.json" "$work/merged.json" <<'PY'
 import json, sys
