@@ -72,14 +72,17 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# The first line of file $1 that is not one of podman's own log lines.
+first_error() { grep -v '^time=' "$1" | head -1; }
+
 # Starts the image as container $1 on a free port (in $port), with further
 # podman run arguments; waits up to 60 s for ready.
 start() {
   local name=$1; shift
   port=$(free_port)
   podman rm -f -t 0 "$name" >/dev/null 2>&1
-  # (podman without systemd logs that it cannot time the HEALTHCHECK itself;
-  # the step runs it with `podman healthcheck run`)
+  # (podman logs that it has no systemd to time the HEALTHCHECK with;
+  # `serve` runs the check with `podman healthcheck run`)
   podman run -d --name "$name" --read-only --cap-drop=ALL -p "127.0.0.1:$port:8080" \
     "$@" "$IMAGE" >/dev/null 2>"$work/run.err" || { cat "$work/run.err" >&2; return 1; }
   containers+=("$name")
@@ -208,14 +211,14 @@ step_shards() {
   local run=(podman run --rm --read-only --cap-drop=ALL --entrypoint blindspot)
   local i
   "${run[@]}" "$IMAGE" "${args[@]}" > "$work/whole.json" 2>"$work/whole.err" ||
-    { fail "the unsharded run: $(head -1 "$work/whole.err")"; return; }
+    { fail "the unsharded run: $(first_error "$work/whole.err")"; return; }
   for i in 0 1 2; do
     "${run[@]}" "$IMAGE" "${args[@]}" --shard "$i/3" > "$work/shard-$i.json" 2>"$work/shard.err" ||
-      { fail "shard $i/3: $(head -1 "$work/shard.err")"; return; }
+      { fail "shard $i/3: $(first_error "$work/shard.err")"; return; }
   done
   "${run[@]}" -v "$work:/results:ro" "$IMAGE" evaluate --merge /results/shard-0.json \
     /results/shard-1.json /results/shard-2.json --json > "$work/merged.json" 2>"$work/merge.err" ||
-    { fail "merge: $(head -1 "$work/merge.err")"; return; }
+    { fail "merge: $(first_error "$work/merge.err")"; return; }
   local diff
   diff=$(python3 - "$work/whole.json" "$work/merged.json" <<'PY'
 import json, sys
