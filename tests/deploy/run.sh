@@ -8,7 +8,9 @@
 #
 # Steps, each printing PASS or FAIL with the reason:
 #   manifests         every manifest of deploy/ valid against the Kubernetes API
-#                     schemas (kubernetes-models) and KServe's CRD fields
+#                     schemas (kubernetes-models) and KServe's CRD fields; the
+#                     Compose and Prometheus files parse; systemd-analyze
+#                     verify accepts the unit (where systemd is installed)
 #   manifests-reject  the validator refuses a misspelt field (`replica: 2`,
 #                     a ServingRuntime's `supportedModelFormat`)
 #   image             `podman build .` of the top-level Dockerfile; its size
@@ -114,7 +116,15 @@ step_manifests() {
       if (p.scrape_configs[0].metrics_path !== '/metrics') throw new Error('prometheus: /metrics');" 2>&1); then
     fail "$out"; return
   fi
-  pass "${#manifests[@]} files"
+  # the systemd unit, where systemd-analyze is at hand, with this build's daemon
+  if command -v systemd-analyze >/dev/null; then
+    sed "s#^ExecStart=.*#ExecStart=$root/build/blindspotd#" deploy/systemd/blindspotd.service \
+      > "$work/blindspotd.service"
+    if ! out=$(systemd-analyze verify "$work/blindspotd.service" 2>&1) || [ -n "$out" ]; then
+      fail "deploy/systemd/blindspotd.service: $out"; return
+    fi
+  fi
+  pass "${#manifests[@]} manifests, compose.yaml, prometheus.yml, the systemd unit"
 }
 
 step_manifests_reject() {
