@@ -10,11 +10,29 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* The daemon asked when neither URL, --server nor $BLINDSPOT_SERVER names one. */
 #define HEALTH_URL "http://127.0.0.1:8080"
 /* Seconds the whole request may take, unless --timeout says otherwise. */
 #define HEALTH_TIMEOUT 5
+
+/* The URL of the daemon this machine runs by listen (BLINDSPOT_LISTEN,
+ * HOST:PORT or [HOST]:PORT) in buf: a wildcard host is asked on the
+ * loopback. HEALTH_URL without listen. A container that moves the daemon's
+ * port with BLINDSPOT_LISTEN keeps a working HEALTHCHECK so. */
+static const char *listen_url(const char *listen, char *buf, size_t n)
+{
+    const char *colon = listen ? strrchr(listen, ':') : NULL;
+    if (!colon || !colon[1])
+        return HEALTH_URL;
+    char host[256];
+    snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
+    int wildcard = !*host || !strcmp(host, "0.0.0.0") || !strcmp(host, "[::]") ||
+                   !strcmp(host, "*");
+    snprintf(buf, n, "http://%s:%s", wildcard ? "127.0.0.1" : host, colon + 1);
+    return buf;
+}
 
 static void health_usage(FILE *f)
 {
@@ -22,16 +40,19 @@ static void health_usage(FILE *f)
             "usage: blindspot health [URL] [--live] [--timeout S]\n"
             "\n"
             "Exit 0 when the daemon at URL answers GET /v2/health/ready with 200 (every\n"
-            "model loaded, not draining), 1 otherwise with one line on stderr saying why:\n"
+            "model loaded), 1 otherwise with one line on stderr saying why:\n"
             "it cannot be reached (connection refused, no answer in time) or it answered\n"
             "another status (400: not ready yet). For a container's HEALTHCHECK and for\n"
             "scripts that wait for the daemon.\n"
             "\n"
-            "  URL          the daemon (default $BLINDSPOT_SERVER, else %s)\n"
+            "  URL          the daemon (default $BLINDSPOT_SERVER, else the address of\n"
+            "               $BLINDSPOT_LISTEN, the daemon's own, on the loopback when it\n"
+            "               listens on every address; else %s)\n"
             "  --live       ask GET /v2/health/live instead: the process is up\n"
             "  --timeout S  seconds the request may take in all (default %d)\n"
             "\n"
-            "Environment: BLINDSPOT_SERVER the daemon's URL; BLINDSPOT_TOKEN a token sent as\n"
+            "Environment: BLINDSPOT_SERVER the daemon's URL; BLINDSPOT_LISTEN the daemon's\n"
+            "HOST:PORT when there is no URL; BLINDSPOT_TOKEN a token sent as\n"
             "`Authorization: Bearer TOKEN`.\n",
             HEALTH_URL, HEALTH_TIMEOUT);
 }
@@ -62,9 +83,10 @@ int cli_health(int argc, char **argv)
         health_usage(stderr);
         return 2;
     }
+    char own[300];
     const char *url = cli_server(optind < argc ? argv[optind] : NULL);
     if (!url)
-        url = HEALTH_URL;
+        url = listen_url(getenv("BLINDSPOT_LISTEN"), own, sizeof own);
     const char *path = live ? "/v2/health/live" : "/v2/health/ready";
     const char *state = live ? "live" : "ready";
     char err[BS_ERR_LEN];

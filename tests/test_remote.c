@@ -16,7 +16,7 @@
  * printed as its message with exit 1, an unreachable server names the URL,
  * $BLINDSPOT_TOKEN goes out as a bearer token, and a job is followed with
  * GET /v1/jobs/{id}?wait=S; `blindspot health` reads ready, live, not
- * ready, refused and timed out. Needs `make data models` (make test does it). */
+ * ready, refused and timed out, by default at $BLINDSPOT_LISTEN. Needs `make data models` (make test does it). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -881,6 +881,13 @@ static void test_cli_health(void **state)
     expect_failure("", args, 0, want);
     snprintf(prefix, sizeof prefix, "BLINDSPOT_SERVER=http://127.0.0.1:%d ", daemon_.port);
     expect_failure(prefix, "health", 0, ": ready");
+    /* without a URL, the daemon's own address (BLINDSPOT_LISTEN), a
+     * wildcard one asked on the loopback */
+    snprintf(prefix, sizeof prefix, "BLINDSPOT_LISTEN=0.0.0.0:%d ", daemon_.port);
+    snprintf(want, sizeof want, "http://127.0.0.1:%d: ready", daemon_.port);
+    expect_failure(prefix, "health", 0, want);
+    snprintf(prefix, sizeof prefix, "BLINDSPOT_LISTEN=127.0.0.1:%d ", daemon_.port);
+    expect_failure(prefix, "health", 0, want);
     expect_failure("", "health --help", 0, "/v2/health/ready");
     expect_failure("", "health --timeout 0", 2, "--timeout wants a number");
 
@@ -889,6 +896,8 @@ static void test_cli_health(void **state)
     snprintf(want, sizeof want, "blindspot health: cannot reach the server at "
              "http://127.0.0.1:%d: Couldn't connect", port);
     expect_failure("", args, 1, want);
+    snprintf(prefix, sizeof prefix, "BLINDSPOT_LISTEN=[::]:%d ", port);
+    expect_failure(prefix, "health", 1, want);
 
     static const fake_answer answers[] = {{"400 Bad Request", "{\"ready\":false}"}};
     fake_server f;
