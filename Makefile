@@ -42,11 +42,12 @@ DEB_PKGS := gcc make pkg-config git libjansson-dev zlib1g-dev libopenblas-dev \
             libcurl4-openssl-dev liblbfgsb-dev dataset-fashion-mnist prometheus \
             clang libclang-rt-14-dev
 # `make DEPS=image deps` installs only what the binaries, data and models
-# need: the container image's build stage (Dockerfile).
+# need: the container image's build stage (Dockerfile), which has no .git
+# and runs no tests.
 DEPS ?= all
-DEB_TEST_ONLY := libcmocka-dev dataset-fashion-mnist prometheus clang libclang-rt-14-dev
+DEB_NOT_IMAGE := git libcmocka-dev dataset-fashion-mnist prometheus clang libclang-rt-14-dev
 ifeq ($(DEPS),image)
-DEB_PKGS := $(filter-out $(DEB_TEST_ONLY),$(DEB_PKGS))
+DEB_PKGS := $(filter-out $(DEB_NOT_IMAGE),$(DEB_PKGS))
 endif
 
 LIB_SRC := $(wildcard core/*.c) $(filter-out api/cli%.c,$(wildcard api/*.c))

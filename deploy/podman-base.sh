@@ -12,8 +12,8 @@
 #
 # The debootstrap tarball is cached in build/podman/ (rerun is seconds);
 # MIRROR overrides the Debian mirror (default http://deb.debian.org/debian).
-set -euo pipefail
 
+# (no `set -e` before the env part: sourced, it would stay in the caller's shell)
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dir="$root/build/podman"
 mirror=${MIRROR:-http://deb.debian.org/debian}
@@ -60,6 +60,7 @@ if [ "${1:-}" = env ]; then
     exit 0
   }
 fi
+set -euo pipefail
 
 missing=""
 for p in ${DEPLOY_PKGS:-podman runc debootstrap uidmap}; do
