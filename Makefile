@@ -196,11 +196,14 @@ test: deps build models $(REDOCLY)
 	@bash tests/run.sh $(BUILD)
 
 # The container image and deploy/'s manifests (tests/deploy/run.sh): podman
-# without a registry (deploy/podman-base.sh installs these packages and
-# makes the base image), the manifests' validator from npm into build/.
+# without a registry (deploy/podman-base.sh installs DEPLOY_PKGS and makes
+# the base image), the manifests' validator from npm into build/, and the
+# tools the steps drive the container with (DEPLOY_TEST_PKGS).
 DEPLOY_PKGS := podman runc debootstrap uidmap
+DEPLOY_TEST_PKGS := curl python3
 
 test-deploy: deps build models
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(DEPLOY_TEST_PKGS)"
 	@DEPLOY_PKGS="$(DEPLOY_PKGS)" bash tests/deploy/run.sh
 
 # The paper's experiments, regenerated into docs/reproduction.md and docs/figures/.
