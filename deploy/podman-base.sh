@@ -12,6 +12,8 @@
 #
 # The debootstrap tarball is cached in build/podman/ (rerun is seconds);
 # MIRROR overrides the Debian mirror (default http://deb.debian.org/debian).
+# Run it as root: debootstrap needs root, and the podman storage it sets up
+# is root's (rootful podman, the way the configuration above is tested).
 
 # (no `set -e` before the env part: sourced, it would stay in the caller's shell)
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
