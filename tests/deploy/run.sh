@@ -33,6 +33,7 @@ KUBERNETES_MODELS=5.1.0
 YAML=2.8.1
 npm_dir=build/npm-deploy
 work=$(mktemp -d)
+chmod 755 "$work" # the containers' user reads the shards and models put here
 passed=0 failed=0
 containers=()
 
