@@ -4,6 +4,7 @@
 #   make run        install what is missing, build, prepare data and models,
 #                   start the daemon on 127.0.0.1:8080
 #   make test       the same set-up, then the whole test suite
+#   make test-deploy  the container image (podman) and the manifests of deploy/
 #   make reproduce  the paper's tables and figures into docs/reproduction.md
 #   make bench      the attack timed beside a PyTorch+SciPy peer, and over HTTP
 #   make SAN=address,undefined test   (or SAN=thread) sanitized build in its own folder
@@ -40,6 +41,14 @@ DEB_PKGS := gcc make pkg-config git libjansson-dev zlib1g-dev libopenblas-dev \
             libcmocka-dev libspng-dev libturbojpeg0-dev libmicrohttpd-dev \
             libcurl4-openssl-dev liblbfgsb-dev libsqlite3-dev dataset-fashion-mnist prometheus \
             clang libclang-rt-14-dev
+# `make DEPS=image deps` installs only what the binaries, data and models
+# need: the container image's build stage (Dockerfile), which has no .git
+# and runs no tests.
+DEPS ?= all
+DEB_NOT_IMAGE := git libcmocka-dev dataset-fashion-mnist prometheus clang libclang-rt-14-dev
+ifeq ($(DEPS),image)
+DEB_PKGS := $(filter-out $(DEB_NOT_IMAGE),$(DEB_PKGS))
+endif
 
 LIB_SRC := $(wildcard core/*.c) $(filter-out api/cli%.c,$(wildcard api/*.c))
 CLI_SRC := $(wildcard api/cli*.c)
@@ -55,10 +64,10 @@ DAEMON := $(if $(SERVER_SRC),$(BUILD)/blindspotd)
 # Data and models are always made by the plain (unsanitized) build.
 TOOL := build/blindspot
 
-.PHONY: build deps data models run test reproduce bench fuzz fuzz-smoke fuzz-build clean help FORCE
+.PHONY: build deps data models run test test-deploy reproduce bench fuzz fuzz-smoke fuzz-build clean help FORCE
 
 help:
-	@sed -n '2,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,15p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -188,6 +197,17 @@ $(REDOCLY):
 
 test: deps build models $(REDOCLY)
 	@bash tests/run.sh $(BUILD)
+
+# The container image and deploy/'s manifests (tests/deploy/run.sh): podman
+# without a registry (deploy/podman-base.sh installs DEPLOY_PKGS and makes
+# the base image), the manifests' validator from npm into build/, and the
+# tools the steps drive the container with (DEPLOY_TEST_PKGS).
+DEPLOY_PKGS := podman runc debootstrap uidmap
+DEPLOY_TEST_PKGS := curl python3
+
+test-deploy: deps build models
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(DEPLOY_TEST_PKGS)"
+	@DEPLOY_PKGS="$(DEPLOY_PKGS)" bash tests/deploy/run.sh
 
 # The paper's experiments, regenerated into docs/reproduction.md and docs/figures/.
 REPRODUCE_ARGS := --n 100 --seed 1 --out docs

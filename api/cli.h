@@ -23,6 +23,7 @@ int cli_lipschitz(int argc, char **argv);
 int cli_units(int argc, char **argv);
 int cli_reproduce(int argc, char **argv);
 int cli_evaluate(int argc, char **argv);
+int cli_health(int argc, char **argv);
 
 /* The data folder: --data, else $BLINDSPOT_DATA, else "data". */
 const char *cli_data_dir(const char *flag);

@@ -88,6 +88,8 @@ int main(int argc, char **argv)
         return cli_lipschitz(argc - 1, argv + 1);
     if (!strcmp(cmd, "units"))
         return cli_units(argc - 1, argv + 1);
+    if (!strcmp(cmd, "health"))
+        return cli_health(argc - 1, argv + 1);
     if (!strcmp(cmd, "import-mnist"))
         return cli_import_mnist(argc - 1, argv + 1);
     fprintf(stderr, "blindspot: unknown command '%s'\n\n%s", cmd, usage);

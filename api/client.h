@@ -23,6 +23,7 @@ typedef struct bs_client {
     char url[1024];   /* the base URL, without a trailing '/' */
     char auth[1200];  /* "Authorization: Bearer TOKEN", or "" without a token */
     void *curl;       /* the libcurl handle, reused (keep-alive); owned */
+    long timeout_ms;  /* a request's whole time limit (0: none, the default) */
 } bs_client;
 
 /* A client of the daemon at url ("http://127.0.0.1:8080", with or without

@@ -15,7 +15,8 @@
  * --json, once timing fields are taken out; the server's errors are
  * printed as its message with exit 1, an unreachable server names the URL,
  * $BLINDSPOT_TOKEN goes out as a bearer token, and a job is followed with
- * GET /v1/jobs/{id}?wait=S. Needs `make data models` (make test does it). */
+ * GET /v1/jobs/{id}?wait=S; `blindspot health` reads ready, live, not
+ * ready, refused and timed out, by default at $BLINDSPOT_LISTEN. Needs `make data models` (make test does it). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -865,6 +866,66 @@ static void test_cli_help_documents_server(void **state)
     }
 }
 
+/* `blindspot health`: exit 0 for a ready (or live) daemon, whether named by
+ * URL or $BLINDSPOT_SERVER; exit 1 with the reason when nobody listens,
+ * when the daemon answers 400 (not ready), and when no answer comes within
+ * --timeout (a socket that never accepts), which ends the wait on time. */
+static void test_cli_health(void **state)
+{
+    (void)state;
+    char args[256], want[160], prefix[128];
+    snprintf(args, sizeof args, "health http://127.0.0.1:%d", daemon_.port);
+    snprintf(want, sizeof want, "http://127.0.0.1:%d: ready", daemon_.port);
+    expect_failure("", args, 0, want);
+    snprintf(args, sizeof args, "health --live http://127.0.0.1:%d/", daemon_.port);
+    snprintf(want, sizeof want, "http://127.0.0.1:%d: live", daemon_.port);
+    expect_failure("", args, 0, want);
+    snprintf(prefix, sizeof prefix, "BLINDSPOT_SERVER=http://127.0.0.1:%d ", daemon_.port);
+    expect_failure(prefix, "health", 0, ": ready");
+    /* without a URL, the daemon's own address (BLINDSPOT_LISTEN), a
+     * wildcard one asked on the loopback */
+    snprintf(prefix, sizeof prefix, "BLINDSPOT_LISTEN=0.0.0.0:%d ", daemon_.port);
+    snprintf(want, sizeof want, "http://127.0.0.1:%d: ready", daemon_.port);
+    expect_failure(prefix, "health", 0, want);
+    snprintf(prefix, sizeof prefix, "BLINDSPOT_LISTEN=127.0.0.1:%d ", daemon_.port);
+    expect_failure(prefix, "health", 0, want);
+    expect_failure("", "health --help", 0, "/v2/health/ready");
+    expect_failure("", "health --timeout 0", 2, "--timeout wants a number");
+
+    int port = free_port();
+    snprintf(args, sizeof args, "health http://127.0.0.1:%d", port);
+    snprintf(want, sizeof want, "blindspot health: cannot reach the server at "
+             "http://127.0.0.1:%d: Couldn't connect", port);
+    expect_failure("", args, 1, want);
+    snprintf(prefix, sizeof prefix, "BLINDSPOT_LISTEN=[::]:%d ", port);
+    expect_failure(prefix, "health", 1, want);
+
+    static const fake_answer answers[] = {{"400 Bad Request", "{\"ready\":false}"}};
+    fake_server f;
+    pthread_t t;
+    fake_start(&f, answers, 1, &t);
+    snprintf(args, sizeof args, "health http://127.0.0.1:%d", f.port);
+    snprintf(want, sizeof want, "blindspot health: http://127.0.0.1:%d/v2/health/ready "
+             "answered 400: not ready", f.port);
+    expect_failure("", args, 1, want);
+    pthread_join(t, NULL);
+    close(f.fd);
+    assert_non_null(strstr(f.head, "GET /v2/health/ready HTTP/1.1"));
+
+    /* listens, never accepts: the connection is made, no answer comes */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    getsockname(fd, (struct sockaddr *)&a, &alen);
+    snprintf(args, sizeof args, "health --timeout 0.5 http://127.0.0.1:%d", ntohs(a.sin_port));
+    double start = now_s();
+    expect_failure("", args, 1, "Timeout was reached (--timeout 0.5 s)");
+    assert_true(now_s() - start < 3);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -885,6 +946,7 @@ int main(void)
         cmocka_unit_test(test_cli_sends_token),
         cmocka_unit_test(test_cli_job_read_waits),
         cmocka_unit_test(test_cli_help_documents_server),
+        cmocka_unit_test(test_cli_health),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
