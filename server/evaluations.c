@@ -14,7 +14,8 @@
  * When workers are free as the job starts, it runs in shards
  * (core/evaluate.h): the job's worker queues one helper job per free
  * worker, and it and the helpers take shards of the slice until none is
- * left; the merged records give the document one worker gives, number for
+ * left (a helper gives its worker back, between shards, as soon as other
+ * work waits in the queue); the merged records give the document one worker gives, number for
  * number. The helpers share the job's deadline and cancel flag and add to
  * its progress. Once no shard is left the job takes its helpers that no
  * worker took yet out of the queue, and waits only for those running, whose
@@ -38,8 +39,11 @@
 #define EVAL_MAX_ATTACKS 20000
 
 /* Shards per worker taking part: attacks differ in length, and smaller
- * shards keep every worker busy to the end. */
+ * shards keep every worker busy to the end. A shard holds at most
+ * SHARD_IMAGES images, so that a helper gives its worker back soon when
+ * other work arrives. */
 #define SHARDS_PER_WORKER 4
+#define SHARD_IMAGES 4
 #define EVAL_MAX_HELPERS 64
 
 typedef struct eval_job {
@@ -112,10 +116,19 @@ static bs_attack_status stop_status(const bs_attack_control *ctl)
 }
 
 /* Measures shards until none is left, one failed, or the job must stop:
- * then the shards left are not measured at all (the answer is an error). */
-static void take_shards(eval_run *run)
+ * then the shards left are not measured at all (the answer is an error).
+ * A helper (yield set) also stops once other work waits in the queue,
+ * between two shards: an evaluation borrows idle workers, it does not
+ * keep them from requests; the job's own worker measures what is left. */
+static void take_shards(eval_run *run, pool *p, int yield)
 {
     for (int taken = 0;; taken++) {
+        if (yield && taken > 0) {
+            int queued, running, workers;
+            pool_stats(p, &queued, &running, &workers);
+            if (queued > 0)
+                return;
+        }
         int s = atomic_fetch_add(&run->next_shard, 1), lo, hi;
         if (s >= run->n_shards)
             return;
@@ -147,7 +160,8 @@ static void take_shards(eval_run *run)
 static void helper_run(pool_job *job, pool_worker *w)
 {
     (void)w;
-    take_shards(((shard_helper *)job)->run);
+    eval_run *run = ((shard_helper *)job)->run;
+    take_shards(run, run->j->srv->pool, 1);
 }
 
 /* Whether or not it ran: the job's worker may go on once every helper is
@@ -178,6 +192,8 @@ static int start_helpers(eval_run *run, pool *p)
     if (helpers < 1)
         return 0;
     run->n_shards = (helpers + 1) * SHARDS_PER_WORKER;
+    if (run->n_shards < (run->cfg.n + SHARD_IMAGES - 1) / SHARD_IMAGES)
+        run->n_shards = (run->cfg.n + SHARD_IMAGES - 1) / SHARD_IMAGES;
     if (run->n_shards > run->cfg.n)
         run->n_shards = run->cfg.n;
     int queued_helpers = 0;
@@ -201,7 +217,7 @@ static int start_helpers(eval_run *run, pool *p)
 static void run_shards(eval_run *run, pool *p)
 {
     int submitted = start_helpers(run, p);
-    take_shards(run);
+    take_shards(run, p, 0);
     /* No shard left: helpers still queued have nothing to do. */
     for (int h = 0; h < submitted; h++)
         pool_cancel(p, &run->helpers[h].job);

@@ -1707,6 +1707,42 @@ static void test_evaluation_shards_stop_together(void **state)
     }
 }
 
+/* An evaluation borrows idle workers for its shards but gives them back:
+ * a request that arrives while it runs on every worker is answered long
+ * before the evaluation ends. */
+static void test_evaluation_gives_workers_back(void **state)
+{
+    (void)state;
+    char location[128];
+    wait_gauge(main_daemon.port, "blindspot_workers_busy", 0);
+    submit_job(main_daemon.port, "/v1/evaluations",
+               "{\"models\":[\"fc100-100-10\",\"cnn\"],\"n\":400,\"timeout\":300}", location,
+               sizeof location);
+    json_decref(wait_job(main_daemon.port, location, "running", 10));
+    wait_gauge(main_daemon.port, "blindspot_workers_busy", 2);
+    char body[256];
+    snprintf(body, sizeof body, "{\"model\":\"fc10-1e-2\",\"image\":{\"dataset\":\"mnist\","
+             "\"split\":\"test\",\"index\":0},\"target\":%d,\"method\":\"fgsm\"}",
+             other_label(0));
+    double t0 = now_s();
+    reply r;
+    post_json("/v1/attacks", body, &r);
+    double waited = now_s() - t0;
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    request_on(main_daemon.port, location, NULL, &r);
+    const char *st = json_string_value(json_object_get(r.json, "state"));
+    if (!st || strcmp(st, "running") != 0)
+        fail_msg("the attack waited %.1f s, until the evaluation was %s", waited, st);
+    reply_free(&r);
+    json_t *doc;
+    long status = delete_job(main_daemon.port, location, &doc);
+    assert_true(status == 202 || status == 200);
+    json_decref(doc);
+    json_decref(wait_job(main_daemon.port, location, "cancelled", 30));
+    wait_gauge(main_daemon.port, "blindspot_workers_busy", 0);
+}
+
 /* ---- analysis --------------------------------------------------------------- */
 
 static void check_lipschitz(const char *name)
@@ -1998,6 +2034,7 @@ int main(void)
         cmocka_unit_test(test_job_table_full_and_expiry),
         cmocka_unit_test(test_evaluation_equals_cli),
         cmocka_unit_test(test_evaluation_shards_stop_together),
+        cmocka_unit_test(test_evaluation_gives_workers_back),
         cmocka_unit_test(test_lipschitz),
         cmocka_unit_test(test_units),
         cmocka_unit_test(test_bad_model_stops_startup),
