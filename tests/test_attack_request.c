@@ -15,67 +15,12 @@
 #include "api/attack_request.h"
 #include "api/base64.h"
 #include "api/image.h"
+#include "tests/fake_caller.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* The parser reads only a model's shape and classes. */
-static bs_model digits = {.input_shape = {1, 28, 28}, .input_size = 784, .classes = 10};
-static bs_model colour = {.input_shape = {3, 28, 28}, .input_size = 2352, .classes = 10};
-
-static const bs_model *fake_model(void *ctx, const char *name, const char **canonical, char *err)
-{
-    (void)ctx;
-    if (!strcmp(name, "digits") || !strcmp(name, "colour")) {
-        *canonical = !strcmp(name, "digits") ? "digits" : "colour";
-        return !strcmp(name, "digits") ? &digits : &colour;
-    }
-    snprintf(err, BS_ERR_LEN, "No model named '%s' here.", name);
-    return NULL;
-}
-
-static int fake_report_all(void *ctx, const bs_model *m, bs_report_model *out, int cap)
-{
-    (void)ctx;
-    (void)m;
-    if (cap < 1)
-        return 0;
-    out[0] = (bs_report_model){"digits", &digits};
-    return 1;
-}
-
-static int fake_split(void *ctx, const char *dataset, const char *split, bs_image_split *out,
-                      char *err)
-{
-    (void)ctx;
-    if (!strcmp(dataset, "mnist") && !strcmp(split, "test")) {
-        *out = (bs_image_split){.dataset = "mnist", .split = "test", .n = 3,
-                                .shape = {1, 28, 28}, .input_size = 784};
-        return 0;
-    }
-    if (!strcmp(dataset, "tiny") && !strcmp(split, "test")) {
-        *out = (bs_image_split){.dataset = "tiny", .split = "test", .n = 3,
-                                .shape = {1, 2, 2}, .input_size = 4};
-        return 0;
-    }
-    snprintf(err, BS_ERR_LEN, "No split %s/%s here.", dataset, split);
-    return -1;
-}
-
-static int fake_sample(void *ctx, const bs_image_split *split, int index, float *x)
-{
-    (void)ctx;
-    for (size_t i = 0; i < split->input_size; i++)
-        x[i] = (float)index / 10.0f;
-    return 0;
-}
-
-static const bs_attack_env env = {.model = fake_model, .report_all = fake_report_all,
-                                  .max_report = 4,
-                                  .datasets = {NULL, fake_split, fake_sample},
-                                  .max_pixels = 100 * 100};
 
 /* Parses text (a JSON document) with an optional file; the return code. */
 static int parse_text(const char *text, const uint8_t *file, size_t len, bs_attack_request *r,
@@ -85,7 +30,7 @@ static int parse_text(const char *text, const uint8_t *file, size_t len, bs_atta
     json_t *root = json_loads(text, JSON_DECODE_ANY, &je);
     if (!root)
         fail_msg("test JSON does not parse: %s: %s", text, je.text);
-    int rc = bs_attack_request_parse(root, file, len, &env, r, e);
+    int rc = bs_attack_request_parse(root, file, len, &fake_env, r, e);
     json_decref(root);
     return rc;
 }
@@ -270,7 +215,7 @@ static void test_good_requests(void **state)
         json_array_append_new(data, json_real(i % 2 ? 0.25 : 0.75));
     json_t *root = json_pack("{s:s, s:i, s:{s:o, s:[i,i,i]}}", "model", "digits", "target", 1,
                              "image", "data", data, "shape", 1, 28, 28);
-    assert_int_equal(bs_attack_request_parse(root, NULL, 0, &env, &r, &e), 0);
+    assert_int_equal(bs_attack_request_parse(root, NULL, 0, &fake_env, &r, &e), 0);
     assert_true(r.x[0] == 0.75f && r.x[1] == 0.25f);
     bs_attack_request_free(&r);
     json_decref(root);
@@ -350,7 +295,7 @@ static void test_form_fields(void **state)
     assert_null(file);
     bs_attack_request r;
     bs_api_error e;
-    assert_int_equal(bs_attack_request_parse(root, NULL, 0, &env, &r, &e), 0);
+    assert_int_equal(bs_attack_request_parse(root, NULL, 0, &fake_env, &r, &e), 0);
     assert_int_equal(r.n_targets, 2);
     assert_true(r.x[0] == 0.2f);
     bs_attack_request_free(&r);

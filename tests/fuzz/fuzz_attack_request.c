@@ -1,7 +1,7 @@
 /* fuzz_attack_request — api/attack_request.h's parser of POST /v1/attacks,
  * from a JSON body or from multipart form fields, with an optional
- * uploaded file, against a fake caller as in tests/test_attack_request.c
- * (two models that exist only as shapes, a dataset whose sample i is the
+ * uploaded file, against the fake caller of tests/fake_caller.h (two
+ * models that exist only as shapes, a dataset whose sample i is the
  * constant i/10).
  *
  * The input is the request up to its first NUL, then the uploaded file's
@@ -17,61 +17,11 @@
 
 #include "api/attack_request.h"
 
+#define FAKE_SAMPLE_CHECK(index, n)                                                          \
+    PROMISE((index) >= 0 && (index) < (n), "sample %d of %d asked for", (index), (n))
+#include "tests/fake_caller.h"
+
 #include <string.h>
-
-static bs_model digits = {.input_shape = {1, 28, 28}, .input_size = 784, .classes = 10};
-static bs_model colour = {.input_shape = {3, 28, 28}, .input_size = 2352, .classes = 10};
-
-static const bs_model *fake_model(void *ctx, const char *name, const char **canonical, char *err)
-{
-    (void)ctx;
-    if (!strcmp(name, "digits") || !strcmp(name, "colour")) {
-        *canonical = !strcmp(name, "digits") ? "digits" : "colour";
-        return !strcmp(name, "digits") ? &digits : &colour;
-    }
-    snprintf(err, BS_ERR_LEN, "No model named '%s' here.", name);
-    return NULL;
-}
-
-static int fake_report_all(void *ctx, const bs_model *m, bs_report_model *out, int cap)
-{
-    (void)ctx, (void)m;
-    if (cap < 1)
-        return 0;
-    out[0] = (bs_report_model){"digits", &digits};
-    return 1;
-}
-
-static int fake_split(void *ctx, const char *dataset, const char *split, bs_image_split *out,
-                      char *err)
-{
-    (void)ctx;
-    if (!strcmp(dataset, "mnist") && !strcmp(split, "test")) {
-        *out = (bs_image_split){.dataset = "mnist", .split = "test", .n = 3,
-                                .shape = {1, 28, 28}, .input_size = 784};
-        return 0;
-    }
-    if (!strcmp(dataset, "tiny") && !strcmp(split, "test")) {
-        *out = (bs_image_split){.dataset = "tiny", .split = "test", .n = 3,
-                                .shape = {1, 2, 2}, .input_size = 4};
-        return 0;
-    }
-    snprintf(err, BS_ERR_LEN, "No split %s/%s here.", dataset, split);
-    return -1;
-}
-
-static int fake_sample(void *ctx, const bs_image_split *split, int index, float *x)
-{
-    (void)ctx;
-    PROMISE(index >= 0 && index < split->n, "sample %d of %d asked for", index, split->n);
-    for (size_t i = 0; i < split->input_size; i++)
-        x[i] = (float)index / 10.0f;
-    return 0;
-}
-
-static const bs_attack_env env = {.model = fake_model, .report_all = fake_report_all,
-                                  .max_report = 4, .datasets = {NULL, fake_split, fake_sample},
-                                  .max_pixels = 100 * 100};
 
 #define MAX_PARTS 16
 
@@ -100,7 +50,7 @@ static void check(const json_t *root, const uint8_t *file, size_t file_len)
 {
     bs_attack_request r;
     bs_api_error e = {.code = BS_E_INVALID_JSON, .message = ""};
-    int rc = bs_attack_request_parse(root, file, file_len, &env, &r, &e);
+    int rc = bs_attack_request_parse(root, file, file_len, &fake_env, &r, &e);
     PROMISE(rc == 0 || rc == -1, "answer %d", rc);
     if (rc) {
         PROMISE(e.message[0], "a refusal without a message");
@@ -110,7 +60,7 @@ static void check(const json_t *root, const uint8_t *file, size_t file_len)
     PROMISE(r.model == &digits || r.model == &colour, "no model");
     PROMISE(r.model_name && r.target && r.x, "an accepted request without name, target or input");
     PROMISE(r.n_targets >= 1 && r.n_targets <= r.model->classes, "%d targets", r.n_targets);
-    PROMISE(r.n_report >= 0 && r.n_report <= env.max_report && (r.n_report == 0 || r.report),
+    PROMISE(r.n_report >= 0 && r.n_report <= fake_env.max_report && (r.n_report == 0 || r.report),
             "%d report models", r.n_report);
     PROMISE(r.timeout >= 0.0, "timeout %g", r.timeout);
     for (size_t i = 0; i < r.model->input_size; i++)
