@@ -96,6 +96,11 @@ static int found_add(found_list *l, const char *path, const char *file, const st
                  path);
         return -1;
     }
+    if (!strcmp(f->name, "stats")) {
+        snprintf(err, errlen, "%s: the model name 'stats' is taken by GET /v2/models/stats "
+                 "(every model's statistics); rename the file or give --model-name", path);
+        return -1;
+    }
     l->n++;
     return 0;
 }

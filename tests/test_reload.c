@@ -342,6 +342,14 @@ static void test_model_name(void **state)
         fail_msg("the daemon with two files exited %d: %s", rc, out ? out : "");
     free(out);
 
+    /* "stats" would be shadowed by GET /v2/models/stats: refused */
+    snprintf(cmd, sizeof cmd, "%s --check --models models/fc10-1e-2.safetensors --data %s "
+             "--model-name stats 2>&1", tu_bin("blindspotd"), s.data);
+    rc = tu_run(cmd, &out);
+    if (rc != 1 || !strstr(out, "the model name 'stats' is taken"))
+        fail_msg("--check with a model named stats exited %d: %s", rc, out ? out : "");
+    free(out);
+
     /* a reload that finds two files keeps the one model serving */
     drop_file(s.models, "more.safetensors");
     start_on(&d, s.models, s.data, "digits");
