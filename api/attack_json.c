@@ -201,20 +201,12 @@ static json_t *image_json(const float *v, const uint8_t *bytes, const int shape[
         json_object_set_new(o, "data", a);
         return o;
     }
-    /* CHW planes to interleaved HWC rows */
-    uint8_t *hwc = malloc(n);
     uint8_t *enc = NULL;
     size_t enc_len = 0;
     char *b64 = NULL;
-    if (hwc) {
-        for (int c = 0; c < C; c++)
-            for (size_t i = 0; i < (size_t)H * W; i++)
-                hwc[i * C + c] = bytes[(size_t)c * H * W + i];
-        if (!bs_image_encode(hwc, W, H, C, out == BS_OUT_PNG ? BS_IMAGE_PNG : BS_IMAGE_JPEG,
-                             95, &enc, &enc_len, err))
-            b64 = bs_base64_encode(enc, enc_len);
-    }
-    free(hwc);
+    if (!bs_image_encode_planes(bytes, C, H, W, out == BS_OUT_PNG ? BS_IMAGE_PNG : BS_IMAGE_JPEG,
+                                95, &enc, &enc_len, err))
+        b64 = bs_base64_encode(enc, enc_len);
     free(enc);
     if (!b64) {
         json_decref(o);

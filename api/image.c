@@ -357,6 +357,30 @@ int bs_image_encode(const uint8_t *pixels, int width, int height, int channels,
     return -1;
 }
 
+int bs_image_encode_planes(const uint8_t *planes, int channels, int height, int width,
+                           bs_image_format fmt, int quality, uint8_t **out, size_t *out_len,
+                           char *err)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (channels <= 0 || height <= 0 || width <= 0) {
+        bs_fail(err, "cannot encode an image of %d channels of %dx%d", channels, width, height);
+        return -1;
+    }
+    size_t plane = (size_t)height * (size_t)width;
+    uint8_t *hwc = malloc(plane * (size_t)channels);
+    if (!hwc) {
+        bs_fail(err, "out of memory");
+        return -1;
+    }
+    for (int c = 0; c < channels; c++)
+        for (size_t p = 0; p < plane; p++)
+            hwc[p * (size_t)channels + (size_t)c] = planes[(size_t)c * plane + p];
+    int rc = bs_image_encode(hwc, width, height, channels, fmt, quality, out, out_len, err);
+    free(hwc);
+    return rc;
+}
+
 void bs_image_to_bytes(const float *v, size_t n, uint8_t *out)
 {
     for (size_t i = 0; i < n; i++) {

@@ -58,6 +58,12 @@ int bs_image_encode(const uint8_t *pixels, int width, int height, int channels,
                     bs_image_format fmt, int quality, uint8_t **out,
                     size_t *out_len, char *err);
 
+/* The same for a model's layout: channels planes of height*width bytes
+ * one after another (CHW), interleaved here into the pixels above. */
+int bs_image_encode_planes(const uint8_t *planes, int channels, int height, int width,
+                           bs_image_format fmt, int quality, uint8_t **out, size_t *out_len,
+                           char *err);
+
 /* Converts n floats in [0,1] to bytes: lround(v*255), clamped to 0..255
  * (NaN gives 0). */
 void bs_image_to_bytes(const float *v, size_t n, uint8_t *out);

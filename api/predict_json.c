@@ -36,21 +36,16 @@ json_t *bs_input_png_json(const float *x, const int shape[3], int inverted, char
 {
     int C = shape[0], H = shape[1], W = shape[2];
     size_t plane = (size_t)H * W, n = (size_t)C * plane;
-    uint8_t *planes = malloc(n), *hwc = malloc(n), *png = NULL;
+    uint8_t *planes = malloc(n), *png = NULL;
     size_t png_len = 0;
     char *b64 = NULL;
     snprintf(err, BS_ERR_LEN, "out of memory");
-    if (planes && hwc) {
-        /* (C,H,W) planes to the (H,W,C) pixels a PNG holds */
+    if (planes) {
         bs_image_to_bytes(x, n, planes);
-        for (int c = 0; c < C; c++)
-            for (size_t p = 0; p < plane; p++)
-                hwc[p * C + c] = planes[c * plane + p];
-        if (!bs_image_encode(hwc, W, H, C, BS_IMAGE_PNG, 0, &png, &png_len, err))
+        if (!bs_image_encode_planes(planes, C, H, W, BS_IMAGE_PNG, 0, &png, &png_len, err))
             b64 = bs_base64_encode(png, png_len);
     }
     free(planes);
-    free(hwc);
     free(png);
     json_t *o = b64 ? json_pack("{s:s, s:i, s:i, s:i, s:s, s:b}", "format", "png", "width", W,
                                 "height", H, "channels", C, "data", b64, "inverted", inverted)

@@ -156,21 +156,12 @@ static void answer_image(const attack_job *j, const bs_attack_result *r, int ori
 {
     const bs_model *m = j->rm->model;
     int C = m->input_shape[0], H = m->input_shape[1], W = m->input_shape[2];
-    size_t plane = (size_t)H * W;
-    uint8_t *hwc = malloc(m->input_size), *enc = NULL;
+    uint8_t *enc = NULL;
     size_t enc_len = 0;
-    char err[BS_ERR_LEN] = "out of memory";
-    if (!hwc) {
-        resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
-        return;
-    }
-    for (int c = 0; c < C; c++)
-        for (size_t p = 0; p < plane; p++)
-            hwc[p * C + c] = r->adv8[c * plane + p];
+    char err[BS_ERR_LEN];
     int jpeg = j->answer == ANSWER_JPEG;
-    int rc = bs_image_encode(hwc, W, H, C, jpeg ? BS_IMAGE_JPEG : BS_IMAGE_PNG, 95, &enc,
-                             &enc_len, err);
-    free(hwc);
+    int rc = bs_image_encode_planes(r->adv8, C, H, W, jpeg ? BS_IMAGE_JPEG : BS_IMAGE_PNG, 95,
+                                    &enc, &enc_len, err);
     if (rc) {
         resp_error(out, BS_E_ENCODE_FAILED, "The image cannot be encoded: %s.", err);
         return;

@@ -138,27 +138,22 @@ handler_result catalog_sample(server *srv, const http_request *req, http_respons
                             d->shape[1], d->shape[2], "data", data));
         return HANDLER_ANSWERED;
     }
-    /* (C,H,W) planes to the (H,W,C) pixels a PNG holds. */
     int C = d->shape[0], H = d->shape[1], W = d->shape[2];
-    uint8_t *planes = malloc(d->input_size), *pixels = malloc(d->input_size);
+    uint8_t *planes = malloc(d->input_size);
     uint8_t *png = NULL;
     size_t png_len = 0;
     char err[BS_ERR_LEN];
     int rc = -1;
-    if (!planes || !pixels) {
+    if (!planes) {
         snprintf(err, sizeof err, "out of memory");
     } else if (C == 1 || C == 3) {
         bs_image_to_bytes(x, d->input_size, planes);
-        for (int c = 0; c < C; c++)
-            for (int p = 0; p < H * W; p++)
-                pixels[(size_t)p * C + c] = planes[(size_t)c * H * W + p];
-        rc = bs_image_encode(pixels, W, H, C, BS_IMAGE_PNG, 0, &png, &png_len, err);
+        rc = bs_image_encode_planes(planes, C, H, W, BS_IMAGE_PNG, 0, &png, &png_len, err);
     } else {
         snprintf(err, sizeof err, "samples of %d channels have no PNG form; ask for JSON", C);
     }
     free(x);
     free(planes);
-    free(pixels);
     if (rc)
         resp_error(resp, BS_E_ENCODE_FAILED, "The sample cannot be encoded: %s.", err);
     else

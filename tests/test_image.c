@@ -131,6 +131,37 @@ static void test_png_round_trip_rgb(void **state)
     png_round_trip(3);
 }
 
+/* A model's channel planes (CHW) encode as the interleaved pixels (HWC)
+ * they are: pixel p's channel c is planes[c*H*W + p]. */
+static void test_png_from_planes(void **state)
+{
+    (void)state;
+    int w = 5, h = 3, ch = 3;
+    size_t plane = (size_t)w * h;
+    uint8_t planes[45];
+    for (int c = 0; c < ch; c++)
+        for (size_t p = 0; p < plane; p++)
+            planes[(size_t)c * plane + p] = (uint8_t)(c * 80 + p);
+    uint8_t *png = NULL;
+    size_t len = 0;
+    char err[BS_ERR_LEN] = "";
+    assert_int_equal(bs_image_encode_planes(planes, ch, h, w, BS_IMAGE_PNG, 0, &png, &len, err),
+                     0);
+    bs_image img;
+    assert_int_equal(bs_image_decode(png, len, 100, &img, err), 0);
+    assert_int_equal(img.width, w);
+    assert_int_equal(img.height, h);
+    assert_int_equal(img.channels, ch);
+    for (size_t p = 0; p < plane; p++)
+        for (int c = 0; c < ch; c++)
+            assert_int_equal(lroundf(img.pixels[p * ch + (size_t)c] * 255.0f), c * 80 + (int)p);
+    bs_image_free(&img);
+    free(png);
+    assert_int_equal(bs_image_encode_planes(planes, 0, h, w, BS_IMAGE_PNG, 0, &png, &len, err),
+                     -1);
+    assert_null(png);
+}
+
 /* A smooth image: gradients, so JPEG's error stays small. */
 static uint8_t *smooth(int w, int h, int ch)
 {
@@ -989,6 +1020,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_png_round_trip_gray),
         cmocka_unit_test(test_png_round_trip_rgb),
+        cmocka_unit_test(test_png_from_planes),
         cmocka_unit_test(test_jpeg_round_trip_rgb),
         cmocka_unit_test(test_jpeg_round_trip_gray),
         cmocka_unit_test(test_png_16bit_scaled),
