@@ -84,12 +84,11 @@ static int env_report_all(void *ctx, const bs_model *m, bs_report_model *out, in
 static int env_split(void *ctx, const char *dataset, const char *split, bs_image_split *out,
                      char *err)
 {
-    const registry *reg = &((attack_env_ctx *)ctx)->srv->reg;
-    const registry_split *d = registry_split_find(reg, dataset, split);
-    if (!d) {
-        registry_split_missing(reg, dataset, split, err, BS_ERR_LEN);
+    /* named as every endpoint names it: mnist:P1's test split is mnist's */
+    const registry_split *d =
+        req_dataset_split_find(((attack_env_ctx *)ctx)->srv, NULL, dataset, split, err);
+    if (!d)
         return -1;
-    }
     *out = (bs_image_split){.dataset = d->name, .split = d->split, .n = d->n,
                             .input_size = d->input_size, .handle = d,
                             .shape = {d->shape[0], d->shape[1], d->shape[2]}};

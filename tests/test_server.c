@@ -547,6 +547,27 @@ static void test_attack_json_dataset(void **state)
     reply_free(&r);
 }
 
+/* A model trained on a half of mnist names its dataset mnist:P1; an image
+ * of "mnist:P1"'s test split is mnist's, as predict reads it, and the half's
+ * train split (no whole split) is refused. */
+static void test_attack_dataset_half(void **state)
+{
+    (void)state;
+    char body[256];
+    reply r;
+    snprintf(body, sizeof body, "{\"model\":\"fc100-100-10-p1\",\"image\":{\"dataset\":"
+             "\"mnist:P1\",\"split\":\"test\",\"index\":0},\"target\":%d,"
+             "\"method\":\"fgsm\"}", other_label(0));
+    post_json("/v1/attacks", body, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    snprintf(body, sizeof body, "{\"model\":\"fc100-100-10-p1\",\"image\":{\"dataset\":"
+             "\"mnist:P1\",\"split\":\"train\",\"index\":0},\"target\":3}");
+    post_json("/v1/attacks", body, &r);
+    assert_error(&r, 404, "dataset_not_found");
+    reply_free(&r);
+}
+
 static void test_attack_floats_and_jpeg(void **state)
 {
     (void)state;
@@ -2014,6 +2035,7 @@ int main(void)
         cmocka_unit_test(test_v1_models),
         cmocka_unit_test(test_datasets_and_samples),
         cmocka_unit_test(test_attack_json_dataset),
+        cmocka_unit_test(test_attack_dataset_half),
         cmocka_unit_test(test_attack_floats_and_jpeg),
         cmocka_unit_test(test_attack_already_target),
         cmocka_unit_test(test_attack_accept),
