@@ -4,7 +4,9 @@
  * the origin is not in --cors-origins; the daemon's own origin and
  * requests without Origin pass; an allowed origin gets its preflight
  * answered (methods, headers, max-age) and its answers the
- * Access-Control-* headers; "*" allows any origin, "null" included. */
+ * Access-Control-* headers; "*" allows any origin, "null" included.
+ * And the API's document for browsers: /openapi.yaml, compiled in, with
+ * its ETag. */
 #include "tests/testhttp.h"
 #include "tests/testutil.h"
 
@@ -320,6 +322,49 @@ static void test_bad_list_stops_startup(void **state)
     }
 }
 
+static void test_openapi_document(void **state)
+{
+    (void)state;
+    char *want = NULL;
+    assert_int_equal(tu_run("cat api/openapi.yaml", &want), 0);
+    reply r;
+    request_on(off_daemon.port, "/openapi.yaml", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, strlen(want));
+    assert_memory_equal(r.body, want, r.len);
+    free(want);
+    assert_header(&r, "Content-Type", "application/yaml");
+    assert_header(&r, "Cache-Control", "no-cache");
+    char etag[64], hdr[96];
+    assert_non_null(header_of(&r, "ETag", etag, sizeof etag));
+    assert_int_equal(strlen(etag), 18);
+    assert_int_equal(etag[0], '"');
+    reply_free(&r);
+
+    /* If-None-Match with its ETag: 304, no body, the same ETag */
+    snprintf(hdr, sizeof hdr, "If-None-Match: %s", etag);
+    const char *inm[] = {hdr, NULL};
+    req_opts o = {.headers = inm};
+    request_on(off_daemon.port, "/openapi.yaml", &o, &r);
+    assert_int_equal(r.status, 304);
+    assert_int_equal(r.len, 0);
+    assert_header(&r, "ETag", etag);
+    reply_free(&r);
+    const char *other[] = {"If-None-Match: \"0123456789abcdef\"", NULL};
+    o.headers = other;
+    request_on(off_daemon.port, "/openapi.yaml", &o, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+
+    /* HEAD as GET, without the body */
+    req_opts h = {.method = "HEAD"};
+    request_on(off_daemon.port, "/openapi.yaml", &h, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, 0);
+    assert_header(&r, "ETag", etag);
+    reply_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -329,6 +374,7 @@ int main(void)
         cmocka_unit_test(test_allowed_origin_answers),
         cmocka_unit_test(test_star),
         cmocka_unit_test(test_bad_list_stops_startup),
+        cmocka_unit_test(test_openapi_document),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
