@@ -104,7 +104,28 @@ $(LIB): $(LIB_OBJ)
 $(BIN): $(CLI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/blindspotd: $(SERVER_OBJ) $(LIB)
+# Files compiled into blindspotd (server/assets.h), as URL-PATH=FILE=TYPE:
+# each becomes a byte array of one generated C file (od, so no tool beyond
+# coreutils).
+ASSETS := /openapi.yaml=api/openapi.yaml=application/yaml
+ASSETS_C := $(BUILD)/gen/assets_data.c
+ASSETS_OBJ := $(BUILD)/obj/gen/assets_data.o
+$(ASSETS_C): $(foreach a,$(ASSETS),$(word 2,$(subst =, ,$(a)))) Makefile
+	@mkdir -p $(@D)
+	@{ echo '#include "server/assets.h"'; i=0; \
+	  for a in $(ASSETS); do f=$$(echo "$$a" | cut -d= -f2); \
+	    echo "static const unsigned char a$$i[] = {"; \
+	    od -An -v -tx1 "$$f" | sed 's/ \([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	    echo "};"; i=$$((i+1)); done; \
+	  echo 'const asset_file asset_files[] = {'; i=0; \
+	  for a in $(ASSETS); do p=$$(echo "$$a" | cut -d= -f1); t=$$(echo "$$a" | cut -d= -f3); \
+	    echo "    {\"$$p\", \"$$t\", a$$i, sizeof a$$i},"; i=$$((i+1)); done; \
+	  echo '};'; echo "const int asset_count = $$i;"; } > $@.tmp && mv $@.tmp $@
+$(ASSETS_OBJ): $(ASSETS_C)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/blindspotd: $(SERVER_OBJ) $(ASSETS_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # tests/bench/run.sh's side of the benchmark (the core, no HTTP)
@@ -268,7 +289,11 @@ $(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB)
 
 # These targets drive the daemon's handlers: they take its objects but main.
 FUZZ_DAEMON := v2_infer v1_bodies
-$(FUZZ_DAEMON:%=$(FUZZ_DIR)/fuzz_%): $(filter-out %/main.o,$(SERVER_SRC:%.c=$(FUZZ_DIR)/obj/%.o))
+$(FUZZ_DAEMON:%=$(FUZZ_DIR)/fuzz_%): $(filter-out %/main.o,$(SERVER_SRC:%.c=$(FUZZ_DIR)/obj/%.o)) \
+    $(FUZZ_DIR)/obj/gen/assets_data.o
+$(FUZZ_DIR)/obj/gen/assets_data.o: $(ASSETS_C)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_OPT) $(FUZZ_CFLAGS) -c $< -o $@
 
 .SECONDARY: $(FUZZ_NAMES:%=$(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o)
 -include $(shell find $(FUZZ_DIR)/obj -name '*.d' 2>/dev/null)

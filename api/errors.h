@@ -38,6 +38,8 @@
     X(INVALID_BINARY_DATA, "invalid_binary_data", 400,                                         \
       "The binary tensor data (Inference-Header-Content-Length, binary_data_size) does not "   \
       "match the body.")                                                                       \
+    X(ORIGIN_NOT_ALLOWED, "origin_not_allowed", 403,                                           \
+      "The request comes from a web page of an origin that is not allowed (--cors-origins).")  \
     X(NOT_FOUND, "not_found", 404, "No endpoint has this path.")                               \
     X(MODEL_NOT_FOUND, "model_not_found", 404, "No resident model has this name.")             \
     X(MODEL_VERSION_NOT_FOUND, "model_version_not_found", 404,                                 \

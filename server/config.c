@@ -1,6 +1,8 @@
 /* config — the option table and its parsers; see config.h. */
 #include "server/config.h"
 
+#include "server/cors.h"
+
 #include <errno.h>
 #include <math.h>
 #include <netdb.h>
@@ -74,6 +76,10 @@ static const option_spec options[] = {
      "blindspot-state.sqlite", 0, 0,
      "jobs survive restarts and crashes in this SQLite file (one daemon per file); "
      "none or :memory: keeps them in memory only"},
+    {"cors-origins", "BLINDSPOT_CORS_ORIGINS", "LIST", OPT_STRING, FIELD(cors_origins), "", 0,
+     0, "origins whose pages may call the API (comma-separated, like "
+        "https://a.example,http://localhost:3000, or * for any); a request from any other "
+        "origin than these and the daemon's own is refused with 403"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -185,6 +191,8 @@ int config_parse(config *cfg, int argc, char **argv, char *err, size_t errlen)
         if (set_option(cfg, o, value, where, err, errlen))
             return -1;
     }
+    if (cors_list_valid(cfg->cors_origins, err, errlen))
+        return -1;
     if (cfg->http_threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         cfg->http_threads = n > 0 ? (int)n : 1;

@@ -35,6 +35,7 @@ typedef struct config {
     double job_ttl;                /* seconds a finished job is kept */
     int max_jobs;                  /* jobs in the table, finished or not, before 503 */
     char state_path[CONFIG_PATH_LEN]; /* the job store's SQLite file; "none": in memory */
+    char cors_origins[1024];       /* origins browsers may call from; "*": any; "": none */
     config_action action;
 } config;
 

@@ -17,6 +17,7 @@
 #include "server/http.h"
 
 #include "core/attack.h" /* bs_now */
+#include "server/cors.h"
 #include "server/jobs.h"
 #include "server/routes.h"
 
@@ -67,6 +68,7 @@ typedef struct request_state {
     int n_parts, parts_cap;
     int form_failed;            /* 1: out of memory, 2: malformed form */
     int refused;                /* resp holds an answer decided from the headers */
+    const char *cors_origin;    /* an allowed other origin: its answer gets CORS headers */
     /* compute */
     http_work work;
     pool_job job;
@@ -153,6 +155,11 @@ static enum MHD_Result answer(request_state *st)
     MHD_add_response_header(mr, "X-Request-Id", st->request_id);
     for (int i = 0; i < r->n_headers; i++)
         MHD_add_response_header(mr, r->headers[i].name, r->headers[i].value);
+    if (st->cors_origin) {
+        MHD_add_response_header(mr, "Access-Control-Allow-Origin", st->cors_origin);
+        MHD_add_response_header(mr, "Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS);
+        MHD_add_response_header(mr, "Vary", "Origin");
+    }
     if (atomic_load(&st->srv->draining))
         MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(st->conn, (unsigned)r->status, mr);
@@ -313,9 +320,31 @@ static enum MHD_Result on_headers(request_state *st, const char *url, const char
     char allow[64];
     st->route = route_match(method, url, req, st->params_buf, sizeof st->params_buf, &status,
                             allow, sizeof allow);
+    /* A page of another origin is refused here, before the body is read,
+     * whatever its content type: a form POST needs no preflight. */
+    const char *origin = header(st->conn, "Origin");
+    cors_verdict cv = cors_check(srv->cfg->cors_origins, origin, header(st->conn, "Host"));
+    if (cv == CORS_REFUSED) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "Requests from pages of origin %.80s are not allowed; the "
+                 "daemon's --cors-origins lists the origins that are.", origin);
+        return refuse(st, BS_E_ORIGIN_NOT_ALLOWED, msg);
+    }
+    if (cv == CORS_ALLOWED)
+        st->cors_origin = origin;
     if (atomic_load(&srv->draining))
         return refuse(st, BS_E_SHUTTING_DOWN,
                             "The server is shutting down; retry on another instance.");
+    if (cv == CORS_ALLOWED && !st->route && status == 405 && !strcmp(method, "OPTIONS") &&
+        header(st->conn, "Access-Control-Request-Method")) {
+        /* a preflight: the methods the path takes, no body */
+        st->resp.status = 204;
+        resp_header(&st->resp, "Access-Control-Allow-Methods", "%s", allow);
+        resp_header(&st->resp, "Access-Control-Allow-Headers", "%s", CORS_ALLOW_HEADERS);
+        resp_header(&st->resp, "Access-Control-Max-Age", "%s", CORS_MAX_AGE);
+        st->refused = 1;
+        return MHD_YES;
+    }
     if (!st->route && status == 405) {
         resp_header(&st->resp, "Allow", "%s", allow);
         char msg[160];

@@ -33,6 +33,7 @@ static const route table[] = {
     {"GET", "/v1/jobs/{id}", jobs_get, 0},
     {"DELETE", "/v1/jobs/{id}", jobs_cancel, 0},
     {"GET", "/metrics", metrics_scrape, ROUTE_BEFORE_READY},
+    {"GET", "/openapi.yaml", assets_get, ROUTE_BEFORE_READY},
 };
 #define N_ROUTES (sizeof table / sizeof table[0])
 

@@ -38,6 +38,7 @@ const route *route_match(const char *method, const char *path, http_request *req
 void routes_print(FILE *out);
 
 /* Handlers, by file. */
+handler_result assets_get(server *, const http_request *, http_response *, http_work *);
 handler_result v2_live(server *, const http_request *, http_response *, http_work *);
 handler_result v2_ready(server *, const http_request *, http_response *, http_work *);
 handler_result v2_server(server *, const http_request *, http_response *, http_work *);

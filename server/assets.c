@@ -1,0 +1,64 @@
+/* assets — the compiled-in files and their handler; see assets.h. */
+#include "server/assets.h"
+
+#include "server/routes.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const asset_file *asset_find(const char *path)
+{
+    for (int i = 0; i < asset_count; i++)
+        if (!strcmp(asset_files[i].path, path))
+            return &asset_files[i];
+    return NULL;
+}
+
+void asset_etag(const asset_file *a, char *buf, size_t size)
+{
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a, 64 bits */
+    for (size_t i = 0; i < a->len; i++)
+        h = (h ^ a->data[i]) * 0x100000001b3ULL;
+    snprintf(buf, size, "\"%016llx\"", (unsigned long long)h);
+}
+
+/* Whether an If-None-Match value (a list of ETags, or *) names etag. */
+static int etag_matches(const char *inm, const char *etag)
+{
+    if (!inm)
+        return 0;
+    if (!strcmp(inm, "*"))
+        return 1;
+    return strstr(inm, etag) != NULL;
+}
+
+handler_result assets_get(server *srv, const http_request *req, http_response *resp,
+                          http_work *work)
+{
+    (void)srv;
+    (void)work;
+    const asset_file *a = asset_find(req->path);
+    if (!a) {
+        resp_error(resp, BS_E_NOT_FOUND, "No endpoint has this path.");
+        return HANDLER_ANSWERED;
+    }
+    char etag[24];
+    asset_etag(a, etag, sizeof etag);
+    if (etag_matches(req_header(req, "If-None-Match"), etag)) {
+        resp_bytes(resp, 304, NULL, NULL, 0);
+    } else {
+        char *body = malloc(a->len ? a->len : 1);
+        if (!body) {
+            resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
+            return HANDLER_ANSWERED;
+        }
+        memcpy(body, a->data, a->len);
+        resp_bytes(resp, 200, a->content_type, body, a->len);
+    }
+    /* the client keeps it, and asks again with If-None-Match each time */
+    resp_header(resp, "ETag", "%s", etag);
+    resp_header(resp, "Cache-Control", "no-cache");
+    return HANDLER_ANSWERED;
+}
