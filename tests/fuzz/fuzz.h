@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -23,5 +24,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
             abort();                                                           \
         }                                                                      \
     } while (0)
+
+/* The input as a malloc'd string: its bytes and a NUL after them (a NUL
+ * inside ends the string early, as it would a header); NULL when out of
+ * memory. */
+static inline char *fuzz_text(const uint8_t *buf, size_t len)
+{
+    char *text = malloc(len + 1);
+    if (text) {
+        memcpy(text, buf, len);
+        text[len] = '\0';
+    }
+    return text;
+}
 
 #endif

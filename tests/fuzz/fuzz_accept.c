@@ -59,11 +59,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
 {
     /* The first line (up to 64 bytes) is an offered type, the rest the
      * header; without a newline the whole input is the header. */
-    char *text = malloc(len + 1);
+    char *text = fuzz_text(buf, len);
     if (!text)
         return 0;
-    memcpy(text, buf, len);
-    text[len] = '\0';
     char *nl = strchr(text, '\n'), own[65] = "text/plain";
     char *accept = text;
     if (nl && nl - text < (long)sizeof own) {

@@ -62,11 +62,9 @@ static void reversed(const char *list, char *out)
 
 int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
 {
-    char *text = malloc(len + 1);
+    char *text = fuzz_text(buf, len);
     if (!text)
         return 0;
-    memcpy(text, buf, len);
-    text[len] = '\0';
     const char *list = text, *origin = NULL, *host = NULL;
     size_t at = strlen(text);
     if (at < len) {

@@ -95,11 +95,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
         bs_model_free(m);
     }
 
-    char *text = malloc(len + 1);
+    char *text = fuzz_text(buf, len);
     if (!text)
         return 0;
-    memcpy(text, buf, len);
-    text[len] = '\0';
     bs_layer layers[BS_MAX_LAYERS];
     int n = -1;
     err[0] = '\0';
