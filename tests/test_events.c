@@ -3,9 +3,10 @@
  * with the job document GET answers; a fast job's progress is coalesced;
  * a finished job gives its final event at once; Last-Event-ID carries the
  * ids on; a client that leaves mid-stream leaves no connection behind and
- * the job runs on; 50 streams on one job hold up no other request; an
- * unknown job is 404; HEAD has no body; SIGTERM ends open streams at once
- * and the daemon exits 0. Needs `make data models`. */
+ * the job runs on; a silent job gets a keep-alive comment; 50 streams on
+ * one job hold up no other request; an unknown job is 404; HEAD has no
+ * body; SIGTERM ends open streams at once and the daemon exits 0.
+ * Needs `make data models`. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -252,6 +253,26 @@ static void test_client_leaves(void **state)
     reply_free(&r);
 }
 
+/* A job with no news for JOBS_HEARTBEAT (15 s) seconds: a keep-alive comment. */
+static void test_heartbeat(void **state)
+{
+    (void)state;
+    char loc[128], path[256];
+    submit_slow(daemon_of_group.port, 30, loc, sizeof loc);
+    snprintf(path, sizeof path, "%s/events", loc);
+    reply r;
+    req_opts o = {.timeout_ms = 16500};
+    request_on(daemon_of_group.port, path, &o, &r);
+    assert_non_null(r.body);
+    char *first = strstr(r.body, "event: progress");
+    assert_non_null(first);
+    assert_non_null(strstr(first, "\n\n: keep-alive\n\n"));
+    reply_free(&r);
+    req_opts del = {.method = "DELETE"};
+    request_on(daemon_of_group.port, loc, &del, &r);
+    reply_free(&r);
+}
+
 typedef struct streamer {
     int port;
     const char *location;
@@ -341,6 +362,7 @@ int main(void)
         cmocka_unit_test(test_finished_job),
         cmocka_unit_test(test_unknown_and_head),
         cmocka_unit_test(test_client_leaves),
+        cmocka_unit_test(test_heartbeat),
         cmocka_unit_test(test_many_streams),
         cmocka_unit_test(test_sigterm_ends_streams),
     };
