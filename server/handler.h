@@ -9,7 +9,10 @@
  * result; see jobs.h). A handler may also park the request until an event
  * (HANDLER_PARKED: GET /v1/jobs/{id}?wait=S waits for the job to end):
  * the connection waits and whoever it is parked with runs the work's run
- * on its own thread when the event comes. Handlers never see
+ * on its own thread when the event comes. A handler may also answer with
+ * a stream (HANDLER_STREAM: server-sent events), whose body http.c reads
+ * piece by piece from work->stream, suspending the connection while
+ * nothing is ready. Handlers never see
  * libmicrohttpd; http.c never sees an endpoint's meaning. The helpers
  * below build the JSON answers and the errors, whose codes and statuses
  * come from one table (api/errors.h): on /v1 {"error": {"code":
@@ -106,6 +109,21 @@ typedef struct http_response {
     int oip_errors;             /* errors in the Open Inference Protocol's shape (/v2) */
 } http_response;
 
+/* A body made while it is sent (HANDLER_STREAM). read and wait are
+ * called on an HTTP thread and never block; free once the connection is
+ * over (or at once for HEAD), whether or not the stream ended. */
+typedef struct http_stream {
+    /* Up to max bytes of the stream into buf: their number; 0 when nothing
+     * is ready now (the connection is suspended and wait called); -1 at
+     * the end of the stream. */
+    long (*read)(void *ctx, char *buf, size_t max);
+    /* Calls wake(arg) once, on any thread, when read has something again
+     * (or the stream ends, or the client on socket fd hung up). */
+    void (*wait)(void *ctx, int fd, void (*wake)(void *arg), void *arg);
+    void (*free)(void *ctx);
+    void *ctx;
+} http_stream;
+
 /* Work for a worker: run fills out (status, body, headers). ctl holds the
  * deadline (a bs_now() time) and the cancel flag, raised when the client
  * hangs up, the drain time runs out or the job is cancelled; its progress
@@ -127,6 +145,7 @@ typedef struct http_work {
      * answers) to whoever calls run then done, exactly once each, with
      * the POOL_RAN verdict; called once the connection is suspended. */
     void (*park)(void *ctx, pool_job *job);
+    http_stream stream; /* HANDLER_STREAM: the body after resp's status and headers */
 } http_work;
 
 typedef enum handler_result {
@@ -134,6 +153,7 @@ typedef enum handler_result {
     HANDLER_DEFERRED, /* run work on the pool, then answer with its response */
     HANDLER_ASYNC,    /* run work as a job; answer 202 with its location now */
     HANDLER_PARKED,   /* wait for an event (work->park), then answer with run's response */
+    HANDLER_STREAM,   /* resp's status and headers now, then work->stream as the body */
 } handler_result;
 
 typedef handler_result (*http_handler)(server *srv, const http_request *req,

@@ -12,7 +12,9 @@
  * and is answered at once. Work that runs as an asynchronous
  * job is handed to the job table instead and answered 202 at once; a
  * parked request (a wait for a job to end) is suspended the same way and
- * resumed by the job table's watcher.
+ * resumed by the job table's watcher. A streamed answer (server-sent
+ * events) is a callback response whose reader suspends the connection
+ * when the stream has nothing yet and is resumed by the stream's wake.
  * on_completed logs, counts and frees. */
 #include "server/http.h"
 
@@ -140,16 +142,10 @@ static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const c
     return MHD_YES;
 }
 
-/* Hands st->resp to libmicrohttpd. */
-static enum MHD_Result answer(request_state *st)
+/* Adds st->resp's headers to mr and queues it. */
+static enum MHD_Result queue_response(request_state *st, struct MHD_Response *mr)
 {
     http_response *r = &st->resp;
-    struct MHD_Response *mr =
-        MHD_create_response_from_buffer(r->body_len, r->body, MHD_RESPMEM_MUST_FREE);
-    if (!mr)
-        return MHD_NO;
-    st->sent_len = r->body_len;
-    r->body = NULL; /* libmicrohttpd frees it now */
     if (r->content_type)
         MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
     MHD_add_response_header(mr, "X-Request-Id", st->request_id);
@@ -166,6 +162,62 @@ static enum MHD_Result answer(request_state *st)
     MHD_destroy_response(mr);
     st->phase = PHASE_ANSWERED;
     return ret;
+}
+
+/* Hands st->resp to libmicrohttpd. */
+static enum MHD_Result answer(request_state *st)
+{
+    http_response *r = &st->resp;
+    struct MHD_Response *mr =
+        MHD_create_response_from_buffer(r->body_len, r->body, MHD_RESPMEM_MUST_FREE);
+    if (!mr)
+        return MHD_NO;
+    st->sent_len = r->body_len;
+    r->body = NULL; /* libmicrohttpd frees it now */
+    return queue_response(st, mr);
+}
+
+/* ---- streamed answers ------------------------------------------------- */
+
+static void stream_wake(void *arg)
+{
+    request_state *st = arg;
+    MHD_resume_connection(st->conn);
+}
+
+/* libmicrohttpd's content reader: nothing ready suspends the connection
+ * until the stream wakes it (returning 0 without suspending would spin). */
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    request_state *st = cls;
+    http_stream *s = &st->work.stream;
+    long n = s->read(s->ctx, buf, max);
+    if (n < 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n > 0) {
+        st->sent_len += (size_t)n;
+        return n;
+    }
+    MHD_suspend_connection(st->conn);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(st->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    s->wait(s->ctx, ci ? ci->connect_fd : -1, stream_wake, st);
+    return 0;
+}
+
+/* Hands st->resp's status and headers to libmicrohttpd with the stream as
+ * the body (chunked, its length unknown); HEAD gets no body. */
+static enum MHD_Result answer_stream(request_state *st)
+{
+    if (!strcmp(st->method, "HEAD")) {
+        st->work.stream.free(st->work.stream.ctx);
+        st->work.stream.free = NULL;
+        return answer(st);
+    }
+    struct MHD_Response *mr =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, st, NULL);
+    return mr ? queue_response(st, mr) : MHD_NO;
 }
 
 static enum MHD_Result answer_error(request_state *st, bs_error_code code, const char *msg)
@@ -459,6 +511,8 @@ static enum MHD_Result on_complete(request_state *st)
     handler_result hr = st->route->handler(srv, req, &st->resp, &st->work);
     if (hr == HANDLER_ANSWERED)
         return answer(st);
+    if (hr == HANDLER_STREAM)
+        return answer_stream(st);
     if (hr == HANDLER_ASYNC) {
         /* No connection waits for a job: 202 now, the result at /v1/jobs/{id}. */
         if (work_hold_models(&st->work, req->models) != 0)
@@ -580,6 +634,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     log_request(st, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
     if (st->work.free)
         st->work.free(st->work.ctx);
+    if (st->work.stream.free)
+        st->work.stream.free(st->work.stream.ctx);
     registry_set_release(st->req.models);
     if (st->form)
         MHD_destroy_post_processor(st->form);

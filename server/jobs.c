@@ -5,11 +5,13 @@
 #include "server/routes.h"
 #include "server/state.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 
 typedef enum job_state {
@@ -53,6 +55,8 @@ typedef struct waiter {
     struct waiter *next;
 } waiter;
 
+typedef struct stream stream;
+
 struct jobs {
     pthread_mutex_t lock;
     pool *pool;
@@ -66,6 +70,7 @@ struct jobs {
     pthread_cond_t changed; /* a job ended, a waiter came, or stopping was raised */
     pthread_t watcher;
     waiter *waiters;
+    stream *streams;      /* event streams waiting for news of their job */
     int stopping;         /* answer every waiter now (shutdown) */
     int quit;             /* the watcher returns */
 };
@@ -85,6 +90,7 @@ static int is_final(job_state s)
 }
 
 static void *watch(void *arg);
+static void wake_streams(jobs *t, double now, double *next);
 
 jobs *jobs_new(pool *p, metrics *m, int max_jobs, double ttl, state *store)
 {
@@ -193,6 +199,7 @@ static void *watch(void *arg)
                 w = &(*w)->next;
             }
         }
+        wake_streams(t, now, &next);
         if (ready) {
             pthread_mutex_unlock(&t->lock);
             while (ready) {
@@ -733,6 +740,215 @@ handler_result jobs_cancel(server *srv, const http_request *req, http_response *
     else
         answer_view(t, &v, is_final(v.state) ? 200 : 202, resp);
     return HANDLER_ANSWERED;
+}
+
+/* ---- GET /v1/jobs/{id}/events ---------------------------------------------- */
+
+/* One client's server-sent event stream of a job. Read on its HTTP thread;
+ * while it waits for news it is on the table's list, which the watcher
+ * checks every JOBS_EVENT_INTERVAL (so a fast job's progress is coalesced
+ * to at most one event per interval, whatever its callback rate). */
+struct stream {
+    jobs *table;
+    char id[24];
+    unsigned long long event_id; /* the id: of the last event sent */
+    int started;          /* retry: and the first event are made */
+    int ended;            /* the final event is made: the stream ends after it */
+    int gone;             /* the client hung up while it waited */
+    job_state state;      /* as last sent */
+    int done, total;
+    double sent_at;       /* bs_now() of the last event or heartbeat */
+    char *buf;            /* made and not yet read: buf[off, len) */
+    size_t len, off;
+    /* while on the table's list: */
+    int waiting, fd;
+    void (*wake)(void *arg);
+    void *arg;
+    stream *next;
+};
+
+/* Whether the job j (NULL: gone) has news for s now. Called with the lock held. */
+static int stream_has_news(const jobs *t, const stream *s, const job *j, double now)
+{
+    if (t->stopping || !j || is_final(j->state) || s->gone)
+        return 1;
+    int changed = j->state != s->state || j->done != s->done || j->total != s->total;
+    return (changed && now - s->sent_at >= JOBS_EVENT_INTERVAL) ||
+           now - s->sent_at >= JOBS_HEARTBEAT;
+}
+
+/* The watcher's part: wakes each waiting stream that has news or whose
+ * client hung up; lowers *next to the next check while any still waits.
+ * Called with the lock held (wake only resumes a connection). */
+static void wake_streams(jobs *t, double now, double *next)
+{
+    stream **p = &t->streams;
+    while (*p) {
+        stream *s = *p;
+        char c;
+        ssize_t r = s->fd >= 0 ? recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) : 1;
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+            s->gone = 1; /* end of file or reset: the client hung up */
+        if (stream_has_news(t, s, find(t, s->id), now)) {
+            *p = s->next;
+            s->waiting = 0;
+            s->wake(s->arg);
+        } else {
+            p = &s->next;
+        }
+    }
+    if (t->streams && (!*next || now + JOBS_EVENT_INTERVAL < *next))
+        *next = now + JOBS_EVENT_INTERVAL;
+}
+
+/* Appends an event to s->buf (data is one line of JSON). 0, or -1 when out of memory. */
+static int stream_event(stream *s, const char *event, const char *data, size_t len)
+{
+    char head[96];
+    int n = snprintf(head, sizeof head, "%sid: %llu\nevent: %s\ndata: ",
+                     s->started ? "" : "retry: " JOBS_EVENT_RETRY "\n\n", ++s->event_id, event);
+    char *b = realloc(s->buf, s->len + (size_t)n + len + 3);
+    if (!b)
+        return -1;
+    memcpy(b + s->len, head, (size_t)n);
+    memcpy(b + s->len + n, data, len);
+    memcpy(b + s->len + n + len, "\n\n", 3);
+    s->buf = b;
+    s->len += (size_t)n + len + 2;
+    s->started = 1;
+    return 0;
+}
+
+/* Makes what s sends next from its job. 1 when there is something, 0 when
+ * nothing is due yet, -1 at the end. */
+static int stream_make(stream *s)
+{
+    jobs *t = s->table;
+    double now = bs_now();
+    pthread_mutex_lock(&t->lock);
+    job *j = t->stopping || s->ended || s->gone ? NULL : find(t, s->id);
+    if (!j) {
+        pthread_mutex_unlock(&t->lock);
+        return -1;
+    }
+    if (is_final(j->state)) {
+        job_view v;
+        int rc = view_of(j, &v);
+        pthread_mutex_unlock(&t->lock);
+        http_response doc;
+        memset(&doc, 0, sizeof doc);
+        if (rc)
+            return -1;
+        answer_view(t, &v, 200, &doc);
+        s->ended = 1;
+        rc = doc.status == 200 ? stream_event(s, jobs_state_names[v.state], doc.body,
+                                              doc.body_len)
+                               : -1;
+        resp_clear(&doc);
+        return rc ? -1 : 1;
+    }
+    int changed = j->state != s->state || j->done != s->done || j->total != s->total;
+    if (!s->started || (changed && now - s->sent_at >= JOBS_EVENT_INTERVAL)) {
+        s->state = j->state;
+        s->done = j->done;
+        s->total = j->total;
+        pthread_mutex_unlock(&t->lock);
+        char data[96];
+        int n = snprintf(data, sizeof data, "{\"state\":\"%s\",\"done\":%d,\"total\":%d}",
+                         jobs_state_names[s->state], s->done, s->total);
+        s->sent_at = now;
+        return stream_event(s, "progress", data, (size_t)n) ? -1 : 1;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (now - s->sent_at < JOBS_HEARTBEAT)
+        return 0;
+    static const char beat[] = ": keep-alive\n\n";
+    char *b = realloc(s->buf, s->len + sizeof beat);
+    if (!b)
+        return -1;
+    memcpy(b + s->len, beat, sizeof beat);
+    s->buf = b;
+    s->len += sizeof beat - 1;
+    s->sent_at = now;
+    return 1;
+}
+
+static long stream_read(void *ctx, char *buf, size_t max)
+{
+    stream *s = ctx;
+    if (s->off == s->len) {
+        s->off = s->len = 0;
+        int rc = stream_make(s);
+        if (rc <= 0)
+            return rc;
+    }
+    size_t n = s->len - s->off < max ? s->len - s->off : max;
+    memcpy(buf, s->buf + s->off, n);
+    s->off += n;
+    return (long)n;
+}
+
+static void stream_wait(void *ctx, int fd, void (*wake)(void *arg), void *arg)
+{
+    stream *s = ctx;
+    jobs *t = s->table;
+    pthread_mutex_lock(&t->lock);
+    s->fd = fd;
+    s->wake = wake;
+    s->arg = arg;
+    s->waiting = 1;
+    s->next = t->streams;
+    t->streams = s;
+    pthread_cond_broadcast(&t->changed);
+    pthread_mutex_unlock(&t->lock);
+}
+
+static void stream_free(void *ctx)
+{
+    stream *s = ctx;
+    jobs *t = s->table;
+    pthread_mutex_lock(&t->lock);
+    for (stream **p = &t->streams; s->waiting && *p; p = &(*p)->next)
+        if (*p == s) {
+            *p = s->next;
+            break;
+        }
+    pthread_mutex_unlock(&t->lock);
+    free(s->buf);
+    free(s);
+}
+
+handler_result jobs_events(server *srv, const http_request *req, http_response *resp,
+                           http_work *work)
+{
+    jobs *t = srv->jobs;
+    pthread_mutex_lock(&t->lock);
+    int known = find(t, req->params[0]) != NULL;
+    pthread_mutex_unlock(&t->lock);
+    if (!known) {
+        not_found(req, resp);
+        return HANDLER_ANSWERED;
+    }
+    stream *s = calloc(1, sizeof *s);
+    if (!s) {
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
+        return HANDLER_ANSWERED;
+    }
+    s->table = t;
+    s->fd = -1;
+    snprintf(s->id, sizeof s->id, "%s", req->params[0]);
+    /* A reconnecting client gets the job's state as it is now; its ids go
+     * on from the last one it saw. */
+    const char *last = req_header(req, "Last-Event-ID");
+    if (last)
+        s->event_id = strtoull(last, NULL, 10);
+    resp->status = 200;
+    resp->content_type = "text/event-stream";
+    resp_header(resp, "Cache-Control", "no-store");
+    resp_header(resp, "X-Accel-Buffering", "no");
+    work->stream = (http_stream){.read = stream_read, .wait = stream_wait,
+                                 .free = stream_free, .ctx = s};
+    return HANDLER_STREAM;
 }
 
 /* ---- after a restart ------------------------------------------------------- */

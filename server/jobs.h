@@ -15,7 +15,9 @@
  * --max-jobs jobs and refuses new ones with 503 while it is full of
  * unexpired ones. GET with ?wait=S parks the request until the job ends or
  * S seconds pass (a thread of the table answers it then; shutdown answers
- * every parked request at once). HTTP threads read jobs while workers update them: every
+ * every parked request at once). GET /v1/jobs/{id}/events streams the
+ * job's progress and its end as server-sent events; the same thread wakes
+ * the streams (shutdown ends them at once). HTTP threads read jobs while workers update them: every
  * field that changes is guarded by the table's mutex and copied out under
  * it.
  *
@@ -63,6 +65,13 @@ void jobs_submit(jobs *t, const http_request *req, http_work *work, http_respons
  * count against max_jobs. 0, or -1 with a message in err when the store
  * cannot be read. */
 int jobs_restore(jobs *t, server *srv, char *err, size_t errlen);
+
+/* GET /v1/jobs/{id}/events: at most one progress event per interval
+ * (seconds), a ": keep-alive" comment after a silence of JOBS_HEARTBEAT
+ * seconds, and the reconnection delay (ms) sent as retry:. */
+#define JOBS_EVENT_INTERVAL 0.25
+#define JOBS_HEARTBEAT 15.0
+#define JOBS_EVENT_RETRY "3000"
 
 /* The longest a GET /v1/jobs/{id}?wait=S may wait, in seconds. */
 #define JOBS_MAX_WAIT 300

@@ -32,6 +32,7 @@ static const route table[] = {
     {"POST", "/v1/evaluations", evaluations_create, ROUTE_POOLED},
     {"GET", "/v1/jobs/{id}", jobs_get, 0},
     {"DELETE", "/v1/jobs/{id}", jobs_cancel, 0},
+    {"GET", "/v1/jobs/{id}/events", jobs_events, 0},
     {"GET", "/metrics", metrics_scrape, ROUTE_BEFORE_READY},
     {"GET", "/openapi.yaml", assets_get, ROUTE_BEFORE_READY},
 };

@@ -56,6 +56,7 @@ handler_result predict_create(server *, const http_request *, http_response *, h
 handler_result attacks_create(server *, const http_request *, http_response *, http_work *);
 handler_result evaluations_create(server *, const http_request *, http_response *, http_work *);
 handler_result jobs_get(server *, const http_request *, http_response *, http_work *);
+handler_result jobs_events(server *, const http_request *, http_response *, http_work *);
 handler_result jobs_cancel(server *, const http_request *, http_response *, http_work *);
 handler_result metrics_scrape(server *, const http_request *, http_response *, http_work *);
 handler_result repository_index(server *, const http_request *, http_response *, http_work *);

@@ -20,8 +20,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static daemon_proc d;
-
 /* A job that runs until cancelled or timeout seconds pass. */
 static const char slow_body[] =
     "{\"model\":\"fc200-200-10\",\"image\":{\"dataset\":\"mnist\",\"index\":1},"
@@ -58,35 +56,14 @@ static const char *state_of(const reply *r)
     return json_string_value(json_object_get(r->json, "state"));
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    curl_global_init(CURL_GLOBAL_ALL);
-    signal(SIGPIPE, SIG_IGN);
-    if (daemon_start(&d, NULL)) {
-        fprintf(stderr, "blindspotd did not become ready; log in %s\n", d.log);
-        return -1;
-    }
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    int rc = daemon_stop(&d);
-    daemon_cleanup(&d);
-    curl_global_cleanup();
-    return rc == 0 ? 0 : -1;
-}
-
 static void test_wait_until_done(void **state)
 {
     (void)state;
     char location[128];
-    submit(d.port, quick_body, location, sizeof location);
+    submit(daemon_of_group.port, quick_body, location, sizeof location);
     reply r;
     double took;
-    get_wait(d.port, location, "30", &r, &took);
+    get_wait(daemon_of_group.port, location, "30", &r, &took);
     assert_int_equal(r.status, 200);
     assert_string_equal(state_of(&r), "done");
     assert_non_null(json_object_get(r.json, "result"));
@@ -94,7 +71,7 @@ static void test_wait_until_done(void **state)
     assert_true(took < 20);
     reply_free(&r);
     /* an ended job is answered at once, whatever the wait */
-    get_wait(d.port, location, "30", &r, &took);
+    get_wait(daemon_of_group.port, location, "30", &r, &took);
     assert_string_equal(state_of(&r), "done");
     assert_true(took < 1);
     reply_free(&r);
@@ -104,7 +81,7 @@ static void test_wait_until_done(void **state)
 static double metric(const char *prefix)
 {
     reply r;
-    request_on(d.port, "/metrics", NULL, &r);
+    request_on(daemon_of_group.port, "/metrics", NULL, &r);
     double v = -1;
     for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
         if (!strncmp(p, prefix, strlen(prefix)))
@@ -118,15 +95,15 @@ static void test_jobs_in_metrics(void **state)
 {
     (void)state;
     char location[128];
-    submit(d.port, quick_body, location, sizeof location);
+    submit(daemon_of_group.port, quick_body, location, sizeof location);
     reply r;
     double took;
-    get_wait(d.port, location, "30", &r, &took);
+    get_wait(daemon_of_group.port, location, "30", &r, &took);
     assert_string_equal(state_of(&r), "done");
     reply_free(&r);
     assert_true(metric("blindspot_work_total{kind=\"attack\",model=\"fc10-1e-4\",outcome=\"success\"} ") >= 1);
     assert_true(metric("blindspot_work_compute_seconds_count{kind=\"attack\",model=\"fc10-1e-4\"} ") >= 1);
-    request_on(d.port, "/v1/models/cnn/lipschitz", NULL, &r);
+    request_on(daemon_of_group.port, "/v1/models/cnn/lipschitz", NULL, &r);
     assert_int_equal(r.status, 200);
     reply_free(&r);
     assert_true(metric("blindspot_work_total{kind=\"lipschitz\",model=\"cnn\",outcome=\"success\"} ") == 1);
@@ -136,22 +113,22 @@ static void test_wait_runs_out(void **state)
 {
     (void)state;
     char location[128];
-    submit(d.port, slow_body, location, sizeof location);
+    submit(daemon_of_group.port, slow_body, location, sizeof location);
     reply r;
     double took;
-    get_wait(d.port, location, "0.5", &r, &took);
+    get_wait(daemon_of_group.port, location, "0.5", &r, &took);
     assert_int_equal(r.status, 200);
     const char *st = state_of(&r);
     assert_true(!strcmp(st, "queued") || !strcmp(st, "running"));
     assert_true(took >= 0.45 && took < 5);
     reply_free(&r);
     /* wait=0 is a plain GET */
-    get_wait(d.port, location, "0", &r, &took);
+    get_wait(daemon_of_group.port, location, "0", &r, &took);
     assert_int_equal(r.status, 200);
     assert_true(took < 1);
     reply_free(&r);
     req_opts del = {.method = "DELETE"};
-    request_on(d.port, location, &del, &r);
+    request_on(daemon_of_group.port, location, &del, &r);
     reply_free(&r);
 }
 
@@ -164,7 +141,7 @@ typedef struct waiter_arg {
 static void *waiter(void *p)
 {
     waiter_arg *a = p;
-    get_wait(d.port, a->location, "60", &a->r, &a->took);
+    get_wait(daemon_of_group.port, a->location, "60", &a->r, &a->took);
     return NULL;
 }
 
@@ -172,14 +149,14 @@ static void test_wait_ends_on_cancel(void **state)
 {
     (void)state;
     char location[128];
-    submit(d.port, slow_body, location, sizeof location);
+    submit(daemon_of_group.port, slow_body, location, sizeof location);
     waiter_arg a = {.location = location};
     pthread_t t;
     pthread_create(&t, NULL, waiter, &a);
     usleep(300000);
     reply r;
     req_opts del = {.method = "DELETE"};
-    request_on(d.port, location, &del, &r);
+    request_on(daemon_of_group.port, location, &del, &r);
     assert_true(r.status == 200 || r.status == 202);
     reply_free(&r);
     pthread_join(t, NULL);
@@ -193,18 +170,18 @@ static void test_wait_refused(void **state)
 {
     (void)state;
     char location[128];
-    submit(d.port, quick_body, location, sizeof location);
+    submit(daemon_of_group.port, quick_body, location, sizeof location);
     static const char *const bad[] = {"abc", "-1", "301", "1e9", "nan", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         reply r;
         double took;
-        get_wait(d.port, location, bad[i], &r, &took);
+        get_wait(daemon_of_group.port, location, bad[i], &r, &took);
         assert_error(&r, 400, "invalid_request");
         reply_free(&r);
     }
     reply r;
     double took;
-    get_wait(d.port, "/v1/jobs/0123456789abcdef", "30", &r, &took);
+    get_wait(daemon_of_group.port, "/v1/jobs/0123456789abcdef", "30", &r, &took);
     assert_error(&r, 404, "job_not_found");
     assert_true(took < 1);
     reply_free(&r);
@@ -219,15 +196,15 @@ static void test_wait_at_shutdown(void **state)
     char location[128];
     submit(own.port, slow_body, location, sizeof location);
     waiter_arg a = {.location = location};
-    int port = d.port;
-    d.port = own.port; /* waiter() asks d */
+    int port = daemon_of_group.port;
+    daemon_of_group.port = own.port; /* waiter() asks daemon_of_group */
     pthread_t t;
     pthread_create(&t, NULL, waiter, &a);
     usleep(300000);
     double t0 = now_s();
     assert_int_equal(daemon_stop(&own), 0);
     pthread_join(t, NULL);
-    d.port = port;
+    daemon_of_group.port = port;
     assert_int_equal(a.r.status, 200);
     assert_true(now_s() - t0 < 10);
     reply_free(&a.r);
@@ -244,5 +221,5 @@ int main(void)
         cmocka_unit_test(test_wait_refused),
         cmocka_unit_test(test_wait_at_shutdown),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, daemon_group_setup, daemon_group_teardown);
 }

@@ -119,7 +119,8 @@ static void test_head_like_get(void **state)
         "/v2/models/cnn/versions/1/ready", "/v2/models/cnn/stats",
         "/v2/models/cnn/versions/1/stats", "/v1/models", "/v1/models/cnn", "/v1/datasets",
         "/v1/datasets/mnist/test/3", "/v1/models/cnn/lipschitz", "/metrics",
-        "/v1/jobs/0123456789abcdef", "/v2/models/nosuch"};
+        "/v1/jobs/0123456789abcdef", "/v1/jobs/0123456789abcdef/events",
+        "/v2/models/nosuch"};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         reply get, head;
         req_opts o = {.method = "HEAD"};

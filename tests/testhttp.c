@@ -216,6 +216,29 @@ int daemon_stop(daemon_proc *d)
     return status;
 }
 
+daemon_proc daemon_of_group;
+
+int daemon_group_setup(void **state)
+{
+    (void)state;
+    curl_global_init(CURL_GLOBAL_ALL);
+    signal(SIGPIPE, SIG_IGN);
+    if (daemon_start(&daemon_of_group, NULL)) {
+        fprintf(stderr, "blindspotd did not become ready; log in %s\n", daemon_of_group.log);
+        return -1;
+    }
+    return 0;
+}
+
+int daemon_group_teardown(void **state)
+{
+    (void)state;
+    int rc = daemon_stop(&daemon_of_group);
+    daemon_cleanup(&daemon_of_group);
+    curl_global_cleanup();
+    return rc == 0 ? 0 : -1;
+}
+
 void daemon_cleanup(daemon_proc *d)
 {
     tu_rmtree(d->dir);

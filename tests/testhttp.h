@@ -62,6 +62,14 @@ int daemon_start(daemon_proc *d, const char *const *extra);
 int daemon_stop(daemon_proc *d);
 /* Removes the daemon's scratch folder. */
 void daemon_cleanup(daemon_proc *d);
+/* The daemon of a cmocka group that needs no extra flags: daemon_group_setup
+ * initialises libcurl, ignores SIGPIPE and starts daemon_of_group
+ * (daemon_start; -1 with where its log is when it does not become ready);
+ * daemon_group_teardown stops it (0 when it exited 0), cleans up and releases
+ * libcurl. */
+extern daemon_proc daemon_of_group;
+int daemon_group_setup(void **state);
+int daemon_group_teardown(void **state);
 /* The value of the sample series (name and labels exactly as written) in
  * a Prometheus exposition; NAN when it has none. */
 double metric_value(const char *text, const char *series);
