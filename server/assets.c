@@ -39,7 +39,8 @@ handler_result assets_get(server *srv, const http_request *req, http_response *r
 {
     (void)srv;
     (void)work;
-    const asset_file *a = asset_find(req->path);
+    /* /ui is the studio's other name */
+    const asset_file *a = asset_find(strcmp(req->path, "/ui") ? req->path : "/");
     if (!a) {
         resp_error(resp, BS_E_NOT_FOUND, "No endpoint has this path.");
         return HANDLER_ANSWERED;
@@ -60,5 +61,18 @@ handler_result assets_get(server *srv, const http_request *req, http_response *r
     /* the client keeps it, and asks again with If-None-Match each time */
     resp_header(resp, "ETag", "%s", etag);
     resp_header(resp, "Cache-Control", "no-cache");
+    resp_header(resp, "X-Content-Type-Options", "nosniff");
+    if (!strncmp(a->content_type, "text/html", 9)) {
+        /* The pages load nothing from another origin and call only the
+         * daemon; Redoc (/docs) styles itself with inline styles and
+         * searches in a worker made from a blob. */
+        int docs = !strcmp(a->path, "/docs");
+        resp_header(resp, "Content-Security-Policy",
+                    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'%s; "
+                    "worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; "
+                    "form-action 'none'",
+                    docs ? " 'unsafe-inline'" : "");
+        resp_header(resp, "Referrer-Policy", "no-referrer");
+    }
     return HANDLER_ANSWERED;
 }

@@ -35,6 +35,11 @@ static const route table[] = {
     {"GET", "/v1/jobs/{id}/events", jobs_events, 0},
     {"GET", "/metrics", metrics_scrape, ROUTE_BEFORE_READY},
     {"GET", "/openapi.yaml", assets_get, ROUTE_BEFORE_READY},
+    {"GET", "/", assets_get, ROUTE_BEFORE_READY},
+    {"GET", "/ui", assets_get, ROUTE_BEFORE_READY},
+    {"GET", "/paper", assets_get, ROUTE_BEFORE_READY},
+    {"GET", "/docs", assets_get, ROUTE_BEFORE_READY},
+    {"GET", "/studio/{file}", assets_get, ROUTE_BEFORE_READY},
 };
 #define N_ROUTES (sizeof table / sizeof table[0])
 
