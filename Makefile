@@ -250,7 +250,18 @@ $(REDOCLY):
 	@echo "test: installing @redocly/cli@$(REDOCLY_VERSION) into build/npm-tools"
 	npm install --prefix build/npm-tools --no-audit --no-fund --silent @redocly/cli@$(REDOCLY_VERSION)
 
-test: deps build models $(REDOCLY)
+# The browser tests (tests/browser/): Debian's Chromium, driven by
+# playwright-core from the npm registry, pinned.
+BROWSER_PKGS := chromium fonts-dejavu-core
+PLAYWRIGHT_VERSION := 1.57.0
+PLAYWRIGHT := build/npm-tools/node_modules/playwright-core/package.json
+
+$(PLAYWRIGHT):
+	@echo "test: installing playwright-core@$(PLAYWRIGHT_VERSION) into build/npm-tools"
+	npm install --prefix build/npm-tools --no-audit --no-fund --silent playwright-core@$(PLAYWRIGHT_VERSION)
+
+test: deps build models $(REDOCLY) $(PLAYWRIGHT)
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BROWSER_PKGS)"
 	@SKIP_TESTS="$(SKIP_TESTS)" bash tests/run.sh $(BUILD)
 
 # The container image and deploy/'s manifests (tests/deploy/run.sh): podman
