@@ -421,6 +421,36 @@ static void test_studio_files(void **state)
         assert_header(&r, "Content-Type", "application/json");
         reply_free(&r);
     }
+    /* gzip for a client that takes it: the same bytes once inflated, under
+     * another ETag; Vary tells caches to keep the two apart */
+    char plain_etag[32], gz_etag[32];
+    request_on(off_daemon.port, "/studio/redoc.standalone.js", NULL, &r);
+    assert_non_null(header_of(&r, "ETag", plain_etag, sizeof plain_etag));
+    assert_header(&r, "Vary", "Accept-Encoding");
+    size_t plain_len = r.len;
+    reply_free(&r);
+    const char *gzip[] = {"Accept-Encoding: br;q=1, gzip;q=0.8", NULL};
+    req_opts g = {.headers = gzip};
+    request_on(off_daemon.port, "/studio/redoc.standalone.js", &g, &r);
+    assert_int_equal(r.status, 200);
+    assert_header(&r, "Content-Encoding", "gzip");
+    assert_non_null(header_of(&r, "ETag", gz_etag, sizeof gz_etag));
+    assert_string_not_equal(gz_etag, plain_etag);
+    assert_true(r.len < plain_len / 2);
+    char path[256], cmd[600], *out = NULL;
+    snprintf(path, sizeof path, "%s/redoc.js.gz", tu_tmpdir());
+    assert_int_equal(tu_write_file(path, r.body, r.len), 0);
+    reply_free(&r);
+    snprintf(cmd, sizeof cmd, "gzip -dc %s | cmp - build/npm/redoc-*/package/bundles/redoc.standalone.js", path);
+    assert_int_equal(tu_run(cmd, &out), 0);
+    free(out);
+    const char *no_gzip[] = {"Accept-Encoding: gzip;q=0, identity", NULL};
+    g.headers = no_gzip;
+    request_on(off_daemon.port, "/studio/redoc.standalone.js", &g, &r);
+    assert_null(header_of(&r, "Content-Encoding", cmd, sizeof cmd));
+    assert_int_equal(r.len, plain_len);
+    reply_free(&r);
+
     /* a page of another origin cannot even read the studio's files */
     const char *other[] = {"Origin: https://elsewhere.example", NULL};
     req_opts o = {.headers = other};
