@@ -138,7 +138,7 @@ async function pumpPredict() {
         } catch (err) {
             if (input === state.input) {
                 if (input.kind === 'file')
-                    state.input = null;
+                    forgetInput();
                 showError(err);
             }
         }
@@ -324,13 +324,17 @@ $('random').addEventListener('click', () => {
 });
 $('clear').addEventListener('click', () => {
     clearPad();
-    if (state.input && state.input.kind === 'draw') {
-        state.input = null;
-        $('pred').replaceChildren();
-        $('seen').hidden = true;
-        $('seen-caption').textContent = 'No input yet.';
-    }
+    if (state.input && state.input.kind === 'draw')
+        forgetInput();
 });
+
+function forgetInput() {
+    state.input = null;
+    $('pred').replaceChildren();
+    delete $('pred').dataset.label;
+    $('seen').hidden = true;
+    $('seen-caption').textContent = 'No input yet.';
+}
 $('model').addEventListener('change', () => {
     describeModel();
     predict();

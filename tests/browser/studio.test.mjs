@@ -111,6 +111,8 @@ export const tests = [
             await t.page.getByLabel('A PNG or JPEG file').setInputFiles({name: 'x.png', mimeType: 'image/png', buffer: noise});
             const error = t.page.getByRole('alert');
             await error.filter({hasText: 'This file is not a PNG or JPEG image that can be read.'}).waitFor();
+            t.assert.equal(await t.page.locator('#pred li').count(), 0);
+            t.assert.equal(await t.page.locator('#seen-caption').textContent(), 'No input yet.');
             // the bad file is not kept as the input: attacking asks for an image
             await t.page.getByRole('button', {name: 'Run the attack'}).click();
             await error.filter({hasText: 'Give an image first'}).waitFor();
