@@ -121,7 +121,7 @@ $(REDOC_JS):
 
 # Files compiled into blindspotd (server/assets.h), as URL-PATH=FILE=TYPE:
 # each becomes a byte array of one generated C file (od, so no tool beyond
-# coreutils). The studio (server/studio/) and the API document with its
+# coreutils), and so does its gzip, for clients that accept it. The studio (server/studio/) and the API document with its
 # renderer, Redoc's standalone bundle from the npm registry.
 HTML := text/html;charset=utf-8
 JS := text/javascript;charset=utf-8
@@ -143,10 +143,12 @@ $(ASSETS_C): $(foreach a,$(ASSETS),$(word 2,$(subst =, ,$(a)))) Makefile
 	  for a in $(foreach a,$(ASSETS),'$(a)'); do f=$$(echo "$$a" | cut -d= -f2); \
 	    echo "static const unsigned char a$$i[] = {"; \
 	    od -An -v -tx1 "$$f" | sed 's/ \([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	    echo "}, g$$i[] = {"; \
+	    gzip -9nc "$$f" | od -An -v -tx1 | sed 's/ \([0-9a-f][0-9a-f]\)/0x\1,/g'; \
 	    echo "};"; i=$$((i+1)); done; \
 	  echo 'const asset_file asset_files[] = {'; i=0; \
 	  for a in $(foreach a,$(ASSETS),'$(a)'); do p=$$(echo "$$a" | cut -d= -f1); t=$$(echo "$$a" | cut -d= -f3-); \
-	    echo "    {\"$$p\", \"$$t\", a$$i, sizeof a$$i},"; i=$$((i+1)); done; \
+	    echo "    {\"$$p\", \"$$t\", a$$i, sizeof a$$i, g$$i, sizeof g$$i},"; i=$$((i+1)); done; \
 	  echo '};'; echo "const int asset_count = $$i;"; } > $@.tmp && mv $@.tmp $@
 $(ASSETS_OBJ): $(ASSETS_C)
 	@mkdir -p $(@D)
@@ -250,7 +252,18 @@ $(REDOCLY):
 	@echo "test: installing @redocly/cli@$(REDOCLY_VERSION) into build/npm-tools"
 	npm install --prefix build/npm-tools --no-audit --no-fund --silent @redocly/cli@$(REDOCLY_VERSION)
 
-test: deps build models $(REDOCLY)
+# The browser tests (tests/browser/): Debian's Chromium, driven by
+# playwright-core from the npm registry, pinned.
+BROWSER_PKGS := chromium fonts-dejavu-core
+PLAYWRIGHT_VERSION := 1.57.0
+PLAYWRIGHT := build/npm-tools/node_modules/playwright-core/package.json
+
+$(PLAYWRIGHT):
+	@echo "test: installing playwright-core@$(PLAYWRIGHT_VERSION) into build/npm-tools"
+	npm install --prefix build/npm-tools --no-audit --no-fund --silent playwright-core@$(PLAYWRIGHT_VERSION)
+
+test: deps build models $(REDOCLY) $(PLAYWRIGHT)
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BROWSER_PKGS)"
 	@SKIP_TESTS="$(SKIP_TESTS)" bash tests/run.sh $(BUILD)
 
 # The container image and deploy/'s manifests (tests/deploy/run.sh): podman

@@ -48,13 +48,23 @@ static int range_match(const char *r, size_t rlen, const char *type)
     return rlen == tlen && !strncasecmp(r, type, tlen) ? 3 : 0;
 }
 
-double bs_accept_quality(const char *accept, const char *type)
+/* How specifically the coding r (rlen bytes) matches coding: 2 by name, 1
+ * as the wildcard, 0 not at all. */
+static int coding_match(const char *r, size_t rlen, const char *coding)
 {
-    if (!accept || !*skip_ows(accept))
-        return 1.0;
+    if (rlen == 1 && *r == '*')
+        return 1;
+    return rlen == strlen(coding) && !strncasecmp(r, coding, rlen) ? 2 : 0;
+}
+
+/* The q the list header gives to name, each element matched by match (the
+ * most specific match's q counts); 0 when none matches. */
+static double list_quality(const char *header, const char *name,
+                           int (*match)(const char *, size_t, const char *))
+{
     int best = 0;
     double q = 0.0;
-    const char *s = accept;
+    const char *s = header;
     while (*s) {
         const char *end = strchr(s, ',');
         if (!end)
@@ -63,7 +73,7 @@ double bs_accept_quality(const char *accept, const char *type)
         size_t rlen = strcspn(r, ";, \t");
         if (r + rlen > end)
             rlen = (size_t)(end - r);
-        int how = range_match(r, rlen, type);
+        int how = match(r, rlen, name);
         double rq = how ? range_q(r + rlen, end) : -1.0;
         if (how > best && rq >= 0.0) {
             best = how;
@@ -72,6 +82,18 @@ double bs_accept_quality(const char *accept, const char *type)
         s = *end ? end + 1 : end;
     }
     return q;
+}
+
+double bs_accept_quality(const char *accept, const char *type)
+{
+    if (!accept || !*skip_ows(accept))
+        return 1.0;
+    return list_quality(accept, type, range_match);
+}
+
+double bs_accept_coding(const char *accept_encoding, const char *coding)
+{
+    return accept_encoding ? list_quality(accept_encoding, coding, coding_match) : 0.0;
 }
 
 int bs_accept_pick(const char *accept, const char *const *offered, int n)

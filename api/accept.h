@@ -21,4 +21,9 @@ int bs_accept_pick(const char *accept, const char *const *offered, int n);
  * header is absent or empty). */
 double bs_accept_quality(const char *accept, const char *type);
 
+/* The q an Accept-Encoding header gives to a content coding such as gzip
+ * (RFC 9110 §12.5.3): the coding's own entry, else "*"; 0 when neither is
+ * listed or the header is absent (then the answer goes uncompressed). */
+double bs_accept_coding(const char *accept_encoding, const char *coding);
+
 #endif

@@ -3,6 +3,8 @@
 
 #include "server/routes.h"
 
+#include "api/accept.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +18,11 @@ const asset_file *asset_find(const char *path)
     return NULL;
 }
 
-void asset_etag(const asset_file *a, char *buf, size_t size)
+void asset_etag(const unsigned char *data, size_t len, char *buf, size_t size)
 {
     uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a, 64 bits */
-    for (size_t i = 0; i < a->len; i++)
-        h = (h ^ a->data[i]) * 0x100000001b3ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ data[i]) * 0x100000001b3ULL;
     snprintf(buf, size, "\"%016llx\"", (unsigned long long)h);
 }
 
@@ -45,19 +47,27 @@ handler_result assets_get(server *srv, const http_request *req, http_response *r
         resp_error(resp, BS_E_NOT_FOUND, "No endpoint has this path.");
         return HANDLER_ANSWERED;
     }
+    /* the gzip when the client takes it and it is smaller */
+    int gz = a->gz_len < a->len && bs_accept_coding(req_header(req, "Accept-Encoding"), "gzip") > 0;
+    const unsigned char *data = gz ? a->gz : a->data;
+    size_t len = gz ? a->gz_len : a->len;
     char etag[24];
-    asset_etag(a, etag, sizeof etag);
+    asset_etag(data, len, etag, sizeof etag);
     if (etag_matches(req_header(req, "If-None-Match"), etag)) {
         resp_bytes(resp, 304, NULL, NULL, 0);
     } else {
-        char *body = malloc(a->len ? a->len : 1);
+        char *body = malloc(len ? len : 1);
         if (!body) {
             resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
             return HANDLER_ANSWERED;
         }
-        memcpy(body, a->data, a->len);
-        resp_bytes(resp, 200, a->content_type, body, a->len);
+        memcpy(body, data, len);
+        resp_bytes(resp, 200, a->content_type, body, len);
     }
+    if (gz)
+        resp_header(resp, "Content-Encoding", "gzip");
+    if (a->gz_len < a->len)
+        resp_header(resp, "Vary", "Accept-Encoding");
     /* the client keeps it, and asks again with If-None-Match each time */
     resp_header(resp, "ETag", "%s", etag);
     resp_header(resp, "Cache-Control", "no-cache");

@@ -831,20 +831,34 @@ static void wake_streams(jobs *t, double now, double *next)
         *next = now + JOBS_EVENT_INTERVAL;
 }
 
+/* Appends the n pieces of text parts (lengths lens) to s->buf. 0, or -1
+ * when out of memory. */
+static int stream_append(stream *s, const char *const *parts, const size_t *lens, int n)
+{
+    size_t add = 0;
+    for (int i = 0; i < n; i++)
+        add += lens[i];
+    char *b = realloc(s->buf, s->len + add);
+    if (!b)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        memcpy(b + s->len, parts[i], lens[i]);
+        s->len += lens[i];
+    }
+    s->buf = b;
+    return 0;
+}
+
 /* Appends an event to s->buf (data is one line of JSON). 0, or -1 when out of memory. */
 static int stream_event(stream *s, const char *event, const char *data, size_t len)
 {
     char head[96];
     int n = snprintf(head, sizeof head, "%sid: %llu\nevent: %s\ndata: ",
                      s->started ? "" : "retry: " JOBS_EVENT_RETRY "\n\n", ++s->event_id, event);
-    char *b = realloc(s->buf, s->len + (size_t)n + len + 3);
-    if (!b)
+    const char *parts[] = {head, data, "\n\n"};
+    const size_t lens[] = {(size_t)n, len, 2};
+    if (stream_append(s, parts, lens, 3))
         return -1;
-    memcpy(b + s->len, head, (size_t)n);
-    memcpy(b + s->len + n, data, len);
-    memcpy(b + s->len + n + len, "\n\n", 3);
-    s->buf = b;
-    s->len += (size_t)n + len + 2;
     s->started = 1;
     return 0;
 }
@@ -893,12 +907,10 @@ static int stream_make(stream *s)
     if (now - s->sent_at < JOBS_HEARTBEAT)
         return 0;
     static const char beat[] = ": keep-alive\n\n";
-    char *b = realloc(s->buf, s->len + sizeof beat);
-    if (!b)
+    const char *parts[] = {beat};
+    const size_t lens[] = {sizeof beat - 1};
+    if (stream_append(s, parts, lens, 1))
         return -1;
-    memcpy(b + s->len, beat, sizeof beat);
-    s->buf = b;
-    s->len += sizeof beat - 1;
     s->sent_at = now;
     return 1;
 }

@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
-# Runs every cmocka test binary of a build folder and sums their results.
-# The last line is "N passed, N failed"; the exit status is non-zero when
-# anything failed. A binary that dies without a cmocka summary counts as one
-# failure. SKIP_TESTS (names of test binaries, separated by spaces) leaves
-# those out.
+# Runs every cmocka test binary of a build folder, then the browser tests
+# (tests/browser/run.mjs, which prints cmocka's summary lines), and sums
+# their results. The last line is "N passed, N failed"; the exit status is
+# non-zero when anything failed. A binary that dies without a cmocka
+# summary counts as one failure. SKIP_TESTS (names of test binaries,
+# separated by spaces; test_browser for the browser tests) leaves those out.
 set -u
 build=${1:-build}
 export BLINDSPOT_BUILD=$build
 passed=0
 failed=0
-for t in "$build"/tests/test_*; do
-    [ -x "$t" ] || continue
-    name=$(basename "$t")
+
+# run NAME COMMAND...: runs one test program and adds up its summary.
+run() {
+    local name=$1
+    shift
     if [[ " ${SKIP_TESTS:-} " == *" $name "* ]]; then
         echo "== $name: skipped (SKIP_TESTS)"
-        continue
+        return
     fi
     echo "== $name"
-    out=$("$t" 2>&1)
+    local out rc p f
+    out=$("$@" 2>&1)
     rc=$?
     printf '%s\n' "$out"
     p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
@@ -28,6 +32,12 @@ for t in "$build"/tests/test_*; do
     fi
     passed=$((passed + p))
     failed=$((failed + f))
+}
+
+for t in "$build"/tests/test_*; do
+    [ -x "$t" ] || continue
+    run "$(basename "$t")" "$t"
 done
+run test_browser node tests/browser/run.mjs "$build"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -1,4 +1,4 @@
-/* test_accept — Accept header negotiation (api/accept.h): q-values, the
+/* test_accept — Accept and Accept-Encoding negotiation (api/accept.h): q-values, the
  * most specific range winning, wildcards, ties to the server's order,
  * q=0 and malformed ranges, an absent header. */
 #include <setjmp.h>
@@ -64,12 +64,30 @@ static void test_nothing_acceptable(void **state)
     assert_int_equal(pick(",,,"), -1);
 }
 
+/* Accept-Encoding: a coding by its name or "*", q honoured, nothing when
+ * the header is absent. */
+static void test_content_coding(void **state)
+{
+    (void)state;
+    assert_true(bs_accept_coding("gzip, deflate, br", "gzip") == 1.0);
+    assert_true(bs_accept_coding("GZIP", "gzip") == 1.0);
+    assert_true(bs_accept_coding("br;q=1, gzip;q=0.5", "gzip") == 0.5);
+    assert_true(bs_accept_coding("gzip;q=0", "gzip") == 0.0);
+    assert_true(bs_accept_coding("*", "gzip") == 1.0);
+    assert_true(bs_accept_coding("*;q=0.2, gzip;q=0", "gzip") == 0.0); /* the name wins */
+    assert_true(bs_accept_coding("x-gzip, gzipx, identity", "gzip") == 0.0);
+    assert_true(bs_accept_coding("gzip;q=2", "gzip") == 0.0);
+    assert_true(bs_accept_coding("", "gzip") == 0.0);
+    assert_true(bs_accept_coding(NULL, "gzip") == 0.0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_picks_by_q_then_server_order),
         cmocka_unit_test(test_specific_range_overrides_wildcard),
         cmocka_unit_test(test_nothing_acceptable),
+        cmocka_unit_test(test_content_coding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

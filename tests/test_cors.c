@@ -6,7 +6,9 @@
  * answered (methods, headers, max-age) and its answers the
  * Access-Control-* headers; "*" allows any origin, "null" included.
  * And the API's document for browsers: /openapi.yaml, compiled in, with
- * its ETag. */
+ * its ETag; the studio's pages and files, compiled in too, the pages with a
+ * Content-Security-Policy that keeps them to the daemon's origin. */
+#define _GNU_SOURCE /* memmem */
 #include "tests/testhttp.h"
 #include "tests/testutil.h"
 
@@ -365,6 +367,98 @@ static void test_openapi_document(void **state)
     reply_free(&r);
 }
 
+/* The pages and the files they load are the files of server/studio/ (and
+ * Redoc's bundle), byte for byte; pages may load and call only the
+ * daemon's own origin. */
+static void test_studio_files(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *path, *file, *type;
+    } files[] = {
+        {"/", "server/studio/index.html", "text/html;charset=utf-8"},
+        {"/ui", "server/studio/index.html", "text/html;charset=utf-8"},
+        {"/paper", "server/studio/paper.html", "text/html;charset=utf-8"},
+        {"/docs", "server/studio/docs.html", "text/html;charset=utf-8"},
+        {"/studio/studio.js", "server/studio/studio.js", "text/javascript;charset=utf-8"},
+        {"/studio/api.js", "server/studio/api.js", "text/javascript;charset=utf-8"},
+        {"/studio/studio.css", "server/studio/studio.css", "text/css;charset=utf-8"},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        size_t len;
+        unsigned char *want = tu_read_file(files[i].file, &len);
+        assert_non_null(want);
+        reply r;
+        request_on(off_daemon.port, files[i].path, NULL, &r);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.len, len);
+        assert_memory_equal(r.body, want, len);
+        free(want);
+        assert_header(&r, "Content-Type", files[i].type);
+        assert_header(&r, "X-Content-Type-Options", "nosniff");
+        char csp[512];
+        int page = !strncmp(files[i].type, "text/html", 9);
+        assert_int_equal(header_of(&r, "Content-Security-Policy", csp, sizeof csp) != NULL, page);
+        if (page) {
+            assert_non_null(strstr(csp, "default-src 'self'"));
+            assert_non_null(strstr(csp, "frame-ancestors 'none'"));
+            /* only Redoc's page styles itself inline */
+            assert_int_equal(strstr(csp, "'unsafe-inline'") != NULL, !strcmp(files[i].path, "/docs"));
+            assert_null(strstr(csp, "script-src"));
+        }
+        reply_free(&r);
+    }
+    reply r;
+    request_on(off_daemon.port, "/studio/redoc.standalone.js", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(r.len > 500000);
+    assert_null(memmem(r.body, r.len, "https://cdn.", 12)); /* nothing from another origin */
+    reply_free(&r);
+    const char *missing[] = {"/studio/nope.js", "/studio/", "/studio/api.js/x", "/index.html"};
+    for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
+        request_on(off_daemon.port, missing[i], NULL, &r);
+        assert_int_equal(r.status, 404);
+        assert_header(&r, "Content-Type", "application/json");
+        reply_free(&r);
+    }
+    /* gzip for a client that takes it: the same bytes once inflated, under
+     * another ETag; Vary tells caches to keep the two apart */
+    char plain_etag[32], gz_etag[32];
+    request_on(off_daemon.port, "/studio/redoc.standalone.js", NULL, &r);
+    assert_non_null(header_of(&r, "ETag", plain_etag, sizeof plain_etag));
+    assert_header(&r, "Vary", "Accept-Encoding");
+    size_t plain_len = r.len;
+    reply_free(&r);
+    const char *gzip[] = {"Accept-Encoding: br;q=1, gzip;q=0.8", NULL};
+    req_opts g = {.headers = gzip};
+    request_on(off_daemon.port, "/studio/redoc.standalone.js", &g, &r);
+    assert_int_equal(r.status, 200);
+    assert_header(&r, "Content-Encoding", "gzip");
+    assert_non_null(header_of(&r, "ETag", gz_etag, sizeof gz_etag));
+    assert_string_not_equal(gz_etag, plain_etag);
+    assert_true(r.len < plain_len / 2);
+    char path[256], cmd[600], *out = NULL;
+    snprintf(path, sizeof path, "%s/redoc.js.gz", tu_tmpdir());
+    assert_int_equal(tu_write_file(path, r.body, r.len), 0);
+    reply_free(&r);
+    snprintf(cmd, sizeof cmd, "gzip -dc %s | cmp - build/npm/redoc-*/package/bundles/redoc.standalone.js", path);
+    assert_int_equal(tu_run(cmd, &out), 0);
+    free(out);
+    const char *no_gzip[] = {"Accept-Encoding: gzip;q=0, identity", NULL};
+    g.headers = no_gzip;
+    request_on(off_daemon.port, "/studio/redoc.standalone.js", &g, &r);
+    assert_null(header_of(&r, "Content-Encoding", cmd, sizeof cmd));
+    assert_int_equal(r.len, plain_len);
+    reply_free(&r);
+
+    /* a page of another origin cannot even read the studio's files */
+    const char *other[] = {"Origin: https://elsewhere.example", NULL};
+    req_opts o = {.headers = other};
+    request_on(off_daemon.port, "/", &o, &r);
+    assert_int_equal(r.status, 403);
+    reply_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +469,7 @@ int main(void)
         cmocka_unit_test(test_star),
         cmocka_unit_test(test_bad_list_stops_startup),
         cmocka_unit_test(test_openapi_document),
+        cmocka_unit_test(test_studio_files),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1,5 +1,6 @@
-/* fuzz_accept — api/accept.h on any Accept header (the input up to its
- * first NUL, as an HTTP library hands a header over).
+/* fuzz_accept — api/accept.h on any Accept header, and the same text as
+ * an Accept-Encoding header (the input up to its first NUL, as an HTTP
+ * library hands a header over).
  *
  * Promises checked: a quality is within [0,1], and 1 for a header that is
  * blank; matching ignores case (RFC 9110: media types and the q name are
@@ -7,7 +8,9 @@
  * header upper-cased gives the same qualities; the pick is the earliest
  * offer of the highest quality above 0, or -1 when every quality is 0. The
  * offers are the daemon's (server/attacks.c) and a type taken from the
- * input itself, so that exact matches are reachable too. */
+ * input itself, so that exact matches are reachable too. As
+ * Accept-Encoding: gzip's quality is within [0,1], ignores case, and is 0
+ * for an absent header. */
 #include "tests/fuzz/fuzz.h"
 
 #include "api/accept.h"
@@ -51,8 +54,13 @@ static void check(const char *accept, const char *const *offered)
         PROMISE(u == q[i], "%s: quality %g, %g once the header is upper-cased", offered[i], q[i],
                 u);
     }
+    double gz = bs_accept_coding(accept, "gzip");
+    PROMISE(gz >= 0.0 && gz <= 1.0, "gzip quality %g", gz);
+    PROMISE(bs_accept_coding(upper, "gzip") == gz, "gzip: quality %g, %g once upper-cased", gz,
+            bs_accept_coding(upper, "gzip"));
     free(upper);
     PROMISE(bs_accept_quality(NULL, offered[0]) == 1.0, "an absent header is not q=1");
+    PROMISE(bs_accept_coding(NULL, "gzip") == 0.0, "an absent Accept-Encoding takes gzip");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
