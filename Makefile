@@ -130,6 +130,7 @@ ASSETS := /openapi.yaml=api/openapi.yaml=application/yaml \
 	/paper=server/studio/paper.html=$(HTML) \
 	/docs=server/studio/docs.html=$(HTML) \
 	/studio/studio.css=server/studio/studio.css=text/css;charset=utf-8 \
+	/studio/paper.css=server/studio/paper.css=text/css;charset=utf-8 \
 	/studio/api.js=server/studio/api.js=$(JS) \
 	/studio/studio.js=server/studio/studio.js=$(JS) \
 	/studio/paper.js=server/studio/paper.js=$(JS) \

@@ -387,8 +387,8 @@ static int run_shard(const model_set *s, const bs_dataset *d, const bs_eval_conf
     int lo, hi, rc;
     bs_attack_status status;
     bs_eval_shard_range(cfg->n, index, count, &lo, &hi);
-    if (bs_evaluate_images(models, s->n, d, cfg, lo, hi, NULL, cli_show_progress, pc, im, NULL,
-                           NULL, &status, err)) {
+    if (bs_evaluate_images(models, s->n, d, cfg, lo, hi, NULL, cli_show_progress, NULL, pc, im,
+                           NULL, NULL, &status, err)) {
         rc = cli_fail("evaluate", "%s", err);
     } else {
         bs_eval_labels l;

@@ -3,7 +3,9 @@
  * numbers do not depend on the thread count), then the transfer, noise and
  * magnified predictions by batched prediction (row-stable, core/gemm.h, so
  * a prediction does not depend on the images beside it), all kept per
- * image; the tables are reduced from those records in image order. */
+ * image, a block of images at a time (so the records of the first blocks
+ * are complete while the others run); the tables are reduced from those
+ * records in image order. */
 #include "core/evaluate.h"
 #include "core/error.h"
 
@@ -27,17 +29,19 @@ bs_eval_config bs_eval_defaults(void)
     };
 }
 
-/* What the attack threads share. */
+/* What the attack threads share. The shard is images lo .. hi-1 of the
+ * slice; its attacks run a block of images at a time (blo .. bhi-1). */
 typedef struct attack_pool {
     const bs_model *const *models;
-    int n_models, lo, hi;    /* images lo .. hi-1 of the slice */
+    int n_models, lo, hi;    /* the shard */
+    int blo, bhi;            /* the block being attacked */
     const bs_dataset *d;
     const bs_eval_config *cfg;
     const bs_attack_control *ctl;
     const int *targets;      /* hi-lo */
     float *adv;              /* (n_models, hi-lo, input_size) */
     bs_eval_images *im;
-    atomic_int next, done, failed;
+    atomic_int next, done, failed; /* next: of the block; done: of the shard */
     pthread_mutex_t lock;    /* progress callback and error message */
     bs_eval_progress_fn progress;
     void *ctx;
@@ -55,14 +59,14 @@ static void *attack_worker(void *arg)
 {
     attack_pool *p = arg;
     size_t in = p->d->input_size;
-    int len = p->hi - p->lo, total = p->n_models * len, M = p->n_models;
+    int len = p->bhi - p->blo, total = p->n_models * (p->hi - p->lo), M = p->n_models;
     for (;;) {
         int job = atomic_fetch_add(&p->next, 1);
-        if (job >= total || atomic_load(&p->failed))
+        if (job >= p->n_models * len || atomic_load(&p->failed))
             break;
-        int i = job / len, k = p->lo + job % len;
+        int i = job / len, k = p->blo + job % len;
         const float *x = p->d->images + (size_t)(p->cfg->first + k) * in;
-        float *adv = p->adv + (size_t)job * in;
+        float *adv = p->adv + ((size_t)i * (p->hi - p->lo) + (k - p->lo)) * in;
         size_t rec = (size_t)k * M + i;
         bs_attack_result r;
         char err[BS_ERR_LEN];
@@ -208,10 +212,110 @@ int bs_evaluate_check(const bs_model *const *models, int n_models, const bs_data
     return bs_attack_params_check(&cfg->params, err);
 }
 
+/* What the predictions of a shard share. */
+typedef struct block_ctx {
+    const bs_model *const *models;
+    int M, S, lo, n;         /* models, noise rows, the shard lo .. lo+n-1 */
+    const bs_eval_config *cfg;
+    size_t in;               /* input size */
+    const float *clean;      /* (n, in): the shard's images */
+    const int *labels;       /* n */
+    const float *adv;        /* (M, n, in): their adversarial examples */
+    float *scratch;          /* (n, in) */
+    int *pred;               /* n */
+    bs_rng noise[BS_EVAL_MAX_NOISE]; /* each row's draws, at the block's first image */
+    bs_eval_images *im;
+} block_ctx;
+
+/* Everything but the attacks for images b0 .. b1-1 of the shard (counted
+ * from its start): clean, transfer, magnified and noise predictions and
+ * the Lipschitz ratios, into their records. Predictions are row-stable, so
+ * a block gives the numbers the whole shard at once would. 0, or -1 when
+ * out of memory. */
+static int measure_block(block_ctx *b, int b0, int b1)
+{
+    int M = b->M, S = b->S, nb = b1 - b0;
+    size_t in = b->in;
+    const float *clean = b->clean + (size_t)b0 * in;
+    const int *labels = b->labels + b0;
+    bs_eval_images *im = b->im;
+    for (int j = 0; j < M; j++) {
+        if (predict(b->models[j], clean, nb, b->pred))
+            return -1;
+        for (int k = 0; k < nb; k++)
+            im->clean_wrong[(size_t)(b->lo + b0 + k) * M + j] = b->pred[k] != labels[k];
+    }
+
+    /* transfer: every model on every model's examples, as they are and
+     * magnified */
+    for (int i = 0; i < M; i++) {
+        const float *adv = b->adv + ((size_t)i * b->n + b0) * in;
+        for (int pass = 0; pass < (b->cfg->magnify > 0.0 ? 2 : 1); pass++) {
+            const float *imgs = adv;
+            unsigned char *wrong = pass == 0 ? im->adv_wrong : im->magnified_wrong;
+            if (pass == 1) {
+                for (int k = 0; k < nb; k++) {
+                    const float *x = clean + (size_t)k * in, *a = adv + (size_t)k * in;
+                    float *dst = b->scratch + (size_t)k * in;
+                    double dd = im->distortion[(size_t)(b->lo + b0 + k) * M + i];
+                    double scale = dd > 0.0 ? b->cfg->magnify / dd : 0.0;
+                    for (size_t q = 0; q < in; q++)
+                        dst[q] = fminf(fmaxf(x[q] + (float)(scale * (a[q] - x[q])), 0.0f), 1.0f);
+                }
+                imgs = b->scratch;
+            }
+            for (int j = 0; j < M; j++) {
+                if (predict(b->models[j], imgs, nb, b->pred))
+                    return -1;
+                for (int k = 0; k < nb; k++)
+                    wrong[((size_t)(b->lo + b0 + k) * M + i) * M + j] = b->pred[k] != labels[k];
+            }
+        }
+        /* the empirical Lipschitz ratio on the logits */
+        bs_workspace *ws = bs_workspace_new(b->models[i], 1);
+        if (!ws)
+            return -1;
+        for (int k = 0; k < nb; k++) {
+            size_t rec = (size_t)(b->lo + b0 + k) * M + i;
+            im->ratio[rec] = 0.0;
+            if (im->ok[rec]) {
+                const float *x = clean + (size_t)k * in, *a = adv + (size_t)k * in;
+                bs_norms nr = bs_norms_of(x, a, in);
+                if (nr.l2 > 0.0)
+                    im->ratio[rec] = logit_distance(b->models[i], ws, a, x) / nr.l2;
+            }
+        }
+        bs_workspace_free(ws);
+    }
+
+    /* Gaussian-noise baselines on the clean images, each row's draws in
+     * image order from the start of the slice whatever the shard */
+    for (int s = 0; s < S; s++) {
+        for (int k = 0; k < nb; k++) {
+            const float *x = clean + (size_t)k * in;
+            float *dst = b->scratch + (size_t)k * in;
+            for (size_t q = 0; q < in; q++)
+                dst[q] = fminf(fmaxf(x[q] + (float)b->cfg->noise[s] * bs_rng_normal(&b->noise[s]),
+                                     0.0f), 1.0f);
+            im->noise_distortion[(size_t)(b->lo + b0 + k) * S + s] =
+                bs_norms_of(x, dst, in).distortion;
+        }
+        for (int j = 0; j < M; j++) {
+            if (predict(b->models[j], b->scratch, nb, b->pred))
+                return -1;
+            for (int k = 0; k < nb; k++)
+                im->noise_wrong[((size_t)(b->lo + b0 + k) * S + s) * M + j] =
+                    b->pred[k] != labels[k];
+        }
+    }
+    return 0;
+}
+
 int bs_evaluate_images(const bs_model *const *models, int n_models, const bs_dataset *d,
                        const bs_eval_config *cfg, int lo, int hi, const bs_attack_control *ctl,
-                       bs_eval_progress_fn progress, void *ctx, bs_eval_images *im,
-                       float *adv_out, int *ok_out, bs_attack_status *status, char *err)
+                       bs_eval_progress_fn progress, bs_eval_measured_fn measured, void *ctx,
+                       bs_eval_images *im, float *adv_out, int *ok_out,
+                       bs_attack_status *status, char *err)
 {
     if (bs_evaluate_check(models, n_models, d, cfg, err))
         return -1;
@@ -236,7 +340,6 @@ int bs_evaluate_images(const bs_model *const *models, int n_models, const bs_dat
     float *scratch = malloc((size_t)n * in * sizeof(float));
     int *pred = malloc((size_t)n * sizeof(int));
     pthread_t *th = malloc((size_t)cfg->threads * sizeof(pthread_t));
-    bs_workspace *ws = NULL;
     if (!targets || !p.adv || !scratch || !pred || !th) {
         rc = bs_fail(err, "out of memory for the evaluation");
         goto out;
@@ -260,101 +363,41 @@ int bs_evaluate_images(const bs_model *const *models, int n_models, const bs_dat
     }
     p.targets = targets;
 
-    int started = 0;
-    for (; started < cfg->threads; started++)
-        if (pthread_create(&th[started], NULL, attack_worker, &p))
-            break;
-    if (started == 0)
-        attack_worker(&p);
-    for (int t = 0; t < started; t++)
-        pthread_join(th[t], NULL);
-    pthread_mutex_destroy(&p.lock);
-    if (atomic_load(&p.failed)) {
-        rc = bs_fail(err, "%s", p.err);
-        goto out;
+    block_ctx b = {.models = models, .M = M, .S = S, .lo = lo, .n = n, .cfg = cfg, .in = in,
+                   .clean = clean, .labels = labels, .adv = p.adv, .scratch = scratch,
+                   .pred = pred, .im = im};
+    for (int s = 0; s < S; s++) {
+        bs_rng_seed(&b.noise[s], cfg->seed * 1000003ULL + (uint64_t)s + 1);
+        for (size_t q = 0; q < (size_t)lo * in; q++)
+            (void)bs_rng_normal(&b.noise[s]);
     }
+
+    /* A block of images at a time, one image per thread and model: its
+     * records are complete (measured) before the next block starts. */
+    for (int b0 = lo; b0 < hi && !rc; b0 += cfg->threads) {
+        p.blo = b0;
+        p.bhi = b0 + cfg->threads < hi ? b0 + cfg->threads : hi;
+        atomic_store(&p.next, 0);
+        int started = 0;
+        for (; started < cfg->threads; started++)
+            if (pthread_create(&th[started], NULL, attack_worker, &p))
+                break;
+        if (started == 0)
+            attack_worker(&p);
+        for (int t = 0; t < started; t++)
+            pthread_join(th[t], NULL);
+        if (atomic_load(&p.failed))
+            rc = bs_fail(err, "%s", p.err);
+        else if (measure_block(&b, p.blo - lo, p.bhi - lo))
+            rc = bs_fail(err, "out of memory for the evaluation");
+        else if (measured && p.status == BS_ATTACK_DONE)
+            measured(ctx, p.blo, p.bhi);
+    }
+    pthread_mutex_destroy(&p.lock);
+    if (rc)
+        goto out;
     *status = p.status;
 
-    for (int j = 0; j < M; j++) {
-        if (predict(models[j], clean, n, pred)) {
-            rc = bs_fail(err, "out of memory for the evaluation");
-            goto out;
-        }
-        for (int k = 0; k < n; k++)
-            im->clean_wrong[(size_t)(lo + k) * M + j] = pred[k] != labels[k];
-    }
-
-    /* transfer: every model on every model's examples, as they are and
-     * magnified */
-    for (int i = 0; i < M; i++) {
-        const float *adv = p.adv + (size_t)i * n * in;
-        for (int pass = 0; pass < (cfg->magnify > 0.0 ? 2 : 1); pass++) {
-            const float *imgs = adv;
-            unsigned char *wrong = pass == 0 ? im->adv_wrong : im->magnified_wrong;
-            if (pass == 1) {
-                for (int k = 0; k < n; k++) {
-                    const float *x = clean + (size_t)k * in, *a = adv + (size_t)k * in;
-                    float *dst = scratch + (size_t)k * in;
-                    double dd = im->distortion[(size_t)(lo + k) * M + i];
-                    double scale = dd > 0.0 ? cfg->magnify / dd : 0.0;
-                    for (size_t q = 0; q < in; q++)
-                        dst[q] = fminf(fmaxf(x[q] + (float)(scale * (a[q] - x[q])), 0.0f), 1.0f);
-                }
-                imgs = scratch;
-            }
-            for (int j = 0; j < M; j++) {
-                if (predict(models[j], imgs, n, pred)) {
-                    rc = bs_fail(err, "out of memory for the evaluation");
-                    goto out;
-                }
-                for (int k = 0; k < n; k++)
-                    wrong[((size_t)(lo + k) * M + i) * M + j] = pred[k] != labels[k];
-            }
-        }
-        /* the empirical Lipschitz ratio on the logits */
-        ws = bs_workspace_new(models[i], 1);
-        if (!ws) {
-            rc = bs_fail(err, "out of memory for the evaluation");
-            goto out;
-        }
-        for (int k = 0; k < n; k++) {
-            size_t rec = (size_t)(lo + k) * M + i;
-            im->ratio[rec] = 0.0;
-            if (im->ok[rec]) {
-                const float *x = clean + (size_t)k * in, *a = adv + (size_t)k * in;
-                bs_norms nr = bs_norms_of(x, a, in);
-                if (nr.l2 > 0.0)
-                    im->ratio[rec] = logit_distance(models[i], ws, a, x) / nr.l2;
-            }
-        }
-        bs_workspace_free(ws);
-        ws = NULL;
-    }
-
-    /* Gaussian-noise baselines on the clean images, drawn in image order
-     * from the start of the slice whatever the shard */
-    for (int s = 0; s < S; s++) {
-        bs_rng nr;
-        bs_rng_seed(&nr, cfg->seed * 1000003ULL + (uint64_t)s + 1);
-        for (size_t q = 0; q < (size_t)lo * in; q++)
-            (void)bs_rng_normal(&nr);
-        for (int k = 0; k < n; k++) {
-            const float *x = clean + (size_t)k * in;
-            float *dst = scratch + (size_t)k * in;
-            for (size_t q = 0; q < in; q++)
-                dst[q] = fminf(fmaxf(x[q] + (float)cfg->noise[s] * bs_rng_normal(&nr), 0.0f),
-                               1.0f);
-            im->noise_distortion[(size_t)(lo + k) * S + s] = bs_norms_of(x, dst, in).distortion;
-        }
-        for (int j = 0; j < M; j++) {
-            if (predict(models[j], scratch, n, pred)) {
-                rc = bs_fail(err, "out of memory for the evaluation");
-                goto out;
-            }
-            for (int k = 0; k < n; k++)
-                im->noise_wrong[((size_t)(lo + k) * S + s) * M + j] = pred[k] != labels[k];
-        }
-    }
     for (int i = 0; i < M; i++) {
         if (adv_out)
             memcpy(adv_out + ((size_t)i * cfg->n + lo) * in, p.adv + (size_t)i * n * in,
@@ -364,7 +407,6 @@ int bs_evaluate_images(const bs_model *const *models, int n_models, const bs_dat
                 ok_out[(size_t)i * cfg->n + k] = im->ok[(size_t)k * M + i];
     }
 out:
-    bs_workspace_free(ws);
     free(targets);
     free(p.adv);
     free(scratch);
@@ -376,15 +418,28 @@ out:
 void bs_eval_reduce(const bs_eval_images *im, const bs_eval_config *cfg,
                     bs_attack_status status, bs_eval_result *out)
 {
-    int n = im->n, M = im->n_models, S = im->n_noise;
+    bs_eval_reduce_measured(im, NULL, cfg, status, out);
+}
+
+void bs_eval_reduce_measured(const bs_eval_images *im, const unsigned char *measured,
+                             const bs_eval_config *cfg, bs_attack_status status,
+                             bs_eval_result *out)
+{
+    int n = 0, M = im->n_models, S = im->n_noise;
+    for (int k = 0; k < im->n; k++)
+        n += !measured || measured[k];
     memset(out, 0, sizeof *out);
     out->n_models = M;
     out->n = n;
+    if (n == 0)
+        return;
     out->status = status;
     for (int i = 0; i < M; i++) {
         int wrong = 0;
         double dist = 0.0;
-        for (int k = 0; k < n; k++) {
+        for (int k = 0; k < im->n; k++) {
+            if (measured && !measured[k])
+                continue;
             size_t rec = (size_t)k * M + i;
             wrong += im->clean_wrong[rec];
             if (im->ok[rec]) {
@@ -398,8 +453,8 @@ void bs_eval_reduce(const bs_eval_images *im, const bs_eval_config *cfg,
         out->mean_distortion[i] = out->successes[i] ? dist / out->successes[i] : 0.0;
         for (int j = 0; j < M; j++) {
             int adv = 0, magnified = 0;
-            for (int k = 0; k < n; k++)
-                if (im->ok[(size_t)k * M + i]) {
+            for (int k = 0; k < im->n; k++)
+                if ((!measured || measured[k]) && im->ok[(size_t)k * M + i]) {
                     adv += im->adv_wrong[((size_t)k * M + i) * M + j];
                     magnified += im->magnified_wrong[((size_t)k * M + i) * M + j];
                 }
@@ -411,13 +466,15 @@ void bs_eval_reduce(const bs_eval_images *im, const bs_eval_config *cfg,
     }
     for (int s = 0; s < S; s++) {
         double dist = 0.0;
-        for (int k = 0; k < n; k++)
-            dist += im->noise_distortion[(size_t)k * S + s];
+        for (int k = 0; k < im->n; k++)
+            if (!measured || measured[k])
+                dist += im->noise_distortion[(size_t)k * S + s];
         out->noise_distortion[s] = dist / n;
         for (int j = 0; j < M; j++) {
             int wrong = 0;
-            for (int k = 0; k < n; k++)
-                wrong += im->noise_wrong[((size_t)k * S + s) * M + j];
+            for (int k = 0; k < im->n; k++)
+                if (!measured || measured[k])
+                    wrong += im->noise_wrong[((size_t)k * S + s) * M + j];
             out->noise_error[s][j] = (double)wrong / n;
         }
     }
@@ -435,7 +492,7 @@ int bs_evaluate_transfer(const bs_model *const *models, int n_models,
     if (!im)
         return bs_fail(err, "out of memory for the evaluation");
     bs_attack_status status;
-    int rc = bs_evaluate_images(models, n_models, d, cfg, 0, cfg->n, ctl, progress, ctx, im,
+    int rc = bs_evaluate_images(models, n_models, d, cfg, 0, cfg->n, ctl, progress, NULL, ctx, im,
                                 adv_out, ok_out, &status, err);
     if (!rc)
         bs_eval_reduce(im, cfg, status, out);

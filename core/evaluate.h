@@ -89,6 +89,10 @@ void bs_eval_shard_range(int n, int index, int count, int *lo, int *hi);
 
 /* Called after every attack: done of total. */
 typedef void (*bs_eval_progress_fn)(void *ctx, int done, int total);
+/* Called once the records of images lo .. hi-1 of the slice are complete
+ * (every attack on them ran to its end; not called for images whose
+ * attacks were stopped), from the thread that called bs_evaluate_images. */
+typedef void (*bs_eval_measured_fn)(void *ctx, int lo, int hi);
 
 /* Runs the measurements. models must all take d's inputs. Each model's
  * adversarial images (n_models*n*input_size floats, NaN-free; x itself
@@ -107,19 +111,30 @@ int bs_evaluate_check(const bs_model *const *models, int n_models, const bs_data
 /* One shard: measures images lo .. hi-1 of cfg's slice into their rows of im
  * (made for n_models, cfg->n_noise and cfg->n), as bs_evaluate_transfer
  * does; adv_out and ok_out as there (their rows of these images). progress
- * counts the shard's attacks, n_models*(hi-lo). *status is done, or
+ * counts the shard's attacks, n_models*(hi-lo). The images are attacked
+ * cfg->threads at a time, and measured (optional, with progress's ctx)
+ * says when each such block's records are complete: the tables of the
+ * images measured so far can be made while the rest run. *status is done, or
  * timeout/cancelled when ctl stopped attacks (their records then say
  * failed). Threads that call it for disjoint ranges of one im may run at
  * once. Returns 0, or -1 with a message. */
 int bs_evaluate_images(const bs_model *const *models, int n_models, const bs_dataset *d,
                        const bs_eval_config *cfg, int lo, int hi, const bs_attack_control *ctl,
-                       bs_eval_progress_fn progress, void *ctx, bs_eval_images *im,
-                       float *adv_out, int *ok_out, bs_attack_status *status, char *err);
+                       bs_eval_progress_fn progress, bs_eval_measured_fn measured, void *ctx,
+                       bs_eval_images *im, float *adv_out, int *ok_out,
+                       bs_attack_status *status, char *err);
 
 /* The tables from the records of every image of the slice (im->n of them),
  * with cfg's magnify; out->status is status. */
 void bs_eval_reduce(const bs_eval_images *im, const bs_eval_config *cfg,
                     bs_attack_status status, bs_eval_result *out);
+
+/* The same from the images k with measured[k] set alone (measured: im->n
+ * flags; at least one set), out->n their number: summed in image order, so
+ * with every flag set it is bs_eval_reduce's result, bit for bit. */
+void bs_eval_reduce_measured(const bs_eval_images *im, const unsigned char *measured,
+                             const bs_eval_config *cfg, bs_attack_status status,
+                             bs_eval_result *out);
 
 /* The status of work made of parts that ended with a and b: cancelled over
  * timeout over done. */

@@ -19,7 +19,11 @@
  * number. The helpers share the job's deadline and cancel flag and add to
  * its progress. Once no shard is left the job takes its helpers that no
  * worker took yet out of the queue, and waits only for those running, whose
- * shards are being measured, so a job never waits on queued work. */
+ * shards are being measured, so a job never waits on queued work.
+ *
+ * While it runs, the job shows the tables of the images measured so far
+ * (jobs_partial): each time core says a block of images is measured, in
+ * whichever shard, the tables of every measured image are made again. */
 #include "server/routes.h"
 
 #include "api/attack_json.h"
@@ -87,6 +91,8 @@ struct eval_run {
     int helpers_out;                /* submitted helpers whose done has not run */
     int workers;                    /* workers that measured a shard */
     int attacks_done;
+    unsigned char *measured;        /* (n): the image's records are complete */
+    bs_eval_result partial;         /* the tables of the images measured so far */
     bs_attack_status status;
     int failed;
     char err[BS_ERR_LEN];
@@ -103,6 +109,33 @@ static void shard_progress(void *ctx, int done, int total)
     if (run->job->progress)
         run->job->progress(run->job->ctx, run->attacks_done, run->j->n_models * run->cfg.n);
     pthread_mutex_unlock(&run->lock);
+}
+
+/* Core's word that images lo .. hi-1 are measured: the job's partial
+ * document, {"images", "models", "table1", "table2"} of the images
+ * measured so far, made and handed over under the lock, so that a later
+ * one never goes before an earlier one. The records read are those of
+ * measured images, complete and written no more. */
+static void shard_measured(void *ctx, int lo, int hi)
+{
+    eval_run *run = ctx;
+    pthread_mutex_lock(&run->lock);
+    for (int k = lo; k < hi; k++)
+        run->measured[k] = 1;
+    bs_eval_reduce_measured(run->im, run->measured, &run->cfg, BS_ATTACK_DONE, &run->partial);
+    json_t *whole = bs_eval_result_json(&run->partial, run->j->names, run->j->models,
+                                        run->slice, &run->j->cfg);
+    json_t *doc = whole ? json_pack("{s:i, s:O, s:O, s:O}", "images", run->partial.n, "models",
+                                    json_object_get(whole, "models"), "table1",
+                                    json_object_get(whole, "table1"), "table2",
+                                    json_object_get(whole, "table2"))
+                        : NULL;
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    if (text) /* else the last one stays: it is only behind */
+        jobs_partial(run->job, text);
+    pthread_mutex_unlock(&run->lock);
+    json_decref(doc);
+    json_decref(whole);
 }
 
 /* Why the job must stop now: cancelled, out of time, or DONE to go on. */
@@ -144,7 +177,8 @@ static void take_shards(eval_run *run, pool *p, int yield)
         bs_attack_status status;
         char err[BS_ERR_LEN];
         int rc = bs_evaluate_images(run->j->models, run->j->n_models, run->slice, &run->cfg, lo,
-                                    hi, &run->inner, shard_progress, run, run->im, NULL, NULL,
+                                    hi, &run->inner, shard_progress, shard_measured, run,
+                                    run->im, NULL, NULL,
                                     &status, err);
         pthread_mutex_lock(&run->lock);
         if (rc && !run->failed) {
@@ -240,8 +274,13 @@ static void evaluation_run(void *ctx, pool_worker *w, const bs_attack_control *c
     bs_dataset slice = {0};
     char err[BS_ERR_LEN];
     if (!r || !run || registry_split_slice(j->d, j->cfg.first, j->cfg.n, &slice, err) ||
-        !(run->im = bs_eval_images_new(j->n_models, j->cfg.n_noise, j->cfg.n))) {
+        !(run->im = bs_eval_images_new(j->n_models, j->cfg.n_noise, j->cfg.n)) ||
+        !(run->measured = calloc((size_t)j->cfg.n, 1))) {
         free(r);
+        if (run) {
+            bs_eval_images_free(run->im);
+            free(run->measured);
+        }
         free(run);
         bs_dataset_free(&slice);
         resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
@@ -285,6 +324,7 @@ static void evaluation_run(void *ctx, pool_worker *w, const bs_attack_control *c
     pthread_cond_destroy(&run->helper_ended);
     pthread_mutex_destroy(&run->lock);
     bs_eval_images_free(run->im);
+    free(run->measured);
     free(run);
     bs_dataset_free(&slice);
     free(r);

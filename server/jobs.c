@@ -45,6 +45,7 @@ typedef struct job {
     double finished_at;   /* bs_now() when it finished, for the ttl */
     char *result;         /* the work's JSON document, or NULL */
     char *error;          /* JSON text of the error object, or NULL */
+    char *partial;        /* JSON text the work shows while it runs (jobs_partial), or NULL */
 } job;
 
 /* A request parked until its job ends (GET /v1/jobs/{id}?wait=S). */
@@ -126,6 +127,7 @@ jobs *jobs_new(pool *p, metrics *m, int max_jobs, double ttl, state *store)
 static void job_free(job *j)
 {
     free(j->result);
+    free(j->partial);
     free(j->error);
     free(j);
 }
@@ -273,6 +275,20 @@ static void job_progress(void *ctx, int done, int total)
     pthread_mutex_unlock(&j->table->lock);
 }
 
+void jobs_partial(const bs_attack_control *ctl, char *text)
+{
+    if (ctl->progress != job_progress) { /* not a job: nobody reads it */
+        free(text);
+        return;
+    }
+    job *j = ctl->ctx;
+    pthread_mutex_lock(&j->table->lock);
+    char *old = j->partial;
+    j->partial = text;
+    pthread_mutex_unlock(&j->table->lock);
+    free(old);
+}
+
 static void job_run(pool_job *pj, pool_worker *w)
 {
     job *j = JOB_OF(pj);
@@ -355,6 +371,8 @@ static void job_done(pool_job *pj, pool_verdict verdict)
     j->state = state;
     j->result = result;
     j->error = error;
+    free(j->partial); /* the result or the error say it all now */
+    j->partial = NULL;
     j->finished = wall_now();
     j->finished_at = bs_now();
     if (state == JOB_DONE && j->total > 0)
@@ -549,7 +567,7 @@ typedef struct job_view {
     job_state state;
     int done, total, cancel_requested;
     double created, started, finished;
-    char *result, *error; /* copies */
+    char *result, *error, *partial; /* copies */
 } job_view;
 
 /* Called with the lock held. */
@@ -566,7 +584,14 @@ static int view_of(const job *j, job_view *v)
     v->finished = j->finished;
     v->result = j->result ? strdup(j->result) : NULL;
     v->error = j->error ? strdup(j->error) : NULL;
-    return (j->result && !v->result) || (j->error && !v->error) ? -1 : 0;
+    v->partial = j->partial ? strdup(j->partial) : NULL;
+    if ((j->result && !v->result) || (j->error && !v->error) || (j->partial && !v->partial)) {
+        free(v->result);
+        free(v->error);
+        free(v->partial);
+        return -1;
+    }
+    return 0;
 }
 
 /* An RFC 3339 UTC time with milliseconds, or null for 0. */
@@ -585,8 +610,9 @@ static json_t *time_json(double t)
 
 /* The job document: {"id", "kind", "state", "progress", "created",
  * "started", "finished", "expires", ["cancel_requested"], ["error"],
- * ["result"]}. The result is spliced in as the text the work made, so it is
- * byte for byte the synchronous answer. Frees v's copies. */
+ * ["partial"], ["result"]}. The partial document and the result are
+ * spliced in as the texts the work made, so the result is byte for byte
+ * the synchronous answer. Frees v's copies. */
 static void answer_view(jobs *t, job_view *v, int status, http_response *resp)
 {
     json_t *doc = json_pack("{s:s, s:s, s:s, s:{s:i, s:i}, s:o, s:o, s:o, s:o}", "id", v->id,
@@ -604,21 +630,24 @@ static void answer_view(jobs *t, job_view *v, int status, http_response *resp)
         json_decref(error);
     char *head = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(doc);
-    size_t hlen = head ? strlen(head) : 0;
-    size_t rlen = v->result ? strlen(v->result) : 0;
-    static const char key[] = ",\"result\":";
-    char *body = head ? malloc(hlen + sizeof key + rlen + 1) : NULL;
+    static const char *const keys[] = {",\"partial\":", ",\"result\":"};
+    const char *texts[] = {v->partial, v->result};
+    size_t hlen = head ? strlen(head) : 0, len = hlen + 1;
+    for (int k = 0; k < 2; k++)
+        len += texts[k] ? strlen(keys[k]) + strlen(texts[k]) : 0;
+    char *body = head ? malloc(len) : NULL;
     if (!body) {
         resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
     } else {
         size_t n = hlen - 1; /* without the closing brace */
         memcpy(body, head, n);
-        if (v->result) {
-            memcpy(body + n, key, sizeof key - 1);
-            n += sizeof key - 1;
-            memcpy(body + n, v->result, rlen);
-            n += rlen;
-        }
+        for (int k = 0; k < 2; k++)
+            if (texts[k]) {
+                size_t kl = strlen(keys[k]), tl = strlen(texts[k]);
+                memcpy(body + n, keys[k], kl);
+                memcpy(body + n + kl, texts[k], tl);
+                n += kl + tl;
+            }
         body[n++] = '}';
         body[n] = '\0';
         resp_bytes(resp, status, "application/json", body, n);
@@ -626,6 +655,7 @@ static void answer_view(jobs *t, job_view *v, int status, http_response *resp)
     free(head);
     free(v->result);
     free(v->error);
+    free(v->partial);
 }
 
 static void not_found(const http_request *req, http_response *resp)

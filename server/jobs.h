@@ -60,6 +60,16 @@ double jobs_deadline(const server *srv, const http_request *req);
  * 503 and work is left as it was. */
 void jobs_submit(jobs *t, const http_request *req, http_work *work, http_response *resp);
 
+/* From a job's work, on its worker: text (compact JSON, owned by the job
+ * from now on) becomes the job document's "partial", what the work has
+ * made so far (an evaluation's tables of the images measured), shown
+ * while it runs and dropped when it ends (its result or error say it all
+ * then, and a finished job reads the same before and after a restart).
+ * Each call replaces the last. ctl is the control the work's run was
+ * given; for work that does not run as a job, text is freed and nothing
+ * else done. */
+void jobs_partial(const bs_attack_control *ctl, char *text);
+
 /* At start-up, once the models are loaded and before the server is
  * ready: reads the store back into the table (see above). Restored jobs
  * count against max_jobs. 0, or -1 with a message in err when the store
