@@ -372,11 +372,14 @@ int bs_evaluate_images(const bs_model *const *models, int n_models, const bs_dat
             (void)bs_rng_normal(&b.noise[s]);
     }
 
-    /* A block of images at a time, one image per thread and model: its
-     * records are complete (measured) before the next block starts. */
-    for (int b0 = lo; b0 < hi && !rc; b0 += cfg->threads) {
+    /* With measured, a block of images at a time, one image per thread and
+     * model: its records are complete (measured) before the next block
+     * starts. Without, the whole shard is one block, so that no thread
+     * waits for the slowest attack of each block. */
+    int block = measured ? cfg->threads : (hi > lo ? hi - lo : 1);
+    for (int b0 = lo; b0 < hi && !rc; b0 += block) {
         p.blo = b0;
-        p.bhi = b0 + cfg->threads < hi ? b0 + cfg->threads : hi;
+        p.bhi = b0 + block < hi ? b0 + block : hi;
         atomic_store(&p.next, 0);
         int started = 0;
         for (; started < cfg->threads; started++)

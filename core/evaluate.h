@@ -111,10 +111,11 @@ int bs_evaluate_check(const bs_model *const *models, int n_models, const bs_data
 /* One shard: measures images lo .. hi-1 of cfg's slice into their rows of im
  * (made for n_models, cfg->n_noise and cfg->n), as bs_evaluate_transfer
  * does; adv_out and ok_out as there (their rows of these images). progress
- * counts the shard's attacks, n_models*(hi-lo). The images are attacked
- * cfg->threads at a time, and measured (optional, with progress's ctx)
- * says when each such block's records are complete: the tables of the
- * images measured so far can be made while the rest run. *status is done, or
+ * counts the shard's attacks, n_models*(hi-lo). With measured (optional,
+ * with progress's ctx) the images are attacked cfg->threads at a time,
+ * and measured says when each such block's records are complete: the
+ * tables of the images measured so far can be made while the rest run.
+ * Without it the threads take the shard's attacks as they come. *status is done, or
  * timeout/cancelled when ctl stopped attacks (their records then say
  * failed). Threads that call it for disjoint ranges of one im may run at
  * once. Returns 0, or -1 with a message. */
