@@ -36,7 +36,11 @@ static int setup(void **state)
     (void)state;
     curl_global_init(CURL_GLOBAL_ALL);
     signal(SIGPIPE, SIG_IGN);
-    if (daemon_start(&d, NULL)) {
+    /* The examples start evaluation jobs and go on; under the sanitizers
+     * their shards take minutes, and the requests queued behind them must
+     * not run out of the default 60 s budget while they wait. */
+    const char *extra[] = {"--timeout", "600", NULL};
+    if (daemon_start(&d, extra)) {
         fprintf(stderr, "blindspotd did not become ready; log in %s\n", d.log);
         return -1;
     }
