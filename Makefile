@@ -255,7 +255,7 @@ $(REDOCLY):
 
 # The browser tests (tests/browser/): Debian's Chromium, driven by
 # playwright-core from the npm registry, pinned.
-BROWSER_PKGS := chromium fonts-dejavu-core
+BROWSER_PKGS := chromium fonts-liberation fonts-dejavu-core
 PLAYWRIGHT_VERSION := 1.57.0
 PLAYWRIGHT := build/npm-tools/node_modules/playwright-core/package.json
 
