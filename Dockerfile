@@ -37,7 +37,11 @@ RUN apt-get update -q \
 COPY --from=build /src/build/blindspot /src/build/blindspotd /usr/local/bin/
 COPY --from=build /src/models/ /usr/share/blindspot/models/
 COPY --from=build /src/data/mnist/ /usr/share/blindspot/data/mnist/
+# A container must listen on its own 0.0.0.0 to be published, so the image
+# says --insecure-no-auth; the publishing decides who reaches it. Give
+# BLINDSPOT_AUTH_TOKENS (a mounted file) to require tokens instead.
 ENV BLINDSPOT_LISTEN=0.0.0.0:8080 \
+    BLINDSPOT_INSECURE_NO_AUTH=1 \
     BLINDSPOT_MODELS=/usr/share/blindspot/models \
     BLINDSPOT_DATA=/usr/share/blindspot/data \
     BLINDSPOT_STATE=/var/lib/blindspot/jobs.db

@@ -38,6 +38,9 @@
     X(INVALID_BINARY_DATA, "invalid_binary_data", 400,                                         \
       "The binary tensor data (Inference-Header-Content-Length, binary_data_size) does not "   \
       "match the body.")                                                                       \
+    X(UNAUTHORIZED, "unauthorized", 401,                                                       \
+      "No access token, or not one the daemon knows (--auth-tokens).")                          \
+    X(FORBIDDEN, "forbidden", 403, "The access token lacks the scope the endpoint needs.")      \
     X(ORIGIN_NOT_ALLOWED, "origin_not_allowed", 403,                                           \
       "The request comes from a web page of an origin that is not allowed (--cors-origins).")  \
     X(NOT_FOUND, "not_found", 404, "No endpoint has this path.")                               \

@@ -5,7 +5,9 @@
 
 #include <errno.h>
 #include <math.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@ typedef enum opt_kind {
     OPT_COUNT,   /* int, whole number */
     OPT_SECONDS, /* double, seconds (fractions allowed) */
     OPT_BYTES,   /* size_t, bytes with an optional K/M/G (binary) suffix */
+    OPT_SWITCH,  /* int 0 or 1; the bare flag is 1, the variable takes 0/1 */
 } opt_kind;
 
 typedef struct option_spec {
@@ -80,6 +83,16 @@ static const option_spec options[] = {
      0, "origins whose pages may call the API (comma-separated, like "
         "https://a.example,http://localhost:3000, or * for any); a request from any other "
         "origin than these and the daemon's own is refused with 403"},
+    {"auth-tokens", "BLINDSPOT_AUTH_TOKENS", "FILE", OPT_STRING, FIELD(auth_tokens), "", 0, 0,
+     "access tokens, one a line: TOKEN CLIENT SCOPES (scopes: infer,attack,evaluate,admin; "
+     "TOKEN may be sha256:HEX); every request but health, the studio's pages and /metrics "
+     "then needs Authorization: Bearer TOKEN (401, or 403 without the scope); SIGHUP reads "
+     "it again"},
+    {"insecure-no-auth", "BLINDSPOT_INSECURE_NO_AUTH", "", OPT_SWITCH, FIELD(insecure_no_auth),
+     "0", 0, 1, "serve on an address other than loopback without --auth-tokens (refused "
+                "otherwise): anyone who can reach the port may use everything"},
+    {"metrics-auth", "BLINDSPOT_METRICS_AUTH", "", OPT_SWITCH, FIELD(metrics_auth), "0", 0, 1,
+     "/metrics needs a token with the admin scope (open otherwise)"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -123,7 +136,7 @@ static int set_option(config *cfg, const option_spec *o, const char *text,
         goto bad;
     if (o->kind != OPT_SECONDS && v != floor(v))
         goto bad;
-    if (o->kind == OPT_COUNT)
+    if (o->kind == OPT_COUNT || o->kind == OPT_SWITCH)
         *(int *)field = (int)v;
     else if (o->kind == OPT_SECONDS)
         *(double *)field = v;
@@ -131,9 +144,12 @@ static int set_option(config *cfg, const option_spec *o, const char *text,
         *(size_t *)field = (size_t)v;
     return 0;
 bad:
-    snprintf(err, errlen, "%s wants %s in [%g, %g], got '%s'", where,
-             o->kind == OPT_SECONDS ? "a number of seconds" : "a whole number", o->min,
-             o->max, text);
+    if (o->kind == OPT_SWITCH)
+        snprintf(err, errlen, "%s wants 0 or 1, got '%s'", where, text);
+    else
+        snprintf(err, errlen, "%s wants %s in [%g, %g], got '%s'", where,
+                 o->kind == OPT_SECONDS ? "a number of seconds" : "a whole number", o->min,
+                 o->max, text);
     return -1;
 }
 
@@ -181,7 +197,10 @@ int config_parse(config *cfg, int argc, char **argv, char *err, size_t errlen)
             snprintf(err, errlen, "unknown option '%.*s' (see --help)", (int)len + 2, arg);
             return -1;
         }
-        const char *value = eq ? eq + 1 : (a + 1 < argc ? argv[++a] : NULL);
+        const char *value = eq                       ? eq + 1
+                            : o->kind == OPT_SWITCH ? "1"
+                            : a + 1 < argc          ? argv[++a]
+                                                    : NULL;
         char where[64];
         snprintf(where, sizeof where, "--%s", o->flag);
         if (!value) {
@@ -237,7 +256,8 @@ void config_print_help(const char *prog)
         char left[64];
         snprintf(left, sizeof left, "--%s %s", o->flag, o->metavar);
         printf("  %-26s %s\n  %-26s env %s, default %s\n", left, o->help, "", o->env,
-               o->def[0] ? o->def : "none");
+               o->kind == OPT_SWITCH ? (strcmp(o->def, "0") ? "on" : "off")
+                                     : o->def[0] ? o->def : "none");
     }
 }
 
@@ -282,4 +302,19 @@ int config_listen_addr(const config *cfg, struct sockaddr_storage *addr,
 bad:
     snprintf(err, errlen, "--listen wants HOST:PORT (or [IPv6]:PORT), got '%s'", s);
     return -1;
+}
+
+int config_addr_is_loopback(const struct sockaddr_storage *addr)
+{
+    if (addr->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)addr;
+        return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (addr->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)addr)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a))
+            return 1;
+        return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+    }
+    return 0;
 }

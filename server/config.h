@@ -36,6 +36,9 @@ typedef struct config {
     int max_jobs;                  /* jobs in the table, finished or not, before 503 */
     char state_path[CONFIG_PATH_LEN]; /* the job store's SQLite file; "none": in memory */
     char cors_origins[1024];       /* origins browsers may call from; "*": any; "": none */
+    char auth_tokens[CONFIG_PATH_LEN]; /* the tokens file (auth.h); "": no authentication */
+    int insecure_no_auth;          /* 1: may listen off loopback without tokens */
+    int metrics_auth;              /* 1: /metrics needs the admin scope */
     config_action action;
 } config;
 
@@ -51,5 +54,8 @@ void config_print_help(const char *prog);
 struct sockaddr_storage;
 int config_listen_addr(const config *cfg, struct sockaddr_storage *addr,
                        unsigned *addrlen, char *err, size_t errlen);
+
+/* Whether addr is a loopback address (127.0.0.0/8, ::1, or ::ffff:127.x). */
+int config_addr_is_loopback(const struct sockaddr_storage *addr);
 
 #endif

@@ -47,6 +47,7 @@ typedef struct server {
                                 through a request's models, not directly */
     pool *pool;              /* valid once ready is set */
     struct jobs *jobs;       /* the asynchronous jobs; valid once ready is set */
+    struct auth *auth;       /* the access tokens (auth.h); none: every request passes */
     metrics *metrics;
     atomic_int ready;        /* 1 once models and datasets are loaded */
     atomic_int draining;     /* 1 once shutdown began */
@@ -81,6 +82,10 @@ typedef struct http_request {
     const http_part *parts;
     int n_parts;
     const char *request_id;
+    /* who asks: "addr:" and the peer's IP address, or "token:" and the
+     * token's client name once authentication has succeeded. Jobs belong
+     * to "token:" clients only (see jobs.h). */
+    char client[80];
     double arrival;                     /* bs_now() at the headers */
     double timeout;                     /* ?timeout= seconds on pooled routes; 0: none */
     /* any request header by name (case-insensitive), NULL when absent;

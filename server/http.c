@@ -19,12 +19,14 @@
 #include "server/http.h"
 
 #include "core/attack.h" /* bs_now */
+#include "server/auth.h"
 #include "server/cors.h"
 #include "server/jobs.h"
 #include "server/routes.h"
 
 #include <microhttpd.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -241,6 +243,86 @@ static enum MHD_Result refuse(request_state *st, bs_error_code code, const char 
     return MHD_YES;
 }
 
+/* ---- who asks ---------------------------------------------------------- */
+
+/* req->client before authentication: "addr:" and the peer's IP address. */
+static void set_client_addr(request_state *st)
+{
+    char ip[INET6_ADDRSTRLEN] = "unknown";
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(st->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof ip);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof ip);
+    snprintf(st->req.client, sizeof st->req.client, "addr:%s", ip);
+}
+
+/* The scope the request needs with tokens on (0: none). A job's route
+ * needs the scope of the job's kind when the job is the caller's; an id
+ * the caller cannot see needs nothing more, and its handler answers 404
+ * as for an unknown one, so that a 403 does not tell that the job exists. */
+static unsigned needed_scope(request_state *st, const char *client)
+{
+    unsigned scope = st->route->scope;
+    if (scope == ROUTE_SCOPE_METRICS)
+        return st->srv->cfg->metrics_auth ? AUTH_ADMIN : ROUTE_OPEN;
+    if (scope != ROUTE_SCOPE_JOB)
+        return scope;
+    char kind[32];
+    if (!atomic_load(&st->srv->ready) ||
+        jobs_kind_of(st->srv->jobs, st->req.params[0], client, kind, sizeof kind))
+        return ROUTE_OPEN;
+    return auth_scope_of_kind(kind);
+}
+
+/* With --auth-tokens: the token from Authorization (or ?access_token= on
+ * the routes that take it), checked before the body is read and before
+ * any work. Returns 0 to go on (req->client then names the token's
+ * client), or 1 once the refusal is in hand (*ret holds what to return). */
+static int authenticate(request_state *st, enum MHD_Result *ret)
+{
+    server *srv = st->srv;
+    if (!srv->auth || auth_count(srv->auth) == 0 || st->route->scope == ROUTE_OPEN ||
+        (st->route->scope == ROUTE_SCOPE_METRICS && !srv->cfg->metrics_auth))
+        return 0;
+    const char *token = auth_bearer(header(st->conn, MHD_HTTP_HEADER_AUTHORIZATION));
+    if (!token && (st->route->flags & ROUTE_QUERY_TOKEN))
+        token = req_query(&st->req, "access_token");
+    char client[AUTH_CLIENT_LEN] = "";
+    /* The token's client first (any scope will do), so that a job's scope
+     * is looked up among that client's jobs. */
+    auth_verdict v = auth_check(srv->auth, token, 0, client);
+    unsigned scope = v == AUTH_OK ? needed_scope(st, client) : 0;
+    if (v == AUTH_OK && scope)
+        v = auth_check(srv->auth, token, scope, client);
+    if (v == AUTH_OK) {
+        snprintf(st->req.client, sizeof st->req.client, "%s", client);
+        return 0;
+    }
+    if (v == AUTH_FORBIDDEN) {
+        char msg[200];
+        snprintf(st->req.client, sizeof st->req.client, "%s", client); /* for the log line */
+        resp_header(&st->resp, "WWW-Authenticate",
+                    AUTH_REALM ", error=\"insufficient_scope\", scope=\"%s\"",
+                    auth_scope_name(scope));
+        snprintf(msg, sizeof msg, "The token of client %.70s lacks the %s scope this request "
+                 "needs.", client + 6, auth_scope_name(scope));
+        *ret = refuse(st, BS_E_FORBIDDEN, msg);
+        return 1;
+    }
+    if (v == AUTH_MISSING)
+        resp_header(&st->resp, "WWW-Authenticate", AUTH_REALM);
+    else
+        resp_header(&st->resp, "WWW-Authenticate", AUTH_REALM ", error=\"invalid_token\"");
+    *ret = refuse(st, BS_E_UNAUTHORIZED,
+                  v == AUTH_MISSING
+                      ? "This daemon needs an access token: send Authorization: Bearer TOKEN."
+                      : "The access token is not one this daemon knows.");
+    return 1;
+}
+
 /* ---- multipart/form-data ---------------------------------------------- */
 
 static char *dup_or_null(const char *s)
@@ -364,6 +446,7 @@ static enum MHD_Result on_headers(request_state *st, const char *url, const char
     req->accept = header(st->conn, MHD_HTTP_HEADER_ACCEPT);
     req->header = request_header;
     req->conn = st->conn;
+    set_client_addr(st);
     sanitise(st->path, sizeof st->path, url);
     sanitise(st->method, sizeof st->method, method);
     MHD_get_connection_values(st->conn, MHD_GET_ARGUMENT_KIND, collect_query, req);
@@ -405,6 +488,9 @@ static enum MHD_Result on_headers(request_state *st, const char *url, const char
     }
     if (!st->route)
         return refuse(st, BS_E_NOT_FOUND, "No endpoint has this path.");
+    enum MHD_Result refused;
+    if (authenticate(st, &refused))
+        return refused;
     if (!atomic_load(&srv->ready) && !(st->route->flags & ROUTE_BEFORE_READY))
         return refuse(st, BS_E_NOT_READY,
                             "The server is still loading its models; retry shortly.");
@@ -613,9 +699,10 @@ static void log_request(const request_state *st, int aborted)
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
     double ms = (bs_now() - st->req.arrival) * 1e3;
     fprintf(stderr,
-            "%s.%03ldZ request method=%s path=%s status=%d bytes=%zu ms=%.1f id=%s model=%s%s\n",
+            "%s.%03ldZ request method=%s path=%s status=%d bytes=%zu ms=%.1f id=%s model=%s "
+            "client=%s%s\n",
             when, ts.tv_nsec / 1000000, st->method, st->path, st->resp.status, st->sent_len, ms,
-            st->request_id, st->resp.model[0] ? st->resp.model : "-",
+            st->request_id, st->resp.model[0] ? st->resp.model : "-", st->req.client,
             aborted ? " aborted=1" : "");
 }
 

@@ -28,7 +28,8 @@ const char *const jobs_state_names[JOBS_STATES] = {"queued", "running", "done", 
 typedef struct job {
     pool_job pj;          /* in the pool while queued or running */
     jobs *table;
-    char id[24];          /* 16 hex digits */
+    char id[JOB_ID_SIZE]; /* 32 hex digits (16 in stores of earlier versions) */
+    char owner[AUTH_CLIENT_LEN]; /* the "token:" client that made it; "": anyone's */
     const char *kind;     /* a static string, or kind_buf */
     char kind_buf[24];    /* the kind of a job read back from the store */
     http_work work;       /* ctx freed by the done callback */
@@ -50,7 +51,7 @@ typedef struct job {
 
 /* A request parked until its job ends (GET /v1/jobs/{id}?wait=S). */
 typedef struct waiter {
-    char id[24];
+    char id[JOB_ID_SIZE];
     double until;         /* bs_now() seconds: answer then, whatever the state */
     pool_job *pj;         /* the request's: run makes the answer, done resumes it */
     struct waiter *next;
@@ -66,7 +67,6 @@ struct jobs {
     int n, max, cap;      /* cap > max only after a restart restored more */
     double ttl;
     state *store;         /* where jobs are written; NULL: in memory only */
-    unsigned long long seed, counter; /* job ids */
     /* the waiters' watcher, a thread of its own: */
     pthread_cond_t changed; /* a job ended, a waiter came, or stopping was raised */
     pthread_t watcher;
@@ -117,10 +117,6 @@ jobs *jobs_new(pool *p, metrics *m, int max_jobs, double ttl, state *store)
         free(t);
         return NULL;
     }
-    /* Ids are the only key to a job (anyone may cancel one), so they are
-     * not guessable: splitmix64 of a counter from a random start. */
-    if (getrandom(&t->seed, sizeof t->seed, 0) != sizeof t->seed)
-        t->seed = (unsigned long long)wall_now() * 0x9e3779b97f4a7c15ULL;
     return t;
 }
 
@@ -174,6 +170,34 @@ static job *find(jobs *t, const char *id)
         if (!strcmp(t->slots[i]->id, id))
             return t->slots[i];
     return NULL;
+}
+
+/* Who owns the jobs a client makes: a token's client, or nobody ("") for
+ * an address, since without tokens every client is the same one. */
+static const char *owner_of(const char *client)
+{
+    return !strncmp(client, "token:", 6) ? client : "";
+}
+
+/* The job with this id that client may see (its own, one nobody owns, or
+ * any when client is no token's), or NULL. Called with the lock held. */
+static job *find_for(jobs *t, const char *id, const char *client)
+{
+    job *j = find(t, id);
+    const char *owner = owner_of(client);
+    if (j && j->owner[0] && owner[0] && strcmp(j->owner, owner))
+        return NULL;
+    return j;
+}
+
+int jobs_kind_of(jobs *t, const char *id, const char *client, char *kind, size_t len)
+{
+    pthread_mutex_lock(&t->lock);
+    job *j = find_for(t, id, client);
+    if (j)
+        snprintf(kind, len, "%s", j->kind);
+    pthread_mutex_unlock(&t->lock);
+    return j ? 0 : -1;
 }
 
 /* ---- waiters ------------------------------------------------------------- */
@@ -232,7 +256,8 @@ static void *watch(void *arg)
 /* The parked request's state: which job, until when. */
 typedef struct wait_ctx {
     jobs *table;
-    char id[24];
+    char id[JOB_ID_SIZE];
+    char client[AUTH_CLIENT_LEN];
     double until;
 } wait_ctx;
 
@@ -388,17 +413,26 @@ static void job_done(pool_job *pj, pool_verdict verdict)
 
 /* ---- on the HTTP thread --------------------------------------------------- */
 
-/* A fresh job id, unguessable and unlike every id in the table (which
- * holds every stored job too). Called with the lock held. */
-static void new_id(jobs *t, char id[24])
+/* A fresh job id: 128 bits from the system's CSPRNG as 32 hex digits, so
+ * that no id tells anything of another; unlike every id in the table
+ * (which holds every stored job too). Called with the lock held. 0, or -1
+ * when the system has no randomness to give. */
+static int new_id(jobs *t, char id[JOB_ID_SIZE])
 {
     do {
-        unsigned long long z = t->seed + 0x9e3779b97f4a7c15ULL * ++t->counter;
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        z ^= z >> 31;
-        snprintf(id, 24, "%016llx", z);
+        unsigned char r[16];
+        size_t got = 0;
+        while (got < sizeof r) {
+            ssize_t n = getrandom(r + got, sizeof r - got, 0);
+            if (n < 0 && errno != EINTR)
+                return -1;
+            if (n > 0)
+                got += (size_t)n;
+        }
+        for (size_t i = 0; i < sizeof r; i++)
+            snprintf(id + 2 * i, 3, "%02x", r[i]);
     } while (find(t, id));
+    return 0;
 }
 
 /* Makes j the job of work, queued. */
@@ -451,6 +485,7 @@ static int store_new(jobs *t, const job *j, const http_request *req, double dead
     char *query = query_text(req), err[256];
     state_job row = {
         .id = j->id, .kind = j->kind, .model = j->model, .state = jobs_state_names[JOB_QUEUED],
+        .owner = j->owner,
         .created = j->created, .deadline = j->created + (deadline - j->submitted),
         .method = req->method, .path = req->path, .query = query,
         .content_type = req->content_type, .accept = req->accept,
@@ -491,8 +526,14 @@ void jobs_submit(jobs *t, const http_request *req, http_work *work, http_respons
                    "expired (--job-ttl %g s after it finished).", t->max, t->ttl);
         return;
     }
-    new_id(t, j->id);
+    if (new_id(t, j->id)) {
+        pthread_mutex_unlock(&t->lock);
+        free(j);
+        resp_error(resp, BS_E_INTERNAL_ERROR, "The system gave no randomness for a job id.");
+        return;
+    }
     job_take(t, j, work, resp->model);
+    snprintf(j->owner, sizeof j->owner, "%s", owner_of(req->client));
     j->created = wall_now();
     if (t->store && store_new(t, j, req, work->deadline, resp)) {
         pthread_mutex_unlock(&t->lock);
@@ -562,7 +603,7 @@ void jobs_stats(jobs *t, int counts[JOBS_STATES])
 
 /* What a job document shows, copied out under the lock. */
 typedef struct job_view {
-    char id[24];
+    char id[JOB_ID_SIZE];
     const char *kind;
     job_state state;
     int done, total, cancel_requested;
@@ -667,11 +708,11 @@ static void not_found(const http_request *req, http_response *resp)
 
 /* The job document of id into resp (404 when it is unknown or expired);
  * returns whether the job has ended. */
-static int answer_job(jobs *t, const char *id, http_response *resp)
+static int answer_job(jobs *t, const char *id, const char *client, http_response *resp)
 {
     job_view v;
     pthread_mutex_lock(&t->lock);
-    job *j = find(t, id);
+    job *j = find_for(t, id, client);
     int rc = j ? view_of(j, &v) : 0;
     int ended = j && is_final(j->state);
     pthread_mutex_unlock(&t->lock);
@@ -690,7 +731,7 @@ static void wait_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
 {
     (void)w, (void)ctl;
     wait_ctx *c = ctx;
-    answer_job(c->table, c->id, out);
+    answer_job(c->table, c->id, c->client, out);
 }
 
 /* ?wait=S: seconds in [0, JOBS_MAX_WAIT]; 0 when absent. -1 after a 400. */
@@ -717,7 +758,7 @@ handler_result jobs_get(server *srv, const http_request *req, http_response *res
     double wait;
     if (parse_wait(req, &wait, resp))
         return HANDLER_ANSWERED;
-    if (answer_job(srv->jobs, req->params[0], resp) || wait <= 0 ||
+    if (answer_job(srv->jobs, req->params[0], req->client, resp) || wait <= 0 ||
         atomic_load(&srv->draining))
         return HANDLER_ANSWERED;
     /* Still running: park the request until the job ends or wait passes. */
@@ -727,6 +768,7 @@ handler_result jobs_get(server *srv, const http_request *req, http_response *res
     resp_clear(resp);
     c->table = srv->jobs;
     snprintf(c->id, sizeof c->id, "%s", req->params[0]);
+    snprintf(c->client, sizeof c->client, "%s", req->client);
     c->until = req->arrival + wait;
     work->run = wait_run;
     work->free = free;
@@ -745,7 +787,7 @@ handler_result jobs_cancel(server *srv, const http_request *req, http_response *
     (void)work;
     jobs *t = srv->jobs;
     pthread_mutex_lock(&t->lock);
-    job *j = find(t, req->params[0]);
+    job *j = find_for(t, req->params[0], req->client);
     if (!j) {
         pthread_mutex_unlock(&t->lock);
         not_found(req, resp);
@@ -780,7 +822,7 @@ handler_result jobs_cancel(server *srv, const http_request *req, http_response *
  * to at most one event per interval, whatever its callback rate). */
 struct stream {
     jobs *table;
-    char id[24];
+    char id[JOB_ID_SIZE];
     unsigned long long event_id; /* the id: of the last event sent */
     int started;          /* retry: and the first event are made */
     int ended;            /* the final event is made: the stream ends after it */
@@ -965,7 +1007,7 @@ handler_result jobs_events(server *srv, const http_request *req, http_response *
 {
     jobs *t = srv->jobs;
     pthread_mutex_lock(&t->lock);
-    int known = find(t, req->params[0]) != NULL;
+    int known = find_for(t, req->params[0], req->client) != NULL;
     pthread_mutex_unlock(&t->lock);
     if (!known) {
         not_found(req, resp);
@@ -1013,7 +1055,7 @@ typedef struct pending {
 typedef struct restore_ctx {
     jobs *table;
     pending *pending, **tail;
-    char (*expired)[24];  /* ids past their ttl, deleted after the load */
+    char (*expired)[JOB_ID_SIZE];  /* ids past their ttl, deleted after the load */
     int n_expired, n_restored, failed; /* failed: out of memory */
 } restore_ctx;
 
@@ -1095,13 +1137,13 @@ static void restore_one(void *ctx, const state_job *r)
     if (strlen(r->id) >= sizeof(((job *)0)->id))
         return; /* not an id this program makes; nothing can ask for it */
     if (is_final(st) && now - r->finished >= t->ttl) {
-        char(*ids)[24] = realloc(c->expired, (size_t)(c->n_expired + 1) * sizeof *ids);
+        char(*ids)[JOB_ID_SIZE] = realloc(c->expired, (size_t)(c->n_expired + 1) * sizeof *ids);
         if (!ids) {
             c->failed = 1;
             return;
         }
         c->expired = ids;
-        snprintf(c->expired[c->n_expired++], 24, "%s", r->id);
+        snprintf(c->expired[c->n_expired++], JOB_ID_SIZE, "%s", r->id);
         return;
     }
     job *j = calloc(1, sizeof *j);
@@ -1116,6 +1158,7 @@ static void restore_one(void *ctx, const state_job *r)
     snprintf(j->id, sizeof j->id, "%s", r->id);
     snprintf(j->kind_buf, sizeof j->kind_buf, "%s", r->kind);
     j->kind = j->kind_buf;
+    snprintf(j->owner, sizeof j->owner, "%s", r->owner ? r->owner : "");
     snprintf(j->model, sizeof j->model, "%s", r->model ? r->model : "");
     j->table = t;
     j->state = st;
@@ -1234,6 +1277,7 @@ static int restore_run(jobs *t, server *srv, pending *p)
     req.parts = p->parts;
     req.n_parts = p->n_parts;
     req.request_id = request_id;
+    snprintf(req.client, sizeof req.client, "%s", j->owner[0] ? j->owner : "addr:restart");
     /* Its budget keeps counting from its creation, not from now. */
     req.arrival = bs_now() - (now - j->created);
     http_work work;

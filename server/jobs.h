@@ -3,6 +3,12 @@
  * /v1/evaluations), kept under an id in a bounded table and read or
  * cancelled with GET and DELETE /v1/jobs/{id} (the handlers are here too).
  *
+ * A job belongs to the client that made it when that client is a token's
+ * (req->client "token:NAME"): another token's client finds no such job
+ * (404, as for an unknown id). Jobs made without a token belong to nobody,
+ * and a client without a token sees every job: without --auth-tokens all
+ * clients are one.
+ *
  * A job is queued, then running, then done, failed or cancelled. Its result
  * is the response its work made, byte for byte the document the
  * synchronous call answers; a failed job has the error of that response
@@ -35,10 +41,14 @@
 #ifndef BS_SERVER_JOBS_H
 #define BS_SERVER_JOBS_H
 
+#include "server/auth.h"
 #include "server/handler.h"
 #include "server/state.h"
 
 typedef struct jobs jobs;
+
+/* A job id's room: 32 lowercase hex digits (128 random bits) and a NUL. */
+#define JOB_ID_SIZE 40
 
 /* An empty table for max_jobs jobs whose work runs on p, timed into m;
  * finished jobs live ttl seconds. Jobs are written to store, or kept in
@@ -69,6 +79,10 @@ void jobs_submit(jobs *t, const http_request *req, http_work *work, http_respons
  * given; for work that does not run as a job, text is freed and nothing
  * else done. */
 void jobs_partial(const bs_attack_control *ctl, char *text);
+
+/* The kind of the job id that client may see (see above) into kind (len
+ * bytes): 0, or -1 when there is no such job. */
+int jobs_kind_of(jobs *t, const char *id, const char *client, char *kind, size_t len);
 
 /* At start-up, once the models are loaded and before the server is
  * ready: reads the store back into the table (see above). Restored jobs

@@ -5,10 +5,13 @@
  * and the datasets present are loaded), then the models and datasets, then
  * the worker pool and the job table with the jobs read back from the
  * store. SIGHUP (taken with sigwait) reads the models again
- * (registry_rescan) while everything else goes on. Shutdown on SIGTERM or
+ * (registry_rescan) and the tokens file while everything else goes on.
+ * Without tokens the daemon serves only on a loopback address, unless
+ * --insecure-no-auth says otherwise (and the log says so loudly). Shutdown on SIGTERM or
  * SIGINT: stop accepting connections, let in-flight jobs finish for
  * --drain-timeout, answer what is left with 503, exit 0. */
 #include "core/attack.h" /* bs_now */
+#include "server/auth.h"
 #include "server/config.h"
 #include "server/handler.h"
 #include "server/http.h"
@@ -65,9 +68,50 @@ static int load(server *srv)
     return 0;
 }
 
+/* The tokens file (--auth-tokens) and the rule that without tokens the
+ * daemon stays on loopback. At start-up a bad file stops it; at a reload
+ * the old tokens stay. 0, or -1 with the reason on stderr. */
+static int load_tokens(server *srv, int at_start)
+{
+    const config *cfg = srv->cfg;
+    char err[512];
+    if (cfg->auth_tokens[0]) {
+        if (auth_load(srv->auth, cfg->auth_tokens, err, sizeof err)) {
+            fprintf(stderr, "blindspotd: %s%s\n", err,
+                    at_start ? "" : "; the tokens read before stay in force");
+            return -1;
+        }
+        fprintf(stderr, "blindspotd: %d access tokens read from %s\n", auth_count(srv->auth),
+                cfg->auth_tokens);
+        return 0;
+    }
+    if (!at_start)
+        return 0;
+    struct sockaddr_storage addr;
+    unsigned addrlen;
+    if (config_listen_addr(cfg, &addr, &addrlen, err, sizeof err)) {
+        fprintf(stderr, "blindspotd: %s\n", err);
+        return -1;
+    }
+    if (config_addr_is_loopback(&addr))
+        return 0;
+    if (!cfg->insecure_no_auth) {
+        fprintf(stderr, "blindspotd: refusing to listen on %s without access tokens: anyone "
+                "who can reach it could run attacks and read or cancel jobs; give "
+                "--auth-tokens FILE, listen on a loopback address, or pass --insecure-no-auth "
+                "on a network you trust\n", cfg->listen);
+        return -1;
+    }
+    fprintf(stderr, "blindspotd: WARNING: INSECURE: listening on %s with no authentication "
+            "(--insecure-no-auth): anyone who can reach this port can use every endpoint\n",
+            cfg->listen);
+    return 0;
+}
+
 /* SIGHUP: the models again, and one line saying what changed. */
 static void reload(server *srv)
 {
+    load_tokens(srv, 0);
     registry_reload r;
     double t0 = bs_now();
     int rc = registry_rescan(&srv->reg, &r);
@@ -124,11 +168,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "blindspotd: cannot block SIGTERM and SIGINT\n");
         return 1;
     }
+    srv.auth = auth_new();
+    if (!srv.auth || load_tokens(&srv, 1)) {
+        auth_free(srv.auth);
+        return 1;
+    }
     state *store = NULL;
     if (strcmp(cfg.state_path, "none") && strcmp(cfg.state_path, ":memory:")) {
         store = state_open(cfg.state_path, err, sizeof err);
         if (!store) {
             fprintf(stderr, "blindspotd: %s\n", err);
+            auth_free(srv.auth);
             return 1;
         }
     }
@@ -138,6 +188,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "blindspotd: %s\n", srv.metrics ? err : "out of memory");
         metrics_free(srv.metrics);
         state_close(store);
+        auth_free(srv.auth);
         return 1;
     }
     fprintf(stderr, "blindspotd: listening on %s (port %d), %d workers, queue %d\n", cfg.listen,
@@ -146,6 +197,7 @@ int main(int argc, char **argv)
         http_stop(http);
         metrics_free(srv.metrics);
         state_close(store);
+        auth_free(srv.auth);
         return 1;
     }
     srv.pool = pool_new(cfg.workers, cfg.queue_size);
@@ -163,6 +215,7 @@ int main(int argc, char **argv)
         registry_free(&srv.reg);
         metrics_free(srv.metrics);
         state_close(store);
+        auth_free(srv.auth);
         return 1;
     }
     atomic_store(&srv.ready, 1);
@@ -189,6 +242,7 @@ int main(int argc, char **argv)
     state_close(store);
     registry_free(&srv.reg);
     metrics_free(srv.metrics);
+    auth_free(srv.auth);
     fprintf(stderr, "blindspotd: stopped (%d jobs cut short)\n", left);
     return 0;
 }

@@ -5,6 +5,7 @@
 #ifndef BS_SERVER_ROUTES_H
 #define BS_SERVER_ROUTES_H
 
+#include "server/auth.h"
 #include "server/handler.h"
 
 #include <stdio.h>
@@ -13,6 +14,15 @@ enum {
     ROUTE_BEFORE_READY = 1, /* served while models are still loading */
     ROUTE_POOLED = 2,       /* may defer to the pool or make a job: ?timeout= applies */
     ROUTE_FORM = 4,         /* takes multipart/form-data bodies */
+    ROUTE_QUERY_TOKEN = 8,  /* the token may come as ?access_token= (EventSource sends no
+                               headers) */
+};
+
+/* A route's scope besides the AUTH_* bits (auth.h) and ROUTE_OPEN. */
+enum {
+    ROUTE_OPEN = 0,               /* no token needed: health, the studio's files */
+    ROUTE_SCOPE_JOB = 0x100,      /* the scope of the kind of the job {id} names */
+    ROUTE_SCOPE_METRICS = 0x200,  /* open, or admin under --metrics-auth */
 };
 
 typedef struct route {
@@ -20,6 +30,7 @@ typedef struct route {
     const char *pattern; /* "/v2/models/{name}/infer" */
     http_handler handler;
     int flags;
+    unsigned scope;      /* what a token needs with --auth-tokens: an AUTH_* bit, or above */
 } route;
 
 /* The route label for metrics and logs of paths that match no route. */

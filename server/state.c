@@ -27,7 +27,8 @@ static const char schema[] =
     " done INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0,"
     " result TEXT, error TEXT,"
     " method TEXT NOT NULL, path TEXT NOT NULL, query TEXT NOT NULL,"
-    " content_type TEXT, accept TEXT, body BLOB, multipart INTEGER NOT NULL);"
+    " content_type TEXT, accept TEXT, body BLOB, multipart INTEGER NOT NULL,"
+    " owner TEXT NOT NULL DEFAULT '');"
     "CREATE TABLE IF NOT EXISTS parts ("
     " job TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE, idx INTEGER NOT NULL,"
     " name TEXT NOT NULL, filename TEXT, content_type TEXT, data BLOB NOT NULL,"
@@ -107,6 +108,11 @@ state *state_open(const char *path, char *err, size_t errlen)
     }
     if (rc == SQLITE_OK)
         rc = exec(s, schema);
+    /* A store of a version before job owners: its jobs belong to nobody. */
+    if (rc == SQLITE_OK &&
+        query_int(s, "SELECT count(*) FROM pragma_table_info('jobs') WHERE name = 'owner'",
+                  &rc) == 0 && rc == SQLITE_OK)
+        rc = exec(s, "ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''");
     if (rc != SQLITE_OK) {
         if (foreign)
             snprintf(err, errlen, "the state file %s is another program's SQLite database; "
@@ -191,11 +197,12 @@ static int insert_locked(state *s, const state_job *j)
     int rc = prepare(s, &st,
         "INSERT INTO jobs (id, kind, model, state, cancel_requested, created, started,"
         " finished, deadline, done, total, result, error, method, path, query, content_type,"
-        " accept, body, multipart) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        "ttttiddddiitttttttbi", j->id, j->kind, j->model ? j->model : "", j->state,
+        " accept, body, multipart, owner) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "ttttiddddiitttttttbit", j->id, j->kind, j->model ? j->model : "", j->state,
         j->cancel_requested, j->created, j->started, j->finished, j->deadline, j->done,
         j->total, j->result, j->error, j->method, j->path, j->query ? j->query : "[]",
-        j->content_type, j->accept, (const void *)j->body, j->body_len, j->multipart);
+        j->content_type, j->accept, (const void *)j->body, j->body_len, j->multipart,
+        j->owner ? j->owner : "");
     if (rc == SQLITE_OK)
         rc = step_done(st);
     for (int i = 0; rc == SQLITE_OK && i < j->n_parts; i++) {
@@ -338,7 +345,7 @@ int state_load(state *s, void (*each)(void *ctx, const state_job *j), void *ctx,
     int rc = sqlite3_prepare_v2(s->db,
         "SELECT id, kind, model, state, cancel_requested, created, started, finished,"
         " deadline, done, total, result, error, method, path, query, content_type, accept,"
-        " body, multipart FROM jobs ORDER BY created, rowid", -1, &st, NULL);
+        " body, multipart, owner FROM jobs ORDER BY created, rowid", -1, &st, NULL);
     while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         state_job j = {
             .id = text_or_null(st, 0), .kind = text_or_null(st, 1),
@@ -351,6 +358,7 @@ int state_load(state *s, void (*each)(void *ctx, const state_job *j), void *ctx,
             .method = text_or_null(st, 13), .path = text_or_null(st, 14),
             .query = text_or_null(st, 15), .content_type = text_or_null(st, 16),
             .accept = text_or_null(st, 17), .multipart = sqlite3_column_int(st, 19),
+            .owner = text_or_null(st, 20),
         };
         j.body = sqlite3_column_blob(st, 18);
         j.body_len = (size_t)sqlite3_column_bytes(st, 18);

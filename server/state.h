@@ -21,10 +21,11 @@ typedef struct state state;
 
 /* A job as stored. Strings may be NULL where a column is empty. */
 typedef struct state_job {
-    const char *id;           /* 16 hex digits */
+    const char *id;           /* 32 hex digits (16 in stores of earlier versions) */
     const char *kind;         /* "attack", "evaluation" */
     const char *model;        /* the model concerned, "" for several */
     const char *state;        /* jobs_state_names[...] */
+    const char *owner;        /* the "token:" client that made it; "" or NULL: nobody */
     int cancel_requested;     /* a DELETE came before it ended */
     double created, started, finished; /* wall-clock seconds; 0: not yet */
     double deadline;          /* wall-clock end of its time budget */

@@ -68,7 +68,7 @@ static int partial_images(const json_t *doc)
  * all n images is the result's tables; the done job has none left. */
 static void watch_to_the_end(int port, const char *body, int n)
 {
-    char id[32];
+    char id[40];
     start(port, body, id, sizeof id);
     int last = 0, seen_running = 0;
     json_t *doc = NULL, *latest = NULL;
@@ -138,7 +138,7 @@ static void test_cancelled_evaluation_drops_its_partial_tables(void **state)
 {
     (void)state;
     int port = daemon_of_group.port;
-    char id[32], path[96];
+    char id[40], path[96];
     start(port, "{\"models\":[\"cnn\",\"fc100-100-10\"],\"n\":400}", id, sizeof id);
     json_t *doc = NULL;
     for (double t0 = now_s(); now_s() - t0 < 120 && partial_images(doc) == 0;) {

@@ -63,7 +63,7 @@ static curl_mime *attack_form(CURL *c)
     return m;
 }
 
-/* POSTs a job; its id goes to id (char[24]). */
+/* POSTs a job; its id goes to id (char[40]). */
 static void submit(int port, const char *path, const char *body, char *id)
 {
     reply r;
@@ -71,7 +71,7 @@ static void submit(int port, const char *path, const char *body, char *id)
     request_on(port, path, &o, &r);
     if (r.status != 202)
         fail_msg("expected 202, got %ld: %s", r.status, r.body ? r.body : "");
-    snprintf(id, 24, "%s", json_string_value(json_object_get(r.json, "id")));
+    snprintf(id, 40, "%s", json_string_value(json_object_get(r.json, "id")));
     reply_free(&r);
 }
 
@@ -156,7 +156,7 @@ static void test_crash_and_restart(void **state)
     char db[600];
     snprintf(db, sizeof db, "%s/state.sqlite", a.dir);
 
-    char done[20][24], slow[4][24], queued[9][24], budget[24], form[24];
+    char done[20][40], slow[4][40], queued[9][40], budget[40], form[40];
     char *before[20 + 1] = {0};
     for (int i = 0; i < 20; i++)
         submit(a.port, i % 5 == 4 ? "/v1/evaluations" : "/v1/attacks?async=true",
@@ -247,7 +247,7 @@ static void test_crash_and_restart(void **state)
     assert_int_equal(json_array_size(json_object_get(res, "predictions")), 2);
     reply_free(&r);
     /* New ids are not old ones. */
-    char fresh[24];
+    char fresh[40];
     submit(b.port, "/v1/attacks?async=true", quick_body, fresh);
     for (int i = 0; i < 20; i++)
         assert_string_not_equal(fresh, done[i]);
@@ -268,7 +268,7 @@ static void test_shutdown_keeps_unfinished_jobs(void **state)
     daemon_proc a, b;
     const char *drain[] = {"--drain-timeout", "0.2", NULL};
     assert_int_equal(daemon_start(&a, drain), 0);
-    char db[600], slow[3][24], queued[24];
+    char db[600], slow[3][40], queued[40];
     snprintf(db, sizeof db, "%s/state.sqlite", a.dir);
     for (int i = 0; i < 3; i++)
         submit(a.port, "/v1/attacks?async=true", slow_body, slow[i]);
@@ -307,7 +307,7 @@ static void test_ttl_across_restart(void **state)
     double t0 = now_s();
     assert_int_equal(daemon_start(&a, NULL), 0);
     double ttl = 2 * (now_s() - t0) + 2;
-    char db[600], id[24], ttl_text[32];
+    char db[600], id[40], ttl_text[32];
     snprintf(db, sizeof db, "%s/state.sqlite", a.dir);
     snprintf(ttl_text, sizeof ttl_text, "%.1f", ttl);
     submit(a.port, "/v1/attacks?async=true", quick_body, id);
@@ -363,7 +363,7 @@ static void test_second_daemon_refused(void **state)
         fail_msg("unclear refusal: %s", out);
     free(out);
     /* The first one still works. */
-    char id[24];
+    char id[40];
     submit(a.port, "/v1/attacks?async=true", quick_body, id);
     assert_int_equal(daemon_stop(&a), 0);
     daemon_cleanup(&a);
@@ -409,7 +409,7 @@ static void test_write_failure_refuses_job(void **state)
     assert_error(&r, 503, "state_unavailable");
     reply_free(&r);
     assert_int_equal(prlimit(a.pid, RLIMIT_FSIZE, &old, NULL), 0);
-    char id[24];
+    char id[40];
     submit(a.port, "/v1/attacks?async=true", quick_body, id);
     get_job(a.port, id, "30", &r);
     assert_string_equal(state_of(&r), "done");

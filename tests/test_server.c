@@ -1459,7 +1459,7 @@ static void submit_job(int port, const char *path, const char *body, char *locat
         fail_msg("POST %s: expected 202, got %ld: %s", path, r.status, r.body ? r.body : "");
     assert_non_null(header_of(&r, "Location", location, size));
     const char *id = json_string_value(json_object_get(r.json, "id"));
-    assert_int_equal(strlen(id), 16);
+    assert_int_equal(strlen(id), 32);
     assert_string_equal(json_string_value(json_object_get(r.json, "state")), "queued");
     assert_string_equal(json_string_value(json_object_get(r.json, "location")), location);
     assert_string_equal(location + strlen("/v1/jobs/"), id);

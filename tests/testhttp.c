@@ -168,12 +168,17 @@ int wait_ready(int port, pid_t pid, double seconds)
 /* Starts build/blindspotd with the zoo and extra flags (NULL-terminated). */
 int daemon_start(daemon_proc *d, const char *const *extra)
 {
+    return daemon_start_on(d, "127.0.0.1", extra);
+}
+
+int daemon_start_on(daemon_proc *d, const char *host, const char *const *extra)
+{
     memset(d, 0, sizeof *d);
     d->dir = tu_tmpdir();
     d->port = free_port();
     snprintf(d->log, sizeof d->log, "%s/blindspotd.log", d->dir);
     char listen[64];
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", d->port);
+    snprintf(listen, sizeof listen, "%s:%d", host, d->port);
     char state[600];
     snprintf(state, sizeof state, "%s/state.sqlite", d->dir);
     const char *argv[32] = {tu_bin("blindspotd"), "--listen", listen, "--models", "models",

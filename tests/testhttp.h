@@ -58,6 +58,8 @@ int wait_ready(int port, pid_t pid, double seconds);
  * in d->dir (a later --state in extra overrides it) and extra flags
  * (NULL-terminated), its stderr in d->log; 0 once it is ready. */
 int daemon_start(daemon_proc *d, const char *const *extra);
+/* The same listening on host (an IPv4 address) rather than 127.0.0.1. */
+int daemon_start_on(daemon_proc *d, const char *host, const char *const *extra);
 /* SIGTERM, then the exit status (or -1 when it did not exit in time). */
 int daemon_stop(daemon_proc *d);
 /* Removes the daemon's scratch folder. */
