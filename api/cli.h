@@ -106,6 +106,11 @@ int cli_output(const char *cmd, json_t *doc, int json, cli_printer print);
 
 /* The daemon given before the command (`blindspot --server URL CMD`). */
 void cli_set_server(const char *url);
+/* `blindspot --token TOKEN COMMAND ...`: the bearer token sent to the
+ * daemon, in place of $BLINDSPOT_TOKEN. */
+void cli_set_token(const char *token);
+/* The token to send: --token's, else $BLINDSPOT_TOKEN, else NULL. */
+const char *cli_token(void);
 /* The daemon a command runs on: flag (its --server), else the one given
  * before the command, else $BLINDSPOT_SERVER; NULL to run here. */
 const char *cli_server(const char *flag);

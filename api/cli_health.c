@@ -91,7 +91,7 @@ int cli_health(int argc, char **argv)
     const char *state = live ? "live" : "ready";
     char err[BS_ERR_LEN];
     bs_client client;
-    if (bs_client_init(&client, url, getenv("BLINDSPOT_TOKEN"), err)) {
+    if (bs_client_init(&client, url, cli_token(), err)) {
         bs_client_free(&client);
         return cli_fail("health", "%s", err);
     }

@@ -42,10 +42,12 @@ static const char *usage =
     "\n"
     "  --server URL  (before COMMAND) run info, predict, attack, evaluate,\n"
     "                lipschitz and units on the daemon at URL instead of here\n"
+    "  --token TOKEN (before COMMAND) the daemon's access token, sent as\n"
+    "                `Authorization: Bearer TOKEN` (its --auth-tokens)\n"
     "\n"
     "Environment: BLINDSPOT_DATA is the data folder (default: data);\n"
-    "BLINDSPOT_SERVER the daemon's URL, as --server; BLINDSPOT_TOKEN a token\n"
-    "sent to it as `Authorization: Bearer TOKEN`.\n";
+    "BLINDSPOT_SERVER the daemon's URL, as --server; BLINDSPOT_TOKEN the token,\n"
+    "as --token (which wins).\n";
 
 int main(int argc, char **argv)
 {
@@ -53,13 +55,24 @@ int main(int argc, char **argv)
      * BLAS runs on the calling thread; this also keeps training bitwise
      * deterministic. */
     openblas_set_num_threads(1);
-    /* `blindspot --server URL COMMAND ...` (or --server=URL) */
-    if (argc >= 2 && !strncmp(argv[1], "--server=", 9)) {
-        cli_set_server(argv[1] + 9);
-        argc--, argv++;
-    } else if (argc >= 3 && !strcmp(argv[1], "--server")) {
-        cli_set_server(argv[2]);
-        argc -= 2, argv += 2;
+    /* `blindspot --server URL --token TOKEN COMMAND ...` (either first, or
+     * --server=URL, --token=TOKEN) */
+    for (;;) {
+        if (argc >= 2 && !strncmp(argv[1], "--server=", 9)) {
+            cli_set_server(argv[1] + 9);
+            argc--, argv++;
+        } else if (argc >= 3 && !strcmp(argv[1], "--server")) {
+            cli_set_server(argv[2]);
+            argc -= 2, argv += 2;
+        } else if (argc >= 2 && !strncmp(argv[1], "--token=", 8)) {
+            cli_set_token(argv[1] + 8);
+            argc--, argv++;
+        } else if (argc >= 3 && !strcmp(argv[1], "--token")) {
+            cli_set_token(argv[2]);
+            argc -= 2, argv += 2;
+        } else {
+            break;
+        }
     }
     if (argc < 2) {
         fputs(usage, stderr);

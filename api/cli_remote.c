@@ -1,6 +1,6 @@
 /* cli_remote — the command line as a client of the daemon: which daemon
  * (--server URL on a command, or before it, or $BLINDSPOT_SERVER), its
- * token ($BLINDSPOT_TOKEN), and the requests a command makes through
+ * token (--token TOKEN before the command, or $BLINDSPOT_TOKEN), and the requests a command makes through
  * api/client.h. A command that runs remotely prints the daemon's document
  * with the printer of its local run, so both print the same; an error is
  * the server's message, or which URL could not be reached, and exit 1. */
@@ -20,6 +20,22 @@ void cli_set_server(const char *url)
     global_server = url;
 }
 
+/* `blindspot --token TOKEN COMMAND ...` */
+static const char *global_token;
+
+void cli_set_token(const char *token)
+{
+    global_token = token;
+}
+
+const char *cli_token(void)
+{
+    if (global_token && *global_token)
+        return global_token;
+    const char *env = getenv("BLINDSPOT_TOKEN");
+    return env && *env ? env : NULL;
+}
+
 const char *cli_server(const char *flag)
 {
     if (flag && *flag)
@@ -30,12 +46,12 @@ const char *cli_server(const char *flag)
     return env && *env ? env : NULL;
 }
 
-/* A client of server with the environment's token; 0 or -1 after a
- * message. */
+/* A client of server with the token of --token or the environment; 0 or
+ * -1 after a message. */
 static int client_open(const char *cmd, const char *server, bs_client *c)
 {
     char err[BS_ERR_LEN];
-    if (bs_client_init(c, server, getenv("BLINDSPOT_TOKEN"), err)) {
+    if (bs_client_init(c, server, cli_token(), err)) {
         bs_client_free(c);
         cli_fail(cmd, "%s", err);
         return -1;

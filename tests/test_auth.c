@@ -421,6 +421,28 @@ static void test_no_tokens_stays_on_loopback(void **state)
     daemon_cleanup(&open);
 }
 
+/* blindspot --server URL --token TOKEN: the token goes with the requests;
+ * without it the daemon's message says a token is needed. */
+static void test_cli_token(void **state)
+{
+    (void)state;
+    char cmd[700], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s --server http://127.0.0.1:%d --token bob-secret-cdef info cnn",
+             tu_bin("blindspot"), d.port);
+    assert_int_equal(tu_run(cmd, &out), 0);
+    assert_non_null(strstr(out, "cnn"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "BLINDSPOT_TOKEN=bob-secret-cdef %s --server=http://127.0.0.1:%d "
+             "info cnn", tu_bin("blindspot"), d.port);
+    assert_int_equal(tu_run(cmd, &out), 0);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s --server http://127.0.0.1:%d info cnn 2>&1",
+             tu_bin("blindspot"), d.port);
+    assert_int_equal(tu_run(cmd, &out), 1);
+    assert_non_null(strstr(out, "needs an access token"));
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -431,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_open_routes),
         cmocka_unit_test(test_foreign_job_is_404),
         cmocka_unit_test(test_job_ids_are_random),
+        cmocka_unit_test(test_cli_token),
         cmocka_unit_test(test_sighup_reads_tokens_again),
         cmocka_unit_test(test_metrics_auth),
         cmocka_unit_test(test_restart_keeps_owners),
