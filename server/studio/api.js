@@ -1,6 +1,12 @@
 // api.js — the studio's calls to blindspotd: JSON requests whose errors
 // become readable Error objects, and jobs followed to their end through
 // server-sent events. Every request goes to the page's own origin.
+//
+// A daemon with --auth-tokens answers 401 without a token: the page then
+// asks for one (a field at the top of the page), keeps it in the tab's
+// sessionStorage and sends it as Authorization: Bearer; the request that
+// was refused is sent again with it. EventSource cannot send headers, so
+// the job's event stream gets the token as ?access_token=.
 
 // An Error with the daemon's error code and HTTP status, and a message a
 // person can read (the daemon's own message, or a plain description when
@@ -37,6 +43,70 @@ async function failure(resp) {
     return new ApiError(resp.status, code, message, body);
 }
 
+const tokenKey = 'blindspot-token';
+
+// The access token the page was given ('' for none).
+export function accessToken() {
+    try {
+        return sessionStorage.getItem(tokenKey) || '';
+    } catch (e) {
+        return '';
+    }
+}
+
+let asking = null;
+let memoryToken = ''; // the token entered, when sessionStorage cannot keep it
+
+// Shows the token field (once, however many requests were refused) and
+// answers when a token was entered and kept. refused: the page's token
+// was sent and refused.
+function askToken(refused) {
+    if (asking)
+        return asking;
+    asking = new Promise((resolve) => {
+        const form = document.createElement('form');
+        form.className = 'token-prompt';
+        form.setAttribute('aria-label', 'Sign in to the daemon');
+        const say = document.createElement('p');
+        say.textContent = refused
+            ? 'The daemon refused this access token. Enter another one.'
+            : 'This daemon needs an access token.';
+        const label = document.createElement('label');
+        label.textContent = 'Access token ';
+        const input = document.createElement('input');
+        input.type = 'password';
+        input.name = 'token';
+        input.autocomplete = 'off';
+        input.required = true;
+        label.append(input);
+        const button = document.createElement('button');
+        button.type = 'submit';
+        button.textContent = 'Use this token';
+        form.append(say, label, button);
+        form.addEventListener('submit', (ev) => {
+            ev.preventDefault();
+            const value = input.value.trim();
+            if (!value)
+                return;
+            try {
+                sessionStorage.setItem(tokenKey, value);
+            } catch (e) {
+                // no storage (a private window's limits): the token lasts while the page does
+            }
+            memoryToken = value;
+            form.remove();
+            asking = null;
+            resolve();
+        });
+        document.body.prepend(form);
+        input.focus();
+    });
+    return asking;
+}
+
+// The token to send: the kept one, or the one entered when nothing keeps it.
+const currentToken = () => accessToken() || memoryToken;
+
 // Sends a request to the daemon and answers the parsed JSON. body: an object
 // (sent as JSON), a FormData, a Blob (sent as it is, with its type), or
 // undefined. Throws an ApiError for any answer but 2xx, and for no answer.
@@ -49,12 +119,20 @@ export async function request(method, path, body, options = {}) {
         init.body = JSON.stringify(body);
     }
     let resp;
-    try {
-        resp = await fetch(path, init);
-    } catch (e) {
-        if (e.name === 'AbortError')
-            throw e;
-        throw new ApiError(0, 'unreachable', plainWords[0], null);
+    for (;;) {
+        const token = currentToken();
+        if (token)
+            init.headers.Authorization = `Bearer ${token}`;
+        try {
+            resp = await fetch(path, init);
+        } catch (e) {
+            if (e.name === 'AbortError')
+                throw e;
+            throw new ApiError(0, 'unreachable', plainWords[0], null);
+        }
+        if (resp.status !== 401)
+            break;
+        await askToken(token !== '');
     }
     if (!resp.ok)
         throw await failure(resp);
@@ -84,7 +162,9 @@ export async function startJob(path, body) {
 // good.
 export function followJob(id, onProgress) {
     return new Promise((resolve, reject) => {
-        const source = new EventSource(`/v1/jobs/${encodeURIComponent(id)}/events`);
+        const token = currentToken();
+        const query = token ? `?access_token=${encodeURIComponent(token)}` : '';
+        const source = new EventSource(`/v1/jobs/${encodeURIComponent(id)}/events${query}`);
         const finish = (ev) => {
             source.close();
             try {

@@ -1,7 +1,7 @@
 // studio.js — the attack studio (/): pick a model, give an image (drawn,
 // a file, or a dataset sample), watch the model's prediction, attack it as
 // a job followed by server-sent events, and look at the result.
-import {ApiError, request, getJSON, postJSON, startJob, followJob, cancelJob, describe} from './api.js';
+import {ApiError, accessToken, request, getJSON, postJSON, startJob, followJob, cancelJob, describe} from './api.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -600,9 +600,12 @@ function showTransfer(r) {
 
 /* ---- copy as curl ---- */
 
+// With a token the command names it by variable, so that the copied text
+// does not carry the secret.
 function curlCommand(body) {
     const json = JSON.stringify(body).replace(/'/g, '\'\\\'\'');
-    return `curl -s -H 'Content-Type: application/json' -d '${json}' ${location.origin}/v1/attacks`;
+    const auth = accessToken() ? '-H "Authorization: Bearer $BLINDSPOT_TOKEN" ' : '';
+    return `curl -s ${auth}-H 'Content-Type: application/json' -d '${json}' ${location.origin}/v1/attacks`;
 }
 
 $('copy').addEventListener('click', async () => {
