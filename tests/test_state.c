@@ -1,6 +1,8 @@
 /* test_state — the job store on its own: a job and its request (body or
  * multipart parts) read back as written, with its start, end and cancel;
- * deleted jobs are gone; a failed insert leaves nothing behind; a second
+ * deleted jobs are gone; a failed insert leaves nothing behind; a job's
+ * owner is kept, and a store written before owners existed (16-digit ids,
+ * no owner column) still loads, its jobs owned by nobody; a second
  * opener of a file in use, a file of garbage, another program's database
  * and a folder that does not exist are refused with a message that says
  * which. */
@@ -40,7 +42,7 @@ static int teardown(void **cm)
 /* What a load saw: copies of the rows. */
 typedef struct seen {
     int n;
-    char id[4][24], state[4][16], query[4][64], result[4][64], error[4][64];
+    char id[4][40], owner[4][80], state[4][16], query[4][64], result[4][64], error[4][64];
     int cancel_requested[4], multipart[4], n_parts[4], done[4], total[4];
     double created[4], started[4], finished[4], deadline[4];
     char body[4][64];
@@ -52,7 +54,8 @@ static void collect(void *ctx, const state_job *j)
     seen *s = ctx;
     int i = s->n++;
     assert_true(i < 4);
-    snprintf(s->id[i], 24, "%s", j->id);
+    snprintf(s->id[i], 40, "%s", j->id);
+    snprintf(s->owner[i], 80, "%s", j->owner ? j->owner : "(null)");
     snprintf(s->state[i], 16, "%s", j->state);
     snprintf(s->query[i], 64, "%s", j->query);
     snprintf(s->result[i], 64, "%s", j->result ? j->result : "(null)");
@@ -145,6 +148,57 @@ static void test_round_trip(void **cm)
     state_close(s);
 }
 
+/* The jobs table as versions before job owners wrote it. */
+static const char old_schema[] =
+    "PRAGMA application_id=1651732580;"
+    "CREATE TABLE jobs ("
+    " id TEXT PRIMARY KEY, kind TEXT NOT NULL, model TEXT NOT NULL, state TEXT NOT NULL,"
+    " cancel_requested INTEGER NOT NULL DEFAULT 0,"
+    " created REAL NOT NULL, started REAL NOT NULL DEFAULT 0,"
+    " finished REAL NOT NULL DEFAULT 0, deadline REAL NOT NULL,"
+    " done INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0,"
+    " result TEXT, error TEXT,"
+    " method TEXT NOT NULL, path TEXT NOT NULL, query TEXT NOT NULL,"
+    " content_type TEXT, accept TEXT, body BLOB, multipart INTEGER NOT NULL);"
+    "CREATE TABLE parts ("
+    " job TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE, idx INTEGER NOT NULL,"
+    " name TEXT NOT NULL, filename TEXT, content_type TEXT, data BLOB NOT NULL,"
+    " PRIMARY KEY (job, idx));"
+    "INSERT INTO jobs (id, kind, model, state, created, finished, deadline, result, method,"
+    " path, query, multipart) VALUES ('3f2a9c0d41b7e685', 'attack', 'cnn', 'done', 1000,"
+    " 1001, 1060, '{}', 'POST', '/v1/attacks', '[]', 0);";
+
+static void test_owners_and_old_stores(void **cm)
+{
+    (void)cm;
+    char old[700];
+    snprintf(old, sizeof old, "%s/old.sqlite", dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(old, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, old_schema, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    char err[512];
+    state *s = state_open(old, err, sizeof err);
+    assert_non_null(s);
+    state_job owned = {.id = "c0ffee00c0ffee00c0ffee00c0ffee00", .kind = "attack",
+                       .model = "cnn", .state = "queued", .owner = "token:alice",
+                       .created = 2000, .deadline = 2060, .method = "POST",
+                       .path = "/v1/attacks", .query = "[]"};
+    assert_int_equal(state_insert(s, &owned, err, sizeof err), 0);
+    state_close(s);
+    s = state_open(old, err, sizeof err);
+    assert_non_null(s);
+    seen got = {0};
+    assert_int_equal(state_load(s, collect, &got, err, sizeof err), 0);
+    state_close(s);
+    assert_int_equal(got.n, 2);
+    assert_string_equal(got.id[0], "3f2a9c0d41b7e685");
+    assert_string_equal(got.owner[0], "");
+    assert_string_equal(got.result[0], "{}");
+    assert_string_equal(got.id[1], "c0ffee00c0ffee00c0ffee00c0ffee00");
+    assert_string_equal(got.owner[1], "token:alice");
+}
+
 static void test_one_opener_at_a_time(void **cm)
 {
     (void)cm;
@@ -188,6 +242,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_owners_and_old_stores),
         cmocka_unit_test(test_one_opener_at_a_time),
         cmocka_unit_test(test_refused_files),
     };
