@@ -330,6 +330,8 @@ $(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB)
 
 # fuzz_cors judges Origin headers with the daemon's server/cors.c alone.
 $(FUZZ_DIR)/fuzz_cors: $(FUZZ_DIR)/obj/server/cors.o
+# fuzz_auth reads tokens files and judges bearer tokens with server/auth.c alone.
+$(FUZZ_DIR)/fuzz_auth: $(FUZZ_DIR)/obj/server/auth.o
 
 # These targets drive the daemon's handlers: they take its objects but main.
 FUZZ_DAEMON := v2_infer v1_bodies

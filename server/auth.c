@@ -190,11 +190,8 @@ static char *read_file(const char *path, char *err, size_t errlen)
     return buf;
 }
 
-int auth_load(auth *a, const char *path, char *err, size_t errlen)
+int auth_load_text(auth *a, char *text, const char *source, char *err, size_t errlen)
 {
-    char *text = read_file(path, err, errlen);
-    if (!text)
-        return -1;
     table t = {0};
     int cap = 0, lineno = 0, rc = 0;
     for (char *line = text; line && !rc;) {
@@ -211,14 +208,14 @@ int auth_load(auth *a, const char *path, char *err, size_t errlen)
                 r = -1;
             }
         if (r < 0) {
-            snprintf(err, errlen, "--auth-tokens %s, line %d: %s", path, lineno, why);
+            snprintf(err, errlen, "--auth-tokens %s, line %d: %s", source, lineno, why);
             rc = -1;
         } else if (r == 0) {
             if (t.n == cap) {
                 cap = cap ? 2 * cap : 8;
                 entry *ne = realloc(t.e, (size_t)cap * sizeof *ne);
                 if (!ne) {
-                    snprintf(err, errlen, "--auth-tokens %s: out of memory", path);
+                    snprintf(err, errlen, "--auth-tokens %s: out of memory", source);
                     rc = -1;
                     break;
                 }
@@ -228,10 +225,9 @@ int auth_load(auth *a, const char *path, char *err, size_t errlen)
         }
         line = nl ? nl + 1 : NULL;
     }
-    free(text);
     if (!rc && t.n == 0) {
         snprintf(err, errlen, "--auth-tokens %s holds no token (TOKEN CLIENT SCOPES lines)",
-                 path);
+                 source);
         rc = -1;
     }
     if (rc) {
@@ -244,6 +240,16 @@ int auth_load(auth *a, const char *path, char *err, size_t errlen)
     pthread_rwlock_unlock(&a->lock);
     free(old.e);
     return 0;
+}
+
+int auth_load(auth *a, const char *path, char *err, size_t errlen)
+{
+    char *text = read_file(path, err, errlen);
+    if (!text)
+        return -1;
+    int rc = auth_load_text(a, text, path, err, errlen);
+    free(text);
+    return rc;
 }
 
 int auth_count(auth *a)

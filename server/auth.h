@@ -46,6 +46,9 @@ void auth_free(auth *a);
  * is valid, puts it in place of the old one. 0, or -1 with a message in
  * err naming the line and what is wrong (the old table stays). */
 int auth_load(auth *a, const char *path, char *err, size_t errlen);
+/* The same for the file's text (NUL-terminated, changed in place: lines
+ * are cut at their newlines), source naming it in messages. */
+int auth_load_text(auth *a, char *text, const char *source, char *err, size_t errlen);
 
 /* The number of tokens in the table (0: authentication is off). */
 int auth_count(auth *a);

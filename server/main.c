@@ -154,6 +154,10 @@ int main(int argc, char **argv)
         int bad = config_listen_addr(&cfg, &addr, &addrlen, err, sizeof err);
         if (bad)
             fprintf(stderr, "blindspotd: %s\n", err);
+        srv.auth = bad ? NULL : auth_new();
+        if (srv.auth && load_tokens(&srv, 1))
+            bad = 1;
+        auth_free(srv.auth);
         if (load(&srv))
             return 1;
         registry_free(&srv.reg);

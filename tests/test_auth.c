@@ -7,7 +7,8 @@
  * a bad file keeps the old tokens); job ids are 32 random hex digits; a
  * restart keeps the owners; a malformed file stops the start-up naming
  * its line; without tokens the daemon refuses to listen off loopback
- * unless --insecure-no-auth, which it logs. Needs `make data models`. */
+ * unless --insecure-no-auth, which it logs; --check reads the file too;
+ * the CLI sends --token. Needs `make data models`. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -391,6 +392,11 @@ static void test_malformed_file_stops_start(void **state)
     assert_non_null(strstr(out, "line 3: wants TOKEN CLIENT SCOPES"));
     free(out);
     write_tokens(path, "t1 a infer\nsha256:abcd b infer\n");
+    assert_int_equal(run_daemon(args, &out), 1);
+    assert_non_null(strstr(out, "line 2: sha256: wants 64 hex digits"));
+    free(out);
+    /* --check says so too */
+    snprintf(args, sizeof args, "--check --auth-tokens %s", path);
     assert_int_equal(run_daemon(args, &out), 1);
     assert_non_null(strstr(out, "line 2: sha256: wants 64 hex digits"));
     free(out);

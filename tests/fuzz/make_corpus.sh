@@ -10,7 +10,7 @@
 set -eu
 out=tests/fuzz/corpus
 rm -rf "$out"
-mkdir -p "$out"/{accept,attack_request,cors,base64,idx,image,model_file,oip_tensor,tensor_json,v1_bodies,v2_infer}
+mkdir -p "$out"/{accept,attack_request,auth,cors,base64,idx,image,model_file,oip_tensor,tensor_json,v1_bodies,v2_infer}
 
 pkgs="jansson zlib openblas spng libturbojpeg"
 gcc -std=c11 -O1 -I. $(pkg-config --cflags $pkgs) tests/fuzz/seed_images.c build/libblindspot.a \
@@ -99,6 +99,11 @@ put("accept/curl", "*/*")
 put("accept/png", "image/png")
 put("accept/weighted", "application/json;q=0.5, image/*;q=0.9, image/jpeg;q=0")
 put("accept/own_type", "image/webp\nimage/webp;q=1.0, application/json;q=0.2")
+# a tokens file and an Authorization header, separated by a NUL
+put("auth/clear", "alice-secret alice infer,attack\n# a comment\n\nroot-secret root admin\n\0Bearer alice-secret")
+put("auth/hashed", "sha256:" + "ab" * 32 + " bob infer   # hashed\n\0Bearer bob-secret")
+put("auth/bad_scope", "t1 eve infer,steal\n\0Bearer t1")
+put("auth/no_header", "t1 a evaluate\n")
 # --cors-origins, Origin and Host, separated by NULs
 put("cors/listed", "https://a.example,http://localhost:3000\0http://localhost:3000\0127.0.0.1:8080")
 put("cors/same", "\0http://127.0.0.1:8080\0127.0.0.1:8080")
