@@ -5,6 +5,8 @@
 #ifndef BS_SERVER_CONFIG_H
 #define BS_SERVER_CONFIG_H
 
+#include "server/outbound.h"
+
 #include <stddef.h>
 
 #define CONFIG_PATH_LEN 1024
@@ -36,6 +38,15 @@ typedef struct config {
     int max_jobs;                  /* jobs in the table, finished or not, before 503 */
     char state_path[CONFIG_PATH_LEN]; /* the job store's SQLite file; "none": in memory */
     char cors_origins[1024];       /* origins browsers may call from; "*": any; "": none */
+    char outbound_allow[1024];     /* CIDRs the outbound guard lets through (outbound.h) */
+    char outbound_proxy[256];      /* the proxy of outbound requests; "": none */
+    size_t fetch_max_bytes;        /* largest image fetched by URL; 0 in the table = max_body */
+    double fetch_timeout;          /* seconds an image fetch may take */
+    char webhook_secret[256];      /* the key of X-Blindspot-Signature; "": unsigned */
+    char webhook_secret_file[CONFIG_PATH_LEN]; /* or the first line of this file */
+    int webhook_tries;             /* deliveries tried before a callback has failed */
+    double webhook_backoff;        /* seconds before the first retry, doubled each time */
+    outbound_policy outbound;      /* outbound_allow and outbound_proxy, parsed */
     config_action action;
 } config;
 

@@ -27,7 +27,9 @@ static const char schema[] =
     " done INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0,"
     " result TEXT, error TEXT,"
     " method TEXT NOT NULL, path TEXT NOT NULL, query TEXT NOT NULL,"
-    " content_type TEXT, accept TEXT, body BLOB, multipart INTEGER NOT NULL);"
+    " content_type TEXT, accept TEXT, body BLOB, multipart INTEGER NOT NULL,"
+    " callback TEXT, callback_state TEXT, callback_attempts INTEGER NOT NULL DEFAULT 0,"
+    " callback_status INTEGER NOT NULL DEFAULT 0, callback_error TEXT);"
     "CREATE TABLE IF NOT EXISTS parts ("
     " job TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE, idx INTEGER NOT NULL,"
     " name TEXT NOT NULL, filename TEXT, content_type TEXT, data BLOB NOT NULL,"
@@ -71,6 +73,21 @@ static long long query_int(state *s, const char *sql, int *rc)
     return v;
 }
 
+/* A store written before jobs had callbacks gets their columns. */
+static int add_callback_columns(state *s)
+{
+    int rc;
+    long long has = query_int(s, "SELECT count(*) FROM pragma_table_info('jobs')"
+                              " WHERE name = 'callback'", &rc);
+    if (rc != SQLITE_OK || has > 0)
+        return rc;
+    return exec(s, "ALTER TABLE jobs ADD COLUMN callback TEXT;"
+                   "ALTER TABLE jobs ADD COLUMN callback_state TEXT;"
+                   "ALTER TABLE jobs ADD COLUMN callback_attempts INTEGER NOT NULL DEFAULT 0;"
+                   "ALTER TABLE jobs ADD COLUMN callback_status INTEGER NOT NULL DEFAULT 0;"
+                   "ALTER TABLE jobs ADD COLUMN callback_error TEXT;");
+}
+
 state *state_open(const char *path, char *err, size_t errlen)
 {
     state *s = calloc(1, sizeof *s);
@@ -107,6 +124,8 @@ state *state_open(const char *path, char *err, size_t errlen)
     }
     if (rc == SQLITE_OK)
         rc = exec(s, schema);
+    if (rc == SQLITE_OK)
+        rc = add_callback_columns(s);
     if (rc != SQLITE_OK) {
         if (foreign)
             snprintf(err, errlen, "the state file %s is another program's SQLite database; "
@@ -191,11 +210,13 @@ static int insert_locked(state *s, const state_job *j)
     int rc = prepare(s, &st,
         "INSERT INTO jobs (id, kind, model, state, cancel_requested, created, started,"
         " finished, deadline, done, total, result, error, method, path, query, content_type,"
-        " accept, body, multipart) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        "ttttiddddiitttttttbi", j->id, j->kind, j->model ? j->model : "", j->state,
+        " accept, body, multipart, callback, callback_state)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "ttttiddddiitttttttbitt", j->id, j->kind, j->model ? j->model : "", j->state,
         j->cancel_requested, j->created, j->started, j->finished, j->deadline, j->done,
         j->total, j->result, j->error, j->method, j->path, j->query ? j->query : "[]",
-        j->content_type, j->accept, (const void *)j->body, j->body_len, j->multipart);
+        j->content_type, j->accept, (const void *)j->body, j->body_len, j->multipart,
+        j->callback, j->callback ? j->callback_state : NULL);
     if (rc == SQLITE_OK)
         rc = step_done(st);
     for (int i = 0; rc == SQLITE_OK && i < j->n_parts; i++) {
@@ -261,6 +282,14 @@ int state_finished(state *s, const char *id, const char *state, const char *resu
     return update(s, "UPDATE jobs SET state = ?, result = ?, error = ?, finished = ?,"
                   " done = ?, total = ? WHERE id = ?", id, "tttdii", state, result, error,
                   finished, done, total);
+}
+
+int state_callback(state *s, const char *id, const char *cb_state, int attempts,
+                   int last_status, const char *last_error)
+{
+    return update(s, "UPDATE jobs SET callback_state = ?, callback_attempts = ?,"
+                  " callback_status = ?, callback_error = ? WHERE id = ?", id, "tiit",
+                  cb_state, attempts, last_status, last_error);
 }
 
 int state_cancel_requested(state *s, const char *id)
@@ -338,7 +367,8 @@ int state_load(state *s, void (*each)(void *ctx, const state_job *j), void *ctx,
     int rc = sqlite3_prepare_v2(s->db,
         "SELECT id, kind, model, state, cancel_requested, created, started, finished,"
         " deadline, done, total, result, error, method, path, query, content_type, accept,"
-        " body, multipart FROM jobs ORDER BY created, rowid", -1, &st, NULL);
+        " body, multipart, callback, callback_state, callback_attempts, callback_status,"
+        " callback_error FROM jobs ORDER BY created, rowid", -1, &st, NULL);
     while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         state_job j = {
             .id = text_or_null(st, 0), .kind = text_or_null(st, 1),
@@ -351,6 +381,10 @@ int state_load(state *s, void (*each)(void *ctx, const state_job *j), void *ctx,
             .method = text_or_null(st, 13), .path = text_or_null(st, 14),
             .query = text_or_null(st, 15), .content_type = text_or_null(st, 16),
             .accept = text_or_null(st, 17), .multipart = sqlite3_column_int(st, 19),
+            .callback = text_or_null(st, 20), .callback_state = text_or_null(st, 21),
+            .callback_attempts = sqlite3_column_int(st, 22),
+            .callback_status = sqlite3_column_int(st, 23),
+            .callback_error = text_or_null(st, 24),
         };
         j.body = sqlite3_column_blob(st, 18);
         j.body_len = (size_t)sqlite3_column_bytes(st, 18);
