@@ -671,8 +671,9 @@ static void answer_view(jobs *t, job_view *v, int status, http_response *resp)
         json_object_set_new(doc, "cancel_requested", json_true());
     if (doc && v->callback)
         json_object_set_new(doc, "callback",
-                            json_pack("{s:s, s:s, s:i, s:o, s:o}", "url", v->callback, "state",
-                                      cb_names[v->cb_state], "attempts", v->cb_attempts, "last_status",
+                            json_pack("{s:s, s:s, s:i, s:o, s:o}", "url", v->callback,
+                                      "state", cb_names[v->cb_state], "attempts",
+                                      v->cb_attempts, "last_status",
                                       v->cb_status ? json_integer(v->cb_status) : json_null(),
                                       "last_error", v->cb_error[0] ? json_string(v->cb_error)
                                                                    : json_null()));

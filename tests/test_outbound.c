@@ -192,6 +192,14 @@ typedef struct receiver {
     int quit;
 } receiver;
 
+/* Changes what rv answers (statements on rv's fields) under its lock. */
+#define RECEIVER_SET(rv, ...)                                                  \
+    do {                                                                       \
+        pthread_mutex_lock(&(rv)->lock);                                       \
+        __VA_ARGS__;                                                           \
+        pthread_mutex_unlock(&(rv)->lock);                                     \
+    } while (0)
+
 static void *receive(void *arg)
 {
     receiver *rv = arg;
@@ -228,21 +236,29 @@ static void *receive(void *arg)
         memcpy(rv->last_request, buf, len);
         rv->last_request[len] = '\0';
         rv->last_len = len;
+        /* the answer as it is set now, copied: the test may change it while
+         * this one is still being sent */
         int status = rv->statuses[n < rv->n_statuses ? n : rv->n_statuses - 1];
-        pthread_mutex_unlock(&rv->lock);
-        if (rv->delay_ms)
-            usleep((useconds_t)rv->delay_ms * 1000);
+        int delay_ms = rv->delay_ms;
+        size_t body_len = rv->body_len;
+        uint8_t *body = malloc(body_len + 1);
+        if (body_len)
+            memcpy(body, rv->body, body_len);
         char head[512];
         int hl = snprintf(head, sizeof head,
                           "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s"
                           "Connection: close\r\n\r\n",
                           status, rv->content_type ? rv->content_type : "text/plain",
-                          rv->body_len, rv->location ? "Location: " : "",
+                          body_len, rv->location ? "Location: " : "",
                           rv->location ? rv->location : "", rv->location ? "\r\n" : "");
+        pthread_mutex_unlock(&rv->lock);
+        if (delay_ms)
+            usleep((useconds_t)delay_ms * 1000);
         ssize_t w = send(c, head, (size_t)hl, MSG_NOSIGNAL);
-        if (w > 0 && rv->body_len)
-            w = send(c, rv->body, rv->body_len, MSG_NOSIGNAL);
+        if (w > 0 && body_len)
+            w = send(c, body, body_len, MSG_NOSIGNAL);
         (void)w;
+        free(body);
         close(c);
     }
 }
@@ -376,9 +392,8 @@ static void test_webhook_retries_then_delivers(void **state)
     (void)state;
     receiver rv;
     receiver_start(&rv);
-    rv.statuses[0] = rv.statuses[1] = 500;
-    rv.statuses[2] = 200;
-    rv.n_statuses = 3;
+    RECEIVER_SET(&rv, rv.statuses[0] = rv.statuses[1] = 500; rv.statuses[2] = 200;
+                 rv.n_statuses = 3);
     char location[128];
     submit_with_callback(&rv, location, sizeof location);
     json_t *doc = callback_settled(allowing.port, location);
@@ -422,7 +437,7 @@ static void test_webhook_gives_up(void **state)
     (void)state;
     receiver rv;
     receiver_start(&rv);
-    rv.statuses[0] = 503;
+    RECEIVER_SET(&rv, rv.statuses[0] = 503);
     char location[128];
     submit_with_callback(&rv, location, sizeof location);
     json_t *doc = callback_settled(allowing.port, location);
@@ -542,9 +557,7 @@ static void test_image_by_url(void **state)
     receiver_start(&rv);
     uint8_t *png;
     size_t png_len = digit_png(&png);
-    rv.body_len = png_len;
-    rv.body = png;
-    rv.content_type = "image/png";
+    RECEIVER_SET(&rv, rv.body_len = png_len; rv.body = png; rv.content_type = "image/png");
     reply r;
     attack_by_url(&rv, "/digit.png", &r);
     if (r.status != 200)
@@ -582,39 +595,36 @@ static void test_image_by_url(void **state)
     reply_free(&r);
 
     /* the wrong type */
-    rv.content_type = "text/html";
+    RECEIVER_SET(&rv, rv.content_type = "text/html");
     attack_by_url(&rv, "/", &r);
     assert_error(&r, 422, "fetch_failed");
     assert_non_null(strstr(r.body, "text/html"));
     reply_free(&r);
     /* a status other than 200 */
-    rv.content_type = "image/png";
-    rv.statuses[0] = 404;
+    RECEIVER_SET(&rv, rv.content_type = "image/png"; rv.statuses[0] = 404);
     attack_by_url(&rv, "/", &r);
     assert_error(&r, 422, "fetch_failed");
     assert_non_null(strstr(r.body, "404"));
     reply_free(&r);
-    rv.statuses[0] = 200;
+    RECEIVER_SET(&rv, rv.statuses[0] = 200);
     /* too big: 5000 bytes over --fetch-max-bytes 4K */
     uint8_t *big = calloc(5000, 1);
     memcpy(big, png, png_len);
-    rv.body = big;
-    rv.body_len = 5000;
+    RECEIVER_SET(&rv, rv.body = big; rv.body_len = 5000);
     attack_by_url(&rv, "/", &r);
     assert_error(&r, 422, "fetch_failed");
     assert_non_null(strstr(r.body, "more than 4096 bytes"));
     reply_free(&r);
-    rv.body = png;
-    rv.body_len = png_len;
+    RECEIVER_SET(&rv, rv.body = png; rv.body_len = png_len);
     free(big);
     /* too slow: 2 s over --fetch-timeout 1 */
-    rv.delay_ms = 2000;
+    RECEIVER_SET(&rv, rv.delay_ms = 2000);
     double t0 = now_s();
     attack_by_url(&rv, "/", &r);
     assert_error(&r, 422, "fetch_failed");
     assert_true(now_s() - t0 < 1.9);
     reply_free(&r);
-    rv.delay_ms = 0;
+    RECEIVER_SET(&rv, rv.delay_ms = 0);
     free(png);
     receiver_stop(&rv);
 }
@@ -629,8 +639,7 @@ static void test_redirect_not_followed(void **state)
     receiver_start(&target);
     char where[64];
     snprintf(where, sizeof where, "http://127.0.0.1:%d/secret", target.port);
-    rv.statuses[0] = 302;
-    rv.location = where;
+    RECEIVER_SET(&rv, rv.statuses[0] = 302; rv.location = where);
     reply r;
     attack_by_url(&rv, "/", &r);
     assert_error(&r, 422, "fetch_failed");
@@ -655,9 +664,7 @@ static void test_webhook_resumes_after_restart(void **state)
     (void)state;
     receiver rv;
     receiver_start(&rv);
-    rv.statuses[0] = 500;
-    rv.statuses[1] = 200;
-    rv.n_statuses = 2;
+    RECEIVER_SET(&rv, rv.statuses[0] = 500; rv.statuses[1] = 200; rv.n_statuses = 2);
     /* mkdtemp's template: the prefix and six placeholder letters */
     char dir[64], path[128];
     size_t n = (size_t)snprintf(dir, sizeof dir, "/tmp/bs-outbound-");
