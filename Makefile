@@ -169,6 +169,8 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/testutil.o $(BUILD)/
 
 # The job store's unit test links the store itself.
 $(BUILD)/tests/test_state: $(BUILD)/obj/server/state.o
+# The outbound guard's test links the guard.
+$(BUILD)/tests/test_outbound: $(BUILD)/obj/server/outbound.o
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
@@ -332,6 +334,8 @@ $(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB)
 $(FUZZ_DIR)/fuzz_cors: $(FUZZ_DIR)/obj/server/cors.o
 # fuzz_auth reads tokens files and judges bearer tokens with server/auth.c alone.
 $(FUZZ_DIR)/fuzz_auth: $(FUZZ_DIR)/obj/server/auth.o
+# fuzz_outbound reads URLs and judges addresses with server/outbound.c alone.
+$(FUZZ_DIR)/fuzz_outbound: $(FUZZ_DIR)/obj/server/outbound.o
 
 # These targets drive the daemon's handlers: they take its objects but main.
 FUZZ_DAEMON := v2_infer v1_bodies

@@ -74,6 +74,10 @@
     X(TOO_MANY_MODELS, "too_many_models", 422, "The request lists more models than allowed.")  \
     X(EVALUATION_TOO_LARGE, "evaluation_too_large", 422,                                       \
       "The evaluation asks for more attacks than one job may run.")                            \
+    X(URL_REFUSED, "url_refused", 422,                                                         \
+      "The outbound guard refuses the URL (scheme, user info, or an address it resolves to).") \
+    X(FETCH_FAILED, "fetch_failed", 422,                                                       \
+      "An image URL could not be fetched (connection, status, type, size or time).")           \
     X(MODEL_LOAD_FAILED, "model_load_failed", 422,                                             \
       "The model's file failed to load; a previous version keeps serving.")                    \
     X(CLIENT_CLOSED, "client_closed", 499, "The client closed the connection before the answer.") \

@@ -20,6 +20,7 @@
 #include "api/attack_request.h"
 #include "api/image.h"
 #include "core/attack.h"
+#include "server/image_url.h"
 #include "server/jobs.h"
 
 #include <stdlib.h>
@@ -38,6 +39,11 @@ typedef struct attack_job {
     /* progress of a job: runs finished over all k targets */
     const bs_attack_control *ctl;
     int runs_done, k;
+    /* an image by URL: the request, validated on the worker once the image
+     * is fetched (NULL otherwise) */
+    json_t *deferred;
+    server *srv;
+    registry_set *models;
 } attack_job;
 
 static void attack_free(void *ctx)
@@ -46,6 +52,7 @@ static void attack_free(void *ctx)
     if (!j)
         return;
     bs_attack_request_free(&j->req);
+    json_decref(j->deferred);
     free(j);
 }
 
@@ -101,9 +108,14 @@ static int env_sample(void *ctx, const bs_image_split *split, int index, float *
     return registry_split_sample(split->handle, index, x);
 }
 
-/* Validates the body (or the form's parts) into j; 0, or -1 after an answer. */
-static int read_request(server *srv, const http_request *req, attack_job *j, http_work *work,
-                        http_response *resp)
+static int parse_request(server *srv, const registry_set *models, const json_t *root,
+                         const uint8_t *file, size_t file_len, attack_job *j, bs_api_error *e);
+
+/* Validates the body (or the form's parts) into j; 0, or -1 after an answer.
+ * A request whose image is a URL is only kept (j->deferred): it is
+ * validated on the worker once the image has come. */
+static int read_request(server *srv, const http_request *req, int is_async, attack_job *j,
+                        http_work *work, http_response *resp)
 {
     json_t *root;
     const uint8_t *file = NULL;
@@ -123,27 +135,77 @@ static int read_request(server *srv, const http_request *req, attack_job *j, htt
     } else if (!(root = req_json_object(req, resp))) {
         return -1;
     }
-    attack_env_ctx ectx = {srv, req->models};
-    bs_attack_env env = {.ctx = &ectx, .model = env_model, .report_all = env_report_all,
-                         .max_report = req->models->n_models,
-                         .datasets = {&ectx, env_split, env_sample},
-                         .max_pixels = srv->cfg->max_pixels};
+    if (!is_async && json_object_get(root, "callback")) {
+        json_decref(root);
+        resp_error(resp, BS_E_INVALID_REQUEST,
+                   "callback is for asynchronous attacks: add ?async=true.");
+        return -1;
+    }
+    if (is_async && jobs_take_callback(srv, root, work, resp)) {
+        json_decref(root);
+        return -1;
+    }
     /* the log line names the model even when the request is refused */
     const char *model = json_string_value(json_object_get(root, "model"));
     const registry_model *named = model ? registry_set_find(req->models, model) : NULL;
     if (named)
         snprintf(resp->model, sizeof resp->model, "%s", named->name);
+    if (!file && image_url_of(json_object_get(root, "image"))) {
+        /* fetched on the worker; the request is validated there */
+        j->deferred = root;
+        j->srv = srv;
+        j->models = req->models;
+        const json_t *timeout = json_object_get(root, "timeout");
+        double t = json_is_number(timeout) ? json_number_value(timeout) : 0;
+        if (t > 0 && req->arrival + t < work->deadline)
+            work->deadline = req->arrival + t;
+        return 0;
+    }
     bs_api_error e;
-    int rc = bs_attack_request_parse(root, file, file_len, &env, &j->req, &e);
+    int rc = parse_request(srv, req->models, root, file, file_len, j, &e);
     json_decref(root);
     if (rc) {
         resp_error(resp, e.code, "%s", e.message);
         return -1;
     }
-    j->rm = registry_set_find(req->models, j->req.model_name);
     if (j->req.timeout > 0 && req->arrival + j->req.timeout < work->deadline)
         work->deadline = req->arrival + j->req.timeout;
     return 0;
+}
+
+/* api/attack_request.h's parse of root into j->req against models. */
+static int parse_request(server *srv, const registry_set *models, const json_t *root,
+                         const uint8_t *file, size_t file_len, attack_job *j, bs_api_error *e)
+{
+    attack_env_ctx ectx = {srv, models};
+    bs_attack_env env = {.ctx = &ectx, .model = env_model, .report_all = env_report_all,
+                         .max_report = models->n_models,
+                         .datasets = {&ectx, env_split, env_sample},
+                         .max_pixels = srv->cfg->max_pixels};
+    if (bs_attack_request_parse(root, file, file_len, &env, &j->req, e))
+        return -1;
+    j->rm = registry_set_find(models, j->req.model_name);
+    return 0;
+}
+
+/* On the worker: the image of a deferred request fetched, and the request
+ * validated with it. 0, or -1 after an answer in out. */
+static int fetch_deferred(attack_job *j, double deadline, http_response *out)
+{
+    uint8_t *bytes;
+    size_t len;
+    if (image_url_fetch(j->srv, image_url_of(json_object_get(j->deferred, "image")), deadline,
+                        &bytes, &len, out))
+        return -1;
+    json_object_set_new(j->deferred, "image", json_pack("{s:b}", "file", 1));
+    bs_api_error e;
+    int rc = parse_request(j->srv, j->models, j->deferred, bytes, len, j, &e);
+    free(bytes);
+    if (rc)
+        resp_error(out, e.code, "%s", e.message);
+    else if (j->req.n_targets > 1)
+        j->answer = ANSWER_JSON; /* one image per answer */
+    return rc;
 }
 
 /* ---- the attack (worker) ---------------------------------------------- */
@@ -192,6 +254,8 @@ static void attack_run(void *ctx, pool_worker *w, const bs_attack_control *job_c
                        http_response *out)
 {
     attack_job *j = ctx;
+    if (j->deferred && fetch_deferred(j, job_ctl->deadline, out))
+        return;
     const bs_model *m = j->rm->model;
     double t0 = bs_now();
     char err[BS_ERR_LEN];
@@ -305,7 +369,7 @@ handler_result attacks_create(server *srv, const http_request *req, http_respons
         attack_free(j);
         return HANDLER_ANSWERED;
     }
-    int rc = read_request(srv, req, j, work, resp);
+    int rc = read_request(srv, req, is_async, j, work, resp);
     if (!rc && j->answer != ANSWER_JSON && j->req.n_targets > 1) {
         /* one image per answer: several targets can only be JSON */
         if (bs_accept_quality(req->accept, answer_types[ANSWER_JSON]) > 0.0) {

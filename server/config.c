@@ -93,6 +93,28 @@ static const option_spec options[] = {
                 "otherwise): anyone who can reach the port may use everything"},
     {"metrics-auth", "BLINDSPOT_METRICS_AUTH", "", OPT_SWITCH, FIELD(metrics_auth), "0", 0, 1,
      "/metrics needs a token with the admin scope (open otherwise)"},
+    {"outbound-allow", "BLINDSPOT_OUTBOUND_ALLOW", "LIST", OPT_STRING, FIELD(outbound_allow),
+     "", 0, 0, "CIDRs (comma-separated, like 127.0.0.1/32,10.1.0.0/16) that webhooks and "
+               "images by URL may reach although they are loopback, private, link-local, "
+               "multicast or otherwise refused by the outbound guard"},
+    {"outbound-proxy", "BLINDSPOT_OUTBOUND_PROXY", "URL", OPT_STRING, FIELD(outbound_proxy), "",
+     0, 0, "proxy for webhooks and images by URL (the environment's *_proxy variables are "
+           "ignored)"},
+    {"fetch-max-bytes", "BLINDSPOT_FETCH_MAX_BYTES", "BYTES", OPT_BYTES, FIELD(fetch_max_bytes),
+     "0", 0, 1024.0 * 1024 * 1024, "largest image fetched by URL (0: --max-body); then 422 "
+                                   "fetch_failed"},
+    {"fetch-timeout", "BLINDSPOT_FETCH_TIMEOUT", "SECONDS", OPT_SECONDS, FIELD(fetch_timeout),
+     "10", 0.001, 3600, "time an image fetched by URL may take; then 422 fetch_failed"},
+    {"webhook-secret", "BLINDSPOT_WEBHOOK_SECRET", "SECRET", OPT_STRING, FIELD(webhook_secret),
+     "", 0, 0, "key of the HMAC-SHA256 in a webhook's X-Blindspot-Signature"},
+    {"webhook-secret-file", "BLINDSPOT_WEBHOOK_SECRET_FILE", "FILE", OPT_STRING,
+     FIELD(webhook_secret_file), "", 0, 0,
+     "read the webhook secret from the first line of this file instead"},
+    {"webhook-tries", "BLINDSPOT_WEBHOOK_TRIES", "N", OPT_COUNT, FIELD(webhook_tries), "5", 1, 20,
+     "deliveries of a webhook tried (on a connection failure or a 5xx) before it has failed"},
+    {"webhook-backoff", "BLINDSPOT_WEBHOOK_BACKOFF", "SECONDS", OPT_SECONDS,
+     FIELD(webhook_backoff), "1", 0.001, 3600,
+     "wait before a webhook's first retry, doubled before each next one"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -153,6 +175,27 @@ bad:
     return -1;
 }
 
+/* The first line of --webhook-secret-file into webhook_secret. */
+static int read_secret(config *cfg, char *err, size_t errlen)
+{
+    FILE *f = fopen(cfg->webhook_secret_file, "r");
+    if (!f) {
+        snprintf(err, errlen, "--webhook-secret-file %s: %s", cfg->webhook_secret_file,
+                 strerror(errno));
+        return -1;
+    }
+    char *line = fgets(cfg->webhook_secret, sizeof cfg->webhook_secret, f);
+    fclose(f);
+    if (line)
+        line[strcspn(line, "\r\n")] = '\0';
+    if (!line || !line[0]) {
+        snprintf(err, errlen, "--webhook-secret-file %s: the file is empty",
+                 cfg->webhook_secret_file);
+        return -1;
+    }
+    return 0;
+}
+
 int config_parse(config *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -211,6 +254,13 @@ int config_parse(config *cfg, int argc, char **argv, char *err, size_t errlen)
             return -1;
     }
     if (cors_list_valid(cfg->cors_origins, err, errlen))
+        return -1;
+    if (outbound_allow_parse(cfg->outbound_allow, &cfg->outbound, err, errlen))
+        return -1;
+    snprintf(cfg->outbound.proxy, sizeof cfg->outbound.proxy, "%s", cfg->outbound_proxy);
+    if (cfg->fetch_max_bytes == 0)
+        cfg->fetch_max_bytes = cfg->max_body;
+    if (cfg->webhook_secret_file[0] && read_secret(cfg, err, errlen))
         return -1;
     if (cfg->http_threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -5,6 +5,8 @@
 #ifndef BS_SERVER_CONFIG_H
 #define BS_SERVER_CONFIG_H
 
+#include "server/outbound.h"
+
 #include <stddef.h>
 
 #define CONFIG_PATH_LEN 1024
@@ -39,6 +41,15 @@ typedef struct config {
     char auth_tokens[CONFIG_PATH_LEN]; /* the tokens file (auth.h); "": no authentication */
     int insecure_no_auth;          /* 1: may listen off loopback without tokens */
     int metrics_auth;              /* 1: /metrics needs the admin scope */
+    char outbound_allow[1024];     /* CIDRs the outbound guard lets through (outbound.h) */
+    char outbound_proxy[256];      /* the proxy of outbound requests; "": none */
+    size_t fetch_max_bytes;        /* largest image fetched by URL; 0 in the table = max_body */
+    double fetch_timeout;          /* seconds an image fetch may take */
+    char webhook_secret[256];      /* the key of X-Blindspot-Signature; "": unsigned */
+    char webhook_secret_file[CONFIG_PATH_LEN]; /* or the first line of this file */
+    int webhook_tries;             /* deliveries tried before a callback has failed */
+    double webhook_backoff;        /* seconds before the first retry, doubled each time */
+    outbound_policy outbound;      /* outbound_allow and outbound_proxy, parsed */
     config_action action;
 } config;
 

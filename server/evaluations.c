@@ -463,7 +463,7 @@ static int read_request(server *srv, const http_request *req, const json_t *root
         if (i == sizeof fields / sizeof fields[0]) {
             resp_error(resp, BS_E_UNKNOWN_FIELD,
                        "Unknown field '%.64s'; the fields are models, dataset, split, first, n, "
-                       "seed, method, params, noise, magnify and timeout.", key);
+                       "seed, method, params, noise, magnify, timeout and callback.", key);
             return -1;
         }
     }
@@ -546,7 +546,9 @@ handler_result evaluations_create(server *srv, const http_request *req, http_res
     }
     j->srv = srv;
     work->deadline = jobs_deadline(srv, req);
-    int rc = read_request(srv, req, root, j, work, resp);
+    int rc = jobs_take_callback(srv, root, work, resp);
+    if (!rc)
+        rc = read_request(srv, req, root, j, work, resp);
     json_decref(root);
     if (rc) {
         free(j);

@@ -151,6 +151,8 @@ typedef struct http_work {
      * the POOL_RAN verdict; called once the connection is suspended. */
     void (*park)(void *ctx, pool_job *job);
     http_stream stream; /* HANDLER_STREAM: the body after resp's status and headers */
+    char callback[OUTBOUND_URL_MAX]; /* HANDLER_ASYNC: the webhook's URL, checked by the
+                                        guard (jobs_take_callback); "" for none */
 } http_work;
 
 typedef enum handler_result {

@@ -25,6 +25,17 @@ typedef enum job_state {
 const char *const jobs_state_names[JOBS_STATES] = {"queued", "running", "done", "failed",
                                                    "cancelled"};
 
+/* Where a job's webhook stands (webhooks.h names them). */
+enum { CB_PENDING, CB_DELIVERED, CB_FAILED };
+static const char *const cb_names[] = {WEBHOOK_PENDING, WEBHOOK_DELIVERED, WEBHOOK_FAILED};
+
+static int cb_of_name(const char *name)
+{
+    return name && !strcmp(name, WEBHOOK_DELIVERED) ? CB_DELIVERED
+         : name && !strcmp(name, WEBHOOK_FAILED)    ? CB_FAILED
+                                                    : CB_PENDING;
+}
+
 typedef struct job {
     pool_job pj;          /* in the pool while queued or running */
     jobs *table;
@@ -47,6 +58,11 @@ typedef struct job {
     char *result;         /* the work's JSON document, or NULL */
     char *error;          /* JSON text of the error object, or NULL */
     char *partial;        /* JSON text the work shows while it runs (jobs_partial), or NULL */
+    /* the webhook (webhooks.h), when the request named one: */
+    char *callback;       /* its URL, or NULL */
+    int cb_state;         /* CB_PENDING, CB_DELIVERED, CB_FAILED */
+    int cb_attempts, cb_status;
+    char cb_error[256];
 } job;
 
 /* A request parked until its job ends (GET /v1/jobs/{id}?wait=S). */
@@ -72,6 +88,7 @@ struct jobs {
     pthread_t watcher;
     waiter *waiters;
     stream *streams;      /* event streams waiting for news of their job */
+    webhooks *hooks;      /* where the documents of jobs with a callback go */
     int stopping;         /* answer every waiter now (shutdown) */
     int quit;             /* the watcher returns */
 };
@@ -92,6 +109,7 @@ static int is_final(job_state s)
 
 static void *watch(void *arg);
 static void wake_streams(jobs *t, double now, double *next);
+static void deliver(jobs *t, const char *id);
 
 jobs *jobs_new(pool *p, metrics *m, int max_jobs, double ttl, state *store)
 {
@@ -122,6 +140,7 @@ jobs *jobs_new(pool *p, metrics *m, int max_jobs, double ttl, state *store)
 
 static void job_free(job *j)
 {
+    free(j->callback);
     free(j->result);
     free(j->partial);
     free(j->error);
@@ -404,11 +423,16 @@ static void job_done(pool_job *pj, pool_verdict verdict)
         j->done = j->total;
     /* A job the shutdown cut short stays queued or running in the store,
      * to run again at the next start. */
-    if (t->store && !(j->cut && state != JOB_DONE))
+    int cut = j->cut && state != JOB_DONE;
+    if (t->store && !cut)
         state_finished(t->store, j->id, jobs_state_names[state], result, error, j->finished,
                        j->done, j->total);
+    char id[sizeof j->id];
+    memcpy(id, j->id, sizeof id);
     pthread_cond_broadcast(&t->changed);
     pthread_mutex_unlock(&t->lock);
+    if (!cut)
+        deliver(t, id);
 }
 
 /* ---- on the HTTP thread --------------------------------------------------- */
@@ -448,6 +472,10 @@ static void job_take(jobs *t, job *j, http_work *work, const char *model)
     j->pj.done = job_done;
     j->pj.fd = -1; /* no client to watch */
     j->pj.deadline = work->deadline;
+    if (work->callback[0] && !j->callback) {
+        j->callback = strdup(work->callback);
+        j->cb_state = CB_PENDING;
+    }
 }
 
 /* Adds j to the table, growing it past max for restored jobs. Called with
@@ -491,6 +519,7 @@ static int store_new(jobs *t, const job *j, const http_request *req, double dead
         .content_type = req->content_type, .accept = req->accept,
         .body = req->multipart ? NULL : req->body, .body_len = req->body_len,
         .multipart = req->multipart, .parts = req->parts, .n_parts = req->n_parts,
+        .callback = j->callback, .callback_state = cb_names[j->cb_state],
     };
     int rc = query ? state_insert(t->store, &row, err, sizeof err) : -1;
     if (!query)
@@ -534,17 +563,23 @@ void jobs_submit(jobs *t, const http_request *req, http_work *work, http_respons
     }
     job_take(t, j, work, resp->model);
     snprintf(j->owner, sizeof j->owner, "%s", owner_of(req->client));
+    if (work->callback[0] && !j->callback) {
+        pthread_mutex_unlock(&t->lock);
+        job_free(j);
+        resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
+        return;
+    }
     j->created = wall_now();
     if (t->store && store_new(t, j, req, work->deadline, resp)) {
         pthread_mutex_unlock(&t->lock);
-        free(j);
+        job_free(j);
         return;
     }
     if (pool_reserve(t->pool) != 0) {
         if (t->store)
             state_delete(t->store, j->id);
         pthread_mutex_unlock(&t->lock);
-        free(j);
+        job_free(j);
         resp_error(resp, BS_E_QUEUE_FULL,
                    "The worker queue is full (--queue-size) or the server is shutting down; "
                    "retry shortly.");
@@ -609,6 +644,10 @@ typedef struct job_view {
     int done, total, cancel_requested;
     double created, started, finished;
     char *result, *error, *partial; /* copies */
+    char *callback;       /* a copy of the webhook's URL, or NULL */
+    int cb_state;
+    int cb_attempts, cb_status;
+    char cb_error[256];
 } job_view;
 
 /* Called with the lock held. */
@@ -626,10 +665,17 @@ static int view_of(const job *j, job_view *v)
     v->result = j->result ? strdup(j->result) : NULL;
     v->error = j->error ? strdup(j->error) : NULL;
     v->partial = j->partial ? strdup(j->partial) : NULL;
-    if ((j->result && !v->result) || (j->error && !v->error) || (j->partial && !v->partial)) {
+    v->callback = j->callback ? strdup(j->callback) : NULL;
+    v->cb_state = j->cb_state;
+    v->cb_attempts = j->cb_attempts;
+    v->cb_status = j->cb_status;
+    memcpy(v->cb_error, j->cb_error, sizeof v->cb_error);
+    if ((j->result && !v->result) || (j->error && !v->error) || (j->partial && !v->partial) ||
+        (j->callback && !v->callback)) {
         free(v->result);
         free(v->error);
         free(v->partial);
+        free(v->callback);
         return -1;
     }
     return 0;
@@ -664,6 +710,14 @@ static void answer_view(jobs *t, job_view *v, int status, http_response *resp)
                             time_json(v->finished > 0 ? v->finished + t->ttl : 0));
     if (doc && v->cancel_requested && !is_final(v->state))
         json_object_set_new(doc, "cancel_requested", json_true());
+    if (doc && v->callback)
+        json_object_set_new(doc, "callback",
+                            json_pack("{s:s, s:s, s:i, s:o, s:o}", "url", v->callback,
+                                      "state", cb_names[v->cb_state], "attempts",
+                                      v->cb_attempts, "last_status",
+                                      v->cb_status ? json_integer(v->cb_status) : json_null(),
+                                      "last_error", v->cb_error[0] ? json_string(v->cb_error)
+                                                                   : json_null()));
     json_t *error = v->error ? json_loads(v->error, 0, NULL) : NULL;
     if (doc && error)
         json_object_set_new(doc, "error", error);
@@ -697,6 +751,7 @@ static void answer_view(jobs *t, job_view *v, int status, http_response *resp)
     free(v->result);
     free(v->error);
     free(v->partial);
+    free(v->callback);
 }
 
 static void not_found(const http_request *req, http_response *resp)
@@ -724,6 +779,72 @@ static int answer_job(jobs *t, const char *id, const char *client, http_response
     else
         answer_view(t, &v, 200, resp);
     return ended || !j;
+}
+
+/* ---- webhooks -------------------------------------------------------------- */
+
+void jobs_set_webhooks(jobs *t, webhooks *hooks)
+{
+    t->hooks = hooks;
+}
+
+/* Hands the document of the ended job id to the webhooks when its
+ * delivery is pending. Called without the lock. */
+static void deliver(jobs *t, const char *id)
+{
+    pthread_mutex_lock(&t->lock);
+    job *j = find(t, id);
+    int pending = j && j->callback && t->hooks && j->cb_state == CB_PENDING;
+    char *url = pending ? strdup(j->callback) : NULL;
+    int attempts = pending ? j->cb_attempts : 0;
+    pthread_mutex_unlock(&t->lock);
+    if (!url)
+        return;
+    http_response doc;
+    memset(&doc, 0, sizeof doc);
+    answer_job(t, id, "daemon", &doc); /* no token's: it sees every job */
+    if (doc.status != 200 || webhooks_post(t->hooks, id, url, doc.body, doc.body_len, attempts))
+        fprintf(stderr, "blindspotd: job %s: its webhook is not queued (out of memory); it "
+                "stays pending until the next start\n", id);
+    resp_clear(&doc);
+    free(url);
+}
+
+void jobs_webhook_report(void *table, const char *id, const webhook_status *s)
+{
+    jobs *t = table;
+    int state = cb_of_name(s->state);
+    pthread_mutex_lock(&t->lock);
+    job *j = find(t, id);
+    if (j) {
+        j->cb_state = state;
+        j->cb_attempts = s->attempts;
+        j->cb_status = s->last_status;
+        snprintf(j->cb_error, sizeof j->cb_error, "%s", s->last_error ? s->last_error : "");
+    }
+    if (j && t->store)
+        state_callback(t->store, id, cb_names[state], s->attempts, s->last_status, j->cb_error);
+    pthread_mutex_unlock(&t->lock);
+}
+
+int jobs_take_callback(const server *srv, json_t *root, http_work *work, http_response *resp)
+{
+    json_t *cb = json_object_get(root, "callback");
+    if (!cb)
+        return 0;
+    if (!json_is_string(cb) || json_string_length(cb) == 0) {
+        resp_error(resp, BS_E_INVALID_REQUEST, "callback must be an http:// or https:// URL.");
+        return -1;
+    }
+    char err[600];
+    outbound_target target;
+    if (outbound_check(&srv->cfg->outbound, json_string_value(cb), &target, err, sizeof err)) {
+        resp_error(resp, BS_E_URL_REFUSED, "callback %s.", err);
+        return -1;
+    }
+    snprintf(work->callback, sizeof work->callback, "%s", json_string_value(cb));
+    json_object_del(root, "callback");
+    return 0;
 }
 
 static void wait_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
@@ -1164,6 +1285,21 @@ static void restore_one(void *ctx, const state_job *r)
     j->state = st;
     j->created = r->created;
     j->cancel_requested = r->cancel_requested;
+    if (r->callback) {
+        j->callback = strdup(r->callback);
+        j->cb_state = cb_of_name(r->callback_state);
+        j->cb_attempts = r->callback_attempts;
+        j->cb_status = r->callback_status;
+        snprintf(j->cb_error, sizeof j->cb_error, "%s",
+                 r->callback_error ? r->callback_error : "");
+        if (!j->callback) {
+            free(j);
+            if (p)
+                pending_free(p);
+            c->failed = 1;
+            return;
+        }
+    }
     if (is_final(st)) {
         j->started = r->started;
         j->finished = r->finished;
@@ -1213,6 +1349,7 @@ static void restore_end(jobs *t, job *j, job_state state, bs_error_code code, co
                    j->done, j->total);
     pthread_cond_broadcast(&t->changed);
     pthread_mutex_unlock(&t->lock);
+    deliver(t, j->id);
 }
 
 /* The message of an error answer in resp, into why. */
@@ -1358,6 +1495,19 @@ int jobs_restore(jobs *t, server *srv, char *err, size_t errlen)
             again += restore_run(t, srv, p);
         pending_free(p);
     }
+    /* deliveries the last run left pending */
+    char(*ids)[JOB_ID_SIZE] = NULL;
+    int n_ids = 0;
+    pthread_mutex_lock(&t->lock);
+    if (!rc)
+        ids = malloc((size_t)(t->n ? t->n : 1) * sizeof *ids);
+    for (int i = 0; ids && i < t->n; i++)
+        if (is_final(t->slots[i]->state) && t->slots[i]->cb_state == CB_PENDING)
+            memcpy(ids[n_ids++], t->slots[i]->id, sizeof ids[0]);
+    pthread_mutex_unlock(&t->lock);
+    for (int i = 0; i < n_ids; i++)
+        deliver(t, ids[i]);
+    free(ids);
     if (!rc)
         fprintf(stderr, "blindspotd: the state file held %d jobs: %d expired and deleted, %d "
                 "kept, %d of them queued to run again\n", c.n_expired + c.n_restored,

@@ -44,6 +44,7 @@
 #include "server/auth.h"
 #include "server/handler.h"
 #include "server/state.h"
+#include "server/webhooks.h"
 
 typedef struct jobs jobs;
 
@@ -54,6 +55,21 @@ typedef struct jobs jobs;
  * finished jobs live ttl seconds. Jobs are written to store, or kept in
  * memory only when it is NULL. NULL when out of memory. */
 jobs *jobs_new(pool *p, metrics *m, int max_jobs, double ttl, state *store);
+/* Webhooks: a job whose work names a callback (work->callback) has its
+ * document POSTed there through hooks once it ends, and shows the
+ * delivery as "callback": {"url", "state", "attempts", "last_status",
+ * "last_error"}; jobs_webhook_report is hooks' report callback, with the
+ * table as its ctx. Set before jobs_restore, which hands pending
+ * deliveries in again. */
+void jobs_set_webhooks(jobs *t, webhooks *hooks);
+void jobs_webhook_report(void *table, const char *id, const webhook_status *s);
+
+/* The "callback" field of an asynchronous job's request: removed from
+ * root, checked by the outbound guard and kept in work->callback. 0 (also
+ * when there is none), or -1 after an answer: 400 when it is not a string,
+ * 422 url_refused when the guard refuses it (before any job is made). */
+int jobs_take_callback(const server *srv, json_t *root, http_work *work, http_response *resp);
+
 /* Frees every job; call once the pool is drained (no job is in it). */
 void jobs_free(jobs *t);
 

@@ -16,6 +16,7 @@
 #include "server/handler.h"
 #include "server/http.h"
 #include "server/jobs.h"
+#include "server/outbound.h"
 #include "server/routes.h"
 #include "server/state.h"
 
@@ -145,6 +146,10 @@ int main(int argc, char **argv)
                    bs_error_get(e)->meaning);
         return 0;
     }
+    if (outbound_global_init()) {
+        fprintf(stderr, "blindspotd: libcurl cannot start\n");
+        return 1;
+    }
     server srv;
     memset(&srv, 0, sizeof srv);
     srv.cfg = &cfg;
@@ -209,12 +214,18 @@ int main(int argc, char **argv)
                         : NULL;
     if (!srv.jobs)
         snprintf(err, sizeof err, "cannot start %d worker threads", cfg.workers);
-    if (!srv.jobs || jobs_restore(srv.jobs, &srv, err, sizeof err)) {
+    webhooks *hooks = srv.jobs ? webhooks_new(&cfg, jobs_webhook_report, srv.jobs) : NULL;
+    if (srv.jobs && !hooks)
+        snprintf(err, sizeof err, "cannot start the webhook delivery thread");
+    if (hooks)
+        jobs_set_webhooks(srv.jobs, hooks);
+    if (!hooks || jobs_restore(srv.jobs, &srv, err, sizeof err)) {
         fprintf(stderr, "blindspotd: %s\n", err);
         http_stop(http);
         if (srv.pool)
             pool_drain(srv.pool, bs_now());
         pool_free(srv.pool);
+        webhooks_free(hooks);
         jobs_free(srv.jobs);
         registry_free(&srv.reg);
         metrics_free(srv.metrics);
@@ -242,6 +253,7 @@ int main(int argc, char **argv)
         poll(NULL, 0, 10);
     http_stop(http);
     pool_free(srv.pool);
+    webhooks_free(hooks);
     jobs_free(srv.jobs);
     state_close(store);
     registry_free(&srv.reg);

@@ -26,6 +26,7 @@
 #include "api/predict_json.h"
 #include "core/attack.h" /* bs_now */
 #include "core/train.h"  /* bs_evaluate */
+#include "server/image_url.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,9 @@ typedef struct predict_job {
     int inverted;
     const registry_split *d; /* the slice's split, materialised chunk by chunk */
     int first, n;
+    char *url;               /* an image by URL, fetched on the worker into x; or NULL */
+    bs_invert inv;           /* for it */
+    server *srv;
 } predict_job;
 
 static void predict_free(void *ctx)
@@ -50,6 +54,7 @@ static void predict_free(void *ctx)
     if (!j)
         return;
     free(j->x);
+    free(j->url);
     free(j);
 }
 
@@ -117,10 +122,35 @@ out:
     free(part);
 }
 
+/* An image by URL, on the worker: fetched and decoded into j->x. 0, or -1
+ * after an answer in out. */
+static int fetch_image(predict_job *j, double deadline, http_response *out)
+{
+    uint8_t *bytes;
+    size_t len;
+    if (image_url_fetch(j->srv, j->url, deadline, &bytes, &len, out))
+        return -1;
+    const bs_model *m = j->rm->model;
+    bs_image_target t = {{m->input_shape[0], m->input_shape[1], m->input_shape[2]},
+                         j->srv->cfg->max_pixels, j->x, 0, j->rm->name};
+    bs_error_code code;
+    char msg[BS_ERR_LEN];
+    int rc = bs_image_input_encoded(bytes, len, j->inv, &t, &code, msg);
+    free(bytes);
+    if (rc) {
+        resp_error(out, code, "%s", msg);
+        return -1;
+    }
+    j->inverted = t.inverted;
+    return 0;
+}
+
 static void predict_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
                         http_response *out)
 {
     predict_job *j = ctx;
+    if (j->url && fetch_image(j, ctl->deadline, out))
+        return;
     if (j->x)
         image_run(j, w, out);
     else
@@ -242,6 +272,15 @@ static int read_json_image(server *srv, const json_t *root, predict_job *j,
     char msg[BS_ERR_LEN];
     if (new_image(srv, j, &t, resp))
         return -1;
+    const char *url = image_url_of(json_object_get(root, "image"));
+    if (url) { /* fetched on the worker */
+        j->url = strdup(url);
+        j->inv = inv;
+        j->srv = srv;
+        if (!j->url)
+            resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
+        return j->url ? 0 : -1;
+    }
     sample_source src = {srv, j->rm->model};
     bs_image_datasets ds = {&src, source_split, source_sample};
     if (bs_image_input_json(json_object_get(root, "image"), inv, &ds, &t, &code, msg)) {
@@ -355,6 +394,6 @@ handler_result predict_create(server *srv, const http_request *req, http_respons
     work->free = predict_free;
     work->kind = "predict";
     work->ctx = j;
-    work->quick = j->x && bs_model_macs(rm->model) <= PREDICT_QUICK_MACS;
+    work->quick = j->x && !j->url && bs_model_macs(rm->model) <= PREDICT_QUICK_MACS;
     return HANDLER_DEFERRED;
 }

@@ -28,7 +28,9 @@ static const char schema[] =
     " result TEXT, error TEXT,"
     " method TEXT NOT NULL, path TEXT NOT NULL, query TEXT NOT NULL,"
     " content_type TEXT, accept TEXT, body BLOB, multipart INTEGER NOT NULL,"
-    " owner TEXT NOT NULL DEFAULT '');"
+    " owner TEXT NOT NULL DEFAULT '',"
+    " callback TEXT, callback_state TEXT, callback_attempts INTEGER NOT NULL DEFAULT 0,"
+    " callback_status INTEGER NOT NULL DEFAULT 0, callback_error TEXT);"
     "CREATE TABLE IF NOT EXISTS parts ("
     " job TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE, idx INTEGER NOT NULL,"
     " name TEXT NOT NULL, filename TEXT, content_type TEXT, data BLOB NOT NULL,"
@@ -72,6 +74,22 @@ static long long query_int(state *s, const char *sql, int *rc)
     return v;
 }
 
+/* Adds column name (its definition ddl) to the jobs table of a store made
+ * by an earlier version, unless it is there. An SQLite result code. */
+static int add_column(state *s, const char *name, const char *ddl)
+{
+    int rc;
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pragma_table_info('jobs') WHERE name = '%s'",
+             name);
+    long long has = query_int(s, sql, &rc);
+    if (rc != SQLITE_OK || has > 0)
+        return rc;
+    snprintf(sql, sizeof sql, "ALTER TABLE jobs ADD COLUMN %s %s", name, ddl);
+    return exec(s, sql);
+}
+
+
 state *state_open(const char *path, char *err, size_t errlen)
 {
     state *s = calloc(1, sizeof *s);
@@ -108,11 +126,18 @@ state *state_open(const char *path, char *err, size_t errlen)
     }
     if (rc == SQLITE_OK)
         rc = exec(s, schema);
-    /* A store of a version before job owners: its jobs belong to nobody. */
-    if (rc == SQLITE_OK &&
-        query_int(s, "SELECT count(*) FROM pragma_table_info('jobs') WHERE name = 'owner'",
-                  &rc) == 0 && rc == SQLITE_OK)
-        rc = exec(s, "ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''");
+    /* A store of a version before job owners (its jobs belong to nobody)
+     * or before webhooks. */
+    static const char *const added[][2] = {
+        {"owner", "TEXT NOT NULL DEFAULT ''"},
+        {"callback", "TEXT"},
+        {"callback_state", "TEXT"},
+        {"callback_attempts", "INTEGER NOT NULL DEFAULT 0"},
+        {"callback_status", "INTEGER NOT NULL DEFAULT 0"},
+        {"callback_error", "TEXT"},
+    };
+    for (size_t i = 0; rc == SQLITE_OK && i < sizeof added / sizeof added[0]; i++)
+        rc = add_column(s, added[i][0], added[i][1]);
     if (rc != SQLITE_OK) {
         if (foreign)
             snprintf(err, errlen, "the state file %s is another program's SQLite database; "
@@ -197,12 +222,13 @@ static int insert_locked(state *s, const state_job *j)
     int rc = prepare(s, &st,
         "INSERT INTO jobs (id, kind, model, state, cancel_requested, created, started,"
         " finished, deadline, done, total, result, error, method, path, query, content_type,"
-        " accept, body, multipart, owner) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        "ttttiddddiitttttttbit", j->id, j->kind, j->model ? j->model : "", j->state,
+        " accept, body, multipart, owner, callback, callback_state)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "ttttiddddiitttttttbittt", j->id, j->kind, j->model ? j->model : "", j->state,
         j->cancel_requested, j->created, j->started, j->finished, j->deadline, j->done,
         j->total, j->result, j->error, j->method, j->path, j->query ? j->query : "[]",
         j->content_type, j->accept, (const void *)j->body, j->body_len, j->multipart,
-        j->owner ? j->owner : "");
+        j->owner ? j->owner : "", j->callback, j->callback ? j->callback_state : NULL);
     if (rc == SQLITE_OK)
         rc = step_done(st);
     for (int i = 0; rc == SQLITE_OK && i < j->n_parts; i++) {
@@ -268,6 +294,14 @@ int state_finished(state *s, const char *id, const char *state, const char *resu
     return update(s, "UPDATE jobs SET state = ?, result = ?, error = ?, finished = ?,"
                   " done = ?, total = ? WHERE id = ?", id, "tttdii", state, result, error,
                   finished, done, total);
+}
+
+int state_callback(state *s, const char *id, const char *cb_state, int attempts,
+                   int last_status, const char *last_error)
+{
+    return update(s, "UPDATE jobs SET callback_state = ?, callback_attempts = ?,"
+                  " callback_status = ?, callback_error = ? WHERE id = ?", id, "tiit",
+                  cb_state, attempts, last_status, last_error);
 }
 
 int state_cancel_requested(state *s, const char *id)
@@ -345,7 +379,8 @@ int state_load(state *s, void (*each)(void *ctx, const state_job *j), void *ctx,
     int rc = sqlite3_prepare_v2(s->db,
         "SELECT id, kind, model, state, cancel_requested, created, started, finished,"
         " deadline, done, total, result, error, method, path, query, content_type, accept,"
-        " body, multipart, owner FROM jobs ORDER BY created, rowid", -1, &st, NULL);
+        " body, multipart, owner, callback, callback_state, callback_attempts, callback_status,"
+        " callback_error FROM jobs ORDER BY created, rowid", -1, &st, NULL);
     while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         state_job j = {
             .id = text_or_null(st, 0), .kind = text_or_null(st, 1),
@@ -359,6 +394,10 @@ int state_load(state *s, void (*each)(void *ctx, const state_job *j), void *ctx,
             .query = text_or_null(st, 15), .content_type = text_or_null(st, 16),
             .accept = text_or_null(st, 17), .multipart = sqlite3_column_int(st, 19),
             .owner = text_or_null(st, 20),
+            .callback = text_or_null(st, 21), .callback_state = text_or_null(st, 22),
+            .callback_attempts = sqlite3_column_int(st, 23),
+            .callback_status = sqlite3_column_int(st, 24),
+            .callback_error = text_or_null(st, 25),
         };
         j.body = sqlite3_column_blob(st, 18);
         j.body_len = (size_t)sqlite3_column_bytes(st, 18);

@@ -41,6 +41,11 @@ typedef struct state_job {
     int multipart;
     const http_part *parts;   /* multipart fields, in order */
     int n_parts;
+    /* the webhook of the job (webhooks.h); NULL when it has none */
+    const char *callback;       /* its URL */
+    const char *callback_state; /* pending, delivered, failed */
+    int callback_attempts, callback_status;
+    const char *callback_error;
 } state_job;
 
 /* Opens (creating when needed) the store at path and locks it. NULL with a
@@ -59,6 +64,9 @@ int state_started(state *s, const char *id, double started);
 /* The job ended: its state name, result, error, finish time and progress. */
 int state_finished(state *s, const char *id, const char *state, const char *result,
                    const char *error, double finished, int done, int total);
+/* An attempt to deliver the job's webhook was made: where it stands. */
+int state_callback(state *s, const char *id, const char *cb_state, int attempts,
+                   int last_status, const char *last_error);
 /* A DELETE came for the job. */
 int state_cancel_requested(state *s, const char *id);
 /* Forgets the job (expired, or never acknowledged). */

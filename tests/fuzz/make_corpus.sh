@@ -10,7 +10,7 @@
 set -eu
 out=tests/fuzz/corpus
 rm -rf "$out"
-mkdir -p "$out"/{accept,attack_request,auth,cors,base64,idx,image,model_file,oip_tensor,tensor_json,v1_bodies,v2_infer}
+mkdir -p "$out"/{accept,attack_request,auth,cors,base64,idx,image,model_file,oip_tensor,outbound,tensor_json,v1_bodies,v2_infer}
 
 pkgs="jansson zlib openblas spng libturbojpeg"
 gcc -std=c11 -O1 -I. $(pkg-config --cflags $pkgs) tests/fuzz/seed_images.c build/libblindspot.a \
@@ -109,6 +109,14 @@ put("cors/listed", "https://a.example,http://localhost:3000\0http://localhost:30
 put("cors/same", "\0http://127.0.0.1:8080\0127.0.0.1:8080")
 put("cors/star_null", "*\0null\0localhost:8080")
 put("cors/curl", "https://a.example")
+
+# --outbound-allow, a URL and an address (4 or 16 bytes), separated by NULs
+put("outbound/loopback", b"127.0.0.1/32\0http://127.0.0.1:8080/hook\0\x7f\x00\x00\x01")
+put("outbound/metadata", b"\0http://169.254.169.254/latest/meta-data/\0\xa9\xfe\xa9\xfe")
+put("outbound/mapped", b"::1/128,10.0.0.0/8\0http://[::ffff:127.0.0.1]:80/\0"
+    b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\x7f\x00\x00\x01")
+put("outbound/userinfo", b"\0http://a@127.0.0.1/\0\x0a\x00\x00\x01")
+put("outbound/public", b"\0https://Example.COM:8443/a/b?c=d#frag\0\x08\x08\x08\x08")
 
 # attack requests: JSON bodies of POST /v1/attacks, and form fields
 put("attack_request/dataset.json", json.dumps(
