@@ -1,8 +1,9 @@
 /* http — the request life-cycle on libmicrohttpd; see http.h.
  *
  * libmicrohttpd calls on_request several times per request: once when the
- * headers are in (*req_cls is still NULL: make the state, route, and refuse
- * early what can be refused before reading the body), once per piece of
+ * headers are in (*req_cls is still NULL: make the state, name the client,
+ * route, and refuse early what can be refused before reading the body: a
+ * foreign origin, a client over its quota), once per piece of
  * body (accumulate it under the cap, or feed the multipart parser), and
  * once when the request is complete (call the handler). Work for the pool
  * is queued with the connection suspended; the job's done callback stores
@@ -15,7 +16,8 @@
  * resumed by the job table's watcher. A streamed answer (server-sent
  * events) is a callback response whose reader suspends the connection
  * when the stream has nothing yet and is resumed by the stream's wake.
- * on_completed logs, counts and frees. */
+ * on_completed logs, counts, gives the request back to its client's quota
+ * and frees. */
 #include "server/http.h"
 
 #include "core/attack.h" /* bs_now */

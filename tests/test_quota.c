@@ -311,6 +311,43 @@ static void test_job_caps_and_eviction(void **state)
     stop(&d);
 }
 
+/* A job forgotten by DELETE or by eviction is gone from the state file
+ * too: a restart on the same file does not bring it back. */
+static void test_forgotten_jobs_leave_the_store(void **state)
+{
+    (void)state;
+    daemon_proc a, b;
+    const char *extra[] = {"--max-jobs", "2", "--job-ttl", "600", NULL};
+    assert_int_equal(daemon_start(&a, extra), 0);
+    char db[600], deleted[128], evicted[128], kept[128], last[128];
+    snprintf(db, sizeof db, "%s/state.sqlite", a.dir);
+    submit_from(a.port, NULL, fast_body, deleted);
+    wait_state(a.port, deleted, "done");
+    reply r;
+    assert_int_equal(delete_job(a.port, deleted, &r), 200);
+    reply_free(&r);
+    submit_from(a.port, NULL, fast_body, evicted);
+    wait_state(a.port, evicted, "done");
+    submit_from(a.port, NULL, fast_body, kept);
+    wait_state(a.port, kept, "done");
+    submit_from(a.port, NULL, fast_body, last); /* the table is full: evicted goes */
+    wait_state(a.port, last, "done");
+    assert_int_equal(daemon_stop(&a), 0);
+    const char *again[] = {"--state", db, "--max-jobs", "2", "--job-ttl", "600", NULL};
+    assert_int_equal(daemon_start(&b, again), 0);
+    const char *gone[] = {deleted, evicted}, *there[] = {kept, last};
+    for (int i = 0; i < 2; i++) {
+        get_from(b.port, NULL, gone[i], &r);
+        assert_error(&r, 404, "job_not_found");
+        reply_free(&r);
+        get_from(b.port, NULL, there[i], &r);
+        assert_int_equal(r.status, 200);
+        reply_free(&r);
+    }
+    stop(&b);
+    daemon_cleanup(&a);
+}
+
 /* How many of the n jobs at locations answer 404 (the others 200). */
 static int forgotten(int port, char (*locations)[128], int n)
 {
@@ -393,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_retry_after_and_client_table),
         cmocka_unit_test(test_client_work),
         cmocka_unit_test(test_job_caps_and_eviction),
+        cmocka_unit_test(test_forgotten_jobs_leave_the_store),
         cmocka_unit_test(test_flood_of_jobs),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
