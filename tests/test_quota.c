@@ -147,6 +147,12 @@ static void test_rate_limit(void **state)
     get_from(d.port, NULL, lipschitz, &r);
     assert_429(&r, "rate_limited", 1);
     reply_free(&r);
+    /* on /v2 in the Open Inference Protocol's shape */
+    post_from(d.port, NULL, "/v2/models/fc10-1e-4/infer", "{}", &r);
+    assert_int_equal(r.status, 429);
+    assert_string_equal(json_string_value(json_object_get(r.json, "code")), "rate_limited");
+    assert_true(json_is_string(json_object_get(r.json, "error")));
+    reply_free(&r);
     /* not a compute route: not counted */
     get_from(d.port, NULL, "/v1/models", &r);
     assert_int_equal(r.status, 200);
@@ -167,7 +173,7 @@ static void test_rate_limit(void **state)
     get_from(d.port, NULL, lipschitz, &r);
     assert_int_equal(r.status, 200);
     reply_free(&r);
-    assert_true(metric_now(d.port, "blindspot_rate_limited_total{reason=\"rate\"}") == 2);
+    assert_true(metric_now(d.port, "blindspot_rate_limited_total{reason=\"rate\"}") == 3);
     assert_true(metric_now(d.port, "blindspot_rate_limited_total{reason=\"client_work\"}") == 0);
     assert_true(metric_now(d.port, "blindspot_quota_clients") == 2);
     stop(&d);
