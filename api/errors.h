@@ -80,6 +80,12 @@
       "An image URL could not be fetched (connection, status, type, size or time).")           \
     X(MODEL_LOAD_FAILED, "model_load_failed", 422,                                             \
       "The model's file failed to load; a previous version keeps serving.")                    \
+    X(RATE_LIMITED, "rate_limited", 429,                                                       \
+      "The client sent more compute requests than --rate-limit allows; see Retry-After.")      \
+    X(TOO_MANY_CLIENT_JOBS, "too_many_client_jobs", 429,                                       \
+      "The client has --max-client-jobs jobs queued or running.")                              \
+    X(TOO_MANY_CLIENT_REQUESTS, "too_many_client_requests", 429,                               \
+      "The client has --max-client-work compute requests in flight.")                          \
     X(CLIENT_CLOSED, "client_closed", 499, "The client closed the connection before the answer.") \
     X(OUT_OF_MEMORY, "out_of_memory", 500, "The server ran out of memory.")                    \
     X(ENCODE_FAILED, "encode_failed", 500, "The answer (an image, a document) could not be built.") \
@@ -88,7 +94,7 @@
     X(INTERNAL_ERROR, "internal_error", 500, "The work ended without an answer.")              \
     X(NOT_READY, "not_ready", 503, "The server is still loading its models.")                  \
     X(QUEUE_FULL, "queue_full", 503, "Every place in the worker queue is taken.")              \
-    X(TOO_MANY_JOBS, "too_many_jobs", 503, "The job table is full of unexpired jobs.")         \
+    X(TOO_MANY_JOBS, "too_many_jobs", 503, "The job table is full of queued and running jobs.") \
     X(SHUTTING_DOWN, "shutting_down", 503, "The server is shutting down.")                     \
     X(STATE_UNAVAILABLE, "state_unavailable", 503, "The job could not be written to the state file.") \
     X(NOT_RESTARTED, "not_restarted", 503, "The daemon restarted and could not run the job again.") \

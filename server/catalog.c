@@ -11,6 +11,7 @@
 #include "api/image.h"
 #include "api/model_json.h"
 #include "server/jobs.h"
+#include "server/quota.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +171,7 @@ handler_result metrics_scrape(server *srv, const http_request *req, http_respons
     g.queue_capacity = srv->cfg->queue_size;
     g.workers = srv->cfg->workers;
     g.max_jobs = srv->cfg->max_jobs;
+    g.clients = srv->quota ? quota_clients(srv->quota) : 0;
     registry_state *states = NULL;
     const char **failing = NULL;
     if (g.ready) {

@@ -20,6 +20,7 @@ typedef enum opt_kind {
     OPT_SECONDS, /* double, seconds (fractions allowed) */
     OPT_BYTES,   /* size_t, bytes with an optional K/M/G (binary) suffix */
     OPT_SWITCH,  /* int 0 or 1; the bare flag is 1, the variable takes 0/1 */
+    OPT_NUMBER,  /* double, any number in range (a rate) */
 } opt_kind;
 
 typedef struct option_spec {
@@ -74,11 +75,26 @@ static const option_spec options[] = {
     {"job-ttl", "BLINDSPOT_JOB_TTL", "SECONDS", OPT_SECONDS, FIELD(job_ttl), "3600", 0.001,
      604800, "a finished job is kept this long, then /v1/jobs/{id} is 404"},
     {"max-jobs", "BLINDSPOT_MAX_JOBS", "N", OPT_COUNT, FIELD(max_jobs), "256", 1, 100000,
-     "jobs kept at once (queued, running, unexpired); more get 503"},
+     "jobs kept at once; a full table forgets the finished job that ended longest ago, and "
+     "refuses new ones (503) only while every job in it is queued or running"},
     {"state", "BLINDSPOT_STATE", "FILE", OPT_STRING, FIELD(state_path),
      "blindspot-state.sqlite", 0, 0,
      "jobs survive restarts and crashes in this SQLite file (one daemon per file); "
      "none or :memory: keeps them in memory only"},
+    {"rate-limit", "BLINDSPOT_RATE_LIMIT", "N", OPT_NUMBER, FIELD(rate_limit), "0", 0, 1e6,
+     "compute requests (inference, prediction, attacks, evaluations, analyses) per second "
+     "per client, a token bucket (0: no limit); more are refused with 429 and Retry-After"},
+    {"rate-burst", "BLINDSPOT_RATE_BURST", "N", OPT_COUNT, FIELD(rate_burst), "0", 0, 1000000,
+     "compute requests a client may send at once before --rate-limit applies (0: one "
+     "second's worth, at least 1)"},
+    {"max-client-jobs", "BLINDSPOT_MAX_CLIENT_JOBS", "N", OPT_COUNT, FIELD(max_client_jobs),
+     "16", 1, 100000, "queued and running async jobs of one client; more are refused with 429"},
+    {"max-client-work", "BLINDSPOT_MAX_CLIENT_WORK", "N", OPT_COUNT, FIELD(max_client_work),
+     "0", 0, 1000000, "compute requests of one client in flight (arrived, not yet answered); "
+     "more are refused with 429 (0: half --queue-size plus --workers)"},
+    {"max-clients", "BLINDSPOT_MAX_CLIENTS", "N", OPT_COUNT, FIELD(max_clients), "4096", 1,
+     1000000, "clients whose quotas are kept at once; the least recently seen idle ones are "
+     "forgotten first"},
     {"cors-origins", "BLINDSPOT_CORS_ORIGINS", "LIST", OPT_STRING, FIELD(cors_origins), "", 0,
      0, "origins whose pages may call the API (comma-separated, like "
         "https://a.example,http://localhost:3000, or * for any); a request from any other "
@@ -156,11 +172,11 @@ static int set_option(config *cfg, const option_spec *o, const char *text,
     }
     if (*end || v < o->min || v > o->max)
         goto bad;
-    if (o->kind != OPT_SECONDS && v != floor(v))
+    if (o->kind != OPT_SECONDS && o->kind != OPT_NUMBER && v != floor(v))
         goto bad;
     if (o->kind == OPT_COUNT || o->kind == OPT_SWITCH)
         *(int *)field = (int)v;
-    else if (o->kind == OPT_SECONDS)
+    else if (o->kind == OPT_SECONDS || o->kind == OPT_NUMBER)
         *(double *)field = v;
     else
         *(size_t *)field = (size_t)v;
@@ -170,8 +186,10 @@ bad:
         snprintf(err, errlen, "%s wants 0 or 1, got '%s'", where, text);
     else
         snprintf(err, errlen, "%s wants %s in [%g, %g], got '%s'", where,
-                 o->kind == OPT_SECONDS ? "a number of seconds" : "a whole number", o->min,
-                 o->max, text);
+                 o->kind == OPT_SECONDS  ? "a number of seconds"
+                 : o->kind == OPT_NUMBER ? "a number"
+                                         : "a whole number",
+                 o->min, o->max, text);
     return -1;
 }
 
@@ -270,6 +288,10 @@ int config_parse(config *cfg, int argc, char **argv, char *err, size_t errlen)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         cfg->workers = n > 0 ? (int)n : 1;
     }
+    if (cfg->rate_burst == 0)
+        cfg->rate_burst = cfg->rate_limit > 1 ? (int)ceil(cfg->rate_limit) : 1;
+    if (cfg->max_client_work == 0)
+        cfg->max_client_work = cfg->queue_size / 2 + cfg->workers;
     return 0;
 }
 

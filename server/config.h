@@ -37,6 +37,13 @@ typedef struct config {
     double job_ttl;                /* seconds a finished job is kept */
     int max_jobs;                  /* jobs in the table, finished or not, before 503 */
     char state_path[CONFIG_PATH_LEN]; /* the job store's SQLite file; "none": in memory */
+    double rate_limit;             /* compute requests per second per client; 0: no limit */
+    int rate_burst;                /* requests a client may send at once (0 in the table:
+                                      the rate's one second, at least 1) */
+    int max_client_jobs;           /* a client's queued and running async jobs before 429 */
+    int max_client_work;           /* a client's compute requests in flight before 429 (0 in
+                                      the table: half --queue-size plus --workers) */
+    int max_clients;               /* clients whose quotas are kept; idle ones are forgotten */
     char cors_origins[1024];       /* origins browsers may call from; "*": any; "": none */
     char auth_tokens[CONFIG_PATH_LEN]; /* the tokens file (auth.h); "": no authentication */
     int insecure_no_auth;          /* 1: may listen off loopback without tokens */

@@ -2,6 +2,7 @@
  * endpoint; see handler.h. */
 #include "server/handler.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,8 +93,19 @@ void resp_error(http_response *r, bs_error_code code, const char *fmt, ...)
         resp_json(r, status, json_pack("{s:s, s:s}", "error", msg, "code", e->code));
     else
         resp_json(r, status, json_pack("{s:o}", "error", bs_error_json(code, msg)));
-    if (status == 503)
+    if (status == 503 || status == 429)
         resp_header(r, "Retry-After", "%s", HTTP_RETRY_AFTER);
+}
+
+void resp_retry_after(http_response *r, double seconds)
+{
+    long s = seconds > 1 ? (long)ceil(seconds) : 1;
+    for (int i = 0; i < r->n_headers; i++)
+        if (!strcasecmp(r->headers[i].name, "Retry-After")) {
+            snprintf(r->headers[i].value, sizeof r->headers[i].value, "%ld", s);
+            return;
+        }
+    resp_header(r, "Retry-After", "%ld", s);
 }
 
 void resp_header(http_response *r, const char *name, const char *fmt, ...)

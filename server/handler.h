@@ -38,7 +38,8 @@
 #define HTTP_MAX_PARAMS 4         /* {name} segments in a route */
 #define HTTP_MAX_QUERY 16         /* query arguments kept */
 #define HTTP_MAX_HEADERS 12       /* extra response headers */
-#define HTTP_RETRY_AFTER "1"      /* seconds, on every 503 */
+#define HTTP_RETRY_AFTER "1"      /* seconds, on every 503 (and 429 unless told) */
+#define HTTP_CLIENT_LEN 80        /* http_request.client */
 
 /* What every handler may read: settings, resident models, the pool. */
 typedef struct server {
@@ -48,6 +49,7 @@ typedef struct server {
     pool *pool;              /* valid once ready is set */
     struct jobs *jobs;       /* the asynchronous jobs; valid once ready is set */
     struct auth *auth;       /* the access tokens (auth.h); none: every request passes */
+    struct quota *quota;     /* per-client rate limits and caps (quota.h) */
     metrics *metrics;
     atomic_int ready;        /* 1 once models and datasets are loaded */
     atomic_int draining;     /* 1 once shutdown began */
@@ -82,10 +84,10 @@ typedef struct http_request {
     const http_part *parts;
     int n_parts;
     const char *request_id;
-    /* who asks: "addr:" and the peer's IP address, or "token:" and the
-     * token's client name once authentication has succeeded. Jobs belong
-     * to "token:" clients only (see jobs.h). */
-    char client[80];
+    /* who sent it, the key of quotas and of a job's owner: "addr:" and
+     * the peer's IP address (no port), or "token:" and the client's name
+     * once a bearer token has been accepted */
+    char client[HTTP_CLIENT_LEN];
     double arrival;                     /* bs_now() at the headers */
     double timeout;                     /* ?timeout= seconds on pooled routes; 0: none */
     /* any request header by name (case-insensitive), NULL when absent;
@@ -177,10 +179,13 @@ int work_hold_models(http_work *work, registry_set *models);
  * enough to give back every float exactly). Takes the reference to body. */
 void resp_json(http_response *r, int status, json_t *body);
 /* The error answer of code (its status from api/errors.h), in the shape of
- * r->oip_errors, with a message formatted like printf; 503s carry
- * Retry-After. */
+ * r->oip_errors, with a message formatted like printf; 503s and 429s
+ * carry Retry-After (HTTP_RETRY_AFTER; see resp_retry_after). */
 void resp_error(http_response *r, bs_error_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Sets Retry-After to seconds rounded up (at least 1), replacing the one
+ * resp_error put there. */
+void resp_retry_after(http_response *r, double seconds);
 /* Adds a response header (formatted value). */
 void resp_header(http_response *r, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

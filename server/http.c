@@ -1,8 +1,9 @@
 /* http — the request life-cycle on libmicrohttpd; see http.h.
  *
  * libmicrohttpd calls on_request several times per request: once when the
- * headers are in (*req_cls is still NULL: make the state, route, and refuse
- * early what can be refused before reading the body), once per piece of
+ * headers are in (*req_cls is still NULL: make the state, name the client,
+ * route, and refuse early what can be refused before reading the body: a
+ * foreign origin, a client over its quota), once per piece of
  * body (accumulate it under the cap, or feed the multipart parser), and
  * once when the request is complete (call the handler). Work for the pool
  * is queued with the connection suspended; the job's done callback stores
@@ -15,13 +16,15 @@
  * resumed by the job table's watcher. A streamed answer (server-sent
  * events) is a callback response whose reader suspends the connection
  * when the stream has nothing yet and is resumed by the stream's wake.
- * on_completed logs, counts and frees. */
+ * on_completed logs, counts, gives the request back to its client's quota
+ * and frees. */
 #include "server/http.h"
 
 #include "core/attack.h" /* bs_now */
 #include "server/auth.h"
 #include "server/cors.h"
 #include "server/jobs.h"
+#include "server/quota.h"
 #include "server/routes.h"
 
 #include <microhttpd.h>
@@ -72,6 +75,7 @@ typedef struct request_state {
     int n_parts, parts_cap;
     int form_failed;            /* 1: out of memory, 2: malformed form */
     int refused;                /* resp holds an answer decided from the headers */
+    int quota_held;             /* admitted by the client's quota: released at the end */
     const char *cors_origin;    /* an allowed other origin: its answer gets CORS headers */
     /* compute */
     http_work work;
@@ -119,6 +123,26 @@ static void set_request_id(request_state *st)
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     z ^= z >> 31;
     snprintf(st->request_id, sizeof st->request_id, "%016llx", z);
+}
+
+/* The client of a connection as http_request.client has it: "addr:" and
+ * the peer's IP address, an IPv4-mapped IPv6 one written as IPv4. */
+static void set_client(request_state *st)
+{
+    char ip[INET6_ADDRSTRLEN] = "unknown";
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(st->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof ip);
+    } else if (sa && sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6))
+            inet_ntop(AF_INET, &a6->s6_addr[12], ip, sizeof ip);
+        else
+            inet_ntop(AF_INET6, a6, ip, sizeof ip);
+    }
+    snprintf(st->req.client, sizeof st->req.client, "addr:%s", ip);
 }
 
 /* Copies s for the log line with anything unprintable (or a space, which
@@ -232,9 +256,8 @@ static enum MHD_Result answer_error(request_state *st, bs_error_code code, const
  * answer goes out at once and libmicrohttpd closes the connection rather
  * than read the body; without one it waits for the (immediate) end of the
  * request, so that the connection stays open for the next request. */
-static enum MHD_Result refuse(request_state *st, bs_error_code code, const char *msg)
+static enum MHD_Result refuse_with(request_state *st)
 {
-    resp_error(&st->resp, code, "%s", msg);
     const char *cl = header(st->conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
     int body = header(st->conn, MHD_HTTP_HEADER_TRANSFER_ENCODING) || (cl && strcmp(cl, "0"));
     if (body)
@@ -243,21 +266,14 @@ static enum MHD_Result refuse(request_state *st, bs_error_code code, const char 
     return MHD_YES;
 }
 
-/* ---- who asks ---------------------------------------------------------- */
-
-/* req->client before authentication: "addr:" and the peer's IP address. */
-static void set_client_addr(request_state *st)
+/* Refuses the request from its headers alone with an error of code. */
+static enum MHD_Result refuse(request_state *st, bs_error_code code, const char *msg)
 {
-    char ip[INET6_ADDRSTRLEN] = "unknown";
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(st->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-    if (sa && sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof ip);
-    else if (sa && sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof ip);
-    snprintf(st->req.client, sizeof st->req.client, "addr:%s", ip);
+    resp_error(&st->resp, code, "%s", msg);
+    return refuse_with(st);
 }
+
+/* ---- who asks ---------------------------------------------------------- */
 
 /* The scope the request needs with tokens on (0: none). A job's route
  * needs the scope of the job's kind when the job is the caller's; an id
@@ -321,6 +337,30 @@ static int authenticate(request_state *st, enum MHD_Result *ret)
                       ? "This daemon needs an access token: send Authorization: Bearer TOKEN."
                       : "The access token is not one this daemon knows.");
     return 1;
+}
+
+/* Takes a compute request into its client's quota, or refuses it (429 with
+ * Retry-After) from the headers, before any body is read or work queued. */
+static enum MHD_Result admit(request_state *st)
+{
+    server *srv = st->srv;
+    double retry = 1;
+    quota_verdict v = quota_admit(srv->quota, st->req.client, st->req.arrival, &retry);
+    if (v == QUOTA_ADMITTED) {
+        st->quota_held = 1;
+        return MHD_YES;
+    }
+    metrics_rate_limited(srv->metrics, v);
+    if (v == QUOTA_RATE)
+        resp_error(&st->resp, BS_E_RATE_LIMITED, "More than %g compute requests a second "
+                   "(--rate-limit, bursts of %d) came from this client; retry in %.1f s.",
+                   srv->cfg->rate_limit, srv->cfg->rate_burst, retry);
+    else
+        resp_error(&st->resp, BS_E_TOO_MANY_CLIENT_REQUESTS, "This client has %d compute "
+                   "requests in flight (--max-client-work); retry when one is answered.",
+                   srv->cfg->max_client_work);
+    resp_retry_after(&st->resp, retry);
+    return refuse_with(st);
 }
 
 /* ---- multipart/form-data ---------------------------------------------- */
@@ -439,6 +479,7 @@ static enum MHD_Result on_headers(request_state *st, const char *url, const char
     req->arrival = bs_now();
     set_request_id(st);
     req->request_id = st->request_id;
+    set_client(st);
     req->method = strcmp(method, "HEAD") ? method : "GET";
     req->path = url;
     st->resp.oip_errors = !strncmp(url, "/v2", 3) && (url[3] == '/' || url[3] == '\0');
@@ -446,7 +487,6 @@ static enum MHD_Result on_headers(request_state *st, const char *url, const char
     req->accept = header(st->conn, MHD_HTTP_HEADER_ACCEPT);
     req->header = request_header;
     req->conn = st->conn;
-    set_client_addr(st);
     sanitise(st->path, sizeof st->path, url);
     sanitise(st->method, sizeof st->method, method);
     MHD_get_connection_values(st->conn, MHD_GET_ARGUMENT_KIND, collect_query, req);
@@ -494,6 +534,12 @@ static enum MHD_Result on_headers(request_state *st, const char *url, const char
     if (!atomic_load(&srv->ready) && !(st->route->flags & ROUTE_BEFORE_READY))
         return refuse(st, BS_E_NOT_READY,
                             "The server is still loading its models; retry shortly.");
+
+    if ((st->route->flags & ROUTE_POOLED) && srv->quota) {
+        enum MHD_Result ret = admit(st);
+        if (!st->quota_held)
+            return ret; /* refused */
+    }
 
     const char *cl = header(st->conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
@@ -724,6 +770,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (st->work.stream.free)
         st->work.stream.free(st->work.stream.ctx);
     registry_set_release(st->req.models);
+    if (st->quota_held)
+        quota_release(h->srv->quota, st->req.client);
     if (st->form)
         MHD_destroy_post_processor(st->form);
     free_parts(st);

@@ -2,6 +2,7 @@
  * /v1/jobs/{id}; see jobs.h. */
 #include "server/jobs.h"
 
+#include "server/quota.h" /* quota_reason_names' order */
 #include "server/routes.h"
 #include "server/state.h"
 
@@ -42,6 +43,7 @@ typedef struct job {
     char id[JOB_ID_SIZE]; /* 32 hex digits (16 in stores of earlier versions) */
     char owner[AUTH_CLIENT_LEN]; /* the "token:" client that made it; "": anyone's */
     const char *kind;     /* a static string, or kind_buf */
+    char client[HTTP_CLIENT_LEN]; /* the client that made it ("" after a restart) */
     char kind_buf[24];    /* the kind of a job read back from the store */
     http_work work;       /* ctx freed by the done callback */
     http_response out;    /* what work.run made; the worker's until done */
@@ -51,6 +53,7 @@ typedef struct job {
     int cancel_requested; /* DELETE came while it was queued or running */
     int pins;             /* handlers using the job without the lock; not swept */
     int cut;              /* ended by the shutdown: left unfinished in the store */
+    int deleted;          /* DELETE of the finished job: gone, freed once unpinned */
     double created, started, finished; /* wall-clock seconds; 0: not yet */
     double submitted;     /* bs_now() at creation, for the queue time in /metrics */
     char model[REGISTRY_NAME_LEN]; /* the model concerned, "" for several */
@@ -81,6 +84,7 @@ struct jobs {
     metrics *metrics;     /* every job's queue and compute time */
     job **slots;          /* n jobs in no particular order, room for cap */
     int n, max, cap;      /* cap > max only after a restart restored more */
+    int max_client_jobs;  /* queued and running jobs of one client */
     double ttl;
     state *store;         /* where jobs are written; NULL: in memory only */
     /* the waiters' watcher, a thread of its own: */
@@ -111,7 +115,8 @@ static void *watch(void *arg);
 static void wake_streams(jobs *t, double now, double *next);
 static void deliver(jobs *t, const char *id);
 
-jobs *jobs_new(pool *p, metrics *m, int max_jobs, double ttl, state *store)
+jobs *jobs_new(pool *p, metrics *m, int max_jobs, int max_client_jobs, double ttl,
+               state *store)
 {
     jobs *t = calloc(1, sizeof *t);
     if (!t)
@@ -126,6 +131,7 @@ jobs *jobs_new(pool *p, metrics *m, int max_jobs, double ttl, state *store)
     t->pool = p;
     t->metrics = m;
     t->max = t->cap = max_jobs;
+    t->max_client_jobs = max_client_jobs;
     t->ttl = ttl;
     t->store = store;
     if (pthread_create(&t->watcher, NULL, watch, t)) {
@@ -164,21 +170,45 @@ void jobs_free(jobs *t)
     free(t);
 }
 
-/* Forgets finished jobs past their ttl. Called with the lock held. */
+/* Forgets the job in slot i, in the store too. Called with the lock held. */
+static void forget(jobs *t, int i)
+{
+    if (t->store)
+        state_delete(t->store, t->slots[i]->id);
+    job_free(t->slots[i]);
+    t->slots[i] = t->slots[--t->n];
+}
+
+/* Forgets finished jobs past their ttl, and deleted ones nobody uses any
+ * more. Called with the lock held. */
 static void sweep(jobs *t)
 {
     double now = bs_now();
     for (int i = 0; i < t->n;) {
         job *j = t->slots[i];
-        if (is_final(j->state) && !j->pins && now - j->finished_at >= t->ttl) {
-            if (t->store)
-                state_delete(t->store, j->id);
-            job_free(j);
-            t->slots[i] = t->slots[--t->n];
-        } else {
+        if (is_final(j->state) && !j->pins && (j->deleted || now - j->finished_at >= t->ttl))
+            forget(t, i);
+        else
             i++;
-        }
     }
+}
+
+/* Makes room for one job: forgets the finished job that ended longest ago.
+ * 0, or -1 when every job is queued or running. Called with the lock held. */
+static int evict_oldest(jobs *t)
+{
+    int oldest = -1;
+    for (int i = 0; i < t->n; i++) {
+        const job *j = t->slots[i];
+        if (is_final(j->state) && !j->pins && !j->deleted &&
+            (oldest < 0 || j->finished_at < t->slots[oldest]->finished_at))
+            oldest = i;
+    }
+    if (oldest < 0)
+        return -1;
+    forget(t, oldest);
+    metrics_job_evicted(t->metrics);
+    return 0;
 }
 
 /* The job with this id, or NULL. Called with the lock held. */
@@ -186,7 +216,7 @@ static job *find(jobs *t, const char *id)
 {
     sweep(t);
     for (int i = 0; i < t->n; i++)
-        if (!strcmp(t->slots[i]->id, id))
+        if (!t->slots[i]->deleted && !strcmp(t->slots[i]->id, id))
             return t->slots[i];
     return NULL;
 }
@@ -217,6 +247,15 @@ int jobs_kind_of(jobs *t, const char *id, const char *client, char *kind, size_t
         snprintf(kind, len, "%s", j->kind);
     pthread_mutex_unlock(&t->lock);
     return j ? 0 : -1;
+}
+
+/* The queued and running jobs of client. Called with the lock held. */
+static int live_jobs_of(const jobs *t, const char *client)
+{
+    int n = 0;
+    for (int i = 0; i < t->n; i++)
+        n += !is_final(t->slots[i]->state) && !strcmp(t->slots[i]->client, client);
+    return n;
 }
 
 /* ---- waiters ------------------------------------------------------------- */
@@ -547,12 +586,26 @@ void jobs_submit(jobs *t, const http_request *req, http_work *work, http_respons
      * table with its own lock held). */
     pthread_mutex_lock(&t->lock);
     sweep(t);
-    if (t->n >= t->max) {
+    if (live_jobs_of(t, req->client) >= t->max_client_jobs) {
+        pthread_mutex_unlock(&t->lock);
+        free(j);
+        metrics_rate_limited(t->metrics, QUOTA_JOBS);
+        resp_error(resp, BS_E_TOO_MANY_CLIENT_JOBS,
+                   "This client has %d jobs queued or running (--max-client-jobs); retry when "
+                   "one has finished, or cancel one.", t->max_client_jobs);
+        return;
+    }
+    /* A full table makes room by forgetting the finished job that ended
+     * longest ago; only queued and running jobs are never forgotten. */
+    int full = 0;
+    while (t->n >= t->max && !full)
+        full = evict_oldest(t) != 0;
+    if (full) {
         pthread_mutex_unlock(&t->lock);
         free(j);
         resp_error(resp, BS_E_TOO_MANY_JOBS,
-                   "The job table holds %d unexpired jobs (--max-jobs); retry when one has "
-                   "expired (--job-ttl %g s after it finished).", t->max, t->ttl);
+                   "The job table holds %d queued or running jobs (--max-jobs); retry when "
+                   "one has finished.", t->n);
         return;
     }
     if (new_id(t, j->id)) {
@@ -569,6 +622,7 @@ void jobs_submit(jobs *t, const http_request *req, http_work *work, http_respons
         resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return;
     }
+    snprintf(j->client, sizeof j->client, "%s", req->client);
     j->created = wall_now();
     if (t->store && store_new(t, j, req, work->deadline, resp)) {
         pthread_mutex_unlock(&t->lock);
@@ -901,7 +955,9 @@ handler_result jobs_get(server *srv, const http_request *req, http_response *res
 
 /* Cancels a queued job at once and a running one at its next check of the
  * cancel flag: 200 with the job when it is over (cancelled now, or
- * finished before), 202 while a running job is still stopping. */
+ * finished before), 202 while a running job is still stopping. A job that
+ * had finished before the DELETE is forgotten (404 from now on), its
+ * document answered as it was. */
 handler_result jobs_cancel(server *srv, const http_request *req, http_response *resp,
                            http_work *work)
 {
@@ -914,7 +970,8 @@ handler_result jobs_cancel(server *srv, const http_request *req, http_response *
         not_found(req, resp);
         return HANDLER_ANSWERED;
     }
-    if (!is_final(j->state)) {
+    int finished = is_final(j->state);
+    if (!finished) {
         if (t->store && !j->cancel_requested)
             state_cancel_requested(t->store, j->id);
         j->cancel_requested = 1;
@@ -927,6 +984,12 @@ handler_result jobs_cancel(server *srv, const http_request *req, http_response *
     }
     job_view v;
     int rc = view_of(j, &v);
+    if (finished && !rc) {
+        /* A job that had finished is forgotten now, its slot and its row
+         * freed; one this DELETE cancelled is kept for its ttl. */
+        j->deleted = 1;
+        sweep(t);
+    }
     pthread_mutex_unlock(&t->lock);
     if (rc)
         resp_error(resp, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");

@@ -17,9 +17,13 @@
  * creation: --job-timeout, lowered by ?timeout= or a body's timeout.
  *
  * Finished jobs are forgotten --job-ttl seconds after they finish (lazily:
- * the table is swept whenever it is used); the table holds at most
- * --max-jobs jobs and refuses new ones with 503 while it is full of
- * unexpired ones. GET with ?wait=S parks the request until the job ends or
+ * the table is swept whenever it is used), or at once on a DELETE that
+ * finds them finished. The table holds at most --max-jobs jobs: when it is
+ * full, a new job makes room by forgetting the finished (done, failed or
+ * cancelled) job that ended longest ago, and only a table full of queued
+ * and running jobs refuses new ones (503). One client (http_request.client)
+ * may have at most --max-client-jobs jobs queued or running; more are
+ * refused with 429. GET with ?wait=S parks the request until the job ends or
  * S seconds pass (a thread of the table answers it then; shutdown answers
  * every parked request at once). GET /v1/jobs/{id}/events streams the
  * job's progress and its end as server-sent events; the same thread wakes
@@ -51,10 +55,12 @@ typedef struct jobs jobs;
 /* A job id's room: 32 lowercase hex digits (128 random bits) and a NUL. */
 #define JOB_ID_SIZE 40
 
-/* An empty table for max_jobs jobs whose work runs on p, timed into m;
- * finished jobs live ttl seconds. Jobs are written to store, or kept in
- * memory only when it is NULL. NULL when out of memory. */
-jobs *jobs_new(pool *p, metrics *m, int max_jobs, double ttl, state *store);
+/* An empty table for max_jobs jobs, max_client_jobs of them queued or
+ * running per client, whose work runs on p, timed into m; finished jobs
+ * live ttl seconds. Jobs are written to store, or kept in memory only when
+ * it is NULL. NULL when out of memory. */
+jobs *jobs_new(pool *p, metrics *m, int max_jobs, int max_client_jobs, double ttl,
+               state *store);
 /* Webhooks: a job whose work names a callback (work->callback) has its
  * document POSTed there through hooks once it ends, and shows the
  * delivery as "callback": {"url", "state", "attempts", "last_status",
@@ -81,9 +87,11 @@ double jobs_deadline(const server *srv, const http_request *req);
 /* Makes a job of work (work->kind names it), made by req, and queues it on
  * the pool. On success resp is 202 with Location: /v1/jobs/{id} and {"id",
  * "state", "location"}, the job is in the store (req with it), and the job
- * owns work->ctx (work->free is cleared). When the table or the queue is
- * full, the server is draining, or the store cannot be written, resp is
- * 503 and work is left as it was. */
+ * owns work->ctx (work->free is cleared). When req's client has
+ * max_client_jobs jobs queued or running, resp is 429; when the table is
+ * full of queued and running jobs or the queue is full, the server is
+ * draining, or the store cannot be written, resp is 503; either way work
+ * is left as it was. */
 void jobs_submit(jobs *t, const http_request *req, http_work *work, http_response *resp);
 
 /* From a job's work, on its worker: text (compact JSON, owned by the job

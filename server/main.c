@@ -17,6 +17,7 @@
 #include "server/http.h"
 #include "server/jobs.h"
 #include "server/outbound.h"
+#include "server/quota.h"
 #include "server/routes.h"
 #include "server/state.h"
 
@@ -192,9 +193,13 @@ int main(int argc, char **argv)
         }
     }
     srv.metrics = metrics_new();
-    http_server *http = srv.metrics ? http_start(&srv, err, sizeof err) : NULL;
+    srv.quota = quota_new(cfg.rate_limit, cfg.rate_burst, cfg.max_client_work,
+                          cfg.max_clients, cfg.max_connections);
+    http_server *http =
+        srv.metrics && srv.quota ? http_start(&srv, err, sizeof err) : NULL;
     if (!http) {
-        fprintf(stderr, "blindspotd: %s\n", srv.metrics ? err : "out of memory");
+        fprintf(stderr, "blindspotd: %s\n", srv.metrics && srv.quota ? err : "out of memory");
+        quota_free(srv.quota);
         metrics_free(srv.metrics);
         state_close(store);
         auth_free(srv.auth);
@@ -204,13 +209,15 @@ int main(int argc, char **argv)
             http_port(http), cfg.workers, cfg.queue_size);
     if (load(&srv)) {
         http_stop(http);
+        quota_free(srv.quota);
         metrics_free(srv.metrics);
         state_close(store);
         auth_free(srv.auth);
         return 1;
     }
     srv.pool = pool_new(cfg.workers, cfg.queue_size);
-    srv.jobs = srv.pool ? jobs_new(srv.pool, srv.metrics, cfg.max_jobs, cfg.job_ttl, store)
+    srv.jobs = srv.pool ? jobs_new(srv.pool, srv.metrics, cfg.max_jobs,
+                                         cfg.max_client_jobs, cfg.job_ttl, store)
                         : NULL;
     if (!srv.jobs)
         snprintf(err, sizeof err, "cannot start %d worker threads", cfg.workers);
@@ -228,6 +235,7 @@ int main(int argc, char **argv)
         webhooks_free(hooks);
         jobs_free(srv.jobs);
         registry_free(&srv.reg);
+        quota_free(srv.quota);
         metrics_free(srv.metrics);
         state_close(store);
         auth_free(srv.auth);
@@ -257,6 +265,7 @@ int main(int argc, char **argv)
     jobs_free(srv.jobs);
     state_close(store);
     registry_free(&srv.reg);
+    quota_free(srv.quota);
     metrics_free(srv.metrics);
     auth_free(srv.auth);
     fprintf(stderr, "blindspotd: stopped (%d jobs cut short)\n", left);

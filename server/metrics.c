@@ -1,7 +1,8 @@
 /* metrics — series storage and the text exposition; see metrics.h. */
 #include "server/metrics.h"
 
-#include "server/jobs.h" /* jobs_state_names */
+#include "server/jobs.h"  /* jobs_state_names */
+#include "server/quota.h" /* quota_reason_names */
 
 #include <dirent.h>
 #include <pthread.h>
@@ -83,6 +84,8 @@ struct metrics {
     attack_series att[MAX_ATTACK_SERIES];
     int n_att;
     unsigned long long reloads_ok, reloads_failed, load_failures;
+    unsigned long long rate_limited[QUOTA_REASONS]; /* refusals by reason */
+    unsigned long long jobs_evicted;
 };
 
 metrics *metrics_new(void)
@@ -109,6 +112,22 @@ void metrics_reload(metrics *m, int ok, int load_failures)
     else
         m->reloads_failed++;
     m->load_failures += (unsigned long long)load_failures;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_rate_limited(metrics *m, int reason)
+{
+    if (reason < 0 || reason >= QUOTA_REASONS)
+        return;
+    pthread_mutex_lock(&m->lock);
+    m->rate_limited[reason]++;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_job_evicted(metrics *m)
+{
+    pthread_mutex_lock(&m->lock);
+    m->jobs_evicted++;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -453,6 +472,9 @@ char *metrics_render(metrics *m, const metrics_gauges *g, size_t *len)
     put_gauge(&t, "blindspot_jobs_capacity", "Jobs the table may hold (--max-jobs).",
               g->max_jobs);
 
+    put_gauge(&t, "blindspot_quota_clients",
+              "Clients whose quotas are kept (--max-clients idle ones at most).", g->clients);
+
     put(&t, "# HELP blindspot_model_load_failing 1 for each model whose file failed to load "
             "at the last reload (a previous version may still serve).\n"
             "# TYPE blindspot_model_load_failing gauge\n");
@@ -470,6 +492,17 @@ char *metrics_render(metrics *m, const metrics_gauges *g, size_t *len)
             "reload.\n"
             "# TYPE blindspot_model_load_failures_total counter\n"
             "blindspot_model_load_failures_total %llu\n", m->load_failures);
+    put(&t, "# HELP blindspot_rate_limited_total Requests refused with 429 by a client's "
+            "quota, by reason (rate: --rate-limit, client_work: --max-client-work, "
+            "client_jobs: --max-client-jobs).\n"
+            "# TYPE blindspot_rate_limited_total counter\n");
+    for (int r = 0; r < QUOTA_REASONS; r++)
+        put(&t, "blindspot_rate_limited_total{reason=\"%s\"} %llu\n", quota_reason_names[r],
+            m->rate_limited[r]);
+    put(&t, "# HELP blindspot_jobs_evicted_total Finished jobs forgotten before their "
+            "--job-ttl to make room in a full job table.\n"
+            "# TYPE blindspot_jobs_evicted_total counter\n"
+            "blindspot_jobs_evicted_total %llu\n", m->jobs_evicted);
     put(&t, "# HELP blindspot_http_requests_total Answered HTTP requests.\n"
             "# TYPE blindspot_http_requests_total counter\n");
     for (int i = 0; i < m->n_req; i++) {

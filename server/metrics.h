@@ -40,6 +40,12 @@ void metrics_work(metrics *m, const char *kind, const char *model, int ok, doubl
  * load in it. */
 void metrics_reload(metrics *m, int ok, int load_failures);
 
+/* One request refused by a client's quota; reason indexes
+ * quota_reason_names (quota.h). */
+void metrics_rate_limited(metrics *m, int reason);
+/* One finished job forgotten before its ttl to make room for a new one. */
+void metrics_job_evicted(metrics *m);
+
 /* ---- inference statistics (the statistics extension of /v2) ---- */
 
 /* A count and the nanoseconds it took in all. */
@@ -95,6 +101,7 @@ typedef struct metrics_gauges {
     int workers;        /* --workers */
     int jobs[5];        /* asynchronous jobs by state, in the order of jobs_state_names */
     int max_jobs;       /* --max-jobs */
+    int clients;        /* clients whose quotas are kept (quota.h) */
     const char *const *failing; /* (n_failing) models whose file failed to load
                                    at the last scan or load */
     int n_failing;

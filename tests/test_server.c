@@ -1258,7 +1258,9 @@ static void test_queue_full_503(void **state)
 {
     (void)state;
     daemon_proc d;
-    const char *extra[] = {"--workers", "1", "--queue-size", "1", NULL};
+    /* one client fills the queue: its own cap (--max-client-work) out of the way */
+    const char *extra[] = {"--workers", "1", "--queue-size", "1", "--max-client-work", "100",
+                           NULL};
     assert_int_equal(daemon_start(&d, extra), 0);
     char body[512];
     slow_attack_body(body, sizeof body, 1.5);
@@ -1332,7 +1334,9 @@ static void test_quick_infer_inline(void **state)
 {
     (void)state;
     daemon_proc d;
-    const char *extra[] = {"--workers", "1", "--queue-size", "1", NULL};
+    /* one client fills the queue: its own cap (--max-client-work) out of the way */
+    const char *extra[] = {"--workers", "1", "--queue-size", "1", "--max-client-work", "100",
+                           NULL};
     assert_int_equal(daemon_start(&d, extra), 0);
     reply r;
     /* the deadline is checked before it runs */
@@ -1574,10 +1578,14 @@ static void test_job_cancel(void **state)
     assert_true(metric_value(r.body, "blindspot_workers_busy") == 0);
     assert_true(metric_value(r.body, "blindspot_jobs{state=\"cancelled\"}") >= 3);
     reply_free(&r);
-    /* DELETE of a finished job changes nothing. */
+    /* DELETE of a finished job answers its document as it was and forgets it. */
     assert_int_equal(delete_job(main_daemon.port, queued, &doc), 200);
     assert_string_equal(json_string_value(json_object_get(doc, "state")), "cancelled");
     json_decref(doc);
+    request(queued, NULL, &r);
+    assert_error(&r, 404, "job_not_found");
+    reply_free(&r);
+    assert_int_equal(delete_job(main_daemon.port, queued, NULL), 404);
 
     /* A job that runs out of its time budget fails with the best results
      * so far, as the synchronous call answers 504. */
@@ -1607,17 +1615,22 @@ static void test_job_table_full_and_expiry(void **state)
     request_on(d.port, "/v1/attacks?async=true", &o, &r);
     assert_error(&r, 503, "too_many_jobs");
     reply_free(&r);
-    /* Cancelled jobs keep their place until they expire. */
+    /* Cancelled jobs keep their document until they expire, but make room:
+     * a new job forgets the one that ended longest ago. */
     delete_job(d.port, a, NULL);
-    delete_job(d.port, b, NULL);
     json_decref(wait_job(d.port, a, "cancelled", 5));
+    delete_job(d.port, b, NULL);
     json_decref(wait_job(d.port, b, "cancelled", 5));
-    request_on(d.port, "/v1/evaluations", &(req_opts){.headers = json_body_type, .body = "{}", .len = 2}, &r);
-    assert_error(&r, 503, "too_many_jobs");
+    char c[128];
+    submit_job(d.port, "/v1/attacks?async=true", body, c, sizeof c);
+    request_on(d.port, a, NULL, &r);
+    assert_error(&r, 404, "job_not_found");
     reply_free(&r);
+    delete_job(d.port, c, NULL);
+    json_decref(wait_job(d.port, c, "cancelled", 5));
     /* A second later they are gone, and a finished job goes the same way. */
     usleep(1200000);
-    request_on(d.port, a, NULL, &r);
+    request_on(d.port, c, NULL, &r);
     assert_error(&r, 404, "job_not_found");
     reply_free(&r);
     const char *fast = "{\"model\":\"fc10-1e-4\",\"image\":{\"dataset\":\"mnist\",\"index\":1},"

@@ -89,6 +89,8 @@ void request_on(int port, const char *path, const req_opts *o, reply *r)
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &r->headers);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, o && o->timeout_ms ? o->timeout_ms : 30000L);
+    if (o && o->interface)
+        curl_easy_setopt(c, CURLOPT_INTERFACE, o->interface);
     struct curl_slist *hl = NULL;
     for (int i = 0; o && o->headers && o->headers[i]; i++)
         hl = curl_slist_append(hl, o->headers[i]);

@@ -35,6 +35,8 @@ typedef struct req_opts {
     int chunked;                /* send the body with Transfer-Encoding: chunked */
     curl_mime *(*form)(CURL *); /* multipart body */
     long timeout_ms;            /* default 30 s */
+    const char *interface;      /* the local address to send from ("127.0.0.2": another
+                                   client of the daemon); NULL: 127.0.0.1 */
 } req_opts;
 
 /* Content-Type: application/json, as a req_opts.headers list. */
