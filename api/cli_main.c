@@ -42,6 +42,8 @@ static const char *usage =
     "\n"
     "  --server URL  (before COMMAND) run info, predict, attack, evaluate,\n"
     "                lipschitz and units on the daemon at URL instead of here\n"
+    "  --cacert FILE (before COMMAND) trust the CA certificates of this PEM file\n"
+    "                for an https:// URL, as BLINDSPOT_CACERT (else CURL_CA_BUNDLE)\n"
     "\n"
     "Environment: BLINDSPOT_DATA is the data folder (default: data);\n"
     "BLINDSPOT_SERVER the daemon's URL, as --server; BLINDSPOT_TOKEN a token\n"
@@ -53,13 +55,23 @@ int main(int argc, char **argv)
      * BLAS runs on the calling thread; this also keeps training bitwise
      * deterministic. */
     openblas_set_num_threads(1);
-    /* `blindspot --server URL COMMAND ...` (or --server=URL) */
-    if (argc >= 2 && !strncmp(argv[1], "--server=", 9)) {
-        cli_set_server(argv[1] + 9);
-        argc--, argv++;
-    } else if (argc >= 3 && !strcmp(argv[1], "--server")) {
-        cli_set_server(argv[2]);
-        argc -= 2, argv += 2;
+    /* `blindspot [--server URL] [--cacert FILE] COMMAND ...` (or --opt=VALUE) */
+    for (;;) {
+        if (argc >= 2 && !strncmp(argv[1], "--server=", 9)) {
+            cli_set_server(argv[1] + 9);
+            argc--, argv++;
+        } else if (argc >= 3 && !strcmp(argv[1], "--server")) {
+            cli_set_server(argv[2]);
+            argc -= 2, argv += 2;
+        } else if (argc >= 2 && !strncmp(argv[1], "--cacert=", 9)) {
+            setenv("BLINDSPOT_CACERT", argv[1] + 9, 1); /* read by api/client.c */
+            argc--, argv++;
+        } else if (argc >= 3 && !strcmp(argv[1], "--cacert")) {
+            setenv("BLINDSPOT_CACERT", argv[2], 1);
+            argc -= 2, argv += 2;
+        } else {
+            break;
+        }
     }
     if (argc < 2) {
         fputs(usage, stderr);
