@@ -34,12 +34,13 @@ CFLAGS := -std=c11 -O2 -g -Wall -Wextra -Werror -Wno-format-truncation -D_DEFAUL
 LDFLAGS := $(SANFLAGS)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-LDLIBS = $(PKG_LIBS) -llbfgsb -lm -lpthread
+LDLIBS = $(PKG_LIBS) -llbfgsb -lm -lpthread -lgnutls
 
 # Debian packages the build, data and tests need (docs/architecture.md).
 DEB_PKGS := gcc make pkg-config git libjansson-dev zlib1g-dev libopenblas-dev \
             libcmocka-dev libspng-dev libturbojpeg0-dev libmicrohttpd-dev \
             libcurl4-openssl-dev liblbfgsb-dev libsqlite3-dev curl ca-certificates \
+            libgnutls28-dev \
             dataset-fashion-mnist prometheus clang libclang-rt-14-dev
 # `make DEPS=image deps` installs only what the binaries, data and models
 # need: the container image's build stage (Dockerfile), which has no .git

@@ -80,6 +80,25 @@ static const option_spec options[] = {
      0, "origins whose pages may call the API (comma-separated, like "
         "https://a.example,http://localhost:3000, or * for any); a request from any other "
         "origin than these and the daemon's own is refused with 403"},
+    {"allowed-hosts", "BLINDSPOT_ALLOWED_HOSTS", "LIST", OPT_STRING, FIELD(allowed_hosts), "",
+     0, 0, "host names the Host header may carry (comma-separated, a port optional, * for "
+           "any); none: on a loopback --listen only localhost, 127.0.0.1 and [::1], "
+           "elsewhere any; another Host is refused with 403 (DNS rebinding)"},
+    {"tls-cert", "BLINDSPOT_TLS_CERT", "FILE", OPT_STRING, FIELD(tls_cert), "", 0, 0,
+     "serve HTTPS with this PEM certificate (chain), with --tls-key; SIGHUP reads both again"},
+    {"tls-key", "BLINDSPOT_TLS_KEY", "FILE", OPT_STRING, FIELD(tls_key), "", 0, 0,
+     "the PEM private key of --tls-cert"},
+    {"header-timeout", "BLINDSPOT_HEADER_TIMEOUT", "SECONDS", OPT_SECONDS,
+     FIELD(header_timeout), "10", 0.1, 86400,
+     "a request's head (request line and headers) must arrive within this time of the "
+     "connection's opening or of the previous answer, however slowly; then the connection "
+     "is closed"},
+    {"body-timeout", "BLINDSPOT_BODY_TIMEOUT", "SECONDS", OPT_SECONDS, FIELD(body_timeout),
+     "60", 0.1, 86400, "a request's body must arrive within this time of its head; "
+                       "then 408 and the connection is closed"},
+    {"max-connections-per-ip", "BLINDSPOT_MAX_CONNECTIONS_PER_IP", "N", OPT_COUNT,
+     FIELD(max_connections_per_ip), "64", 1, 65536,
+     "simultaneous connections from one client address; more are closed at once"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -191,8 +210,14 @@ int config_parse(config *cfg, int argc, char **argv, char *err, size_t errlen)
         if (set_option(cfg, o, value, where, err, errlen))
             return -1;
     }
-    if (cors_list_valid(cfg->cors_origins, err, errlen))
+    if (cors_list_valid(cfg->cors_origins, err, errlen) ||
+        cors_hosts_valid(cfg->allowed_hosts, err, errlen))
         return -1;
+    if (!cfg->tls_cert[0] != !cfg->tls_key[0]) {
+        snprintf(err, errlen, "--tls-cert and --tls-key go together; only %s is given",
+                 cfg->tls_cert[0] ? "--tls-cert" : "--tls-key");
+        return -1;
+    }
     if (cfg->http_threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         cfg->http_threads = n > 0 ? (int)n : 1;

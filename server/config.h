@@ -36,6 +36,12 @@ typedef struct config {
     int max_jobs;                  /* jobs in the table, finished or not, before 503 */
     char state_path[CONFIG_PATH_LEN]; /* the job store's SQLite file; "none": in memory */
     char cors_origins[1024];       /* origins browsers may call from; "*": any; "": none */
+    char allowed_hosts[1024];      /* Host header names; "": loopback names on loopback */
+    char tls_cert[CONFIG_PATH_LEN]; /* PEM certificate chain; "": plain HTTP */
+    char tls_key[CONFIG_PATH_LEN];  /* its PEM private key */
+    double header_timeout;         /* seconds for a request's whole head */
+    double body_timeout;           /* seconds for a request's whole body, from its head */
+    int max_connections_per_ip;    /* simultaneous connections of one client address */
     config_action action;
 } config;
 

@@ -15,6 +15,7 @@
 #include "server/jobs.h"
 #include "server/routes.h"
 #include "server/state.h"
+#include "server/tls.h"
 
 #include <cblas.h>
 #include <poll.h>
@@ -110,6 +111,11 @@ int main(int argc, char **argv)
         int bad = config_listen_addr(&cfg, &addr, &addrlen, err, sizeof err);
         if (bad)
             fprintf(stderr, "blindspotd: %s\n", err);
+        if (cfg.tls_cert[0] && tls_open(cfg.tls_cert, cfg.tls_key, err, sizeof err)) {
+            fprintf(stderr, "blindspotd: %s\n", err);
+            bad = 1;
+        }
+        tls_close();
         if (load(&srv))
             return 1;
         registry_free(&srv.reg);
@@ -172,6 +178,10 @@ int main(int argc, char **argv)
     while (sigwait(&signals, &sig) != 0 || sig == SIGHUP)
         if (sig == SIGHUP) {
             reload(&srv);
+            int tls = http_reload_tls(http, err, sizeof err);
+            if (tls <= 0)
+                fprintf(stderr, "blindspotd: reload: TLS certificate %s%s\n",
+                        tls == 0 ? "read again" : "kept: ", tls == 0 ? "" : err);
             sig = 0;
         }
     fprintf(stderr, "blindspotd: %s: draining (up to %.0f s)\n",
