@@ -252,6 +252,7 @@ void config_print_help(const char *prog)
            "SIGHUP reads the models again without a restart: new files are loaded,\n"
            "removed ones dropped, changed ones replaced; work in flight finishes on\n"
            "the model it started with. A file that fails keeps its previous version.\n"
+           "It also reads --tls-cert and --tls-key again (new connections get them).\n"
            "\n"
            "Every option also reads its environment variable; a flag wins over the\n"
            "variable, the variable over the default. Both --opt VALUE and --opt=VALUE.\n"

@@ -258,9 +258,10 @@ static void test_allowed_hosts_list(void **state)
     assert_int_equal(daemon_stop(&d), 0);
     daemon_cleanup(&d);
 
-    char *out = NULL;
-    int rc = tu_run("build/blindspotd --allowed-hosts 'a.example,http://b.example' --check "
-                    "2>&1", &out);
+    char *out = NULL, cmd[600];
+    snprintf(cmd, sizeof cmd, "%s --allowed-hosts 'a.example,http://b.example' --check 2>&1",
+             tu_bin("blindspotd"));
+    int rc = tu_run(cmd, &out);
     assert_int_equal(rc, 2);
     assert_non_null(strstr(out, "--allowed-hosts"));
     free(out);
@@ -443,14 +444,15 @@ static void test_tls(void **state)
     const char *cases[][2] = {{cert, other_key}, {cert, "/nonexistent.key"}, {key, key}};
     for (size_t i = 0; i < 3; i++) {
         char *out = NULL;
-        snprintf(cmd, sizeof cmd, "build/blindspotd --listen 127.0.0.1:0 --state none "
-                 "--tls-cert %s --tls-key %s 2>&1", cases[i][0], cases[i][1]);
+        snprintf(cmd, sizeof cmd, "%s --listen 127.0.0.1:0 --state none --tls-cert %s "
+                 "--tls-key %s 2>&1", tu_bin("blindspotd"), cases[i][0], cases[i][1]);
         assert_int_equal(tu_run(cmd, &out), 1);
         assert_non_null(strstr(out, "--tls-"));
         free(out);
     }
     char *out = NULL;
-    assert_int_equal(tu_run("build/blindspotd --tls-key x.pem --check 2>&1", &out), 2);
+    snprintf(cmd, sizeof cmd, "%s --tls-key x.pem --check 2>&1", tu_bin("blindspotd"));
+    assert_int_equal(tu_run(cmd, &out), 2);
     assert_non_null(strstr(out, "--tls-cert and --tls-key go together"));
     free(out);
 
@@ -477,14 +479,14 @@ static void test_tls(void **state)
     reply_free(&r);
 
     /* the CLI over https */
-    snprintf(cmd, sizeof cmd, "build/blindspot --cacert %s health https://127.0.0.1:%d 2>&1",
-             ca_one, d.port);
+    snprintf(cmd, sizeof cmd, "%s --cacert %s health https://127.0.0.1:%d 2>&1",
+             tu_bin("blindspot"), ca_one, d.port);
     assert_int_equal(tu_run(cmd, NULL), 0);
-    snprintf(cmd, sizeof cmd, "build/blindspot --cacert %s health https://127.0.0.1:%d 2>&1",
-             ca_two, d.port);
+    snprintf(cmd, sizeof cmd, "%s --cacert %s health https://127.0.0.1:%d 2>&1",
+             tu_bin("blindspot"), ca_two, d.port);
     assert_int_not_equal(tu_run(cmd, NULL), 0);
-    snprintf(cmd, sizeof cmd, "CURL_CA_BUNDLE=%s build/blindspot --server "
-             "https://127.0.0.1:%d info cnn --json >/dev/null 2>&1", ca_one, d.port);
+    snprintf(cmd, sizeof cmd, "CURL_CA_BUNDLE=%s %s --server https://127.0.0.1:%d info cnn "
+             "--json >/dev/null 2>&1", ca_one, tu_bin("blindspot"), d.port);
     assert_int_equal(tu_run(cmd, NULL), 0);
 
     /* SIGHUP: the second pair is served to new handshakes */
