@@ -346,6 +346,43 @@ static void test_slow_heads_are_cut_while_others_are_served(void **state)
     daemon_cleanup(&d);
 }
 
+/* The issue's probe: slow heads on every one of --max-connections. Normal
+ * requests cannot get in then, but only until the head deadline. */
+static void test_full_house_of_slow_heads_empties(void **state)
+{
+    (void)state;
+    daemon_proc d;
+    const char *flags[] = {"--max-connections", "20", "--header-timeout", "3", NULL};
+    assert_int_equal(daemon_start(&d, flags), 0);
+    static const char line[] = "GET /v2/health/live HTTP/1.1\r\nHost: localhost\r\nX-Slow: a";
+    int fds[20];
+    for (int i = 0; i < 20; i++) {
+        fds[i] = connect_to(d.port);
+        assert_int_equal(send(fds[i], line, strlen(line), MSG_NOSIGNAL), (ssize_t)strlen(line));
+    }
+    usleep(500000); /* all accepted: the house is full */
+    double start = now_s(), answered = 0;
+    while (!answered && now_s() < start + 10) {
+        for (int i = 0; i < 20; i++)
+            (void)send(fds[i], "a", 1, MSG_NOSIGNAL); /* activity: the idle timer restarts */
+        reply r;
+        req_opts o = {.timeout_ms = 500};
+        request_on(d.port, "/v2/health/live", &o, &r);
+        if (r.status == 200)
+            answered = now_s() - start;
+        reply_free(&r);
+        usleep(200000);
+    }
+    /* shut out until the slow heads' deadline (3 s from their opening, half
+     * a second before start), then served */
+    if (!(answered > 1.5 && answered < 3 + 1.5))
+        fail_msg("first answer after %.2f s", answered);
+    for (int i = 0; i < 20; i++)
+        close(fds[i]);
+    assert_int_equal(daemon_stop(&d), 0);
+    daemon_cleanup(&d);
+}
+
 static void test_slow_body_gets_408(void **state)
 {
     (void)state;
@@ -537,6 +574,7 @@ int main(void)
         cmocka_unit_test(test_loopback_host_names_only),
         cmocka_unit_test(test_allowed_hosts_list),
         cmocka_unit_test(test_slow_heads_are_cut_while_others_are_served),
+        cmocka_unit_test(test_full_house_of_slow_heads_empties),
         cmocka_unit_test(test_slow_body_gets_408),
         cmocka_unit_test(test_connections_per_address),
         cmocka_unit_test(test_tls),
