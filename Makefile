@@ -330,8 +330,9 @@ $(FUZZ_LIB): $(FUZZ_LIB_OBJ)
 $(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB)
 	$(FUZZ_CC) $(FUZZ_SANFLAGS) -fsanitize=fuzzer -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 
-# fuzz_cors judges Origin headers with the daemon's server/cors.c alone.
-$(FUZZ_DIR)/fuzz_cors: $(FUZZ_DIR)/obj/server/cors.o
+# fuzz_cors and fuzz_host judge Origin and Host headers with the daemon's
+# server/cors.c alone.
+$(FUZZ_DIR)/fuzz_cors $(FUZZ_DIR)/fuzz_host: $(FUZZ_DIR)/obj/server/cors.o
 # fuzz_auth reads tokens files and judges bearer tokens with server/auth.c alone.
 $(FUZZ_DIR)/fuzz_auth: $(FUZZ_DIR)/obj/server/auth.o
 # fuzz_outbound reads URLs and judges addresses with server/outbound.c alone.

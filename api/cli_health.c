@@ -20,7 +20,9 @@
 /* The URL of the daemon this machine runs by listen (BLINDSPOT_LISTEN,
  * HOST:PORT or [HOST]:PORT) in buf: a wildcard host is asked on the
  * loopback. HEALTH_URL without listen. A container that moves the daemon's
- * port with BLINDSPOT_LISTEN keeps a working HEALTHCHECK so. */
+ * port with BLINDSPOT_LISTEN keeps a working HEALTHCHECK so; one that
+ * serves HTTPS (BLINDSPOT_TLS_CERT) is asked over https, its certificate
+ * trusted (it must name 127.0.0.1, or the listen host, then). */
 static const char *listen_url(const char *listen, char *buf, size_t n)
 {
     const char *colon = listen ? strrchr(listen, ':') : NULL;
@@ -30,7 +32,14 @@ static const char *listen_url(const char *listen, char *buf, size_t n)
     snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
     int wildcard = !*host || !strcmp(host, "0.0.0.0") || !strcmp(host, "[::]") ||
                    !strcmp(host, "*");
-    snprintf(buf, n, "http://%s:%s", wildcard ? "127.0.0.1" : host, colon + 1);
+    /* the daemon serves HTTPS with this certificate: trust it, unless
+     * told which CAs to trust */
+    const char *tls = getenv("BLINDSPOT_TLS_CERT");
+    const char *ca = getenv("BLINDSPOT_CACERT");
+    if (tls && *tls && (!ca || !*ca))
+        setenv("BLINDSPOT_CACERT", tls, 1);
+    snprintf(buf, n, "%s://%s:%s", tls && *tls ? "https" : "http", wildcard ? "127.0.0.1" : host,
+             colon + 1);
     return buf;
 }
 

@@ -44,6 +44,8 @@ static const char *usage =
     "                lipschitz and units on the daemon at URL instead of here\n"
     "  --token TOKEN (before COMMAND) the daemon's access token, sent as\n"
     "                `Authorization: Bearer TOKEN` (its --auth-tokens)\n"
+    "  --cacert FILE (before COMMAND) trust the CA certificates of this PEM file\n"
+    "                for an https:// URL, as BLINDSPOT_CACERT (else CURL_CA_BUNDLE)\n"
     "\n"
     "Environment: BLINDSPOT_DATA is the data folder (default: data);\n"
     "BLINDSPOT_SERVER the daemon's URL, as --server; BLINDSPOT_TOKEN the token,\n"
@@ -55,8 +57,8 @@ int main(int argc, char **argv)
      * BLAS runs on the calling thread; this also keeps training bitwise
      * deterministic. */
     openblas_set_num_threads(1);
-    /* `blindspot --server URL --token TOKEN COMMAND ...` (either first, or
-     * --server=URL, --token=TOKEN) */
+    /* `blindspot [--server URL] [--token TOKEN] [--cacert FILE] COMMAND ...`
+     * (in any order, or --opt=VALUE) */
     for (;;) {
         if (argc >= 2 && !strncmp(argv[1], "--server=", 9)) {
             cli_set_server(argv[1] + 9);
@@ -69,6 +71,12 @@ int main(int argc, char **argv)
             argc--, argv++;
         } else if (argc >= 3 && !strcmp(argv[1], "--token")) {
             cli_set_token(argv[2]);
+            argc -= 2, argv += 2;
+        } else if (argc >= 2 && !strncmp(argv[1], "--cacert=", 9)) {
+            setenv("BLINDSPOT_CACERT", argv[1] + 9, 1); /* read by api/client.c */
+            argc--, argv++;
+        } else if (argc >= 3 && !strcmp(argv[1], "--cacert")) {
+            setenv("BLINDSPOT_CACERT", argv[2], 1);
             argc -= 2, argv += 2;
         } else {
             break;

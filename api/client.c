@@ -22,6 +22,11 @@ int bs_client_init(bs_client *c, const char *url, const char *token, char *err)
         c->url[--n] = '\0';
     if (token && *token)
         snprintf(c->auth, sizeof c->auth, "Authorization: Bearer %s", token);
+    const char *ca = getenv("BLINDSPOT_CACERT");
+    if (!ca || !*ca)
+        ca = getenv("CURL_CA_BUNDLE");
+    if (ca && *ca)
+        snprintf(c->cainfo, sizeof c->cainfo, "%s", ca);
     /* libcurl's global state is made once per process, before any thread */
     static int ready;
     if (!ready && curl_global_init(CURL_GLOBAL_ALL) == CURLE_OK)
@@ -101,6 +106,8 @@ json_t *bs_client_call(bs_client *c, const char *method, const char *path,
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    if (c->cainfo[0])
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->cainfo);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
     if (c->timeout_ms > 0)
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);

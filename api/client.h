@@ -6,7 +6,9 @@
  * URL; and an asynchronous job (POST answered 202) followed through GET
  * /v1/jobs/{id}?wait=S to its result. Nothing is printed here: progress reaches
  * the caller through a callback. A bearer token, when given, goes with
- * every request as `Authorization: Bearer TOKEN`. */
+ * every request as `Authorization: Bearer TOKEN`. An https server is
+ * checked against the system's CAs, or those of the PEM file named by
+ * $BLINDSPOT_CACERT (else $CURL_CA_BUNDLE, as the curl tool reads it). */
 #ifndef BS_CLIENT_H
 #define BS_CLIENT_H
 
@@ -24,6 +26,8 @@ typedef struct bs_client {
     char auth[1200];  /* "Authorization: Bearer TOKEN", or "" without a token */
     void *curl;       /* the libcurl handle, reused (keep-alive); owned */
     long timeout_ms;  /* a request's whole time limit (0: none, the default) */
+    char cainfo[1024]; /* PEM file of the CAs an https server's certificate must chain to
+                        * ($BLINDSPOT_CACERT, else $CURL_CA_BUNDLE); "": the system's */
 } bs_client;
 
 /* A client of the daemon at url ("http://127.0.0.1:8080", with or without

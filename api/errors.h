@@ -14,6 +14,8 @@
 
 /* X(NAME, "code", status, "meaning") */
 #define BS_ERROR_TABLE(X)                                                                      \
+    X(INVALID_PATH, "invalid_path", 400,                                                       \
+      "The path holds a NUL or another control character once decoded.")                      \
     X(INVALID_JSON, "invalid_json", 400, "The body is not valid JSON, or not a JSON object.")  \
     X(EMPTY_BODY, "empty_body", 400, "The request needs a body and has none.")                 \
     X(INVALID_FORM, "invalid_form", 400, "The multipart/form-data body cannot be parsed.")     \
@@ -43,6 +45,8 @@
     X(FORBIDDEN, "forbidden", 403, "The access token lacks the scope the endpoint needs.")      \
     X(ORIGIN_NOT_ALLOWED, "origin_not_allowed", 403,                                           \
       "The request comes from a web page of an origin that is not allowed (--cors-origins).")  \
+    X(HOST_NOT_ALLOWED, "host_not_allowed", 403,                                               \
+      "The Host header names a host the daemon does not serve (--allowed-hosts).")             \
     X(NOT_FOUND, "not_found", 404, "No endpoint has this path.")                               \
     X(MODEL_NOT_FOUND, "model_not_found", 404, "No resident model has this name.")             \
     X(MODEL_VERSION_NOT_FOUND, "model_version_not_found", 404,                                 \
@@ -53,7 +57,10 @@
     X(METHOD_NOT_ALLOWED, "method_not_allowed", 405, "The path is served, not with this method.") \
     X(NOT_ACCEPTABLE, "not_acceptable", 406,                                                   \
       "The Accept header asks for a media type this answer cannot be given in.")               \
+    X(REQUEST_TIMEOUT, "request_timeout", 408,                                                 \
+      "The request's head or body did not arrive in time (--header-timeout, --body-timeout).") \
     X(BODY_TOO_LARGE, "body_too_large", 413, "The body is larger than --max-body.")            \
+    X(URI_TOO_LONG, "uri_too_long", 414, "The request's URI is longer than the daemon takes.") \
     X(UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", 415,                                   \
       "The body's Content-Type is not one the endpoint takes.")                                \
     X(IMAGE_TOO_LARGE, "image_too_large", 422, "The image has more pixels than --max-pixels.") \

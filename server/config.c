@@ -131,6 +131,25 @@ static const option_spec options[] = {
     {"webhook-backoff", "BLINDSPOT_WEBHOOK_BACKOFF", "SECONDS", OPT_SECONDS,
      FIELD(webhook_backoff), "1", 0.001, 3600,
      "wait before a webhook's first retry, doubled before each next one"},
+    {"allowed-hosts", "BLINDSPOT_ALLOWED_HOSTS", "LIST", OPT_STRING, FIELD(allowed_hosts), "",
+     0, 0, "host names the Host header may carry (comma-separated, a port optional, * for "
+           "any); none: on a loopback --listen only localhost, 127.0.0.1 and [::1], "
+           "elsewhere any; another Host is refused with 403 (DNS rebinding)"},
+    {"tls-cert", "BLINDSPOT_TLS_CERT", "FILE", OPT_STRING, FIELD(tls_cert), "", 0, 0,
+     "serve HTTPS with this PEM certificate (chain), with --tls-key; SIGHUP reads both again"},
+    {"tls-key", "BLINDSPOT_TLS_KEY", "FILE", OPT_STRING, FIELD(tls_key), "", 0, 0,
+     "the PEM private key of --tls-cert"},
+    {"header-timeout", "BLINDSPOT_HEADER_TIMEOUT", "SECONDS", OPT_SECONDS,
+     FIELD(header_timeout), "10", 0.1, 86400,
+     "a request's head (request line and headers) must arrive within this time of the "
+     "connection's opening or of the previous answer, however slowly; then the connection "
+     "is closed"},
+    {"body-timeout", "BLINDSPOT_BODY_TIMEOUT", "SECONDS", OPT_SECONDS, FIELD(body_timeout),
+     "60", 0.1, 86400, "a request's body must arrive within this time of its head; "
+                       "then 408 and the connection is closed"},
+    {"max-connections-per-ip", "BLINDSPOT_MAX_CONNECTIONS_PER_IP", "N", OPT_COUNT,
+     FIELD(max_connections_per_ip), "64", 1, 65536,
+     "simultaneous connections from one client address; more are closed at once"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -271,7 +290,8 @@ int config_parse(config *cfg, int argc, char **argv, char *err, size_t errlen)
         if (set_option(cfg, o, value, where, err, errlen))
             return -1;
     }
-    if (cors_list_valid(cfg->cors_origins, err, errlen))
+    if (cors_list_valid(cfg->cors_origins, err, errlen) ||
+        cors_hosts_valid(cfg->allowed_hosts, err, errlen))
         return -1;
     if (outbound_allow_parse(cfg->outbound_allow, &cfg->outbound, err, errlen))
         return -1;
@@ -280,6 +300,11 @@ int config_parse(config *cfg, int argc, char **argv, char *err, size_t errlen)
         cfg->fetch_max_bytes = cfg->max_body;
     if (cfg->webhook_secret_file[0] && read_secret(cfg, err, errlen))
         return -1;
+    if (!cfg->tls_cert[0] != !cfg->tls_key[0]) {
+        snprintf(err, errlen, "--tls-cert and --tls-key go together; only %s is given",
+                 cfg->tls_cert[0] ? "--tls-cert" : "--tls-key");
+        return -1;
+    }
     if (cfg->http_threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         cfg->http_threads = n > 0 ? (int)n : 1;
@@ -318,6 +343,7 @@ void config_print_help(const char *prog)
            "SIGHUP reads the models again without a restart: new files are loaded,\n"
            "removed ones dropped, changed ones replaced; work in flight finishes on\n"
            "the model it started with. A file that fails keeps its previous version.\n"
+           "It also reads --tls-cert and --tls-key again (new connections get them).\n"
            "\n"
            "Every option also reads its environment variable; a flag wins over the\n"
            "variable, the variable over the default. Both --opt VALUE and --opt=VALUE.\n"

@@ -57,6 +57,12 @@ typedef struct config {
     int webhook_tries;             /* deliveries tried before a callback has failed */
     double webhook_backoff;        /* seconds before the first retry, doubled each time */
     outbound_policy outbound;      /* outbound_allow and outbound_proxy, parsed */
+    char allowed_hosts[1024];      /* Host header names; "": loopback names on loopback */
+    char tls_cert[CONFIG_PATH_LEN]; /* PEM certificate chain; "": plain HTTP */
+    char tls_key[CONFIG_PATH_LEN];  /* its PEM private key */
+    double header_timeout;         /* seconds for a request's whole head */
+    double body_timeout;           /* seconds for a request's whole body, from its head */
+    int max_connections_per_ip;    /* simultaneous connections of one client address */
     config_action action;
 } config;
 

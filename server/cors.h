@@ -40,4 +40,23 @@ int cors_list_valid(const char *list, char *err, size_t errlen);
  * (NULL: absent) and the list. */
 cors_verdict cors_check(const char *list, const char *origin, const char *host);
 
+/* The Host check against DNS rebinding (--allowed-hosts): a page of
+ * another site whose name was made to resolve to the daemon's address
+ * sends that name as Host, which the daemon then refuses; without the
+ * check the page would count as the daemon's own origin. The names a
+ * loopback address answers to when no list is given: */
+#define CORS_LOOPBACK_HOSTS "localhost,127.0.0.1,[::1]"
+
+/* Checks an --allowed-hosts value: "" (the default rule), "*", or a
+ * comma-separated list of host[:port] (an IPv6 address in brackets).
+ * Returns 0, or -1 with a message. */
+int cors_hosts_valid(const char *list, char *err, size_t errlen);
+
+/* Whether a request with this Host header (NULL: absent, which no browser
+ * sends) is served: any Host under "*", or with no list on an address
+ * other than loopback (loopback 0); else Host's name must be one of the
+ * list's (or CORS_LOOPBACK_HOSTS's) names, case aside, with any port, or
+ * equal an entry that names a port. */
+int cors_host_allowed(const char *list, int loopback, const char *host);
+
 #endif

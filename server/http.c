@@ -17,19 +17,28 @@
  * events) is a callback response whose reader suspends the connection
  * when the stream has nothing yet and is resumed by the stream's wake.
  * on_completed logs, counts, gives the request back to its client's quota
- * and frees. */
+ * and frees.
+ *
+ * Before all that, as soon as the request line is in, on_uri makes the
+ * request's state and looks at the raw URI (its length, and control
+ * characters escaped in its path, which decoding would cut or keep); and
+ * each connection has an entry in the deadlines watcher (deadlines.h),
+ * told here which phase the connection is in. */
 #include "server/http.h"
 
 #include "core/attack.h" /* bs_now */
 #include "server/auth.h"
 #include "server/cors.h"
+#include "server/deadlines.h"
 #include "server/jobs.h"
 #include "server/quota.h"
 #include "server/routes.h"
+#include "server/tls.h"
 
 #include <microhttpd.h>
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -37,6 +46,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,7 +56,15 @@ struct http_server {
     server *srv;
     struct MHD_Daemon *daemon;
     MHD_socket listen_fd; /* kept after quiesce until stop, as the API asks */
+    int loopback;         /* listening on a loopback address: loopback Host names only */
+    int tls;              /* serving HTTPS (tls.h holds the certificate) */
+    deadlines *deadlines; /* head and body deadlines of every connection */
 };
+
+/* The longest request URI taken (path and query, as sent). Longer ones up
+ * to what fits libmicrohttpd's per-connection buffer are answered 414
+ * uri_too_long; longer still, libmicrohttpd answers 414 itself. */
+#define HTTP_MAX_URI 8192
 
 /* Where a request is in its life. */
 typedef enum phase {
@@ -57,7 +76,11 @@ typedef enum phase {
 
 typedef struct request_state {
     server *srv;
-    struct MHD_Connection *conn;
+    const http_server *http;
+    struct MHD_Connection *conn; /* NULL until the headers are in */
+    deadline_conn *watch;        /* the connection's deadlines; NULL: not watched */
+    int bad_path;                /* the raw path escapes a control character */
+    int long_uri;                /* the raw URI is over HTTP_MAX_URI */
     phase phase;
     const route *route;         /* NULL when the path matched no route */
     http_request req;
@@ -172,6 +195,10 @@ static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const c
 static enum MHD_Result queue_response(request_state *st, struct MHD_Response *mr)
 {
     http_response *r = &st->resp;
+    if (st->watch && deadlines_busy(st->http->deadlines, st->watch)) {
+        MHD_destroy_response(mr);
+        return MHD_NO; /* a 408 went out instead */
+    }
     if (r->content_type)
         MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
     MHD_add_response_header(mr, "X-Request-Id", st->request_id);
@@ -476,7 +503,6 @@ static enum MHD_Result on_headers(request_state *st, const char *url, const char
 {
     server *srv = st->srv;
     http_request *req = &st->req;
-    req->arrival = bs_now();
     set_request_id(st);
     req->request_id = st->request_id;
     set_client(st);
@@ -491,6 +517,25 @@ static enum MHD_Result on_headers(request_state *st, const char *url, const char
     sanitise(st->method, sizeof st->method, method);
     MHD_get_connection_values(st->conn, MHD_GET_ARGUMENT_KIND, collect_query, req);
 
+    /* DNS rebinding: a page of another site reaches the daemon under that
+     * site's name, which is then its Host (and would make it the daemon's
+     * own origin for the CORS check below). */
+    const char *host = header(st->conn, "Host");
+    if (!cors_host_allowed(srv->cfg->allowed_hosts, st->http->loopback, host)) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "Host %.80s is not served here; the daemon's --allowed-hosts "
+                 "lists the host names that are.", host);
+        return refuse(st, BS_E_HOST_NOT_ALLOWED, msg);
+    }
+    if (st->long_uri) {
+        char msg[120];
+        snprintf(msg, sizeof msg, "The URI is longer than %d bytes.", HTTP_MAX_URI);
+        return refuse(st, BS_E_URI_TOO_LONG, msg);
+    }
+    if (st->bad_path)
+        return refuse(st, BS_E_INVALID_PATH, "The path holds an escaped NUL or other control "
+                      "character (%00-%1F, %7F); no name has one.");
+
     int status = 0;
     char allow[64];
     st->route = route_match(method, url, req, st->params_buf, sizeof st->params_buf, &status,
@@ -498,7 +543,7 @@ static enum MHD_Result on_headers(request_state *st, const char *url, const char
     /* A page of another origin is refused here, before the body is read,
      * whatever its content type: a form POST needs no preflight. */
     const char *origin = header(st->conn, "Origin");
-    cors_verdict cv = cors_check(srv->cfg->cors_origins, origin, header(st->conn, "Host"));
+    cors_verdict cv = cors_check(srv->cfg->cors_origins, origin, host);
     if (cv == CORS_REFUSED) {
         char msg[200];
         snprintf(msg, sizeof msg, "Requests from pages of origin %.80s are not allowed; the "
@@ -608,6 +653,8 @@ static enum MHD_Result on_complete(request_state *st)
 {
     server *srv = st->srv;
     http_request *req = &st->req;
+    if (st->watch && deadlines_busy(st->http->deadlines, st->watch))
+        return MHD_NO; /* the body came too late: a 408 went out */
     if (st->too_large) {
         char msg[160];
         snprintf(msg, sizeof msg, "The body is larger than the limit of %zu bytes (--max-body).",
@@ -693,6 +740,84 @@ static enum MHD_Result on_complete(request_state *st)
     return MHD_YES;
 }
 
+/* A request's state, counted as active until on_completed frees it. */
+static request_state *new_state(http_server *h, struct MHD_Connection *conn)
+{
+    request_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    st->srv = h->srv;
+    st->http = h;
+    st->job.fd = -1;
+    st->req.arrival = bs_now();
+    snprintf(st->method, sizeof st->method, "-");
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    st->watch = ci ? ci->socket_context : NULL;
+    atomic_fetch_add(&h->srv->active, 1);
+    return st;
+}
+
+/* Whether the path part of a raw URI escapes a control character: decoded,
+ * %00 would end the path there (cnn%00.safetensors would name cnn) and
+ * the others name nothing. */
+static int path_escapes_control(const char *uri)
+{
+    for (const char *s = uri; *s && *s != '?'; s++) {
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 1;
+        if (*s != '%' || !isxdigit((unsigned char)s[1]) || !isxdigit((unsigned char)s[2]))
+            continue;
+        char hex[3] = {s[1], s[2], '\0'};
+        long v = strtol(hex, NULL, 16);
+        if (v < 0x20 || v == 0x7f)
+            return 1;
+    }
+    return 0;
+}
+
+/* libmicrohttpd's URI log callback: the request line is in, the headers
+ * not yet. Its return value is the request's *req_cls. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    http_server *h = cls;
+    request_state *st = new_state(h, conn);
+    if (!st)
+        return NULL;
+    if (st->watch)
+        (void)deadlines_request_line(h->deadlines, st->watch);
+    st->long_uri = strlen(uri) > HTTP_MAX_URI;
+    st->bad_path = path_escapes_control(uri);
+    sanitise(st->path, sizeof st->path, uri);
+    return st;
+}
+
+/* libmicrohttpd's connection callback: a connection's deadlines entry
+ * lives in its socket context from its start to its close. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    http_server *h = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        if (*socket_context)
+            deadlines_remove(h->deadlines, *socket_context);
+        *socket_context = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *fd =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *peer =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char addr[INET6_ADDRSTRLEN] = "-";
+    if (peer && peer->client_addr->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)peer->client_addr)->sin_addr, addr,
+                  sizeof addr);
+    else if (peer && peer->client_addr->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer->client_addr)->sin6_addr, addr,
+                  sizeof addr);
+    *socket_context = fd ? deadlines_add(h->deadlines, fd->connect_fd, addr) : NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -702,18 +827,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     http_server *h = cls;
     request_state *st = *req_cls;
     if (!st) {
-        st = calloc(1, sizeof *st);
+        st = new_state(h, conn);
         if (!st)
             return MHD_NO;
-        st->srv = h->srv;
-        st->conn = conn;
-        st->job.fd = -1;
         *req_cls = st;
-        atomic_fetch_add(&h->srv->active, 1);
+    }
+    if (!st->conn) {
+        st->conn = conn;
+        const char *cl = header(conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        int body = header(conn, MHD_HTTP_HEADER_TRANSFER_ENCODING) || (cl && strcmp(cl, "0"));
+        if (st->watch && (body ? deadlines_body : deadlines_busy)(h->deadlines, st->watch))
+            return MHD_NO; /* the head came too late: the connection is closing */
         return on_headers(st, url, method);
     }
     switch (st->phase) {
     case PHASE_READING:
+        if (*upload_data_size && st->watch && deadlines_alive(h->deadlines, st->watch) != 0)
+            return MHD_NO; /* too late: a 408 went out */
         if (st->refused && *upload_data_size) {
             *upload_data_size = 0;
             return MHD_YES;
@@ -735,21 +865,36 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return MHD_YES;
 }
 
-static void log_request(const request_state *st, int aborted)
+/* One line on stderr, after the time (UTC, milliseconds), written at once
+ * so that lines of several threads do not mix. */
+static void log_line(const char *fmt, ...)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
-    char when[32];
+    char when[32], line[1024];
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s.%03ldZ %s\n", when, ts.tv_nsec / 1000000, line);
+}
+
+static void log_request(const request_state *st, int aborted)
+{
     double ms = (bs_now() - st->req.arrival) * 1e3;
-    fprintf(stderr,
-            "%s.%03ldZ request method=%s path=%s status=%d bytes=%zu ms=%.1f id=%s model=%s "
-            "client=%s%s\n",
-            when, ts.tv_nsec / 1000000, st->method, st->path, st->resp.status, st->sent_len, ms,
-            st->request_id, st->resp.model[0] ? st->resp.model : "-", st->req.client,
-            aborted ? " aborted=1" : "");
+    log_line("request method=%s path=%s status=%d bytes=%zu ms=%.1f id=%s model=%s client=%s%s",
+             st->method, st->path, st->resp.status, st->sent_len, ms, st->request_id,
+             st->resp.model[0] ? st->resp.model : "-", st->req.client,
+             aborted ? " aborted=1" : "");
+}
+
+/* The deadlines watcher ended a connection. */
+static void log_timeout(const char *client, const char *phase)
+{
+    log_line("timeout client=%s phase=%s closed=1", client, phase);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -761,6 +906,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (!st)
         return;
     *req_cls = NULL;
+    if (st->watch)
+        deadlines_idle(h->deadlines, st->watch);
     if (st->resp.status)
         metrics_request(h->srv->metrics, st->route ? st->route->pattern : ROUTE_UNMATCHED,
                         st->method, st->resp.status, bs_now() - st->req.arrival);
@@ -792,6 +939,17 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     fprintf(stderr, "blindspotd: libmicrohttpd: %s\n", msg);
 }
 
+/* Whether addr is a loopback address (127.0.0.0/8, ::1, or ::ffff:127.x). */
+static int is_loopback(const struct sockaddr_storage *addr)
+{
+    if (addr->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)addr)->sin_addr.s_addr) >> 24) == 127;
+    if (addr->ss_family != AF_INET6)
+        return 0;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)addr)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
 http_server *http_start(server *srv, char *err, size_t errlen)
 {
     struct sockaddr_storage addr;
@@ -805,6 +963,32 @@ http_server *http_start(server *srv, char *err, size_t errlen)
     }
     h->srv = srv;
     h->listen_fd = MHD_INVALID_SOCKET;
+    h->loopback = is_loopback(&addr);
+    h->tls = srv->cfg->tls_cert[0] != '\0';
+    if (h->tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        snprintf(err, errlen, "--tls-cert: this build of libmicrohttpd has no TLS support");
+        free(h);
+        return NULL;
+    }
+    if (h->tls && MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES) {
+        snprintf(err, errlen, "--tls-cert: this build of libmicrohttpd cannot ask for its "
+                 "certificate (MHD_OPTION_HTTPS_CERT_CALLBACK), which reloading needs");
+        free(h);
+        return NULL;
+    }
+    if (h->tls && tls_open(srv->cfg->tls_cert, srv->cfg->tls_key, err, errlen)) {
+        free(h);
+        return NULL;
+    }
+    h->deadlines = deadlines_start(srv->cfg->header_timeout, srv->cfg->body_timeout, h->tls,
+                                   log_timeout);
+    if (!h->deadlines) {
+        snprintf(err, errlen, "cannot start the deadlines thread");
+        if (h->tls)
+            tls_close();
+        free(h);
+        return NULL;
+    }
     id_seed = (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 32);
     /* MHD_USE_ITC lets MHD_quiesce_daemon stop a pool of polling threads */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
@@ -813,6 +997,8 @@ http_server *http_start(server *srv, char *err, size_t errlen)
                                                                      : MHD_USE_POLL;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if (h->tls)
+        flags |= MHD_USE_TLS;
     h->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, h,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
@@ -821,10 +1007,18 @@ http_server *http_start(server *srv, char *err, size_t errlen)
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv->cfg->idle_timeout,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)srv->cfg->http_threads,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)srv->cfg->max_connections_per_ip,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+        /* last, as without TLS its place ends the list */
+        h->tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, tls_retrieve,
         MHD_OPTION_END);
     if (!h->daemon) {
         snprintf(err, errlen, "cannot listen on %s (address in use, or not an address of "
                  "this host?)", srv->cfg->listen);
+        deadlines_stop(h->deadlines);
+        if (h->tls)
+            tls_close();
         free(h);
         return NULL;
     }
@@ -847,5 +1041,15 @@ void http_stop(http_server *h)
     MHD_stop_daemon(h->daemon);
     if (h->listen_fd != MHD_INVALID_SOCKET)
         close(h->listen_fd);
+    deadlines_stop(h->deadlines);
+    if (h->tls)
+        tls_close();
     free(h);
+}
+
+int http_reload_tls(http_server *h, char *err, size_t errlen)
+{
+    if (!h->tls)
+        return 1;
+    return tls_reload(err, errlen);
 }

@@ -22,6 +22,11 @@ int http_port(http_server *h);
  * answered (with 503 once srv->draining is set). */
 void http_quiesce(http_server *h);
 
+/* SIGHUP: reads --tls-cert and --tls-key again; new handshakes get the new
+ * pair. Returns 1 without TLS, 0 when reloaded, or -1 with a message (the
+ * previous pair keeps serving). */
+int http_reload_tls(http_server *h, char *err, size_t errlen);
+
 /* Closes every connection and stops the threads. Call when no request is
  * suspended any more (after pool_drain). */
 void http_stop(http_server *h);

@@ -20,6 +20,7 @@
 #include "server/quota.h"
 #include "server/routes.h"
 #include "server/state.h"
+#include "server/tls.h"
 
 #include <cblas.h>
 #include <poll.h>
@@ -164,6 +165,11 @@ int main(int argc, char **argv)
         if (srv.auth && load_tokens(&srv, 1))
             bad = 1;
         auth_free(srv.auth);
+        if (cfg.tls_cert[0] && tls_open(cfg.tls_cert, cfg.tls_key, err, sizeof err)) {
+            fprintf(stderr, "blindspotd: %s\n", err);
+            bad = 1;
+        }
+        tls_close();
         if (load(&srv))
             return 1;
         registry_free(&srv.reg);
@@ -248,6 +254,10 @@ int main(int argc, char **argv)
     while (sigwait(&signals, &sig) != 0 || sig == SIGHUP)
         if (sig == SIGHUP) {
             reload(&srv);
+            int tls = http_reload_tls(http, err, sizeof err);
+            if (tls <= 0)
+                fprintf(stderr, "blindspotd: reload: TLS certificate %s%s\n",
+                        tls == 0 ? "read again" : "kept: ", tls == 0 ? "" : err);
             sig = 0;
         }
     fprintf(stderr, "blindspotd: %s: draining (up to %.0f s)\n",

@@ -76,13 +76,18 @@ static size_t on_read(char *buf, size_t size, size_t n, void *ud)
 }
 
 
+const char *request_cainfo;
+
 void request_on(int port, const char *path, const req_opts *o, reply *r)
 {
     memset(r, 0, sizeof *r);
     CURL *c = curl_easy_init();
     char url[1024];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    snprintf(url, sizeof url, "%s://127.0.0.1:%d%s", request_cainfo ? "https" : "http", port,
+             path);
     curl_easy_setopt(c, CURLOPT_URL, url);
+    if (request_cainfo)
+        curl_easy_setopt(c, CURLOPT_CAINFO, request_cainfo);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &r->body);

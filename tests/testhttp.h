@@ -39,6 +39,10 @@ typedef struct req_opts {
                                    client of the daemon); NULL: 127.0.0.1 */
 } req_opts;
 
+/* When set, request_on (and so wait_ready and daemon_start) speaks HTTPS to
+ * 127.0.0.1 and trusts this PEM file's certificates. */
+extern const char *request_cainfo;
+
 /* Content-Type: application/json, as a req_opts.headers list. */
 extern const char *json_body_type[];
 

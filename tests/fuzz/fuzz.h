@@ -38,4 +38,23 @@ static inline char *fuzz_text(const uint8_t *buf, size_t len)
     return text;
 }
 
+/* A comma-separated list's entries in the opposite order, into out (as
+ * long as list): a verdict on a list must not depend on its order. */
+static inline void fuzz_reversed_list(const char *list, char *out)
+{
+    size_t len = strlen(list), at = 0;
+    const char *end = list + len;
+    while (end > list) {
+        const char *start = end;
+        while (start > list && start[-1] != ',')
+            start--;
+        memcpy(out + at, start, (size_t)(end - start));
+        at += (size_t)(end - start);
+        if (start > list)
+            out[at++] = ',';
+        end = start > list ? start - 1 : list;
+    }
+    out[at] = '\0';
+}
+
 #endif

@@ -42,24 +42,6 @@ static int listed(const char *list, const char *origin)
     }
 }
 
-/* list's entries in the opposite order, into out (as long as list). */
-static void reversed(const char *list, char *out)
-{
-    size_t len = strlen(list), at = 0;
-    const char *end = list + len;
-    while (end > list) {
-        const char *start = end;
-        while (start > list && start[-1] != ',')
-            start--;
-        memcpy(out + at, start, (size_t)(end - start));
-        at += (size_t)(end - start);
-        if (start > list)
-            out[at++] = ',';
-        end = start > list ? start - 1 : list;
-    }
-    out[at] = '\0';
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
 {
     char *text = fuzz_text(buf, len);
@@ -100,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
     if (*list && !star) {
         char *rev = malloc(strlen(list) + 1);
         PROMISE(rev != NULL, "out of memory");
-        reversed(list, rev);
+        fuzz_reversed_list(list, rev);
         PROMISE(cors_check(rev, origin, host) == v, "'%s' and '%s' judge '%s' apart", list, rev,
                 origin);
         free(rev);

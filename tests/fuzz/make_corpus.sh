@@ -10,7 +10,7 @@
 set -eu
 out=tests/fuzz/corpus
 rm -rf "$out"
-mkdir -p "$out"/{accept,attack_request,auth,cors,base64,idx,image,model_file,oip_tensor,outbound,tensor_json,v1_bodies,v2_infer}
+mkdir -p "$out"/{accept,attack_request,auth,cors,host,base64,idx,image,model_file,oip_tensor,outbound,tensor_json,v1_bodies,v2_infer}
 
 pkgs="jansson zlib openblas spng libturbojpeg"
 gcc -std=c11 -O1 -I. $(pkg-config --cflags $pkgs) tests/fuzz/seed_images.c build/libblindspot.a \
@@ -109,6 +109,12 @@ put("cors/listed", "https://a.example,http://localhost:3000\0http://localhost:30
 put("cors/same", "\0http://127.0.0.1:8080\0127.0.0.1:8080")
 put("cors/star_null", "*\0null\0localhost:8080")
 put("cors/curl", "https://a.example")
+# a loopback flag byte, then --allowed-hosts and Host separated by a NUL
+put("host/default_ok", "\x01\0localhost:8080")
+put("host/rebinding", "\x01\0evil.example:8080")
+put("host/listed", "\x00api.example,[fd00::5]:8443\0API.example:443")
+put("host/ipv6", "\x01\0[::1]:8080")
+put("host/no_host", "\x01api.example")
 
 # --outbound-allow, a URL and an address (4 or 16 bytes), separated by NULs
 put("outbound/loopback", b"127.0.0.1/32\0http://127.0.0.1:8080/hook\0\x7f\x00\x00\x01")
