@@ -167,6 +167,14 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/testutil.o $(BUILD)/
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+# The allocation-failure shim, preloaded into the daemon by its test: plain
+# (uninstrumented) under every SAN, so that it sits in front of the
+# sanitizer's allocator.
+$(BUILD)/tests/failalloc.so: tests/failalloc.c tests/failalloc.h
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -O2 -g -Wall -Wextra -Werror -I. -shared -fPIC -o $@ $< -ldl
+$(BUILD)/tests/test_failalloc: | $(BUILD)/tests/failalloc.so
+
 # The job store's unit test links the store itself.
 $(BUILD)/tests/test_state: $(BUILD)/obj/server/state.o
 

@@ -40,7 +40,14 @@ struct http_server {
     server *srv;
     struct MHD_Daemon *daemon;
     MHD_socket listen_fd; /* kept after quiesce until stop, as the API asks */
+    /* the answer to a request whose state cannot be allocated, made at
+     * start (a 500 out_of_memory document) and queued as it is */
+    struct MHD_Response *out_of_memory;
 };
+
+/* *req_cls of a request whose state could not be allocated: its body is
+ * discarded and it is answered with out_of_memory. */
+static char no_state;
 
 /* Where a request is in its life. */
 typedef enum phase {
@@ -256,6 +263,10 @@ static enum MHD_Result on_form_data(void *cls, enum MHD_ValueKind kind, const ch
     (void)kind;
     (void)transfer_encoding;
     request_state *st = cls;
+    if (!key) { /* libmicrohttpd could not keep the part's name */
+        st->form_failed = 2;
+        return MHD_NO;
+    }
     http_part *p = st->n_parts ? &st->parts[st->n_parts - 1] : NULL;
     if (off == 0 || !p || strcmp(p->name, key) != 0) {
         if (st->n_parts == st->parts_cap) {
@@ -571,14 +582,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     request_state *st = *req_cls;
     if (!st) {
         st = calloc(1, sizeof *st);
-        if (!st)
-            return MHD_NO;
+        if (!st) {
+            *req_cls = &no_state;
+            return MHD_YES;
+        }
         st->srv = h->srv;
         st->conn = conn;
         st->job.fd = -1;
         *req_cls = st;
         atomic_fetch_add(&h->srv->active, 1);
         return on_headers(st, url, method);
+    }
+    if ((void *)st == &no_state) {
+        if (!*upload_data_size)
+            return MHD_queue_response(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, h->out_of_memory);
+        *upload_data_size = 0;
+        return MHD_YES;
     }
     switch (st->phase) {
     case PHASE_READING:
@@ -625,9 +644,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     (void)conn;
     http_server *h = cls;
     request_state *st = *req_cls;
-    if (!st)
-        return;
     *req_cls = NULL;
+    if (!st || (void *)st == &no_state)
+        return;
     if (st->resp.status)
         metrics_request(h->srv->metrics, st->route ? st->route->pattern : ROUTE_UNMATCHED,
                         st->method, st->resp.status, bs_now() - st->req.arrival);
@@ -670,6 +689,22 @@ http_server *http_start(server *srv, char *err, size_t errlen)
     }
     h->srv = srv;
     h->listen_fd = MHD_INVALID_SOCKET;
+    http_response oom = {0};
+    resp_error(&oom, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
+    h->out_of_memory = oom.body ? MHD_create_response_from_buffer(oom.body_len, oom.body,
+                                                                  MHD_RESPMEM_MUST_COPY)
+                                : NULL;
+    if (!h->out_of_memory || MHD_add_response_header(h->out_of_memory,
+                                                     MHD_HTTP_HEADER_CONTENT_TYPE,
+                                                     oom.content_type) != MHD_YES) {
+        resp_clear(&oom);
+        snprintf(err, errlen, "out of memory");
+        if (h->out_of_memory)
+            MHD_destroy_response(h->out_of_memory);
+        free(h);
+        return NULL;
+    }
+    resp_clear(&oom);
     id_seed = (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 32);
     /* MHD_USE_ITC lets MHD_quiesce_daemon stop a pool of polling threads */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
@@ -690,6 +725,7 @@ http_server *http_start(server *srv, char *err, size_t errlen)
     if (!h->daemon) {
         snprintf(err, errlen, "cannot listen on %s (address in use, or not an address of "
                  "this host?)", srv->cfg->listen);
+        MHD_destroy_response(h->out_of_memory);
         free(h);
         return NULL;
     }
@@ -712,5 +748,6 @@ void http_stop(http_server *h)
     MHD_stop_daemon(h->daemon);
     if (h->listen_fd != MHD_INVALID_SOCKET)
         close(h->listen_fd);
+    MHD_destroy_response(h->out_of_memory);
     free(h);
 }
