@@ -299,8 +299,9 @@ bench: deps build models
 
 # --- fuzzing -------------------------------------------------------------------
 # One libFuzzer target per parser of bytes from the network (tests/fuzz/),
-# and two for the daemon's handlers of request bodies (the inference one
-# frames binary tensors). The
+# two for the daemon's handlers of request bodies (the inference one
+# frames binary tensors) and one that sends multipart bodies through its
+# HTTP path (libmicrohttpd's post processor, server/http.c). The
 # library is rebuilt with clang into build/fuzz/obj/, instrumented for
 # coverage and under ASan+UBSan, apart from the gcc build. A run starts from
 # the committed seeds (tests/fuzz/corpus/NAME/, read only) and keeps what it
@@ -340,7 +341,7 @@ $(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB)
 $(FUZZ_DIR)/fuzz_cors: $(FUZZ_DIR)/obj/server/cors.o
 
 # These targets drive the daemon's handlers: they take its objects but main.
-FUZZ_DAEMON := v2_infer v1_bodies
+FUZZ_DAEMON := v2_infer v1_bodies multipart
 $(FUZZ_DAEMON:%=$(FUZZ_DIR)/fuzz_%): $(filter-out %/main.o,$(SERVER_SRC:%.c=$(FUZZ_DIR)/obj/%.o)) \
     $(FUZZ_DIR)/obj/gen/assets_data.o
 $(FUZZ_DIR)/obj/gen/assets_data.o: $(ASSETS_C)
@@ -358,6 +359,10 @@ fuzz: fuzz-build
 
 fuzz-smoke:
 	@$(MAKE) --no-print-directory FUZZ_SECONDS=5 fuzz
+
+# CI's pass: every target for 30 s under ASan+UBSan, two at a time (one a core).
+fuzz-ci: fuzz-build
+	@FUZZ_SECONDS=30 bash tests/fuzz/run.sh -j 2 $(FUZZ_DIR) $(FUZZ_NAMES)
 
 clean:
 	rm -rf build
