@@ -12,6 +12,7 @@ typedef struct failalloc_control {
     atomic_long arm;    /* 1: the next accepted connection starts the count */
     atomic_long fired;  /* 1 once the target allocation was failed */
     atomic_long in_mhd; /* 1 when libmicrohttpd made that allocation */
+    atomic_long counted; /* allocations counted since the armed accept */
     char where[160];    /* who made it: object(symbol+offset), for messages */
 } failalloc_control;
 

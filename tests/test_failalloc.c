@@ -215,7 +215,8 @@ static void fail_each_allocation(void (*exchange)(outcome *), long expected_stat
             break;
     }
     assert_true(n > 1 && n <= MAX_ALLOCATIONS);
-    print_message("%ld allocations failed in turn\n", n - 1);
+    print_message("%ld allocations failed in turn (the exchange makes %ld)\n", n - 1,
+                  (long)atomic_load(&control->counted));
 }
 
 /* The exchanges, and the status each answers first when nothing fails. */
