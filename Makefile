@@ -10,6 +10,8 @@
 #   make SAN=address,undefined test   (or SAN=thread) sanitized build in its own folder
 #   make fuzz       every libFuzzer target of tests/fuzz/ for FUZZ_SECONDS (60) each
 #   make fuzz-smoke the same for 5 seconds each: fails on any crash, leak or hang
+#   make fuzz-ci    CI's pass: 30 seconds each, two targets at a time
+#   make soak       60 s of mixed traffic at 64 connections into docs/reliability.md
 #
 # Every target that compiles or runs something depends on `deps`, which
 # installs the Debian packages of docs/architecture.md that are missing.
@@ -64,10 +66,10 @@ DAEMON := $(if $(SERVER_SRC),$(BUILD)/blindspotd)
 # Data and models are always made by the plain (unsanitized) build.
 TOOL := build/blindspot
 
-.PHONY: build deps data models run test test-deploy reproduce bench fuzz fuzz-smoke fuzz-build clean help FORCE
+.PHONY: build deps data models run test test-deploy reproduce bench fuzz fuzz-smoke fuzz-ci fuzz-build soak clean help FORCE
 
 help:
-	@sed -n '2,15p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,17p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -296,6 +298,12 @@ reproduce: deps build data models
 bench: deps build models
 	@$(MAKE) --no-print-directory $(BUILD)/tools/bench_core
 	@bash tests/bench/run.sh
+
+# The soak test: 60 s of mixed traffic at 64 connections plus 20 slow
+# clients; throughput, statuses and resident memory into
+# docs/reliability.md. Not part of `make test`; nothing is asserted on timing.
+soak: deps build models
+	@bash tests/soak/run.sh
 
 # --- fuzzing -------------------------------------------------------------------
 # One libFuzzer target per parser of bytes from the network (tests/fuzz/),
