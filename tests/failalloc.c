@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <execinfo.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,6 +40,8 @@ static int (*real_accept4)(int, struct sockaddr *, socklen_t *, int);
 
 static failalloc_control *control;
 static atomic_long count;
+static atomic_long pending; /* 1: the target was passed over, fail the next one */
+static pthread_mutex_t where_lock = PTHREAD_MUTEX_INITIALIZER; /* control->where */
 
 /* dlsym may allocate before the real functions are known: from here. */
 static _Alignas(16) char early[16384];
@@ -97,8 +100,8 @@ __attribute__((constructor)) static void failalloc_init(void)
 }
 
 /* Whether pthread_getattr_np is on the stack, which the daemon never
- * calls but ASan's runtime does (called only at the allocation to fail:
- * walking the stack is slow). */
+ * calls but the sanitizers' runtime does (asked only at the allocation
+ * to fail: walking the stack is slow). */
 static _Thread_local int walking; /* allocations of the walk itself are not counted */
 
 static int in_sanitizer(void)
@@ -126,21 +129,25 @@ static int fail_now(const void *caller)
         return 0;
     long n = atomic_fetch_add(&count, 1) + 1;
     atomic_store(&control->counted, n);
-    if (n != target)
+    long one = 1;
+    if (n != target && !atomic_compare_exchange_strong(&pending, &one, 0))
         return 0;
-    Dl_info info = {0};
-    int known = dladdr(caller, &info) && info.dli_fname;
     if (in_sanitizer()) {
-        /* ASan's runtime reads each new thread's stack through libc
-         * (pthread_getattr_np) and aborts when that fails: not the
-         * daemon's doing. The next allocation fails instead. */
-        atomic_fetch_sub(&count, 1);
+        /* The sanitizers' runtime reads each new thread's stack through
+         * libc (pthread_getattr_np) and aborts when that fails: not the
+         * daemon's doing. The next allocation, in any thread, fails
+         * instead. */
+        atomic_store(&pending, 1);
         return 0;
     }
+    Dl_info info = {0};
+    int known = dladdr(caller, &info) && info.dli_fname;
+    const char *base = info.dli_saddr ? info.dli_saddr : info.dli_fbase;
+    pthread_mutex_lock(&where_lock);
     atomic_store(&control->in_mhd, known && strstr(info.dli_fname, "libmicrohttpd") != NULL);
-    snprintf(control->where, sizeof control->where, "%s(%s+0x%lx)",
-             known ? info.dli_fname : "?", info.dli_sname ? info.dli_sname : "?",
-             (unsigned long)((const char *)caller - (const char *)(info.dli_saddr ? info.dli_saddr : info.dli_fbase)));
+    snprintf(control->where, sizeof control->where, "%s(%s+0x%lx)", known ? info.dli_fname : "?",
+             info.dli_sname ? info.dli_sname : "?", (unsigned long)((const char *)caller - base));
+    pthread_mutex_unlock(&where_lock);
     atomic_store(&control->fired, 1);
     errno = ENOMEM;
     return 1;
@@ -150,8 +157,10 @@ static int fail_now(const void *caller)
 static void on_accept(int fd)
 {
     long one = 1;
-    if (fd >= 0 && control && atomic_compare_exchange_strong(&control->arm, &one, 0))
+    if (fd >= 0 && control && atomic_compare_exchange_strong(&control->arm, &one, 0)) {
+        atomic_store(&pending, 0);
         atomic_store(&count, 0);
+    }
 }
 
 void *malloc(size_t n)
