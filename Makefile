@@ -10,6 +10,8 @@
 #   make SAN=address,undefined test   (or SAN=thread) sanitized build in its own folder
 #   make fuzz       every libFuzzer target of tests/fuzz/ for FUZZ_SECONDS (60) each
 #   make fuzz-smoke the same for 5 seconds each: fails on any crash, leak or hang
+#   make fuzz-ci    CI's pass: 30 seconds each, two targets at a time
+#   make soak       60 s of mixed traffic at 64 connections into docs/reliability.md
 #
 # Every target that compiles or runs something depends on `deps`, which
 # installs the Debian packages of docs/architecture.md that are missing.
@@ -64,10 +66,10 @@ DAEMON := $(if $(SERVER_SRC),$(BUILD)/blindspotd)
 # Data and models are always made by the plain (unsanitized) build.
 TOOL := build/blindspot
 
-.PHONY: build deps data models run test test-deploy reproduce bench fuzz fuzz-smoke fuzz-build clean help FORCE
+.PHONY: build deps data models run test test-deploy reproduce bench fuzz fuzz-smoke fuzz-ci fuzz-build soak clean help FORCE
 
 help:
-	@sed -n '2,15p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,17p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -166,6 +168,14 @@ $(BUILD)/tools/bench_core: $(BUILD)/obj/tests/bench/bench_core.o $(LIB)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/testutil.o $(BUILD)/obj/tests/testhttp.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# The allocation-failure shim, preloaded into the daemon by its test: plain
+# (uninstrumented) under every SAN, so that it sits in front of the
+# sanitizer's allocator.
+$(BUILD)/tests/failalloc.so: tests/failalloc.c tests/failalloc.h
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -O2 -g -Wall -Wextra -Werror -I. -shared -fPIC -o $@ $< -ldl
+$(BUILD)/tests/test_failalloc: | $(BUILD)/tests/failalloc.so
 
 # The job store's unit test links the store itself.
 $(BUILD)/tests/test_state: $(BUILD)/obj/server/state.o
@@ -291,10 +301,17 @@ bench: deps build models
 	@$(MAKE) --no-print-directory $(BUILD)/tools/bench_core
 	@bash tests/bench/run.sh
 
+# The soak test: 60 s of mixed traffic at 64 connections plus 20 slow
+# clients; throughput, statuses and resident memory into
+# docs/reliability.md. Not part of `make test`; nothing is asserted on timing.
+soak: deps build models
+	@bash tests/soak/run.sh
+
 # --- fuzzing -------------------------------------------------------------------
 # One libFuzzer target per parser of bytes from the network (tests/fuzz/),
-# and two for the daemon's handlers of request bodies (the inference one
-# frames binary tensors). The
+# two for the daemon's handlers of request bodies (the inference one
+# frames binary tensors) and one that sends multipart bodies through its
+# HTTP path (libmicrohttpd's post processor, server/http.c). The
 # library is rebuilt with clang into build/fuzz/obj/, instrumented for
 # coverage and under ASan+UBSan, apart from the gcc build. A run starts from
 # the committed seeds (tests/fuzz/corpus/NAME/, read only) and keeps what it
@@ -339,7 +356,7 @@ $(FUZZ_DIR)/fuzz_auth: $(FUZZ_DIR)/obj/server/auth.o
 $(FUZZ_DIR)/fuzz_outbound: $(FUZZ_DIR)/obj/server/outbound.o
 
 # These targets drive the daemon's handlers: they take its objects but main.
-FUZZ_DAEMON := v2_infer v1_bodies
+FUZZ_DAEMON := v2_infer v1_bodies multipart
 $(FUZZ_DAEMON:%=$(FUZZ_DIR)/fuzz_%): $(filter-out %/main.o,$(SERVER_SRC:%.c=$(FUZZ_DIR)/obj/%.o)) \
     $(FUZZ_DIR)/obj/gen/assets_data.o
 $(FUZZ_DIR)/obj/gen/assets_data.o: $(ASSETS_C)
@@ -357,6 +374,10 @@ fuzz: fuzz-build
 
 fuzz-smoke:
 	@$(MAKE) --no-print-directory FUZZ_SECONDS=5 fuzz
+
+# CI's pass: every target for 30 s under ASan+UBSan, two at a time (one a core).
+fuzz-ci: fuzz-build
+	@FUZZ_SECONDS=30 bash tests/fuzz/run.sh -j 2 $(FUZZ_DIR) $(FUZZ_NAMES)
 
 clean:
 	rm -rf build

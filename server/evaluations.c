@@ -130,7 +130,7 @@ static void shard_measured(void *ctx, int lo, int hi)
                                     json_object_get(whole, "table1"), "table2",
                                     json_object_get(whole, "table2"))
                         : NULL;
-    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    char *text = doc ? text_of_json(doc, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     if (text) /* else the last one stays: it is only behind */
         jobs_partial(run->job, text);
     pthread_mutex_unlock(&run->lock);

@@ -26,9 +26,49 @@ void resp_bytes(http_response *r, int status, const char *content_type, char *bo
     r->body_len = len;
 }
 
+/* text_of_json's writer: any failed write fails the whole text. */
+typedef struct text_buf {
+    char *s;
+    size_t len, cap;
+    int failed;
+} text_buf;
+
+static int text_write(const char *buf, size_t size, void *data)
+{
+    text_buf *t = data;
+    if (!t->failed && t->len + size + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 1024;
+        while (cap < t->len + size + 1)
+            cap *= 2;
+        char *ns = realloc(t->s, cap);
+        if (ns) {
+            t->s = ns;
+            t->cap = cap;
+        } else {
+            t->failed = 1;
+        }
+    }
+    if (t->failed)
+        return -1;
+    memcpy(t->s + t->len, buf, size);
+    t->len += size;
+    t->s[t->len] = '\0';
+    return 0;
+}
+
+char *text_of_json(const json_t *v, size_t flags)
+{
+    text_buf t = {0};
+    if (json_dump_callback(v, text_write, &t, flags) != 0 || t.failed || !t.s) {
+        free(t.s);
+        return NULL;
+    }
+    return t.s;
+}
+
 void resp_json(http_response *r, int status, json_t *body)
 {
-    char *s = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    char *s = body ? text_of_json(body, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(body);
     if (!s) {
         /* Only memory can fail here; say so in a fixed body. */

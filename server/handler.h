@@ -178,6 +178,11 @@ int work_hold_models(http_work *work, registry_set *models);
 /* Sets status and a JSON body (compact; reals with 9 significant digits,
  * enough to give back every float exactly). Takes the reference to body. */
 void resp_json(http_response *r, int status, json_t *body);
+/* v as JSON text (malloc'd), or NULL when memory ran out. Use it rather
+ * than json_dumps: Jansson 2.14 leaves some of its writes unchecked (an
+ * object's keys), and json_dumps then returns a corrupt document instead
+ * of NULL when an allocation fails. */
+char *text_of_json(const json_t *v, size_t flags);
 /* The error answer of code (its status from api/errors.h), in the shape of
  * r->oip_errors, with a message formatted like printf; 503s and 429s
  * carry Retry-After (HTTP_RETRY_AFTER; see resp_retry_after). */

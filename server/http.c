@@ -59,12 +59,19 @@ struct http_server {
     int loopback;         /* listening on a loopback address: loopback Host names only */
     int tls;              /* serving HTTPS (tls.h holds the certificate) */
     deadlines *deadlines; /* head and body deadlines of every connection */
+    /* the answer to a request whose state cannot be allocated, made at
+     * start (a 500 out_of_memory document) and queued as it is */
+    struct MHD_Response *out_of_memory;
 };
 
 /* The longest request URI taken (path and query, as sent). Longer ones up
  * to what fits libmicrohttpd's per-connection buffer are answered 414
  * uri_too_long; longer still, libmicrohttpd answers 414 itself. */
 #define HTTP_MAX_URI 8192
+
+/* *req_cls of a request whose state could not be allocated: its body is
+ * discarded and it is answered with out_of_memory. */
+static char no_state;
 
 /* Where a request is in its life. */
 typedef enum phase {
@@ -405,6 +412,10 @@ static enum MHD_Result on_form_data(void *cls, enum MHD_ValueKind kind, const ch
     (void)kind;
     (void)transfer_encoding;
     request_state *st = cls;
+    if (!key) { /* libmicrohttpd could not keep the part's name */
+        st->form_failed = 2;
+        return MHD_NO;
+    }
     http_part *p = st->n_parts ? &st->parts[st->n_parts - 1] : NULL;
     if (off == 0 || !p || strcmp(p->name, key) != 0) {
         if (st->n_parts == st->parts_cap) {
@@ -828,9 +839,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     request_state *st = *req_cls;
     if (!st) {
         st = new_state(h, conn);
-        if (!st)
-            return MHD_NO;
+        if (!st) {
+            *req_cls = &no_state;
+            return MHD_YES;
+        }
         *req_cls = st;
+    }
+    if ((void *)st == &no_state) {
+        if (!*upload_data_size)
+            return MHD_queue_response(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, h->out_of_memory);
+        *upload_data_size = 0;
+        return MHD_YES;
     }
     if (!st->conn) {
         st->conn = conn;
@@ -903,9 +922,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     (void)conn;
     http_server *h = cls;
     request_state *st = *req_cls;
-    if (!st)
-        return;
     *req_cls = NULL;
+    if (!st || (void *)st == &no_state)
+        return;
     if (st->watch)
         deadlines_idle(h->deadlines, st->watch);
     if (st->resp.status)
@@ -963,20 +982,39 @@ http_server *http_start(server *srv, char *err, size_t errlen)
     }
     h->srv = srv;
     h->listen_fd = MHD_INVALID_SOCKET;
+    http_response oom = {0};
+    resp_error(&oom, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
+    h->out_of_memory = oom.body ? MHD_create_response_from_buffer(oom.body_len, oom.body,
+                                                                  MHD_RESPMEM_MUST_COPY)
+                                : NULL;
+    if (!h->out_of_memory || MHD_add_response_header(h->out_of_memory,
+                                                     MHD_HTTP_HEADER_CONTENT_TYPE,
+                                                     oom.content_type) != MHD_YES) {
+        resp_clear(&oom);
+        snprintf(err, errlen, "out of memory");
+        if (h->out_of_memory)
+            MHD_destroy_response(h->out_of_memory);
+        free(h);
+        return NULL;
+    }
+    resp_clear(&oom);
     h->loopback = is_loopback(&addr);
     h->tls = srv->cfg->tls_cert[0] != '\0';
     if (h->tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
         snprintf(err, errlen, "--tls-cert: this build of libmicrohttpd has no TLS support");
+        MHD_destroy_response(h->out_of_memory);
         free(h);
         return NULL;
     }
     if (h->tls && MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES) {
         snprintf(err, errlen, "--tls-cert: this build of libmicrohttpd cannot ask for its "
                  "certificate (MHD_OPTION_HTTPS_CERT_CALLBACK), which reloading needs");
+        MHD_destroy_response(h->out_of_memory);
         free(h);
         return NULL;
     }
     if (h->tls && tls_open(srv->cfg->tls_cert, srv->cfg->tls_key, err, errlen)) {
+        MHD_destroy_response(h->out_of_memory);
         free(h);
         return NULL;
     }
@@ -986,6 +1024,7 @@ http_server *http_start(server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "cannot start the deadlines thread");
         if (h->tls)
             tls_close();
+        MHD_destroy_response(h->out_of_memory);
         free(h);
         return NULL;
     }
@@ -1019,6 +1058,7 @@ http_server *http_start(server *srv, char *err, size_t errlen)
         deadlines_stop(h->deadlines);
         if (h->tls)
             tls_close();
+        MHD_destroy_response(h->out_of_memory);
         free(h);
         return NULL;
     }
@@ -1044,6 +1084,7 @@ void http_stop(http_server *h)
     deadlines_stop(h->deadlines);
     if (h->tls)
         tls_close();
+    MHD_destroy_response(h->out_of_memory);
     free(h);
 }
 

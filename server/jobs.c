@@ -395,7 +395,7 @@ static void job_run(pool_job *pj, pool_worker *w)
 static char *error_text(bs_error_code code, const char *message)
 {
     json_t *e = bs_error_json(code, message);
-    char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
+    char *s = e ? text_of_json(e, JSON_COMPACT) : NULL;
     json_decref(e);
     return s;
 }
@@ -407,7 +407,7 @@ static void split_failure(http_response *out, char **result, char **error)
     json_t *doc = out->body ? json_loadb(out->body, out->body_len, 0, NULL) : NULL;
     json_t *e = json_object_get(doc, "error");
     if (json_is_object(e))
-        *error = json_dumps(e, JSON_COMPACT);
+        *error = text_of_json(e, JSON_COMPACT);
     else
         *error = error_text(BS_E_INTERNAL_ERROR, "The job ended without an answer.");
     if (json_is_object(doc) && json_object_size(doc) > 1) {
@@ -539,7 +539,7 @@ static char *query_text(const http_request *req)
     json_t *a = json_array();
     for (int i = 0; a && i < req->n_query; i++)
         json_array_append_new(a, json_pack("[s, s?]", req->query[i].key, req->query[i].value));
-    char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    char *text = a ? text_of_json(a, JSON_COMPACT) : NULL;
     json_decref(a);
     return text;
 }
@@ -777,7 +777,7 @@ static void answer_view(jobs *t, job_view *v, int status, http_response *resp)
         json_object_set_new(doc, "error", error);
     else
         json_decref(error);
-    char *head = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    char *head = doc ? text_of_json(doc, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(doc);
     static const char *const keys[] = {",\"partial\":", ",\"result\":"};
     const char *texts[] = {v->partial, v->result};

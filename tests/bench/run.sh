@@ -27,6 +27,7 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in tests/bench
 
 say() { printf 'bench: %s\n' "$*" >&2; }
+. tests/daemon_port.sh
 
 # --- what the benchmark needs ------------------------------------------------
 need=""
@@ -152,21 +153,11 @@ else
         --state "$OUT/state.sqlite" 2> "$OUT/blindspotd.log" &
     daemon=$!
     trap 'kill "$daemon" 2>/dev/null || true' EXIT
-    port="" url="" ready=""
-    for _ in $(seq 100); do
-        port=${port:-$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$OUT/blindspotd.log" | head -1)}
-        if [ -n "$port" ]; then
-            url=http://127.0.0.1:$port
-            ready=$(curl -s -o /dev/null -w '%{http_code}' "$url/v2/health/ready" || true)
-            [ "$ready" = 200 ] && break
-        fi
-        kill -0 "$daemon" 2>/dev/null || break
-        sleep 0.2
-    done
-    if [ "$ready" != 200 ]; then
+    if ! port=$(daemon_port "$OUT/blindspotd.log" "$daemon"); then
         say "HTTP: blindspotd did not become ready (log: $OUT/blindspotd.log)"
         exit 1
     fi
+    url=http://127.0.0.1:$port
     rss() { awk -v what="$1" '$1 == what":" {print $2}' "/proc/$daemon/status"; }
     printf 'rss_ready_kb\t%s\n' "$(rss VmRSS)" > "$OUT/daemon.tsv"
     printf 'daemon\t%s\n' "build/blindspotd --listen 127.0.0.1:0 --models models --data data --workers 2 --state FILE" \

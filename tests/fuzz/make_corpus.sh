@@ -10,7 +10,7 @@
 set -eu
 out=tests/fuzz/corpus
 rm -rf "$out"
-mkdir -p "$out"/{accept,attack_request,auth,cors,host,base64,idx,image,model_file,oip_tensor,outbound,tensor_json,v1_bodies,v2_infer}
+mkdir -p "$out"/{accept,attack_request,auth,cors,host,base64,idx,image,model_file,multipart,oip_tensor,outbound,tensor_json,v1_bodies,v2_infer}
 
 pkgs="jansson zlib openblas spng libturbojpeg"
 gcc -std=c11 -O1 -I. $(pkg-config --cflags $pkgs) tests/fuzz/seed_images.c build/libblindspot.a \
@@ -160,6 +160,27 @@ for name in sorted(tensors):
 h = json.dumps(header, separators=(",", ":")).encode()
 h += b" " * (-len(h) % 8)
 put("model_file/linear.safetensors", struct.pack("<Q", len(h)) + h + data)
+# multipart: a byte picking the endpoint (predict, attacks), then a
+# multipart/form-data body with the boundary "fuzzb", as curl -F writes it,
+# for "tiny" (1,2,2); the image part is the committed 2x2 grey PNG seed
+def form(endpoint, fields, image=None, ctype="image/png"):
+    body = b""
+    for name, value in fields:
+        body += (f'--fuzzb\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                 f"{value}\r\n").encode()
+    if image is not None:
+        body += (b'--fuzzb\r\nContent-Disposition: form-data; name="image"; '
+                 b'filename="x.png"\r\nContent-Type: ' + ctype.encode() + b"\r\n\r\n" +
+                 image + b"\r\n")
+    return bytes([endpoint]) + body + b"--fuzzb--\r\n"
+with open(f"{out}/image/gray.png", "rb") as f:
+    png = f.read()
+put("multipart/predict", form(0, [("invert", "no")], png))
+put("multipart/attack", form(1, [("model", "tiny"), ("target", "1"), ("method", "fgsm"),
+                                 ("report", "tiny")], png))
+put("multipart/attack_dataset", form(1, [("model", "tiny"), ("target", "all"),
+                                         ("dataset", "mnist"), ("index", "0")]))
+
 put("model_file/arch.json", '[{"type":"conv2d","out_channels":2,"kernel":3,"padding":1},'
                             '{"type":"relu"},{"type":"maxpool2d","kernel":2},{"type":"flatten"},'
                             '{"type":"dropout","p":0.25},{"out_features":10,"type":"linear"}]')
