@@ -127,8 +127,8 @@ static int in_sanitizer(void)
     return 0;
 }
 
-/* Whether libmicrohttpd made the allocation: the first frame of the stack
- * outside libc and this shim is in it (libmicrohttpd also allocates through
+/* Whether libmicrohttpd made the allocation through libc: the first frame
+ * of the stack outside libc, this shim and the sanitizers' runtime is in it (libmicrohttpd also allocates through
  * libc, as tsearch for its per-address connection counts). */
 static int made_by_mhd(void)
 {
@@ -138,7 +138,8 @@ static int made_by_mhd(void)
         Dl_info info;
         if (!dladdr(frames[i], &info) || !info.dli_fname)
             return 0;
-        if (strstr(info.dli_fname, "libc.so") || strstr(info.dli_fname, "failalloc"))
+        if (strstr(info.dli_fname, "libc.so") || strstr(info.dli_fname, "failalloc") ||
+            strstr(info.dli_fname, "san.so")) /* libasan, libubsan, libtsan */
             continue;
         return strstr(info.dli_fname, "libmicrohttpd") != NULL;
     }
@@ -170,7 +171,8 @@ static int fail_now(const void *caller)
     int known = dladdr(caller, &info) && info.dli_fname;
     const char *base = info.dli_saddr ? info.dli_saddr : info.dli_fbase;
     pthread_mutex_lock(&where_lock);
-    atomic_store(&control->in_mhd, made_by_mhd());
+    atomic_store(&control->in_mhd, (known && strstr(info.dli_fname, "libmicrohttpd")) ||
+                                       made_by_mhd());
     snprintf(control->where, sizeof control->where, "%s(%s+0x%lx)", known ? info.dli_fname : "?",
              info.dli_sname ? info.dli_sname : "?", (unsigned long)((const char *)caller - base));
     pthread_mutex_unlock(&where_lock);
