@@ -239,6 +239,8 @@ int bs_lipschitz_bounds(const bs_model *m, uint64_t seed, bs_lipschitz *out,
         case BS_DROPOUT:
             r->bound = 1.0;
             break;
+        default: /* graph ops: bs_model_build refuses them */
+            break;
         }
         if (r->bound < 0.0)
             return bs_fail(err, "out of memory for the bound of layer %d (%s)", i,

@@ -38,6 +38,20 @@ const char *bs_layer_name(bs_layer_kind kind)
     case BS_SIGMOID: return "sigmoid";
     case BS_TANH: return "tanh";
     case BS_DROPOUT: return "dropout";
+    case BS_AVGPOOL2D: return "avgpool2d";
+    case BS_GLOBAL_AVGPOOL: return "global_avgpool";
+    case BS_ADD: return "add";
+    case BS_SUB: return "sub";
+    case BS_MUL: return "mul";
+    case BS_DIV: return "div";
+    case BS_LEAKY_RELU: return "leaky_relu";
+    case BS_CLIP: return "clip";
+    case BS_HARDSIGMOID: return "hardsigmoid";
+    case BS_HARDSWISH: return "hardswish";
+    case BS_CONCAT: return "concat";
+    case BS_PAD: return "pad";
+    case BS_RESHAPE: return "reshape";
+    case BS_SOFTMAX: return "softmax";
     }
     return "unknown";
 }
@@ -196,6 +210,10 @@ bs_model *bs_model_build(const bs_layer *layers, int n_layers,
             return NULL;
         }
     bs_model *m = calloc(1, sizeof *m);
+    if (m && !(m->layers = calloc((size_t)n_layers, sizeof *m->layers))) {
+        free(m);
+        m = NULL;
+    }
     if (!m) {
         bs_fail(err, "out of memory");
         return NULL;
@@ -317,6 +335,7 @@ bs_model *bs_model_build(const bs_layer *layers, int n_layers,
     }
     return m;
 bad:
+    free(m->layers);
     free(m);
     return NULL;
 }
@@ -330,6 +349,8 @@ void bs_model_free(bs_model *m)
         free(m->meta[i].value);
     }
     free(m->params);
+    free(m->layers);
+    free(m->tensors);
     free(m);
 }
 
@@ -405,6 +426,13 @@ bs_workspace *bs_workspace_new(const bs_model *m, int batch)
     if (batch <= 0)
         return NULL;
     bs_workspace *ws = calloc(1, sizeof *ws);
+    size_t nodes = (size_t)m->n_layers;
+    if (ws && (!(ws->acts = calloc(nodes + 1, sizeof *ws->acts)) ||
+               !(ws->masks = calloc(nodes, sizeof *ws->masks)) ||
+               !(ws->argmax = calloc(nodes, sizeof *ws->argmax)))) {
+        bs_workspace_free(ws);
+        return NULL;
+    }
     if (!ws)
         return NULL;
     size_t B = (size_t)batch, floats = 0, bytes = 0, max_size = m->input_size;
@@ -433,7 +461,7 @@ bs_workspace *bs_workspace_new(const bs_model *m, int batch)
     size_t total = round_up(floats + bytes / sizeof(float) + ALIGN_FLOATS) * sizeof(float);
     float *mem = aligned_alloc(64, total);
     if (!mem) {
-        free(ws);
+        bs_workspace_free(ws);
         return NULL;
     }
     memset(mem, 0, total);
@@ -483,6 +511,9 @@ void bs_workspace_free(bs_workspace *ws)
     if (!ws)
         return;
     free(ws->mem);
+    free(ws->acts);
+    free(ws->masks);
+    free(ws->argmax);
     free(ws);
 }
 
@@ -545,6 +576,8 @@ const float *bs_model_forward(const bs_model *m, bs_workspace *ws,
             bs_dropout_forward(out, in, mask, l->p, n);
             break;
         }
+        default: /* graph ops: bs_model_build refuses them */
+            break;
         }
     }
     return ws->acts[m->n_layers];
@@ -610,6 +643,7 @@ void bs_model_backward(const bs_model *m, bs_workspace *ws,
                                 l->p, n);
             break;
         case BS_FLATTEN:
+        default: /* graph ops: bs_model_build refuses them */
             break;
         }
         g = dinp;

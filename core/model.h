@@ -1,8 +1,13 @@
-/* model — a sequential classifier: its architecture, its parameters, and the
+/* model — a classifier: its graph of layers, its parameters, and the
  * workspace in which it runs forward and backward over a batch.
  *
- * A model is a list of layers in the manner of PyTorch's nn.Sequential
- * (layer i's parameters are the tensors "i.weight" and "i.bias"). All
+ * A model is a small directed acyclic graph in topological order: nodes
+ * (bs_layer) read tensors and write one tensor each; tensor 0 is the input,
+ * the last node's output the logits; constants are tensors too. The paper's
+ * zoo is the special case of a chain in the manner of PyTorch's
+ * nn.Sequential (node i reads tensor i and writes tensor i+1; layer i's
+ * parameters are the tensors "i.weight" and "i.bias"), and ONNX files
+ * import into the general case (core/onnx.h). All
  * parameters live in one float array, each layer pointing into it, so that
  * an optimiser sees one vector. A model is read-only once built; any number
  * of threads may run it at once, each with its own bs_workspace, which is
@@ -19,7 +24,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BS_MAX_LAYERS 64
+#define BS_MAX_LAYERS 64     /* layers of an architecture spec or a model file's list */
+#define BS_MAX_NODES 2048    /* nodes of a graph */
+#define BS_MAX_TENSORS 4096  /* tensors of a graph, constants included */
+#define BS_MAX_RANK 4        /* dimensions of one sample (the batch not counted) */
+#define BS_MAX_INPUTS 8      /* inputs of one node (concat) */
+#define BS_NAME_LEN 64
 #define BS_MAX_META 32
 #define BS_MAX_PARAMS (1 << 27) /* 512 MB of float parameters */
 
@@ -32,7 +42,40 @@ typedef enum bs_layer_kind {
     BS_SIGMOID,
     BS_TANH,
     BS_DROPOUT,
+    /* graph ops (ONNX import) */
+    BS_AVGPOOL2D,       /* window average; count_include_pad */
+    BS_GLOBAL_AVGPOOL,  /* (C,H,W) -> (C,1,1) */
+    BS_ADD,             /* in[0] + in[1], numpy broadcasting over one sample's dims */
+    BS_SUB,             /* in[0] - in[1] */
+    BS_MUL,             /* in[0] * in[1] */
+    BS_DIV,             /* in[0] / in[1], in[1] a constant */
+    BS_LEAKY_RELU,      /* x < 0 ? alpha x : x */
+    BS_CLIP,            /* min(max(x, alpha), beta) (ReLU6: 0, 6) */
+    BS_HARDSIGMOID,     /* max(0, min(1, alpha x + beta)) */
+    BS_HARDSWISH,       /* x * max(0, min(1, x/6 + 1/2)) */
+    BS_CONCAT,          /* n_in inputs along axis */
+    BS_PAD,             /* pads[] on H and W of a (C,H,W) tensor; mode, value alpha */
+    BS_RESHAPE,         /* the same floats seen as out's shape (Reshape, Flatten, Identity) */
+    BS_SOFTMAX,         /* over axis */
 } bs_layer_kind;
+
+/* One tensor of a graph, per sample: the batch dimension is not counted.
+ * A flat vector of n has rank 1; an image (C,H,W) rank 3. A constant is the
+ * same for every sample and broadcasts over the batch. */
+typedef struct bs_tensor {
+    int rank;                /* 1 .. BS_MAX_RANK */
+    int dims[BS_MAX_RANK];
+    size_t size;             /* product of dims: floats per sample */
+    int constant;            /* 1: stored in bs_model.params at off */
+    size_t off;
+    char name[BS_NAME_LEN];  /* the value's name in its file, or "" */
+} bs_tensor;
+
+typedef enum bs_pad_mode {
+    BS_PAD_CONSTANT,
+    BS_PAD_REFLECT,
+    BS_PAD_EDGE,
+} bs_pad_mode;
 
 typedef struct bs_layer {
     bs_layer_kind kind;
@@ -42,6 +85,24 @@ typedef struct bs_layer {
     int stride;       /* conv2d and maxpool2d */
     int padding;      /* conv2d */
     float p;          /* dropout: drop probability */
+    /* Graph: which tensors the node reads and writes. bs_model_build sets
+     * a chain; bs_graph_build takes them from its caller. */
+    int n_in;
+    int in[BS_MAX_INPUTS];
+    int out;
+    char name[BS_NAME_LEN]; /* the node's name in its file, or "" */
+    /* Windows (conv2d, maxpool2d, avgpool2d) in general form. When kernel_h
+     * is 0 the square kernel, stride and padding above apply. */
+    int kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w;
+    int pads[4];          /* top, left, bottom, right (windows and pad) */
+    int groups;           /* conv2d: 0 or 1 dense; in channels for depthwise */
+    int count_include_pad; /* avgpool2d: padded zeros count in the mean */
+    int mode;             /* pad: a bs_pad_mode */
+    float alpha, beta;    /* leaky_relu alpha; clip min alpha, max beta;
+                           * hardsigmoid alpha, beta; pad's constant alpha */
+    int axis;             /* concat, softmax: an axis of one sample (0 .. rank-1) */
+    int shape_rank;       /* reshape: the output's shape of one sample */
+    int shape[BS_MAX_RANK];
     /* Filled in by bs_model_build: */
     int in_shape[3];  /* (C,H,W); a flat vector of n is (n,1,1) */
     int out_shape[3];
@@ -57,8 +118,11 @@ typedef struct bs_meta {
 } bs_meta;
 
 typedef struct bs_model {
-    int n_layers;
-    bs_layer layers[BS_MAX_LAYERS];
+    int n_layers;         /* nodes */
+    bs_layer *layers;     /* n_layers nodes in topological order, owned */
+    int n_tensors;
+    bs_tensor *tensors;   /* n_tensors, owned; tensors[0] is the input */
+    int output;           /* the logits' tensor: the last node's out */
     int input_shape[3];   /* (C,H,W) of one input */
     size_t input_size;    /* C*H*W */
     int classes;          /* output size of the last layer */
@@ -89,6 +153,23 @@ bs_model *bs_model_build(const bs_layer *layers, int n_layers,
                          const int input_shape[3], char *err);
 void bs_model_free(bs_model *m);
 
+/* Creates a model from a graph. tensors[0] is the input; constants have
+ * constant = 1 and their shapes set; every other tensor is written by
+ * exactly one of the nodes, which are in topological order (a node reads
+ * only the input, constants and earlier nodes' outputs); the last node's
+ * output is the logits. Here each node's output shape is inferred (its op's
+ * rules), its parameter sizes and offsets computed, and params allocated
+ * zeroed, constants included: the caller then copies weights to
+ * params + weight_off / bias_off (linear (OC,IN) over the last dimension,
+ * conv2d (OC, C/groups, KH, KW), biases (OC)) and constants to
+ * params + tensors[t].off. Returns NULL with a message naming the node
+ * (its name and op) when something does not fit. */
+bs_model *bs_graph_build(const bs_layer *nodes, int n_nodes,
+                         const bs_tensor *tensors, int n_tensors, char *err);
+
+/* The node whose name or output tensor's name is name; -1 when none. */
+int bs_model_find_node(const bs_model *m, const char *name);
+
 /* Initialises weights deterministically from seed (Xavier-uniform for
  * sigmoid/tanh nets, He-uniform before relu) and zeroes biases. */
 void bs_model_init(bs_model *m, uint64_t seed);
@@ -110,11 +191,13 @@ const char *bs_layer_name(bs_layer_kind kind);
 typedef struct bs_workspace {
     int batch;              /* capacity in samples */
     int training;           /* dropout active when non-zero */
-    float *acts[BS_MAX_LAYERS + 1]; /* acts[0] input copy, acts[i+1] output of layer i */
-    uint8_t *masks[BS_MAX_LAYERS];  /* dropout masks (training only) */
-    int *argmax[BS_MAX_LAYERS];     /* maxpool2d: (batch, C,OH,OW) offset of each
-                                     * window's maximum in its input plane,
-                                     * written by forward, read by backward */
+    float **acts;           /* per tensor: acts[0] input copy; in a chain
+                             * acts[i+1] the output of layer i; constants
+                             * point into the model's params */
+    uint8_t **masks;        /* per node: dropout masks (training only) */
+    int **argmax;           /* per node: maxpool2d's (batch, C,OH,OW) offset
+                             * of each window's maximum in its input plane,
+                             * written by forward, read by backward */
     float *grad_a, *grad_b;  /* ping-pong gradient buffers */
     float *col;              /* conv2d im2col scratch */
     float *probs;            /* (batch, classes) softmax of the logits */
