@@ -162,8 +162,11 @@ void bs_model_free(bs_model *m);
  * zeroed, constants included: the caller then copies weights to
  * params + weight_off / bias_off (linear (OC,IN) over the last dimension,
  * conv2d (OC, C/groups, KH, KW), biases (OC)) and constants to
- * params + tensors[t].off. Returns NULL with a message naming the node
- * (its name and op) when something does not fit. */
+ * params + tensors[t].off. Only add, sub, mul and div read constants (a
+ * constant broadcasts over the batch; div only by one), and never two. The
+ * logits may have any shape of at least 2 floats (classes is their size).
+ * Returns NULL with a message naming the node ("node 'conv_3' (conv2d)
+ * ...") when something does not fit. */
 bs_model *bs_graph_build(const bs_layer *nodes, int n_nodes,
                          const bs_tensor *tensors, int n_tensors, char *err);
 

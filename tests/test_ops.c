@@ -5,6 +5,7 @@
  * adds noise), numpy broadcasting, a residual graph and a depthwise +
  * pointwise graph end to end, the refusals of bs_graph_build (naming the
  * node), chains built as graphs giving the same bits as bs_model_build,
+ * the zoo's architectures giving the bits they gave before the graph,
  * bs_model_find_node, and the Lipschitz bounds of graphs. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +22,7 @@
 #include "core/layers.h"
 #include "core/model.h"
 #include "core/rng.h"
+#include "core/simd.h"
 
 #define EPS 1e-2 /* finite-difference step */
 #define TOL 2e-2 /* relative error allowed for one element */
@@ -644,6 +646,66 @@ static void test_chain_as_graph_same_bits(void **state)
     }
 }
 
+/* FNV-1a over n bytes, continuing from h. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+/* The zoo's architectures give the logits and input gradients, bit for
+ * bit, that they gave before the graph executor: the hashes were taken
+ * with the chain executor it replaced (seeded weights and inputs; the
+ * AVX2 kernels, so a machine without them skips). */
+static void test_zoo_bits_as_before(void **state)
+{
+    (void)state;
+    if (!bs_cpu_avx2())
+        skip();
+    static const struct {
+        const char *spec;
+        uint64_t hash;
+    } zoo[] = {
+        {"fc", 0xf6cb54f43dfb919aull},
+        {"fc:100,100", 0x515d6456e3e9cf5aull},
+        {"fc:50:relu", 0x2ab4a47a1d4f4434ull},
+        {"ae:40", 0x207939d0ce2fc9f8ull},
+        {"cnn:small", 0xa71de23e7939c334ull},
+        {"cnn:4,8:16", 0xa29c00889d8fd530ull},
+    };
+    for (size_t s = 0; s < sizeof zoo / sizeof zoo[0]; s++) {
+        bs_layer layers[BS_MAX_LAYERS];
+        int n, B = 3;
+        char err[BS_ERR_LEN];
+        assert_int_equal(bs_arch_parse(zoo[s].spec, 10, layers, &n, err), 0);
+        bs_model *m = bs_model_build(layers, n, (int[]){1, 28, 28}, err);
+        assert_non_null(m);
+        bs_model_init(m, 42);
+        float x[3 * 784], g[30], dx[3 * 784];
+        bs_rng r;
+        bs_rng_seed(&r, 9);
+        for (int i = 0; i < B * 784; i++)
+            x[i] = bs_rng_uniform(&r);
+        for (int i = 0; i < B * 10; i++)
+            g[i] = bs_rng_uniform(&r) - 0.5f;
+        bs_workspace *ws = bs_workspace_new(m, B);
+        float *dp = calloc(m->n_params, sizeof *dp);
+        uint64_t h = fnv(1469598103934665603ull, bs_model_forward(m, ws, x, B), sizeof g);
+        bs_model_backward(m, ws, g, dp, dx, B);
+        h = fnv(h, dx, sizeof dx);
+        if (h != zoo[s].hash)
+            fail_msg("%s: hash 0x%016llx, before 0x%016llx", zoo[s].spec, (unsigned long long)h,
+                     (unsigned long long)zoo[s].hash);
+        free(dp);
+        bs_workspace_free(ws);
+        bs_model_free(m);
+    }
+}
+
 static void test_refusals_name_the_node(void **state)
 {
     (void)state;
@@ -827,6 +889,7 @@ int main(void)
         cmocka_unit_test(test_residual_graph),
         cmocka_unit_test(test_depthwise_pointwise_graph),
         cmocka_unit_test(test_chain_as_graph_same_bits),
+        cmocka_unit_test(test_zoo_bits_as_before),
         cmocka_unit_test(test_refusals_name_the_node),
         cmocka_unit_test(test_find_node),
         cmocka_unit_test(test_lipschitz_graph_rules),
