@@ -517,6 +517,42 @@ static void test_clip_bounds(void **state)
     teardown_arena();
 }
 
+/* Pad in front of an unpadded conv is the padded conv: pads an attribute
+ * before opset 11, an input from it. */
+static void test_pad(void **state)
+{
+    (void)state;
+    for (int opset = 10; opset <= 11; opset++) {
+        mb *b = reference(opset);
+        for (size_t k = b->g.n_node; k > 0; k--)
+            b->nodes[k] = b->nodes[k - 1];
+        b->g.n_node++;
+        const int64_t pads[8] = {0, 0, 1, 1, 0, 0, 1, 1};
+        if (opset < 11) {
+            b->nodes[0] = node("Pad", "pad", "x", "xp");
+            attr_ints(b->nodes[0], "pads", 8, pads);
+            attr_s(b->nodes[0], "mode", "constant");
+        } else {
+            init(b, tensor_i("pads", 8, pads));
+            b->nodes[0] = node("Pad", "pad", "x,pads", "xp");
+        }
+        b->nodes[1] = node("Conv", "conv1", "xp,w1,b1", "c1");
+        bs_model *m = must_load(b, NULL);
+        check_logits(m, 0, 1, INFINITY, 0);
+        assert_int_equal(count_kind(m, BS_PAD), 1);
+        bs_model_free(m);
+    }
+    mb *b = reference(13);
+    init(b, tensor_i("pads", 8, (int64_t[]){1, 0, 1, 1, 0, 0, 1, 1}));
+    for (size_t k = b->g.n_node; k > 0; k--)
+        b->nodes[k] = b->nodes[k - 1];
+    b->g.n_node++;
+    b->nodes[0] = node("Pad", "pad", "x,pads", "xp");
+    b->nodes[1]->input[0] = S("xp");
+    refused(b, "node 'pad' (Pad): only pads on H and W of a (N,C,H,W) tensor are supported");
+    teardown_arena();
+}
+
 /* Metadata and the sidecar: the input size, labels and the range the graph
  * expects; the sidecar wins. */
 static void test_metadata_and_sidecar(void **state)
@@ -841,6 +877,7 @@ int main(void)
         cmocka_unit_test(test_matmul_bias_fold),
         cmocka_unit_test(test_shape_arithmetic),
         cmocka_unit_test(test_clip_bounds),
+        cmocka_unit_test(test_pad),
         cmocka_unit_test(test_metadata_and_sidecar),
         cmocka_unit_test(test_daemon_and_cli),
         cmocka_unit_test(test_truncated),
