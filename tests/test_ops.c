@@ -5,8 +5,9 @@
  * adds noise), numpy broadcasting, a residual graph and a depthwise +
  * pointwise graph end to end, the refusals of bs_graph_build (naming the
  * node), chains built as graphs giving the same bits as bs_model_build,
+ * bs_model_find_node and the layer unit analysis resolves to,
  * the zoo's architectures giving the bits they gave before the graph,
- * bs_model_find_node, and the Lipschitz bounds of graphs. */
+ * and the Lipschitz bounds of graphs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -765,6 +766,18 @@ static void test_find_node(void **state)
     assert_int_equal(bs_model_find_node(m, "fc"), 4);
     assert_int_equal(bs_model_find_node(m, "nope"), -1);
     assert_int_equal(bs_model_find_node(m, ""), -1);
+    /* unit analysis of conv_1 looks past the relu that reads it */
+    char err[BS_ERR_LEN];
+    assert_int_equal(bs_units_layer(m, 0, err), 1);
+    bs_model_free(m);
+    /* but not past a relu that reads something else */
+    graph g;
+    input_of(&g, 1, (int[]){4});
+    int a = node(&g, (bs_layer){.kind = BS_LINEAR, .out_features = 4}, "a", 1, 0);
+    int b = node(&g, (bs_layer){.kind = BS_RELU}, "b", 1, 0);
+    node(&g, (bs_layer){.kind = BS_ADD}, "sum", 2, a, b);
+    m = build(&g, 1);
+    assert_int_equal(bs_units_layer(m, 0, err), 0);
     bs_model_free(m);
 }
 
