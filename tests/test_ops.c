@@ -579,6 +579,22 @@ static void test_residual_graph(void **state)
     bs_model_free(m);
 }
 
+/* A node whose output nothing reads: its gradient is zero, and the input's
+ * gradient is only what the other path sends. */
+static void test_dead_branch(void **state)
+{
+    (void)state;
+    graph g;
+    input_of(&g, 1, (int[]){4});
+    node(&g, (bs_layer){.kind = BS_TANH}, "unused", 1, 0);
+    int c = add_tensor(&g, 1, (int[]){4}, (float[]){1, -2, 3, 0.5f});
+    node(&g, (bs_layer){.kind = BS_MUL}, "scale", 2, 0, c);
+    bs_model *m = build(&g, 1);
+    float x[8] = {0.1f, -0.2f, 0.3f, 0.4f, 1, 2, 3, 4};
+    assert_true(check_gradients(m, x, 2, 2) == 8);
+    bs_model_free(m);
+}
+
 /* depthwise conv (groups = C) -> relu6 (clip) -> pointwise 1x1 -> global
  * average pool -> reshape to (classes) */
 static void test_depthwise_pointwise_graph(void **state)
@@ -900,6 +916,7 @@ int main(void)
         cmocka_unit_test(test_gradients_linear_last_dim),
         cmocka_unit_test(test_gradients_broadcast),
         cmocka_unit_test(test_residual_graph),
+        cmocka_unit_test(test_dead_branch),
         cmocka_unit_test(test_depthwise_pointwise_graph),
         cmocka_unit_test(test_chain_as_graph_same_bits),
         cmocka_unit_test(test_zoo_bits_as_before),
