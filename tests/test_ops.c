@@ -579,6 +579,37 @@ static void test_residual_graph(void **state)
     bs_model_free(m);
 }
 
+/* Gradient buffers are shared by tensors whose lifetimes in backward do
+ * not meet: a chain needs two, as its ping-pong pair; the residual graph's
+ * input gradient of the add must not share with the relu's. */
+static void test_gradient_buffers_shared(void **state)
+{
+    (void)state;
+    bs_layer layers[BS_MAX_LAYERS];
+    int n;
+    char err[BS_ERR_LEN];
+    assert_int_equal(bs_arch_parse("fc:20,30,10", 10, layers, &n, err), 0);
+    bs_model *m = bs_model_build(layers, n, (int[]){1, 28, 28}, err);
+    bs_workspace *ws = bs_workspace_new(m, 4);
+    const float *seen[2] = {NULL, NULL};
+    for (int t = 0; t < m->n_tensors; t++) {
+        const float *g = ws->grads[t];
+        if (!g || g == seen[0] || g == seen[1])
+            continue;
+        assert_null(seen[1]);
+        seen[seen[0] ? 1 : 0] = g;
+    }
+    assert_non_null(seen[1]);
+    bs_workspace_free(ws);
+    bs_model_free(m);
+    m = residual();
+    ws = bs_workspace_new(m, 1);
+    /* conv_1's output (t1) is live while relu_1's (t2) is */
+    assert_ptr_not_equal(ws->grads[1], ws->grads[2]);
+    bs_workspace_free(ws);
+    bs_model_free(m);
+}
+
 /* A node whose output nothing reads: its gradient is zero, and the input's
  * gradient is only what the other path sends. */
 static void test_dead_branch(void **state)
@@ -917,6 +948,7 @@ int main(void)
         cmocka_unit_test(test_gradients_broadcast),
         cmocka_unit_test(test_residual_graph),
         cmocka_unit_test(test_dead_branch),
+        cmocka_unit_test(test_gradient_buffers_shared),
         cmocka_unit_test(test_depthwise_pointwise_graph),
         cmocka_unit_test(test_chain_as_graph_same_bits),
         cmocka_unit_test(test_zoo_bits_as_before),
