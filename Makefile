@@ -279,6 +279,26 @@ test: deps build models $(REDOCLY) $(PLAYWRIGHT)
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BROWSER_PKGS)"
 	@SKIP_TESTS="$(SKIP_TESTS)" bash tests/run.sh $(BUILD)
 
+# The ONNX importer's references, none of them made by blindspot (tests/oracle/):
+#   make onnx-fixtures  three classifiers exported by torch.onnx.export, with
+#                       inputs, PyTorch's probabilities and input gradients
+#                       (build/onnx-fixtures/, index.json names the files)
+# Debian's python3: python3-torch is not visible to a pyenv python3.
+ORACLE_PKGS := python3-torch python3-onnx python3-numpy
+ORACLE_PY := /usr/bin/python3
+ONNX_FIXTURES := build/onnx-fixtures/index.json
+
+.PHONY: onnx-fixtures oracle-deps
+
+oracle-deps: deps
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(ORACLE_PKGS)"
+
+onnx-fixtures: oracle-deps
+	@$(MAKE) --no-print-directory $(ONNX_FIXTURES)
+
+$(ONNX_FIXTURES): tests/oracle/onnx_models.py
+	$(ORACLE_PY) tests/oracle/onnx_models.py $(@D)
+
 # The container image and deploy/'s manifests (tests/deploy/run.sh): podman
 # without a registry (deploy/podman-base.sh installs DEPLOY_PKGS and makes
 # the base image), the manifests' validator from npm into build/, and the
