@@ -1,9 +1,9 @@
 /* attack_internal — what the attack methods share, inside core/ only:
  * the batched objective evaluation, the deadline check, the search over c,
  * and the hand-in of a candidate image (8-bit rounding, repair on the grid,
- * keeping the smallest successful perturbation). attack.c implements it and
- * the L-BFGS method; attack_grad.c the gradient methods (adam-l1, fgsm,
- * pgd, cw-l2). */
+ * keeping the smallest successful perturbation). attack.c implements it;
+ * attack_lbfgs.c the L-BFGS method; attack_grad.c the gradient methods
+ * (adam-l1, fgsm, pgd, cw-l2). */
 #ifndef BS_ATTACK_INTERNAL_H
 #define BS_ATTACK_INTERNAL_H
 
@@ -73,9 +73,11 @@ void budget_search_update(budget_search *s, int success);
  * whether this candidate succeeded (on the 8-bit image when quantizing). */
 int attack_offer(attack_ctx *a, int t, const float *candidate, double budget);
 
-/* The gradient methods, in attack_grad.c. Each fills a->res[0..k) through
+/* The methods, the table's run functions: attack_lbfgs in attack_lbfgs.c,
+ * the gradient methods in attack_grad.c. Each fills a->res[0..k) through
  * attack_offer and adds iterations/runs to the results. Return 0, or -1 on
  * out of memory with a message in err. */
+int attack_lbfgs(attack_ctx *a, char *err);
 int attack_adam_l1(attack_ctx *a, char *err);
 int attack_fgsm(attack_ctx *a, char *err);
 int attack_pgd(attack_ctx *a, char *err);
