@@ -1,5 +1,5 @@
 /* attack — the entry point and what the methods share: the method and
- * parameter tables, the batched objective, the deadline check, the budget
+ * parameter tables, the batched objective, the stop check, the budget
  * search and the 8-bit hand-in of candidates. The methods themselves are
  * in attack_lbfgs.c and attack_grad.c. */
 #include "core/attack_internal.h"
@@ -13,14 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-double bs_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 /* ------------------------------------------------------------------------ */
 /* names, defaults, checks */
@@ -260,9 +252,10 @@ int attack_should_stop(attack_ctx *a)
 {
     if (a->status != BS_ATTACK_DONE)
         return 1;
-    if (a->ctl && a->ctl->cancel && atomic_load(a->ctl->cancel))
+    bs_stop why = bs_should_stop(a->ctl);
+    if (why == BS_STOP_CANCELLED)
         a->status = BS_ATTACK_CANCELLED;
-    else if (a->ctl && a->ctl->deadline > 0.0 && bs_now() > a->ctl->deadline)
+    else if (why == BS_STOP_DEADLINE)
         a->status = BS_ATTACK_TIMEOUT;
     return a->status != BS_ATTACK_DONE;
 }
@@ -348,7 +341,7 @@ int attack_offer(attack_ctx *a, int t, const float *candidate, double budget)
     int success_float = pred == target, success = success_float;
     const float *img = candidate;
     if (a->p->quantize) {
-        float *q = a->scratch, *grad = a->scratch + n;
+        float *q = a->offer_buf, *grad = a->offer_buf + n;
         for (size_t i = 0; i < n; i++)
             q[i] = roundf(fminf(fmaxf(candidate[i], 0.0f), 1.0f) * 255.0f) / 255.0f;
         attack_eval(a, q, &target, 1, &t, NULL, NULL, &pred, &prob);
@@ -406,15 +399,11 @@ static int run_method(attack_ctx *a, char *err)
     const int *all_targets = a->targets;
     int *targets = NULL, *rows = NULL;
     if (searched < k) {
-        packed = malloc((size_t)searched * sizeof *packed);
-        targets = malloc((size_t)searched * sizeof *targets);
-        rows = malloc((size_t)searched * sizeof *rows);
-        if (!packed || !targets || !rows) {
-            free(packed);
-            free(targets);
-            free(rows);
+        packed = bs_scratch_array(a->arena, searched, bs_attack_result);
+        targets = bs_scratch_array(a->arena, searched, int);
+        rows = bs_scratch_array(a->arena, searched, int);
+        if (!packed || !targets || !rows)
             return bs_fail(err, "out of memory for the attack");
-        }
         for (int j = 0, i = 0; j < k; j++)
             if (all_targets[j] != a->original) {
                 rows[i] = j;
@@ -432,15 +421,12 @@ static int run_method(attack_ctx *a, char *err)
         a->res = all;
         a->targets = all_targets;
         a->k = k;
-        free(packed);
-        free(targets);
-        free(rows);
     }
     return rc;
 }
 
 int bs_attack_run(const bs_model *m, const float *x, const int *targets, int k,
-                  const bs_attack_params *p, const bs_attack_control *ctl,
+                  const bs_attack_params *p, const bs_control *ctl, bs_scratch *scratch,
                   bs_attack_result *results, char *err)
 {
     double t0 = bs_now();
@@ -457,15 +443,20 @@ int bs_attack_run(const bs_model *m, const float *x, const int *targets, int k,
     if (bs_attack_params_check(p, err))
         return -1;
 
-    attack_ctx a = {.m = m, .p = p, .ctl = ctl, .x = x, .n = n, .V = m->classes,
-                    .k = k, .targets = targets, .res = results, .status = BS_ATTACK_DONE};
-    a.ws = bs_workspace_new(m, k);
-    a.dlogits = malloc((size_t)k * a.V * sizeof(float));
-    a.scratch = malloc(2 * n * sizeof(float));
-    a.best_fail_prob = malloc((size_t)k * sizeof(float));
     memset(results, 0, (size_t)k * sizeof *results);
+    bs_scratch *own = NULL;
+    if (!scratch && !(scratch = own = bs_scratch_new()))
+        return bs_fail(err, "out of memory for the attack");
+    size_t mark = bs_scratch_mark(scratch);
+    attack_ctx a = {.m = m, .p = p, .ctl = ctl, .arena = scratch, .x = x, .n = n,
+                    .V = m->classes, .k = k, .targets = targets, .res = results,
+                    .status = BS_ATTACK_DONE};
+    a.ws = bs_scratch_workspace(scratch, m, k);
+    a.dlogits = bs_scratch_array(scratch, (size_t)k * a.V, float);
+    a.offer_buf = bs_scratch_array(scratch, 2 * n, float);
+    a.best_fail_prob = bs_scratch_array(scratch, k, float);
     int rc = 0;
-    if (!a.ws || !a.dlogits || !a.scratch || !a.best_fail_prob) {
+    if (!a.ws || !a.dlogits || !a.offer_buf || !a.best_fail_prob) {
         rc = bs_fail(err, "out of memory for the attack");
         goto out;
     }
@@ -516,9 +507,7 @@ out:
     if (rc)
         for (int j = 0; j < k; j++)
             bs_attack_result_free(&results[j]);
-    bs_workspace_free(a.ws);
-    free(a.dlogits);
-    free(a.scratch);
-    free(a.best_fail_prob);
+    bs_scratch_release(scratch, mark);
+    bs_scratch_free(own);
     return rc;
 }

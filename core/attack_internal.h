@@ -3,18 +3,20 @@
  * and the hand-in of a candidate image (8-bit rounding, repair on the grid,
  * keeping the smallest successful perturbation). attack.c implements it;
  * attack_lbfgs.c the L-BFGS method; attack_grad.c the gradient methods
- * (adam-l1, fgsm, pgd, cw-l2). */
+ * (adam-l1, fgsm, pgd, cw-l2). Methods carve their buffers from a->arena;
+ * bs_attack_run releases them all when the call ends. */
 #ifndef BS_ATTACK_INTERNAL_H
 #define BS_ATTACK_INTERNAL_H
 
 #include "core/attack.h"
 
 /* One bs_attack_run call: the model, the original image, the targets, and
- * scratch sized for all k targets at once. */
+ * buffers sized for all k targets at once. */
 typedef struct attack_ctx {
     const bs_model *m;
     const bs_attack_params *p;
-    const bs_attack_control *ctl;
+    const bs_control *ctl;
+    bs_scratch *arena;       /* the caller's (or the call's own) scratch */
     const float *x;          /* original image, n floats */
     size_t n;                /* m->input_size */
     int V;                   /* classes */
@@ -22,9 +24,9 @@ typedef struct attack_ctx {
     const int *targets;      /* k labels */
     int original;            /* model's label for x */
     bs_attack_result *res;   /* k results being filled */
-    bs_workspace *ws;        /* batch capacity k */
-    float *dlogits;          /* k*V scratch */
-    float *scratch;          /* n floats for candidate handling */
+    bs_workspace *ws;        /* batch capacity k or more, kept in arena */
+    float *dlogits;          /* k*V, attack_eval's */
+    float *offer_buf;        /* 2n: attack_offer's rounded image and gradient */
     float *best_fail_prob;   /* k: target prob of the best failed candidate */
     bs_attack_status status; /* DONE until the deadline or cancel hits */
 } attack_ctx;

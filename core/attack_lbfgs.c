@@ -166,25 +166,23 @@ static void sums_in_order(double *sum, const double *sq, int m, size_t n)
 int attack_lbfgs(attack_ctx *a, char *err)
 {
     const bs_attack_params *p = a->p;
+    bs_scratch *s = a->arena;
     int n = (int)a->n, k = a->k, m = p->history;
     size_t wa_len = 2 * (size_t)m * n + 5 * (size_t)n + 11 * (size_t)m * m + 8 * (size_t)m;
-    lbfgs_run *runs = calloc((size_t)k, sizeof *runs);
-    double *lower = malloc((size_t)n * sizeof(double));
-    double *upper = malloc((size_t)n * sizeof(double));
-    int *nbd = malloc((size_t)n * sizeof(int));
-    float *xs = malloc((size_t)k * n * sizeof(float));
-    float *grad = malloc((size_t)k * n * sizeof(float));
-    float *zf = malloc((size_t)n * sizeof(float));
-    double *sq = malloc((size_t)k * n * sizeof(double)); /* (z - x)^2 per row */
-    double *pen = malloc((size_t)k * sizeof(double));
-    float *loss = malloc((size_t)k * sizeof(float));
-    int *tg = malloc((size_t)k * sizeof(int)), *rows = malloc((size_t)k * sizeof(int));
-    int rc = 0;
+    lbfgs_run *runs = bs_scratch_array(s, k, lbfgs_run);
+    double *lower = bs_scratch_array(s, n, double);
+    double *upper = bs_scratch_array(s, n, double);
+    int *nbd = bs_scratch_array(s, n, int);
+    float *xs = bs_scratch_array(s, (size_t)k * n, float);
+    float *grad = bs_scratch_array(s, (size_t)k * n, float);
+    float *zf = bs_scratch_array(s, n, float);
+    double *sq = bs_scratch_array(s, (size_t)k * n, double); /* (z - x)^2 per row */
+    double *pen = bs_scratch_array(s, k, double);
+    float *loss = bs_scratch_array(s, k, float);
+    int *tg = bs_scratch_array(s, k, int), *rows = bs_scratch_array(s, k, int);
     if (!runs || !lower || !upper || !nbd || !xs || !grad || !zf || !sq || !pen || !loss ||
-        !tg || !rows) {
-        rc = bs_fail(err, "out of memory for the attack");
-        goto out;
-    }
+        !tg || !rows)
+        return bs_fail(err, "out of memory for the attack");
     for (int i = 0; i < n; i++) {
         lower[i] = 0.0;
         upper[i] = 1.0;
@@ -194,18 +192,17 @@ int attack_lbfgs(attack_ctx *a, char *err)
         lbfgs_run *run = &runs[j];
         run->t = j;
         run->active = 1;
-        run->z = malloc((size_t)n * sizeof(double));
-        run->g = malloc((size_t)n * sizeof(double));
+        run->z = bs_scratch_array(s, n, double);
+        run->g = bs_scratch_array(s, n, double);
         if (p->optimizer == 1) {
-            run->native = bs_lbfgsb_new(n, m, lower, upper, p->factr, p->pgtol);
+            run->native = bs_lbfgsb_init(bs_scratch_alloc(s, bs_lbfgsb_size(n, m)), n, m,
+                                         lower, upper, p->factr, p->pgtol);
         } else {
-            run->wa = malloc(wa_len * sizeof(double));
-            run->iwa = malloc(3 * (size_t)n * sizeof(int));
+            run->wa = bs_scratch_array(s, wa_len, double);
+            run->iwa = bs_scratch_array(s, 3 * (size_t)n, int);
         }
-        if (!run->z || !run->g || (p->optimizer == 1 ? !run->native : !run->wa || !run->iwa)) {
-            rc = bs_fail(err, "out of memory for the attack");
-            goto out;
-        }
+        if (!run->z || !run->g || (p->optimizer == 1 ? !run->native : !run->wa || !run->iwa))
+            return bs_fail(err, "out of memory for the attack");
         budget_search_init(&run->c, p->initial_c, p->c_factor, 1);
         lbfgs_start(run, a->x, (size_t)n);
     }
@@ -289,26 +286,5 @@ int attack_lbfgs(attack_ctx *a, char *err)
             }
         a->status = why;
     }
-out:
-    if (runs)
-        for (int j = 0; j < k; j++) {
-            free(runs[j].z);
-            free(runs[j].g);
-            free(runs[j].wa);
-            free(runs[j].iwa);
-            bs_lbfgsb_free(runs[j].native);
-        }
-    free(runs);
-    free(lower);
-    free(upper);
-    free(nbd);
-    free(xs);
-    free(grad);
-    free(zf);
-    free(sq);
-    free(pen);
-    free(loss);
-    free(tg);
-    free(rows);
-    return rc;
+    return 0;
 }
