@@ -192,6 +192,8 @@ $(BUILD)/tests/failalloc.so: tests/failalloc.c tests/failalloc.h
 	$(CC) -std=c11 -O2 -g -Wall -Wextra -Werror -I. -shared -fPIC -o $@ $< -ldl
 $(BUILD)/tests/test_failalloc: | $(BUILD)/tests/failalloc.so
 
+# The scratch's test counts every allocation of its binary.
+$(BUILD)/tests/test_scratch: LDFLAGS += -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_alloc
 # The job store's unit test links the store itself.
 $(BUILD)/tests/test_state: $(BUILD)/obj/server/state.o
 # The outbound guard's test links the guard.

@@ -67,8 +67,8 @@ int cli_load_models(const char *dir, const struct bs_model *m, const char *skip,
 int cli_add_param(json_t *obj, const char *kv);
 
 /* Progress of a run of attacks on stderr: a line redrawn in place on a
- * terminal, a line every 50 attacks otherwise. Use as a bs_eval_progress_fn
- * with a cli_progress whose start is set. */
+ * terminal, a line every 50 attacks otherwise. Use as a bs_control's
+ * progress with a cli_progress whose start is set as its ctx. */
 typedef struct cli_progress {
     time_t start;
     int tty;

@@ -219,8 +219,11 @@ int cli_lipschitz(int argc, char **argv)
         }
         if (attacks > d.n)
             attacks = d.n;
-        bs_attack_control ctl = {.progress = !json && isatty(2) ? show_attacks : NULL};
-        if (bs_lipschitz_attack(m, &d, (int)attacks, &ctl, &emp, err)) {
+        bs_control ctl = {.progress = !json && isatty(2) ? show_attacks : NULL};
+        bs_scratch *scratch = bs_scratch_new(); /* NULL: each attack makes its own */
+        int failed = bs_lipschitz_attack(m, &d, (int)attacks, &ctl, scratch, &emp, err);
+        bs_scratch_free(scratch);
+        if (failed) {
             cli_fail("lipschitz", "%s", err);
             goto out;
         }

@@ -265,8 +265,8 @@ static json_t *attack_here(json_t *request, const char *model_path, const char *
         goto done;
     }
     res = calloc((size_t)k, sizeof *res);
-    bs_attack_control ctl = {.deadline = req.timeout > 0 ? bs_now() + req.timeout : 0.0};
-    if (!res || bs_attack_run(m, req.x, targets, k, &req.params, &ctl, res,
+    bs_control ctl = {.deadline = req.timeout > 0 ? bs_now() + req.timeout : 0.0};
+    if (!res || bs_attack_run(m, req.x, targets, k, &req.params, &ctl, NULL, res,
                               res ? err : "out of memory")) {
         cli_fail("attack", "%s", res ? err : "out of memory");
         free(res);
@@ -555,6 +555,7 @@ int cli_eval(int argc, char **argv)
     bs_attack_params p;
     bs_dataset d = {0};
     double *dist = NULL;
+    bs_scratch *scratch = NULL;
     rc = 1;
     bs_model *m = cli_load_model(model_path, err);
     if (!m || bs_attack_params_from_json(params, method, &p, err) ||
@@ -575,12 +576,14 @@ int cli_eval(int argc, char **argv)
     }
     int success = 0, untargeted = 0;
     long iterations = 0, evaluations = 0;
+    /* one scratch for every attack: their buffers and workspace made once */
+    scratch = bs_scratch_new();
     double t0 = bs_now();
     for (long i = 0; i < n; i++) {
         int target = (d.labels[i] + 1) % m->classes;
         bs_attack_result r;
-        if (bs_attack_run(m, d.images + (size_t)i * d.input_size, &target, 1, &p, NULL, &r,
-                          err)) {
+        if (bs_attack_run(m, d.images + (size_t)i * d.input_size, &target, 1, &p, NULL, scratch,
+                          &r, err)) {
             cli_fail("eval", "image %ld: %s", i, err);
             goto done;
         }
@@ -624,6 +627,7 @@ int cli_eval(int argc, char **argv)
     }
     rc = 0;
 done:
+    bs_scratch_free(scratch);
     free(dist);
     bs_dataset_free(&d);
     bs_model_free(m);

@@ -388,8 +388,9 @@ static int run_shard(const model_set *s, const bs_dataset *d, const bs_eval_conf
     int lo, hi, rc;
     bs_attack_status status;
     bs_eval_shard_range(cfg->n, index, count, &lo, &hi);
-    if (bs_evaluate_images(models, s->n, d, cfg, lo, hi, NULL, cli_show_progress, NULL, pc, im,
-                           NULL, NULL, &status, err)) {
+    bs_control ctl = {.progress = cli_show_progress, .ctx = pc};
+    if (bs_evaluate_images(models, s->n, d, cfg, lo, hi, &ctl, NULL, im, NULL, NULL, &status,
+                           err)) {
         rc = cli_fail("evaluate", "%s", err);
     } else {
         bs_eval_labels l;
@@ -574,8 +575,9 @@ int cli_evaluate(int argc, char **argv)
         cli_fail("evaluate", "out of memory");
         goto out;
     }
-    if (bs_evaluate_transfer((const bs_model *const *)s.models, s.n, &d, &cfg, NULL,
-                             cli_show_progress, &pc, r, NULL, NULL, err)) {
+    bs_control ctl = {.progress = cli_show_progress, .ctx = &pc};
+    if (bs_evaluate_transfer((const bs_model *const *)s.models, s.n, &d, &cfg, &ctl, r, NULL,
+                             NULL, err)) {
         cli_fail("evaluate", "%s", err);
         goto out;
     }

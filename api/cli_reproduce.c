@@ -311,8 +311,8 @@ int cli_reproduce(int argc, char **argv)
     cli_progress pc = {.start = time(NULL), .tty = isatty(2)};
     fprintf(stderr, "reproduce: attacking %ld test images with each of %d models (%ld threads)\n",
             n, ZOO_N, threads);
-    if (bs_evaluate_transfer(models, ZOO_N, &d, &cfg, NULL, cli_show_progress, &pc, res, adv, ok,
-                             err)) {
+    bs_control ctl = {.progress = cli_show_progress, .ctx = &pc};
+    if (bs_evaluate_transfer(models, ZOO_N, &d, &cfg, &ctl, res, adv, ok, err)) {
         free(res);
         cli_fail("reproduce", "%s", err);
         goto out;
@@ -503,8 +503,7 @@ int cli_reproduce(int argc, char **argv)
     c2.n_noise = 0;
     c2.magnify = 0.0;
     pc.start = time(NULL);
-    if (!cmp || bs_evaluate_transfer(pair, 2, &d, &c2, NULL, cli_show_progress, &pc, cmp, NULL,
-                                     NULL, err)) {
+    if (!cmp || bs_evaluate_transfer(pair, 2, &d, &c2, &ctl, cmp, NULL, NULL, err)) {
         free(cmp);
         free(res);
         bs_model_free(advm);

@@ -82,6 +82,12 @@ int bs_advtrain_pool_refresh(bs_advtrain_pool *p, const bs_model *m,
         return bs_fail(err, "out of memory for the pool");
     for (int i = 0; i < d->n; i++)
         order[i] = i;
+    /* the attacks' buffers and workspace, made once for the refill */
+    bs_scratch *scratch = bs_scratch_new();
+    if (!scratch) {
+        free(order);
+        return bs_fail(err, "out of memory for the pool");
+    }
     int rc = 0;
     for (int i = 0; i < want; i++) {
         /* a partial Fisher-Yates shuffle: want distinct images */
@@ -98,7 +104,7 @@ int bs_advtrain_pool_refresh(bs_advtrain_pool *p, const bs_model *m,
         int target = (y + 1 + (int)bs_rng_below(rng, (uint32_t)(m->classes - 1))) % m->classes;
         const float *x = d->images + (size_t)idx * d->input_size;
         bs_attack_result r;
-        if (bs_attack_run(m, x, &target, 1, attack, NULL, &r, err)) {
+        if (bs_attack_run(m, x, &target, 1, attack, NULL, scratch, &r, err)) {
             rc = -1;
             break;
         }
@@ -113,6 +119,7 @@ int bs_advtrain_pool_refresh(bs_advtrain_pool *p, const bs_model *m,
         }
         bs_attack_result_free(&r);
     }
+    bs_scratch_free(scratch);
     free(order);
     return rc;
 }

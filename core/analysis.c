@@ -321,7 +321,8 @@ double bs_lipschitz_ratio(const bs_model *m, const float *x, const float *x_adv,
 }
 
 int bs_lipschitz_attack(const bs_model *m, const bs_dataset *d, int n,
-                        const bs_attack_control *ctl, bs_lipschitz_empirical *out, char *err)
+                        const bs_control *ctl, bs_scratch *scratch,
+                        bs_lipschitz_empirical *out, char *err)
 {
     if (d->input_size != m->input_size || n < 0 || n > d->n)
         return bs_fail(err, "the first %d images of %s do not fit the model's input", n,
@@ -329,14 +330,12 @@ int bs_lipschitz_attack(const bs_model *m, const bs_dataset *d, int n,
     bs_attack_params p = bs_attack_defaults(BS_ATTACK_LBFGS);
     *out = (bs_lipschitz_empirical){.status = BS_ATTACK_DONE};
     double sum = 0.0;
+    bs_control inner = bs_control_quiet(ctl); /* the progress counts images */
     for (int i = 0; i < n && out->status == BS_ATTACK_DONE; i++) {
         const float *x = d->images + (size_t)i * d->input_size;
         int target = (d->labels[i] + 1) % m->classes;
-        bs_attack_control inner = {0};
-        if (ctl)
-            inner = (bs_attack_control){.deadline = ctl->deadline, .cancel = ctl->cancel};
         bs_attack_result r;
-        if (bs_attack_run(m, x, &target, 1, &p, &inner, &r, err))
+        if (bs_attack_run(m, x, &target, 1, &p, &inner, scratch, &r, err))
             return -1;
         if (r.status != BS_ATTACK_DONE) {
             /* stopped: this image does not count */

@@ -133,9 +133,11 @@ typedef struct bs_lipschitz_empirical {
 
 /* ctl (may be NULL) gives the attacks their deadline and cancel flag, and
  * its progress callback is called after each image with (images done, n).
+ * The attacks carve their buffers from scratch (NULL: each makes its own).
  * Returns 0, or -1 with a message in err. */
 int bs_lipschitz_attack(const bs_model *m, const bs_dataset *d, int n,
-                        const bs_attack_control *ctl, bs_lipschitz_empirical *out, char *err);
+                        const bs_control *ctl, bs_scratch *scratch,
+                        bs_lipschitz_empirical *out, char *err);
 
 /* ------------------------------------------------------------------------ */
 /* Unit analysis (§3) */

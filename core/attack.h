@@ -23,16 +23,20 @@
  * status already_target: no search, the image x itself, zero norms, and
  * success 0, since no perturbation moved the model's answer.
  *
- * The model is only read; every call owns its memory, so calls on several
- * threads at once give the same results as one after another. Between model
- * evaluations the call checks the deadline and the cancel flag and then
- * returns the best result found so far with status timeout or cancelled. */
+ * The model is only read. A call's buffers and model workspace come from
+ * the caller's bs_scratch (core/scratch.h), one per thread, so calls on
+ * several threads at once give the same results as one after another, and
+ * a thread's calls after its first allocate nothing but their results'
+ * images. Between model evaluations the call checks its bs_control
+ * (core/control.h) and, past the deadline or once cancelled, returns the
+ * best result found so far with status timeout or cancelled. */
 #ifndef BS_ATTACK_H
 #define BS_ATTACK_H
 
+#include "core/control.h"
 #include "core/model.h"
+#include "core/scratch.h"
 
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -147,18 +151,6 @@ const char *bs_attack_param_format(const bs_attack_params *p, const bs_attack_pa
 /* Checks params for the method; -1 with a message naming the bad field. */
 int bs_attack_params_check(const bs_attack_params *p, char *err);
 
-/* Deadline and cancellation, both optional. */
-typedef struct bs_attack_control {
-    double deadline;          /* bs_now() seconds after which to stop; 0 = none */
-    const atomic_int *cancel; /* non-zero asks the attack to stop; NULL = never */
-    /* Called after each finished inner run (not on the hot path). */
-    void (*progress)(void *ctx, int done, int total);
-    void *ctx;
-} bs_attack_control;
-
-/* Monotonic clock in seconds, for deadlines. */
-double bs_now(void);
-
 /* Norms of a perturbation r = adv - x over n values. */
 typedef struct bs_norms {
     int l0;            /* pixels changed (|r_i| > 1e-6) */
@@ -191,12 +183,17 @@ typedef struct bs_attack_result {
 } bs_attack_result;
 
 /* Attacks x (m->input_size floats in [0,1]) towards each of targets[0..k).
- * results has room for k results; each is filled (and owns its arrays,
- * freed by bs_attack_result_free) whether or not it succeeded. Returns 0,
- * or -1 with a message when the request itself is invalid (bad target,
- * x outside [0,1], bad params, out of memory). */
+ * ctl (may be NULL) stops it; its progress is called after each finished
+ * inner run of a target (done: that target's runs so far, total:
+ * params.search_steps). Every buffer of the call is carved from scratch
+ * and released before it returns, and the model workspace it needs (batch
+ * k) is the one scratch keeps; with scratch NULL the call makes a
+ * temporary one. results has room for k results; each is filled (and owns
+ * its arrays, freed by bs_attack_result_free) whether or not it succeeded.
+ * Returns 0, or -1 with a message when the request itself is invalid (bad
+ * target, x outside [0,1], bad params, out of memory). */
 int bs_attack_run(const bs_model *m, const float *x, const int *targets, int k,
-                  const bs_attack_params *p, const bs_attack_control *ctl,
+                  const bs_attack_params *p, const bs_control *ctl, bs_scratch *scratch,
                   bs_attack_result *results, char *err);
 
 void bs_attack_result_free(bs_attack_result *r);

@@ -6,7 +6,8 @@
  * (row b works for result b and target a->targets[b]). A target's finished
  * run hands its point to attack_offer, which rounds it to the 8-bit grid,
  * judges it and keeps the best; the success it reports drives the budget
- * search. Scratch is allocated once per call; the steps never allocate.
+ * search. Buffers are carved from the call's arena once per call; the steps
+ * never allocate.
  * Before every batched evaluation the deadline and the cancel flag are
  * checked; a stopped call hands in the points of the runs it cut short (as
  * the lbfgs method does) and returns what attack_offer kept. */
@@ -47,24 +48,16 @@ static float signf(float v)
     return (float)((v > 0.0f) - (v < 0.0f));
 }
 
-/* Per-call scratch: one zeroed block holding `floats` floats followed by
- * `ints` ints, carved up by the caller. */
-typedef struct scratch {
-    void *mem;
-    float *f;
-    int *i;
-} scratch;
-
-static int scratch_new(scratch *s, size_t floats, size_t ints,
-                       const char *method, char *err)
+/* The method's buffers, carved from the call's arena: `floats` zeroed
+ * floats and `ints` zeroed ints, carved up by the caller. */
+static int carve(attack_ctx *a, float **f, size_t floats, int **i, size_t ints,
+                 const char *method, char *err)
 {
-    size_t bytes = floats * sizeof(float) + ints * sizeof(int);
-    s->mem = calloc(1, bytes ? bytes : 1);
-    if (!s->mem)
+    *f = bs_scratch_array(a->arena, floats, float);
+    *i = bs_scratch_array(a->arena, ints, int);
+    if (!*f || !*i)
         return bs_fail(err, "%s: out of memory for %zu bytes of scratch", method,
-                    bytes);
-    s->f = s->mem;
-    s->i = (int *)(s->f + floats);
+                       floats * sizeof(float) + ints * sizeof(int));
     return 0;
 }
 
@@ -121,18 +114,17 @@ int attack_adam_l1(attack_ctx *a, char *err)
     const bs_attack_params *p = a->p;
     const int k = a->k;
     const size_t n = a->n, kn = (size_t)k * n;
-    scratch s = {0};
+    float *sf;
+    int *si;
     /* r, Adam's m and v, the clamped points xs, their gradient: each (k,n) */
-    if (scratch_new(&s, 5 * kn + (size_t)k, (size_t)k, "adam-l1", err))
+    if (carve(a, &sf, 5 * kn + (size_t)k, &si, (size_t)k, "adam-l1", err))
         return -1;
-    float *r = s.f, *m = r + kn, *v = m + kn, *xs = v + kn, *grad = xs + kn;
+    float *r = sf, *m = r + kn, *v = m + kn, *xs = v + kn, *grad = xs + kn;
     float *loss = grad + kn;
-    int *rows = s.i;
-    budget_search *c_of = malloc((size_t)k * sizeof *c_of);
-    if (!c_of) {
-        free(s.mem);
+    int *rows = si;
+    budget_search *c_of = bs_scratch_array(a->arena, k, budget_search);
+    if (!c_of)
         return bs_fail(err, "adam-l1: out of memory");
-    }
     rows_identity(rows, k);
     for (int t = 0; t < k; t++)
         budget_search_init(&c_of[t], p->initial_c, p->c_factor, 1);
@@ -194,8 +186,6 @@ int attack_adam_l1(attack_ctx *a, char *err)
         }
     }
 out:
-    free(c_of);
-    free(s.mem);
     return 0;
 }
 
@@ -245,17 +235,16 @@ int attack_fgsm(attack_ctx *a, char *err)
     const bs_attack_params *p = a->p;
     const int k = a->k;
     const size_t n = a->n, kn = (size_t)k * n;
-    scratch s = {0};
+    float *sf;
+    int *si;
     /* xs (k,n) copies of x, grad (k,n), cand (n), loss (k) */
-    if (scratch_new(&s, 2 * kn + n + (size_t)k, (size_t)k, "fgsm", err))
+    if (carve(a, &sf, 2 * kn + n + (size_t)k, &si, (size_t)k, "fgsm", err))
         return -1;
-    float *xs = s.f, *grad = xs + kn, *cand = grad + kn, *loss = cand + n;
-    int *rows = s.i;
-    eps_search *eps = malloc((size_t)k * sizeof *eps);
-    if (!eps) {
-        free(s.mem);
+    float *xs = sf, *grad = xs + kn, *cand = grad + kn, *loss = cand + n;
+    int *rows = si;
+    eps_search *eps = bs_scratch_array(a->arena, k, eps_search);
+    if (!eps)
         return bs_fail(err, "fgsm: out of memory");
-    }
     rows_identity(rows, k);
     for (int t = 0; t < k; t++) {
         memcpy(xs + (size_t)t * n, a->x, n * sizeof *xs);
@@ -283,8 +272,6 @@ int attack_fgsm(attack_ctx *a, char *err)
         }
     }
 out:
-    free(eps);
-    free(s.mem);
     return 0;
 }
 
@@ -320,18 +307,17 @@ int attack_pgd(attack_ctx *a, char *err)
     const bs_attack_params *p = a->p;
     const int k = a->k, norm = p->pgd_norm;
     const size_t n = a->n, kn = (size_t)k * n;
-    scratch s = {0};
+    float *sf;
+    int *si;
     /* adv (k,n) per target; xb, grad (k,n) the active rows as a batch;
      * loss (k). ints: tg, rows, pred (k each). */
-    if (scratch_new(&s, 3 * kn + (size_t)k, 3 * (size_t)k, "pgd", err))
+    if (carve(a, &sf, 3 * kn + (size_t)k, &si, 3 * (size_t)k, "pgd", err))
         return -1;
-    float *adv = s.f, *xb = adv + kn, *grad = xb + kn, *loss = grad + kn;
-    int *tg = s.i, *rows = tg + k, *pred = rows + k;
-    eps_search *eps = malloc((size_t)k * sizeof *eps);
-    if (!eps) {
-        free(s.mem);
+    float *adv = sf, *xb = adv + kn, *grad = xb + kn, *loss = grad + kn;
+    int *tg = si, *rows = tg + k, *pred = rows + k;
+    eps_search *eps = bs_scratch_array(a->arena, k, eps_search);
+    if (!eps)
         return bs_fail(err, "pgd: out of memory");
-    }
     double cap = norm == 2 ? p->eps_max * sqrt((double)n) : p->eps_max;
     for (int t = 0; t < k; t++)
         eps_search_init(&eps[t], norm == 2 ? EPS_START_L2 : EPS_START_LINF, cap);
@@ -405,8 +391,6 @@ int attack_pgd(attack_ctx *a, char *err)
         }
     }
 out:
-    free(eps);
-    free(s.mem);
     return 0;
 }
 
@@ -426,21 +410,20 @@ int attack_cw_l2(attack_ctx *a, char *err)
     const int k = a->k, V = a->V;
     const size_t n = a->n, kn = (size_t)k * n;
     const float kappa = (float)p->kappa;
-    scratch s = {0};
+    float *sf;
+    int *si;
     /* w, Adam's m and v, x', grad, best: each (k,n); dlogits (k,V);
      * loss, best_dist (k). */
-    if (scratch_new(&s, 6 * kn + (size_t)k * V + 2 * (size_t)k, (size_t)k,
+    if (carve(a, &sf, 6 * kn + (size_t)k * V + 2 * (size_t)k, &si, (size_t)k,
                     "cw-l2", err))
         return -1;
-    float *w = s.f, *m = w + kn, *v = m + kn, *xp = v + kn, *grad = xp + kn;
+    float *w = sf, *m = w + kn, *v = m + kn, *xp = v + kn, *grad = xp + kn;
     float *best = grad + kn, *dlogits = best + kn, *loss = dlogits + (size_t)k * V;
     float *best_dist = loss + k;
-    int *rows = s.i;
-    budget_search *c_of = malloc((size_t)k * sizeof *c_of);
-    if (!c_of) {
-        free(s.mem);
+    int *rows = si;
+    budget_search *c_of = bs_scratch_array(a->arena, k, budget_search);
+    if (!c_of)
         return bs_fail(err, "cw-l2: out of memory");
-    }
     rows_identity(rows, k);
     for (int t = 0; t < k; t++)
         budget_search_init(&c_of[t], p->initial_c, p->c_factor, 0);
@@ -521,7 +504,5 @@ int attack_cw_l2(attack_ctx *a, char *err)
         }
     }
 out:
-    free(c_of);
-    free(s.mem);
     return 0;
 }

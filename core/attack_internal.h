@@ -1,20 +1,22 @@
 /* attack_internal — what the attack methods share, inside core/ only:
  * the batched objective evaluation, the deadline check, the search over c,
  * and the hand-in of a candidate image (8-bit rounding, repair on the grid,
- * keeping the smallest successful perturbation). attack.c implements it and
- * the L-BFGS method; attack_grad.c the gradient methods (adam-l1, fgsm,
- * pgd, cw-l2). */
+ * keeping the smallest successful perturbation). attack.c implements it;
+ * attack_lbfgs.c the L-BFGS method; attack_grad.c the gradient methods
+ * (adam-l1, fgsm, pgd, cw-l2). Methods carve their buffers from a->arena;
+ * bs_attack_run releases them all when the call ends. */
 #ifndef BS_ATTACK_INTERNAL_H
 #define BS_ATTACK_INTERNAL_H
 
 #include "core/attack.h"
 
 /* One bs_attack_run call: the model, the original image, the targets, and
- * scratch sized for all k targets at once. */
+ * buffers sized for all k targets at once. */
 typedef struct attack_ctx {
     const bs_model *m;
     const bs_attack_params *p;
-    const bs_attack_control *ctl;
+    const bs_control *ctl;
+    bs_scratch *arena;       /* the caller's (or the call's own) scratch */
     const float *x;          /* original image, n floats */
     size_t n;                /* m->input_size */
     int V;                   /* classes */
@@ -22,9 +24,9 @@ typedef struct attack_ctx {
     const int *targets;      /* k labels */
     int original;            /* model's label for x */
     bs_attack_result *res;   /* k results being filled */
-    bs_workspace *ws;        /* batch capacity k */
-    float *dlogits;          /* k*V scratch */
-    float *scratch;          /* n floats for candidate handling */
+    bs_workspace *ws;        /* batch capacity k or more, kept in arena */
+    float *dlogits;          /* k*V, attack_eval's */
+    float *offer_buf;        /* 2n: attack_offer's rounded image and gradient */
     float *best_fail_prob;   /* k: target prob of the best failed candidate */
     bs_attack_status status; /* DONE until the deadline or cancel hits */
 } attack_ctx;
@@ -73,9 +75,11 @@ void budget_search_update(budget_search *s, int success);
  * whether this candidate succeeded (on the 8-bit image when quantizing). */
 int attack_offer(attack_ctx *a, int t, const float *candidate, double budget);
 
-/* The gradient methods, in attack_grad.c. Each fills a->res[0..k) through
+/* The methods, the table's run functions: attack_lbfgs in attack_lbfgs.c,
+ * the gradient methods in attack_grad.c. Each fills a->res[0..k) through
  * attack_offer and adds iterations/runs to the results. Return 0, or -1 on
  * out of memory with a message in err. */
+int attack_lbfgs(attack_ctx *a, char *err);
 int attack_adam_l1(attack_ctx *a, char *err);
 int attack_fgsm(attack_ctx *a, char *err);
 int attack_pgd(attack_ctx *a, char *err);

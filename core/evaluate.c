@@ -37,27 +37,27 @@ typedef struct attack_pool {
     int blo, bhi;            /* the block being attacked */
     const bs_dataset *d;
     const bs_eval_config *cfg;
-    const bs_attack_control *ctl;
+    const bs_control *ctl;
     const int *targets;      /* hi-lo */
     float *adv;              /* (n_models, hi-lo, input_size) */
     bs_eval_images *im;
     atomic_int next, done, failed; /* next: of the block; done: of the shard */
-    pthread_mutex_t lock;    /* progress callback and error message */
-    bs_eval_progress_fn progress;
-    void *ctx;
+    pthread_mutex_t lock;    /* ctl's progress callback and error message */
     char err[BS_ERR_LEN];
     bs_attack_status status;
 } attack_pool;
 
-static int stop_asked(const bs_attack_control *ctl)
-{
-    return ctl && ((ctl->cancel && atomic_load(ctl->cancel)) ||
-                   (ctl->deadline > 0.0 && bs_now() > ctl->deadline));
-}
+/* One attack thread: the pool it takes attacks from, and its scratch,
+ * which every attack of the call that it runs uses (block after block). */
+typedef struct attack_thread {
+    attack_pool *p;
+    bs_scratch *scratch;
+} attack_thread;
 
 static void *attack_worker(void *arg)
 {
-    attack_pool *p = arg;
+    attack_pool *p = ((attack_thread *)arg)->p;
+    bs_scratch *scratch = ((attack_thread *)arg)->scratch;
     size_t in = p->d->input_size;
     int len = p->bhi - p->blo, total = p->n_models * (p->hi - p->lo), M = p->n_models;
     for (;;) {
@@ -70,16 +70,17 @@ static void *attack_worker(void *arg)
         size_t rec = (size_t)k * M + i;
         bs_attack_result r;
         char err[BS_ERR_LEN];
-        if (stop_asked(p->ctl)) {
+        bs_stop why = bs_should_stop(p->ctl);
+        if (why != BS_STOP_NONE) {
             memcpy(adv, x, in * sizeof(float));
             pthread_mutex_lock(&p->lock);
-            p->status = p->ctl->cancel && atomic_load(p->ctl->cancel) ? BS_ATTACK_CANCELLED
-                                                                        : BS_ATTACK_TIMEOUT;
+            p->status = why == BS_STOP_CANCELLED ? BS_ATTACK_CANCELLED : BS_ATTACK_TIMEOUT;
             pthread_mutex_unlock(&p->lock);
             continue;
         }
-        if (bs_attack_run(p->models[i], x, &p->targets[k - p->lo], 1, &p->cfg->params, p->ctl,
-                          &r, err)) {
+        bs_control quiet = bs_control_quiet(p->ctl);
+        if (bs_attack_run(p->models[i], x, &p->targets[k - p->lo], 1, &p->cfg->params, &quiet,
+                          scratch, &r, err)) {
             pthread_mutex_lock(&p->lock);
             snprintf(p->err, sizeof p->err, "model %d, image %d: %s", i,
                      p->cfg->first + k, err);
@@ -97,9 +98,9 @@ static void *attack_worker(void *arg)
         }
         bs_attack_result_free(&r);
         int done = atomic_fetch_add(&p->done, 1) + 1;
-        if (p->progress) {
+        if (p->ctl && p->ctl->progress) {
             pthread_mutex_lock(&p->lock);
-            p->progress(p->ctx, done, total);
+            p->ctl->progress(p->ctl->ctx, done, total);
             pthread_mutex_unlock(&p->lock);
         }
     }
@@ -312,16 +313,17 @@ static int measure_block(block_ctx *b, int b0, int b1)
 }
 
 int bs_evaluate_images(const bs_model *const *models, int n_models, const bs_dataset *d,
-                       const bs_eval_config *cfg, int lo, int hi, const bs_attack_control *ctl,
-                       bs_eval_progress_fn progress, bs_eval_measured_fn measured, void *ctx,
-                       bs_eval_images *im, float *adv_out, int *ok_out,
-                       bs_attack_status *status, char *err)
+                       const bs_eval_config *cfg, int lo, int hi, const bs_control *ctl,
+                       bs_eval_measured_fn measured, bs_eval_images *im, float *adv_out,
+                       int *ok_out, bs_attack_status *status, char *err)
 {
     if (bs_evaluate_check(models, n_models, d, cfg, err))
         return -1;
     if (im->n_models != n_models || im->n_noise != cfg->n_noise || im->n != cfg->n || lo < 0 ||
         hi > cfg->n || lo > hi)
         return bs_fail(err, "the image records do not fit the evaluation");
+    if (measured && !ctl)
+        return bs_fail(err, "measured blocks need a control for their context");
     *status = BS_ATTACK_DONE;
     if (lo == hi)
         return 0;
@@ -333,16 +335,23 @@ int bs_evaluate_images(const bs_model *const *models, int n_models, const bs_dat
     const int *labels = d->labels + cfg->first + lo;
 
     attack_pool p = {.models = models, .n_models = M, .lo = lo, .hi = hi, .d = d, .cfg = cfg,
-                     .ctl = ctl, .im = im, .progress = progress, .ctx = ctx,
-                     .status = BS_ATTACK_DONE};
+                     .ctl = ctl, .im = im, .status = BS_ATTACK_DONE};
     int *targets = malloc((size_t)n * sizeof(int));
     p.adv = malloc((size_t)total * in * sizeof(float));
     float *scratch = malloc((size_t)n * in * sizeof(float));
     int *pred = malloc((size_t)n * sizeof(int));
     pthread_t *th = malloc((size_t)cfg->threads * sizeof(pthread_t));
-    if (!targets || !p.adv || !scratch || !pred || !th) {
+    attack_thread *at = calloc((size_t)cfg->threads, sizeof *at);
+    if (!targets || !p.adv || !scratch || !pred || !th || !at) {
         rc = bs_fail(err, "out of memory for the evaluation");
         goto out;
+    }
+    for (int t = 0; t < cfg->threads; t++) {
+        at[t].p = &p;
+        if (!(at[t].scratch = bs_scratch_new())) {
+            rc = bs_fail(err, "out of memory for the evaluation");
+            goto out;
+        }
     }
     for (int k = lo; k < hi; k++)
         for (int i = 0; i < M; i++) {
@@ -383,10 +392,10 @@ int bs_evaluate_images(const bs_model *const *models, int n_models, const bs_dat
         atomic_store(&p.next, 0);
         int started = 0;
         for (; started < cfg->threads; started++)
-            if (pthread_create(&th[started], NULL, attack_worker, &p))
+            if (pthread_create(&th[started], NULL, attack_worker, &at[started]))
                 break;
         if (started == 0)
-            attack_worker(&p);
+            attack_worker(&at[0]);
         for (int t = 0; t < started; t++)
             pthread_join(th[t], NULL);
         if (atomic_load(&p.failed))
@@ -394,7 +403,7 @@ int bs_evaluate_images(const bs_model *const *models, int n_models, const bs_dat
         else if (measure_block(&b, p.blo - lo, p.bhi - lo))
             rc = bs_fail(err, "out of memory for the evaluation");
         else if (measured && p.status == BS_ATTACK_DONE)
-            measured(ctx, p.blo, p.bhi);
+            measured(ctl->ctx, p.blo, p.bhi);
     }
     pthread_mutex_destroy(&p.lock);
     if (rc)
@@ -415,6 +424,9 @@ out:
     free(scratch);
     free(pred);
     free(th);
+    for (int t = 0; at && t < cfg->threads; t++)
+        bs_scratch_free(at[t].scratch);
+    free(at);
     return rc;
 }
 
@@ -485,9 +497,8 @@ void bs_eval_reduce_measured(const bs_eval_images *im, const unsigned char *meas
 
 int bs_evaluate_transfer(const bs_model *const *models, int n_models,
                          const bs_dataset *d, const bs_eval_config *cfg,
-                         const bs_attack_control *ctl, bs_eval_progress_fn progress,
-                         void *ctx, bs_eval_result *out, float *adv_out, int *ok_out,
-                         char *err)
+                         const bs_control *ctl, bs_eval_result *out, float *adv_out,
+                         int *ok_out, char *err)
 {
     if (bs_evaluate_check(models, n_models, d, cfg, err))
         return -1;
@@ -495,7 +506,7 @@ int bs_evaluate_transfer(const bs_model *const *models, int n_models,
     if (!im)
         return bs_fail(err, "out of memory for the evaluation");
     bs_attack_status status;
-    int rc = bs_evaluate_images(models, n_models, d, cfg, 0, cfg->n, ctl, progress, NULL, ctx, im,
+    int rc = bs_evaluate_images(models, n_models, d, cfg, 0, cfg->n, ctl, NULL, im,
                                 adv_out, ok_out, &status, err);
     if (!rc)
         bs_eval_reduce(im, cfg, status, out);

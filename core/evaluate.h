@@ -87,22 +87,23 @@ void bs_eval_images_free(bs_eval_images *im);
  * count > n). */
 void bs_eval_shard_range(int n, int index, int count, int *lo, int *hi);
 
-/* Called after every attack: done of total. */
-typedef void (*bs_eval_progress_fn)(void *ctx, int done, int total);
-/* Called once the records of images lo .. hi-1 of the slice are complete
- * (every attack on them ran to its end; not called for images whose
- * attacks were stopped), from the thread that called bs_evaluate_images. */
+/* Called with the control's ctx once the records of images lo .. hi-1 of
+ * the slice are complete (every attack on them ran to its end; not called
+ * for images whose attacks were stopped), from the thread that called
+ * bs_evaluate_images. */
 typedef void (*bs_eval_measured_fn)(void *ctx, int lo, int hi);
 
-/* Runs the measurements. models must all take d's inputs. Each model's
- * adversarial images (n_models*n*input_size floats, NaN-free; x itself
- * where the attack failed) are written to adv_out when it is not NULL, and
- * success flags to ok_out (n_models*n). Returns 0, or -1 with a message. */
+/* Runs the measurements. models must all take d's inputs. ctl (may be
+ * NULL) stops the attacks, and its progress is called after every attack
+ * (done of total: n_models*n), from the attack threads one at a time; the
+ * attacks themselves report nothing. Each model's adversarial images
+ * (n_models*n*input_size floats, NaN-free; x itself where the attack
+ * failed) are written to adv_out when it is not NULL, and success flags to
+ * ok_out (n_models*n). Returns 0, or -1 with a message. */
 int bs_evaluate_transfer(const bs_model *const *models, int n_models,
                          const bs_dataset *d, const bs_eval_config *cfg,
-                         const bs_attack_control *ctl, bs_eval_progress_fn progress,
-                         void *ctx, bs_eval_result *out, float *adv_out, int *ok_out,
-                         char *err);
+                         const bs_control *ctl, bs_eval_result *out, float *adv_out,
+                         int *ok_out, char *err);
 
 /* 0 when models, d and cfg make an evaluation, else -1 with a message. */
 int bs_evaluate_check(const bs_model *const *models, int n_models, const bs_dataset *d,
@@ -110,9 +111,9 @@ int bs_evaluate_check(const bs_model *const *models, int n_models, const bs_data
 
 /* One shard: measures images lo .. hi-1 of cfg's slice into their rows of im
  * (made for n_models, cfg->n_noise and cfg->n), as bs_evaluate_transfer
- * does; adv_out and ok_out as there (their rows of these images). progress
- * counts the shard's attacks, n_models*(hi-lo). With measured (optional,
- * with progress's ctx) the images are attacked cfg->threads at a time,
+ * does; adv_out and ok_out as there (their rows of these images). ctl's
+ * progress counts the shard's attacks, n_models*(hi-lo). With measured
+ * (optional; then ctl is not NULL) the images are attacked cfg->threads at a time,
  * and measured says when each such block's records are complete: the
  * tables of the images measured so far can be made while the rest run.
  * Without it the threads take the shard's attacks as they come. *status is done, or
@@ -120,10 +121,9 @@ int bs_evaluate_check(const bs_model *const *models, int n_models, const bs_data
  * failed). Threads that call it for disjoint ranges of one im may run at
  * once. Returns 0, or -1 with a message. */
 int bs_evaluate_images(const bs_model *const *models, int n_models, const bs_dataset *d,
-                       const bs_eval_config *cfg, int lo, int hi, const bs_attack_control *ctl,
-                       bs_eval_progress_fn progress, bs_eval_measured_fn measured, void *ctx,
-                       bs_eval_images *im, float *adv_out, int *ok_out,
-                       bs_attack_status *status, char *err);
+                       const bs_eval_config *cfg, int lo, int hi, const bs_control *ctl,
+                       bs_eval_measured_fn measured, bs_eval_images *im, float *adv_out,
+                       int *ok_out, bs_attack_status *status, char *err);
 
 /* The tables from the records of every image of the slice (im->n of them),
  * with cfg's magnify; out->status is status. */

@@ -87,6 +87,7 @@ enum { ST_IDLE, ST_FG_START, ST_FG_LN, ST_NEW_X, ST_DONE };
 
 struct bs_lbfgsb {
     int n, m;
+    int owned;       /* 1: made by bs_lbfgsb_new, which freeing it frees */
     int ld;          /* slots in each half of a row of w: m rounded up to a multiple of 4 */
     int simd;        /* 1: the AVX2 kernels, 0: their portable twins */
     double *l, *u;   /* n bounds, 0 where there is none (the Fortran's l and u) */
@@ -1334,29 +1335,80 @@ static void solve_upper(const double *a, int lda, int n, const double *rdiag, do
 /* ------------------------------------------------------------------------ */
 /* create, free */
 
-/* count zeroed doubles (or ints: size) at a 64-byte boundary */
-static void *alloc_zeroed(size_t count, size_t size)
+/* Places the struct and every array of an instance for n variables and
+ * history m at base (64-byte boundaries, in this order); with base NULL
+ * only counts. Returns the bytes used. */
+static size_t lay_out(bs_lbfgsb *s, unsigned char *base, int n, int m)
 {
-    size_t bytes = (count * size + 63) / 64 * 64;
-    void *p = aligned_alloc(64, bytes ? bytes : 64);
-    if (p)
-        memset(p, 0, bytes ? bytes : 64);
-    return p;
+    size_t N = (size_t)n, M = (size_t)m, D = sizeof(double), ld = (size_t)(m + 3) / 4 * 4;
+    size_t off = (sizeof(bs_lbfgsb) + 63) / 64 * 64;
+#define PLACE(field, count, size)                                   \
+    do {                                                            \
+        if (base)                                                   \
+            s->field = (void *)(base + off);                        \
+        off += ((size_t)(count) * (size) + 63) / 64 * 64;           \
+    } while (0)
+    PLACE(l, N, D);
+    PLACE(u, N, D);
+    PLACE(lo, N, D);
+    PLACE(hi, N, D);
+    PLACE(nbd, N, sizeof(int));
+    PLACE(w, N * 2 * ld, D);
+    PLACE(sy, M * M, D);
+    PLACE(ss, M * M, D);
+    PLACE(wt, M * M, D);
+    PLACE(ldinv, M * M, D);
+    PLACE(dinv_sqrt, M, D);
+    PLACE(wt_rdiag, M, D);
+    PLACE(wn_rdiag, 2 * M, D);
+    PLACE(wn, 4 * M * M, D);
+    PLACE(snd, 4 * M * M, D);
+    PLACE(g, N, D);
+    PLACE(gold, N, D);
+    PLACE(z, N, D);
+    PLACE(r, N, D);
+    PLACE(d, N, D);
+    PLACE(xold, N, D);
+    PLACE(t, N, D);
+    PLACE(tden, N, D);
+    PLACE(bmin, N / BREAK_BLOCK + 1, D);
+    PLACE(bpos, N / BREAK_BLOCK + 1, sizeof(int));
+    PLACE(coef, N, D);
+    PLACE(zsave, N, D);
+    PLACE(wa, 8 * M, D);
+    PLACE(acc, 8 * ld, D);
+    PLACE(cvec, 2 * ld, D);
+    PLACE(index, N, sizeof(int));
+    PLACE(slist, N, sizeof(int));
+    PLACE(scoef, N, D);
+    PLACE(iwhere, N, sizeof(int));
+    PLACE(entering, N, sizeof(int));
+    PLACE(leaving, N, sizeof(int));
+    PLACE(iorder, N, sizeof(int));
+    PLACE(list, N, sizeof(int));
+    PLACE(was_free, (N + 3) / 4, 1);
+    PLACE(order, M, sizeof(int));
+#undef PLACE
+    return off;
 }
 
-bs_lbfgsb *bs_lbfgsb_new(int n, int m, const double *lower, const double *upper,
-                         double factr, double pgtol)
+size_t bs_lbfgsb_size(int n, int m)
 {
-    if (n < 1 || m < 1 || !(factr >= 0.0) || !lower || !upper)
+    return n < 1 || m < 1 ? 0 : lay_out(NULL, NULL, n, m);
+}
+
+bs_lbfgsb *bs_lbfgsb_init(void *mem, int n, int m, const double *lower, const double *upper,
+                          double factr, double pgtol)
+{
+    if (!mem || n < 1 || m < 1 || !(factr >= 0.0) || !lower || !upper)
         return NULL;
     for (int i = 0; i < n; i++)
         if (isnan(lower[i]) || isnan(upper[i]) || lower[i] > upper[i] ||
             lower[i] == INFINITY || upper[i] == -INFINITY)
             return NULL;
-    bs_lbfgsb *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    size_t N = (size_t)n, M = (size_t)m, D = sizeof(double);
+    memset(mem, 0, bs_lbfgsb_size(n, m));
+    bs_lbfgsb *s = mem;
+    lay_out(s, mem, n, m);
     s->n = n;
     s->m = m;
     s->ld = (m + 3) / 4 * 4;
@@ -1364,55 +1416,6 @@ bs_lbfgsb *bs_lbfgsb_new(int n, int m, const double *lower, const double *upper,
     s->factr = factr;
     s->pgtol = pgtol;
     s->epsmch = DBL_EPSILON;
-    s->l = alloc_zeroed(N, D);
-    s->u = alloc_zeroed(N, D);
-    s->lo = alloc_zeroed(N, D);
-    s->hi = alloc_zeroed(N, D);
-    s->nbd = alloc_zeroed(N, sizeof(int));
-    s->w = alloc_zeroed(N * 2 * (size_t)s->ld, D);
-    s->sy = alloc_zeroed(M * M, D);
-    s->ss = alloc_zeroed(M * M, D);
-    s->wt = alloc_zeroed(M * M, D);
-    s->ldinv = alloc_zeroed(M * M, D);
-    s->dinv_sqrt = alloc_zeroed(M, D);
-    s->wt_rdiag = alloc_zeroed(M, D);
-    s->wn_rdiag = alloc_zeroed(2 * M, D);
-    s->wn = alloc_zeroed(4 * M * M, D);
-    s->snd = alloc_zeroed(4 * M * M, D);
-    s->g = alloc_zeroed(N, D);
-    s->gold = alloc_zeroed(N, D);
-    s->z = alloc_zeroed(N, D);
-    s->r = alloc_zeroed(N, D);
-    s->d = alloc_zeroed(N, D);
-    s->xold = alloc_zeroed(N, D);
-    s->t = alloc_zeroed(N, D);
-    s->tden = alloc_zeroed(N, D);
-    s->bmin = alloc_zeroed(N / BREAK_BLOCK + 1, D);
-    s->bpos = alloc_zeroed(N / BREAK_BLOCK + 1, sizeof(int));
-    s->coef = alloc_zeroed(N, D);
-    s->zsave = alloc_zeroed(N, D);
-    s->wa = alloc_zeroed(8 * M, D);
-    s->acc = alloc_zeroed(8 * (size_t)s->ld, D);
-    s->cvec = alloc_zeroed(2 * (size_t)s->ld, D);
-    s->index = alloc_zeroed(N, sizeof(int));
-    s->slist = alloc_zeroed(N, sizeof(int));
-    s->scoef = alloc_zeroed(N, D);
-    s->iwhere = alloc_zeroed(N, sizeof(int));
-    s->entering = alloc_zeroed(N, sizeof(int));
-    s->leaving = alloc_zeroed(N, sizeof(int));
-    s->iorder = alloc_zeroed(N, sizeof(int));
-    s->list = alloc_zeroed(N, sizeof(int));
-    s->was_free = alloc_zeroed((N + 3) / 4, 1);
-    s->order = alloc_zeroed(M, sizeof(int));
-    if (!s->l || !s->u || !s->lo || !s->hi || !s->nbd || !s->w || !s->sy || !s->ss ||
-        !s->wt || !s->ldinv || !s->dinv_sqrt || !s->wt_rdiag || !s->wn_rdiag || !s->wn || !s->snd || !s->g || !s->gold || !s->z ||
-        !s->r || !s->d || !s->xold || !s->t || !s->tden || !s->bmin || !s->bpos || !s->coef || !s->zsave || !s->wa ||
-        !s->acc || !s->cvec || !s->index || !s->slist || !s->scoef || !s->iwhere || !s->entering ||
-        !s->leaving || !s->iorder ||
-        !s->list || !s->was_free || !s->order) {
-        bs_lbfgsb_free(s);
-        return NULL;
-    }
     for (int i = 0; i < n; i++) {
         int has_l = isfinite(lower[i]), has_u = isfinite(upper[i]);
         s->l[i] = has_l ? lower[i] : 0.0;
@@ -1424,19 +1427,24 @@ bs_lbfgsb *bs_lbfgsb_new(int n, int m, const double *lower, const double *upper,
     return s;
 }
 
+bs_lbfgsb *bs_lbfgsb_new(int n, int m, const double *lower, const double *upper,
+                         double factr, double pgtol)
+{
+    size_t bytes = bs_lbfgsb_size(n, m);
+    void *mem = bytes ? aligned_alloc(64, bytes) : NULL;
+    bs_lbfgsb *s = bs_lbfgsb_init(mem, n, m, lower, upper, factr, pgtol);
+    if (!s) {
+        free(mem);
+        return NULL;
+    }
+    s->owned = 1;
+    return s;
+}
+
 void bs_lbfgsb_free(bs_lbfgsb *s)
 {
-    if (!s)
-        return;
-    void *arrays[] = {s->l,    s->u,     s->lo,    s->hi,     s->nbd,   s->w,     s->sy,
-                      s->ss,   s->wt,    s->ldinv, s->dinv_sqrt, s->wt_rdiag, s->wn_rdiag,  s->wn,    s->snd,   s->g,
-                      s->gold, s->z,     s->r,     s->d,      s->xold,  s->t,     s->tden, s->bmin, s->bpos,
-                      s->coef, s->zsave, s->wa,    s->acc,    s->cvec,  s->index, s->iwhere,
-                      s->slist, s->scoef, s->entering, s->leaving, s->iorder, s->list, s->was_free,
-                      s->order};
-    for (size_t k = 0; k < sizeof arrays / sizeof arrays[0]; k++)
-        free(arrays[k]);
-    free(s);
+    if (s && s->owned)
+        free(s);
 }
 
 int bs_lbfgsb_use_simd(bs_lbfgsb *s, int on)

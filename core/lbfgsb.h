@@ -19,8 +19,9 @@
  *         rc = bs_lbfgsb_step(s, x, f, g);
  *     }
  *
- * All memory is allocated by bs_lbfgsb_new; start and step never allocate.
- * One instance serves one thread at a time. */
+ * All memory is allocated by bs_lbfgsb_new, or is the caller's
+ * (bs_lbfgsb_init); start and step never allocate. One instance serves one
+ * thread at a time. */
 #ifndef BS_LBFGSB_H
 #define BS_LBFGSB_H
 
@@ -47,6 +48,15 @@ typedef struct bs_lbfgsb bs_lbfgsb;
 bs_lbfgsb *bs_lbfgsb_new(int n, int m, const double *lower, const double *upper,
                          double factr, double pgtol);
 void bs_lbfgsb_free(bs_lbfgsb *s);
+
+/* The same optimiser in the caller's memory: bs_lbfgsb_size(n, m) bytes
+ * (0 when n or m < 1) at mem, aligned to 64 bytes, which init overwrites
+ * and the instance uses until the caller takes it back (bs_lbfgsb_free
+ * leaves it alone). NULL when mem is NULL or the arguments are invalid, as
+ * for bs_lbfgsb_new. */
+size_t bs_lbfgsb_size(int n, int m);
+bs_lbfgsb *bs_lbfgsb_init(void *mem, int n, int m, const double *lower, const double *upper,
+                          double factr, double pgtol);
 
 /* Starts a run from x (projected into the box in place), forgetting any
  * previous run. Returns BS_LBFGSB_FG. */

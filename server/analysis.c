@@ -40,10 +40,10 @@ typedef struct lipschitz_job {
     int attacks;             /* the first images of d to attack; 0: none */
 } lipschitz_job;
 
-static void lipschitz_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
+static void lipschitz_run(void *ctx, pool_worker *w, const bs_control *ctl,
                           http_response *out)
 {
-    (void)w; /* power iteration is bounded; the attacks take the deadline */
+    /* power iteration is bounded; the attacks take the deadline */
     lipschitz_job *j = ctx;
     const bs_model *m = j->rm->model;
     bs_lipschitz lip;
@@ -55,9 +55,9 @@ static void lipschitz_run(void *ctx, pool_worker *w, const bs_attack_control *ct
         return;
     }
     if (j->attacks) {
-        bs_attack_control inner = {.deadline = ctl->deadline, .cancel = ctl->cancel};
+        bs_control inner = bs_control_quiet(ctl);
         if (registry_split_slice(j->d, 0, j->attacks, &slice, err) ||
-            bs_lipschitz_attack(m, &slice, j->attacks, &inner, &emp, err)) {
+            bs_lipschitz_attack(m, &slice, j->attacks, &inner, pool_scratch(w), &emp, err)) {
             bs_dataset_free(&slice);
             resp_error(out, BS_E_ANALYSIS_FAILED, "The attacks failed: %s.", err);
             return;
@@ -176,7 +176,7 @@ static json_t *units_doc(const units_job *j, const bs_dataset *d, char *err)
     return doc;
 }
 
-static void units_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
+static void units_run(void *ctx, pool_worker *w, const bs_control *ctl,
                       http_response *out)
 {
     (void)w, (void)ctl; /* passes over the split; bounded */

@@ -37,7 +37,7 @@ typedef struct attack_job {
     bs_attack_request req;      /* the validated request */
     answer_type answer;         /* as the Accept header chose */
     /* progress of a job: runs finished over all k targets */
-    const bs_attack_control *ctl;
+    const bs_control *ctl;
     int runs_done, k;
     /* an image by URL: the request, validated on the worker once the image
      * is fetched (NULL otherwise) */
@@ -250,7 +250,7 @@ static void attack_progress(void *ctx, int done, int total)
     j->ctl->progress(j->ctl->ctx, j->runs_done, total * j->k);
 }
 
-static void attack_run(void *ctx, pool_worker *w, const bs_attack_control *job_ctl,
+static void attack_run(void *ctx, pool_worker *w, const bs_control *job_ctl,
                        http_response *out)
 {
     attack_job *j = ctx;
@@ -272,7 +272,7 @@ static void attack_run(void *ctx, pool_worker *w, const bs_attack_control *job_c
         return;
     }
     bs_attack_result *res = calloc((size_t)k, sizeof *res);
-    bs_attack_control ctl = *job_ctl;
+    bs_control ctl = *job_ctl;
     if (ctl.progress) {
         /* targets the model already gives are not searched: no runs */
         j->ctl = job_ctl;
@@ -285,7 +285,8 @@ static void attack_run(void *ctx, pool_worker *w, const bs_attack_control *job_c
         resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
         return;
     }
-    if (bs_attack_run(m, j->req.x, targets, k, &j->req.params, &ctl, res, err)) {
+    if (bs_attack_run(m, j->req.x, targets, k, &j->req.params, &ctl, pool_scratch(w), res,
+                      err)) {
         free(res);
         resp_error(out, BS_E_INVALID_ATTACK, "%s.", err);
         return;

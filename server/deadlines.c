@@ -2,7 +2,7 @@
 #include "server/deadlines.h"
 
 #include "api/errors.h"
-#include "core/attack.h" /* bs_now */
+#include "core/control.h" /* bs_now */
 
 #include <pthread.h>
 #include <stdio.h>

@@ -80,8 +80,8 @@ struct eval_run {
     const eval_job *j;
     const bs_dataset *slice;
     bs_eval_config cfg;             /* first 0: core sees the slice alone */
-    bs_attack_control inner;        /* the job's deadline and cancel flag */
-    const bs_attack_control *job;   /* the job's progress */
+    bs_control inner;               /* the job's deadline and cancel flag */
+    const bs_control *job;          /* the job's progress */
     bs_eval_images *im;             /* every image's records; shards fill disjoint rows */
     int n_shards;
     atomic_int next_shard;
@@ -139,13 +139,11 @@ static void shard_measured(void *ctx, int lo, int hi)
 }
 
 /* Why the job must stop now: cancelled, out of time, or DONE to go on. */
-static bs_attack_status stop_status(const bs_attack_control *ctl)
+static bs_attack_status stop_status(const bs_control *ctl)
 {
-    if (ctl->cancel && atomic_load(ctl->cancel))
-        return BS_ATTACK_CANCELLED;
-    if (ctl->deadline > 0.0 && bs_now() > ctl->deadline)
-        return BS_ATTACK_TIMEOUT;
-    return BS_ATTACK_DONE;
+    bs_stop why = bs_should_stop(ctl);
+    return why == BS_STOP_CANCELLED ? BS_ATTACK_CANCELLED
+         : why == BS_STOP_DEADLINE ? BS_ATTACK_TIMEOUT : BS_ATTACK_DONE;
 }
 
 /* Measures shards until none is left, one failed, or the job must stop:
@@ -176,10 +174,12 @@ static void take_shards(eval_run *run, pool *p, int yield)
         bs_eval_shard_range(run->cfg.n, s, run->n_shards, &lo, &hi);
         bs_attack_status status;
         char err[BS_ERR_LEN];
+        bs_control shard = run->inner;
+        shard.progress = shard_progress;
+        shard.ctx = run;
         int rc = bs_evaluate_images(run->j->models, run->j->n_models, run->slice, &run->cfg, lo,
-                                    hi, &run->inner, shard_progress, shard_measured, run,
-                                    run->im, NULL, NULL,
-                                    &status, err);
+                                    hi, &shard, shard_measured, run->im, NULL, NULL, &status,
+                                    err);
         pthread_mutex_lock(&run->lock);
         if (rc && !run->failed) {
             run->failed = 1;
@@ -264,7 +264,7 @@ static void run_shards(eval_run *run, pool *p)
                 "workers\n", run->cfg.n, run->j->n_models, run->n_shards, run->workers);
 }
 
-static void evaluation_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
+static void evaluation_run(void *ctx, pool_worker *w, const bs_control *ctl,
                            http_response *out)
 {
     (void)w;
@@ -293,7 +293,7 @@ static void evaluation_run(void *ctx, pool_worker *w, const bs_attack_control *c
     run->cfg = j->cfg;
     run->cfg.first = 0;
     /* The job's progress is the evaluation's, not that of each attack. */
-    run->inner = (bs_attack_control){.deadline = ctl->deadline, .cancel = ctl->cancel};
+    run->inner = bs_control_quiet(ctl);
     run->job = ctl;
     run->status = BS_ATTACK_DONE;
     pthread_mutex_init(&run->lock, NULL);

@@ -355,7 +355,7 @@ typedef struct held_work {
     registry_set *models;
 } held_work;
 
-static void held_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
+static void held_run(void *ctx, pool_worker *w, const bs_control *ctl,
                      http_response *out)
 {
     held_work *h = ctx;

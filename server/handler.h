@@ -28,7 +28,7 @@
 
 #include "api/errors.h"
 #include "api/tensor_json.h"
-#include "core/attack.h" /* bs_attack_control */
+#include "core/control.h" /* bs_control */
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -138,7 +138,7 @@ typedef struct http_stream {
  * to the attack core as it is. free releases ctx once the work is over,
  * whether or not run was called. */
 typedef struct http_work {
-    void (*run)(void *ctx, pool_worker *w, const bs_attack_control *ctl,
+    void (*run)(void *ctx, pool_worker *w, const bs_control *ctl,
                 http_response *out);
     void (*free)(void *ctx);
     void *ctx;

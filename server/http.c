@@ -26,7 +26,7 @@
  * told here which phase the connection is in. */
 #include "server/http.h"
 
-#include "core/attack.h" /* bs_now */
+#include "core/control.h" /* bs_now */
 #include "server/auth.h"
 #include "server/cors.h"
 #include "server/deadlines.h"
@@ -472,7 +472,7 @@ static void free_parts(request_state *st)
 static void job_run(pool_job *job, pool_worker *w)
 {
     request_state *st = STATE_OF(job);
-    bs_attack_control ctl = {.deadline = job->deadline, .cancel = &job->cancel};
+    bs_control ctl = {.deadline = job->deadline, .cancel = &job->cancel};
     double started = bs_now();
     st->work.run(st->work.ctx, w, &ctl, &st->resp);
     /* Queue and compute apart, per kind of work and model, for /metrics. */

@@ -1,7 +1,7 @@
 /* image_url — images by URL; see image_url.h. */
 #include "server/image_url.h"
 
-#include "core/attack.h" /* bs_now */
+#include "core/control.h" /* bs_now */
 #include "server/outbound.h"
 
 #include <stdlib.h>

@@ -358,7 +358,7 @@ static void job_progress(void *ctx, int done, int total)
     pthread_mutex_unlock(&j->table->lock);
 }
 
-void jobs_partial(const bs_attack_control *ctl, char *text)
+void jobs_partial(const bs_control *ctl, char *text)
 {
     if (ctl->progress != job_progress) { /* not a job: nobody reads it */
         free(text);
@@ -384,7 +384,7 @@ static void job_run(pool_job *pj, pool_worker *w)
     pthread_mutex_unlock(&j->table->lock);
     if (cancelled) /* between its submission and now: run nothing */
         return;
-    bs_attack_control ctl = {.deadline = pj->deadline, .cancel = &pj->cancel,
+    bs_control ctl = {.deadline = pj->deadline, .cancel = &pj->cancel,
                              .progress = job_progress, .ctx = j};
     double started = bs_now();
     j->work.run(j->work.ctx, w, &ctl, &j->out);
@@ -901,7 +901,7 @@ int jobs_take_callback(const server *srv, json_t *root, http_work *work, http_re
     return 0;
 }
 
-static void wait_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
+static void wait_run(void *ctx, pool_worker *w, const bs_control *ctl,
                      http_response *out)
 {
     (void)w, (void)ctl;

@@ -102,7 +102,7 @@ void jobs_submit(jobs *t, const http_request *req, http_work *work, http_respons
  * Each call replaces the last. ctl is the control the work's run was
  * given; for work that does not run as a job, text is freed and nothing
  * else done. */
-void jobs_partial(const bs_attack_control *ctl, char *text);
+void jobs_partial(const bs_control *ctl, char *text);
 
 /* The kind of the job id that client may see (see above) into kind (len
  * bytes): 0, or -1 when there is no such job. */

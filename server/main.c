@@ -10,7 +10,7 @@
  * --insecure-no-auth says otherwise (and the log says so loudly). Shutdown on SIGTERM or
  * SIGINT: stop accepting connections, let in-flight jobs finish for
  * --drain-timeout, answer what is left with 503, exit 0. */
-#include "core/attack.h" /* bs_now */
+#include "core/control.h" /* bs_now */
 #include "server/auth.h"
 #include "server/config.h"
 #include "server/handler.h"
@@ -221,7 +221,7 @@ int main(int argc, char **argv)
         auth_free(srv.auth);
         return 1;
     }
-    srv.pool = pool_new(cfg.workers, cfg.queue_size);
+    srv.pool = pool_new(cfg.workers, cfg.queue_size, &srv.reg.generation);
     srv.jobs = srv.pool ? jobs_new(srv.pool, srv.metrics, cfg.max_jobs,
                                          cfg.max_client_jobs, cfg.job_ttl, store)
                         : NULL;

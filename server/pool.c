@@ -2,7 +2,7 @@
 #define _GNU_SOURCE /* POLLRDHUP */
 #include "server/pool.h"
 
-#include "core/attack.h" /* bs_now */
+#include "core/control.h" /* bs_now */
 
 #include <poll.h>
 #include <pthread.h>
@@ -17,6 +17,7 @@ struct pool_worker {
     pool *p;
     pthread_t thread;
     int place;         /* workers 0..n-1, inline places n..2n-1 (pool_places) */
+    bs_scratch *scratch; /* the place's, for its life (pool_scratch) */
 };
 
 /* A doubly linked list of jobs (queue or running set). */
@@ -45,6 +46,7 @@ struct pool {
     int n_free_guests;
     pthread_t watcher;
     int watcher_started;
+    const _Atomic uint64_t *generation; /* of the models (pool_new); NULL: none */
 };
 
 static void list_push(job_list *l, pool_job *j)
@@ -73,6 +75,15 @@ static void list_remove(job_list *l, pool_job *j)
     l->n--;
 }
 
+/* Runs job in place w, whose scratch learns first which models' generation
+ * the job may see. */
+static void run_in(pool_job *job, pool_worker *w)
+{
+    if (w->p->generation)
+        bs_scratch_generation(w->scratch, atomic_load(w->p->generation));
+    job->run(job, w);
+}
+
 static void *worker_main(void *arg)
 {
     pool_worker *w = arg;
@@ -91,7 +102,7 @@ static void *worker_main(void *arg)
         } else {
             list_push(&p->running, j);
             pthread_mutex_unlock(&p->lock);
-            j->run(j, w);
+            run_in(j, w);
             pthread_mutex_lock(&p->lock);
             list_remove(&p->running, j);
         }
@@ -164,11 +175,12 @@ static void *watcher_main(void *arg)
     return NULL;
 }
 
-pool *pool_new(int n_workers, int queue_size)
+pool *pool_new(int n_workers, int queue_size, const _Atomic uint64_t *generation)
 {
     pool *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
+    p->generation = generation;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->idle, NULL);
@@ -190,6 +202,10 @@ pool *pool_new(int n_workers, int queue_size)
         pool_worker *w = i < n_workers ? &p->workers[i] : &p->guests[i - n_workers];
         w->p = p;
         w->place = i;
+        if (!(w->scratch = bs_scratch_new())) {
+            pool_free(p);
+            return NULL;
+        }
     }
     for (int i = 0; i < n_workers; i++)
         p->free_guests[p->n_free_guests++] = i;
@@ -245,7 +261,7 @@ int pool_run_inline(pool *p, pool_job *job)
     atomic_store(&job->cancel, 0);
     list_push(&p->running, job);
     pthread_mutex_unlock(&p->lock);
-    job->run(job, w);
+    run_in(job, w);
     pthread_mutex_lock(&p->lock);
     list_remove(&p->running, job);
     p->free_guests[p->n_free_guests++] = (int)(w - p->guests);
@@ -334,6 +350,11 @@ void pool_free(pool *p)
         pthread_join(p->workers[i].thread, NULL);
     if (p->watcher_started)
         pthread_join(p->watcher, NULL);
+    for (int i = 0; i < p->n_alloc; i++) {
+        bs_scratch_free(p->workers[i].scratch);
+        if (p->guests)
+            bs_scratch_free(p->guests[i].scratch);
+    }
     free(p->workers);
     free(p->guests);
     free(p->free_guests);
@@ -356,6 +377,11 @@ void pool_stats(pool *p, int *queued, int *running, int *workers)
 int pool_places(int n_workers)
 {
     return 2 * n_workers;
+}
+
+bs_scratch *pool_scratch(pool_worker *w)
+{
+    return w->scratch;
 }
 
 bs_workspace *pool_workspace(pool_worker *w, bs_workspace **per_place, const bs_model *m,

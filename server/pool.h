@@ -21,13 +21,18 @@
  * Each worker, and each of the --workers places for inline jobs, is a
  * place with a number; a model keeps one bs_workspace per place (made on
  * first use and reused for every later evaluation), so that no two threads
- * share one and a model's workspaces go when the model goes. */
+ * share one and a model's workspaces go when the model goes. Each place also
+ * owns a bs_scratch for its life (pool_scratch), the arena of the attacks
+ * it runs; before each job the scratch is told the models' generation, so
+ * that the workspace it keeps never outlives its model (core/scratch.h). */
 #ifndef BS_SERVER_POOL_H
 #define BS_SERVER_POOL_H
 
 #include "core/model.h"
+#include "core/scratch.h"
 
 #include <stdatomic.h>
+#include <stdint.h>
 
 typedef struct pool pool;
 typedef struct pool_worker pool_worker;
@@ -58,8 +63,11 @@ struct pool_job {
 };
 
 /* Starts n_workers threads (and the watcher) for a queue of queue_size
- * jobs. NULL when threads or memory cannot be had. */
-pool *pool_new(int n_workers, int queue_size);
+ * jobs. generation (may be NULL) is the models' generation, which changes
+ * before a model that may have been freed could be seen at its address
+ * again (the registry's): each job's place reads it before the job runs.
+ * NULL when threads or memory cannot be had. */
+pool *pool_new(int n_workers, int queue_size, const _Atomic uint64_t *generation);
 
 /* Claims a place in the queue. 0, or -1 when the queue is full or the pool
  * is draining (answer 503). A claim must be followed by pool_submit. */
@@ -102,6 +110,10 @@ void pool_stats(pool *p, int *queued, int *running, int *workers);
 /* How many places a pool of n_workers has: the length of the per_place
  * arrays below. */
 int pool_places(int n_workers);
+/* The place's scratch, the arena of the attacks its jobs run; it keeps a
+ * workspace for the last model it served, valid in the generation read
+ * before the job. */
+bs_scratch *pool_scratch(pool_worker *w);
 /* The worker's workspace for model m in per_place (one slot per place,
  * NULL until made), with room for batch samples; made on first use (or
  * when a larger batch is asked for) and kept. NULL when out of memory. */

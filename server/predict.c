@@ -24,7 +24,7 @@
 
 #include "api/image_input.h"
 #include "api/predict_json.h"
-#include "core/attack.h" /* bs_now */
+#include "core/control.h" /* bs_now */
 #include "core/train.h"  /* bs_evaluate */
 #include "server/image_url.h"
 
@@ -74,7 +74,7 @@ static void image_run(predict_job *j, pool_worker *w, http_response *out)
         resp_error(out, BS_E_ENCODE_FAILED, "The answer cannot be built: %s.", err);
 }
 
-static void slice_run(predict_job *j, const bs_attack_control *ctl, http_response *out)
+static void slice_run(predict_job *j, const bs_control *ctl, http_response *out)
 {
     const bs_model *m = j->rm->model;
     size_t cells = (size_t)m->classes * m->classes;
@@ -145,7 +145,7 @@ static int fetch_image(predict_job *j, double deadline, http_response *out)
     return 0;
 }
 
-static void predict_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
+static void predict_run(void *ctx, pool_worker *w, const bs_control *ctl,
                         http_response *out)
 {
     predict_job *j = ctx;

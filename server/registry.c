@@ -278,6 +278,7 @@ static void set_swap(registry *reg, registry_set *next)
 {
     pthread_mutex_lock(&reg->lock);
     registry_set *old = reg->current;
+    atomic_fetch_add(&reg->generation, 1);
     reg->current = next;
     pthread_mutex_unlock(&reg->lock);
     registry_set_release(old);

@@ -118,6 +118,11 @@ typedef struct registry {
     pthread_mutex_t lock;               /* guards current and problems */
     pthread_mutex_t reload;             /* one reload at a time */
     registry_set *current;              /* never NULL once loaded */
+    /* raised (under lock) before each new current set is seen: a model
+     * that was freed can come back at its address only in a later
+     * generation, so the address and the generation name one model (a
+     * worker's scratch keeps a workspace by both; core/scratch.h) */
+    _Atomic uint64_t generation;
     registry_problem *problems;
     int n_problems;
 } registry;

@@ -14,7 +14,7 @@
 
 #include "api/infer_json.h"
 #include "api/oip_tensor.h"
-#include "core/attack.h" /* bs_now */
+#include "core/control.h" /* bs_now */
 #include "core/layers.h" /* bs_softmax_xent_forward */
 
 #include <errno.h>
@@ -209,7 +209,7 @@ static void infer_free(void *ctx)
     free(j);
 }
 
-static void infer_run(void *ctx, pool_worker *w, const bs_attack_control *ctl,
+static void infer_run(void *ctx, pool_worker *w, const bs_control *ctl,
                       http_response *out)
 {
     infer_job *j = ctx;

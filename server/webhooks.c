@@ -3,7 +3,7 @@
 
 #include "server/jobs.h" /* JOB_ID_SIZE */
 
-#include "core/attack.h" /* bs_now */
+#include "core/control.h" /* bs_now */
 
 #include <errno.h>
 #include <gnutls/crypto.h>

@@ -58,10 +58,10 @@ static int classify(const float *x)
 }
 
 static void attack(const float *x, const int *targets, int k, const bs_attack_params *p,
-                   const bs_attack_control *ctl, bs_attack_result *res)
+                   const bs_control *ctl, bs_attack_result *res)
 {
     char err[BS_ERR_LEN];
-    if (bs_attack_run(model, x, targets, k, p, ctl, res, err))
+    if (bs_attack_run(model, x, targets, k, p, ctl, NULL, res, err))
         fail_msg("bs_attack_run: %s", err);
 }
 
@@ -201,7 +201,7 @@ static void *run_job(void *arg)
     job *jb = arg;
     bs_attack_params p = bs_attack_defaults(BS_ATTACK_LBFGS);
     char err[BS_ERR_LEN];
-    if (bs_attack_run(model, image(jb->index), &jb->target, 1, &p, NULL, &jb->r, err))
+    if (bs_attack_run(model, image(jb->index), &jb->target, 1, &p, NULL, NULL, &jb->r, err))
         jb->r.adv = NULL;
     return NULL;
 }
@@ -238,7 +238,7 @@ static void test_deadline_and_cancel_return_best_so_far(void **state)
     bs_attack_params p = bs_attack_defaults(BS_ATTACK_LBFGS);
     int target = (test.labels[3] + 5) % 10;
     bs_attack_result r;
-    bs_attack_control past = {.deadline = bs_now() - 1.0};
+    bs_control past = {.deadline = bs_now() - 1.0};
     double t0 = bs_now();
     attack(image(3), &target, 1, &p, &past, &r);
     assert_int_equal(r.status, BS_ATTACK_TIMEOUT);
@@ -247,7 +247,7 @@ static void test_deadline_and_cancel_return_best_so_far(void **state)
     bs_attack_result_free(&r);
 
     atomic_int cancel = 1;
-    bs_attack_control stop = {.cancel = &cancel};
+    bs_control stop = {.cancel = &cancel};
     attack(image(3), &target, 1, &p, &stop, &r);
     assert_int_equal(r.status, BS_ATTACK_CANCELLED);
     bs_attack_result_free(&r);
@@ -312,7 +312,7 @@ static void test_convex_case_finds_known_optimum(void **state)
     int target = 1;
     bs_attack_result r;
     char err[BS_ERR_LEN];
-    assert_int_equal(bs_attack_run(m, x, &target, 1, &p, NULL, &r, err), 0);
+    assert_int_equal(bs_attack_run(m, x, &target, 1, &p, NULL, NULL, &r, err), 0);
     assert_int_equal(r.original, 0);
     assert_true(r.success);
     /* no success can beat the optimum; the search lands within 5% of it */
@@ -342,7 +342,7 @@ static void test_larger_c_never_larger_distortion(void **state)
     for (double c = 0.01; c < 100.0; c *= 2.0) {
         bs_attack_result r;
         p.initial_c = c;
-        assert_int_equal(bs_attack_run(m, x, &target, 1, &p, NULL, &r, err), 0);
+        assert_int_equal(bs_attack_run(m, x, &target, 1, &p, NULL, NULL, &r, err), 0);
         assert_true(r.norms_float.distortion <= prev + 1e-6);
         prev = r.norms_float.distortion;
         bs_attack_result_free(&r);
@@ -375,17 +375,17 @@ static void test_bad_requests_refused(void **state)
     bs_attack_params p = bs_attack_defaults(BS_ATTACK_LBFGS);
     bs_attack_result r[2];
     int bad_target = 10;
-    assert_int_equal(bs_attack_run(model, image(0), &bad_target, 1, &p, NULL, r, err), -1);
+    assert_int_equal(bs_attack_run(model, image(0), &bad_target, 1, &p, NULL, NULL, r, err), -1);
     assert_non_null(strstr(err, "target 10"));
     float *x = malloc(test.input_size * sizeof(float));
     memcpy(x, image(0), test.input_size * sizeof(float));
     x[100] = 1.5f;
     int target = 1;
-    assert_int_equal(bs_attack_run(model, x, &target, 1, &p, NULL, r, err), -1);
+    assert_int_equal(bs_attack_run(model, x, &target, 1, &p, NULL, NULL, r, err), -1);
     assert_non_null(strstr(err, "outside [0,1]"));
     free(x);
     p.history = 0;
-    assert_int_equal(bs_attack_run(model, image(0), &target, 1, &p, NULL, r, err), -1);
+    assert_int_equal(bs_attack_run(model, image(0), &target, 1, &p, NULL, NULL, r, err), -1);
     assert_non_null(strstr(err, "history"));
 }
 

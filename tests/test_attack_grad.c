@@ -154,11 +154,11 @@ static const char *label_of(int method)
 }
 
 static void run(const float *x, const int *targets, int k,
-                const bs_attack_params *p, const bs_attack_control *ctl,
+                const bs_attack_params *p, const bs_control *ctl,
                 bs_attack_result *res)
 {
     char err[BS_ERR_LEN] = "";
-    if (bs_attack_run(fx.m, x, targets, k, p, ctl, res, err) != 0)
+    if (bs_attack_run(fx.m, x, targets, k, p, ctl, NULL, res, err) != 0)
         fail_msg("bs_attack_run: %s", err);
 }
 
@@ -313,7 +313,7 @@ static void test_adam_l1_zero_start_with_c_search(void **state)
 {
     (void)state;
     progress_log log = {0};
-    bs_attack_control ctl = {.progress = count_progress, .ctx = &log};
+    bs_control ctl = {.progress = count_progress, .ctx = &log};
     bs_attack_params p = params_for(BS_ATTACK_ADAM_L1);
     p.init_zeros = 1;
     p.c_search = 1;
@@ -426,7 +426,7 @@ static void test_deadline_returns_timeout(void **state)
     two_targets(0, targets);
     for (size_t mi = 0; mi < sizeof methods / sizeof *methods; mi++) {
         bs_attack_params p = params_for(methods[mi]);
-        bs_attack_control ctl = {.deadline = bs_now() - 1.0};
+        bs_control ctl = {.deadline = bs_now() - 1.0};
         bs_attack_result res[2];
         double t0 = bs_now();
         run(fx.images[0], targets, 2, &p, &ctl, res);
@@ -444,7 +444,7 @@ static void test_deadline_returns_timeout(void **state)
     /* a million Adam steps would take a minute */
     bs_attack_params p = params_for(BS_ATTACK_ADAM_L1);
     p.steps = 1000000;
-    bs_attack_control ctl = {.deadline = bs_now() + 0.05};
+    bs_control ctl = {.deadline = bs_now() + 0.05};
     bs_attack_result res[2];
     run(fx.images[0], targets, 2, &p, &ctl, res);
     double late = bs_now() - ctl.deadline;
@@ -470,7 +470,7 @@ static void test_cancel_returns_cancelled(void **state)
     two_targets(0, targets);
     for (size_t mi = 0; mi < sizeof methods / sizeof *methods; mi++) {
         bs_attack_params p = params_for(methods[mi]);
-        bs_attack_control ctl = {.cancel = &cancel};
+        bs_control ctl = {.cancel = &cancel};
         bs_attack_result res[2];
         double t0 = bs_now();
         run(fx.images[0], targets, 2, &p, &ctl, res);

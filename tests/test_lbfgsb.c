@@ -10,7 +10,8 @@
  * the first iterations, the same number of iterations, the same answer;
  * see compare for the float objective's tolerances), and both optimisers
  * in lockstep on the same function values (every iterate, the iterations,
- * evaluations and end). Also checks the error paths, and prints the
+ * evaluations and end). Also checks the error paths, an instance in the
+ * caller's memory (bs_lbfgsb_init) against one of its own, and prints the
  * optimisers' own CPU time per iteration at n=784, m=15 (not asserted).
  * Needs make data models. */
 #include <setjmp.h>
@@ -698,6 +699,63 @@ static void test_out_of_turn_calls(void **state)
     bs_lbfgsb_free(s);
 }
 
+/* Minimises f = sum (x_i - i/n)^2 in [0, 0.5]^n from 0.9 with s; returns
+ * the iterations and leaves the end point in x. */
+static int run_quadratic(bs_lbfgsb *s, double *x, int n)
+{
+    double g[8];
+    for (int i = 0; i < n; i++)
+        x[i] = 0.9;
+    int rc = bs_lbfgsb_start(s, x), iterations = 0;
+    while (rc == BS_LBFGSB_FG || rc == BS_LBFGSB_NEW_X) {
+        double f = 0.0;
+        for (int i = 0; i < n; i++) {
+            double r = x[i] - (double)i / n;
+            f += r * r;
+            g[i] = 2.0 * r;
+        }
+        iterations += rc == BS_LBFGSB_NEW_X;
+        rc = bs_lbfgsb_step(s, x, f, g);
+    }
+    assert_int_equal(rc, BS_LBFGSB_CONV);
+    return iterations;
+}
+
+/* An instance in the caller's memory (any bytes before init) follows the
+ * iterates of one bs_lbfgsb_new makes, and bs_lbfgsb_free leaves that
+ * memory to the caller; the same arguments are refused. */
+static void test_caller_memory(void **state)
+{
+    (void)state;
+    enum { N = 8, M = 5 };
+    double lo[N], hi[N], x_own[N], x_placed[N];
+    for (int i = 0; i < N; i++) {
+        lo[i] = 0.0;
+        hi[i] = 0.5;
+    }
+    size_t bytes = bs_lbfgsb_size(N, M);
+    assert_true(bytes > 0);
+    assert_int_equal(bs_lbfgsb_size(0, M), 0);
+    assert_int_equal(bs_lbfgsb_size(N, 0), 0);
+    void *mem = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    assert_non_null(mem);
+    memset(mem, 0xa5, bytes);
+    assert_null(bs_lbfgsb_init(NULL, N, M, lo, hi, 1e7, 1e-5));
+    assert_null(bs_lbfgsb_init(mem, N, M, lo, hi, -1.0, 1e-5));
+    bs_lbfgsb *placed = bs_lbfgsb_init(mem, N, M, lo, hi, 1e7, 1e-5);
+    assert_ptr_equal(placed, mem);
+    bs_lbfgsb *own = bs_lbfgsb_new(N, M, lo, hi, 1e7, 1e-5);
+    assert_non_null(own);
+    int it_own = run_quadratic(own, x_own, N), it_placed = run_quadratic(placed, x_placed, N);
+    assert_int_equal(it_own, it_placed);
+    assert_memory_equal(x_own, x_placed, sizeof x_own);
+    assert_true(x_placed[N - 1] == 0.5); /* at the bound */
+    bs_lbfgsb_free(placed); /* the caller's memory: left alone */
+    assert_int_equal(run_quadratic(placed, x_placed, N), it_own);
+    bs_lbfgsb_free(own);
+    free(mem);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -708,6 +766,7 @@ int main(void)
         cmocka_unit_test(test_attack_objective),
         cmocka_unit_test(test_bad_arguments_refused),
         cmocka_unit_test(test_out_of_turn_calls),
+        cmocka_unit_test(test_caller_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,8 +5,10 @@
  * answered 404 with where it was looked for, --models FILE and
  * --model-name, SIGHUP with files changed, added, removed and broken while
  * a thread keeps inferring, /metrics after a failed reload, the model
- * repository endpoints of /v2, and an attack in flight across a reload
- * that replaces its model. Needs `make data models` (make test does it). */
+ * repository endpoints of /v2, an attack in flight across a reload
+ * that replaces its model, and attacks after reloads that replace the
+ * worker's last model by one of another shape. Needs `make data models`
+ * (make test does it). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -692,6 +694,59 @@ static void test_attack_across_reload(void **state)
     scratch_free(&s);
 }
 
+/* The one worker's scratch keeps the workspace of the last model it
+ * attacked. Reloads that free that model and then load one of another
+ * shape, wherever the allocator puts it, do not leave the old workspace in
+ * use: every attack on the victim answers as the same file loaded from the
+ * start does. (test_scratch makes the new model come back at the freed
+ * one's address.) */
+static void test_attack_after_reloads_of_other_shapes(void **state)
+{
+    (void)state;
+    scratch s;
+    scratch_make(&s);
+    put_file(s.models, "victim.safetensors", ZOO_A, NULL);
+    put_file(s.models, "ref-a.safetensors", ZOO_A, NULL);
+    put_file(s.models, "ref-c.safetensors", ZOO_C, NULL);
+    daemon_proc d;
+    const char *extra[] = {"--models", s.models, "--workers", "1", NULL};
+    assert_int_equal(daemon_start(&d, extra), 0);
+    static const char ref_a[] =
+        "{\"model\":\"ref-a\",\"target\":3,\"image\":{\"dataset\":\"mnist\",\"index\":18}}";
+    static const char ref_c[] =
+        "{\"model\":\"ref-c\",\"target\":3,\"image\":{\"dataset\":\"mnist\",\"index\":18}}";
+    reply r;
+    char *want[2];
+    const char *bodies[2] = {ref_a, ref_c};
+    for (int i = 0; i < 2; i++) {
+        post_on(d.port, "/v1/attacks", bodies[i], &r);
+        assert_int_equal(r.status, 200);
+        want[i] = attack_digest(r.json);
+        reply_free(&r);
+    }
+    assert_string_not_equal(want[0], want[1]);
+    /* victim: A, then B (A's shape) and C in turn; the worker attacks the
+     * victim only after the reload to C, so that the last model it served
+     * was freed two reloads before */
+    for (int round = 0; round < 3; round++) {
+        post_on(d.port, "/v1/attacks", attack_body, &r);
+        assert_int_equal(r.status, 200);
+        char *got = attack_digest(r.json);
+        assert_string_equal(got, want[round % 2 ? 1 : 0]);
+        free(got);
+        reply_free(&r);
+        put_file(s.models, "victim.safetensors", ZOO_B, NULL);
+        assert_non_null(strstr(reload(&d), "reload: ok, 0 added, 0 removed, 1 replaced"));
+        put_file(s.models, "victim.safetensors", round % 2 ? ZOO_A : ZOO_C, NULL);
+        assert_non_null(strstr(reload(&d), "reload: ok, 0 added, 0 removed, 1 replaced"));
+    }
+    free(want[0]);
+    free(want[1]);
+    assert_int_equal(daemon_stop(&d), 0);
+    daemon_cleanup(&d);
+    scratch_free(&s);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -702,6 +757,7 @@ int main(void)
         cmocka_unit_test(test_sighup_under_load),
         cmocka_unit_test(test_repository),
         cmocka_unit_test(test_attack_across_reload),
+        cmocka_unit_test(test_attack_after_reloads_of_other_shapes),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -246,14 +246,21 @@ static void *attack_images(void *arg)
     bs_attack_result res[10];
     int targets[10];
     char err[BS_ERR_LEN];
+    /* one scratch per thread, as the daemon's workers have */
+    bs_scratch *scratch = bs_scratch_new();
+    if (!scratch) {
+        fprintf(stderr, "bench_core: out of memory\n");
+        w->failed = 1;
+        return NULL;
+    }
     for (int i; (i = atomic_fetch_add(w->next, 1)) < w->count;) {
         const float *x = w->d->images + (size_t)i * w->d->input_size;
         for (int j = 0; j < w->targets; j++)
             targets[j] = (w->d->labels[i] + 1 + j) % w->m->classes;
-        if (bs_attack_run(w->m, x, targets, w->targets, &p, NULL, res, err)) {
+        if (bs_attack_run(w->m, x, targets, w->targets, &p, NULL, scratch, res, err)) {
             fprintf(stderr, "bench_core: image %d: %s\n", i, err);
             w->failed = 1;
-            return NULL;
+            break;
         }
         w->success[i] = 0;
         w->distortion[i] = res[0].success ? res[0].norms.distortion : -1.0;
@@ -269,6 +276,7 @@ static void *attack_images(void *arg)
             bs_attack_result_free(&res[j]);
         }
     }
+    bs_scratch_free(scratch);
     return NULL;
 }
 

@@ -16,7 +16,7 @@
 #include "server/handler.h"
 #include "server/routes.h"
 
-#include "core/attack.h" /* bs_now */
+#include "core/control.h" /* bs_now */
 
 #include <string.h>
 

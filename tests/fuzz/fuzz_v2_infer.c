@@ -16,7 +16,7 @@
 #include "server/handler.h"
 #include "server/routes.h"
 
-#include "core/attack.h" /* bs_now */
+#include "core/control.h" /* bs_now */
 
 #include <string.h>
 #include <strings.h>
@@ -30,7 +30,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
     models = fuzz_tiny_server(&srv);
-    srv.pool = pool_new(1, 4);
+    srv.pool = pool_new(1, 4, NULL);
     PROMISE(srv.pool != NULL, "pool");
     return 0;
 }
@@ -57,7 +57,7 @@ static void run_inline(pool_job *job, pool_worker *w)
 {
     inline_job *j = (inline_job *)job;
     atomic_int cancel = 0;
-    bs_attack_control ctl = {.deadline = j->job.deadline, .cancel = &cancel};
+    bs_control ctl = {.deadline = j->job.deadline, .cancel = &cancel};
     j->work->run(j->work->ctx, w, &ctl, j->resp);
 }
 
