@@ -135,7 +135,8 @@ static int read_report(const bs_attack_env *env, bs_attack_request *r, const jso
         const bs_model *m = named_model(env, v, "report[]", &name, e);
         if (!m)
             return -1;
-        if (m->input_size != r->model->input_size)
+        if (m->input_size != r->model->input_size ||
+            m->input_shape[0] != r->model->input_shape[0])
             return bs_api_fail(e, BS_E_SHAPE_MISMATCH, "report model %.64s takes another input "
                                "than %.64s.", name, r->model_name);
         for (int k = 0; k < r->n_report; k++)

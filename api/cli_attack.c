@@ -156,7 +156,8 @@ static int env_report_all(void *ctx, const bs_model *m, bs_report_model *out, in
     cli_env *c = ctx;
     int n = 0;
     for (int i = 0; i < c->n_report && n < cap; i++)
-        if (c->report[i].model->input_size == m->input_size)
+        if (c->report[i].model->input_size == m->input_size &&
+            c->report[i].model->input_shape[0] == m->input_shape[0])
             out[n++] = c->report[i];
     return n;
 }

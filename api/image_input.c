@@ -161,7 +161,7 @@ static int from_dataset(const json_t *image, bs_invert inv, const bs_image_datas
         return -1;
     }
     size_t n = (size_t)t->shape[0] * t->shape[1] * t->shape[2];
-    if (d.input_size != n) {
+    if (d.input_size != n || d.shape[0] != t->shape[0]) { /* gray is not colour */
         *code = BS_E_SHAPE_MISMATCH;
         snprintf(msg, BS_ERR_LEN, "%.64s samples are (%d,%d,%d); model %.64s takes (%d,%d,%d).",
                  d.dataset, d.shape[0], d.shape[1], d.shape[2], t->model, t->shape[0],

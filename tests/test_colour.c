@@ -1,6 +1,7 @@
 /* test_colour — colour images of any size through every path of the daemon
  * and the command line: RGB models of a non-square (3,48,192) and a square
- * (3,32,32) input, made here (random weights, saved with core/model_file.h
+ * (3,32,32) input and a gray one of as many values (1,48,64), made here
+ * (random weights, saved with core/model_file.h
  * into a models folder of their own), and colour IDX datasets in both
  * layouts, (n,H,W,3) and (n,3,H,W), in a data folder of their own. An
  * upload of another size is attacked under each resize mode: the input the
@@ -70,14 +71,14 @@ static uint8_t sample_byte(int i, int y, int x, int c)
     return (uint8_t)((i * 31 + y * 7 + x * 3 + c * 85) % 256);
 }
 
-static void save_model(const char *name, const char *spec, int H, int W, uint64_t seed)
+static void save_model(const char *name, const char *spec, int C, int H, int W, uint64_t seed)
 {
     bs_layer layers[BS_MAX_LAYERS];
     int n;
     char err[BS_ERR_LEN], path[700];
     if (bs_arch_parse(spec, CLASSES, layers, &n, err))
         fail_msg("%s: %s", spec, err);
-    bs_model *m = bs_model_build(layers, n, (const int[3]){3, H, W}, err);
+    bs_model *m = bs_model_build(layers, n, (const int[3]){C, H, W}, err);
     if (!m)
         fail_msg("%s: %s", spec, err);
     bs_model_init(m, seed);
@@ -133,8 +134,10 @@ static int setup(void **state)
     snprintf(upload_path, sizeof upload_path, "%s/upload.png", scratch);
     mkdir(models_dir, 0755);
     mkdir(data_dir, 0755);
-    save_model("rgb-line", "cnn:4,8:16", LINE_H, LINE_W, 7);
-    save_model("rgb-square", "fc:32", 32, 32, 11);
+    save_model("rgb-line", "cnn:4,8:16", 3, LINE_H, LINE_W, 7);
+    save_model("rgb-square", "fc:32", 3, 32, 32, 11);
+    /* as many values as rgb-square (3072), in one channel */
+    save_model("gray-wide", "fc", 1, 48, 64, 13);
     save_dataset("lines", "test", LINE_H, LINE_W, 1);
     save_dataset("tiles", "test", 32, 32, 0);
     save_dataset("tiles", "train", 32, 32, 0);
@@ -677,13 +680,39 @@ static void test_bad_resize_refused_everywhere(void **state)
     reply_free(&r);
 }
 
-static void test_dataset_of_another_shape_refused(void **state)
+/* Another size, or as many values in another number of channels: a
+ * colour sample is no input for a gray model, nor a gray model a reporter
+ * on a colour attack. */
+static void test_other_shape_refused(void **state)
 {
     (void)state;
+    static const char *const bodies[][2] = {
+        {"/v1/attacks", "{\"model\": \"rgb-line\", \"target\": 1, "
+                        "\"image\": {\"dataset\": \"tiles\", \"index\": 0}}"},
+        {"/v1/attacks", "{\"model\": \"gray-wide\", \"target\": 1, "
+                        "\"image\": {\"dataset\": \"tiles\", \"index\": 0}}"},
+        {"/v1/attacks", "{\"model\": \"rgb-square\", \"target\": 1, \"report\": [\"gray-wide\"], "
+                        "\"image\": {\"dataset\": \"tiles\", \"index\": 0}}"},
+        {"/v1/models/gray-wide/predict", "{\"image\": {\"dataset\": \"tiles\", \"index\": 0}}"},
+        {"/v1/models/gray-wide/predict", "{\"dataset\": \"tiles\"}"},
+    };
     reply r;
-    post_json("/v1/attacks", "{\"model\": \"rgb-line\", \"target\": 1, "
-              "\"image\": {\"dataset\": \"tiles\", \"index\": 0}}", NULL, &r);
-    assert_error(&r, 422, "shape_mismatch");
+    for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++) {
+        post_json(bodies[i][0], bodies[i][1], NULL, &r);
+        if (r.status != 422)
+            fail_msg("%s %s: %ld %s", bodies[i][0], bodies[i][1], r.status, r.body);
+        assert_error(&r, 422, "shape_mismatch");
+        reply_free(&r);
+    }
+    /* by default the models that take the same input report: not gray-wide */
+    post_json("/v1/attacks", "{\"model\": \"rgb-square\", \"target\": 1, \"image\": "
+              "{\"dataset\": \"tiles\", \"index\": 1}}", NULL, &r);
+    assert_int_equal(r.status, 200);
+    const json_t *preds = json_object_get(json_array_get(json_object_get(r.json, "results"), 0),
+                                          "predictions");
+    assert_int_equal(json_array_size(preds), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(preds, 0), "model")),
+                        "rgb-square");
     reply_free(&r);
 }
 
@@ -740,7 +769,7 @@ int main(void)
         cmocka_unit_test(test_predict_rgb_form_and_json),
         cmocka_unit_test(test_v2_infer_rgb),
         cmocka_unit_test(test_bad_resize_refused_everywhere),
-        cmocka_unit_test(test_dataset_of_another_shape_refused),
+        cmocka_unit_test(test_other_shape_refused),
         cmocka_unit_test(test_cli_predict_resize),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
