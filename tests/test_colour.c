@@ -325,6 +325,19 @@ static void test_sample_png_is_rgb(void **state)
                 assert_true(px(&img, y, x, c) == sample_byte(2, y, x, c) / 255.0f);
     bs_image_free(&img);
     reply_free(&r);
+
+    /* as JSON: the (C,H,W) planes one after another */
+    request_on(colour_daemon.port, "/v1/datasets/lines/test/2?format=json", NULL, &r);
+    assert_int_equal(r.status, 200);
+    const json_t *shape = json_object_get(r.json, "shape"), *data = json_object_get(r.json, "data");
+    assert_int_equal(json_integer_value(json_array_get(shape, 0)), 3);
+    assert_int_equal(json_integer_value(json_array_get(shape, 1)), LINE_H);
+    assert_int_equal(json_integer_value(json_array_get(shape, 2)), LINE_W);
+    assert_int_equal(json_array_size(data), 3 * LINE_H * LINE_W);
+    size_t green_5_7 = (size_t)LINE_H * LINE_W + 5 * LINE_W + 7;
+    assert_float_equal(json_number_value(json_array_get(data, green_5_7)),
+                       sample_byte(2, 5, 7, 1) / 255.0, 1e-6);
+    reply_free(&r);
 }
 
 /* ---- attacks of an upload of another size, under each resize mode ------------- */
@@ -351,8 +364,10 @@ static curl_mime *upload_form(CURL *c, const char *const (*fields)[2], size_t n)
 
 static curl_mime *attack_form(CURL *c)
 {
+    /* a short search: a model of random weights gives in quickly */
     const char *const fields[][2] = {{"model", "rgb-line"}, {"target", form_target},
-                                     {"resize", form_resize}, {"report", "rgb-line"}};
+                                     {"resize", form_resize}, {"report", "rgb-line"},
+                                     {"params", "{\"search_steps\": 3}"}};
     return upload_form(c, fields, sizeof fields / sizeof *fields);
 }
 
@@ -481,6 +496,8 @@ static void test_norms_over_channels(void **state)
         const json_t *img = json_object_get(res, "image");
         assert_string_equal(json_string_value(json_object_get(img, "format")), "floats");
         assert_int_equal(json_integer_value(json_object_get(img, "channels")), 3);
+        assert_int_equal(json_integer_value(json_object_get(img, "height")), 32);
+        assert_int_equal(json_integer_value(json_object_get(img, "width")), 32);
         const json_t *adv = json_object_get(img, "data");
         assert_int_equal(json_array_size(adv), n);
         double l2 = 0.0, linf = 0.0;
@@ -523,7 +540,8 @@ static void test_attack_dataset_accept_png(void **state)
     int target = (predict_dataset_label("rgb-line", "lines", 1) + 1) % CLASSES;
     char body[256];
     snprintf(body, sizeof body, "{\"model\": \"rgb-line\", \"target\": %d, \"image\": "
-             "{\"dataset\": \"lines\", \"index\": 1}}", target);
+             "{\"dataset\": \"lines\", \"index\": 1}, \"params\": {\"search_steps\": 3}}",
+             target);
     static const char *const headers[] = {"Content-Type: application/json",
                                           "Accept: image/png", NULL};
     reply r;
@@ -718,39 +736,80 @@ static void test_other_shape_refused(void **state)
 
 /* ---- the command line ------------------------------------------------------------- */
 
-static void test_cli_predict_resize(void **state)
+/* Runs the command line cmd (its --json answer on stdout), checks its exit
+ * status, and decodes the answer's input into in (caller frees); the
+ * answer itself is returned (caller frees). */
+static json_t *cli_answer(const char *cmd, int status, bs_image *in)
 {
-    (void)state;
-    char cmd[2048], *out = NULL;
-    snprintf(cmd, sizeof cmd, "%s predict --model %s/rgb-line.safetensors --image %s "
-             "--resize pad-right --json", tu_bin("blindspot"), models_dir, upload_path);
-    assert_int_equal(tu_run(cmd, &out), 0);
+    char *out = NULL;
+    assert_int_equal(tu_run(cmd, &out), status);
     json_t *doc = json_loads(out, 0, NULL);
+    free(out);
     assert_non_null(doc);
-    bs_image in;
     uint8_t *png;
     size_t len;
-    decode_doc(json_object_get(doc, "input"), "png", &in, &png, &len);
+    decode_doc(json_object_get(doc, "input"), "png", in, &png, &len);
+    free(png);
+    return doc;
+}
+
+/* Runs cmd, checks its exit status (-1: any failure) and that its output
+ * holds text. */
+static void cli_says(const char *cmd, int status, const char *text)
+{
+    char *out = NULL;
+    int rc = tu_run(cmd, &out);
+    if (status >= 0)
+        assert_int_equal(rc, status);
+    else
+        assert_int_not_equal(rc, 0);
+    assert_non_null(strstr(out, text));
+    free(out);
+}
+
+static void test_cli_resize(void **state)
+{
+    (void)state;
+    char cmd[2048];
+    const char *cli = tu_bin("blindspot");
+    bs_image in;
+    snprintf(cmd, sizeof cmd, "%s predict --model %s/rgb-line.safetensors --image %s "
+             "--resize pad-right --json", cli, models_dir, upload_path);
+    json_decref(cli_answer(cmd, 0, &in));
     assert_geometry("pad-right", &in);
     bs_image_free(&in);
-    free(png);
+
+    /* attack here: the upload cropped, then a user's folder of
+     * channels-last IDX files named by its path */
+    int label = predict_png("rgb-line", upload, upload_len, "&resize=crop");
+    snprintf(cmd, sizeof cmd, "%s attack --model %s/rgb-line.safetensors --image %s "
+             "--resize crop --target %d --models none --param search_steps=3 --json", cli, models_dir, upload_path,
+             (label + 1) % CLASSES);
+    json_t *doc = cli_answer(cmd, 0, &in);
+    assert_geometry("crop", &in);
+    bs_image_free(&in);
     json_decref(doc);
-    free(out);
+    label = predict_dataset_label("rgb-line", "lines", 3);
+    snprintf(cmd, sizeof cmd, "%s attack --model %s/rgb-line.safetensors --dataset %s/lines "
+             "--index 3 --target %d --models none --param search_steps=3 --json", cli, models_dir, data_dir,
+             (label + 1) % CLASSES);
+    doc = cli_answer(cmd, 0, &in);
+    assert_true(json_is_true(json_object_get(json_array_get(json_object_get(doc, "results"), 0),
+                                             "success")));
+    assert_true(px(&in, 5, 7, 2) == sample_byte(3, 5, 7, 2) / 255.0f);
+    bs_image_free(&in);
+    json_decref(doc);
 
     snprintf(cmd, sizeof cmd, "%s predict --model %s/rgb-line.safetensors --image %s "
-             "--resize zoom 2>&1", tu_bin("blindspot"), models_dir, upload_path);
-    assert_int_equal(tu_run(cmd, &out), 2);
-    assert_non_null(strstr(out, "--resize is stretch, crop, pad or pad-right"));
-    free(out);
-
-    snprintf(cmd, sizeof cmd, "%s predict --help", tu_bin("blindspot"));
-    assert_int_equal(tu_run(cmd, &out), 0);
-    assert_non_null(strstr(out, "--resize MODE"));
-    free(out);
-    snprintf(cmd, sizeof cmd, "%s attack --help", tu_bin("blindspot"));
-    assert_int_equal(tu_run(cmd, &out), 0);
-    assert_non_null(strstr(out, "--resize MODE"));
-    free(out);
+             "--resize zoom 2>&1", cli, models_dir, upload_path);
+    cli_says(cmd, 2, "--resize is stretch, crop, pad or pad-right");
+    snprintf(cmd, sizeof cmd, "%s attack --model %s/rgb-line.safetensors --image %s "
+             "--resize zoom --target 1 --models none 2>&1", cli, models_dir, upload_path);
+    cli_says(cmd, -1, "resize is \"stretch\", \"crop\", \"pad\" or \"pad-right\"");
+    snprintf(cmd, sizeof cmd, "%s predict --help", cli);
+    cli_says(cmd, 0, "--resize MODE");
+    snprintf(cmd, sizeof cmd, "%s attack --help", cli);
+    cli_says(cmd, 0, "--resize MODE");
 }
 
 int main(void)
@@ -770,7 +829,7 @@ int main(void)
         cmocka_unit_test(test_v2_infer_rgb),
         cmocka_unit_test(test_bad_resize_refused_everywhere),
         cmocka_unit_test(test_other_shape_refused),
-        cmocka_unit_test(test_cli_predict_resize),
+        cmocka_unit_test(test_cli_resize),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
