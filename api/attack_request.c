@@ -9,14 +9,14 @@
 #include <string.h>
 
 static const char *const fields[] = {"model", "target", "image", "method", "params", "report",
-                                     "invert", "timeout", "image_format"};
+                                     "invert", "resize", "timeout", "image_format"};
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
 /* ---- form fields ---------------------------------------------------------- */
 
 json_t *bs_attack_form_value(const char *name, const char *text)
 {
-    static const char *const strings[] = {"model", "method", "invert", "image_format"};
+    static const char *const strings[] = {"model", "method", "invert", "resize", "image_format"};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         if (!strcmp(name, strings[i]))
             return json_string(text);
@@ -73,11 +73,12 @@ json_t *bs_attack_form_to_json(const bs_form_part *parts, int n, const uint8_t *
 
 /* The image field, or the uploaded file in its place, into r->x. */
 static int read_image(const bs_attack_env *env, bs_attack_request *r, const json_t *image,
-                      const uint8_t *file, size_t file_len, bs_invert inv, bs_api_error *e)
+                      const uint8_t *file, size_t file_len, bs_invert inv, bs_resize rs,
+                      bs_api_error *e)
 {
     const bs_model *m = r->model;
     bs_image_target t = {{m->input_shape[0], m->input_shape[1], m->input_shape[2]},
-                         env->max_pixels, r->x, 0, r->model_name};
+                         env->max_pixels, r->x, 0, r->model_name, rs};
     bs_error_code code;
     char msg[BS_ERR_LEN];
     int rc = file ? bs_image_input_encoded(file, file_len, inv, &t, &code, msg)
@@ -134,7 +135,8 @@ static int read_report(const bs_attack_env *env, bs_attack_request *r, const jso
         const bs_model *m = named_model(env, v, "report[]", &name, e);
         if (!m)
             return -1;
-        if (m->input_size != r->model->input_size)
+        if (m->input_size != r->model->input_size ||
+            m->input_shape[0] != r->model->input_shape[0])
             return bs_api_fail(e, BS_E_SHAPE_MISMATCH, "report model %.64s takes another input "
                                "than %.64s.", name, r->model_name);
         for (int k = 0; k < r->n_report; k++)
@@ -152,6 +154,18 @@ static int read_invert(const json_t *v, bs_invert *inv, bs_api_error *e)
     return 0;
 }
 
+static int read_resize(const json_t *v, bs_resize *rs, bs_api_error *e)
+{
+    bs_error_code code;
+    char msg[BS_ERR_LEN];
+    if (v && !json_is_string(v))
+        return bs_api_fail(e, BS_E_INVALID_RESIZE, "resize is a string: \"stretch\", "
+                           "\"crop\", \"pad\" or \"pad-right\".");
+    if (bs_image_resize_read(json_string_value(v), rs, &code, msg))
+        return bs_api_fail(e, code, "%s", msg);
+    return 0;
+}
+
 static int parse(const json_t *root, const uint8_t *file, size_t file_len,
                  const bs_attack_env *env, bs_attack_request *r, bs_api_error *e)
 {
@@ -163,8 +177,8 @@ static int parse(const json_t *root, const uint8_t *file, size_t file_len,
             ;
         if (i == N_FIELDS)
             return bs_api_fail(e, BS_E_UNKNOWN_FIELD, "Unknown field '%.64s'; the fields are "
-                               "model, target, image, method, params, report, invert, timeout "
-                               "and image_format.", key);
+                               "model, target, image, method, params, report, invert, resize, "
+                               "timeout and image_format.", key);
     }
     const json_t *model = json_object_get(root, "model");
     if (!model)
@@ -208,13 +222,15 @@ static int parse(const json_t *root, const uint8_t *file, size_t file_len,
                    bs_image_out_parse(json_string_value(format), &r->image_out)))
         return bs_api_fail(e, BS_E_INVALID_REQUEST, "image_format is png, jpeg or floats.");
     bs_invert inv = BS_INVERT_AUTO;
+    bs_resize rs;
     if (read_invert(json_object_get(root, "invert"), &inv, e) ||
+        read_resize(json_object_get(root, "resize"), &rs, e) ||
         read_report(env, r, json_object_get(root, "report"), e))
         return -1;
     r->x = malloc(r->model->input_size * sizeof *r->x);
     if (!r->x)
         return bs_api_fail(e, BS_E_OUT_OF_MEMORY, "Out of memory for the image.");
-    return read_image(env, r, json_object_get(root, "image"), file, file_len, inv, e);
+    return read_image(env, r, json_object_get(root, "image"), file, file_len, inv, rs, e);
 }
 
 int bs_attack_request_parse(const json_t *root, const uint8_t *file, size_t file_len,

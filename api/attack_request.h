@@ -14,6 +14,8 @@
  *                 (default: the caller's list, env.report_all, by name)
  *   invert        auto|yes|no (default auto), for PNG/JPEG; raw floats and
  *                 dataset samples are used as they are unless it is yes
+ *   resize        stretch|crop|pad|pad-right (default stretch): how an image
+ *                 of another aspect ratio is fitted (api/image.h)
  *   timeout       seconds, a positive number
  *   image_format  png|jpeg|floats, the answer's images (default png)
  * An uploaded file (a multipart part, or the command line's --image) takes
@@ -99,8 +101,8 @@ typedef struct bs_form_part {
     size_t len;
 } bs_form_part;
 
-/* The text of form field `name` as its JSON value: model, method, invert
- * and image_format as strings; report "cnn,fc10-1" as a list of names;
+/* The text of form field `name` as its JSON value: model, method, invert,
+ * resize and image_format as strings; report "cnn,fc10-1" as a list of names;
  * target "3,5" as a list of labels; anything else as the JSON it parses as
  * (numbers, lists, objects), or else as a string. */
 json_t *bs_attack_form_value(const char *name, const char *text);

@@ -30,8 +30,14 @@ static const char *attack_usage_head =
     "image (one of):\n"
     "  --dataset NAME --index I [--split S]   a dataset sample (split default test)\n"
     "  --image FILE       a PNG or JPEG, converted to the model's input (gray or\n"
-    "                     RGB, area-averaged resize) and inverted per --invert\n"
-    "  --invert MODE      auto (default: invert dark-on-light photos), yes, no\n"
+    "                     RGB, fitted per --resize, area-averaged) and inverted\n"
+    "                     per --invert\n"
+    "  --invert MODE      auto (default: invert dark-on-light images for a\n"
+    "                     one-channel model), yes, no\n"
+    "  --resize MODE      an image of another aspect ratio: stretch (default),\n"
+    "                     crop (the centred part of the model's aspect ratio),\n"
+    "                     pad (fit inside, centred, background around) or\n"
+    "                     pad-right (full height, at the left: text lines)\n"
     "options:\n"
     "  --model FILE       the model to attack (.safetensors or .onnx)\n"
     "  --target T         a label, a comma-separated list, or all\n"
@@ -150,7 +156,8 @@ static int env_report_all(void *ctx, const bs_model *m, bs_report_model *out, in
     cli_env *c = ctx;
     int n = 0;
     for (int i = 0; i < c->n_report && n < cap; i++)
-        if (c->report[i].model->input_size == m->input_size)
+        if (c->report[i].model->input_size == m->input_size &&
+            c->report[i].model->input_shape[0] == m->input_shape[0])
             out[n++] = c->report[i];
     return n;
 }
@@ -358,13 +365,14 @@ static int write_images(const json_t *doc, const char *out)
 
 int cli_attack(int argc, char **argv)
 {
-    enum { O_MODEL = 1000, O_TARGET, O_DATASET, O_SPLIT, O_INDEX, O_IMAGE, O_INVERT,
+    enum { O_MODEL = 1000, O_TARGET, O_DATASET, O_SPLIT, O_INDEX, O_IMAGE, O_INVERT, O_RESIZE,
            O_METHOD, O_PARAM, O_TIMEOUT, O_REPORT, O_OUT, O_DATA, O_JSON, O_SERVER };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL}, {"target", required_argument, 0, O_TARGET},
         {"dataset", required_argument, 0, O_DATASET}, {"split", required_argument, 0, O_SPLIT},
         {"index", required_argument, 0, O_INDEX}, {"image", required_argument, 0, O_IMAGE},
-        {"invert", required_argument, 0, O_INVERT}, {"method", required_argument, 0, O_METHOD},
+        {"invert", required_argument, 0, O_INVERT}, {"resize", required_argument, 0, O_RESIZE},
+        {"method", required_argument, 0, O_METHOD},
         {"param", required_argument, 0, O_PARAM}, {"timeout", required_argument, 0, O_TIMEOUT},
         {"models", required_argument, 0, O_REPORT}, {"out", required_argument, 0, 'o'},
         {"data", required_argument, 0, O_DATA}, {"json", no_argument, 0, O_JSON},
@@ -372,7 +380,8 @@ int cli_attack(int argc, char **argv)
         {0, 0, 0, 0},
     };
     const char *model_path = NULL, *target_s = NULL, *dataset = NULL, *split = "test";
-    const char *image = NULL, *method = NULL, *invert = NULL, *models_dir = "models";
+    const char *image = NULL, *method = NULL, *invert = NULL, *resize = NULL;
+    const char *models_dir = "models";
     const char *out = NULL, *data_flag = NULL, *server_flag = NULL;
     int models_flag = 0;
     long index = -1;
@@ -391,6 +400,7 @@ int cli_attack(int argc, char **argv)
             break;
         case O_IMAGE: image = optarg; break;
         case O_INVERT: invert = optarg; break;
+        case O_RESIZE: resize = optarg; break;
         case O_METHOD: method = optarg; break;
         case O_PARAM:
             if (cli_add_param(params, optarg)) {
@@ -449,6 +459,8 @@ int cli_attack(int argc, char **argv)
         json_object_set(request, "params", params);
     if (invert)
         json_object_set_new(request, "invert", json_string(invert));
+    if (resize)
+        json_object_set_new(request, "resize", json_string(resize));
     if (timeout > 0)
         json_object_set_new(request, "timeout", json_real(timeout));
     if (no_report)

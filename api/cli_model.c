@@ -32,14 +32,16 @@ static const char *info_usage =
 static const char *predict_usage =
     "usage: blindspot predict --model FILE [--dataset NAME] [--split SPLIT]\n"
     "                         [--first F] [--n N] [--json]\n"
-    "       blindspot predict --model FILE --image FILE [--invert MODE] [--json]\n"
+    "       blindspot predict --model FILE --image FILE [--invert MODE]\n"
+    "                         [--resize MODE] [--json]\n"
     "\n"
     "Runs a model over the images of a dataset split (all, or the slice F..F+N-1)\n"
     "and prints its error rate and confusion matrix (rows: true label, columns:\n"
     "prediction), beside the test error recorded in the file when there is one.\n"
     "With --image, classifies one PNG or JPEG instead: its label, the\n"
     "probabilities of every class, and the image as the model saw it after\n"
-    "conversion (gray or RGB, area-averaged resize, inversion).\n"
+    "conversion (gray or RGB, fitted and area-averaged to the model's size,\n"
+    "inversion).\n"
     "\n"
     "  --model FILE     the model (.safetensors or .onnx)\n"
     "  --dataset NAME   mnist, mnist:P1, mnist:P2, fashion-mnist or a folder of\n"
@@ -49,7 +51,12 @@ static const char *predict_usage =
     "  --first F        first image of the slice (default 0)\n"
     "  --n N            images in the slice (default: the rest of the split)\n"
     "  --image FILE     a PNG or JPEG to classify\n"
-    "  --invert MODE    auto (default: invert dark-on-light images), yes, no\n"
+    "  --invert MODE    auto (default: invert dark-on-light images for a\n"
+    "                   one-channel model), yes, no\n"
+    "  --resize MODE    an image of another aspect ratio: stretch (default),\n"
+    "                   crop (the centred part of the model's aspect ratio), pad\n"
+    "                   (fit inside, centred, background around) or pad-right\n"
+    "                   (full height, at the left: text lines)\n"
     "  --data DIR       data folder (default: $BLINDSPOT_DATA or data)\n"
     "  --json           print the result as JSON on stdout (the document the\n"
     "                   daemon's POST /v1/models/NAME/predict answers)\n"
@@ -198,7 +205,7 @@ static void print_image(const json_t *doc)
 
 /* The image document for a PNG or JPEG file, classified here. */
 static json_t *predict_file(const char *name, const bs_model *m, const char *file,
-                            bs_invert inv, char *err)
+                            bs_invert inv, bs_resize rs, char *err)
 {
     size_t len;
     uint8_t *bytes = cli_read_file(file, &len, err);
@@ -206,7 +213,7 @@ static json_t *predict_file(const char *name, const bs_model *m, const char *fil
     bs_workspace *ws = bs_workspace_new(m, 1);
     json_t *doc = NULL;
     bs_image_target t = {{m->input_shape[0], m->input_shape[1], m->input_shape[2]},
-                         CLI_MAX_PIXELS, x, 0, name};
+                         CLI_MAX_PIXELS, x, 0, name, rs};
     bs_error_code code;
     if (bytes && (!x || !ws))
         snprintf(err, BS_ERR_LEN, "out of memory");
@@ -254,7 +261,7 @@ out:
 
 /* The image document of a PNG or JPEG file, classified by the daemon. */
 static json_t *remote_file(const char *server, const char *name, const char *file,
-                           const char *invert)
+                           const char *invert, const char *resize)
 {
     char err[BS_ERR_LEN], route[512];
     size_t len;
@@ -265,7 +272,8 @@ static json_t *remote_file(const char *server, const char *name, const char *fil
     }
     /* the daemon sniffs the format; the media type only has to be one */
     int png = len >= 4 && !memcmp(bytes, "\x89PNG", 4);
-    snprintf(route, sizeof route, "/v1/models/%s/predict?invert=%s", name, invert);
+    snprintf(route, sizeof route, "/v1/models/%s/predict?invert=%s&resize=%s", name, invert,
+             resize);
     json_t *doc = cli_remote_call("predict", server, "POST", route,
                                   png ? "image/png" : "image/jpeg", bytes, len);
     free(bytes);
@@ -289,8 +297,8 @@ static json_t *remote_split(const char *server, const char *name, const char *da
 
 int cli_predict(int argc, char **argv)
 {
-    enum { O_MODEL = 1000, O_DATASET, O_SPLIT, O_FIRST, O_N, O_IMAGE, O_INVERT, O_DATA,
-           O_JSON, O_SERVER };
+    enum { O_MODEL = 1000, O_DATASET, O_SPLIT, O_FIRST, O_N, O_IMAGE, O_INVERT, O_RESIZE,
+           O_DATA, O_JSON, O_SERVER };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL},
         {"dataset", required_argument, 0, O_DATASET},
@@ -299,6 +307,7 @@ int cli_predict(int argc, char **argv)
         {"n", required_argument, 0, O_N},
         {"image", required_argument, 0, O_IMAGE},
         {"invert", required_argument, 0, O_INVERT},
+        {"resize", required_argument, 0, O_RESIZE},
         {"data", required_argument, 0, O_DATA},
         {"json", no_argument, 0, O_JSON},
         {"server", required_argument, 0, O_SERVER},
@@ -306,7 +315,7 @@ int cli_predict(int argc, char **argv)
         {0, 0, 0, 0},
     };
     const char *path = NULL, *dataset = NULL, *split = "test", *data_flag = NULL;
-    const char *image = NULL, *invert = "auto", *server_flag = NULL;
+    const char *image = NULL, *invert = "auto", *resize = "stretch", *server_flag = NULL;
     long first = 0, n = 0;
     int json = 0, c;
     optind = 1;
@@ -323,6 +332,7 @@ int cli_predict(int argc, char **argv)
             break;
         case O_IMAGE: image = optarg; break;
         case O_INVERT: invert = optarg; break;
+        case O_RESIZE: resize = optarg; break;
         case O_DATA: data_flag = optarg; break;
         case O_JSON: json = 1; break;
         case O_SERVER: server_flag = optarg; break;
@@ -344,6 +354,12 @@ int cli_predict(int argc, char **argv)
         fprintf(stderr, "blindspot predict: --invert is auto, yes or no, got '%s'\n", invert);
         return 2;
     }
+    bs_resize rs;
+    if (bs_resize_parse(resize, &rs)) {
+        fprintf(stderr, "blindspot predict: --resize is stretch, crop, pad or pad-right, got "
+                "'%s'\n", resize);
+        return 2;
+    }
     if (image && (dataset || first || n)) {
         fprintf(stderr, "blindspot predict: --image goes without --dataset, --first and --n\n");
         return 2;
@@ -352,14 +368,14 @@ int cli_predict(int argc, char **argv)
     cli_model_name(path, name, sizeof name);
     const char *server = cli_server(server_flag);
     if (server) {
-        json_t *doc = image ? remote_file(server, name, image, invert)
+        json_t *doc = image ? remote_file(server, name, image, invert, resize)
                             : remote_split(server, name, dataset, split, first, n);
         return doc ? cli_output("predict", doc, json, image ? print_image : print_split) : 1;
     }
     bs_model *m = cli_load_model(path, err);
     if (!m)
         return cli_fail("predict", "%s", err);
-    json_t *doc = image ? predict_file(name, m, image, inv, err)
+    json_t *doc = image ? predict_file(name, m, image, inv, rs, err)
                         : predict_split(name, m, cli_data_dir(data_flag),
                                         cli_dataset_of(m, dataset, split), split, first, n, err);
     bs_model_free(m);

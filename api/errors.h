@@ -64,6 +64,8 @@
     X(UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", 415,                                   \
       "The body's Content-Type is not one the endpoint takes.")                                \
     X(IMAGE_TOO_LARGE, "image_too_large", 422, "The image has more pixels than --max-pixels.") \
+    X(INVALID_RESIZE, "invalid_resize", 422,                                                   \
+      "resize is not one of stretch, crop, pad and pad-right.")                                \
     X(IMAGE_NOT_CONVERTIBLE, "image_not_convertible", 422,                                     \
       "The image decodes but cannot be made into the model's input.")                          \
     X(VALUE_OUT_OF_RANGE, "value_out_of_range", 422,                                           \

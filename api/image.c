@@ -412,13 +412,14 @@ static double box_overlap(int64_t i, int64_t j, int64_t n_in, int64_t n_out)
     return (double)(hi - lo);
 }
 
-/* Resizes one plane src (sh,sw) to dst (H,W); tmp holds sh*W doubles. Sums
- * are kept in double and divided once, so a constant plane stays exact. */
-static void box_resize(const float *src, int sw, int sh, float *dst, int W,
-                       int H, double *tmp)
+/* Resizes the (sh,sw) plane src, rows src_stride floats apart, to the
+ * (H,W) plane dst, rows dst_stride apart; tmp holds sh*W doubles. Sums are
+ * kept in double and divided once, so a constant plane stays exact. */
+static void box_resize(const float *src, int src_stride, int sw, int sh, float *dst,
+                       int dst_stride, int W, int H, double *tmp)
 {
     for (int y = 0; y < sh; y++) {
-        const float *row = src + (size_t)y * sw;
+        const float *row = src + (size_t)y * src_stride;
         for (int ox = 0; ox < W; ox++) {
             int64_t j0, j1;
             box_span(ox, sw, W, &j0, &j1);
@@ -436,30 +437,97 @@ static void box_resize(const float *src, int sw, int sh, float *dst, int W,
             double s = 0.0;
             for (int64_t y = y0; y <= y1; y++)
                 s += box_overlap(oy, y, sh, H) * tmp[(size_t)y * W + ox];
-            dst[(size_t)oy * W + ox] = (float)(s / norm);
+            dst[(size_t)oy * dst_stride + ox] = (float)(s / norm);
         }
     }
+}
+
+/* Mean of the one-pixel frame of the (h,w) plane p, rows stride apart. */
+static double frame_mean(const float *p, int stride, int w, int h)
+{
+    double s = 0.0;
+    size_t n = 0;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            if (y == 0 || y == h - 1 || x == 0 || x == w - 1) {
+                s += p[(size_t)y * stride + x];
+                n++;
+            }
+    return s / (double)n;
 }
 
 /* Mean of the one-pixel frame of every (H,W) plane of x. */
 static double border_mean(const float *x, int C, int H, int W)
 {
     double s = 0.0;
-    size_t n = 0;
-    for (int c = 0; c < C; c++) {
-        const float *p = x + (size_t)c * H * W;
-        for (int y = 0; y < H; y++)
-            for (int xx = 0; xx < W; xx++)
-                if (y == 0 || y == H - 1 || xx == 0 || xx == W - 1) {
-                    s += p[(size_t)y * W + xx];
-                    n++;
-                }
+    for (int c = 0; c < C; c++)
+        s += frame_mean(x + (size_t)c * H * W, W, W, H);
+    return s / C;
+}
+
+int bs_resize_parse(const char *s, bs_resize *out)
+{
+    static const char *const names[] = {"stretch", "crop", "pad", "pad-right"};
+    for (int i = 0; s && i < (int)(sizeof names / sizeof *names); i++)
+        if (!strcmp(s, names[i])) {
+            *out = (bs_resize)i;
+            return 0;
+        }
+    return -1;
+}
+
+/* Where the source goes: the part (sx,sy,sw,sh) of the source that is used
+ * and the part (ox,oy,ow,oh) of the (H,W) output it fills. Sizes are
+ * rounded to whole pixels and never empty. */
+typedef struct fit_geometry {
+    int sx, sy, sw, sh;
+    int ox, oy, ow, oh;
+} fit_geometry;
+
+static int at_least_1(double v)
+{
+    long r = lround(v);
+    return r < 1 ? 1 : (int)r;
+}
+
+/* The largest rectangle of aspect ratio aw:ah inside ow x oh, centred:
+ * its size into *w, *h and its corner into *x, *y. */
+static void centred(int ow, int oh, int aw, int ah, int *w, int *h, int *x, int *y)
+{
+    *w = ow;
+    *h = oh;
+    if ((int64_t)ow * ah > (int64_t)oh * aw) /* the outside is the wider */
+        *w = at_least_1((double)oh * aw / ah);
+    else
+        *h = at_least_1((double)ow * ah / aw);
+    *x = (ow - *w) / 2;
+    *y = (oh - *h) / 2;
+}
+
+static fit_geometry fit(bs_resize rs, int sw, int sh, int W, int H)
+{
+    fit_geometry g = {0, 0, sw, sh, 0, 0, W, H};
+    if (rs == BS_RESIZE_CROP) /* the model's shape inside the source */
+        centred(sw, sh, W, H, &g.sw, &g.sh, &g.sx, &g.sy);
+    else if (rs == BS_RESIZE_PAD) /* the source's shape inside the model's */
+        centred(W, H, sw, sh, &g.ow, &g.oh, &g.ox, &g.oy);
+    else if (rs == BS_RESIZE_PAD_RIGHT) {
+        /* PP-OCR's text lines: the full height, the width the aspect ratio
+         * gives (rounded up), at most W */
+        double w = ceil((double)H * sw / sh);
+        g.ow = w >= W ? W : w < 1 ? 1 : (int)w;
     }
-    return s / (double)n;
+    return g;
 }
 
 int bs_image_to_input(const bs_image *img, int C, int H, int W, bs_invert inv,
                       float *out, int *inverted, char *err)
+{
+    return bs_image_to_input_fit(img, C, H, W, BS_RESIZE_STRETCH, inv, out, inverted, err);
+}
+
+int bs_image_to_input_fit(const bs_image *img, int C, int H, int W, bs_resize rs,
+                          bs_invert inv, float *out, int *inverted, char *err)
 {
     if (inverted)
         *inverted = 0;
@@ -502,13 +570,27 @@ int bs_image_to_input(const bs_image *img, int C, int H, int W, bs_invert inv,
         }
     }
 
-    for (int c = 0; c < C; c++)
-        box_resize(src + c * plane, sw, sh, out + (size_t)c * H * W, W, H, tmp);
+    fit_geometry g = fit(rs, sw, sh, W, H);
+    for (int c = 0; c < C; c++) {
+        const float *p = src + c * plane;
+        float *o = out + (size_t)c * H * W;
+        if (g.ow < W || g.oh < H) {
+            /* padding: the source's own background, the mean of its frame
+             * (white paper stays white, MNIST's black stays black) */
+            float bg = (float)frame_mean(p, sw, sw, sh);
+            for (size_t i = 0; i < (size_t)H * W; i++)
+                o[i] = bg;
+        }
+        box_resize(p + (size_t)g.sy * sw + g.sx, sw, g.sw, g.sh,
+                   o + (size_t)g.oy * W + g.ox, W, g.ow, g.oh, tmp);
+    }
     free(src);
     free(tmp);
 
+    /* AUTO is MNIST's convention (light strokes on black), so it judges
+     * one-channel inputs only: a colour photo is never inverted unasked. */
     int flip = inv == BS_INVERT_YES ||
-               (inv == BS_INVERT_AUTO && border_mean(out, C, H, W) > 0.5);
+               (inv == BS_INVERT_AUTO && C == 1 && border_mean(out, C, H, W) > 0.5);
     if (flip) {
         size_t n = (size_t)C * H * W;
         for (size_t i = 0; i < n; i++)

@@ -11,7 +11,8 @@
  * composited over WHITE, the background a transparent drawing is meant to be
  * seen on; over black, dark ink on a transparent canvas would vanish.
  *
- * bs_image_to_input then makes a (C,H,W) model input: colour conversion, an
+ * bs_image_to_input then makes a (C,H,W) model input of any size: colour
+ * conversion, fitting to the model's aspect ratio (stretch, crop or pad), an
  * exact area-averaging resize, and optional inversion, because MNIST digits
  * are light strokes on a dark background while photos and drawings of digits
  * are usually the other way round. */
@@ -71,23 +72,53 @@ void bs_image_to_bytes(const float *v, size_t n, uint8_t *out);
 typedef enum bs_invert {
     BS_INVERT_NO,
     BS_INVERT_YES,
-    BS_INVERT_AUTO, /* invert when the image looks like dark ink on a light
-                       background: the mean of the output's border pixels
-                       (one-pixel frame, all channels) is above 0.5 */
+    BS_INVERT_AUTO, /* for a one-channel output only (MNIST's light strokes
+                       on black), invert when the image looks like dark ink
+                       on a light background: the mean of the output's
+                       border pixels (one-pixel frame) is above 0.5; colour
+                       outputs are never inverted by AUTO */
 } bs_invert;
+
+/* How an image of another aspect ratio than the model's input is fitted.
+ * The values are the wire's names in order: "stretch", "crop", "pad",
+ * "pad-right". */
+typedef enum bs_resize {
+    BS_RESIZE_STRETCH,   /* the whole image to W x H, the aspect ratio lost */
+    BS_RESIZE_CROP,      /* the largest centred part of the model's aspect
+                            ratio, then resized: the edges are lost */
+    BS_RESIZE_PAD,       /* resized to fit inside, centred, the rest filled
+                            with the image's background (each channel's mean
+                            of its one-pixel frame) */
+    BS_RESIZE_PAD_RIGHT, /* text lines (PP-OCR's recognisers): resized to
+                            the full height, the width following the aspect
+                            ratio (rounded up, at most W, squeezed beyond),
+                            at the left, the rest on the right filled as pad
+                            fills */
+} bs_resize;
+
+/* "stretch", "crop", "pad" or "pad-right" into *out; -1 for anything else. */
+int bs_resize_parse(const char *s, bs_resize *out);
 
 /* Converts img into a model input of shape (C,H,W), C 1 or 3, written to out
  * (C*H*W floats, channel planes one after another). In order:
  *   colour   RGB -> gray by ITU-R BT.601 luma 0.299 R + 0.587 G + 0.114 B;
  *            gray -> RGB by replication;
- *   resize   to W x H by area averaging: each output pixel is the mean of the
- *            source area it covers, partially covered source pixels weighted
- *            by their overlap (an exact box filter, for up- and down-scaling
- *            alike; a constant image stays constant);
- *   invert   v -> 1 - v when inv is YES, or AUTO and the border is light.
+ *   fit      as rs says: the whole image (stretch), its centred part of the
+ *            model's aspect ratio (crop), or the whole image inside a
+ *            part of the output (pad, pad-right), the rest background;
+ *   resize   to that part by area averaging: each output pixel is the mean
+ *            of the source area it covers, partially covered source pixels
+ *            weighted by their overlap (an exact box filter, for up- and
+ *            down-scaling alike; a constant image stays constant);
+ *   invert   v -> 1 - v when inv is YES, or AUTO, C is 1 and the border is
+ *            light.
  * *inverted (may be NULL) is set to whether it inverted. Returns 0, or -1
  * with a message in err when the shape or the image is not valid or memory
  * runs out. */
+int bs_image_to_input_fit(const bs_image *img, int C, int H, int W, bs_resize rs,
+                          bs_invert inv, float *out, int *inverted, char *err);
+
+/* bs_image_to_input_fit with stretch. */
 int bs_image_to_input(const bs_image *img, int C, int H, int W, bs_invert inv,
                       float *out, int *inverted, char *err);
 

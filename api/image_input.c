@@ -20,6 +20,17 @@ int bs_invert_parse(const char *s, bs_invert *out)
     return 0;
 }
 
+int bs_image_resize_read(const char *name, bs_resize *out, bs_error_code *code, char *msg)
+{
+    *out = BS_RESIZE_STRETCH;
+    if (!name || !bs_resize_parse(name, out))
+        return 0;
+    *code = BS_E_INVALID_RESIZE;
+    snprintf(msg, BS_ERR_LEN, "resize is \"stretch\", \"crop\", \"pad\" or \"pad-right\", "
+             "not '%.32s'.", name);
+    return -1;
+}
+
 /* Sets the failure and returns -1. */
 static int fail(bs_error_code *code, bs_error_code c, char *msg, const char *fmt,
                 const char *why)
@@ -39,8 +50,8 @@ int bs_image_input_encoded(const uint8_t *bytes, size_t len, bs_invert inv,
         /* Too many pixels is a valid image that will not be taken. */
         return fail(code, rc == BS_IMAGE_TOO_LARGE ? BS_E_IMAGE_TOO_LARGE : BS_E_INVALID_IMAGE,
                     msg, "The image cannot be used: %s.", err);
-    rc = bs_image_to_input(&img, t->shape[0], t->shape[1], t->shape[2], inv, t->x,
-                           &t->inverted, err);
+    rc = bs_image_to_input_fit(&img, t->shape[0], t->shape[1], t->shape[2], t->resize, inv,
+                               t->x, &t->inverted, err);
     bs_image_free(&img);
     if (rc)
         return fail(code, BS_E_IMAGE_NOT_CONVERTIBLE, msg, "The image cannot be converted: %s.",
@@ -117,9 +128,9 @@ static int from_floats(const json_t *data, const json_t *shape, bs_invert inv,
         for (size_t i = 0; i < n; i++)
             t->x[i] = img.pixels[(i % plane) * s[0] + i / plane];
         t->inverted = 0;
-    } else if (bs_image_to_input(&img, t->shape[0], t->shape[1], t->shape[2],
-                                 inv == BS_INVERT_YES ? inv : BS_INVERT_NO, t->x, &t->inverted,
-                                 err)) {
+    } else if (bs_image_to_input_fit(&img, t->shape[0], t->shape[1], t->shape[2], t->resize,
+                                     inv == BS_INVERT_YES ? inv : BS_INVERT_NO, t->x,
+                                     &t->inverted, err)) {
         rc = fail(code, BS_E_IMAGE_NOT_CONVERTIBLE, msg, "The image cannot be converted: %s.",
                   err);
     }
@@ -150,7 +161,7 @@ static int from_dataset(const json_t *image, bs_invert inv, const bs_image_datas
         return -1;
     }
     size_t n = (size_t)t->shape[0] * t->shape[1] * t->shape[2];
-    if (d.input_size != n) {
+    if (d.input_size != n || d.shape[0] != t->shape[0]) { /* gray is not colour */
         *code = BS_E_SHAPE_MISMATCH;
         snprintf(msg, BS_ERR_LEN, "%.64s samples are (%d,%d,%d); model %.64s takes (%d,%d,%d).",
                  d.dataset, d.shape[0], d.shape[1], d.shape[2], t->model, t->shape[0],

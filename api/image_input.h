@@ -1,7 +1,8 @@
 /* image_input — an image as a request carries it, made into a model's
  * input: PNG or JPEG bytes (a file, a raw body, base64 in JSON) or raw
  * floats with their shape, converted exactly as api/image.h converts
- * (colour, area-averaging resize, inversion). The failures come with the
+ * (colour, fitting by the target's resize mode, area-averaging resize,
+ * inversion). The failures come with the
  * error code of api/errors.h a daemon answers and a message a user can act
  * on, so that a server handler and the command line say the same thing.
  *
@@ -30,6 +31,10 @@
 /* "auto", "yes" or "no" into *out; -1 for anything else. */
 int bs_invert_parse(const char *s, bs_invert *out);
 
+/* The resize mode a request names (NULL: stretch) into *out. Returns 0, or
+ * -1 with *code INVALID_RESIZE and a message listing the modes. */
+int bs_image_resize_read(const char *name, bs_resize *out, bs_error_code *code, char *msg);
+
 /* Where an image goes: the model input of shape (C,H,W). */
 typedef struct bs_image_target {
     int shape[3];      /* the model's input shape */
@@ -37,6 +42,8 @@ typedef struct bs_image_target {
     float *x;          /* C*H*W floats, written */
     int inverted;      /* set: whether the image was inverted */
     const char *model; /* the model's name, for a dataset sample of another shape */
+    bs_resize resize;  /* how an image of another aspect ratio is fitted
+                          (default stretch) */
 } bs_image_target;
 
 /* A dataset split as the caller holds it. */

@@ -92,13 +92,23 @@ static int find_file(const char *name, const char *folder, const char *prefix,
     return -1;
 }
 
+/* Whether 4-dim images are (n,H,W,C), the channels last as TensorFlow and
+ * most image folders keep them: the last dim is 1 or 3 and the first after
+ * n is not (a (n,C,H,W) file has C 1 or 3 there). */
+static int channels_last(const bs_idx *im)
+{
+    return im->ndims == 4 && (im->dims[3] == 1 || im->dims[3] == 3) && im->dims[1] != 1 &&
+           im->dims[1] != 3;
+}
+
 /* Checks the images' header and fills n and shape. */
 static int image_shape(const char *path, const bs_idx *im, bs_dataset *out,
                        char *err)
 {
     if (im->ndims != 3 && im->ndims != 4) {
         bs_fail(err,
-                "%s: images need 3 dims (n,H,W) or 4 (n,C,H,W), the file has %d.",
+                "%s: images need 3 dims (n,H,W) or 4 ((n,C,H,W) or (n,H,W,C) with C 1 or 3), "
+                "the file has %d.",
                 path, im->ndims);
         return -1;
     }
@@ -108,7 +118,9 @@ static int image_shape(const char *path, const bs_idx *im, bs_dataset *out,
         return -1;
     }
     const uint32_t *chw = im->ndims == 3 ? (const uint32_t[]){1, im->dims[1], im->dims[2]}
-                                         : im->dims + 1;
+                          : channels_last(im) ? (const uint32_t[]){im->dims[3], im->dims[1],
+                                                                   im->dims[2]}
+                                              : im->dims + 1;
     if (chw[0] == 0 || chw[1] == 0 || chw[2] == 0) {
         bs_fail(err, "%s: empty images of shape %ux%ux%u.", path,
                 chw[0], chw[1], chw[2]);
@@ -119,6 +131,29 @@ static int image_shape(const char *path, const bs_idx *im, bs_dataset *out,
     for (int i = 0; i < 3; i++)
         out->shape[i] = (int)chw[i];
     out->input_size = (size_t)chw[0] * chw[1] * chw[2];
+    return 0;
+}
+
+/* (n,H,W,C) data into (n,C,H,W), the layout models take. 0, or -1 when
+ * memory runs out. */
+static int to_planes(const char *path, bs_idx *im, const int shape[3], char *err)
+{
+    size_t es = im->type == BS_IDX_FLOAT ? sizeof(float) : 1;
+    size_t C = (size_t)shape[0], plane = (size_t)shape[1] * (size_t)shape[2];
+    size_t per = C * plane;
+    uint8_t *to = malloc(im->count * es);
+    if (!to) {
+        bs_fail(err, "%s: out of memory for %zu pixels.", path, im->count);
+        return -1;
+    }
+    const uint8_t *from = im->data;
+    for (size_t i = 0; i < im->count / per; i++)
+        for (size_t p = 0; p < plane; p++)
+            for (size_t c = 0; c < C; c++)
+                memcpy(to + (i * per + c * plane + p) * es, from + (i * per + p * C + c) * es,
+                       es);
+    free(im->data);
+    im->data = to;
     return 0;
 }
 
@@ -162,6 +197,7 @@ static int load(const char *data_dir, const char *name, const char *split, int k
         return -1;
 
     if (bs_idx_read(im_path, &im, err) || image_shape(im_path, &im, out, err) ||
+        (channels_last(&im) && to_planes(im_path, &im, out->shape, err)) ||
         bs_idx_read(lb_path, &lb, err))
         goto fail;
     if (lb.ndims != 1 || lb.type != BS_IDX_UBYTE) {

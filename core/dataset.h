@@ -2,7 +2,11 @@
  * [0,1] ready for a model.
  *
  * A dataset is a folder of IDX files, two per split:
- *   {split}-images-idx3-ubyte[.gz]   (n,H,W) or (n,C,H,W), ubyte or float32
+ *   {split}-images-idx3-ubyte[.gz]   (n,H,W), (n,C,H,W) or (n,H,W,C) (C 1
+ *                                    or 3; the channels-last order is
+ *                                    recognised by a last dim of 1 or 3 and a
+ *                                    second that is neither, and reordered
+ *                                    to (n,C,H,W) on load), ubyte or float32
  *   {split}-labels-idx1-ubyte[.gz]   (n) ubyte class indices
  * (the .gz file is tried first). Names resolve to folders like this:
  *   "mnist", "fashion-mnist", ...   data_dir/NAME, files {split}-...

@@ -77,13 +77,16 @@ static const bs_model *env_model(void *ctx, const char *name, const char **canon
     return rm->model;
 }
 
-/* By default every resident model with the source model's input size. */
+/* By default every resident model that takes the source model's input: as
+ * many values in as many channels (a gray 1x48x64 model does not read a
+ * colour 3x32x32 image, though both take 3072 values). */
 static int env_report_all(void *ctx, const bs_model *m, bs_report_model *out, int cap)
 {
     const registry_set *set = ((attack_env_ctx *)ctx)->models;
     int n = 0;
     for (int i = 0; i < set->n_models && n < cap; i++)
-        if (set->models[i]->model->input_size == m->input_size)
+        if (set->models[i]->model->input_size == m->input_size &&
+            set->models[i]->model->input_shape[0] == m->input_shape[0])
             out[n++] = (bs_report_model){set->models[i]->name, set->models[i]->model};
     return n;
 }

@@ -301,7 +301,7 @@ const registry_split *req_dataset_split(server *srv, const registry_model *rm,
     const registry_split *d = req_dataset_split_find(srv, m, dataset, split, err);
     if (!d) {
         resp_error(resp, BS_E_DATASET_NOT_FOUND, "%s", err);
-    } else if (d->input_size != m->input_size) {
+    } else if (d->input_size != m->input_size || d->shape[0] != m->input_shape[0]) {
         resp_error(resp, BS_E_SHAPE_MISMATCH, "%s samples are (%d,%d,%d); model %s takes "
                    "(%d,%d,%d).", d->name, d->shape[0], d->shape[1], d->shape[2], rm->name,
                    m->input_shape[0], m->input_shape[1], m->input_shape[2]);

@@ -4,11 +4,13 @@
  * api/predict_json.h, the ones `blindspot predict --json` prints.
  *
  * The body is one of:
- *   image/png, image/jpeg   the image itself; ?invert=auto|yes|no
+ *   image/png, image/jpeg   the image itself; ?invert=auto|yes|no and
+ *                           ?resize=stretch|crop|pad|pad-right
  *   multipart/form-data     the file part "image" (curl -F image=@x.png)
- *                           and optionally the field "invert"
+ *                           and optionally the fields "invert", "resize"
  *   application/json        {"image": one of the forms of
- *                           api/image_input.h, "invert", "timeout"}, or
+ *                           api/image_input.h, "invert", "resize",
+ *                           "timeout"}, or
  *                           for a slice {"dataset", "split", "first", "n",
  *                           "timeout"}, all optional: the model's own
  *                           dataset (else mnist), test, 0, the rest of
@@ -45,6 +47,7 @@ typedef struct predict_job {
     int first, n;
     char *url;               /* an image by URL, fetched on the worker into x; or NULL */
     bs_invert inv;           /* for it */
+    bs_resize resize;        /* how an image of another aspect ratio is fitted */
     server *srv;
 } predict_job;
 
@@ -132,7 +135,7 @@ static int fetch_image(predict_job *j, double deadline, http_response *out)
         return -1;
     const bs_model *m = j->rm->model;
     bs_image_target t = {{m->input_shape[0], m->input_shape[1], m->input_shape[2]},
-                         j->srv->cfg->max_pixels, j->x, 0, j->rm->name};
+                         j->srv->cfg->max_pixels, j->x, 0, j->rm->name, j->resize};
     bs_error_code code;
     char msg[BS_ERR_LEN];
     int rc = bs_image_input_encoded(bytes, len, j->inv, &t, &code, msg);
@@ -159,7 +162,7 @@ static void predict_run(void *ctx, pool_worker *w, const bs_control *ctl,
 
 /* ---- the request (HTTP thread) -------------------------------------------- */
 
-static const char *const image_fields[] = {"image", "invert", "timeout"};
+static const char *const image_fields[] = {"image", "invert", "resize", "timeout"};
 static const char *const slice_fields[] = {"dataset", "split", "first", "n", "timeout"};
 
 /* -1 after a 400 when root has a field outside fields. */
@@ -191,6 +194,18 @@ static int read_invert(const char *s, bs_invert *inv, http_response *resp)
     return 0;
 }
 
+/* resize's text (NULL: stretch) into j. -1 after a 422. */
+static int read_resize(const char *s, predict_job *j, http_response *resp)
+{
+    bs_error_code code;
+    char msg[BS_ERR_LEN];
+    if (bs_image_resize_read(s, &j->resize, &code, msg)) {
+        resp_error(resp, code, "%s", msg);
+        return -1;
+    }
+    return 0;
+}
+
 /* The target of an image: the model's input, in j->x. */
 static int new_image(server *srv, predict_job *j, bs_image_target *t, http_response *resp)
 {
@@ -201,7 +216,7 @@ static int new_image(server *srv, predict_job *j, bs_image_target *t, http_respo
         return -1;
     }
     *t = (bs_image_target){{m->input_shape[0], m->input_shape[1], m->input_shape[2]},
-                           srv->cfg->max_pixels, j->x, 0, j->rm->name};
+                           srv->cfg->max_pixels, j->x, 0, j->rm->name, j->resize};
     return 0;
 }
 
@@ -252,14 +267,22 @@ static int source_sample(void *ctx, const bs_image_split *split, int index, floa
     return registry_split_sample(split->handle, index, x);
 }
 
-/* {"image", "invert", "timeout"} */
+/* {"image", "invert", "resize", "timeout"} */
 static int read_json_image(server *srv, const json_t *root, predict_job *j,
                            http_response *resp)
 {
     if (check_fields(root, image_fields, sizeof image_fields / sizeof *image_fields,
-                     "an image prediction takes image, invert and timeout", resp))
+                     "an image prediction takes image, invert, resize and timeout", resp))
         return -1;
     const json_t *invert = json_object_get(root, "invert");
+    const json_t *resize = json_object_get(root, "resize");
+    if (resize && !json_is_string(resize)) {
+        resp_error(resp, BS_E_INVALID_RESIZE, "resize is a string: \"stretch\", \"crop\", "
+                   "\"pad\" or \"pad-right\".");
+        return -1;
+    }
+    if (read_resize(json_string_value(resize), j, resp))
+        return -1;
     bs_invert inv;
     if (invert && !json_is_string(invert)) {
         resp_error(resp, BS_E_INVALID_REQUEST, "invert is \"auto\", \"yes\" or \"no\".");
@@ -296,8 +319,8 @@ static int read_json_slice(server *srv, const json_t *root, predict_job *j,
                            http_response *resp)
 {
     if (check_fields(root, slice_fields, sizeof slice_fields / sizeof *slice_fields,
-                     "the fields are image and invert for an image, or dataset, split, first "
-                     "and n for a slice, and timeout", resp))
+                     "the fields are image, invert and resize for an image, or dataset, "
+                     "split, first and n for a slice, and timeout", resp))
         return -1;
     const json_t *dataset = json_object_get(root, "dataset"), *split = json_object_get(root, "split");
     if ((dataset && !json_is_string(dataset)) || (split && !json_is_string(split))) {
@@ -317,25 +340,27 @@ static int read_json_slice(server *srv, const json_t *root, predict_job *j,
     return 0;
 }
 
-/* A form: the file part "image" and the field "invert". */
+/* A form: the file part "image" and the fields "invert" and "resize". */
 static int read_form(server *srv, const http_request *req, predict_job *j, http_response *resp)
 {
     const http_part *image = NULL;
-    const char *invert = NULL;
+    const char *invert = NULL, *resize = NULL;
     for (int i = 0; i < req->n_parts; i++) {
         const http_part *p = &req->parts[i];
         if (!strcmp(p->name, "image"))
             image = p;
         else if (!strcmp(p->name, "invert"))
             invert = (const char *)p->data;
+        else if (!strcmp(p->name, "resize"))
+            resize = (const char *)p->data;
         else {
             resp_error(resp, BS_E_UNKNOWN_FIELD, "Unknown form field '%.64s'; the fields are "
-                       "image (a PNG or JPEG file) and invert.", p->name);
+                       "image (a PNG or JPEG file), invert and resize.", p->name);
             return -1;
         }
     }
     bs_invert inv;
-    if (read_invert(invert, &inv, resp))
+    if (read_invert(invert, &inv, resp) || read_resize(resize, j, resp))
         return -1;
     if (!image) {
         resp_error(resp, BS_E_MISSING_IMAGE,
@@ -353,7 +378,8 @@ static int read_request(server *srv, const http_request *req, predict_job *j, ht
         return read_form(srv, req, j, resp);
     if (req_content_type_is(req, "image/png") || req_content_type_is(req, "image/jpeg")) {
         bs_invert inv;
-        if (read_invert(req_query(req, "invert"), &inv, resp))
+        if (read_invert(req_query(req, "invert"), &inv, resp) ||
+            read_resize(req_query(req, "resize"), j, resp))
             return -1;
         return read_encoded(srv, j, req->body, req->body_len, inv, resp);
     }

@@ -662,24 +662,83 @@ static int load_split(registry_split *s, const char *data_dir, const char *name,
     return 0;
 }
 
-/* Loads dataset name when its folder exists in data_dir. */
-static int load_dataset(registry *reg, const char *data_dir, const char *name, char *err,
-                        size_t errlen)
+/* Whether data_dir/name/{split}-images-idx3-ubyte[.gz] exists. */
+static int has_split(const char *data_dir, const char *name, const char *split)
+{
+    char path[2048];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s/%s-images-idx3-ubyte", data_dir, name, split);
+    if (stat(path, &st) == 0)
+        return 1;
+    strcat(path, ".gz");
+    return stat(path, &st) == 0;
+}
+
+/* Loads dataset name when its folder exists in data_dir: both splits, or
+ * with optional_train only the test split when there is no train split. */
+static int load_dataset(registry *reg, const char *data_dir, const char *name,
+                        int optional_train, char *err, size_t errlen)
 {
     char folder[2048];
     struct stat st;
     snprintf(folder, sizeof folder, "%s/%s", data_dir, name);
     if (stat(folder, &st) != 0 || !S_ISDIR(st.st_mode))
         return 0;
+    if (reg->n_datasets == REGISTRY_MAX_DATASETS) {
+        snprintf(err, errlen, "%s holds more than %d datasets; %s is one too many", data_dir,
+                 REGISTRY_MAX_DATASETS, name);
+        return -1;
+    }
     registry_dataset *ds = &reg->datasets[reg->n_datasets++];
     snprintf(ds->name, sizeof ds->name, "%s", name);
     static const char *const splits[] = {"train", "test"};
     for (int s = 0; s < 2; s++) {
-        if (load_split(&ds->splits[s], data_dir, name, splits[s], err, errlen))
+        if (optional_train && s == 0 && !has_split(data_dir, name, "train"))
+            continue;
+        if (load_split(&ds->splits[ds->n_splits], data_dir, name, splits[s], err, errlen))
             return -1;
         ds->n_splits++;
     }
     return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The datasets of data_dir: mnist and fashion-mnist, then every other
+ * folder with a test split, by name. */
+static int load_datasets(registry *reg, const char *data_dir, char *err, size_t errlen)
+{
+    if (load_dataset(reg, data_dir, "mnist", 0, err, errlen) ||
+        load_dataset(reg, data_dir, "fashion-mnist", 0, err, errlen))
+        return -1;
+    DIR *dir = opendir(data_dir);
+    if (!dir)
+        return 0;
+    char *names[64];
+    int n = 0, rc = 0;
+    for (struct dirent *e; (e = readdir(dir)) && n < 64;) {
+        const char *name = e->d_name;
+        if (name[0] == '.' || !strcmp(name, "mnist") || !strcmp(name, "fashion-mnist") ||
+            strlen(name) >= REGISTRY_NAME_LEN || !has_split(data_dir, name, "test"))
+            continue;
+        if (!(names[n] = strdup(name))) {
+            snprintf(err, errlen, "out of memory listing %s", data_dir);
+            rc = -1;
+            break;
+        }
+        n++;
+    }
+    closedir(dir);
+    qsort(names, (size_t)n, sizeof *names, by_name);
+    for (int i = 0; i < n; i++) {
+        if (!rc)
+            rc = load_dataset(reg, data_dir, names[i], 1, err, errlen);
+        free(names[i]);
+    }
+    return rc;
 }
 
 /* The models at start-up: every file must load. */
@@ -724,9 +783,7 @@ int registry_load(registry *reg, const char *models, const char *model_name,
     snprintf(reg->model_name, sizeof reg->model_name, "%s", model_name ? model_name : "");
     snprintf(reg->data_dir, sizeof reg->data_dir, "%s", data_dir);
     reg->n_places = n_places;
-    if (load_models(reg, err, errlen) ||
-        load_dataset(reg, data_dir, "mnist", err, errlen) ||
-        load_dataset(reg, data_dir, "fashion-mnist", err, errlen)) {
+    if (load_models(reg, err, errlen) || load_datasets(reg, data_dir, err, errlen)) {
         registry_free(reg);
         return -1;
     }

@@ -33,6 +33,7 @@
 #include <time.h>
 
 #define REGISTRY_NAME_LEN 64
+#define REGISTRY_MAX_DATASETS 8 /* dataset folders of --data served at once */
 #define REGISTRY_PATH_LEN 1100
 #define REGISTRY_MSG_LEN (BS_ERR_LEN + REGISTRY_PATH_LEN)
 
@@ -109,7 +110,7 @@ typedef struct registry_dataset {
 } registry_dataset;
 
 typedef struct registry {
-    registry_dataset datasets[2];
+    registry_dataset datasets[REGISTRY_MAX_DATASETS];
     int n_datasets;
     char data_dir[REGISTRY_PATH_LEN];   /* where datasets were looked for */
     char models[REGISTRY_PATH_LEN];     /* --models: a folder or one file */
@@ -129,7 +130,10 @@ typedef struct registry {
 
 /* Loads the models of models (a folder: its *.safetensors files; with
  * model_name, the one file it holds, of any name; or one file) and the
- * datasets of data_dir whose folders exist (mnist, fashion-mnist). Strict:
+ * datasets of data_dir: mnist and fashion-mnist when their folders exist,
+ * then, by name, every other folder holding a test-images-idx3-ubyte[.gz]
+ * file (a user's own IDX files, colour or not; its train split when it has
+ * one), at most REGISTRY_MAX_DATASETS in all. Strict:
  * a file that fails, a bad name, no model at all or, with model_name, more
  * than one file is an error. n_places is the worker pool's (for
  * workspaces). Returns 0, or -1 with a message in err naming the file and

@@ -837,6 +837,127 @@ static void test_invert_yes_and_no(void **state)
     bs_image_free(&img);
 }
 
+/* --- fitting another aspect ratio (resize modes) ---------------------------- */
+
+static void fit_ok(const bs_image *img, int C, int H, int W, bs_resize rs, float *out)
+{
+    char err[BS_ERR_LEN] = "";
+    if (bs_image_to_input_fit(img, C, H, W, rs, BS_INVERT_NO, out, NULL, err))
+        fail_msg("fit: %s", err);
+}
+
+static void test_resize_parse_names(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"stretch", "crop", "pad", "pad-right"};
+    bs_resize rs;
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(bs_resize_parse(names[i], &rs), 0);
+        assert_int_equal(rs, i);
+    }
+    assert_int_equal(bs_resize_parse("Pad", &rs), -1);
+    assert_int_equal(bs_resize_parse("", &rs), -1);
+    assert_int_equal(bs_resize_parse(NULL, &rs), -1);
+}
+
+/* crop: a 6x2 source into 2x2 keeps its middle two columns exactly */
+static void test_fit_crop_centre(void **state)
+{
+    (void)state;
+    bs_image img = make_image(6, 2, 1);
+    for (int i = 0; i < 12; i++)
+        img.pixels[i] = (float)(i % 6) / 10.0f;
+    float out[4];
+    fit_ok(&img, 1, 2, 2, BS_RESIZE_CROP, out);
+    for (int y = 0; y < 2; y++) {
+        assert_true(out[y * 2] == 0.2f);
+        assert_true(out[y * 2 + 1] == 0.3f);
+    }
+    /* a tall source loses rows: 1x4 into 1x2 (H=2,W=1) keeps rows 1..2 */
+    bs_image tall = make_image(1, 4, 1);
+    for (int i = 0; i < 4; i++)
+        tall.pixels[i] = (float)i / 10.0f;
+    fit_ok(&tall, 1, 2, 1, BS_RESIZE_CROP, out);
+    assert_true(out[0] == 0.1f && out[1] == 0.2f);
+    bs_image_free(&tall);
+    bs_image_free(&img);
+}
+
+/* pad: a 2x1 source fits a 4x4 input in rows 1..2, the background (its
+ * frame's mean) above and below, channel by channel */
+static void test_fit_pad_centred_background(void **state)
+{
+    (void)state;
+    bs_image img = make_image(2, 1, 3);
+    float src[6] = {0.2f, 0.4f, 1.0f, 0.6f, 0.8f, 1.0f}; /* two RGB pixels */
+    memcpy(img.pixels, src, sizeof src);
+    float out[3 * 16];
+    fit_ok(&img, 3, 4, 4, BS_RESIZE_PAD, out);
+    for (int c = 0; c < 3; c++) {
+        const float *p = out + c * 16;
+        float a = src[c], b = src[3 + c], bg = (float)((a + b) / 2.0);
+        for (int x = 0; x < 4; x++) {
+            assert_float_equal(p[x], bg, 1e-6);
+            assert_float_equal(p[12 + x], bg, 1e-6);
+            for (int y = 1; y <= 2; y++)
+                assert_true(p[y * 4 + x] == (x < 2 ? a : b));
+        }
+    }
+    bs_image_free(&img);
+}
+
+/* pad-right: the full height, the width of the aspect ratio at the left;
+ * a source wider than the input is squeezed to it, as stretch would */
+static void test_fit_pad_right_text_line(void **state)
+{
+    (void)state;
+    bs_image img = make_image(2, 2, 1);
+    float src[4] = {0.1f, 0.3f, 0.5f, 0.7f};
+    memcpy(img.pixels, src, sizeof src);
+    float out[12];
+    fit_ok(&img, 1, 2, 6, BS_RESIZE_PAD_RIGHT, out);
+    for (int y = 0; y < 2; y++) {
+        assert_true(out[y * 6] == src[y * 2] && out[y * 6 + 1] == src[y * 2 + 1]);
+        for (int x = 2; x < 6; x++)
+            assert_float_equal(out[y * 6 + x], 0.4, 1e-6);
+    }
+    /* 3x2 into 2x6: ceil(2 * 3 / 2) = 3 columns */
+    bs_image odd = make_image(3, 2, 1);
+    for (int i = 0; i < 6; i++)
+        odd.pixels[i] = 0.9f;
+    fit_ok(&odd, 1, 2, 6, BS_RESIZE_PAD_RIGHT, out);
+    assert_true(out[2] == 0.9f && out[3] == 0.9f);
+    bs_image_free(&odd);
+
+    bs_image wide = make_image(10, 1, 1);
+    for (int i = 0; i < 10; i++)
+        wide.pixels[i] = (float)i / 10.0f;
+    float squeezed[4], stretched[4];
+    fit_ok(&wide, 1, 1, 4, BS_RESIZE_PAD_RIGHT, squeezed);
+    fit_ok(&wide, 1, 1, 4, BS_RESIZE_STRETCH, stretched);
+    assert_memory_equal(squeezed, stretched, sizeof squeezed);
+    bs_image_free(&wide);
+    bs_image_free(&img);
+}
+
+/* auto inverts by MNIST's convention, for one channel only: a light
+ * colour image stays as it is */
+static void test_invert_auto_leaves_colour(void **state)
+{
+    (void)state;
+    bs_image img = make_image(20, 20, 3);
+    for (int i = 0; i < 20 * 20 * 3; i++)
+        img.pixels[i] = 0.9f;
+    float out[3 * 20 * 20];
+    int inverted = 1;
+    to_input_ok(&img, 3, 20, 20, BS_INVERT_AUTO, out, &inverted);
+    assert_int_equal(inverted, 0);
+    assert_true(out[0] == 0.9f);
+    to_input_ok(&img, 1, 20, 20, BS_INVERT_AUTO, out, &inverted);
+    assert_int_equal(inverted, 1);
+    bs_image_free(&img);
+}
+
 static void test_to_input_bad_channels_refused(void **state)
 {
     (void)state;
@@ -1057,6 +1178,11 @@ int main(void)
         cmocka_unit_test(test_invert_auto_dark_on_light),
         cmocka_unit_test(test_invert_auto_light_on_dark),
         cmocka_unit_test(test_invert_yes_and_no),
+        cmocka_unit_test(test_resize_parse_names),
+        cmocka_unit_test(test_fit_crop_centre),
+        cmocka_unit_test(test_fit_pad_centred_background),
+        cmocka_unit_test(test_fit_pad_right_text_line),
+        cmocka_unit_test(test_invert_auto_leaves_colour),
         cmocka_unit_test(test_to_input_bad_channels_refused),
         cmocka_unit_test(test_to_input_bad_size_refused),
         cmocka_unit_test(test_to_input_empty_image_refused),

@@ -82,18 +82,42 @@ async function loadModels() {
     if (doc.models.some((m) => m.name === 'fc100-100-10'))
         select.value = 'fc100-100-10';
     describeModel();
-    const classes = (doc.models[0] && doc.models[0].classes) || 10;
-    for (let k = 0; k < classes; k++)
-        $('target').append(el('option', {value: String(k), textContent: String(k)}));
-    $('target').value = '3';
+    $('target').value = $('target').querySelector('option[value="3"]') ? '3' : 'all';
 }
 
+const percent = (x) => (typeof x === 'number' ? `${(100 * x).toFixed(2)}%` : 'not recorded');
+
+// The model's description, its target labels, and the drawing pad: a
+// digit drawn in white on black is an input for a one-channel model only,
+// so for a colour model the pad gives way to a note.
 function describeModel() {
     const m = state.models.find((x) => x.name === currentModel());
     if (!m)
         return;
+    const [C, H, W] = m.input_shape;
     $('model-info').textContent = `${m.arch}, ${m.parameters.toLocaleString('en')} parameters, ` +
-        `test error ${(100 * m.test_error).toFixed(2)}% (train ${(100 * m.train_error).toFixed(2)}%), trained on ${m.dataset}.`;
+        `input ${C === 3 ? 'RGB' : 'gray'} ${W}x${H}, test error ${percent(m.test_error)} ` +
+        `(train ${percent(m.train_error)})${m.dataset ? `, trained on ${m.dataset}` : ''}.`;
+    const target = $('target').value;
+    $('target').replaceChildren(el('option', {value: 'all', textContent: 'all labels'}),
+        ...Array.from({length: m.classes}, (_, k) => el('option', {value: String(k), textContent: String(k)})));
+    if (target && $('target').querySelector(`option[value="${target}"]`))
+        $('target').value = target;
+    const drawable = C === 1;
+    $('pad-box').hidden = !drawable;
+    $('pad-note').hidden = drawable;
+    $('pad-note').textContent = drawable ? '' : `${m.name} takes colour images of ${W}x${H}: ` +
+        'give it a PNG or JPEG file or a dataset image. The drawing pad is for gray (one-channel) models.';
+    if (!drawable && state.input && state.input.kind === 'draw')
+        forgetInput();
+}
+
+// Sizes an image (or canvas) of W x H pixels to fit a box of bw x bh CSS
+// pixels at its own aspect ratio.
+function fitTo(node, W, H, bw, bh) {
+    const scale = Math.min(bw / W, bh / H);
+    node.style.width = `${Math.round(W * scale)}px`;
+    node.style.height = `${Math.round(H * scale)}px`;
 }
 
 /* ---- predictions, at most one request in flight ---- */
@@ -121,6 +145,7 @@ async function pumpPredict() {
             if (input.file) {
                 const form = new FormData();
                 form.append('image', input.file);
+                form.append('resize', input.resize);
                 doc = await request('POST', path, form);
                 delete input.file;
                 input.image = {png: doc.input.data};
@@ -131,6 +156,7 @@ async function pumpPredict() {
             if (input === state.input) {
                 drawBars($('pred'), doc.probabilities);
                 $('seen').src = input.preview || `data:image/png;base64,${doc.input.data}`;
+                fitTo($('seen'), doc.input.width, doc.input.height, 168, 84);
                 $('seen').hidden = false;
                 $('seen-caption').textContent = `${input.caption}: ${model} says ${doc.label}.`;
                 showError(null);
@@ -263,7 +289,7 @@ function previewOf(data) {
 function useFile(file) {
     if (!file)
         return;
-    setInput({kind: 'file', caption: file.name, file});
+    setInput({kind: 'file', caption: file.name, file, resize: $('resize').value});
 }
 
 $('file').addEventListener('change', (ev) => useFile(ev.target.files[0]));
@@ -473,6 +499,7 @@ $('cancel').addEventListener('click', async () => {
 
 /* ---- the result ---- */
 
+// The image's pixels in [0,1], its channels (1, or 3: R, G, B) together.
 async function pixelsOf(image) {
     const img = new Image();
     img.src = `data:image/${image.format};base64,${image.data}`;
@@ -480,9 +507,10 @@ async function pixelsOf(image) {
     const c = new OffscreenCanvas(image.width, image.height).getContext('2d', {willReadFrequently: true});
     c.drawImage(img, 0, 0);
     const px = c.getImageData(0, 0, image.width, image.height).data;
-    const out = new Float32Array(image.width * image.height);
+    const C = image.channels === 3 ? 3 : 1;
+    const out = new Float32Array(image.width * image.height * C);
     for (let i = 0; i < out.length; i++)
-        out[i] = px[4 * i] / 255;
+        out[i] = px[4 * Math.floor(i / C) + (i % C)] / 255;
     return out;
 }
 
@@ -518,6 +546,8 @@ async function showAnswer(answer) {
     }));
     $('targets').hidden = answer.results.length < 2;
     $('orig').src = `data:image/png;base64,${answer.input.data}`;
+    for (const id of ['orig', 'adv', 'heat'])
+        fitTo($(id), answer.input.width, answer.input.height, 224, 224);
     $('orig-caption').textContent = `Original: ${answer.model} says ${answer.original.label}`;
     state.original = {};
     await showTarget(0);
@@ -549,30 +579,48 @@ async function showTarget(i) {
     showTransfer(r);
     const [orig, adv] = await Promise.all([pixelsOf(answer.input), pixelsOf(r.image)]);
     if (state.answer === answer && state.shown === i)
-        drawHeat(orig, adv, r.image.width, r.image.height);
+        drawHeat(orig, adv, r.image.width, r.image.height, r.image.channels === 3 ? 3 : 1);
 }
 
-// r = adv - orig on a blue-white-red scale symmetric around 0, scaled to max|r|.
-function drawHeat(orig, adv, w, h) {
+// The perturbation r = adv - orig per pixel. Gray: r on a blue-white-red
+// scale symmetric around 0, scaled to max|r|. Colour: the pixel's L2 norm
+// over its channels, sqrt(r_R^2 + r_G^2 + r_B^2), on white-red from 0 to
+// its maximum: a signed mean over the channels would show a change of hue
+// that keeps the brightness (+r in red, -r in green) as no change at all.
+function drawHeat(orig, adv, w, h, C) {
     const heat = $('heat');
     heat.width = w;
     heat.height = h;
     const ctx = heat.getContext('2d');
     const img = ctx.createImageData(w, h);
+    const value = new Float32Array(w * h);
+    for (let p = 0; p < value.length; p++) {
+        if (C === 1) {
+            value[p] = adv[p] - orig[p];
+            continue;
+        }
+        let s = 0;
+        for (let c = 0; c < C; c++)
+            s += (adv[p * C + c] - orig[p * C + c]) ** 2;
+        value[p] = Math.sqrt(s);
+    }
     let max = 0;
-    for (let i = 0; i < adv.length; i++)
-        max = Math.max(max, Math.abs(adv[i] - orig[i]));
-    for (let i = 0; i < adv.length; i++)
-        img.data.set([...diverging(max ? (adv[i] - orig[i]) / max : 0), 255], 4 * i);
+    for (const v of value)
+        max = Math.max(max, Math.abs(v));
+    value.forEach((v, p) => img.data.set([...diverging(max ? v / max : 0), 255], 4 * p));
     ctx.putImageData(img, 0, 0);
     const legend = $('legend').getContext('2d');
     const lw = $('legend').width;
     for (let x = 0; x < lw; x++) {
-        const [r, g, b] = diverging(2 * x / (lw - 1) - 1);
+        const t = C === 1 ? 2 * x / (lw - 1) - 1 : x / (lw - 1);
+        const [r, g, b] = diverging(t);
         legend.fillStyle = `rgb(${r},${g},${b})`;
         legend.fillRect(x, 0, 1, $('legend').height);
     }
-    $('leg-min').textContent = `−${fmt(max, 3)}`;
+    $('heat-title').textContent = C === 1 ? 'Perturbation r = adv − orig'
+        : 'Perturbation per pixel: |r| over R, G and B, r = adv − orig';
+    $('leg-min').textContent = C === 1 ? `−${fmt(max, 3)}` : '0';
+    $('leg-mid').textContent = C === 1 ? '0' : '';
     $('leg-max').textContent = `+${fmt(max, 3)}`;
 }
 

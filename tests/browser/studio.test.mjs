@@ -1,6 +1,72 @@
 // studio.test.mjs — the attack studio at /: drawing, files, dataset images,
-// an attack run as a job and its result, cancelling, the keyboard alone and
-// a phone's width.
+// an attack run as a job and its result, cancelling, the keyboard alone, a
+// phone's width, and a colour model of a non-square input.
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
+import {deflateSync} from 'node:zlib';
+
+// A safetensors file of softmax regression (flatten, linear) on (C,H,W)
+// inputs with random weights (a fixed LCG): a model the daemon loads.
+function regressionModel(C, H, W, classes) {
+    const n = C * H * W;
+    const weights = new Float32Array(classes * n + classes);
+    let seed = 12345;
+    for (let i = 0; i < classes * n; i++) {
+        seed = (seed * 1103515245 + 12345) % 2147483648;
+        weights[i] = (seed / 2147483648 - 0.5) * 0.2;
+    }
+    const header = JSON.stringify({
+        '1.bias': {dtype: 'F32', shape: [classes], data_offsets: [4 * classes * n, 4 * weights.length]},
+        '1.weight': {dtype: 'F32', shape: [classes, n], data_offsets: [0, 4 * classes * n]},
+        __metadata__: {'blindspot.arch': JSON.stringify([{type: 'flatten'}, {out_features: classes, type: 'linear'}]),
+            'blindspot.input_shape': `[${C},${H},${W}]`, 'blindspot.classes': String(classes)},
+    });
+    const head = Buffer.from(header.padEnd(8 * Math.ceil(header.length / 8), ' '));
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(head.length));
+    return Buffer.concat([len, head, Buffer.from(weights.buffer)]);
+}
+
+// An 8-bit RGB PNG (colour type 2) of w x h whose pixel (x,y) is rgb(x,y).
+function rgbPng(w, h, rgb) {
+    const crcTable = Array.from({length: 256}, (_, n) => {
+        let c = n;
+        for (let k = 0; k < 8; k++)
+            c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+        return c >>> 0;
+    });
+    const crc = (buf) => {
+        let c = 0xffffffff;
+        for (const b of buf)
+            c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+        return (c ^ 0xffffffff) >>> 0;
+    };
+    const chunk = (type, data) => {
+        const out = Buffer.alloc(12 + data.length);
+        out.writeUInt32BE(data.length, 0);
+        out.write(type, 4, 'ascii');
+        data.copy(out, 8);
+        out.writeUInt32BE(crc(out.subarray(4, 8 + data.length)), 8 + data.length);
+        return out;
+    };
+    const ihdr = Buffer.alloc(13);
+    ihdr.writeUInt32BE(w, 0);
+    ihdr.writeUInt32BE(h, 4);
+    ihdr.set([8, 2, 0, 0, 0], 8);
+    const raw = Buffer.alloc(h * (1 + 3 * w));
+    for (let y = 0; y < h; y++)
+        for (let x = 0; x < w; x++)
+            raw.set(rgb(x, y), y * (1 + 3 * w) + 1 + 3 * x);
+    return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr),
+        chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
+}
+
+// The PNG of a data: URL: its width, height and colour type from IHDR.
+function pngHeader(dataUrl) {
+    const png = Buffer.from(dataUrl.slice(dataUrl.indexOf(',') + 1), 'base64');
+    return {png, width: png.readUInt32BE(16), height: png.readUInt32BE(20), colourType: png[25]};
+}
 
 // Opens / and waits until the models and datasets are listed.
 async function openStudio(t) {
@@ -42,6 +108,59 @@ async function labelOf(t, model, dataUrl) {
 }
 
 export const tests = [
+    {
+        name: 'a colour model of a non-square input: upload, attack, colour results the daemon labels as the target',
+        timeout: 90000,
+        async run(t) {
+            const dir = mkdtempSync(join(tmpdir(), 'blindspot-colour-'));
+            try {
+                writeFileSync(join(dir, 'rgb-line.safetensors'), regressionModel(3, 24, 64, 4));
+                const daemon = await t.startDaemon(['--models', dir]);
+                t.allowOrigin(daemon.base);
+                const page = t.page;
+                await page.goto(daemon.base + '/');
+                await page.locator('#model option[value="rgb-line"]').waitFor({state: 'attached'});
+                // no drawing pad for a colour model, a plain note instead
+                await page.locator('#pad-note').filter({hasText: 'colour images of 64x24'}).waitFor();
+                t.assert.equal(await page.locator('#pad').isVisible(), false);
+                t.assert.match(await page.locator('#model-info').textContent(), /input RGB 64x24/);
+                t.assert.equal(await page.locator('#target option').count(), 5); // all, 0..3
+
+                // an upload of another shape (40x30), padded around
+                await page.getByLabel('Another shape than the model\'s').selectOption('pad');
+                const png = rgbPng(40, 30, (x, y) => [200 + (x % 50), 40 + 5 * (y % 30), 90]);
+                await page.getByLabel('A PNG or JPEG file').setInputFiles({name: 'photo.png', mimeType: 'image/png', buffer: png});
+                await page.locator('#seen-caption').filter({hasText: 'photo.png: rgb-line says'}).waitFor();
+                const seen = pngHeader(await page.locator('#seen').getAttribute('src'));
+                t.assert.deepEqual([seen.width, seen.height, seen.colourType], [64, 24, 2]);
+                // shown at its own aspect ratio
+                const box = await page.locator('#seen').boundingBox();
+                t.assert.ok(Math.abs(box.width / box.height - 64 / 24) < 0.1, `seen is ${box.width}x${box.height}`);
+
+                const label = Number(await page.locator('#pred').getAttribute('data-label'));
+                const target = (label + 1) % 4;
+                await page.getByLabel('Target', {exact: true}).selectOption(String(target));
+                await runAttack(t);
+                t.assert.equal(await page.locator('#status').textContent(), 'Done.');
+                const adv = pngHeader(await page.locator('#adv').getAttribute('src'));
+                t.assert.deepEqual([adv.width, adv.height, adv.colourType], [64, 24, 2]);
+                const orig = pngHeader(await page.locator('#orig').getAttribute('src'));
+                t.assert.equal(orig.colourType, 2);
+                const r = await fetch(`${daemon.base}/v1/models/rgb-line/predict?invert=no`, {method: 'POST',
+                    headers: {'Content-Type': 'image/png'}, body: adv.png});
+                t.assert.equal(r.status, 200);
+                t.assert.equal((await r.json()).label, target);
+                // the heat map: the perturbation's size per pixel over the channels, at the image's aspect
+                t.assert.match(await page.locator('#heat-title').textContent(), /over R, G and B/);
+                t.assert.equal(await page.locator('#leg-min').textContent(), '0');
+                t.assert.equal(await page.locator('#heat').getAttribute('width'), '64');
+                const heat = await page.locator('#heat').boundingBox();
+                t.assert.ok(Math.abs(heat.width / heat.height - 64 / 24) < 0.1, `heat is ${heat.width}x${heat.height}`);
+            } finally {
+                rmSync(dir, {recursive: true, force: true});
+            }
+        },
+    },
     {
         name: 'a digit drawn with the mouse is predicted in the bars',
         async run(t) {

@@ -81,6 +81,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
                 "a decoded image not convertible: %s", err);
         PROMISE(in_unit(x, 3 * 8 * 8) && (inverted == 0 || inverted == 1),
                 "input outside [0,1] or inverted %d", inverted);
+        /* every resize mode into a non-square input fills all of it (the
+         * NaNs put there first would fail in_unit) */
+        for (int rs = BS_RESIZE_STRETCH; rs <= BS_RESIZE_PAD_RIGHT; rs++) {
+            float line[3 * 4 * 16];
+            for (size_t i = 0; i < sizeof line / sizeof *line; i++)
+                line[i] = NAN;
+            PROMISE(bs_image_to_input_fit(&img, 3, 4, 16, (bs_resize)rs, BS_INVERT_NO, line,
+                                          NULL, err) == 0,
+                    "resize mode %d: not convertible: %s", rs, err);
+            PROMISE(in_unit(line, 3 * 4 * 16), "resize mode %d: input outside [0,1]", rs);
+        }
     }
     bs_image_free(&img);
 
