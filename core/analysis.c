@@ -373,7 +373,8 @@ int bs_units_layer(const bs_model *m, int layer, char *err)
         return bs_fail(err, "layer %d is not one of the model's layers 0..%d", layer,
                     m->n_layers - 1);
     bs_layer_kind k = m->layers[layer].kind;
-    if ((k == BS_LINEAR || k == BS_CONV2D) && layer + 1 < m->n_layers) {
+    if ((k == BS_LINEAR || k == BS_CONV2D) && layer + 1 < m->n_layers &&
+        m->layers[layer + 1].in[0] == m->layers[layer].out) {
         bs_layer_kind next = m->layers[layer + 1].kind;
         if (next == BS_RELU || next == BS_SIGMOID || next == BS_TANH)
             return layer + 1;
@@ -475,7 +476,7 @@ int bs_units_rank(const bs_model *m, int layer, const bs_dataset *d,
     for (int b0 = 0; b0 < d->n; b0 += batch) {
         int nb = d->n - b0 < batch ? d->n - b0 : batch;
         bs_model_forward(m, ws, d->images + (size_t)b0 * d->input_size, nb);
-        const float *phi = ws->acts[L + 1]; /* (nb, dim) */
+        const float *phi = ws->acts[m->layers[L].out]; /* (nb, dim) */
         for (int j = 0; j < nb; j++) {
             const float *p = phi + (size_t)j * dim;
             for (int t = 0; t < n_dirs; t++) {

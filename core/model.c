@@ -567,25 +567,95 @@ static int plan_sharing(const bs_model *m, int *act_of, int *grad_of, int *consu
     return most;
 }
 
+/* A tensor's gradient buffer's lifetime in backward, in node indices. */
+typedef struct lifetime {
+    int t, lo, hi;
+} lifetime;
+
+static int later_first(const void *a, const void *b)
+{
+    const lifetime *x = a, *y = b;
+    return x->hi != y->hi ? (x->hi < y->hi ? 1 : -1) : x->t - y->t;
+}
+
+/* Gradient buffers by lifetime. Backward uses tensor r's buffer from the
+ * last node that reads r (or a reshape sharing it), whose contribution
+ * comes first, down to r's producer, which reads the sum. Tensors whose
+ * lifetimes do not meet share a slot, as a chain's layers shared two
+ * ping-pong buffers. slot (n_tensors) gets each tensor's slot (-1: no
+ * buffer of its own), slot_size each slot's floats per sample. Returns
+ * the number of slots, or -1 when out of memory. */
+static int plan_gradients(const bs_model *m, const int *grad_of, int *slot, size_t *slot_size)
+{
+    int nt = m->n_tensors, n = 0, slots = 0;
+    lifetime *life = malloc((size_t)nt * sizeof *life);
+    int *lo = malloc((size_t)nt * sizeof *lo), *hi = malloc((size_t)nt * sizeof *hi);
+    int *last = malloc((size_t)nt * sizeof *last); /* per slot: its latest lo */
+    if (!life || !lo || !hi || !last) {
+        slots = -1;
+        goto out;
+    }
+    for (int t = 0; t < nt; t++)
+        lo[t] = hi[t] = slot[t] = -1;
+    for (int i = 0; i < m->n_layers; i++) {
+        const bs_layer *l = &m->layers[i];
+        lo[l->out] = i;
+        for (int k = 0; k < l->n_in; k++)
+            if (i > hi[grad_of[l->in[k]]])
+                hi[grad_of[l->in[k]]] = i;
+    }
+    for (int t = 1; t < nt; t++)
+        if (!m->tensors[t].constant && t != m->output && grad_of[t] == t)
+            life[n++] = (lifetime){t, lo[t], hi[t] > lo[t] ? hi[t] : lo[t]};
+    /* backward meets them latest first; a slot is free again below the
+     * producer of the tensor it last held */
+    qsort(life, (size_t)n, sizeof *life, later_first);
+    for (int j = 0; j < n; j++) {
+        int s = 0;
+        while (s < slots && last[s] <= life[j].hi)
+            s++;
+        if (s == slots)
+            slot_size[slots++] = 0;
+        last[s] = life[j].lo;
+        slot[life[j].t] = s;
+        if (m->tensors[life[j].t].size > slot_size[s])
+            slot_size[s] = m->tensors[life[j].t].size;
+    }
+out:
+    free(life);
+    free(lo);
+    free(hi);
+    free(last);
+    return slots;
+}
+
 bs_workspace *bs_workspace_new(const bs_model *m, int batch)
 {
     if (batch <= 0)
         return NULL;
     bs_workspace *ws = calloc(1, sizeof *ws);
     size_t nodes = (size_t)m->n_layers, tensors = (size_t)m->n_tensors;
-    int *consumers = calloc(tensors, sizeof *consumers);
-    if (!consumers || !ws || !(ws->acts = calloc(tensors, sizeof *ws->acts)) ||
+    int *consumers = calloc(tensors, sizeof *consumers), *slot = calloc(tensors, sizeof *slot);
+    size_t *slot_size = calloc(tensors, sizeof *slot_size);
+    float **slot_at = calloc(tensors, sizeof *slot_at);
+    int slots = -1;
+    if (!consumers || !slot || !slot_size || !slot_at || !ws ||
+        !(ws->acts = calloc(tensors, sizeof *ws->acts)) ||
         !(ws->grads = calloc(tensors, sizeof *ws->grads)) ||
         !(ws->act_of = calloc(tensors, sizeof *ws->act_of)) ||
         !(ws->grad_of = calloc(tensors, sizeof *ws->grad_of)) ||
         !(ws->need = calloc(tensors, 1)) || !(ws->written = calloc(tensors, 1)) ||
         !(ws->masks = calloc(nodes, sizeof *ws->masks)) ||
-        !(ws->argmax = calloc(nodes, sizeof *ws->argmax))) {
+        !(ws->argmax = calloc(nodes, sizeof *ws->argmax)) ||
+        (ws->n_acc = plan_sharing(m, ws->act_of, ws->grad_of, consumers),
+         slots = plan_gradients(m, ws->grad_of, slot, slot_size)) < 0) {
         free(consumers);
+        free(slot);
+        free(slot_size);
+        free(slot_at);
         bs_workspace_free(ws);
         return NULL;
     }
-    ws->n_acc = plan_sharing(m, ws->act_of, ws->grad_of, consumers);
     free(consumers);
     size_t B = (size_t)batch, floats = 0, bytes = 0, max_size = 0, col = 0;
     for (int t = 0; t < m->n_tensors; t++) {
@@ -594,10 +664,10 @@ bs_workspace *bs_workspace_new(const bs_model *m, int batch)
             continue;
         if (ws->act_of[t] == t)
             floats += round_up(B * x->size);
-        if (t != 0 && t != m->output && ws->grad_of[t] == t)
-            floats += round_up(B * x->size);
         max_size = x->size > max_size ? x->size : max_size;
     }
+    for (int s = 0; s < slots; s++)
+        floats += round_up(B * slot_size[s]);
     for (int i = 0; i < m->n_layers; i++) {
         const bs_layer *l = &m->layers[i];
         const bs_op *op = bs_op_of(l->kind);
@@ -614,6 +684,9 @@ bs_workspace *bs_workspace_new(const bs_model *m, int batch)
     size_t total = round_up(floats + bytes / sizeof(float) + ALIGN_FLOATS) * sizeof(float);
     float *mem = aligned_alloc(64, total);
     if (!mem) {
+        free(slot);
+        free(slot_size);
+        free(slot_at);
         bs_workspace_free(ws);
         return NULL;
     }
@@ -631,11 +704,16 @@ bs_workspace *bs_workspace_new(const bs_model *m, int batch)
         } else {
             ws->acts[t] = ws->acts[ws->act_of[t]]; /* same floats, another shape */
         }
-        if (!x->constant && t != 0 && t != m->output && ws->grad_of[t] == t) {
-            ws->grads[t] = p;
-            p += round_up(B * x->size);
-        }
     }
+    for (int s = 0; s < slots; s++) {
+        slot_at[s] = p;
+        p += round_up(B * slot_size[s]);
+    }
+    for (int t = 0; t < m->n_tensors; t++)
+        ws->grads[t] = slot[t] >= 0 ? slot_at[slot[t]] : NULL;
+    free(slot);
+    free(slot_size);
+    free(slot_at);
     for (int j = 0; j < ws->n_acc; j++) {
         ws->acc[j] = p;
         p += round_up(B * max_size);

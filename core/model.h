@@ -199,9 +199,11 @@ typedef struct bs_workspace {
                              * acts[i+1] the output of layer i; constants
                              * point into the model's params; a reshape's
                              * output is its input's floats */
-    float **grads;          /* per tensor: its gradient buffer in backward,
-                             * NULL for the input (dx), the logits
-                             * (dlogits), constants and shared buffers */
+    float **grads;          /* per tensor: its gradient buffer in backward
+                             * (tensors whose lifetimes in backward do not
+                             * meet share one: a chain needs two), NULL for
+                             * the input (dx), the logits (dlogits),
+                             * constants and a reshape sharing its input's */
     int *act_of, *grad_of;  /* per tensor: the tensor whose activations
                              * and whose gradient buffer it shares (itself
                              * mostly) */

@@ -5,9 +5,9 @@
 #include "core/analysis.h"
 #include "core/error.h"
 #include "core/layers.h"
-#include "core/rng.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -678,6 +678,16 @@ static void reshape_backward(const bs_op_run *r, const float *dout, float *const
 /* ------------------------------------------------------------------------ */
 /* binary ops with broadcasting */
 
+/* "(2,3,4)": a tensor's dims for a message; buf holds 64. */
+static const char *dims_text(char *buf, const bs_tensor *t)
+{
+    int n = snprintf(buf, 64, "(");
+    for (int k = 0; k < t->rank && n < 48; k++)
+        n += snprintf(buf + n, (size_t)(64 - n), k ? ",%d" : "%d", t->dims[k]);
+    snprintf(buf + n, (size_t)(64 - n), ")");
+    return buf;
+}
+
 static int binary_infer(bs_layer *l, const bs_tensor *const *in, bs_tensor *out, int chain,
                         char *why)
 {
@@ -687,9 +697,11 @@ static int binary_infer(bs_layer *l, const bs_tensor *const *in, bs_tensor *out,
         return bs_fail(why, "reads two constants; fold it into one");
     if (l->kind == BS_DIV && !in[1]->constant)
         return bs_fail(why, "divides by a tensor that is not a constant");
-    if (bs_bcast_make(&g, in[0]->dims, in[0]->rank, 0, in[1]->dims, in[1]->rank, 0))
-        return bs_fail(why, "cannot broadcast shapes of rank %d and %d (dims %d.. and %d..)",
-                       in[0]->rank, in[1]->rank, in[0]->dims[0], in[1]->dims[0]);
+    if (bs_bcast_make(&g, in[0]->dims, in[0]->rank, 0, in[1]->dims, in[1]->rank, 0)) {
+        char a[64], b[64];
+        return bs_fail(why, "cannot broadcast %s and %s", dims_text(a, in[0]),
+                       dims_text(b, in[1]));
+    }
     set_dims(out, g.rank, g.dims + BS_BCAST_RANK - g.rank);
     return 0;
 }

@@ -5,8 +5,9 @@
  * adds noise), numpy broadcasting, a residual graph and a depthwise +
  * pointwise graph end to end, the refusals of bs_graph_build (naming the
  * node), chains built as graphs giving the same bits as bs_model_build,
+ * bs_model_find_node and the layer unit analysis resolves to,
  * the zoo's architectures giving the bits they gave before the graph,
- * bs_model_find_node, and the Lipschitz bounds of graphs. */
+ * and the Lipschitz bounds of graphs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -578,6 +579,53 @@ static void test_residual_graph(void **state)
     bs_model_free(m);
 }
 
+/* Gradient buffers are shared by tensors whose lifetimes in backward do
+ * not meet: a chain needs two, as its ping-pong pair; the residual graph's
+ * input gradient of the add must not share with the relu's. */
+static void test_gradient_buffers_shared(void **state)
+{
+    (void)state;
+    bs_layer layers[BS_MAX_LAYERS];
+    int n;
+    char err[BS_ERR_LEN];
+    assert_int_equal(bs_arch_parse("fc:20,30,10", 10, layers, &n, err), 0);
+    bs_model *m = bs_model_build(layers, n, (int[]){1, 28, 28}, err);
+    bs_workspace *ws = bs_workspace_new(m, 4);
+    const float *seen[2] = {NULL, NULL};
+    for (int t = 0; t < m->n_tensors; t++) {
+        const float *g = ws->grads[t];
+        if (!g || g == seen[0] || g == seen[1])
+            continue;
+        assert_null(seen[1]);
+        seen[seen[0] ? 1 : 0] = g;
+    }
+    assert_non_null(seen[1]);
+    bs_workspace_free(ws);
+    bs_model_free(m);
+    m = residual();
+    ws = bs_workspace_new(m, 1);
+    /* conv_1's output (t1) is live while relu_1's (t2) is */
+    assert_ptr_not_equal(ws->grads[1], ws->grads[2]);
+    bs_workspace_free(ws);
+    bs_model_free(m);
+}
+
+/* A node whose output nothing reads: its gradient is zero, and the input's
+ * gradient is only what the other path sends. */
+static void test_dead_branch(void **state)
+{
+    (void)state;
+    graph g;
+    input_of(&g, 1, (int[]){4});
+    node(&g, (bs_layer){.kind = BS_TANH}, "unused", 1, 0);
+    int c = add_tensor(&g, 1, (int[]){4}, (float[]){1, -2, 3, 0.5f});
+    node(&g, (bs_layer){.kind = BS_MUL}, "scale", 2, 0, c);
+    bs_model *m = build(&g, 1);
+    float x[8] = {0.1f, -0.2f, 0.3f, 0.4f, 1, 2, 3, 4};
+    assert_true(check_gradients(m, x, 2, 2) == 8);
+    bs_model_free(m);
+}
+
 /* depthwise conv (groups = C) -> relu6 (clip) -> pointwise 1x1 -> global
  * average pool -> reshape to (classes) */
 static void test_depthwise_pointwise_graph(void **state)
@@ -714,7 +762,7 @@ static void test_refusals_name_the_node(void **state)
     input_of(&g, 2, (int[]){2, 3});
     int c = add_tensor(&g, 1, (int[]){2}, (float[]){1, 2});
     node(&g, (bs_layer){.kind = BS_ADD}, "add_7", 2, 0, c);
-    assert_non_null(strstr(refusal(&g), "node 'add_7' (add) cannot broadcast"));
+    assert_non_null(strstr(refusal(&g), "node 'add_7' (add) cannot broadcast (2,3) and (2)"));
     /* div by a tensor that depends on the input */
     input_of(&g, 1, (int[]){4});
     int r = node(&g, (bs_layer){.kind = BS_RELU}, "relu", 1, 0);
@@ -765,6 +813,18 @@ static void test_find_node(void **state)
     assert_int_equal(bs_model_find_node(m, "fc"), 4);
     assert_int_equal(bs_model_find_node(m, "nope"), -1);
     assert_int_equal(bs_model_find_node(m, ""), -1);
+    /* unit analysis of conv_1 looks past the relu that reads it */
+    char err[BS_ERR_LEN];
+    assert_int_equal(bs_units_layer(m, 0, err), 1);
+    bs_model_free(m);
+    /* but not past a relu that reads something else */
+    graph g;
+    input_of(&g, 1, (int[]){4});
+    int a = node(&g, (bs_layer){.kind = BS_LINEAR, .out_features = 4}, "a", 1, 0);
+    int b = node(&g, (bs_layer){.kind = BS_RELU}, "b", 1, 0);
+    node(&g, (bs_layer){.kind = BS_ADD}, "sum", 2, a, b);
+    m = build(&g, 1);
+    assert_int_equal(bs_units_layer(m, 0, err), 0);
     bs_model_free(m);
 }
 
@@ -887,6 +947,8 @@ int main(void)
         cmocka_unit_test(test_gradients_linear_last_dim),
         cmocka_unit_test(test_gradients_broadcast),
         cmocka_unit_test(test_residual_graph),
+        cmocka_unit_test(test_dead_branch),
+        cmocka_unit_test(test_gradient_buffers_shared),
         cmocka_unit_test(test_depthwise_pointwise_graph),
         cmocka_unit_test(test_chain_as_graph_same_bits),
         cmocka_unit_test(test_zoo_bits_as_before),
