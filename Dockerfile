@@ -29,7 +29,7 @@ FROM debian:bookworm-slim
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       libmicrohttpd12 libjansson4 libturbojpeg0 libspng0 libcurl4 \
-      libopenblas0-pthread liblbfgsb0 zlib1g libsqlite3-0 libgnutls30 \
+      libopenblas0-pthread liblbfgsb0 zlib1g libsqlite3-0 libgnutls30 libprotobuf-c1 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/*.log \
  && useradd --system --uid 10001 --user-group --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin blindspot \

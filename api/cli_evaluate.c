@@ -113,7 +113,8 @@ static int add_model(model_set *s, const char *dir, const char *item, char *err)
 {
     char path[4096], name[256];
     size_t len = strlen(item);
-    int is_path = strchr(item, '/') || (len > 12 && !strcmp(item + len - 12, ".safetensors"));
+    int is_path = strchr(item, '/') || (len > 12 && !strcmp(item + len - 12, ".safetensors")) ||
+                  (len > 5 && !strcmp(item + len - 5, ".onnx"));
     if (is_path)
         snprintf(path, sizeof path, "%s", item);
     else
@@ -128,7 +129,7 @@ static int add_model(model_set *s, const char *dir, const char *item, char *err)
             snprintf(err, BS_ERR_LEN, "model %s is listed twice", name);
             return -1;
         }
-    bs_model *m = bs_model_load(path, err);
+    bs_model *m = cli_load_model(path, err);
     if (!m)
         return -1;
     s->names[s->n] = strdup(name);

@@ -5,6 +5,7 @@
 #include "api/attack_json.h"
 #include "core/model.h"
 #include "core/model_file.h"
+#include "core/onnx.h"
 
 #include <cblas.h>
 #include <dirent.h>
@@ -263,6 +264,11 @@ int cli_fail(const char *cmd, const char *fmt, ...)
     return 1;
 }
 
+bs_model *cli_load_model(const char *path, char *err)
+{
+    return bs_onnx_is_path(path) ? bs_onnx_load(path, NULL, err) : bs_model_load(path, err);
+}
+
 const char *cli_model_name(const char *path, char *buf, size_t n)
 {
     const char *b = strrchr(path, '/');
@@ -270,6 +276,8 @@ const char *cli_model_name(const char *path, char *buf, size_t n)
     char *dot = strstr(buf, ".safetensors");
     if (dot)
         *dot = '\0';
+    else if (bs_onnx_is_path(buf))
+        buf[strlen(buf) - 5] = '\0';
     return buf;
 }
 
@@ -295,13 +303,14 @@ int cli_load_models(const char *dir, const bs_model *m, const char *skip,
         char path[4096];
         struct stat st;
         snprintf(path, sizeof path, "%s/%s", dir, fn);
-        if (rc || len < 12 || strcmp(fn + len - 12, ".safetensors") || *n >= CLI_MAX_REPORT ||
+        if (rc || ((len < 12 || strcmp(fn + len - 12, ".safetensors")) && !bs_onnx_is_path(fn)) ||
+            *n >= CLI_MAX_REPORT ||
             stat(path, &st) != 0 ||
             (have_skip && st.st_ino == skip_st.st_ino && st.st_dev == skip_st.st_dev)) {
             free(ents[i]);
             continue;
         }
-        bs_model *rm = bs_model_load(path, err);
+        bs_model *rm = cli_load_model(path, err);
         if (!rm) {
             rc = -1;
         } else if (rm->input_size != m->input_size) {

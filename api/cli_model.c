@@ -41,7 +41,7 @@ static const char *predict_usage =
     "probabilities of every class, and the image as the model saw it after\n"
     "conversion (gray or RGB, area-averaged resize, inversion).\n"
     "\n"
-    "  --model FILE     the model (.safetensors)\n"
+    "  --model FILE     the model (.safetensors or .onnx)\n"
     "  --dataset NAME   mnist, mnist:P1, mnist:P2, fashion-mnist or a folder of\n"
     "                   IDX files (default: the dataset recorded in the model,\n"
     "                   else mnist)\n"
@@ -139,7 +139,7 @@ int cli_info(int argc, char **argv)
         return doc ? cli_output("info", doc, json, print_info) : 1;
     }
     char err[BS_ERR_LEN];
-    bs_model *m = bs_model_load(path, err);
+    bs_model *m = cli_load_model(path, err);
     if (!m)
         return cli_fail("info", "%s", err);
     json_t *doc = bs_model_json(name, path, m);
@@ -356,7 +356,7 @@ int cli_predict(int argc, char **argv)
                             : remote_split(server, name, dataset, split, first, n);
         return doc ? cli_output("predict", doc, json, image ? print_image : print_split) : 1;
     }
-    bs_model *m = bs_model_load(path, err);
+    bs_model *m = cli_load_model(path, err);
     if (!m)
         return cli_fail("predict", "%s", err);
     json_t *doc = image ? predict_file(name, m, image, inv, err)

@@ -42,7 +42,7 @@ static const option_spec options[] = {
     {"listen", "BLINDSPOT_LISTEN", "HOST:PORT", OPT_STRING, FIELD(listen),
      "127.0.0.1:8080", 0, 0, "address and port to serve HTTP on (port 0: any free port)"},
     {"models", "BLINDSPOT_MODELS", "PATH", OPT_STRING, FIELD(models_dir), "models", 0, 0,
-     "a folder whose *.safetensors files are loaded (a model's name is its file name), "
+     "a folder whose *.safetensors and *.onnx files are loaded (a model's name is its file name), "
      "or one model file; SIGHUP reads it again"},
     {"model-name", "BLINDSPOT_MODEL_NAME", "NAME", OPT_STRING, FIELD(model_name), "", 0, 0,
      "serve one model under this name: --models is that file, or a folder holding only it "

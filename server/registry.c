@@ -2,6 +2,7 @@
 #include "server/registry.h"
 
 #include "core/model_file.h"
+#include "core/onnx.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -13,6 +14,14 @@
 #include <sys/stat.h>
 
 static const char *const model_ext = ".safetensors";
+static const char *const onnx_ext = ".onnx";
+
+/* Whether file is a model by its name: *.safetensors or *.onnx. */
+static int model_file_name(const char *file)
+{
+    size_t len = strlen(file), el = strlen(model_ext);
+    return (len > el && !strcmp(file + len - el, model_ext)) || bs_onnx_is_path(file);
+}
 
 /* Model names travel in URL paths; keep them to characters that need no
  * escaping there. */
@@ -53,8 +62,8 @@ static int same_file(const registry_file_id *a, const registry_file_id *b)
            a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
 }
 
-/* Adds path as model name (from the file name: without .safetensors, or
- * without its last extension) or as model_name when one is given. */
+/* Adds path as model name (from the file name: without .safetensors or
+ * .onnx, or without its last extension) or as model_name when one is given. */
 static int found_add(found_list *l, const char *path, const char *file, const struct stat *st,
                      const char *model_name, char *err, size_t errlen)
 {
@@ -82,6 +91,8 @@ static int found_add(found_list *l, const char *path, const char *file, const st
         len = strlen(model_name), file = model_name;
     else if (len > el && !strcmp(file + len - el, model_ext))
         len -= el;
+    else if (bs_onnx_is_path(file))
+        len -= strlen(onnx_ext);
     else if (dot && dot != file)
         len = (size_t)(dot - file);
     if (len >= sizeof f->name) {
@@ -110,9 +121,9 @@ static int by_found_name(const void *a, const void *b)
     return strcmp(((const found *)a)->name, ((const found *)b)->name);
 }
 
-/* The model files of --models now, sorted by name: every *.safetensors of
- * a folder, or with model_name its one file (of any name; dot files are
- * not models), or the file itself. 0, or -1 with a message. */
+/* The model files of --models now, sorted by name: every *.safetensors and
+ * *.onnx of a folder, or with model_name its one file (of any name; dot
+ * files are not models), or the file itself. 0, or -1 with a message. */
 static int scan(const registry *reg, found_list *l, char *err, size_t errlen)
 {
     memset(l, 0, sizeof *l);
@@ -135,10 +146,9 @@ static int scan(const registry *reg, found_list *l, char *err, size_t errlen)
     int rc = 0;
     struct dirent *e;
     while (!rc && (e = readdir(d))) {
-        size_t len = strlen(e->d_name), el = strlen(model_ext);
         if (e->d_name[0] == '.')
             continue;
-        if (!reg->model_name[0] && (len <= el || strcmp(e->d_name + len - el, model_ext) != 0))
+        if (!reg->model_name[0] && !model_file_name(e->d_name))
             continue;
         char path[REGISTRY_PATH_LEN + 256];
         snprintf(path, sizeof path, "%s/%s", reg->models, e->d_name);
@@ -197,7 +207,8 @@ static registry_model *model_read(const registry *reg, const found *f, char *err
     rm->n_places = reg->n_places;
     atomic_init(&rm->refs, 1);
     char why[BS_ERR_LEN];
-    rm->model = bs_model_load(f->path, why);
+    rm->model = bs_onnx_is_path(f->path) ? bs_onnx_load(f->path, NULL, why)
+                                         : bs_model_load(f->path, why);
     if (!rm->model) {
         snprintf(err, errlen, "model %s: %s", f->name, why); /* why names the file */
         free(rm->ws);
@@ -678,7 +689,7 @@ static int load_models(registry *reg, char *err, size_t errlen)
         return -1;
     int rc = 0;
     if (l.n == 0) {
-        snprintf(err, errlen, "no *.safetensors files in the models folder %s", reg->models);
+        snprintf(err, errlen, "no *.safetensors or *.onnx files in the models folder %s", reg->models);
         rc = -1;
     }
     registry_set *set = rc ? NULL : set_new(l.n);

@@ -89,7 +89,9 @@ handler_result v2_model(server *srv, const http_request *req, http_response *res
     const bs_model *m = rm->model;
     /* The protocol's platform is "<project>_<format>": the format the
      * loader read, whatever the file's name (--model-name takes any). */
-    const char *platform = SERVER_NAME "_safetensors";
+    const char *format = bs_model_get_meta(m, "blindspot.format");
+    const char *platform = format && !strcmp(format, "onnx") ? SERVER_NAME "_onnx"
+                                                              : SERVER_NAME "_safetensors";
     resp_json(resp, 200,
               json_pack("{s:s, s:[s], s:s, s:[{s:s, s:s, s:[i,i,i,i]}], "
                         "s:[{s:s, s:s, s:[i,i]}, {s:s, s:s, s:[i]}]}",

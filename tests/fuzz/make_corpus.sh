@@ -10,7 +10,7 @@
 set -eu
 out=tests/fuzz/corpus
 rm -rf "$out"
-mkdir -p "$out"/{accept,attack_request,auth,cors,host,base64,idx,image,model_file,multipart,oip_tensor,outbound,tensor_json,v1_bodies,v2_infer}
+mkdir -p "$out"/{accept,attack_request,auth,cors,host,base64,idx,image,model_file,multipart,onnx,oip_tensor,outbound,tensor_json,v1_bodies,v2_infer}
 
 pkgs="jansson zlib openblas spng libturbojpeg"
 gcc -std=c11 -O1 -I. $(pkg-config --cflags $pkgs) tests/fuzz/seed_images.c build/libblindspot.a \
@@ -184,5 +184,63 @@ put("multipart/attack_dataset", form(1, [("model", "tiny"), ("target", "all"),
 put("model_file/arch.json", '[{"type":"conv2d","out_channels":2,"kernel":3,"padding":1},'
                             '{"type":"relu"},{"type":"maxpool2d","kernel":2},{"type":"flatten"},'
                             '{"type":"dropout","p":0.25},{"out_features":10,"type":"linear"}]')
+
+# onnx: small models of ONNX's node tests (libonnx-testdata), their inputs
+# after the first spliced in as initializers so that each is a classifier
+# of one input (the last name field of a message wins, as protobuf reads it)
+node = "/usr/share/libonnx-testdata/data/node"
+def varint(n):
+    b = b""
+    while True:
+        b += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+        n >>= 7
+        if not n:
+            return b
+def read_varint(b, i):
+    n, shift = 0, 0
+    while True:
+        n |= (b[i] & 0x7F) << shift
+        shift += 7
+        i += 1
+        if not b[i - 1] & 0x80:
+            return n, i
+def fields(b):
+    i = 0
+    while i < len(b):
+        start = i
+        key, i = read_varint(b, i)
+        no, wt = key >> 3, key & 7
+        if wt == 0:
+            _, i = read_varint(b, i)
+            yield no, b[start:i], None
+        elif wt == 2:
+            n, i = read_varint(b, i)
+            yield no, b[start:i + n], b[i:i + n]
+            i += n
+        else:
+            raise ValueError("wire type %d" % wt)
+def ld(no, payload):
+    return varint(no << 3 | 2) + varint(len(payload)) + payload
+def seed(test, inits=()):
+    with open(f"{node}/{test}/model.onnx", "rb") as f:
+        model = f.read()
+    spliced = b""
+    for no, raw, value in fields(model):
+        if no == 7:
+            for k, name in enumerate(inits):
+                with open(f"{node}/{test}/test_data_set_0/input_{k + 1}.pb", "rb") as f:
+                    value += ld(5, f.read() + ld(8, name.encode()))
+            raw = ld(7, value)
+        spliced += raw
+    put(f"onnx/{test[5:]}.onnx", spliced)
+seed("test_relu")
+seed("test_maxpool_2d_pads")
+seed("test_averagepool_2d_pads_count_include_pad")
+seed("test_leakyrelu")
+seed("test_hardswish")
+seed("test_flatten_axis1")
+seed("test_conv_with_strides_padding", ["W"])
+seed("test_batchnorm_example", ["s", "bias", "mean", "var"])
+seed("test_gemm_default_vector_bias", ["b", "c"])
 PY
 du -sh "$out"
