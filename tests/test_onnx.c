@@ -684,6 +684,93 @@ static void test_daemon_and_cli(void **state)
     teardown_arena();
 }
 
+/* PP-OCR's text-direction classifier, a production model (make ocr
+ * oracle-check puts it, its sidecar, the rendered text lines and ONNX
+ * Runtime's answers in build/ocr/): loaded with its sidecar (3x48x192,
+ * range [-1,1]) it gives ORT's probabilities on ORT's inputs taken back to
+ * pixels, and the CLI classes each PNG as ORT does. */
+#define OCR_DIR "build/ocr/"
+#define OCR_MODEL OCR_DIR "ch_ppocr_mobile_v2.0_cls_infer.onnx"
+#define OCR_SAMPLE (3 * 48 * 192)
+
+/* log p1 - log p0: the logits' difference, also where p0 rounds to 1. */
+static double log_odds(double p0, double p1)
+{
+    return log(p1) - log(p0);
+}
+
+static void test_ppocr(void **state)
+{
+    (void)state;
+    size_t nx = 0, np = 0;
+    uint8_t *xb = tu_read_file(OCR_DIR "cls.input.f32", &nx);
+    uint8_t *pb = tu_read_file(OCR_DIR "cls.ort.f32", &np);
+    json_t *summary = json_load_file(OCR_DIR "cls.json", 0, NULL);
+    FILE *f = fopen(OCR_MODEL, "rb");
+    if (!xb || !pb || !summary || !f) {
+        printf("test_ppocr: skipped, no " OCR_DIR " (make ocr oracle-check makes it)\n");
+        free(xb), free(pb), json_decref(summary);
+        if (f)
+            fclose(f);
+        skip();
+    }
+    fclose(f);
+    int n = (int)(nx / (sizeof(float) * OCR_SAMPLE));
+    json_t *images = json_object_get(summary, "images");
+    assert_true(n > 0 && nx == (size_t)n * sizeof(float) * OCR_SAMPLE);
+    assert_int_equal(np, (size_t)n * 2 * sizeof(float));
+    assert_int_equal((int)json_array_size(images), n);
+
+    char err[BS_ERR_LEN];
+    bs_model *m = bs_onnx_load(OCR_MODEL, NULL, err);
+    if (!m)
+        fail_msg("PP-OCR refused: %s", err);
+    assert_int_equal((int)m->input_size, OCR_SAMPLE);
+    assert_int_equal(m->classes, 2);
+    assert_string_equal(bs_model_get_meta(m, "labels"), "[\"0\",\"180\"]");
+
+    float *x = (float *)xb, *ort = (float *)pb;
+    for (size_t i = 0; i < (size_t)n * OCR_SAMPLE; i++)
+        x[i] = (x[i] + 1.0f) * 0.5f; /* ORT's [-1,1] back to pixels */
+    bs_workspace *ws = bs_workspace_new(m, n);
+    assert_non_null(ws);
+    const float *logits = bs_model_forward(m, ws, x, n);
+    for (int b = 0; b < n; b++) {
+        const float *z = logits + 2 * b, *p = ort + 2 * b;
+        double mx = fmax(z[0], z[1]);
+        double e0 = exp(z[0] - mx), e1 = exp(z[1] - mx);
+        double want = log_odds(p[0], p[1]), got = (double)z[1] - z[0];
+        if (fabs(e0 / (e0 + e1) - p[0]) > 1e-5 || fabs(got - want) > 1e-3 * fmax(1.0, fabs(want)))
+            fail_msg("image %d: p(0) %g, logit difference %g; ORT: p(0) %g, %g", b,
+                     e0 / (e0 + e1), got, (double)p[0], want);
+    }
+    bs_workspace_free(ws);
+    bs_model_free(m);
+
+    for (int b = 0; b < n; b++) {
+        json_t *row = json_array_get(images, (size_t)b);
+        const char *image = json_string_value(json_object_get(row, "image"));
+        const char *answer = json_string_value(json_object_get(row, "answer"));
+        char cmd[1024], *out = NULL;
+        snprintf(cmd, sizeof cmd, "%s predict --model " OCR_MODEL " --image " OCR_DIR
+                 "%s --invert no --json", tu_bin("blindspot"), image);
+        assert_int_equal(tu_run(cmd, &out), 0);
+        json_t *doc = json_loads(out, 0, NULL);
+        if (!doc)
+            fail_msg("%s: not JSON: %s", cmd, out ? out : "");
+        int label = (int)json_integer_value(json_object_get(doc, "label"));
+        json_t *probs = json_object_get(doc, "probabilities");
+        if (strcmp(label ? "180" : "0", answer) != 0)
+            fail_msg("%s: label %d, ORT's answer %s", image, label, answer);
+        assert_float_equal(json_number_value(json_array_get(probs, 0)), ort[2 * b], 1e-5);
+        json_decref(doc);
+        free(out);
+    }
+    json_decref(summary);
+    free(xb);
+    free(pb);
+}
+
 /* --- hostile files --------------------------------------------------------- */
 
 static void test_truncated(void **state)
@@ -880,6 +967,7 @@ int main(void)
         cmocka_unit_test(test_pad),
         cmocka_unit_test(test_metadata_and_sidecar),
         cmocka_unit_test(test_daemon_and_cli),
+        cmocka_unit_test(test_ppocr),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_random_bytes),
         cmocka_unit_test(test_unknown_op),
