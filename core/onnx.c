@@ -25,6 +25,8 @@
 
 #define MAX_FULL_RANK 8              /* dims of a constant */
 #define MAX_ELEMS ((size_t)BS_MAX_PARAMS) /* elements of one constant */
+#define MAX_COMPUTED ((size_t)1 << 22) /* elements a computed constant may have
+                                        * beyond its largest input's */
 #define MAX_DIM (1 << 24)            /* one dimension of the input */
 
 enum { T_FLOAT = 1, T_INT32 = 6, T_INT64 = 7, T_BOOL = 9 };
@@ -73,6 +75,7 @@ typedef struct imp {
     char **names;     /* names the importer made (owned) */
     int n_names, cap_names;
     const Onnx__NodeProto *cur;
+    size_t max_elems; /* elements of the next constant (0: MAX_ELEMS) */
     char *err;
 } imp;
 
@@ -206,22 +209,31 @@ static void cval_free(cval *c)
     c->i = NULL;
 }
 
-/* Allocates c's data for its dims; refuses negative dims and sizes past
- * MAX_ELEMS. */
-static int cval_alloc(imp *im, cval *c, int is_int, int rank, const int64_t *dims)
+/* The elements of a constant of these dims into *n; refuses negative dims
+ * and sizes past im->max_elems. */
+static int cval_elems(imp *im, int rank, const int64_t *dims, size_t *n)
 {
     char s[96];
+    size_t cap = im->max_elems ? im->max_elems : MAX_ELEMS;
     if (rank < 0 || rank > MAX_FULL_RANK)
         return nfail(im, "a constant of rank %d (at most %d)", rank, MAX_FULL_RANK);
-    size_t n = 1;
+    *n = 1;
     for (int d = 0; d < rank; d++) {
-        if (dims[d] < 0 || (dims[d] > 0 && n > MAX_ELEMS / (uint64_t)dims[d])) {
+        if (dims[d] < 0 || (dims[d] > 0 && *n > cap / (uint64_t)dims[d])) {
             dims_str(s, sizeof s, dims, rank);
-            return nfail(im, "a constant of shape %s is larger than %zu elements",
-                         s, MAX_ELEMS);
+            return nfail(im, "a constant of shape %s is larger than %zu elements", s, cap);
         }
-        n *= (size_t)dims[d];
+        *n *= (size_t)dims[d];
     }
+    return 0;
+}
+
+/* Allocates c's data for its dims (cval_elems). */
+static int cval_alloc(imp *im, cval *c, int is_int, int rank, const int64_t *dims)
+{
+    size_t n;
+    if (cval_elems(im, rank, dims, &n))
+        return -1;
     c->is_int = is_int;
     c->rank = rank;
     if (rank)
@@ -294,8 +306,9 @@ static int location_inside(const char *loc)
     return 1;
 }
 
-/* Reads a tensor's external data: the location relative to the model's
- * folder, offset and length checked against the file. */
+/* Reads a tensor's external data into c (allocated here): the location
+ * relative to the model's folder, offset and length checked against the
+ * file. */
 static int read_external(imp *im, const Onnx__TensorProto *tp, cval *c, int t,
                          const char *what)
 {
@@ -329,7 +342,10 @@ static int read_external(imp *im, const Onnx__TensorProto *tp, cval *c, int t,
     if (!location_inside(loc))
         return nfail(im, "%s '%.48s': external data location '%.64s' leaves the "
                      "model's folder", what, tp->name, loc);
-    size_t need = c->n * dtype_size(t);
+    size_t n;
+    if (cval_elems(im, (int)tp->n_dims, tp->dims, &n))
+        return -1;
+    size_t need = n * dtype_size(t);
     if (length >= 0 && (unsigned long long)length != need)
         return nfail(im, "%s '%.48s': external data length %lld is not the %zu "
                      "bytes of its shape", what, tp->name, length, need);
@@ -368,6 +384,10 @@ static int read_external(imp *im, const Onnx__TensorProto *tp, cval *c, int t,
         return nfail(im, "%s '%.48s': cannot read external data '%.64s'", what,
                      tp->name, loc);
     }
+    if (cval_alloc(im, c, t != T_FLOAT, (int)tp->n_dims, tp->dims)) {
+        free(buf);
+        return -1;
+    }
     decode_raw(c, t, buf);
     free(buf);
     return 0;
@@ -386,22 +406,29 @@ static int tensor_to_cval(imp *im, const Onnx__TensorProto *tp, cval *c, const c
                      tp->n_dims, MAX_FULL_RANK);
     if (tp->segment)
         return nfail(im, "%s '%.48s' is segmented", what, name);
-    if (cval_alloc(im, c, t != T_FLOAT, (int)tp->n_dims, tp->dims))
+    /* The data is checked against the shape before the shape is allocated:
+     * a few bytes may not claim a large tensor. */
+    size_t n;
+    if (cval_elems(im, (int)tp->n_dims, tp->dims, &n))
         return -1;
-    if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
-        return read_external(im, tp, c, t, what);
+    int external = tp->has_data_location &&
+                   tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
     size_t typed = t == T_FLOAT ? tp->n_float_data : t == T_INT64 ? tp->n_int64_data
                                                                   : tp->n_int32_data;
+    if (!external && tp->has_raw_data && tp->raw_data.len != n * dtype_size(t))
+        return nfail(im, "%s '%.48s' holds %zu bytes of data, its shape needs %zu",
+                     what, name, tp->raw_data.len, n * dtype_size(t));
+    if (!external && !tp->has_raw_data && typed != n)
+        return nfail(im, "%s '%.48s' holds %zu values, its shape needs %zu", what,
+                     name, typed, n);
+    if (external)
+        return read_external(im, tp, c, t, what);
+    if (cval_alloc(im, c, t != T_FLOAT, (int)tp->n_dims, tp->dims))
+        return -1;
     if (tp->has_raw_data) {
-        if (tp->raw_data.len != c->n * dtype_size(t))
-            return nfail(im, "%s '%.48s' holds %zu bytes of data, its shape needs %zu",
-                         what, name, tp->raw_data.len, c->n * dtype_size(t));
         decode_raw(c, t, tp->raw_data.data);
         return 0;
     }
-    if (typed != c->n)
-        return nfail(im, "%s '%.48s' holds %zu values, its shape needs %zu", what,
-                     name, typed, c->n);
     for (size_t k = 0; k < c->n; k++) {
         if (t == T_FLOAT)
             c->f[k] = tp->float_data[k];
@@ -974,7 +1001,7 @@ static int fold_concat(imp *im, cval *o)
 
 /* Evaluates a node whose inputs are all constants. Returns 1 when op is not
  * one evaluated at load, 0 when done, -1 on a refusal. */
-static int fold_constant_node(imp *im, const char *op, const char *out)
+static int fold_constant_op(imp *im, const char *op, const char *out)
 {
     const Onnx__NodeProto *n = im->cur;
     cval o = {0};
@@ -1092,6 +1119,24 @@ static int fold_constant_node(imp *im, const char *op, const char *out)
     }
     v->c = o;
     return 0;
+}
+
+/* fold_constant_op with its result held to MAX_COMPUTED elements or its
+ * largest input's count: a few bytes of shape arithmetic (ConstantOfShape,
+ * broadcasting, Gather) may not make a large constant. A Constant's value
+ * is in the file, checked against its shape. */
+static int fold_constant_node(imp *im, const char *op, const char *out)
+{
+    size_t cap = MAX_COMPUTED;
+    for (size_t k = 0; k < im->cur->n_input; k++) {
+        const value *v = input(im, (int)k);
+        if (v && v->kind == V_CONST && v->c.n > cap)
+            cap = v->c.n;
+    }
+    im->max_elems = strcmp(op, "Constant") ? cap : MAX_ELEMS;
+    int rc = fold_constant_op(im, op, out);
+    im->max_elems = 0;
+    return rc;
 }
 
 /* --- graph ops ------------------------------------------------------------- */

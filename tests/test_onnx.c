@@ -872,6 +872,29 @@ static void test_absurd_dims(void **state)
     b = reference(13);
     b->inits[1]->data_type = 11;
     refused(b, "initializer 'b1' has data type double");
+    /* a few bytes claiming a large tensor are refused before it is allocated */
+    b = reference(13);
+    b->inits[0]->dims[0] = (int64_t)1 << 23;
+    refused(b, "initializer 'w1' holds 18 values, its shape needs 75497472");
+    /* shape arithmetic may not make a constant much larger than its inputs */
+    static const char *const big[][2] = {{"ConstantOfShape", "big_shape"}, {"Add", "col,row"}};
+    for (int k = 0; k < 2; k++) {
+        b = reference(13);
+        init(b, tensor_i("big_shape", 4, (int64_t[]){1, 2, 4096, 4096}));
+        init(b, tensor_f("col", 2, (int64_t[]){4096, 1}, A(4096 * sizeof(float))));
+        init(b, tensor_f("row", 2, (int64_t[]){1, 4096}, A(4096 * sizeof(float))));
+        Onnx__NodeProto *tail[5];
+        memcpy(tail, b->nodes + 2, sizeof tail);
+        b->g.n_node = 2;
+        add(b, node(big[k][0], "big", big[k][1], "bigc"));
+        add(b, node("Add", "plus", "n1,bigc", "n1b"));
+        tail[0]->input[0] = S("n1b");
+        for (int t = 0; t < 5; t++)
+            add(b, tail[t]);
+        refused(b, k ? "node 'big' (Add): a constant of shape (4096,4096) is larger than 4194304"
+                     : "node 'big' (ConstantOfShape): a constant of shape (1,2,4096,4096) is "
+                       "larger than 4194304");
+    }
     teardown_arena();
 }
 
