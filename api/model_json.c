@@ -55,6 +55,8 @@ json_t *bs_model_json(const char *name, const char *file, const bs_model *m)
                               bs_layer_name(l->kind), "input_shape", shape_json(l->in_shape),
                               "output_shape", shape_json(l->out_shape), "parameters",
                               (json_int_t)(l->weight_size + l->bias_size));
+        if (l->name[0]) /* the node's name in its file (an ONNX graph's) */
+            json_object_set_new(o, "name", json_string(l->name));
         /* the stored hyper-parameters; "type" is the same word */
         json_object_update_missing(o, json_array_get(arch, (size_t)i));
         json_array_append_new(layers, o);

@@ -8,7 +8,7 @@
  * LIPSCHITZ_MAX_ATTACKS; the model's own dataset and test by default),
  * within the request's time budget.
  *
- * POST /v1/models/{name}/units {"layer": L, "direction": I | "random",
+ * POST /v1/models/{name}/units {"layer": L | "node", "direction": I | "random",
  * "seed": S, "k": K, "dataset": D, "split": P}: §3's unit analysis, the top
  * K images of the split by <phi_L(x), v> for the unit vector e_I or a random
  * direction of seed S (default 1), their labels, label purity and the
@@ -229,21 +229,30 @@ static int read_units(server *srv, const json_t *root, units_job *j, http_respon
                    "direction and summary exclude each other; send one.");
         return -1;
     }
-    if (!json_is_integer(layer) || (summary && !json_is_integer(summary)) ||
+    if (!(json_is_integer(layer) || json_is_string(layer)) || (summary && !json_is_integer(summary)) ||
         (dir && !json_is_integer(dir) &&
          !(json_is_string(dir) && !strcmp(json_string_value(dir), "random"))) ||
         (seed && (!json_is_integer(seed) || json_integer_value(seed) < 0)) ||
         (k && !json_is_integer(k)) || (dataset && !json_is_string(dataset)) ||
         (split && !json_is_string(split))) {
         resp_error(resp, BS_E_INVALID_REQUEST,
-                   "layer, summary and k are whole numbers, direction a unit index or "
-                   "\"random\", seed a whole number from 0, dataset and split names.");
+                   "layer is a whole number or a node's name, summary and k are whole numbers, "
+                   "direction a unit index or \"random\", seed a whole number from 0, dataset "
+                   "and split names.");
         return -1;
     }
     char err[BS_ERR_LEN];
     json_int_t L = json_integer_value(layer);
-    j->layer = L >= 0 && L < m->n_layers ? (int)L : -1;
+    if (json_is_string(layer))
+        j->layer = bs_model_find_node(m, json_string_value(layer));
+    else
+        j->layer = L >= 0 && L < m->n_layers ? (int)L : -1;
     j->resolved = bs_units_layer(m, j->layer, err);
+    if (j->resolved < 0 && json_is_string(layer)) {
+        resp_error(resp, BS_E_LAYER_OUT_OF_RANGE, "Model %s has no node named '%.64s'.",
+                   j->rm->name, json_string_value(layer));
+        return -1;
+    }
     if (j->resolved < 0) {
         resp_error(resp, BS_E_LAYER_OUT_OF_RANGE, "Model %s has layers 0 to %d, not %lld.",
                    j->rm->name, m->n_layers - 1, (long long)L);

@@ -953,6 +953,7 @@ static void test_bad_requests(void **state)
         {"POST", "/v1/models/cnn/units", "application/json", "{\"layer\":1,\"direction\":0,\"depth\":1}", 400, "unknown_field"},
         {"POST", "/v1/models/fc100-100-10/units", "application/json", "{\"layer\":6,\"direction\":0}", 422, "layer_out_of_range"},
         {"POST", "/v1/models/fc100-100-10/units", "application/json", "{\"layer\":-1,\"direction\":0}", 422, "layer_out_of_range"},
+        {"POST", "/v1/models/fc100-100-10/units", "application/json", "{\"layer\":\"no such node\",\"direction\":0}", 422, "layer_out_of_range"},
         {"POST", "/v1/models/fc100-100-10/units", "application/json", "{\"layer\":2,\"direction\":100}", 422, "unit_out_of_range"},
         {"POST", "/v1/models/fc100-100-10/units", "application/json", "{\"layer\":2,\"direction\":\"random\",\"k\":65}", 422, "k_out_of_range"},
         {"POST", "/v1/models/fc100-100-10/units", "application/json", "{\"layer\":2,\"direction\":0,\"k\":0}", 422, "k_out_of_range"},
