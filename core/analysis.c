@@ -5,6 +5,7 @@
 #include "core/analysis.h"
 #include "core/error.h"
 
+#include "core/ops.h"
 #include "core/rng.h"
 
 #include <complex.h>
@@ -17,13 +18,15 @@
 /* ------------------------------------------------------------------------ */
 /* Lipschitz bounds */
 
-double bs_lipschitz_linear(const float *weight, int OC, int C, uint64_t seed,
-                           int *iterations)
+double bs_lipschitz_operator(void (*apply)(void *ctx, double *out, const double *in),
+                             void (*adjoint)(void *ctx, double *out, const double *in),
+                             void *ctx, size_t n_in, size_t n_out, double tol, uint64_t seed,
+                             int *iterations)
 {
-    /* weight is (OC,C). With v of length 1, ||W v||^2 = v^T W^T W v is the
-     * Rayleigh quotient of W^T W: it rises to sigma_max^2 as v -> W^T W v
-     * converges to the top right singular vector. */
-    double *v = malloc((size_t)C * sizeof *v), *u = malloc((size_t)OC * sizeof *u);
+    /* With v of length 1, ||A v||^2 = v^T A^T A v is the Rayleigh quotient
+     * of A^T A: it rises to sigma_max^2 as v -> A^T A v converges to the
+     * top right singular vector. */
+    double *v = malloc(n_in * sizeof *v), *u = malloc(n_out * sizeof *u);
     if (!v || !u) {
         free(v);
         free(u);
@@ -32,42 +35,31 @@ double bs_lipschitz_linear(const float *weight, int OC, int C, uint64_t seed,
     bs_rng rng;
     bs_rng_seed(&rng, seed);
     double norm = 0.0;
-    for (int c = 0; c < C; c++) {
+    for (size_t c = 0; c < n_in; c++) {
         v[c] = bs_rng_normal(&rng);
         norm += v[c] * v[c];
     }
     norm = sqrt(norm);
-    for (int c = 0; c < C; c++)
+    for (size_t c = 0; c < n_in; c++)
         v[c] /= norm;
     double sigma = 0.0;
     int it = 0;
     while (it < BS_LIPSCHITZ_MAX_ITER) {
         it++;
+        apply(ctx, u, v);
         double s2 = 0.0;
-        for (int o = 0; o < OC; o++) {
-            const float *row = weight + (size_t)o * C;
-            double acc = 0.0;
-            for (int c = 0; c < C; c++)
-                acc += (double)row[c] * v[c];
-            u[o] = acc;
-            s2 += acc * acc;
-        }
+        for (size_t o = 0; o < n_out; o++)
+            s2 += u[o] * u[o];
         double prev = sigma;
         sigma = sqrt(s2);
-        /* v <- W^T u / ||W^T u|| */
-        memset(v, 0, (size_t)C * sizeof *v);
-        for (int o = 0; o < OC; o++) {
-            const float *row = weight + (size_t)o * C;
-            for (int c = 0; c < C; c++)
-                v[c] += (double)row[c] * u[o];
-        }
+        adjoint(ctx, v, u); /* v <- A^T u / ||A^T u|| */
         norm = 0.0;
-        for (int c = 0; c < C; c++)
+        for (size_t c = 0; c < n_in; c++)
             norm += v[c] * v[c];
         norm = sqrt(norm);
-        if (sigma == 0.0 || norm == 0.0 || fabs(sigma - prev) <= BS_LIPSCHITZ_TOL * sigma)
+        if (sigma == 0.0 || norm == 0.0 || fabs(sigma - prev) <= tol * sigma)
             break;
-        for (int c = 0; c < C; c++)
+        for (size_t c = 0; c < n_in; c++)
             v[c] /= norm;
     }
     free(v);
@@ -75,6 +67,43 @@ double bs_lipschitz_linear(const float *weight, int OC, int C, uint64_t seed,
     if (iterations)
         *iterations = it;
     return sigma;
+}
+
+/* A linear layer's weight (OC,C) as an operator, in double. */
+typedef struct dense_op {
+    const float *weight;
+    int OC, C;
+} dense_op;
+
+static void dense_apply(void *ctx, double *u, const double *v)
+{
+    const dense_op *a = ctx;
+    for (int o = 0; o < a->OC; o++) {
+        const float *row = a->weight + (size_t)o * a->C;
+        double acc = 0.0;
+        for (int c = 0; c < a->C; c++)
+            acc += (double)row[c] * v[c];
+        u[o] = acc;
+    }
+}
+
+static void dense_adjoint(void *ctx, double *v, const double *u)
+{
+    const dense_op *a = ctx;
+    memset(v, 0, (size_t)a->C * sizeof *v);
+    for (int o = 0; o < a->OC; o++) {
+        const float *row = a->weight + (size_t)o * a->C;
+        for (int c = 0; c < a->C; c++)
+            v[c] += (double)row[c] * u[o];
+    }
+}
+
+double bs_lipschitz_linear(const float *weight, int OC, int C, uint64_t seed,
+                           int *iterations)
+{
+    dense_op a = {weight, OC, C};
+    return bs_lipschitz_operator(dense_apply, dense_adjoint, &a, (size_t)C, (size_t)OC,
+                                 BS_LIPSCHITZ_TOL, seed, iterations);
 }
 
 /* Largest eigenvalue of the n x n Hermitian positive semi-definite B by
@@ -200,53 +229,60 @@ out:
     return best;
 }
 
+/* a x b where HUGE_VAL stays HUGE_VAL (never inf x 0 = NaN) */
+static double bound_mul(double a, double b)
+{
+    return a == HUGE_VAL || b == HUGE_VAL ? HUGE_VAL : a * b;
+}
+
 int bs_lipschitz_bounds(const bs_model *m, uint64_t seed, bs_lipschitz *out,
                         char *err)
 {
     memset(out, 0, sizeof *out);
+    if (m->n_layers > BS_MAX_NODES)
+        return bs_fail(err, "the model has more than %d nodes", BS_MAX_NODES);
+    double *tensor = malloc((size_t)m->n_tensors * sizeof *tensor);
+    if (!tensor)
+        return bs_fail(err, "out of memory for the bounds");
+    /* each tensor's bound as a function of the input: 1 for the input, 0
+     * for constants */
+    for (int t = 0; t < m->n_tensors; t++)
+        tensor[t] = t == 0 ? 1.0 : 0.0;
     out->n_layers = m->n_layers;
-    out->product = 1.0;
     for (int i = 0; i < m->n_layers; i++) {
         const bs_layer *l = &m->layers[i];
-        const float *w = m->params + l->weight_off;
+        const bs_op *op = bs_op_of(l->kind);
         bs_lipschitz_layer *r = &out->layers[i];
-        switch (l->kind) {
-        case BS_LINEAR:
-            r->bound = bs_lipschitz_linear(w, l->out_shape[0], l->in_shape[0], seed,
-                                           &r->iterations);
-            break;
-        case BS_CONV2D: {
-            bs_conv_dims d = {
-                .C = l->in_shape[0], .H = l->in_shape[1], .W = l->in_shape[2],
-                .OC = l->out_shape[0], .OH = l->out_shape[1], .OW = l->out_shape[2],
-                .K = l->kernel, .stride = l->stride, .pad = l->padding,
-            };
-            r->bound = bs_lipschitz_conv2d(w, &d, seed, &r->iterations);
-            break;
-        }
-        case BS_MAXPOOL2D:
-            /* |max_w a - max_w b| <= ||(a-b)_w||_2; summed over windows, each
-             * input counts once per window holding it: ceil(K/s)^2 at most. */
-            r->bound = l->stride >= l->kernel ? 1.0
-                                              : (double)((l->kernel + l->stride - 1) / l->stride);
-            break;
-        case BS_SIGMOID:
-            r->bound = 0.25;
-            break;
-        case BS_FLATTEN:
-        case BS_RELU:
-        case BS_TANH:
-        case BS_DROPOUT:
-            r->bound = 1.0;
-            break;
-        default: /* graph ops: bs_model_build refuses them */
-            break;
-        }
-        if (r->bound < 0.0)
+        r->bound = op->lipschitz(m, l, seed, &r->iterations, &r->note);
+        if (r->bound < 0.0) {
+            free(tensor);
             return bs_fail(err, "out of memory for the bound of layer %d (%s)", i,
-                        bs_layer_name(l->kind));
-        out->product *= r->bound;
+                           bs_layer_name(l->kind));
+        }
+        double in = 0.0;
+        for (int k = 0; k < l->n_in; k++) {
+            int t = l->in[k];
+            if (m->tensors[t].constant)
+                continue;
+            double b = tensor[t];
+            if (op->rule == BS_LIP_RSS)
+                in = b == HUGE_VAL || in == HUGE_VAL ? HUGE_VAL : in + b * b;
+            else if (op->rule == BS_LIP_SUM)
+                in = b == HUGE_VAL || in == HUGE_VAL ? HUGE_VAL : in + b;
+            else
+                in = b; /* one input that depends on x (a second makes the bound HUGE_VAL) */
+        }
+        if (op->rule == BS_LIP_RSS && in != HUGE_VAL)
+            in = sqrt(in);
+        /* a chain multiplies in order from 1: the product of its layers */
+        r->output = tensor[l->out] = bound_mul(in, r->bound);
+        if (r->output == HUGE_VAL && !out->note)
+            out->note = r->note ? r->note : "a node's input has no finite bound";
     }
+    out->product = tensor[m->output];
+    if (out->product != HUGE_VAL)
+        out->note = NULL;
+    free(tensor);
     return 0;
 }
 
@@ -337,7 +373,8 @@ int bs_units_layer(const bs_model *m, int layer, char *err)
         return bs_fail(err, "layer %d is not one of the model's layers 0..%d", layer,
                     m->n_layers - 1);
     bs_layer_kind k = m->layers[layer].kind;
-    if ((k == BS_LINEAR || k == BS_CONV2D) && layer + 1 < m->n_layers) {
+    if ((k == BS_LINEAR || k == BS_CONV2D) && layer + 1 < m->n_layers &&
+        m->layers[layer + 1].in[0] == m->layers[layer].out) {
         bs_layer_kind next = m->layers[layer + 1].kind;
         if (next == BS_RELU || next == BS_SIGMOID || next == BS_TANH)
             return layer + 1;
@@ -439,7 +476,7 @@ int bs_units_rank(const bs_model *m, int layer, const bs_dataset *d,
     for (int b0 = 0; b0 < d->n; b0 += batch) {
         int nb = d->n - b0 < batch ? d->n - b0 : batch;
         bs_model_forward(m, ws, d->images + (size_t)b0 * d->input_size, nb);
-        const float *phi = ws->acts[L + 1]; /* (nb, dim) */
+        const float *phi = ws->acts[m->layers[L].out]; /* (nb, dim) */
         for (int j = 0; j < nb; j++) {
             const float *p = phi + (size_t)j * dim;
             for (int t = 0; t < n_dirs; t++) {

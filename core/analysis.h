@@ -51,22 +51,48 @@
 #define BS_LIPSCHITZ_MAX_ITER 1000 /* power-iteration steps at most */
 
 typedef struct bs_lipschitz_layer {
-    double bound;   /* upper bound of ||f_i(x) - f_i(y)||_2 / ||x - y||_2 */
+    double bound;   /* upper bound of ||f_i(x) - f_i(y)||_2 / ||x - y||_2
+                     * (add, sub: per input; HUGE_VAL: none, see note) */
     int iterations; /* power-iteration steps taken (for conv2d the most over
                        its frequencies); 0 when the bound is a constant */
+    double output;  /* bound of the node's output as a function of the
+                     * model's input (HUGE_VAL: none) */
+    const char *note; /* why there is no finite bound, or NULL */
 } bs_lipschitz_layer;
 
 typedef struct bs_lipschitz {
-    int n_layers;                             /* as the model's */
-    bs_lipschitz_layer layers[BS_MAX_LAYERS]; /* same index as bs_model.layers */
-    double product;                           /* the network's bound */
+    int n_layers;                            /* as the model's */
+    bs_lipschitz_layer layers[BS_MAX_NODES]; /* same index as bs_model.layers */
+    double product; /* the network's bound: its logits' output bound; for a
+                     * chain the product of its layers' bounds */
+    const char *note; /* why the network has no finite bound, or NULL */
 } bs_lipschitz;
 
-/* Bounds every layer of m and their product; seed fixes the power
- * iterations' start vectors. Returns 0, or -1 with a message in err (out of
- * memory). */
+/* Bounds every node of m and, node by node, each tensor as a function of
+ * the input: a node of one input multiplies its input's bound; add and sub
+ * of two tensors that depend on the input add theirs (residual nets); mul
+ * and div by a constant multiply by max |c| (max 1/|c|); concat takes the
+ * root of the sum of squares; mul of two tensors that depend on the input
+ * has no global bound (HUGE_VAL, with a note). Per node: linear, conv2d
+ * as above (a conv2d with uneven pads, strides that differ, dilations or
+ * groups by power iteration on the operator itself); avgpool2d by Schur's
+ * test, sqrt(max column sum x max row sum); global average pooling
+ * 1/sqrt(H W); pad with reflect or edge the root of the most copies of one
+ * input; leaky_relu max(1,|alpha|); hardsigmoid |alpha|; hardswish 3/2;
+ * clip, reshape, softmax 1. seed fixes the power iterations' start
+ * vectors. Returns 0, or -1 with a message in err (out of memory). */
 int bs_lipschitz_bounds(const bs_model *m, uint64_t seed, bs_lipschitz *out,
                         char *err);
+
+/* The largest singular value of a linear operator A from R^n_in to
+ * R^n_out by power iteration on A^T A in double, given A (apply) and A^T
+ * (adjoint); it stops when the estimate changes by less than tol
+ * (relative) or after BS_LIPSCHITZ_MAX_ITER steps. Returns -1 when out of
+ * memory. bs_lipschitz_linear is this with A = W. */
+double bs_lipschitz_operator(void (*apply)(void *ctx, double *out, const double *in),
+                             void (*adjoint)(void *ctx, double *out, const double *in),
+                             void *ctx, size_t n_in, size_t n_out, double tol, uint64_t seed,
+                             int *iterations);
 
 /* Largest singular value of weight (OC,C). *iterations (may be NULL) gets
  * the steps taken. Returns -1 when memory runs out. */

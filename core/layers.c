@@ -3,6 +3,7 @@
 #include "core/layers.h"
 
 #include "core/gemm.h"
+#include "core/model.h" /* bs_pad_mode */
 #include "core/simd.h"
 
 #include <cblas.h>
@@ -69,14 +70,39 @@ int bs_conv_out_size(int n, int k, int s, int p)
     return (n + 2 * p - k) / s + 1;
 }
 
-size_t bs_conv2d_scratch(const bs_conv_dims *d)
+int bs_window_out_size(int n, int k, int s, int pad_begin, int pad_end, int dilation)
 {
-    return (size_t)d->C * d->K * d->K * d->OH * d->OW;
+    if (k <= 0 || s <= 0 || dilation <= 0 || pad_begin < 0 || pad_end < 0)
+        return 0;
+    long span = (long)(k - 1) * dilation + 1, room = (long)n + pad_begin + pad_end;
+    if (room < span)
+        return 0;
+    return (int)((room - span) / s + 1);
 }
 
-/* The outputs o in [*lo,*hi) (of n_out) whose tap k lands inside the input,
- * 0 <= o*s - pad + k < n: the bounds checks of im2col and col2im hoisted
- * out of their inner loops. */
+/* The window of d in general form: a square d (kh == 0) spelled out. */
+typedef struct window {
+    int kh, kw, sh, sw, pt, pl, dh, dw, groups;
+} window;
+
+static window window_of(const bs_conv_dims *d)
+{
+    if (!d->kh)
+        return (window){d->K, d->K, d->stride, d->stride, d->pad, d->pad, 1, 1,
+                        d->groups > 0 ? d->groups : 1};
+    return (window){d->kh, d->kw, d->sh, d->sw, d->pt, d->pl, d->dh > 0 ? d->dh : 1,
+                    d->dw > 0 ? d->dw : 1, d->groups > 0 ? d->groups : 1};
+}
+
+size_t bs_conv2d_scratch(const bs_conv_dims *d)
+{
+    window w = window_of(d);
+    return (size_t)d->C * w.kh * w.kw * d->OH * d->OW;
+}
+
+/* The outputs o in [*lo,*hi) (of n_out) whose tap at offset k lands inside
+ * the input, 0 <= o*s - pad + k < n: the bounds checks of im2col and col2im
+ * hoisted out of their inner loops. */
 static void tap_range(int n, int n_out, int k, int s, int pad, int *lo, int *hi)
 {
     int first = pad - k, last = n - 1 + pad - k;
@@ -88,27 +114,28 @@ static void tap_range(int n, int n_out, int k, int s, int pad, int *lo, int *hi)
         *lo = *hi;
 }
 
-/* col (C*K*K, OH*OW): row (c,ky,kx), column (oy,ox) holds the input pixel
+/* col (C*KH*KW, OH*OW): row (c,ky,kx), column (oy,ox) holds the input pixel
  * under kernel tap (ky,kx) when the window is at output (oy,ox); 0 in the
  * padding. */
 static void im2col(float *restrict col, const float *restrict img,
                    const bs_conv_dims *d)
 {
-    int K = d->K, S = d->stride, OW = d->OW, OHW = d->OH * d->OW;
+    window w = window_of(d);
+    int S = w.sw, OW = d->OW, OHW = d->OH * d->OW;
     for (int c = 0; c < d->C; c++)
-        for (int ky = 0; ky < K; ky++) {
-            int oy0, oy1;
-            tap_range(d->H, d->OH, ky, S, d->pad, &oy0, &oy1);
-            for (int kx = 0; kx < K; kx++) {
-                float *row = col + ((size_t)(c * K + ky) * K + kx) * OHW;
+        for (int ky = 0; ky < w.kh; ky++) {
+            int oy0, oy1, yoff = ky * w.dh - w.pt;
+            tap_range(d->H, d->OH, ky * w.dh, w.sh, w.pt, &oy0, &oy1);
+            for (int kx = 0; kx < w.kw; kx++) {
+                float *row = col + ((size_t)(c * w.kh + ky) * w.kw + kx) * OHW;
                 const float *plane = img + (size_t)c * d->H * d->W;
-                int ox0, ox1, xoff = kx - d->pad;
-                tap_range(d->W, OW, kx, S, d->pad, &ox0, &ox1);
+                int ox0, ox1, xoff = kx * w.dw - w.pl;
+                tap_range(d->W, OW, kx * w.dw, S, w.pl, &ox0, &ox1);
                 int y1 = ox0 < ox1 ? oy1 : oy0; /* rows that see the input */
                 memset(row, 0, (size_t)oy0 * OW * sizeof(float));
                 for (int oy = oy0; oy < y1; oy++) {
                     /* src[i] is the pixel of output column ox0 + i */
-                    const float *src = plane + (size_t)(oy * S - d->pad + ky) * d->W +
+                    const float *src = plane + (size_t)(oy * w.sh + yoff) * d->W +
                                        (ox0 * S + xoff);
                     float *r = row + (size_t)oy * OW;
                     /* rows are short (OW floats): plain loops, no libc calls */
@@ -136,21 +163,22 @@ static void im2col(float *restrict col, const float *restrict img,
 static void col2im(float *restrict img, const float *restrict col,
                    const bs_conv_dims *d)
 {
-    int K = d->K, S = d->stride, OW = d->OW, OHW = d->OH * d->OW;
+    window w = window_of(d);
+    int S = w.sw, OW = d->OW, OHW = d->OH * d->OW;
     memset(img, 0, (size_t)d->C * d->H * d->W * sizeof(float));
     for (int c = 0; c < d->C; c++)
-        for (int ky = 0; ky < K; ky++) {
-            int oy0, oy1;
-            tap_range(d->H, d->OH, ky, S, d->pad, &oy0, &oy1);
-            for (int kx = 0; kx < K; kx++) {
-                const float *row = col + ((size_t)(c * K + ky) * K + kx) * OHW;
+        for (int ky = 0; ky < w.kh; ky++) {
+            int oy0, oy1, yoff = ky * w.dh - w.pt;
+            tap_range(d->H, d->OH, ky * w.dh, w.sh, w.pt, &oy0, &oy1);
+            for (int kx = 0; kx < w.kw; kx++) {
+                const float *row = col + ((size_t)(c * w.kh + ky) * w.kw + kx) * OHW;
                 float *plane = img + (size_t)c * d->H * d->W;
-                int ox0, ox1, xoff = kx - d->pad;
-                tap_range(d->W, OW, kx, S, d->pad, &ox0, &ox1);
+                int ox0, ox1, xoff = kx * w.dw - w.pl;
+                tap_range(d->W, OW, kx * w.dw, S, w.pl, &ox0, &ox1);
                 int y1 = ox0 < ox1 ? oy1 : oy0; /* rows that reach the input */
                 for (int oy = oy0; oy < y1; oy++) {
                     /* dst[i] is the pixel of output column ox0 + i */
-                    float *dst = plane + (size_t)(oy * S - d->pad + ky) * d->W +
+                    float *dst = plane + (size_t)(oy * w.sh + yoff) * d->W +
                                  (ox0 * S + xoff);
                     const float *r = row + (size_t)oy * OW + ox0;
                     int i = 0, n = ox1 - ox0;
@@ -166,20 +194,28 @@ static void col2im(float *restrict img, const float *restrict col,
         }
 }
 
-/* Stride 1 and no padding: the products can read the input in place of
- * the unfolded matrix (core/gemm.h); g gets the geometry. */
+/* A square kernel at stride 1, no padding, no dilation and one group: the
+ * products can read the input in place of the unfolded matrix
+ * (core/gemm.h); g gets the geometry. */
 static int direct_geometry(const bs_conv_dims *d, bs_gemm_conv *g)
 {
+    window w = window_of(d);
     *g = (bs_gemm_conv){.C = d->C, .H = d->H, .W = d->W, .OC = d->OC, .OH = d->OH,
-                        .OW = d->OW, .K = d->K};
-    return d->stride == 1 && d->pad == 0;
+                        .OW = d->OW, .K = w.kh};
+    return w.kh == w.kw && w.sh == 1 && w.sw == 1 && w.pt == 0 && w.pl == 0 &&
+           w.dh == 1 && w.dw == 1 && w.groups == 1 && d->OH == d->H - w.kh + 1 &&
+           d->OW == d->W - w.kw + 1;
 }
 
+/* Each group of OC/groups output channels sees its C/groups input channels:
+ * its rows of the weight (OCg, CKKg) times its rows of col (CKKg, OHW). With
+ * one group these are the whole matrices. */
 void bs_conv2d_forward(float *out, const float *inp, const float *weight,
                        const float *bias, float *col, int B,
                        const bs_conv_dims *d)
 {
-    int CKK = d->C * d->K * d->K, OHW = d->OH * d->OW;
+    window w = window_of(d);
+    int G = w.groups, OCg = d->OC / G, CKKg = d->C / G * w.kh * w.kw, OHW = d->OH * d->OW;
     size_t in_n = (size_t)d->C * d->H * d->W, out_n = (size_t)d->OC * OHW;
     bs_gemm_conv g;
     int direct = direct_geometry(d, &g);
@@ -188,8 +224,11 @@ void bs_conv2d_forward(float *out, const float *inp, const float *weight,
         if (direct && bs_gemm_conv_forward(o, inp + b * in_n, weight, bias, &g))
             continue;
         im2col(col, inp + b * in_n, d);
-        /* o (OC,OHW) = bias + weight (OC,CKK) @ col (CKK,OHW) */
-        bs_gemm_nn(o, OHW, weight, CKK, 0, col, OHW, bias, d->OC, OHW, CKK);
+        /* o (OC,OHW) = bias + weight (OC,CKK) @ col (CKK,OHW), per group */
+        for (int gi = 0; gi < G; gi++)
+            bs_gemm_nn(o + (size_t)gi * OCg * OHW, OHW, weight + (size_t)gi * OCg * CKKg, CKKg,
+                       0, col + (size_t)gi * CKKg * OHW, OHW, bias ? bias + gi * OCg : NULL,
+                       OCg, OHW, CKKg);
     }
 }
 
@@ -198,7 +237,8 @@ void bs_conv2d_backward(float *dinp, float *dweight, float *dbias,
                         const float *weight, float *col, int B,
                         const bs_conv_dims *d)
 {
-    int CKK = d->C * d->K * d->K, OHW = d->OH * d->OW;
+    window w = window_of(d);
+    int G = w.groups, OCg = d->OC / G, CKKg = d->C / G * w.kh * w.kw, OHW = d->OH * d->OW;
     size_t in_n = (size_t)d->C * d->H * d->W, out_n = (size_t)d->OC * OHW;
     bs_gemm_conv geom;
     int direct = direct_geometry(d, &geom);
@@ -213,14 +253,18 @@ void bs_conv2d_backward(float *dinp, float *dweight, float *dbias,
                 dbias[oc] += s;
             }
         if (dweight) {
-            /* forward was o = W col, so dW (OC,CKK) += g (OC,OHW) @ col^T */
+            /* forward was o = W col, so dW (OCg,CKKg) += g (OCg,OHW) @ col^T per group */
             im2col(col, inp + b * in_n, d);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->OC, CKK, OHW,
-                        1.0f, g, OHW, col, OHW, 1.0f, dweight, CKK);
+            for (int gi = 0; gi < G; gi++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OCg, CKKg, OHW, 1.0f,
+                            g + (size_t)gi * OCg * OHW, OHW, col + (size_t)gi * CKKg * OHW,
+                            OHW, 1.0f, dweight + (size_t)gi * OCg * CKKg, CKKg);
         }
         if (dinp && !(direct && bs_gemm_conv_backward(dinp + b * in_n, g, weight, &geom))) {
-            /* dcol (CKK,OHW) = W^T (CKK,OC) @ g (OC,OHW), folded back */
-            bs_gemm_nn(col, OHW, weight, CKK, 1, g, OHW, NULL, CKK, OHW, d->OC);
+            /* dcol (CKK,OHW) = W^T (CKK,OC) @ g (OC,OHW) per group, folded back */
+            for (int gi = 0; gi < G; gi++)
+                bs_gemm_nn(col + (size_t)gi * CKKg * OHW, OHW, weight + (size_t)gi * OCg * CKKg,
+                           CKKg, 1, g + (size_t)gi * OCg * OHW, OHW, NULL, CKKg, OHW, OCg);
             col2im(dinp + b * in_n, col, d);
         }
     }
@@ -343,13 +387,55 @@ void bs_maxpool2d_forward(float *out, const float *inp, int B,
     bs_maxpool2d_forward_argmax(out, NULL, inp, B, d);
 }
 
+/* One plane's pooling over a general window (pads, dilation, a kernel of
+ * two sizes): the first maximum among the taps inside the input, so that
+ * padding never wins; argmax as pool_plane. */
+static void pool_plane_general(float *o, int *argmax, const float *plane,
+                               const bs_conv_dims *d, const window *w)
+{
+    for (int oy = 0; oy < d->OH; oy++)
+        for (int ox = 0; ox < d->OW; ox++) {
+            int best = -1;
+            float bv = -FLT_MAX;
+            for (int ky = 0; ky < w->kh; ky++) {
+                int y = oy * w->sh - w->pt + ky * w->dh;
+                if (y < 0 || y >= d->H)
+                    continue;
+                for (int kx = 0; kx < w->kw; kx++) {
+                    int x = ox * w->sw - w->pl + kx * w->dw;
+                    if (x < 0 || x >= d->W)
+                        continue;
+                    if (best < 0 || plane[y * d->W + x] > bv) {
+                        bv = plane[y * d->W + x];
+                        best = y * d->W + x;
+                    }
+                }
+            }
+            o[oy * d->OW + ox] = bv;
+            if (argmax)
+                argmax[oy * d->OW + ox] = best;
+        }
+}
+
 void bs_maxpool2d_forward_argmax(float *out, int *argmax, const float *inp,
                                  int B, const bs_conv_dims *d)
 {
     size_t in_plane = (size_t)d->H * d->W, out_plane = (size_t)d->OH * d->OW;
-    for (int bc = 0; bc < B * d->C; bc++)
-        pool_plane(out + bc * out_plane, argmax ? argmax + bc * out_plane : NULL,
-                   inp + bc * in_plane, d);
+    window w = window_of(d);
+    int square = w.kh == w.kw && w.sh == w.sw && w.pt == 0 && w.pl == 0 && w.dh == 1 &&
+                 w.dw == 1 && d->OH == bs_conv_out_size(d->H, w.kh, w.sh, 0) &&
+                 d->OW == bs_conv_out_size(d->W, w.kw, w.sw, 0);
+    bs_conv_dims sq = *d;
+    sq.K = w.kh;
+    sq.stride = w.sh;
+    for (int bc = 0; bc < B * d->C; bc++) {
+        float *o = out + bc * out_plane;
+        int *at = argmax ? argmax + bc * out_plane : NULL;
+        if (square)
+            pool_plane(o, at, inp + bc * in_plane, &sq);
+        else
+            pool_plane_general(o, at, inp + bc * in_plane, d, &w);
+    }
 }
 
 void bs_maxpool2d_backward(float *dinp, const float *dout, const float *inp,
@@ -378,7 +464,96 @@ void bs_maxpool2d_backward_argmax(float *dinp, const float *dout,
         const int *at = argmax + bc * out_plane;
         float *di = dinp + bc * in_plane;
         for (size_t i = 0; i < out_plane; i++)
-            di[at[i]] += g[i];
+            if (at[i] >= 0) /* -1: a window wholly in the padding */
+                di[at[i]] += g[i];
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* avgpool2d and global average pooling */
+
+/* How many taps of window (oy,ox) the mean divides by: all of them with
+ * count_include_pad (those past the padding excepted), else those inside
+ * the input. */
+static int avg_count(const bs_conv_dims *d, const window *w, int oy, int ox, int include_pad)
+{
+    int ny = 0, nx = 0;
+    for (int ky = 0; ky < w->kh; ky++) {
+        int y = oy * w->sh - w->pt + ky * w->dh;
+        ny += include_pad ? y < d->H + d->pb : (y >= 0 && y < d->H);
+    }
+    for (int kx = 0; kx < w->kw; kx++) {
+        int x = ox * w->sw - w->pl + kx * w->dw;
+        nx += include_pad ? x < d->W + d->pr : (x >= 0 && x < d->W);
+    }
+    return ny * nx;
+}
+
+/* Runs BODY for every input tap i of every window o of one plane, with
+ * inv the window's 1/count. */
+#define AVG_WINDOWS(d, w, include_pad, BODY)                                          \
+    for (int oy = 0; oy < (d)->OH; oy++)                                              \
+        for (int ox = 0; ox < (d)->OW; ox++) {                                        \
+            int n_ = avg_count(d, w, oy, ox, include_pad);                            \
+            float inv = n_ ? 1.0f / (float)n_ : 0.0f;                                 \
+            int o = oy * (d)->OW + ox;                                                \
+            for (int ky = 0; ky < (w)->kh; ky++) {                                    \
+                int y = oy * (w)->sh - (w)->pt + ky * (w)->dh;                        \
+                if (y < 0 || y >= (d)->H)                                             \
+                    continue;                                                         \
+                for (int kx = 0; kx < (w)->kw; kx++) {                                \
+                    int x = ox * (w)->sw - (w)->pl + kx * (w)->dw;                    \
+                    if (x < 0 || x >= (d)->W)                                         \
+                        continue;                                                     \
+                    int i = y * (d)->W + x;                                           \
+                    BODY;                                                             \
+                }                                                                     \
+            }                                                                         \
+        }
+
+void bs_avgpool2d_forward(float *out, const float *inp, int include_pad, int B,
+                          const bs_conv_dims *d)
+{
+    size_t in_plane = (size_t)d->H * d->W, out_plane = (size_t)d->OH * d->OW;
+    window w = window_of(d);
+    for (int bc = 0; bc < B * d->C; bc++) {
+        const float *p = inp + bc * in_plane;
+        float *q = out + bc * out_plane;
+        memset(q, 0, out_plane * sizeof(float));
+        AVG_WINDOWS(d, &w, include_pad, q[o] += p[i] * inv);
+    }
+}
+
+void bs_avgpool2d_backward(float *dinp, const float *dout, int include_pad, int B,
+                           const bs_conv_dims *d)
+{
+    size_t in_plane = (size_t)d->H * d->W, out_plane = (size_t)d->OH * d->OW;
+    window w = window_of(d);
+    memset(dinp, 0, (size_t)B * d->C * in_plane * sizeof(float));
+    for (int bc = 0; bc < B * d->C; bc++) {
+        const float *g = dout + bc * out_plane;
+        float *di = dinp + bc * in_plane;
+        AVG_WINDOWS(d, &w, include_pad, di[i] += g[o] * inv);
+    }
+}
+
+void bs_global_avgpool_forward(float *out, const float *inp, int B, int C, int HW)
+{
+    for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+        const float *p = inp + bc * HW;
+        double s = 0.0;
+        for (int i = 0; i < HW; i++)
+            s += p[i];
+        out[bc] = (float)(s / HW);
+    }
+}
+
+void bs_global_avgpool_backward(float *dinp, const float *dout, int B, int C, int HW)
+{
+    for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+        float g = dout[bc] / (float)HW;
+        for (int i = 0; i < HW; i++)
+            dinp[bc * HW + i] = g;
     }
 }
 
@@ -530,6 +705,295 @@ void bs_dropout_backward(float *dinp, const float *dout, const uint8_t *mask,
                          float p, size_t n)
 {
     bs_dropout_forward(dinp, dout, mask, p, n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* piecewise-linear activations of the graph ops; backward takes the INPUT */
+
+void bs_leaky_relu_forward(float *out, const float *inp, float alpha, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = inp[i] < 0.0f ? alpha * inp[i] : inp[i];
+}
+
+void bs_leaky_relu_backward(float *dinp, const float *dout, const float *inp, float alpha,
+                            size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dinp[i] = inp[i] < 0.0f ? alpha * dout[i] : dout[i];
+}
+
+void bs_clip_forward(float *out, const float *inp, float lo, float hi, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = inp[i] < lo ? lo : inp[i] > hi ? hi : inp[i];
+}
+
+void bs_clip_backward(float *dinp, const float *dout, const float *inp, float lo, float hi,
+                      size_t n)
+{
+    /* the slope is 1 strictly inside [lo,hi], 0 where the clip holds */
+    for (size_t i = 0; i < n; i++)
+        dinp[i] = inp[i] > lo && inp[i] < hi ? dout[i] : 0.0f;
+}
+
+void bs_hardsigmoid_forward(float *out, const float *inp, float alpha, float beta, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float y = alpha * inp[i] + beta;
+        out[i] = y < 0.0f ? 0.0f : y > 1.0f ? 1.0f : y;
+    }
+}
+
+void bs_hardsigmoid_backward(float *dinp, const float *dout, const float *inp, float alpha,
+                             float beta, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float y = alpha * inp[i] + beta;
+        dinp[i] = y > 0.0f && y < 1.0f ? alpha * dout[i] : 0.0f;
+    }
+}
+
+void bs_hardswish_forward(float *out, const float *inp, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i], s = x / 6.0f + 0.5f;
+        out[i] = x * (s < 0.0f ? 0.0f : s > 1.0f ? 1.0f : s);
+    }
+}
+
+void bs_hardswish_backward(float *dinp, const float *dout, const float *inp, size_t n)
+{
+    /* x (x/6 + 1/2) on (-3,3): slope x/3 + 1/2; 0 below, 1 above */
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        dinp[i] = x <= -3.0f ? 0.0f : x >= 3.0f ? dout[i] : dout[i] * (x / 3.0f + 0.5f);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* elementwise binary ops with broadcasting */
+
+int bs_bcast_make(bs_bcast *g, const int *a_dims, int a_rank, int a_const,
+                  const int *b_dims, int b_rank, int b_const)
+{
+    int rank = a_rank > b_rank ? a_rank : b_rank;
+    if (rank < 1 || rank > BS_BCAST_RANK)
+        return -1;
+    memset(g, 0, sizeof *g);
+    g->rank = rank;
+    size_t sa = 1, sb = 1;
+    /* right-aligned, as numpy: a missing leading dimension is 1 */
+    for (int k = BS_BCAST_RANK - 1, ka = a_rank - 1, kb = b_rank - 1; k >= 0; k--, ka--, kb--) {
+        int da = ka >= 0 ? a_dims[ka] : 1, db = kb >= 0 ? b_dims[kb] : 1;
+        if (da != db && da != 1 && db != 1)
+            return -1;
+        g->dims[k] = da > db ? da : db;
+        g->a_stride[k] = da == 1 ? 0 : sa;
+        g->b_stride[k] = db == 1 ? 0 : sb;
+        sa *= (size_t)da;
+        sb *= (size_t)db;
+    }
+    g->a_batch = a_const ? 0 : sa;
+    g->b_batch = b_const ? 0 : sb;
+    g->out_size = (size_t)g->dims[0] * g->dims[1] * g->dims[2] * g->dims[3];
+    return 0;
+}
+
+/* Visits every output element in order: o its offset, ia and ib its
+ * operands' offsets. */
+#define BCAST_EACH(g, B, BODY)                                                        \
+    for (int b_ = 0; b_ < (B); b_++)                                                  \
+        for (int i0 = 0; i0 < (g)->dims[0]; i0++)                                     \
+            for (int i1 = 0; i1 < (g)->dims[1]; i1++)                                 \
+                for (int i2 = 0; i2 < (g)->dims[2]; i2++) {                           \
+                    size_t o = (size_t)b_ * (g)->out_size +                           \
+                               (((size_t)i0 * (g)->dims[1] + i1) * (g)->dims[2] + i2) *  \
+                                   (g)->dims[3];                                      \
+                    size_t ia = b_ * (g)->a_batch + i0 * (g)->a_stride[0] +           \
+                                i1 * (g)->a_stride[1] + i2 * (g)->a_stride[2];        \
+                    size_t ib = b_ * (g)->b_batch + i0 * (g)->b_stride[0] +           \
+                                i1 * (g)->b_stride[1] + i2 * (g)->b_stride[2];        \
+                    for (int i3 = 0; i3 < (g)->dims[3]; i3++, o++,                    \
+                             ia += (g)->a_stride[3], ib += (g)->b_stride[3]) {        \
+                        BODY;                                                         \
+                    }                                                                 \
+                }
+
+void bs_binary_forward(float *out, const float *a, const float *b, bs_binary_op op,
+                       const bs_bcast *g, int B)
+{
+    switch (op) {
+    case BS_BIN_ADD:
+        BCAST_EACH(g, B, out[o] = a[ia] + b[ib]);
+        break;
+    case BS_BIN_SUB:
+        BCAST_EACH(g, B, out[o] = a[ia] - b[ib]);
+        break;
+    case BS_BIN_MUL:
+        BCAST_EACH(g, B, out[o] = a[ia] * b[ib]);
+        break;
+    case BS_BIN_DIV:
+        BCAST_EACH(g, B, out[o] = a[ia] / b[ib]);
+        break;
+    }
+}
+
+void bs_binary_backward(float *da, float *db, const float *dout, const float *a,
+                        const float *b, bs_binary_op op, const bs_bcast *g, int B)
+{
+    /* a broadcast operand's gradient sums the output gradients it reached */
+    size_t na = g->a_batch * B, nb = g->b_batch * B;
+    if (da)
+        memset(da, 0, na * sizeof(float));
+    if (db)
+        memset(db, 0, nb * sizeof(float));
+    switch (op) {
+    case BS_BIN_ADD:
+    case BS_BIN_SUB: {
+        float sign = op == BS_BIN_SUB ? -1.0f : 1.0f;
+        if (da)
+            BCAST_EACH(g, B, da[ia] += dout[o]);
+        if (db)
+            BCAST_EACH(g, B, db[ib] += sign * dout[o]);
+        break;
+    }
+    case BS_BIN_MUL:
+        if (da)
+            BCAST_EACH(g, B, da[ia] += dout[o] * b[ib]);
+        if (db)
+            BCAST_EACH(g, B, db[ib] += dout[o] * a[ia]);
+        break;
+    case BS_BIN_DIV: /* b is a constant: no db */
+        if (da)
+            BCAST_EACH(g, B, da[ia] += dout[o] / b[ib]);
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* concat, pad, softmax */
+
+void bs_concat_forward(float *out, const float *const *ins, const size_t *inner, int n,
+                       size_t outer, int B)
+{
+    size_t total = 0;
+    for (int k = 0; k < n; k++)
+        total += inner[k];
+    for (size_t bo = 0; bo < (size_t)B * outer; bo++) {
+        float *o = out + bo * total;
+        for (int k = 0; k < n; k++) {
+            memcpy(o, ins[k] + bo * inner[k], inner[k] * sizeof(float));
+            o += inner[k];
+        }
+    }
+}
+
+void bs_concat_backward(float *const *dins, const float *dout, const size_t *inner, int n,
+                        size_t outer, int B)
+{
+    size_t total = 0;
+    for (int k = 0; k < n; k++)
+        total += inner[k];
+    for (size_t bo = 0; bo < (size_t)B * outer; bo++) {
+        const float *g = dout + bo * total;
+        for (int k = 0; k < n; k++) {
+            if (dins[k])
+                memcpy(dins[k] + bo * inner[k], g, inner[k] * sizeof(float));
+            g += inner[k];
+        }
+    }
+}
+
+/* The input index that output index i (of n + pads) reads along one axis
+ * (pad_begin before it), or -1 for the constant. */
+int bs_pad_source(int i, int n, int pad_begin, int mode)
+{
+    int x = i - pad_begin;
+    if (x >= 0 && x < n)
+        return x;
+    if (mode == BS_PAD_EDGE)
+        return x < 0 ? 0 : n - 1;
+    if (mode == BS_PAD_REFLECT && n > 1) {
+        int period = 2 * (n - 1);
+        x = x % period;
+        if (x < 0)
+            x += period;
+        return x < n ? x : period - x;
+    }
+    return -1;
+}
+
+void bs_pad_forward(float *out, const float *inp, const int pads[4], int mode, float value,
+                    int B, int C, int H, int W)
+{
+    int OH = H + pads[0] + pads[2], OW = W + pads[1] + pads[3];
+    for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+        const float *p = inp + bc * H * W;
+        float *q = out + bc * OH * OW;
+        for (int oy = 0; oy < OH; oy++) {
+            int y = bs_pad_source(oy, H, pads[0], mode);
+            for (int ox = 0; ox < OW; ox++) {
+                int x = bs_pad_source(ox, W, pads[1], mode);
+                q[oy * OW + ox] = y < 0 || x < 0 ? value : p[y * W + x];
+            }
+        }
+    }
+}
+
+void bs_pad_backward(float *dinp, const float *dout, const int pads[4], int mode, int B,
+                     int C, int H, int W)
+{
+    int OH = H + pads[0] + pads[2], OW = W + pads[1] + pads[3];
+    memset(dinp, 0, (size_t)B * C * H * W * sizeof(float));
+    for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+        float *p = dinp + bc * H * W;
+        const float *g = dout + bc * OH * OW;
+        for (int oy = 0; oy < OH; oy++) {
+            int y = bs_pad_source(oy, H, pads[0], mode);
+            for (int ox = 0; ox < OW; ox++) {
+                int x = bs_pad_source(ox, W, pads[1], mode);
+                if (y >= 0 && x >= 0)
+                    p[y * W + x] += g[oy * OW + ox];
+            }
+        }
+    }
+}
+
+void bs_softmax_forward(float *out, const float *inp, size_t outer, int len, size_t inner)
+{
+    for (size_t o = 0; o < outer; o++)
+        for (size_t j = 0; j < inner; j++) {
+            const float *x = inp + o * len * inner + j;
+            float *y = out + o * len * inner + j;
+            float mx = x[0];
+            for (int k = 1; k < len; k++)
+                if (x[k * inner] > mx)
+                    mx = x[k * inner];
+            double sum = 0.0;
+            for (int k = 0; k < len; k++) {
+                y[k * inner] = expf(x[k * inner] - mx);
+                sum += y[k * inner];
+            }
+            for (int k = 0; k < len; k++)
+                y[k * inner] = (float)(y[k * inner] / sum);
+        }
+}
+
+void bs_softmax_backward(float *dinp, const float *dout, const float *out, size_t outer,
+                         int len, size_t inner)
+{
+    /* y = softmax(x): dx_k = y_k (g_k - sum_j g_j y_j) */
+    for (size_t o = 0; o < outer; o++)
+        for (size_t j = 0; j < inner; j++) {
+            size_t base = o * len * inner + j;
+            double dot = 0.0;
+            for (int k = 0; k < len; k++)
+                dot += (double)dout[base + k * inner] * out[base + k * inner];
+            for (int k = 0; k < len; k++)
+                dinp[base + k * inner] =
+                    out[base + k * inner] * (dout[base + k * inner] - (float)dot);
+        }
 }
 
 /* ------------------------------------------------------------------------ */

@@ -162,8 +162,11 @@ void bs_model_free(bs_model *m);
  * zeroed, constants included: the caller then copies weights to
  * params + weight_off / bias_off (linear (OC,IN) over the last dimension,
  * conv2d (OC, C/groups, KH, KW), biases (OC)) and constants to
- * params + tensors[t].off. Returns NULL with a message naming the node
- * (its name and op) when something does not fit. */
+ * params + tensors[t].off. Only add, sub, mul and div read constants (a
+ * constant broadcasts over the batch; div only by one), and never two. The
+ * logits may have any shape of at least 2 floats (classes is their size).
+ * Returns NULL with a message naming the node ("node 'conv_3' (conv2d)
+ * ...") when something does not fit. */
 bs_model *bs_graph_build(const bs_layer *nodes, int n_nodes,
                          const bs_tensor *tensors, int n_tensors, char *err);
 
@@ -186,19 +189,33 @@ size_t bs_model_macs(const bs_model *m);
 /* The layer's canonical name ("linear", "conv2d", ...). */
 const char *bs_layer_name(bs_layer_kind kind);
 
-/* Workspace: activations of every layer for up to `batch` samples, gradient
- * buffers and scratch. One allocation, made here. */
+/* Workspace: activations of every tensor for up to `batch` samples, a
+ * gradient buffer per tensor that needs one, and scratch, all planned here
+ * in one allocation; forward and backward allocate nothing. */
 typedef struct bs_workspace {
     int batch;              /* capacity in samples */
     int training;           /* dropout active when non-zero */
     float **acts;           /* per tensor: acts[0] input copy; in a chain
                              * acts[i+1] the output of layer i; constants
-                             * point into the model's params */
+                             * point into the model's params; a reshape's
+                             * output is its input's floats */
+    float **grads;          /* per tensor: its gradient buffer in backward
+                             * (tensors whose lifetimes in backward do not
+                             * meet share one: a chain needs two), NULL for
+                             * the input (dx), the logits (dlogits),
+                             * constants and a reshape sharing its input's */
+    int *act_of, *grad_of;  /* per tensor: the tensor whose activations
+                             * and whose gradient buffer it shares (itself
+                             * mostly) */
+    uint8_t *need, *written; /* per tensor: backward's bookkeeping */
+    int n_acc;              /* buffers in acc */
+    float *acc[BS_MAX_INPUTS]; /* a node's input gradients that add to one
+                             * already written (a tensor read by several
+                             * nodes, as in residual nets) */
     uint8_t **masks;        /* per node: dropout masks (training only) */
     int **argmax;           /* per node: maxpool2d's (batch, C,OH,OW) offset
                              * of each window's maximum in its input plane,
                              * written by forward, read by backward */
-    float *grad_a, *grad_b;  /* ping-pong gradient buffers */
     float *col;              /* conv2d im2col scratch */
     float *probs;            /* (batch, classes) softmax of the logits */
     float *losses;           /* (batch) per-sample loss */
@@ -216,8 +233,10 @@ const float *bs_model_forward(const bs_model *m, bs_workspace *ws,
                               const float *x, int B);
 
 /* Backward from dlogits (B, classes) through the activations the last
- * forward left in ws. dparams (n_params) is accumulated into when not
- * NULL; dx (B, input_size) is written when not NULL. */
+ * forward left in ws: the nodes in reverse order, each tensor's gradient
+ * the sum of what its readers send (the first writes, later ones add).
+ * dparams (n_params) is accumulated into when not NULL; dx (B,
+ * input_size) is written when not NULL. */
 void bs_model_backward(const bs_model *m, bs_workspace *ws,
                        const float *dlogits, float *dparams, float *dx, int B);
 
