@@ -548,7 +548,7 @@ def onnx_section(b, peak):
     if not images or not pred:
         md.append("Not measured: the ONNX part of `make bench` did not run.\n")
         return md, []
-    problems = []
+    problems, machine = [], dict(b._tsv("onnx-machine.tsv"))
     md.append(
         "The model is build/onnx-fixtures/resnet.onnx (`make onnx-fixtures`, "
         "tests/oracle/onnx_models.py): conv, batch norm and ReLU, a residual block, a strided "
@@ -560,7 +560,11 @@ def onnx_section(b, peak):
         "for the mnist models. There is no colour dataset: the images are "
         f"{images['n']} seeded {'x'.join(map(str, images['shape']))} colour patterns with pixel "
         "noise on the 8-bit grid (`peer.py images`), image i attacked towards the model's "
-        "own answer on it + 1 (mod 10), both sides.\n")
+        "own answer on it + 1 (mod 10), both sides. `make bench` measures this part after the "
+        "others; `make bench BENCH_ONLY=onnx` measures it alone and rewrites this page keeping "
+        "the other figures of the last full run"
+        + (f" (this part: {machine['date']})" if "date" in machine else "")
+        + ".\n")
 
     rows = [["PyTorch (peer) vs blindspot", pred["images"],
              "equal" if pred["differ"] == 0 else
@@ -604,7 +608,6 @@ def onnx_section(b, peak):
                      f"{ours['gflops']:.1f}" +
                      (f" ({100 * ours['gflops'] / peak['gflops']:.0f}%)" if peak else "")])
     if rows:
-        m = dict(b._tsv("onnx-machine.tsv"))
         md.append(table(["batch", "blindspot: images/s", "ONNX Runtime", "ratio",
                          "blindspot: µs per image", "ONNX Runtime", "blindspot: GFLOP/s "
                          "(% of the sgemm peak)"], rows))
@@ -617,8 +620,8 @@ def onnx_section(b, peak):
                   "blindspot calls `bs_model_forward` from C. Both then run every image in "
                   "batches of BATCH for the prediction check above. FLOPs as in the network "
                   "table (2 per multiply-add of the convolutions and the linear layer). Load "
-                  f"average at the start / end of this part: {m.get('load_start', '?')} / "
-                  f"{m.get('load_end', '?')}.\n")
+                  f"average at the start / end of this part: {machine.get('load_start', '?')} / "
+                  f"{machine.get('load_end', '?')}.\n")
         md.append(b.cmds(*[f"onnx-{side}-b{bs}" for bs in ONNX_BATCHES for side in ("infer", "ort")]))
     return md, problems
 

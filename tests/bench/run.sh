@@ -87,7 +87,8 @@ measure() {
 # from the peer's or from ONNX Runtime's.
 bench_onnx() {
     local images=$OUT/onnx-images.f32
-    printf 'load_start\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" > "$OUT/onnx-machine.tsv"
+    printf 'date\t%s\nload_start\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" \
+        "$(cut -d' ' -f1-3 /proc/loadavg)" > "$OUT/onnx-machine.tsv"
     measure onnx-images $PEER images "$ONNX_MODEL" "$ONNX_IMAGES" "$images"
     printf 'onnx-labels\t%s\n' "$CORE predict $ONNX_MODEL $images" >> "$OUT/commands.tsv"
     $CORE predict "$ONNX_MODEL" "$images" > "$OUT/onnx-labels.txt"
