@@ -6,7 +6,7 @@
 #   make test       the same set-up, then the whole test suite
 #   make test-deploy  the container image (podman) and the manifests of deploy/
 #   make reproduce  the paper's tables and figures into docs/reproduction.md
-#   make bench      the attack timed beside a PyTorch+SciPy peer, and over HTTP
+#   make bench      the attack beside a PyTorch+SciPy peer, over HTTP, and on an ONNX model
 #   make SAN=address,undefined test   (or SAN=thread) sanitized build in its own folder
 #   make fuzz       every libFuzzer target of tests/fuzz/ for FUZZ_SECONDS (60) each
 #   make fuzz-smoke the same for 5 seconds each: fails on any crash, leak or hang
@@ -383,7 +383,8 @@ reproduce: deps build data models
 	$(TOOL) reproduce $(REPRODUCE_ARGS)
 
 # Benchmarks print and write docs/benchmarks.md; they never fail on timing.
-bench: deps build models
+# BENCH_ONLY=onnx re-measures the imported ONNX model alone (tests/bench/run.sh).
+bench: deps build models onnx-fixtures ort
 	@$(MAKE) --no-print-directory $(BUILD)/tools/bench_core
 	@bash tests/bench/run.sh
 

@@ -6,21 +6,31 @@
  *
  *   bench_core peak
  *       cblas_sgemm on 1024x1024 matrices, one OpenBLAS thread: GFLOP/s
- *   bench_core predict MODEL DATA_DIR
- *       the model's label for every mnist test image, one a line (for the
- *       peer's prediction check), instead of JSON
+ *   bench_core predict MODEL IMAGES
+ *       the model's label for every image, one a line (for the peer's
+ *       prediction check), instead of JSON
  *   bench_core net MODEL BATCH
  *       forward, softmax cross-entropy and backward to the input (what one
  *       attack evaluation does) on BATCH images at once: GFLOP/s (the
  *       fastest of ten blocks of repetitions)
- *   bench_core attack MODEL DATA_DIR N [THREADS [TARGETS]]
- *       lbfgs with bs_attack_defaults on mnist test images 0..N-1; image i
+ *   bench_core infer MODEL IMAGES BATCH
+ *       the forward pass alone on the first BATCH images at once: images/s
+ *       (the fastest of ten blocks), then every image's logits and label
+ *       from forward passes of BATCH images (for the check against ONNX
+ *       Runtime)
+ *   bench_core attack MODEL IMAGES N [THREADS [TARGETS]]
+ *       lbfgs with bs_attack_defaults on images 0..N-1; image i
  *       is attacked towards (label+1) mod 10, or with TARGETS > 1 towards
  *       the TARGETS labels label+1 .. label+TARGETS (mod 10) in one call;
  *       THREADS threads share the images, each taking the next one not
  *       yet taken (as daemon workers take jobs from a queue); the
  *       environment variable BENCH_OPTIMIZER=reference|native picks the
  *       L-BFGS-B implementation (default: the attack's default)
+ *
+ * MODEL is a safetensors file or an ONNX file (core/onnx.h). IMAGES is a
+ * folder with mnist's test split, whose labels are the files', or a raw
+ * little-endian float32 file of images of the model's input shape (C, H,
+ * W order, values in [0,1]), whose labels are the model's own answers.
  *
  * FLOPs are counted from the layer shapes: 2 per multiply-add of the linear
  * and conv2d layers, for the forward pass and again for the gradient to the
@@ -31,6 +41,7 @@
 #include "core/layers.h"
 #include "core/model.h"
 #include "core/model_file.h"
+#include "core/onnx.h"
 
 #include <cblas.h>
 #include <pthread.h>
@@ -43,9 +54,10 @@
 static int usage(void)
 {
     fputs("usage: bench_core peak\n"
-          "       bench_core predict MODEL DATA_DIR\n"
+          "       bench_core predict MODEL IMAGES\n"
           "       bench_core net MODEL BATCH\n"
-          "       bench_core attack MODEL DATA_DIR N [THREADS [TARGETS]]\n",
+          "       bench_core infer MODEL IMAGES BATCH\n"
+          "       bench_core attack MODEL IMAGES N [THREADS [TARGETS]]\n",
           stderr);
     return 2;
 }
@@ -63,16 +75,7 @@ static double cpu_seconds(void)
 /* FLOPs of one sample's forward pass through the linear and conv2d layers. */
 static double forward_flops(const bs_model *m)
 {
-    double flops = 0.0;
-    for (int i = 0; i < m->n_layers; i++) {
-        const bs_layer *l = &m->layers[i];
-        if (l->kind == BS_LINEAR)
-            flops += 2.0 * (double)l->in_size * l->out_features;
-        else if (l->kind == BS_CONV2D)
-            /* each output value is a dot product of length C*K*K */
-            flops += 2.0 * (double)l->out_size * l->in_shape[0] * l->kernel * l->kernel;
-    }
-    return flops;
+    return 2.0 * (double)bs_model_macs(m);
 }
 
 /* One attack evaluation: forward, backward to the input (the same sizes). */
@@ -84,16 +87,76 @@ static double evaluation_flops(const bs_model *m)
 static bs_model *load_model(const char *path)
 {
     char err[BS_ERR_LEN];
-    bs_model *m = bs_model_load(path, err);
+    bs_model *m = bs_onnx_is_path(path) ? bs_onnx_load(path, NULL, err)
+                                        : bs_model_load(path, err);
     if (!m)
         fprintf(stderr, "bench_core: %s\n", err);
     return m;
 }
 
-static int load_test(const char *data_dir, const bs_model *m, bs_dataset *d)
+/* labels[i] = the model's answer on image i of n, forward passes of up to
+ * batch images at once. With logits not NULL, also the (n, classes) logits. */
+static int predict_all(const bs_model *m, const float *images, int n, int batch, int *labels,
+                       float *logits)
 {
+    bs_workspace *ws = bs_workspace_new(m, batch);
+    if (!ws) {
+        fprintf(stderr, "bench_core: out of memory\n");
+        return -1;
+    }
+    int V = m->classes;
+    for (int i = 0; i < n; i += batch) {
+        int B = n - i < batch ? n - i : batch;
+        const float *out = bs_model_forward(m, ws, images + (size_t)i * m->input_size, B);
+        for (int b = 0; b < B; b++)
+            labels[i + b] = bs_argmax(out + (size_t)b * V, V);
+        if (logits)
+            memcpy(logits + (size_t)i * V, out, (size_t)B * V * sizeof(float));
+    }
+    bs_workspace_free(ws);
+    return 0;
+}
+
+/* A raw float32 file of images of m's input shape, labelled with m's own
+ * answers. */
+static int load_raw(const char *path, const bs_model *m, bs_dataset *d)
+{
+    FILE *f = fopen(path, "rb");
+    long len = -1;
+    if (f && !fseek(f, 0, SEEK_END))
+        len = ftell(f);
+    size_t sample = m->input_size * sizeof(float);
+    if (len <= 0 || (size_t)len % sample || (size_t)len / sample > 1000000) {
+        fprintf(stderr, "bench_core: %s: not a whole number of %dx%dx%d float32 images\n",
+                path, m->input_shape[0], m->input_shape[1], m->input_shape[2]);
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    d->n = (int)((size_t)len / sample);
+    memcpy(d->shape, m->input_shape, sizeof d->shape);
+    d->input_size = m->input_size;
+    d->classes = m->classes;
+    d->images = malloc((size_t)len);
+    d->labels = malloc((size_t)d->n * sizeof(int));
+    int ok = d->images && d->labels && !fseek(f, 0, SEEK_SET)
+             && fread(d->images, sample, (size_t)d->n, f) == (size_t)d->n;
+    fclose(f);
+    if (!ok) {
+        fprintf(stderr, "bench_core: %s: cannot read it\n", path);
+        return -1;
+    }
+    return predict_all(m, d->images, d->n, 100, d->labels, NULL);
+}
+
+/* The images a command works on: see IMAGES above. */
+static int load_images(const char *source, const bs_model *m, bs_dataset *d)
+{
+    size_t len = strlen(source);
+    if (len > 4 && !strcmp(source + len - 4, ".f32"))
+        return load_raw(source, m, d);
     char err[BS_ERR_LEN];
-    if (bs_dataset_load(data_dir, "mnist", "test", d, err)) {
+    if (bs_dataset_load(source, "mnist", "test", d, err)) {
         fprintf(stderr, "bench_core: %s\n", err);
         return -1;
     }
@@ -102,6 +165,41 @@ static int load_test(const char *data_dir, const bs_model *m, bs_dataset *d)
         return -1;
     }
     return 0;
+}
+
+/* The model at model_path and the images of source in *d; NULL when either
+ * does not load (message printed). */
+static bs_model *load_model_images(const char *model_path, const char *source, bs_dataset *d)
+{
+    bs_model *m = load_model(model_path);
+    if (m && load_images(source, m, d)) {
+        bs_dataset_free(d);
+        bs_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* Runs step(ctx) in ten blocks of at least 0.1 s and keeps the fastest block
+ * (the least disturbed by other work): its repetitions in *reps, its
+ * seconds in *secs. */
+static void time_best_block(void (*step)(void *), void *ctx, long *reps, double *secs)
+{
+    double best = 1e30;
+    for (int block = 0; block < 10; block++) {
+        long r = 0;
+        double t0 = bs_now(), t;
+        do {
+            step(ctx);
+            r++;
+            t = bs_now() - t0;
+        } while (t < 0.1);
+        if (t / r < best) {
+            best = t / r;
+            *reps = r;
+            *secs = t;
+        }
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -139,34 +237,53 @@ static int cmd_peak(void)
     return 0;
 }
 
-static int cmd_predict(const char *model_path, const char *data_dir)
+static int cmd_predict(const char *model_path, const char *source)
 {
-    bs_model *m = load_model(model_path);
     bs_dataset d = {0};
-    if (!m || load_test(data_dir, m, &d)) {
-        bs_model_free(m);
+    bs_model *m = load_model_images(model_path, source, &d);
+    if (!m)
         return 1;
-    }
-    enum { BATCH = 100 };
-    bs_workspace *ws = bs_workspace_new(m, BATCH);
-    if (!ws) {
+    int *labels = malloc((size_t)d.n * sizeof(int));
+    if (!labels || predict_all(m, d.images, d.n, 100, labels, NULL)) {
         fprintf(stderr, "bench_core: out of memory\n");
         return 1;
     }
-    for (int i = 0; i < d.n; i += BATCH) {
-        int B = d.n - i < BATCH ? d.n - i : BATCH;
-        const float *logits = bs_model_forward(m, ws, d.images + (size_t)i * d.input_size, B);
-        for (int b = 0; b < B; b++)
-            printf("%d\n", bs_argmax(logits + (size_t)b * m->classes, m->classes));
-    }
-    bs_workspace_free(ws);
+    for (int i = 0; i < d.n; i++)
+        printf("%d\n", labels[i]);
+    free(labels);
     bs_dataset_free(&d);
     bs_model_free(m);
     return 0;
 }
 
-/* The network evaluation of an attack step: ten blocks of at least 0.1 s,
- * the fastest block counts (the least disturbed by other work). */
+/* One repetition of cmd_net or cmd_infer: B images x through m. */
+typedef struct net_step {
+    const bs_model *m;
+    bs_workspace *ws;
+    const float *x;
+    int B;
+    int *targets;     /* net: (B) labels of the loss */
+    float *dlogits;   /* net: (B, classes) */
+    float *dx;        /* net: (B, input_size) */
+} net_step;
+
+static void forward_backward_step(void *arg)
+{
+    net_step *s = arg;
+    int V = s->m->classes;
+    const float *logits = bs_model_forward(s->m, s->ws, s->x, s->B);
+    bs_softmax_xent_forward(s->ws->probs, s->ws->losses, logits, s->targets, s->B, V);
+    bs_softmax_xent_backward(s->dlogits, s->ws->probs, s->targets, s->B, V, 1.0f);
+    bs_model_backward(s->m, s->ws, s->dlogits, NULL, s->dx, s->B);
+}
+
+static void forward_step(void *arg)
+{
+    net_step *s = arg;
+    bs_model_forward(s->m, s->ws, s->x, s->B);
+}
+
+/* The network evaluation of an attack step, timed by time_best_block. */
 static int cmd_net(const char *model_path, int B)
 {
     bs_model *m = load_model(model_path);
@@ -188,24 +305,10 @@ static int cmd_net(const char *model_path, int B)
     for (int b = 0; b < B; b++)
         targets[b] = b % V;
     long reps = 0;
-    double dt = 0.0, best = 1e30;
-    for (int block = 0; block < 10; block++) {
-        long r = 0;
-        double t0 = bs_now(), t;
-        do {
-            const float *logits = bs_model_forward(m, ws, x, B);
-            bs_softmax_xent_forward(ws->probs, ws->losses, logits, targets, B, V);
-            bs_softmax_xent_backward(dlogits, ws->probs, targets, B, V, 1.0f);
-            bs_model_backward(m, ws, dlogits, NULL, dx, B);
-            r++;
-            t = bs_now() - t0;
-        } while (t < 0.1);
-        if (t / r < best) {
-            best = t / r;
-            reps = r;
-            dt = t;
-        }
-    }
+    double dt = 0.0;
+    net_step step = {.m = m, .ws = ws, .x = x, .B = B, .targets = targets,
+                     .dlogits = dlogits, .dx = dx};
+    time_best_block(forward_backward_step, &step, &reps, &dt);
     double evals = (double)reps * B, flops = evaluation_flops(m);
     printf("{\"model\": \"%s\", \"batch\": %d, \"evaluations\": %.0f, \"seconds\": %.4f, "
            "\"us_per_evaluation\": %.3f, \"flops_per_evaluation\": %.0f, \"gflops\": %.3f}\n",
@@ -215,6 +318,55 @@ static int cmd_net(const char *model_path, int B)
     free(dlogits);
     free(targets);
     bs_workspace_free(ws);
+    bs_model_free(m);
+    return 0;
+}
+
+/* Inference beside ONNX Runtime (tests/bench/ort_bench.mjs prints the same
+ * fields): the forward pass on the first B images, timed by
+ * time_best_block, then the logits and labels of all images. */
+static int cmd_infer(const char *model_path, const char *source, int B)
+{
+    bs_dataset d = {0};
+    bs_model *m = load_model_images(model_path, source, &d);
+    if (!m)
+        return 1;
+    if (d.n < B) {
+        fprintf(stderr, "bench_core: %s has %d images, fewer than the batch %d\n", source, d.n,
+                B);
+        bs_dataset_free(&d);
+        bs_model_free(m);
+        return 2;
+    }
+    int V = m->classes;
+    bs_workspace *ws = bs_workspace_new(m, B);
+    int *labels = malloc((size_t)d.n * sizeof(int));
+    float *logits = malloc((size_t)d.n * V * sizeof(float));
+    if (!ws || !labels || !logits || predict_all(m, d.images, d.n, B, labels, logits)) {
+        fprintf(stderr, "bench_core: out of memory\n");
+        return 1;
+    }
+    long reps = 0;
+    double dt = 0.0;
+    net_step step = {.m = m, .ws = ws, .x = d.images, .B = B};
+    time_best_block(forward_step, &step, &reps, &dt);
+    double images = (double)reps * B;
+    printf("{\"model\": \"%s\", \"runtime\": \"blindspot\", \"batch\": %d, "
+           "\"runs\": %ld, \"seconds\": %.4f, \"runs_per_s\": %.2f, \"images_per_s\": %.2f, "
+           "\"us_per_image\": %.3f, \"flops_per_image\": %.0f, \"gflops\": %.3f, "
+           "\"images\": %d, \"labels\": [",
+           model_path, B, reps, dt, reps / dt, images / dt, dt / images * 1e6, forward_flops(m),
+           images * forward_flops(m) / dt * 1e-9, d.n);
+    for (int i = 0; i < d.n; i++)
+        printf("%s%d", i ? ", " : "", labels[i]);
+    printf("], \"logits\": [");
+    for (size_t i = 0; i < (size_t)d.n * V; i++)
+        printf("%s%.9g", i ? ", " : "", (double)logits[i]);
+    printf("]}\n");
+    free(labels);
+    free(logits);
+    bs_workspace_free(ws);
+    bs_dataset_free(&d);
     bs_model_free(m);
     return 0;
 }
@@ -280,15 +432,13 @@ static void *attack_images(void *arg)
     return NULL;
 }
 
-static int cmd_attack(const char *model_path, const char *data_dir, int n, int threads,
+static int cmd_attack(const char *model_path, const char *source, int n, int threads,
                       int k)
 {
-    bs_model *m = load_model(model_path);
     bs_dataset d = {0};
-    if (!m || load_test(data_dir, m, &d)) {
-        bs_model_free(m);
+    bs_model *m = load_model_images(model_path, source, &d);
+    if (!m)
         return 1;
-    }
     if (n < 1 || n > d.n || threads < 1 || threads > 64 || k < 1 || k >= m->classes) {
         fprintf(stderr, "bench_core: want 1 <= N <= %d, 1 <= THREADS <= 64, "
                         "1 <= TARGETS < %d\n", d.n, m->classes);
@@ -358,6 +508,10 @@ int main(int argc, char **argv)
     if (argc == 4 && !strcmp(argv[1], "net")) {
         int B = atoi(argv[3]);
         return B >= 1 && B <= 4096 ? cmd_net(argv[2], B) : usage();
+    }
+    if (argc == 5 && !strcmp(argv[1], "infer")) {
+        int B = atoi(argv[4]);
+        return B >= 1 && B <= 4096 ? cmd_infer(argv[2], argv[3], B) : usage();
     }
     if (argc >= 5 && argc <= 7 && !strcmp(argv[1], "attack"))
         return cmd_attack(argv[2], argv[3], atoi(argv[4]), argc > 5 ? atoi(argv[5]) : 1,

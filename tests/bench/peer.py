@@ -3,7 +3,9 @@
 for `make bench` to time blindspot against.
 
 A PyTorch nn.Sequential rebuilt from one of our safetensors files (read here
-with struct + numpy: header length, JSON header, float32 data), SciPy's
+with struct + numpy: header length, JSON header, float32 data), or for an
+ONNX file exported by tests/oracle/onnx_models.py that script's nn.Module
+with the file's initializers as its weights (python3-onnx), SciPy's
 fmin_l_bfgs_b (SciPy wraps the same L-BFGS-B 3.0 Fortran code as
 liblbfgsb) on
 
@@ -16,22 +18,32 @@ log scale; 8 L-BFGS-B runs per target, each from x. A run succeeds when the
 model calls the 8-bit image round(z*255)/255 the target; the result is the
 successful 8-bit image with the smallest L2 perturbation.
 
+IMAGES is a folder with mnist's test split (image i's label from the file),
+or a raw little-endian float32 file of images of the model's input shape
+(as `images` writes; image i's label is the model's own answer on it).
+
 Like Foolbox's and CleverHans' L-BFGS attacks, one image and one target at a
 time (SciPy's driver takes one problem, so per-call batching is not open to
 a peer); the model runs on one thread, the forward pass that judges an image
 under torch.no_grad. The prediction check batches the whole test split.
 
 usage:
-  peer.py predict MODEL DATA_DIR LABELS_FILE   check our labels (one a line)
-  peer.py attack MODEL DATA_DIR N [TARGETS]    attack test images 0..N-1
+  peer.py predict MODEL IMAGES LABELS_FILE     check our labels (one a line)
+  peer.py attack MODEL IMAGES N [TARGETS]      attack images 0..N-1
                                                towards (label+1) mod 10, or
                                                each towards label+1 ..
                                                label+TARGETS (mod 10), one
                                                target after the other
+  peer.py images MODEL N OUT.f32               write N images in [0,1] of
+                                               the model's input shape, on
+                                               the 8-bit grid, from a fixed
+                                               seed (smooth colour patterns
+                                               with pixel noise)
 Each prints one JSON object on stdout.
 """
 import gzip
 import json
+import os
 import struct
 import sys
 import time
@@ -50,6 +62,7 @@ HISTORY = 15
 MAX_ITERATIONS = 150
 FACTR = 1e7
 PGTOL = 1e-5
+IMAGE_SEED = 1000  # the images `images` writes
 
 
 def load_safetensors(path):
@@ -112,6 +125,43 @@ def build_model(path):
     return model, tuple(shape)
 
 
+def oracle_models():
+    """tests/oracle/onnx_models.py, where the ONNX files come from."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "oracle"))
+    import onnx_models
+    return onnx_models
+
+
+def build_onnx_model(path):
+    """The nn.Module tests/oracle/onnx_models.py exported as path (found by
+    its file name), its state set from the file's initializers, which carry
+    the module's parameter names (an export that keeps its batch norm)."""
+    import onnx
+    from onnx import numpy_helper
+    oracle = oracle_models()
+    fname = os.path.basename(path)
+    spec = next((s for s in oracle.MODELS if any(f == fname for _, f in s["exports"])), None)
+    if spec is None:
+        raise ValueError(f"{path}: not one of tests/oracle/onnx_models.py's exports")
+    weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy())
+               for t in onnx.load(path).graph.initializer}
+    model = spec["ctor"]()
+    state = model.state_dict()
+    missing = [k for k in state if k not in weights and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise ValueError(f"{path}: no initializer for {', '.join(missing[:5])} "
+                         "(the peer reads exports that keep the module's names)")
+    model.load_state_dict({k: weights.get(k, v) for k, v in state.items()}, strict=True)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, tuple(spec["shape"])
+
+
+def load_model(path):
+    return build_onnx_model(path) if path.endswith(".onnx") else build_model(path)
+
+
 def read_idx(path):
     """An IDX file (gzip) as a numpy array (ubyte or big-endian float32)."""
     with gzip.open(path, "rb") as f:
@@ -129,6 +179,27 @@ def load_test(data_dir):
     if images.dtype == np.uint8:
         images = images.astype(np.float32) / np.float32(255.0)
     return images.reshape(len(images), -1).astype(np.float32), labels.astype(np.int64)
+
+
+def load_images(source, shape):
+    """(images, labels) from mnist's test split in a folder, or a raw
+    float32 file of images of shape (labels None: the model's answers)."""
+    if not source.endswith(".f32"):
+        return load_test(source)
+    size = int(np.prod(shape))
+    images = np.fromfile(source, dtype="<f4")
+    if images.size == 0 or images.size % size:
+        raise ValueError(f"{source}: not a whole number of {'x'.join(map(str, shape))} float32 images")
+    return images.reshape(-1, size).astype(np.float32), None
+
+
+def write_images(shape, n, path):
+    """n images from the oracle's generator (a fixed seed), on the 8-bit grid
+    as a decoded image file would be."""
+    oracle = oracle_models()
+    x = oracle.images(n, shape, torch.Generator().manual_seed(IMAGE_SEED))
+    x = torch.round(x * 255.0) / 255.0
+    x.numpy().astype("<f4").tofile(path)
 
 
 def predict(model, shape, images):
@@ -196,8 +267,8 @@ def attack(model, shape, x32, target):
 def main(argv):
     torch.set_num_threads(1)
     if len(argv) == 5 and argv[1] == "predict":
-        model, shape = build_model(argv[2])
-        images, _ = load_test(argv[3])
+        model, shape = load_model(argv[2])
+        images, _ = load_images(argv[3], shape)
         ours = np.loadtxt(argv[4], dtype=np.int64)
         mine = predict(model, shape, images)
         differ = np.nonzero(mine != ours)[0] if len(ours) == len(mine) else np.arange(len(mine))
@@ -206,8 +277,10 @@ def main(argv):
                           "torch": torch.__version__, "threads": torch.get_num_threads()}))
         return 0 if len(differ) == 0 else 1
     if len(argv) in (5, 6) and argv[1] == "attack":
-        model, shape = build_model(argv[2])
-        images, labels = load_test(argv[3])
+        model, shape = load_model(argv[2])
+        images, labels = load_images(argv[3], shape)
+        if labels is None:
+            labels = predict(model, shape, images)
         count = int(argv[4])
         k = int(argv[5]) if len(argv) == 6 else 1
         results, per_image = [], []
@@ -230,6 +303,12 @@ def main(argv):
             "success": len(wins) / n,
             "distortion": (sum(r["distortion"] for r in wins) / len(wins)) if wins else None,
             "per_image": per_image}))
+        return 0
+    if len(argv) == 5 and argv[1] == "images":
+        _, shape = load_model(argv[2])
+        write_images(shape, int(argv[3]), argv[4])
+        print(json.dumps({"model": argv[2], "n": int(argv[3]), "shape": list(shape),
+                          "seed": IMAGE_SEED, "file": argv[4]}))
         return 0
     sys.stderr.write(__doc__)
     return 2

@@ -5,8 +5,8 @@ every figure with the peer beside ours, and writes docs/benchmarks.md with
 the command behind each figure and the issue's targets, met or missed.
 
 usage: report.py BENCH_DIR OUTPUT.md
-Exits 1 only when the peer's predictions differed from ours (a correctness
-problem, not a timing one)."""
+Exits 1 only when the peer's predictions (or, on the ONNX model, ONNX
+Runtime's) differed from ours (a correctness problem, not a timing one)."""
 import json
 import os
 import sys
@@ -178,6 +178,27 @@ def verdict(ok, how):
     return "met" if ok else f"**missed** ({how})" if how else "**missed**"
 
 
+ATTACK_COLUMNS = ["attacks/s", "peer", "ratio", "evaluations/s", "peer", "ratio",
+                  "success (ours / peer)", "mean distortion (ours / peer)",
+                  "evaluations per attack", "same result per image", "wall/cpu s (ours vs peer)"]
+
+
+def attack_columns(c, p):
+    """ATTACK_COLUMNS of an attack run by bench_core (c) and the peer (p)."""
+    same = sum(1 for (cs, cd), (ps, pd) in zip(c["per_image"], p["per_image"])
+               if cs == ps and same_distortion(cd, pd))
+    dd = ratio(c["distortion"] - p["distortion"], p["distortion"]) if p["distortion"] else None
+    return [c["attacks_per_s"], p["attacks_per_s"],
+            f"**{ratio(c['attacks_per_s'], p['attacks_per_s']):.2f}x**",
+            c["evaluations_per_s"], p["evaluations_per_s"],
+            f"{ratio(c['evaluations_per_s'], p['evaluations_per_s']):.2f}x",
+            f"{100 * c['success']:.0f}% / {100 * p['success']:.0f}%",
+            f"{c['distortion']:.4f} / {p['distortion']:.4f}" +
+            (f" ({100 * dd:+.1f}%)" if dd is not None else ""),
+            f"{c['evaluations_per_attack']:.0f} / {p['evaluations_per_attack']:.0f}",
+            f"{same}/{c['n']}", f"{cpu_wall(c)} vs {cpu_wall(p)}"]
+
+
 def report(b):
     md = []
     targets = []  # (target, measured, verdict)
@@ -239,18 +260,7 @@ def report(b):
             c, p = b.get(f"core-{mod}{'' if k == 1 else '-k9'}"), b.get(f"peer-{mod}{'' if k == 1 else '-k9'}")
             if not c or not p:
                 continue
-            same = sum(1 for (cs, cd), (ps, pd) in zip(c["per_image"], p["per_image"])
-                       if cs == ps and same_distortion(cd, pd))
-            dd = ratio(c["distortion"] - p["distortion"], p["distortion"]) if p["distortion"] else None
-            rows.append([NAMES[mod], k, c["n"] * k, c["attacks_per_s"], p["attacks_per_s"],
-                         f"**{ratio(c['attacks_per_s'], p['attacks_per_s']):.2f}x**",
-                         c["evaluations_per_s"], p["evaluations_per_s"],
-                         f"{ratio(c['evaluations_per_s'], p['evaluations_per_s']):.2f}x",
-                         f"{100 * c['success']:.0f}% / {100 * p['success']:.0f}%",
-                         f"{c['distortion']:.4f} / {p['distortion']:.4f} ({100 * dd:+.1f}%)",
-                         f"{c['evaluations_per_attack']:.0f} / {p['evaluations_per_attack']:.0f}",
-                         f"{same}/{c['n']}",
-                         f"{cpu_wall(c)} vs {cpu_wall(p)}"])
+            rows.append([NAMES[mod], k, c["n"] * k] + attack_columns(c, p))
     for mod in ("fc100-100-10", "fc200-200-10", "cnn"):
         want = 10 if mod == "cnn" else 20
         got = {}
@@ -272,10 +282,7 @@ def report(b):
         targets.append([f"{NAMES[mod]}: same success, mean distortion within 5%",
                         "; ".join(f"{got[k][2]} ({k} per call)" for k in sorted(got)),
                         verdict(all(g[1] for g in got.values()), "")])
-    md.append(table(["model", "targets per call", "attacks", "attacks/s", "peer", "ratio",
-                     "evaluations/s", "peer", "ratio", "success (ours / peer)",
-                     "mean distortion (ours / peer)", "evaluations per attack",
-                     "same result per image", "wall/cpu s (ours vs peer)"], rows))
+    md.append(table(["model", "targets per call", "attacks"] + ATTACK_COLUMNS, rows))
     md.append("An attack is one image towards one target. With 9 targets per call "
               "blindspot attacks each image towards all 9 other labels in one call (the "
               "optimiser runs of the targets advance in lockstep and share one batched "
@@ -517,27 +524,120 @@ def report(b):
             targets.append(["Daemon RSS with the zoo resident < 64 MB", f"{rss:.1f} MB",
                             verdict(rss < 64, f"{rss - 64:.0f} MB over" if rss >= 64 else "")])
 
+    onnx_md, onnx_problems = onnx_section(b, peak)
+    md += onnx_md
+
     # --- targets ---
     md.insert(2, "## Targets (issue 6)\n\n" +
               table(["target", "measured", "verdict"], targets) +
               "\nTargets are recorded here, never tested: `make bench` does not fail on "
               "timing.\n")
-    return "\n".join(md), mismatch
+    problems = ["the peer's predictions differ from ours (see above)"] if mismatch else []
+    return "\n".join(md), problems + onnx_problems
+
+
+ONNX_BATCHES = [1, 32]
+
+
+def onnx_section(b, peak):
+    """The imported model: predictions checked against the peer and ONNX
+    Runtime, the attack beside the peer, inference beside ONNX Runtime.
+    Returns (markdown parts, problems)."""
+    md = ["## An imported ONNX model (a ResNet on 3x32x32)\n"]
+    images, pred = b.get("onnx-images"), b.get("onnx-predict")
+    if not images or not pred:
+        md.append("Not measured: the ONNX part of `make bench` did not run.\n")
+        return md, []
+    problems, machine = [], dict(b._tsv("onnx-machine.tsv"))
+    md.append(
+        "The model is build/onnx-fixtures/resnet.onnx (`make onnx-fixtures`, "
+        "tests/oracle/onnx_models.py): conv, batch norm and ReLU, a residual block, a strided "
+        "residual block with a 1x1 projection, global average pool and a linear layer, "
+        "untrained with weights from a fixed seed, exported by `torch.onnx.export` at opset 13 "
+        "keeping its BatchNormalization nodes. **blindspot** imports the file "
+        "(`bs_onnx_load`) and runs it in bench_core as above; the **peer** is that script's "
+        "PyTorch module with the file's initializers as its weights, attacking exactly as "
+        "for the mnist models. There is no colour dataset: the images are "
+        f"{images['n']} seeded {'x'.join(map(str, images['shape']))} colour patterns with pixel "
+        "noise on the 8-bit grid (`peer.py images`), image i attacked towards the model's "
+        "own answer on it + 1 (mod 10), both sides. `make bench` measures this part after the "
+        "others; `make bench BENCH_ONLY=onnx` measures it alone and rewrites this page keeping "
+        "the other figures of the last full run"
+        + (f" (this part: {machine['date']})" if "date" in machine else "")
+        + ".\n")
+
+    rows = [["PyTorch (peer) vs blindspot", pred["images"],
+             "equal" if pred["differ"] == 0 else
+             f"**{pred['differ']} differ** (first: {pred['first_differ']})", "—"]]
+    if pred["differ"]:
+        problems.append("the peer's predictions differ from ours on the ONNX model")
+    for bs in ONNX_BATCHES:
+        ours, ort = b.get(f"onnx-infer-b{bs}"), b.get(f"onnx-ort-b{bs}")
+        if not ours or not ort:
+            rows.append([f"ONNX Runtime vs blindspot, batch {bs}", "—", "**not run**", "—"])
+            problems.append(f"no inference figures for batch {bs} on the ONNX model")
+            continue
+        differ = [i for i, (x, y) in enumerate(zip(ours["labels"], ort["labels"])) if x != y]
+        if len(ours["labels"]) != len(ort["labels"]):
+            differ = list(range(max(len(ours["labels"]), len(ort["labels"]))))
+        worst = max(abs(x - y) for x, y in zip(ours["logits"], ort["logits"]))
+        rows.append([f"ONNX Runtime vs blindspot, batch {bs}", ours["images"],
+                     "equal" if not differ else f"**{len(differ)} differ** (first: {differ[:10]})",
+                     f"{worst:.2g}"])
+        if differ:
+            problems.append(f"ONNX Runtime's predictions differ from ours at batch {bs}")
+    md.append(table(["predictions", "images", "labels", "largest logit difference"], rows))
+    md.append(b.cmds("onnx-images", "onnx-labels", "onnx-predict"))
+
+    c, p = b.get("onnx-core"), b.get("onnx-peer")
+    if c and p:
+        md.append(table(["attacks"] + ATTACK_COLUMNS, [[c["attacks"]] + attack_columns(c, p)]))
+        md.append("The L-BFGS attack, one image and one target per call, one thread each; the "
+                  "columns as in the mnist table above.\n")
+        md.append(b.cmds("onnx-peer", "onnx-core"))
+
+    rows, version = [], "?"
+    for bs in ONNX_BATCHES:
+        ours, ort = b.get(f"onnx-infer-b{bs}"), b.get(f"onnx-ort-b{bs}")
+        if not ours or not ort:
+            continue
+        version = ort.get("version", version)
+        rows.append([bs, ours["images_per_s"], ort["images_per_s"],
+                     f"**{ratio(ours['images_per_s'], ort['images_per_s']):.2f}x**",
+                     f"{ours['us_per_image']:.1f}", f"{ort['us_per_image']:.1f}",
+                     f"{ours['gflops']:.1f}" +
+                     (f" ({100 * ours['gflops'] / peak['gflops']:.0f}%)" if peak else "")])
+    if rows:
+        md.append(table(["batch", "blindspot: images/s", "ONNX Runtime", "ratio",
+                         "blindspot: µs per image", "ONNX Runtime", "blindspot: GFLOP/s "
+                         "(% of the sgemm peak)"], rows))
+        md.append("Inference alone: the forward pass on the first BATCH images as one batch, "
+                  "repeated in ten blocks of at least 0.1 s, the fastest block counting; "
+                  "images/s counts images, so at batch 32 one forward pass is 32 of them. "
+                  f"ONNX Runtime is onnxruntime-node {version} (CPU execution provider, "
+                  "intraOpNumThreads 1, interOpNumThreads 1), `InferenceSession.run` called "
+                  "from Node.js (tests/bench/ort_bench.mjs), its per-call overhead included; "
+                  "blindspot calls `bs_model_forward` from C. Both then run every image in "
+                  "batches of BATCH for the prediction check above. FLOPs as in the network "
+                  "table (2 per multiply-add of the convolutions and the linear layer). Load "
+                  f"average at the start / end of this part: {machine.get('load_start', '?')} / "
+                  f"{machine.get('load_end', '?')}.\n")
+        md.append(b.cmds(*[f"onnx-{side}-b{bs}" for bs in ONNX_BATCHES for side in ("infer", "ort")]))
+    return md, problems
 
 
 def main(argv):
     if len(argv) != 3:
         sys.stderr.write(__doc__)
         return 2
-    text, mismatch = report(Bench(argv[1]))
+    text, problems = report(Bench(argv[1]))
     with open(argv[2], "w") as f:
         f.write(text)
     print(text)
     print(f"bench: wrote {argv[2]}")
-    if mismatch:
-        print("bench: the peer's predictions differ from ours (see above)", file=sys.stderr)
-        return 1
-    return 0
+    for problem in problems:
+        print(f"bench: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

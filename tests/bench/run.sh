@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # make bench: blindspot's L-BFGS attack timed side by side with the peer (the
 # same attack in PyTorch + SciPy, tests/bench/peer.py), then blindspot over
-# HTTP. Every measurement is one command whose JSON output lands in
-# build/bench/NAME.json (the command beside it in build/bench/commands.tsv);
-# tests/bench/report.py prints the figures with the peer beside ours and
-# writes docs/benchmarks.md. Benchmarks print: nothing here fails on timing.
-# The run fails only when something does not work: a missing tool, a model
-# whose predictions differ from the peer's, a daemon that does not start.
+# HTTP, then an imported ONNX model: the attack beside the peer and the
+# forward pass beside ONNX Runtime (tests/bench/ort_bench.mjs). Every
+# measurement is one command whose JSON output lands in build/bench/NAME.json
+# (the command beside it in build/bench/commands.tsv); tests/bench/report.py
+# prints the figures with the peer beside ours and writes docs/benchmarks.md.
+# Benchmarks print: nothing here fails on timing. The run fails only when
+# something does not work: a missing tool, a model whose predictions differ
+# from the peer's (or ONNX Runtime's), a daemon that does not start.
 #
-# Expects `make build models` (build/libblindspot.a, models/, data/mnist).
+# Expects `make build models onnx-fixtures ort` (build/libblindspot.a,
+# models/, data/mnist, build/onnx-fixtures, onnxruntime-node).
 # Sizes: BENCH_N (MLP images, default 100), BENCH_N_CNN (default 30),
 # BENCH_N_K9 and BENCH_N_K9_CNN (images attacked towards all 9 other labels
-# in one call, default 12 and 3).
+# in one call, default 12 and 3), BENCH_N_ONNX (images of the ONNX model
+# attacked, default 10).
+# BENCH_ONLY=onnx measures the ONNX model alone: the other measurements of
+# the last full run stay in build/bench and the report is written from all.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -22,12 +28,17 @@ N_CNN=${BENCH_N_CNN:-30}
 N_K9=${BENCH_N_K9:-12}         # images attacked towards all 9 other labels
 N_K9_CNN=${BENCH_N_K9_CNN:-3}
 MODELS="fc10-1e-4 fc100-100-10 fc200-200-10 ae400-10 cnn"
+ONNX_MODEL=build/onnx-fixtures/resnet.onnx # a small ResNet on 3x32x32
+N_ONNX=${BENCH_N_ONNX:-10}
+ONNX_IMAGES=64 # seeded images: the inference check's, the attack takes the first N_ONNX
+ONLY=${BENCH_ONLY:-}
 # the peer and PyTorch get one thread, as every blindspot worker has
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in tests/bench
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 . tests/daemon_port.sh
+case "$ONLY" in "" | onnx) ;; *) say "BENCH_ONLY is onnx or unset, not $ONLY"; exit 2 ;; esac
 
 # --- what the benchmark needs ------------------------------------------------
 need=""
@@ -44,8 +55,17 @@ $PY -c 'import torch, scipy, numpy' || { say "$PY cannot import torch, scipy and
 for m in $MODELS; do
     [ -f "models/$m.safetensors" ] || { say "models/$m.safetensors is missing: run make models first"; exit 1; }
 done
+[ -f "$ONNX_MODEL" ] || { say "$ONNX_MODEL is missing: run make onnx-fixtures"; exit 1; }
+[ -f build/npm-tools/node_modules/onnxruntime-node/package.json ] ||
+    { say "onnxruntime-node is missing: run make ort"; exit 1; }
 
-rm -rf "$OUT" && mkdir -p "$OUT"
+if [ "$ONLY" = onnx ]; then
+    [ -f "$OUT/machine.tsv" ] || { say "BENCH_ONLY=onnx keeps a full run's figures: run make bench first"; exit 1; }
+    rm -f "$OUT"/onnx-*
+    sed -i '/^onnx-/d' "$OUT/commands.tsv"
+else
+    rm -rf "$OUT" && mkdir -p "$OUT"
+fi
 # built by `make bench` with the flags of every other binary
 CORE=build/tools/bench_core
 [ -x "$CORE" ] || { say "$CORE is missing: run make bench"; exit 1; }
@@ -58,6 +78,38 @@ measure() {
     printf '%s\t%s\n' "$name" "$*" >> "$OUT/commands.tsv"
     "$@" > "$OUT/$name.json"
 }
+
+# --- the imported model (ONNX) -----------------------------------------------------
+# The peer rebuilds the module tests/oracle/onnx_models.py exported with the
+# file's weights; the images are seeded colour patterns on the 8-bit grid
+# (there is no colour dataset), image i attacked towards the model's
+# answer + 1. report.py fails the run when blindspot's predictions differ
+# from the peer's or from ONNX Runtime's.
+bench_onnx() {
+    local images=$OUT/onnx-images.f32
+    printf 'date\t%s\nload_start\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" \
+        "$(cut -d' ' -f1-3 /proc/loadavg)" > "$OUT/onnx-machine.tsv"
+    measure onnx-images $PEER images "$ONNX_MODEL" "$ONNX_IMAGES" "$images"
+    printf 'onnx-labels\t%s\n' "$CORE predict $ONNX_MODEL $images" >> "$OUT/commands.tsv"
+    $CORE predict "$ONNX_MODEL" "$images" > "$OUT/onnx-labels.txt"
+    measure onnx-predict $PEER predict "$ONNX_MODEL" "$images" "$OUT/onnx-labels.txt" ||
+        say "MISMATCH: the peer's predictions differ from ours on $ONNX_MODEL (see $OUT/onnx-predict.json)"
+    measure onnx-peer $PEER attack "$ONNX_MODEL" "$images" "$N_ONNX"
+    measure onnx-core $CORE attack "$ONNX_MODEL" "$images" "$N_ONNX"
+    local shape
+    shape=$($PY -c 'import json, sys; print(*json.load(open(sys.argv[1]))["shape"])' "$OUT/onnx-images.json")
+    for b in 1 32; do
+        measure "onnx-infer-b$b" $CORE infer "$ONNX_MODEL" "$images" "$b"
+        measure "onnx-ort-b$b" node tests/bench/ort_bench.mjs "$ONNX_MODEL" "$images" $shape "$b"
+    done
+    printf 'load_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/onnx-machine.tsv"
+}
+
+if [ "$ONLY" = onnx ]; then
+    bench_onnx
+    $PY tests/bench/report.py "$OUT" docs/benchmarks.md
+    exit
+fi
 
 # --- the machine ---------------------------------------------------------------
 {
@@ -178,6 +230,7 @@ else
     wait "$daemon" || true
     trap - EXIT
 fi
+bench_onnx
 printf 'load_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.tsv"
 
 # --- the report ------------------------------------------------------------------

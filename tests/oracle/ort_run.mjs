@@ -10,52 +10,26 @@
 // is JSON on stdout). One line on stderr says what ran. Exit status 2 for a
 // wrong command line, 1 when ONNX Runtime fails.
 //
-// onnxruntime-node is loaded from build/npm-tools (make ort).
-import {readFileSync, writeFileSync} from 'node:fs';
-import {createRequire} from 'node:module';
-import {dirname, join, resolve} from 'node:path';
-import {fileURLToPath} from 'node:url';
+// onnxruntime-node is loaded from build/npm-tools (make ort), by
+// tests/oracle/ort_common.mjs.
+import {writeFileSync} from 'node:fs';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+import {cpuSession, failWith, loadOrt, parseShape, readImages} from './ort_common.mjs';
+
 const usage = 'usage: node tests/oracle/ort_run.mjs MODEL IN.f32 C H W OUT';
-
-function fail(status, message) {
-    process.stderr.write(`ort_run: ${message}\n`);
-    process.exit(status);
-}
+const fail = failWith('ort_run');
 
 const args = process.argv.slice(2);
 if (args.length !== 6)
     fail(2, usage);
 const [modelPath, inPath, ...rest] = args;
 const outPath = rest[3];
-const chw = rest.slice(0, 3).map(Number);
-if (!chw.every((d) => Number.isInteger(d) && d > 0))
-    fail(2, `C H W must be positive integers, not ${rest.slice(0, 3).join(' ')}\n${usage}`);
-
-const bytes = readFileSync(inPath);
-const sample = chw[0] * chw[1] * chw[2] * 4;
-if (bytes.length === 0 || bytes.length % sample !== 0)
-    fail(2, `${inPath}: ${bytes.length} bytes is not a whole number of ${chw.join('x')} float32 images`);
-const n = bytes.length / sample;
-// a copy, aligned for Float32Array and little-endian as the file is
-const data = new Float32Array(n * sample / 4);
-for (let i = 0; i < data.length; i++)
-    data[i] = bytes.readFloatLE(i * 4);
-
-let ort;
-try {
-    ort = createRequire(join(root, 'build/npm-tools/package.json'))('onnxruntime-node');
-} catch (e) {
-    fail(1, `onnxruntime-node is not in build/npm-tools (make ort): ${e.message}`);
-}
+const chw = parseShape(rest.slice(0, 3), usage, fail);
+const {data, n} = readImages(inPath, chw, fail);
+const {ort} = loadOrt(fail);
 
 try {
-    const session = await ort.InferenceSession.create(modelPath, {
-        executionProviders: ['cpu'],
-        intraOpNumThreads: 1,
-        interOpNumThreads: 1,
-    });
+    const session = await cpuSession(ort, modelPath);
     const inName = session.inputNames[0];
     const outName = session.outputNames[0];
     const feeds = {[inName]: new ort.Tensor('float32', data, [n, ...chw])};
