@@ -292,7 +292,7 @@ $(PLAYWRIGHT):
 	@echo "test: installing playwright-core@$(PLAYWRIGHT_VERSION) into build/npm-tools"
 	npm install --prefix build/npm-tools --no-audit --no-fund --silent playwright-core@$(PLAYWRIGHT_VERSION)
 
-test: deps build models $(REDOCLY) $(PLAYWRIGHT) onnx-fixtures ort ocr
+test: deps build models $(REDOCLY) $(PLAYWRIGHT) oracle-check
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BROWSER_PKGS)"
 	@SKIP_TESTS="$(SKIP_TESTS)" bash tests/run.sh $(BUILD)
 

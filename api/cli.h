@@ -100,8 +100,8 @@ int cli_output(const char *cmd, json_t *doc, int json, cli_printer print);
     "  --server URL     run on the daemon at URL (http://HOST:PORT) instead of here;\n"     \
     "                   also `blindspot --server URL COMMAND`, or $BLINDSPOT_SERVER.\n"     \
     "                   Models are named by their resident name: a path's file name\n"     \
-    "                   without .safetensors (models/cnn.safetensors is cnn); the\n"       \
-    "                   output is the same as a local run's\n"                              \
+    "                   without .safetensors or .onnx (models/cnn.safetensors is cnn);\n"  \
+    "                   the output is the same as a local run's\n"                          \
     "\n"                                                                                    \
     "Environment: BLINDSPOT_SERVER the daemon's URL; BLINDSPOT_TOKEN a token sent as\n"     \
     "`Authorization: Bearer TOKEN`; BLINDSPOT_DATA the data folder of local runs.\n"        \

@@ -753,7 +753,7 @@ static void test_ppocr(void **state)
         const char *answer = json_string_value(json_object_get(row, "answer"));
         char cmd[1024], *out = NULL;
         snprintf(cmd, sizeof cmd, "%s predict --model " OCR_MODEL " --image " OCR_DIR
-                 "%s --invert no --json", tu_bin("blindspot"), image);
+                 "%s --json", tu_bin("blindspot"), image);
         assert_int_equal(tu_run(cmd, &out), 0);
         json_t *doc = json_loads(out, 0, NULL);
         if (!doc)

@@ -31,7 +31,7 @@
 #define OCR_DIR "build/ocr/"
 #define OCR_FILE "ch_ppocr_mobile_v2.0_cls_infer"
 #define OCR "ppocr-cls" /* the resident name of PP-OCR's classifier */
-#define SET "fashion-mnist"
+#define SET "blobs"
 #define SET_N 24
 
 static daemon_proc dm;
@@ -54,9 +54,9 @@ static void put_be32(uint8_t *p, uint32_t v)
 }
 
 /* A split of SET_N colour 32x32 images, (n,C,H,W) bytes of smooth colour
- * blobs, labelled 0..9 in turn. The daemon reads mnist and fashion-mnist
- * from --data: under the second name, the imported 3x32x32 models get a
- * dataset of their own shape. */
+ * blobs, labelled 0..9 in turn: the daemon serves every folder of --data
+ * that has a test split, so the imported 3x32x32 models get a dataset of
+ * their own shape. */
 static void write_split(const char *dir, const char *split, uint32_t seed)
 {
     enum { C = 3, H = 32, W = 32, HDR = 4 + 4 * 4 };
