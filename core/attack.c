@@ -26,7 +26,7 @@ const bs_attack_param_info bs_attack_param_table[BS_ATTACK_N_PARAMS] = {
     P(factr, DOUBLE),      P(pgtol, DOUBLE),       P(lr, FLOAT),
     P(steps, INT),         P(c_search, BOOL),      P(eps_max, DOUBLE),
     P(pgd_steps, INT),     P(kappa, DOUBLE),       P(repair_steps, INT),
-    P(seed, SEED),
+    P(seed, SEED),         P(lanes, INT),          P(warm_start, BOOL),
     CHOICE(norm, norm, "l2", 2, "l1", 1),
     CHOICE(pgd_norm, pgd_norm, "linf", 0, "l2", 2),
     CHOICE(optimizer, optimizer, "native", 1, "reference", 0),
@@ -42,15 +42,15 @@ const bs_attack_param_info bs_attack_param_table[BS_ATTACK_N_PARAMS] = {
     {.method = m, .quantize = 1, .seed = 1, .repair_steps = 40,                              \
      .search_steps = search_steps_, .initial_c = 1.0, .c_factor = 10.0,                     \
      .norm = 2, .max_iterations = 150, .history = 15, .factr = 1e7, .pgtol = 1e-5,          \
-     .optimizer = 1, .lr = lr_, .steps = steps_, .init_zeros = 0, .c_search = 0,            \
+     .optimizer = 1, .lanes = 1, .warm_start = 0, .lr = lr_, .steps = steps_, .init_zeros = 0, .c_search = 0,            \
      .pgd_norm = 0, .eps_max = 1.0, .pgd_steps = 40, .kappa = 0.0}
 
 const bs_attack_method_info bs_attack_methods[BS_ATTACK_N_METHODS] = {
     [BS_ATTACK_LBFGS] = {
         BS_ATTACK_LBFGS, "lbfgs",
         "the paper's box-constrained L-BFGS: c*||r||^2 + xent, the largest c that succeeds",
-        "search_steps initial_c c_factor norm max_iterations history factr pgtol optimizer "
-        "quantize repair_steps",
+        "search_steps initial_c c_factor lanes warm_start norm max_iterations history factr "
+        "pgtol optimizer quantize repair_steps",
         DEFAULTS(BS_ATTACK_LBFGS, 8, 1e-3f, 3000), attack_lbfgs},
     /* the seed's snippet: c = 1, lr 1e-3, 3000 steps, uniform init */
     [BS_ATTACK_ADAM_L1] = {
@@ -193,6 +193,8 @@ int bs_attack_params_check(const bs_attack_params *p, char *err)
         return bs_fail(err, "pgd_steps must be in [1, 100000], got %d", p->pgd_steps);
     if (!(p->kappa >= 0.0 && p->kappa < 1e6))
         return bs_fail(err, "kappa must not be negative, got %g", p->kappa);
+    if (p->lanes < 1 || p->lanes > BS_ATTACK_MAX_LANES)
+        return bs_fail(err, "lanes must be in [1, %d], got %d", BS_ATTACK_MAX_LANES, p->lanes);
     if (p->repair_steps < 0 || p->repair_steps > 10000)
         return bs_fail(err, "repair_steps must be in [0, 10000], got %d", p->repair_steps);
     return 0;
@@ -510,4 +512,27 @@ out:
     bs_scratch_release(scratch, mark);
     bs_scratch_free(own);
     return rc;
+}
+
+int bs_attack_stream_rows(const bs_attack_params *p, int k)
+{
+    return k * (p->method == BS_ATTACK_LBFGS ? p->lanes : 1);
+}
+
+/* Provisional: the jobs one after another, each as bs_attack_run runs it. */
+int bs_attack_stream(const bs_model *m, const bs_attack_params *p, int rows,
+                     bs_scratch *scratch, const bs_attack_feed *feed, char *err)
+{
+    (void)rows;
+    if (bs_attack_params_check(p, err))
+        return -1;
+    if (p->method != BS_ATTACK_LBFGS)
+        return bs_fail(err, "only lbfgs attacks run batched across requests");
+    bs_attack_job *job;
+    while ((job = feed->next(feed->ctx, rows))) {
+        job->rc = bs_attack_run(m, job->x, job->targets, job->k, p, job->ctl, scratch,
+                                job->results, job->err);
+        feed->done(feed->ctx, job);
+    }
+    return 0;
 }

@@ -34,6 +34,7 @@
 #define BS_ATTACK_H
 
 #include "core/control.h"
+#include "core/error.h"
 #include "core/model.h"
 #include "core/scratch.h"
 
@@ -58,6 +59,8 @@ typedef enum bs_attack_status {
 } bs_attack_status;
 
 /* Every parameter of every method, with the defaults of bs_attack_defaults. */
+#define BS_ATTACK_MAX_LANES 16
+
 typedef struct bs_attack_params {
     bs_attack_method method;
     int quantize;         /* 1: return and judge the 8-bit image (default 1) */
@@ -75,6 +78,12 @@ typedef struct bs_attack_params {
     int optimizer;        /* L-BFGS-B code: 1 its C port core/lbfgsb.c (default; it
                            * follows the reference's iterates, tests/test_lbfgsb.c),
                            * 0 the reference Fortran 3.0 (liblbfgsb) */
+    int lanes;            /* values of c tried at once per target, as lanes of one
+                           * batch: 1 the sequential search above; L > 1 rounds of
+                           * L values (a grid, then narrowing inside the bracket),
+                           * search_steps runs in all, rounded up to whole rounds */
+    int warm_start;       /* a run for a new c starts from the best successful point
+                           * found so far instead of from x */
     /* adam-l1 (and cw-l2's optimiser) */
     float lr;             /* Adam step size */
     int steps;            /* Adam steps per run */
@@ -110,7 +119,7 @@ typedef struct bs_attack_param_info {
     int values[2];           /* ... these field values */
 } bs_attack_param_info;
 
-#define BS_ATTACK_N_PARAMS 20
+#define BS_ATTACK_N_PARAMS 22
 extern const bs_attack_param_info bs_attack_param_table[BS_ATTACK_N_PARAMS];
 
 /* One attack method: everything the command line, the wire and the core
@@ -197,5 +206,51 @@ int bs_attack_run(const bs_model *m, const float *x, const int *targets, int k,
                   bs_attack_result *results, char *err);
 
 void bs_attack_result_free(bs_attack_result *r);
+
+/* Attacks batched across requests. A stream runs the lbfgs attacks that a
+ * feed hands it on one model with one set of params in lockstep: every
+ * model evaluation the optimiser runs of all admitted jobs ask for goes
+ * into one batched forward and backward pass. A job is admitted as soon as
+ * the feed offers it and rows are free (never waiting for a batch to
+ * fill), and leaves as soon as its own search ends, its deadline passes or
+ * it is cancelled (its ctl): the feed's done hears of it at once.
+ *
+ * Each job's results are bit for bit what bs_attack_run gives for it
+ * alone (the model's kernels are row-stable, core/gemm.h), apart from
+ * their seconds; the progress of its ctl is called as bs_attack_run calls
+ * it. */
+typedef struct bs_attack_job {
+    const float *x;             /* m->input_size floats in [0,1] */
+    const int *targets;         /* k labels */
+    int k;
+    const bs_control *ctl;      /* this job's deadline, cancel, progress; may be NULL */
+    bs_attack_result *results;  /* room for k, filled as bs_attack_run fills them */
+    int rc;                     /* when done: 0, or -1 with err (invalid, out of memory) */
+    char err[BS_ERR_LEN];
+    void *tag;                  /* the caller's */
+} bs_attack_job;
+
+typedef struct bs_attack_feed {
+    /* The next job to admit, or NULL when none is waiting; never blocks.
+     * free_rows: the rows the stream can take now (a job takes
+     * bs_attack_stream_rows of them); a job offered that needs more than
+     * the stream's capacity runs alone once the others have left. */
+    bs_attack_job *(*next)(void *ctx, int free_rows);
+    /* The job is over (results final, or rc -1 with err). */
+    void (*done)(void *ctx, bs_attack_job *job);
+    void *ctx;
+} bs_attack_feed;
+
+/* The rows a job of k targets takes in a stream with params p. */
+int bs_attack_stream_rows(const bs_attack_params *p, int k);
+
+/* Runs jobs from feed until it offers none and none is running, with at
+ * most `rows` rows at once (at least one job of any size always runs).
+ * Buffers come from scratch (NULL: a temporary one) as for bs_attack_run.
+ * Returns 0, or -1 with a message when the stream cannot run at all (p not
+ * lbfgs or invalid, out of memory before the first job): then no job was
+ * taken from the feed. */
+int bs_attack_stream(const bs_model *m, const bs_attack_params *p, int rows,
+                     bs_scratch *scratch, const bs_attack_feed *feed, char *err);
 
 #endif
