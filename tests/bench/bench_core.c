@@ -25,7 +25,12 @@
  *       THREADS threads share the images, each taking the next one not
  *       yet taken (as daemon workers take jobs from a queue); the
  *       environment variable BENCH_OPTIMIZER=reference|native picks the
- *       L-BFGS-B implementation (default: the attack's default)
+ *       L-BFGS-B implementation, BENCH_LANES=L, BENCH_WARM_START=true|false
+ *       and BENCH_FACTR=F set those parameters (unset: the attack's
+ *       defaults; BENCH_FACTR=1e7 BENCH_WARM_START=false is the search
+ *       before warm starts, SciPy's tolerance, what the peer does). The
+ *       JSON names the three and gives per image [successes, distortion
+ *       of the first target's result or -1, first target]
  *
  * MODEL is a safetensors file or an ONNX file (core/onnx.h). IMAGES is a
  * folder with mnist's test split, whose labels are the files', or a raw
@@ -388,9 +393,9 @@ typedef struct worker {
     int failed;             /* bs_attack_run refused (message printed) */
 } worker;
 
-static void *attack_images(void *arg)
+/* lbfgs's defaults with the BENCH_* variables of the attack command. */
+static bs_attack_params attack_params(void)
 {
-    worker *w = arg;
     bs_attack_params p = bs_attack_defaults(BS_ATTACK_LBFGS);
     const char *opt = getenv("BENCH_OPTIMIZER");
     if (opt)
@@ -402,6 +407,13 @@ static void *attack_images(void *arg)
         p.warm_start = !strcmp(warm, "true");
     if (getenv("BENCH_FACTR"))
         p.factr = atof(getenv("BENCH_FACTR"));
+    return p;
+}
+
+static void *attack_images(void *arg)
+{
+    worker *w = arg;
+    bs_attack_params p = attack_params();
     bs_attack_result res[10];
     int targets[10];
     char err[BS_ERR_LEN];
@@ -483,19 +495,23 @@ static int cmd_attack(const char *model_path, const char *source, int n, int thr
     if (all.failed)
         return 1;
     double flops = evaluation_flops(m);
+    bs_attack_params p = attack_params();
     printf("{\"model\": \"%s\", \"n\": %d, \"threads\": %d, \"targets\": %d, "
+           "\"lanes\": %d, \"warm_start\": %s, \"factr\": %g, "
            "\"attacks\": %ld, \"seconds\": %.4f, \"cpu_seconds\": %.4f, \"attacks_per_s\": %.4f, "
            "\"calls_per_s\": %.4f, \"evaluations_per_s\": %.1f, "
            "\"evaluations_per_attack\": %.2f, \"iterations_per_attack\": %.2f, "
            "\"success\": %.4f, \"distortion\": %.6f, \"flops_per_evaluation\": %.0f, "
            "\"effective_gflops\": %.4f, \"per_image\": [",
-           model_path, n, threads, k, all.attacks, secs, cpu, all.attacks / secs, n / secs,
+           model_path, n, threads, k, p.lanes, p.warm_start ? "true" : "false", p.factr,
+           all.attacks, secs, cpu, all.attacks / secs, n / secs,
            all.evaluations / secs, (double)all.evaluations / all.attacks,
            (double)all.iterations / all.attacks, (double)all.successes / all.attacks,
            all.successes ? all.distortion_sum / all.successes : 0.0, flops,
            all.evaluations * flops / secs * 1e-9);
     for (int i = 0; i < n; i++)
-        printf("%s[%d, %.6f]", i ? ", " : "", success[i], distortion[i]);
+        printf("%s[%d, %.6f, %d]", i ? ", " : "", success[i], distortion[i],
+               (d.labels[i] + 1) % m->classes);
     printf("]}\n");
     free(success);
     free(distortion);

@@ -9,7 +9,11 @@ usage:
       own keep-alive connection taking the next image); prints one JSON
       object: attacks/s, success, mean distortion
   http_bench.py infer-body MODEL DATA_DIR
-      the KServe v2 infer request for mnist test image 0, for wrk.lua
+      the KServe v2 infer request for mnist test image 0, for infer.lua
+  http_bench.py attack-bodies MODEL DATA_DIR N [PARAMS]
+      the POST /v1/attacks bodies for mnist test images 0..N-1, image i
+      towards (label+1) mod 10, one a line, for attack.lua; PARAMS (JSON
+      text) is the lbfgs params of every request (none: the defaults)
 """
 import http.client
 import json
@@ -19,6 +23,15 @@ import time
 import urllib.parse
 
 import peer
+
+
+def attack_request(model, labels, i, params=None):
+    """The request attacking mnist test image i towards (label+1) mod 10."""
+    doc = {"model": model, "image": {"dataset": "mnist", "split": "test", "index": i},
+           "target": int((labels[i] + 1) % 10), "method": "lbfgs"}
+    if params:
+        doc["params"] = params
+    return doc
 
 
 def attack_all(url, model, labels, count, clients):
@@ -35,9 +48,7 @@ def attack_all(url, model, labels, count, clients):
                 next_index[0] += 1
             if i >= count:
                 break
-            body = json.dumps({"model": model,
-                               "image": {"dataset": "mnist", "split": "test", "index": i},
-                               "target": int((labels[i] + 1) % 10), "method": "lbfgs"})
+            body = json.dumps(attack_request(model, labels, i))
             conn.request("POST", "/v1/attacks", body, {"Content-Type": "application/json"})
             resp = conn.getresponse()
             doc = json.loads(resp.read())
@@ -72,6 +83,12 @@ def main(argv):
         print(json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 28, 28],
                                       "datatype": "FP32",
                                       "data": [float(v) for v in images[0]]}]}))
+        return 0
+    if len(argv) in (5, 6) and argv[1] == "attack-bodies":
+        _, labels = peer.load_test(argv[3])
+        params = json.loads(argv[5]) if len(argv) == 6 else None
+        for i in range(int(argv[4])):
+            print(json.dumps(attack_request(argv[2], labels, i, params)))
         return 0
     sys.stderr.write(__doc__)
     return 2

@@ -185,8 +185,8 @@ ATTACK_COLUMNS = ["attacks/s", "peer", "ratio", "evaluations/s", "peer", "ratio"
 
 def attack_columns(c, p):
     """ATTACK_COLUMNS of an attack run by bench_core (c) and the peer (p)."""
-    same = sum(1 for (cs, cd), (ps, pd) in zip(c["per_image"], p["per_image"])
-               if cs == ps and same_distortion(cd, pd))
+    same = sum(1 for ci, pi in zip(c["per_image"], p["per_image"])
+               if ci[0] == pi[0] and same_distortion(ci[1], pi[1]))
     dd = ratio(c["distortion"] - p["distortion"], p["distortion"]) if p["distortion"] else None
     return [c["attacks_per_s"], p["attacks_per_s"],
             f"**{ratio(c['attacks_per_s'], p['attacks_per_s']):.2f}x**",
@@ -201,7 +201,8 @@ def attack_columns(c, p):
 
 def report(b):
     md = []
-    targets = []  # (target, measured, verdict)
+    targets = []  # (target, measured, verdict) of issue 6
+    targets15 = []  # of issue 15
     peak = b.get("peak")
     m = b.machine
     md.append("# Benchmarks\n")
@@ -256,33 +257,31 @@ def report(b):
     md.append("## The L-BFGS attack, blindspot vs peer (one thread each)\n")
     rows = []
     for mod in MODELS:
-        for k in (1, 9):
-            c, p = b.get(f"core-{mod}{'' if k == 1 else '-k9'}"), b.get(f"peer-{mod}{'' if k == 1 else '-k9'}")
+        for k, search in ((1, "defaults"), (1, "previous"), (1, "lanes=4"), (9, "defaults")):
+            c = b.get(f"core-{mod}{SEARCHES[search]}" if k == 1 else f"core-{mod}-k9")
+            p = b.get(f"peer-{mod}{'' if k == 1 else '-k9'}")
             if not c or not p:
                 continue
-            rows.append([NAMES[mod], k, c["n"] * k] + attack_columns(c, p))
+            rows.append([NAMES[mod], search, k, c["n"] * k] + attack_columns(c, p))
     for mod in ("fc100-100-10", "fc200-200-10", "cnn"):
-        want = 10 if mod == "cnn" else 20
+        c, p = b.get(f"core-{mod}"), b.get(f"peer-{mod}")
+        if c and p:
+            r = ratio(c["attacks_per_s"], p["attacks_per_s"])
+            targets15.append([f"One target per call >= 20x the peer on {NAMES[mod]}", f"{r:.2f}x",
+                              verdict(r >= 20, f"{20 / r:.2f}x short" if r < 20 else "")])
         got = {}
         for k in (1, 9):
             c, p = b.get(f"core-{mod}{'' if k == 1 else '-k9'}"), b.get(f"peer-{mod}{'' if k == 1 else '-k9'}")
             if c and p:
                 dd = ratio(c["distortion"] - p["distortion"], p["distortion"])
-                got[k] = (ratio(c["attacks_per_s"], p["attacks_per_s"]),
-                          abs(c["success"] - p["success"]) < 1e-9 and abs(dd) <= 0.05,
+                got[k] = (abs(c["success"] - p["success"]) < 1e-9 and abs(dd) <= 0.05,
                           f"{100 * c['success']:.0f}% vs {100 * p['success']:.0f}%, {100 * dd:+.1f}%")
         if not got:
             continue
-        best = max(got, key=lambda k: got[k][0])
-        r = got[best][0]
-        how = ", ".join(f"{got[k][0]:.2f}x with {'one target' if k == 1 else 'the 9 other labels'} per call"
-                        for k in sorted(got))
-        targets.append([f"L-BFGS attack >= {want}x the peer on {NAMES[mod]}", how,
-                        verdict(r >= want, f"{want / r:.2f}x short" if r < want else "")])
         targets.append([f"{NAMES[mod]}: same success, mean distortion within 5%",
-                        "; ".join(f"{got[k][2]} ({k} per call)" for k in sorted(got)),
-                        verdict(all(g[1] for g in got.values()), "")])
-    md.append(table(["model", "targets per call", "attacks"] + ATTACK_COLUMNS, rows))
+                        "; ".join(f"{got[k][1]} ({k} per call)" for k in sorted(got)),
+                        verdict(all(g[0] for g in got.values()), "")])
+    md.append(table(["model", "search", "targets per call", "attacks"] + ATTACK_COLUMNS, rows))
     md.append("An attack is one image towards one target. With 9 targets per call "
               "blindspot attacks each image towards all 9 other labels in one call (the "
               "optimiser runs of the targets advance in lockstep and share one batched "
@@ -294,10 +293,17 @@ def report(b):
               "counts its forward+backward passes and one judging forward pass per run (it "
               "has no grid repair). \"Same result per image\": both reach the same number "
               "of successes among the image's targets and, on the first target, "
-              "distortions within 1e-4.\n")
+              "distortions within 1e-4. Search: **defaults** are lbfgs's defaults (factr "
+              "1e10, warm starts: a run for a new c starts from the best success so far); "
+              "**previous** is the search before them (factr=1e7 warm_start=false, what the "
+              "peer does too); **lanes=4** the defaults with 4 values of c tried at once as "
+              "lanes of one batch.\n")
     md.append(b.cmds(*[x for mod in MODELS for x in (f"peer-{mod}", f"core-{mod}")]))
+    md.append(b.cmds(*[f"core-{mod}{SEARCHES[s]}" for s in ("previous", "lanes=4") for mod in MODELS]))
     md.append(b.cmds(*[x for mod in ("fc100-100-10", "fc200-200-10", "cnn")
                        for x in (f"peer-{mod}-k9", f"core-{mod}-k9")]))
+
+    md += search_section(b, targets15)
 
     # --- network evaluation ---
     md.append("## Network evaluation against the sgemm peak\n")
@@ -343,32 +349,54 @@ def report(b):
 
     # --- what bounds the ratio ---
     md.append("## What the speed targets leave for the network\n")
+    symbols = read_symbols(b.folder)
+    profiles = {mod: read_profile(os.path.join(b.folder, f"perf-{mod}.txt"), symbols)
+                for mod in ("fc100-100-10", "cnn")}
     rows = []
-    for mod in ("fc100-100-10", "fc200-200-10", "cnn"):
+    for mod in MODELS:
         c, p = b.get(f"core-{mod}"), b.get(f"peer-{mod}")
         n1, n9 = b.get(f"net-{mod}-b1"), b.get(f"net-{mod}-b9")
         if not c or not p or not n1 or not n9 or not peak:
             continue
-        want = 10 if mod == "cnn" else 20
+        want = 20 if mod in ("fc100-100-10", "fc200-200-10", "cnn") else None
         evals = c["evaluations_per_attack"]
-        budget = 1e3 / p["attacks_per_s"] / want
+        ours = 1e3 / c["attacks_per_s"]
         at_peak = evals * c["flops_per_evaluation"] / (peak["gflops"] * 1e9) * 1e3
-        rows.append([NAMES[mod], f"{1e3 / p['attacks_per_s']:.1f}", f"{want}x",
-                     f"**{budget:.2f}**", f"{1e3 / c['attacks_per_s']:.2f}", f"{evals:.0f}",
-                     f"{evals * n1['us_per_evaluation'] * 1e-3:.2f}",
-                     f"{evals * n9['us_per_evaluation'] * 1e-3:.2f}", f"{at_peak:.2f}"])
+        network = evals * n1["us_per_evaluation"] * 1e-3
+        rows.append([NAMES[mod], f"{1e3 / p['attacks_per_s']:.1f}", f"{want}x" if want else "—",
+                     f"**{1e3 / p['attacks_per_s'] / want:.2f}**" if want else "—",
+                     f"{ours:.2f}", f"{evals:.0f}", f"{network:.2f}",
+                     f"{evals * n9['us_per_evaluation'] * 1e-3:.2f}", f"{at_peak:.3f}",
+                     f"**{ours / at_peak:.1f}x**"])
+        why = [f"{evals:.0f} evaluations per attack",
+               f"the network alone at batch 1 is {100 * network / ours:.0f}% of the attack "
+               f"and runs at {100 * n1['gflops'] / peak['gflops']:.0f}% of the sgemm peak"]
+        prof = profiles.get(mod)
+        if prof:
+            glue = prof["groups"].get("L-BFGS-B", 0.0) + prof["groups"].get("attack (bs_attack_run)", 0.0)
+            why.append(f"perf: {100 * glue:.0f}% of the samples in the optimiser glue "
+                       "(L-BFGS-B and bs_attack_run)")
+        targets15.append([f"{NAMES[mod]}: time per attack within 1.5x of the network at 100% "
+                          "of the sgemm peak", f"{ours:.2f} ms vs {at_peak:.3f} ms "
+                          f"({ours / at_peak:.1f}x)",
+                          verdict(ours <= 1.5 * at_peak, f"{ours / at_peak / 1.5:.1f}x over; "
+                                  + "; ".join(why))])
     md.append(table(["model", "peer: ms per attack", "target", "budget: ms per attack",
                      "ours: ms per attack (one target per call)", "evaluations per attack",
                      "network alone, batch 1 (ms)", "network alone, batch 9, per sample (ms)",
-                     "network at 100% of the sgemm peak (ms)"], rows))
+                     "network at 100% of the sgemm peak (ms)", "ours vs that floor"], rows))
     md.append("The budget is the peer's time per attack divided by the target ratio. The "
               "network columns multiply our evaluations per attack by the time per "
               "evaluation measured above (forward and input gradient, nothing else), and by "
               "the FLOPs of an evaluation at the machine's single-core sgemm peak: about the "
               "least time any implementation that evaluates the network as often needs on "
-              "this core. Where the "
-              "network alone takes more than the budget, the target cannot be met by "
-              "making the optimiser or the glue faster.\n")
+              "this core: the floor the last column sets our time per attack against "
+              "(issue 15 wants within 1.5x; the targets table gives the measured reasons "
+              "where it is not: how often the attack evaluates the network, how fast a "
+              "batch-1 evaluation runs, and from the perf profile below how much of the "
+              "time the optimiser glue takes). Where the network alone takes more than the "
+              "budget, the target cannot be met by making the optimiser or the glue "
+              "faster.\n")
 
     # --- threads ---
     md.append("## 1 and 2 threads (each running its own attacks)\n")
@@ -432,11 +460,8 @@ def report(b):
                      "targets/s vs 1 at a time", "success", "mean distortion"], rows))
     md.append(b.cmds(*[f"targets-{mod}-k{k}" for mod in ("fc100-100-10", "cnn") for k in (1, 3, 9)]))
 
-    # --- profile ---
+    # --- profile (read above) ---
     md.append("## Where the time goes in our attack (perf)\n")
-    symbols = read_symbols(b.folder)
-    profiles = {mod: read_profile(os.path.join(b.folder, f"perf-{mod}.txt"), symbols)
-                for mod in ("fc100-100-10", "cnn")}
     if not any(profiles.values()):
         md.append("Not measured: perf was not usable on this machine.\n")
     else:
@@ -478,6 +503,7 @@ def report(b):
 
     # --- HTTP ---
     md.append("## Over HTTP (build/blindspotd, 2 workers)\n")
+    throughput_problems = []
     if os.path.exists(os.path.join(b.folder, "http-skipped.txt")):
         md.append("Not measured: build/blindspotd did not exist when `make bench` ran.\n")
     else:
@@ -494,7 +520,7 @@ def report(b):
                              f"{ratio(h['attacks_per_s'], peer['attacks_per_s']):.2f}x" if peer else "—"])
         md.append(table(["model", "images", "clients", "attacks/s over HTTP", "success",
                          "mean distortion", "core, 1 thread", "HTTP vs peer"], rows))
-        md.append(b.cmds("daemon", *[f"http-{mod}-c{cl}" for mod in
+        md.append(b.cmds("daemon-http", *[f"http-{mod}-c{cl}" for mod in
                                      ("fc100-100-10", "fc200-200-10", "ae400-10", "cnn")
                                      for cl in (1, 2)]))
         md.append("The daemon's port is chosen by the kernel (port 0); the clients are threads "
@@ -520,20 +546,173 @@ def report(b):
                 ["VmRSS when ready (zoo and datasets loaded)", f"{rss:.1f}"],
                 ["VmRSS after the HTTP benchmarks", f"{int(d['rss_after_kb']) / 1024:.1f}"],
                 ["VmHWM (peak)", f"{int(d['hwm_kb']) / 1024:.1f}"]]))
-            md.append("From /proc/PID/status of the daemon started above.\n")
+            md.append("From /proc/PID/status of the first daemon above (the throughput "
+                      "runs below start their own).\n")
             targets.append(["Daemon RSS with the zoo resident < 64 MB", f"{rss:.1f} MB",
                             verdict(rss < 64, f"{rss - 64:.0f} MB over" if rss >= 64 else "")])
+        throughput_md, throughput_problems = throughput_section(b, targets15)
+        md += throughput_md
 
     onnx_md, onnx_problems = onnx_section(b, peak)
     md += onnx_md
 
     # --- targets ---
-    md.insert(2, "## Targets (issue 6)\n\n" +
+    md.insert(2, "## Targets (issue 15)\n\n" +
+              table(["target", "measured", "verdict"], targets15) +
+              "\n## Earlier targets (issue 6)\n\n" +
               table(["target", "measured", "verdict"], targets) +
               "\nTargets are recorded here, never tested: `make bench` does not fail on "
               "timing.\n")
     problems = ["the peer's predictions differ from ours (see above)"] if mismatch else []
-    return "\n".join(md), problems + onnx_problems
+    return "\n".join(md), problems + throughput_problems + onnx_problems
+
+
+# the attack runs of bench_core by search: the name's suffix
+SEARCHES = {"defaults": "", "previous": "-previous", "lanes=4": "-lanes4"}
+
+
+def distortion_change(new, old):
+    """new - old of one image's first target, None unless both succeeded."""
+    return new - old if new >= 0 and old >= 0 else None
+
+
+def search_section(b, targets15):
+    """The previous search, the defaults and lanes=4 side by side: per model,
+    then image by image. Adds the "nothing slower" target."""
+    md = ["## The search: previous vs new defaults vs lanes\n"]
+    rows, slower, measured = [], [], []
+    for mod in MODELS:
+        prev, new = b.get(f"core-{mod}-previous"), b.get(f"core-{mod}")
+        if not prev or not new:
+            continue
+        lanes = b.get(f"core-{mod}-lanes4")
+        r = ratio(new["attacks_per_s"], prev["attacks_per_s"])
+        measured.append(f"{NAMES[mod]} {r:.2f}x")
+        if r < 1:
+            slower.append(NAMES[mod])
+        row = [NAMES[mod], new["n"], f"{prev['evaluations_per_attack']:.0f}",
+               f"{new['evaluations_per_attack']:.0f}",
+               f"{prev['evaluations_per_attack'] / new['evaluations_per_attack']:.2f}x",
+               f"{1e3 / prev['attacks_per_s']:.2f}", f"{1e3 / new['attacks_per_s']:.2f}",
+               f"**{r:.2f}x**",
+               f"{100 * prev['success']:.0f}% / {100 * new['success']:.0f}%",
+               f"{prev['distortion']:.4f} / {new['distortion']:.4f} "
+               f"({100 * (new['distortion'] / prev['distortion'] - 1):+.2f}%)"]
+        if lanes:
+            row += [f"{lanes['evaluations_per_attack']:.0f}", f"{1e3 / lanes['attacks_per_s']:.2f}",
+                    f"{100 * lanes['success']:.0f}%",
+                    f"{lanes['distortion']:.4f} "
+                    f"({100 * (lanes['distortion'] / prev['distortion'] - 1):+.2f}%)"]
+        else:
+            row += ["—"] * 4
+        rows.append(row)
+    if not rows:
+        md.append("Not measured: the previous search did not run.\n")
+        return md
+    md.append(table(["model", "images", "evaluations per attack: previous", "defaults",
+                     "saving", "ms per attack: previous", "defaults", "speed-up",
+                     "success: previous / defaults", "mean distortion: previous / defaults",
+                     "lanes=4: evaluations per attack", "ms per attack", "success",
+                     "mean distortion (vs previous)"], rows))
+    md.append("One target per call, one thread, the images of the attack table. **previous**: "
+              "factr=1e7 warm_start=false (SciPy's tolerance, every c from the original "
+              "image: main before the lockstep engine, and the peer); **defaults**: factr "
+              "1e10, warm starts; **lanes=4**: the defaults with the c search as 4 lanes of "
+              "one batch (16 runs in 4 rounds; the evaluations of every run count).\n")
+    md.append(b.cmds(*[f"core-{mod}{SEARCHES[s]}" for mod in ("fc100-100-10", "cnn")
+                       for s in SEARCHES]))
+    md.append("(the same for every model, lanes=4 on FC100-100-10 and CNN)\n")
+    targets15.append(["Nothing slower: the defaults vs the previous search, attacks/s "
+                      "(one target per call, every model)", ", ".join(measured),
+                      verdict(not slower, "slower on " + ", ".join(slower))])
+
+    md.append("### Image by image\n")
+    md.append("The distortion (L2 / sqrt(pixels)) of each image's result, first target, "
+              "by search; a change of less than 1e-4 counts as the same, a failed attack "
+              "as —.\n")
+    for mod in MODELS:
+        prev, new = b.get(f"core-{mod}-previous"), b.get(f"core-{mod}")
+        if not prev or not new:
+            continue
+        lanes = b.get(f"core-{mod}-lanes4")
+        rows, summary = [], []
+        for name, run in (("defaults", new), ("lanes=4", lanes)):
+            if not run:
+                continue
+            diffs = [distortion_change(r[1], p[1]) for r, p in zip(run["per_image"], prev["per_image"])]
+            both = [d for d in diffs if d is not None]
+            better = sum(1 for d in both if d <= -1e-4)
+            worse = sum(1 for d in both if d >= 1e-4)
+            mean = sum(both) / len(both) if both else 0.0
+            rel = sum(r[1] for r, p in zip(run["per_image"], prev["per_image"])
+                      if distortion_change(r[1], p[1]) is not None)
+            base = sum(p[1] for r, p in zip(run["per_image"], prev["per_image"])
+                       if distortion_change(r[1], p[1]) is not None)
+            summary.append(f"{name} vs previous: {better} better, {len(both) - better - worse} "
+                           f"same, {worse} worse, {len(diffs) - len(both)} not both "
+                           f"successful; mean change {mean:+.5f} "
+                           f"({100 * (rel / base - 1) if base else 0.0:+.2f}%)")
+
+        def cell(v):
+            return f"{v:.5f}" if v >= 0 else "—"
+
+        def change(v):
+            return f"{v:+.5f}" if v is not None else "—"
+        for i, (p, n) in enumerate(zip(prev["per_image"], new["per_image"])):
+            row = [i, p[2] if len(p) > 2 else "?", cell(p[1]), cell(n[1])]
+            row += [cell(lanes["per_image"][i][1])] if lanes else []
+            row += [change(distortion_change(n[1], p[1]))]
+            row += [change(distortion_change(lanes["per_image"][i][1], p[1]))] if lanes else []
+            rows.append(row)
+        header = ["image", "target", "previous", "defaults"] + (["lanes=4"] if lanes else []) + \
+                 ["defaults - previous"] + (["lanes=4 - previous"] if lanes else [])
+        md.append(f"**{NAMES[mod]}** ({len(rows)} images): " + "; ".join(summary) + ".\n")
+        md.append(f"<details><summary>{NAMES[mod]}, image by image</summary>\n\n" +
+                  table(header, rows) + "\n</details>\n")
+    return md
+
+
+def throughput_section(b, targets15):
+    """The daemon's attack throughput on FC100 at 32 connections: each attack
+    alone with the previous search, then the defaults batched across requests.
+    Returns (markdown parts, problems)."""
+    md = ["### Attack throughput, 32 clients (FC100-100-10)\n"]
+    skipped = os.path.join(b.folder, "throughput-skipped.txt")
+    if os.path.exists(skipped):
+        with open(skipped) as f:
+            md.append(f"Not measured: {f.read().strip()} when `make bench` ran.\n")
+        return md, []
+    runs = {way: b.get(f"wrk-attack-{way}") for way in ("previous", "batched")}
+    if not all(runs.values()):
+        md.append("Not measured.\n")
+        return md, []
+    problems, rows = [], []
+    for way, what, params in (("previous", "each attack alone (`--attack-batch 1`)",
+                               "factr=1e7, warm_start=false"),
+                              ("batched", "batched across requests (`--attack-batch` default)",
+                               "none (the defaults)")):
+        w = runs[way]
+        rows.append([what, params, w["requests"], w["attacks_per_s"], f"{w['p50_ms']:.1f} ms",
+                     f"{w['p99_ms']:.1f} ms", f"{w['errors']} / {w['non2xx']}"])
+        if w["errors"] or w["non2xx"]:
+            problems.append(f"the daemon throughput run '{way}' had {w['errors']} errors "
+                            f"and {w['non2xx']} answers other than 200")
+    r = ratio(runs["batched"]["attacks_per_s"], runs["previous"]["attacks_per_s"])
+    md.append(table(["daemon", "params in the request", "attacks", "attacks/s", "p50 latency",
+                     "p99 latency", "errors / non-2xx"], rows))
+    md.append(f"Ratio: **{r:.2f}x**. blindspotd with 2 workers; wrk with one thread and 32 "
+              "connections on the same 2 cores, each connection cycling through the same "
+              f"{runs['batched']['bodies']} requests (mnist test images 0..N-1, image i towards "
+              "(label+1) mod 10, lbfgs) for the same time. The first row is the daemon as it "
+              "was before the lockstep engine: one attack per worker and the previous search; "
+              "the second, the defaults, queued attacks joining a running one.\n")
+    md.append(b.cmds("daemon-previous", "wrk-attack-previous", "daemon-batched",
+                     "wrk-attack-batched"))
+    targets15.append(["Daemon attack throughput, FC100-100-10, 32 clients >= 2x the previous "
+                      "daemon's", f"{r:.2f}x ({runs['batched']['attacks_per_s']:.0f} vs "
+                      f"{runs['previous']['attacks_per_s']:.0f} attacks/s)",
+                      verdict(r >= 2, f"{2 / r:.2f}x short" if r < 2 else "")])
+    return md, problems
 
 
 ONNX_BATCHES = [1, 32]

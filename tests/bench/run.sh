@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make bench: blindspot's L-BFGS attack timed side by side with the peer (the
-# same attack in PyTorch + SciPy, tests/bench/peer.py), then blindspot over
-# HTTP, then an imported ONNX model: the attack beside the peer and the
+# same attack in PyTorch + SciPy, tests/bench/peer.py) and beside the search
+# main did before warm starts, then blindspot over HTTP (with the daemon's
+# attack throughput at 32 clients before and after batching across
+# requests), then an imported ONNX model: the attack beside the peer and the
 # forward pass beside ONNX Runtime (tests/bench/ort_bench.mjs). Every
 # measurement is one command whose JSON output lands in build/bench/NAME.json
 # (the command beside it in build/bench/commands.tsv); tests/bench/report.py
@@ -15,7 +17,8 @@
 # Sizes: BENCH_N (MLP images, default 100), BENCH_N_CNN (default 30),
 # BENCH_N_K9 and BENCH_N_K9_CNN (images attacked towards all 9 other labels
 # in one call, default 12 and 3), BENCH_N_ONNX (images of the ONNX model
-# attacked, default 10).
+# attacked, default 10), BENCH_N_HTTP (images cycled through by the daemon
+# throughput runs, default 100), BENCH_WRK_SECONDS (each such run, default 10).
 # BENCH_ONLY=onnx measures the ONNX model alone: the other measurements of
 # the last full run stay in build/bench and the report is written from all.
 set -euo pipefail
@@ -30,6 +33,8 @@ N_K9_CNN=${BENCH_N_K9_CNN:-3}
 MODELS="fc10-1e-4 fc100-100-10 fc200-200-10 ae400-10 cnn"
 ONNX_MODEL=build/onnx-fixtures/resnet.onnx # a small ResNet on 3x32x32
 N_ONNX=${BENCH_N_ONNX:-10}
+N_HTTP=${BENCH_N_HTTP:-100}
+WRK_SECONDS=${BENCH_WRK_SECONDS:-10}
 ONNX_IMAGES=64 # seeded images: the inference check's, the attack takes the first N_ONNX
 ONLY=${BENCH_ONLY:-}
 # the peer and PyTorch get one thread, as every blindspot worker has
@@ -142,6 +147,19 @@ for m in $MODELS; do
     measure "core-$m" $CORE attack "models/$m.safetensors" data "$n"
 done
 
+# the search as main did it before warm starts (SciPy's factr 1e7, every c
+# from the original image, as the peer), and the c search as 4 lanes of one
+# batch: the same images, so report.py sets their distortions side by side
+PREVIOUS="BENCH_FACTR=1e7 BENCH_WARM_START=false"
+for m in $MODELS; do
+    n=$N; [ "$m" = cnn ] && n=$N_CNN
+    measure "core-$m-previous" env $PREVIOUS $CORE attack "models/$m.safetensors" data "$n"
+done
+for m in fc100-100-10 cnn; do
+    n=$N; [ "$m" = cnn ] && n=$N_CNN
+    measure "core-$m-lanes4" env BENCH_LANES=4 $CORE attack "models/$m.safetensors" data "$n"
+done
+
 # the same, with the 9 other labels of each image in one call (the peer still
 # attacks them one after the other)
 for m in fc100-100-10 fc200-200-10 cnn; do
@@ -197,23 +215,35 @@ else
 fi
 
 # --- over HTTP -------------------------------------------------------------------
+# start_daemon NAME FLAGS...: blindspotd serving the zoo with 2 workers on a
+# port of the kernel's choosing; sets daemon (its pid) and url
+start_daemon() {
+    local name=$1; shift
+    build/blindspotd --listen 127.0.0.1:0 --models models --data data --workers 2 \
+        --state "$OUT/state-$name.sqlite" "$@" 2> "$OUT/blindspotd-$name.log" &
+    daemon=$!
+    trap 'kill "$daemon" 2>/dev/null || true' EXIT
+    if ! port=$(daemon_port "$OUT/blindspotd-$name.log" "$daemon"); then
+        say "HTTP: blindspotd did not become ready (log: $OUT/blindspotd-$name.log)"
+        exit 1
+    fi
+    url=http://127.0.0.1:$port
+    printf 'daemon-%s\t%s\n' "$name" "build/blindspotd --listen 127.0.0.1:0 --models models --data data --workers 2 --state FILE${*:+ $*}" \
+        >> "$OUT/commands.tsv"
+}
+stop_daemon() {
+    kill "$daemon"
+    wait "$daemon" || true
+    trap - EXIT
+}
+
 if [ ! -x build/blindspotd ]; then
     say "HTTP: build/blindspotd does not exist yet; skipping the HTTP benchmarks (no figures)"
     echo "build/blindspotd does not exist yet" > "$OUT/http-skipped.txt"
 else
-    build/blindspotd --listen 127.0.0.1:0 --models models --data data --workers 2 \
-        --state "$OUT/state.sqlite" 2> "$OUT/blindspotd.log" &
-    daemon=$!
-    trap 'kill "$daemon" 2>/dev/null || true' EXIT
-    if ! port=$(daemon_port "$OUT/blindspotd.log" "$daemon"); then
-        say "HTTP: blindspotd did not become ready (log: $OUT/blindspotd.log)"
-        exit 1
-    fi
-    url=http://127.0.0.1:$port
+    start_daemon http
     rss() { awk -v what="$1" '$1 == what":" {print $2}' "/proc/$daemon/status"; }
     printf 'rss_ready_kb\t%s\n' "$(rss VmRSS)" > "$OUT/daemon.tsv"
-    printf 'daemon\t%s\n' "build/blindspotd --listen 127.0.0.1:0 --models models --data data --workers 2 --state FILE" \
-        >> "$OUT/commands.tsv"
     HTTP="$PY tests/bench/http_bench.py"
     for m in fc100-100-10 fc200-200-10 ae400-10 cnn; do
         n=$N; [ "$m" = cnn ] && n=10
@@ -226,9 +256,26 @@ else
     measure wrk-infer env BENCH_INFER_BODY="$OUT/infer-body.json" \
         wrk -t1 -c32 -d10s -s tests/bench/infer.lua "$url/v2/models/fc100-100-10/infer"
     printf 'rss_after_kb\t%s\nhwm_kb\t%s\n' "$(rss VmRSS)" "$(rss VmHWM)" >> "$OUT/daemon.tsv"
-    kill "$daemon"
-    wait "$daemon" || true
-    trap - EXIT
+    stop_daemon
+
+    # Attack throughput, 32 clients on FC100: each attack alone with the
+    # previous search (factr 1e7, no warm starts: the daemon before the
+    # lockstep engine), then the defaults, attacks batched across requests.
+    # wrk (one thread) cycles through the same request bodies in both.
+    if ! build/blindspotd --help 2>&1 | grep -q -- --attack-batch; then
+        say "HTTP: build/blindspotd has no --attack-batch; no attack throughput figures"
+        echo "build/blindspotd had no --attack-batch" > "$OUT/throughput-skipped.txt"
+    else
+        $HTTP attack-bodies fc100-100-10 data "$N_HTTP" '{"factr": 1e7, "warm_start": false}' \
+            > "$OUT/attack-bodies-previous.txt"
+        $HTTP attack-bodies fc100-100-10 data "$N_HTTP" > "$OUT/attack-bodies-batched.txt"
+        for way in previous batched; do
+            if [ $way = previous ]; then start_daemon $way --attack-batch 1; else start_daemon $way; fi
+            measure "wrk-attack-$way" env BENCH_ATTACK_BODIES="$OUT/attack-bodies-$way.txt" \
+                wrk -t1 -c32 -d"${WRK_SECONDS}s" --timeout 30s -s tests/bench/attack.lua "$url/v1/attacks"
+            stop_daemon
+        done
+    fi
 fi
 bench_onnx
 printf 'load_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.tsv"
