@@ -471,7 +471,8 @@ char *metrics_render(metrics *m, const metrics_gauges *g, size_t *len)
     put_gauge(&t, "blindspot_queue_capacity", "Jobs that may wait (--queue-size).",
               g->queue_capacity);
     put_gauge(&t, "blindspot_workers_busy",
-              "Jobs running: on workers, and small inferences on HTTP threads.", g->busy);
+              "Jobs running: on workers (every attack of a batched stream), and small inferences on "
+              "HTTP threads.", g->busy);
     put_gauge(&t, "blindspot_workers", "Worker threads (--workers).", g->workers);
     put(&t, "# HELP blindspot_jobs Asynchronous jobs in the table, by state.\n"
             "# TYPE blindspot_jobs gauge\n");
