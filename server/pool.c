@@ -41,6 +41,7 @@ struct pool {
     int queue_size;
     int draining;          /* pool_reserve refuses */
     int stopping;          /* threads exit */
+    int n_idle;            /* workers waiting for a job */
     int n_workers;         /* threads started */
     int n_alloc;           /* workers allocated */
     pool_worker *workers;
@@ -107,8 +108,10 @@ static void *worker_main(void *arg)
     pool *p = w->p;
     pthread_mutex_lock(&p->lock);
     for (;;) {
+        p->n_idle++;
         while (!p->queue.head && !p->stopping)
             pthread_cond_wait(&p->work, &p->lock);
+        p->n_idle--;
         if (!p->queue.head)
             break;
         pool_job *j = p->queue.head;
@@ -315,10 +318,21 @@ int pool_take(pool_worker *w, int (*match)(pool_job *job, void *arg), void *arg)
     pool *p = w->p;
     pthread_mutex_lock(&p->lock);
     double now = bs_now();
+    int passes = p->n_idle;
     pool_job *j = p->queue.head;
-    /* one past its deadline is left to the watcher, which ends it EXPIRED */
-    while (j && (now > j->deadline || !match(j, arg)))
-        j = j->next;
+    for (; j; j = j->next) {
+        if (now > j->deadline)
+            continue; /* the watcher ends it EXPIRED */
+        if (match(j, arg))
+            break;
+        /* A job this run cannot serve is passed over only when an idle
+         * worker is there to take it: serving several jobs at once must
+         * not make others wait longer than for a free worker. */
+        if (passes-- == 0) {
+            j = NULL;
+            break;
+        }
+    }
     if (!j) {
         pthread_mutex_unlock(&p->lock);
         return 0;

@@ -116,7 +116,10 @@ void pool_free(pool *p);
  * watcher watches its client, the drain waits for it) and its run is called
  * on the calling thread, which must be the one running a job of w's (whose
  * run calls this). match is called with the pool's lock held: it must be
- * quick and must not call the pool. The job's place is not told the
+ * quick and must not call the pool. Jobs match refuses are passed over
+ * only as many as there are idle workers to take them: serving several
+ * jobs at once never makes another wait longer than for a free worker.
+ * The job's place is not told the
  * models' generation again: the job shares the running job's models. A run
  * that does not hold its job (pool_hold) ends it before this returns, as a
  * worker would. Returns 1 when a job was taken, 0 when none matched. */

@@ -4,7 +4,8 @@
  * Two daemons with one worker each serve the same requests: one with
  * --attack-batch 1 (each attack alone, the reference), one with 32. Checks
  * the answers (JSON with float images, PNG bytes and headers, async jobs'
- * results) and that the attacks did run in one stream; a request whose
+ * results) and that the attacks did run in one stream; that a stream takes
+ * no attack queued behind one it cannot serve; a request whose
  * budget runs out or whose client hangs up in a stream while the others
  * finish with their own answers; SIGTERM with a stream running (every
  * request answered); and --attack-batch refusing 0 and garbage. Needs
@@ -182,6 +183,30 @@ static void assert_same_as_alone(attack_req *b, int n)
 #define LONG_PARAMS \
     "\"params\":{\"search_steps\":100,\"max_iterations\":100000,\"factr\":0,\"pgtol\":0}"
 
+/* Holds port's one worker with a slow async attack of another method (its
+ * location in blocker) until free_worker. */
+static void hold_worker(int port, char *blocker, size_t size)
+{
+    const char *slow = "{\"model\":\"fc100-100-10\",\"image\":{\"dataset\":\"mnist\",\"index\":1},"
+                       "\"target\":\"all\",\"method\":\"adam-l1\",\"params\":{\"steps\":1000000}}";
+    reply r;
+    req_opts o = {.headers = json_body_type, .body = slow, .len = strlen(slow)};
+    request_on(port, "/v1/attacks?async=true", &o, &r);
+    assert_int_equal(r.status, 202);
+    assert_non_null(header_of(&r, "Location", blocker, size));
+    reply_free(&r);
+    wait_metric(port, "blindspot_workers_busy", 1);
+}
+
+static void free_worker(int port, const char *blocker)
+{
+    reply r;
+    req_opts del = {.method = "DELETE"};
+    request_on(port, blocker, &del, &r);
+    assert_int_equal(r.status, 202);
+    reply_free(&r);
+}
+
 /* ---- tests ------------------------------------------------------------- */
 
 /* 12 attacks queued behind a job that holds the one worker run as one
@@ -189,17 +214,8 @@ static void assert_same_as_alone(attack_req *b, int n)
 static void test_stream_answers_as_alone(void **state)
 {
     (void)state;
-    /* The worker is held by a slow async attack of another method. */
-    const char *slow = "{\"model\":\"fc100-100-10\",\"image\":{\"dataset\":\"mnist\",\"index\":1},"
-                       "\"target\":\"all\",\"method\":\"adam-l1\",\"params\":{\"steps\":1000000}}";
-    reply r;
-    req_opts o = {.headers = json_body_type, .body = slow, .len = strlen(slow)};
-    request_on(batched.port, "/v1/attacks?async=true", &o, &r);
-    assert_int_equal(r.status, 202);
     char blocker[128];
-    assert_non_null(header_of(&r, "Location", blocker, sizeof blocker));
-    reply_free(&r);
-    wait_metric(batched.port, "blindspot_workers_busy", 1);
+    hold_worker(batched.port, blocker, sizeof blocker);
 
     enum { N = 12 };
     attack_req b[N];
@@ -225,10 +241,7 @@ static void test_stream_answers_as_alone(void **state)
         pthread_create(&th[i], NULL, send_attack, &b[i]);
     }
     wait_metric(batched.port, "blindspot_queue_depth", N);
-    req_opts del = {.method = "DELETE"};
-    request_on(batched.port, blocker, &del, &r);
-    assert_int_equal(r.status, 202);
-    reply_free(&r);
+    free_worker(batched.port, blocker);
     for (int i = 0; i < N; i++)
         pthread_join(th[i], NULL);
     for (int i = 0; i < N; i++) {
@@ -243,12 +256,46 @@ static void test_stream_answers_as_alone(void **state)
     assert_true(metric_on(batched.port, "blindspot_attack_stream_jobs_total") == N);
     assert_same_as_alone(b, N);
     assert_true(metric_on(alone.port, "blindspot_attack_stream_jobs_total") == 0);
-    reply r2;
-    request_on(batched.port, "/metrics", NULL, &r2);
-    assert_promtool_accepts(r2.body, r2.len);
-    reply_free(&r2);
+    reply r;
+    request_on(batched.port, "/metrics", NULL, &r);
+    assert_promtool_accepts(r.body, r.len);
+    reply_free(&r);
     for (int i = 0; i < N; i++)
         reply_free(&b[i].r);
+}
+
+/* A stream takes no attack queued behind one it cannot serve while no
+ * other worker is free to take that one: the one worker serves the queue
+ * in order. */
+static void test_stream_keeps_queue_order(void **state)
+{
+    (void)state;
+    double streams = metric_on(batched.port, "blindspot_attack_streams_total");
+    double jobs = metric_on(batched.port, "blindspot_attack_stream_jobs_total");
+    char blocker[128];
+    hold_worker(batched.port, blocker, sizeof blocker);
+    attack_req q[3];
+    memset(q, 0, sizeof q);
+    for (int i = 0; i < 3; i++)
+        snprintf(q[i].body, sizeof q[i].body,
+                 "{\"model\":\"fc100-100-10\",\"image\":{\"dataset\":\"mnist\",\"index\":%d},"
+                 "\"target\":%d%s}", 30 + i, (i + 5) % 10,
+                 i == 1 ? ",\"method\":\"adam-l1\",\"params\":{\"steps\":100}" : "");
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        q[i].port = batched.port;
+        pthread_create(&th[i], NULL, send_attack, &q[i]);
+        wait_metric(batched.port, "blindspot_queue_depth", i + 1);
+    }
+    free_worker(batched.port, blocker);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(q[i].r.status, 200);
+        reply_free(&q[i].r);
+    }
+    /* the two lbfgs attacks each alone in a stream, the adam-l1 one between */
+    assert_true(metric_on(batched.port, "blindspot_attack_streams_total") == streams + 2);
+    assert_true(metric_on(batched.port, "blindspot_attack_stream_jobs_total") == jobs + 2);
 }
 
 /* Sends first, then once it runs the n joiners, which join its stream
@@ -403,6 +450,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stream_answers_as_alone),
+        cmocka_unit_test(test_stream_keeps_queue_order),
         cmocka_unit_test(test_timeout_in_stream),
         cmocka_unit_test(test_client_gone_in_stream),
         cmocka_unit_test(test_sigterm_with_stream),
