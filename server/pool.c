@@ -318,20 +318,22 @@ int pool_take(pool_worker *w, int (*match)(pool_job *job, void *arg), void *arg)
     pool *p = w->p;
     pthread_mutex_lock(&p->lock);
     double now = bs_now();
-    int passes = p->n_idle;
+    /* The first jobs are the idle workers' to take, each on a core of its
+     * own; the next is this run's if it can serve it. One it cannot serve
+     * stops the search: passing it over would make it wait longer than for
+     * a free worker. */
+    int theirs = p->n_idle;
     pool_job *j = p->queue.head;
     for (; j; j = j->next) {
         if (now > j->deadline)
             continue; /* the watcher ends it EXPIRED */
-        if (match(j, arg))
-            break;
-        /* A job this run cannot serve is passed over only when an idle
-         * worker is there to take it: serving several jobs at once must
-         * not make others wait longer than for a free worker. */
-        if (passes-- == 0) {
-            j = NULL;
-            break;
+        if (theirs > 0) {
+            theirs--;
+            continue;
         }
+        if (!match(j, arg))
+            j = NULL;
+        break;
     }
     if (!j) {
         pthread_mutex_unlock(&p->lock);

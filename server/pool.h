@@ -111,15 +111,15 @@ int pool_drain(pool *p, double until);
 /* Joins the threads and frees the pool; drain first. */
 void pool_free(pool *p);
 
-/* Takes the first queued job within its deadline that match accepts and
- * starts it in w's place as a worker would: it joins the running set (the
- * watcher watches its client, the drain waits for it) and its run is called
- * on the calling thread, which must be the one running a job of w's (whose
- * run calls this). match is called with the pool's lock held: it must be
- * quick and must not call the pool. Jobs match refuses are passed over
- * only as many as there are idle workers to take them: serving several
- * jobs at once never makes another wait longer than for a free worker.
- * The job's place is not told the
+/* Takes the next queued job, when match accepts it, and starts it in w's
+ * place as a worker would: it joins the running set (the watcher watches
+ * its client, the drain waits for it) and its run is called on the calling
+ * thread, which must be the one running a job of w's (whose run calls
+ * this). The next job is the first within its deadline after those the
+ * idle workers will take: serving several jobs at once takes no job from
+ * a free core and makes none wait longer than for a free worker. match is
+ * called with the pool's lock held: it must be quick and must not call the
+ * pool. The job's place is not told the
  * models' generation again: the job shares the running job's models. A run
  * that does not hold its job (pool_hold) ends it before this returns, as a
  * worker would. Returns 1 when a job was taken, 0 when none matched. */
