@@ -12,7 +12,12 @@
  *
  * With ?async=true the attack is a job (jobs.h): 202 at once, its budget
  * --job-timeout, its progress the finished runs of the c (or eps) search
- * over all targets, its result the JSON answer (Accept does not apply). */
+ * over all targets, its result the JSON answer (Accept does not apply).
+ *
+ * An lbfgs attack runs as a stream that queued lbfgs attacks on the same
+ * model with the same params join, their evaluations in one batch of up
+ * to --attack-batch rows (see attack_stream below); each is answered as
+ * soon as its own search ends, with what it would get alone. */
 #include "server/routes.h"
 
 #include "api/accept.h"
