@@ -73,17 +73,20 @@ typedef struct bs_attack_params {
     int norm;             /* 2 (c*||r||_2^2, default) or 1 (c*||r||_1) */
     int max_iterations;   /* L-BFGS-B iterations per run */
     int history;          /* L-BFGS-B memory m */
-    double factr;         /* L-BFGS-B relative-reduction tolerance (x machine eps) */
+    double factr;         /* L-BFGS-B relative-reduction tolerance (x machine eps;
+                           * default 1e10, above the float32 network's rounding) */
     double pgtol;         /* L-BFGS-B projected-gradient tolerance */
     int optimizer;        /* L-BFGS-B code: 1 its C port core/lbfgsb.c (default; it
                            * follows the reference's iterates, tests/test_lbfgsb.c),
                            * 0 the reference Fortran 3.0 (liblbfgsb) */
     int lanes;            /* values of c tried at once per target, as lanes of one
-                           * batch: 1 the sequential search above; L > 1 rounds of
-                           * L values (a grid, then narrowing inside the bracket),
-                           * search_steps runs in all, rounded up to whole rounds */
+                           * batch: 1 (default) the sequential search above; L > 1
+                           * rounds of L values, a grid c_factor apart around
+                           * initial_c, then narrowing inside the bracket, as many
+                           * rounds as bring it as close as search_steps
+                           * sequential runs do (L=4: 4 rounds, 16 runs) */
     int warm_start;       /* a run for a new c starts from the best successful point
-                           * found so far instead of from x */
+                           * found so far instead of from x (default 1) */
     /* adam-l1 (and cw-l2's optimiser) */
     float lr;             /* Adam step size */
     int steps;            /* Adam steps per run */

@@ -31,6 +31,20 @@ typedef struct attack_ctx {
     bs_attack_status status; /* DONE until the deadline or cancel hits */
 } attack_ctx;
 
+/* Checks a call's inputs: k in [1, 1024], targets classes of m, x in
+ * [0,1], params valid; -1 with a message. */
+int attack_check(const bs_model *m, const float *x, const int *targets, int k,
+                 const bs_attack_params *p, char *err);
+
+/* Sets a->original (one forward pass of x) and starts each of the k
+ * results as x itself, its arrays allocated and best_fail_prob reset. a->res
+ * is zeroed. -1 when out of memory, with the results freed. */
+int attack_begin(attack_ctx *a, char *err);
+
+/* The final verdict on each result, judged afresh on its returned image;
+ * seconds since t0. */
+void attack_verdict(attack_ctx *a, double t0);
+
 /* Evaluates the model at B points xs (B*n floats), row b against target
  * tg[b] (labels, not indices into ctx->targets): loss[b] gets the softmax
  * cross-entropy to tg[b]; grad (B*n, may be NULL) its gradient w.r.t. the

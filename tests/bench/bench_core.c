@@ -395,6 +395,13 @@ static void *attack_images(void *arg)
     const char *opt = getenv("BENCH_OPTIMIZER");
     if (opt)
         p.optimizer = !strcmp(opt, "native");
+    const char *lanes = getenv("BENCH_LANES"), *warm = getenv("BENCH_WARM_START");
+    if (lanes)
+        p.lanes = atoi(lanes);
+    if (warm)
+        p.warm_start = !strcmp(warm, "true");
+    if (getenv("BENCH_FACTR"))
+        p.factr = atof(getenv("BENCH_FACTR"));
     bs_attack_result res[10];
     int targets[10];
     char err[BS_ERR_LEN];
