@@ -380,7 +380,7 @@ struct attack_stream {
     bs_attack_params params;
     int free_rows;            /* what the stream can take now, for stream_match */
     attack_job *joined;       /* the job pool_take just started, for stream_next */
-    int jobs;                 /* jobs run, for /metrics */
+    metrics *metrics;
 };
 
 static void attack_run(void *ctx, pool_worker *w, const bs_control *job_ctl,
@@ -431,7 +431,7 @@ static bs_attack_job *stream_next(void *ctx, int free_rows)
         attack_job *j = s->first;
         s->first = NULL;
         j->held = pool_hold(s->w);
-        s->jobs++;
+        metrics_attack_stream_job(s->metrics, 1);
         return &j->sj;
     }
     s->free_rows = free_rows;
@@ -439,7 +439,7 @@ static bs_attack_job *stream_next(void *ctx, int free_rows)
         attack_job *j = s->joined;
         s->joined = NULL;
         if (j) {
-            s->jobs++;
+            metrics_attack_stream_job(s->metrics, 0);
             return &j->sj;
         }
         /* it ended at once (a bad target, an async job cancelled meanwhile) */
@@ -459,9 +459,9 @@ static void stream_done(void *ctx, bs_attack_job *sj)
 /* Runs j, started on worker w, as the first of a stream. */
 static void attack_lead(attack_job *j, pool_worker *w)
 {
-    attack_stream s = {.w = w, .first = j, .rm = j->rm, .params = j->req.params};
+    attack_stream s = {.w = w, .first = j, .rm = j->rm, .params = j->req.params,
+                       .metrics = j->metrics};
     bs_attack_feed feed = {stream_next, stream_done, &s};
-    metrics *m = j->metrics;
     registry_set *models = j->models;
     registry_set_retain(models);
     char err[BS_ERR_LEN];
@@ -470,8 +470,6 @@ static void attack_lead(attack_job *j, pool_worker *w)
         j->sj.rc = -1;
         snprintf(j->sj.err, sizeof j->sj.err, "%s", err);
         attack_finish(j);
-    } else {
-        metrics_attack_stream(m, s.jobs);
     }
     registry_set_release(models);
 }

@@ -200,11 +200,11 @@ void metrics_attack(metrics *m, const char *method, const char *model, int succe
     pthread_mutex_unlock(&m->lock);
 }
 
-void metrics_attack_stream(metrics *m, int jobs)
+void metrics_attack_stream_job(metrics *m, int first)
 {
     pthread_mutex_lock(&m->lock);
-    m->attack_streams++;
-    m->attack_stream_jobs += (unsigned)jobs;
+    m->attack_streams += first != 0;
+    m->attack_stream_jobs++;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -554,7 +554,7 @@ char *metrics_render(metrics *m, const metrics_gauges *g, size_t *len)
                 s->method, s->model, names[o], v[o]);
     }
     put(&t, "# HELP blindspot_attack_streams_total Streams of lbfgs attacks batched across "
-            "requests (--attack-batch) that ended.\n"
+            "requests (--attack-batch) started.\n"
             "# TYPE blindspot_attack_streams_total counter\n"
             "blindspot_attack_streams_total %llu\n"
             "# HELP blindspot_attack_stream_jobs_total Attack requests those streams ran, "

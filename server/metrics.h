@@ -27,9 +27,9 @@ void metrics_request(metrics *m, const char *route, const char *method, int stat
 void metrics_attack(metrics *m, const char *method, const char *model, int succeeded,
                     int failed, int timed_out, int cancelled, double seconds);
 
-/* A stream of lbfgs attacks batched across requests ended, having run jobs
- * attacks (the first, its worker's own, and those that joined it). */
-void metrics_attack_stream(metrics *m, int jobs);
+/* An attack entered a stream of lbfgs attacks batched across requests;
+ * first: it started the stream (its worker's own). */
+void metrics_attack_stream_job(metrics *m, int first);
 
 /* One piece of work that ran on the pool, or inline on an HTTP thread:
  * kind (a static string: "inference", "attack"), model (its name; "" when
