@@ -12,7 +12,12 @@
  *
  * With ?async=true the attack is a job (jobs.h): 202 at once, its budget
  * --job-timeout, its progress the finished runs of the c (or eps) search
- * over all targets, its result the JSON answer (Accept does not apply). */
+ * over all targets, its result the JSON answer (Accept does not apply).
+ *
+ * An lbfgs attack runs as a stream that queued lbfgs attacks on the same
+ * model with the same params join, their evaluations in one batch of up
+ * to --attack-batch rows (see attack_stream below); each is answered as
+ * soon as its own search ends, with what it would get alone. */
 #include "server/routes.h"
 
 #include "api/accept.h"
@@ -31,19 +36,33 @@
 typedef enum answer_type { ANSWER_JSON, ANSWER_PNG, ANSWER_JPEG } answer_type;
 static const char *const answer_types[] = {"application/json", "image/png", "image/jpeg"};
 
+typedef struct attack_stream attack_stream;
+
 typedef struct attack_job {
     const registry_model *rm;   /* the model attacked */
     metrics *metrics;
     bs_attack_request req;      /* the validated request */
     answer_type answer;         /* as the Accept header chose */
-    /* progress of a job: runs finished over all k targets */
-    const bs_control *ctl;
-    int runs_done, k;
+    int batch_rows;             /* --attack-batch */
+    /* progress of a job: runs finished over all targets searched */
+    const bs_control *job_ctl;
+    int runs_done, searched;
     /* an image by URL: the request, validated on the worker once the image
      * is fetched (NULL otherwise) */
     json_t *deferred;
     server *srv;
-    registry_set *models;
+    registry_set *models;       /* the request's */
+    /* the attack, from its start on a worker to its answer in out */
+    http_response *out;
+    bs_control ctl;             /* the job's, with the progress of all targets */
+    int original;               /* the model's label for x */
+    int targets[BS_MAX_TARGETS];
+    bs_attack_result *res;      /* sj.k of them */
+    bs_attack_job sj;           /* the attack as the core runs it */
+    double t0;
+    /* batched across requests: */
+    attack_stream *stream;      /* the stream that took it from the queue; NULL: none */
+    pool_job *held;             /* its pool job, ended once its answer is made */
 } attack_job;
 
 static void attack_free(void *ctx)
@@ -157,7 +176,6 @@ static int read_request(server *srv, const http_request *req, int is_async, atta
         /* fetched on the worker; the request is validated there */
         j->deferred = root;
         j->srv = srv;
-        j->models = req->models;
         const json_t *timeout = json_object_get(root, "timeout");
         double t = json_is_number(timeout) ? json_number_value(timeout) : 0;
         if (t > 0 && req->arrival + t < work->deadline)
@@ -250,7 +268,210 @@ static void attack_progress(void *ctx, int done, int total)
     attack_job *j = ctx;
     (void)done;
     j->runs_done++;
-    j->ctl->progress(j->ctl->ctx, j->runs_done, total * j->k);
+    j->job_ctl->progress(j->job_ctl->ctx, j->runs_done, total * j->searched);
+}
+
+/* The attack's start: the model's label for x, the targets, room for their
+ * results and the control of the job. 0, or -1 after an answer in out. */
+static int attack_start(attack_job *j, pool_worker *w, const bs_control *job_ctl,
+                        http_response *out)
+{
+    const bs_model *m = j->rm->model;
+    j->t0 = bs_now();
+    j->out = out;
+    bs_workspace *ws = pool_workspace(w, j->rm->ws, m, 1);
+    if (!ws) {
+        resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
+        return -1;
+    }
+    j->original = bs_argmax(bs_model_forward(m, ws, j->req.x, 1), m->classes);
+    int k = 0;
+    bs_api_error e;
+    if (bs_attack_request_targets(&j->req, j->original, j->targets, &k, &e)) {
+        resp_error(out, e.code, "%s", e.message);
+        return -1;
+    }
+    if (!(j->res = calloc((size_t)k, sizeof *j->res))) {
+        resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
+        return -1;
+    }
+    j->ctl = *job_ctl;
+    if (j->ctl.progress) {
+        /* targets the model already gives are not searched: no runs */
+        j->job_ctl = job_ctl;
+        for (int i = 0; i < k; i++)
+            j->searched += j->targets[i] != j->original;
+        j->ctl.progress = attack_progress;
+        j->ctl.ctx = j;
+    }
+    j->sj = (bs_attack_job){.x = j->req.x, .targets = j->targets, .k = k, .ctl = &j->ctl,
+                            .results = j->res, .tag = j};
+    return 0;
+}
+
+/* The answer in j->out once the core has run j->sj; frees the results. */
+static void attack_finish(attack_job *j)
+{
+    http_response *out = j->out;
+    bs_attack_result *res = j->res;
+    int k = j->sj.k;
+    char err[BS_ERR_LEN];
+    if (j->sj.rc) {
+        resp_error(out, BS_E_INVALID_ATTACK, "%s.", j->sj.err);
+        k = 0;
+    } else {
+        int ok = 0, failed = 0, timed_out = 0, cancelled = 0;
+        /* Targets already given were not attacked and are not counted. */
+        for (int i = 0; i < k; i++) {
+            if (res[i].status == BS_ATTACK_ALREADY_TARGET)
+                continue;
+            if (res[i].status == BS_ATTACK_TIMEOUT)
+                timed_out++;
+            else if (res[i].status == BS_ATTACK_CANCELLED)
+                cancelled++;
+            else if (res[i].success)
+                ok++;
+            else
+                failed++;
+        }
+        metrics_attack(j->metrics, bs_attack_method_name(j->req.params.method), j->rm->name, ok,
+                       failed, timed_out, cancelled, bs_now() - j->t0);
+        if (j->answer != ANSWER_JSON && !timed_out && !cancelled) {
+            answer_image(j, &res[0], j->original, out);
+        } else {
+            json_t *doc = bs_attack_request_answer(&j->req, res, k, err);
+            if (!doc) {
+                resp_error(out, BS_E_ENCODE_FAILED, "The answer cannot be built: %s.", err);
+            } else {
+                if (cancelled || timed_out) {
+                    bs_error_code e = cancelled ? BS_E_SHUTTING_DOWN : BS_E_DEADLINE_EXCEEDED;
+                    json_object_set_new(
+                        doc, "error",
+                        bs_error_json(e, cancelled ? "The attack was stopped before it finished; "
+                                                     "results hold the best found so far."
+                                                   : "The time budget ran out; results hold the "
+                                                     "best found so far."));
+                }
+                int status = cancelled ? bs_error_get(BS_E_SHUTTING_DOWN)->status
+                           : timed_out ? bs_error_get(BS_E_DEADLINE_EXCEEDED)->status : 200;
+                resp_json(out, status, doc);
+                if (status == 503)
+                    resp_header(out, "Retry-After", "%s", HTTP_RETRY_AFTER);
+            }
+        }
+    }
+    for (int i = 0; i < k; i++)
+        bs_attack_result_free(&res[i]);
+    free(res);
+    j->res = NULL;
+}
+
+/* ---- attacks batched across requests ----------------------------------- */
+
+/* A worker's stream (core/attack.h's bs_attack_stream): the lbfgs attack it
+ * took from the queue first, then queued ones on the same model with the
+ * same params as rows come free, each started as if a worker had taken it
+ * and answered as soon as its own search ends. Only attacks waiting in the
+ * queue join: a stream never waits for more. */
+struct attack_stream {
+    pool_worker *w;
+    attack_job *first;        /* the worker's own job, until the stream takes it */
+    const registry_model *rm; /* the model and params every job shares */
+    bs_attack_params params;
+    int free_rows;            /* what the stream can take now, for stream_match */
+    attack_job *joined;       /* the job pool_take just started, for stream_next */
+    metrics *metrics;
+};
+
+static void attack_run(void *ctx, pool_worker *w, const bs_control *job_ctl,
+                       http_response *out);
+
+/* Whether a and b are the same params. Compared field by field, through
+ * the table that names every field but the method: padding may differ. */
+static int same_params(const bs_attack_params *a, const bs_attack_params *b)
+{
+    if (a->method != b->method)
+        return 0;
+    for (int i = 0; i < BS_ATTACK_N_PARAMS; i++) {
+        const bs_attack_param_info *f = &bs_attack_param_table[i];
+        size_t size = f->kind == BS_PARAM_DOUBLE ? sizeof(double)
+                    : f->kind == BS_PARAM_FLOAT  ? sizeof(float)
+                    : f->kind == BS_PARAM_SEED   ? sizeof(uint64_t)
+                                                 : sizeof(int);
+        if (memcmp((const char *)a + f->offset, (const char *)b + f->offset, size))
+            return 0;
+    }
+    return 1;
+}
+
+/* pool_take's match, under the pool's lock: a queued attack the stream can
+ * run with its own. The model is the same object (the stream holds its
+ * model set, so no other model comes back at its address meanwhile). */
+static int stream_match(pool_job *pj, void *arg)
+{
+    attack_stream *s = arg;
+    if (!pj->tag)
+        return 0;
+    const http_work *work = work_unwrapped(pj->tag);
+    if (work->run != attack_run)
+        return 0;
+    attack_job *j = work->ctx;
+    /* an image by URL is fetched first, which would hold up the stream */
+    if (j->deferred || j->rm != s->rm || !same_params(&j->req.params, &s->params) ||
+        bs_attack_stream_rows(&j->req.params, j->req.n_targets) > s->free_rows)
+        return 0;
+    j->stream = s;
+    return 1;
+}
+
+static bs_attack_job *stream_next(void *ctx, int free_rows)
+{
+    attack_stream *s = ctx;
+    if (s->first) {
+        attack_job *j = s->first;
+        s->first = NULL;
+        j->held = pool_hold(s->w);
+        metrics_attack_stream_job(s->metrics, 1);
+        return &j->sj;
+    }
+    s->free_rows = free_rows;
+    while (free_rows > 0 && pool_take(s->w, stream_match, s)) {
+        attack_job *j = s->joined;
+        s->joined = NULL;
+        if (j) {
+            metrics_attack_stream_job(s->metrics, 0);
+            return &j->sj;
+        }
+        /* it ended at once (a bad target, an async job cancelled meanwhile) */
+    }
+    return NULL;
+}
+
+static void stream_done(void *ctx, bs_attack_job *sj)
+{
+    attack_stream *s = ctx;
+    attack_job *j = sj->tag;
+    pool_job *held = j->held;
+    attack_finish(j);
+    pool_release(s->w, held); /* j may be freed with it */
+}
+
+/* Runs j, started on worker w, as the first of a stream. */
+static void attack_lead(attack_job *j, pool_worker *w)
+{
+    attack_stream s = {.w = w, .first = j, .rm = j->rm, .params = j->req.params,
+                       .metrics = j->metrics};
+    bs_attack_feed feed = {stream_next, stream_done, &s};
+    registry_set *models = j->models;
+    registry_set_retain(models);
+    char err[BS_ERR_LEN];
+    if (bs_attack_stream(j->rm->model, &s.params, j->batch_rows, pool_scratch(w), &feed, err)) {
+        /* it took no job: j is still this run's */
+        j->sj.rc = -1;
+        snprintf(j->sj.err, sizeof j->sj.err, "%s", err);
+        attack_finish(j);
+    }
+    registry_set_release(models);
 }
 
 static void attack_run(void *ctx, pool_worker *w, const bs_control *job_ctl,
@@ -259,83 +480,21 @@ static void attack_run(void *ctx, pool_worker *w, const bs_control *job_ctl,
     attack_job *j = ctx;
     if (j->deferred && fetch_deferred(j, job_ctl->deadline, out))
         return;
-    const bs_model *m = j->rm->model;
-    double t0 = bs_now();
-    char err[BS_ERR_LEN];
-    bs_workspace *ws = pool_workspace(w, j->rm->ws, m, 1);
-    if (!ws) {
-        resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
+    if (attack_start(j, w, job_ctl, out))
+        return;
+    if (j->stream) {
+        /* taken by a running stream: it runs the attack and answers */
+        j->held = pool_hold(w);
+        j->stream->joined = j;
         return;
     }
-    int original = bs_argmax(bs_model_forward(m, ws, j->req.x, 1), m->classes);
-    int targets[BS_MAX_TARGETS], k = 0;
-    bs_api_error e;
-    if (bs_attack_request_targets(&j->req, original, targets, &k, &e)) {
-        resp_error(out, e.code, "%s", e.message);
+    if (j->batch_rows > 1 && j->req.params.method == BS_ATTACK_LBFGS) {
+        attack_lead(j, w);
         return;
     }
-    bs_attack_result *res = calloc((size_t)k, sizeof *res);
-    bs_control ctl = *job_ctl;
-    if (ctl.progress) {
-        /* targets the model already gives are not searched: no runs */
-        j->ctl = job_ctl;
-        for (int i = 0; i < k; i++)
-            j->k += targets[i] != original;
-        ctl.progress = attack_progress;
-        ctl.ctx = j;
-    }
-    if (!res) {
-        resp_error(out, BS_E_OUT_OF_MEMORY, "The server ran out of memory.");
-        return;
-    }
-    if (bs_attack_run(m, j->req.x, targets, k, &j->req.params, &ctl, pool_scratch(w), res,
-                      err)) {
-        free(res);
-        resp_error(out, BS_E_INVALID_ATTACK, "%s.", err);
-        return;
-    }
-    int ok = 0, failed = 0, timed_out = 0, cancelled = 0;
-    /* Targets already given were not attacked and are not counted. */
-    for (int i = 0; i < k; i++) {
-        if (res[i].status == BS_ATTACK_ALREADY_TARGET)
-            continue;
-        if (res[i].status == BS_ATTACK_TIMEOUT)
-            timed_out++;
-        else if (res[i].status == BS_ATTACK_CANCELLED)
-            cancelled++;
-        else if (res[i].success)
-            ok++;
-        else
-            failed++;
-    }
-    metrics_attack(j->metrics, bs_attack_method_name(j->req.params.method), j->rm->name, ok, failed,
-                   timed_out, cancelled, bs_now() - t0);
-    if (j->answer != ANSWER_JSON && !timed_out && !cancelled) {
-        answer_image(j, &res[0], original, out);
-    } else {
-        json_t *doc = bs_attack_request_answer(&j->req, res, k, err);
-        if (!doc) {
-            resp_error(out, BS_E_ENCODE_FAILED, "The answer cannot be built: %s.", err);
-        } else {
-            if (cancelled || timed_out) {
-                bs_error_code e = cancelled ? BS_E_SHUTTING_DOWN : BS_E_DEADLINE_EXCEEDED;
-                json_object_set_new(
-                    doc, "error",
-                    bs_error_json(e, cancelled ? "The attack was stopped before it finished; "
-                                                 "results hold the best found so far."
-                                               : "The time budget ran out; results hold the "
-                                                 "best found so far."));
-            }
-            int status = cancelled ? bs_error_get(BS_E_SHUTTING_DOWN)->status
-                       : timed_out ? bs_error_get(BS_E_DEADLINE_EXCEEDED)->status : 200;
-            resp_json(out, status, doc);
-            if (status == 503)
-                resp_header(out, "Retry-After", "%s", HTTP_RETRY_AFTER);
-        }
-    }
-    for (int i = 0; i < k; i++)
-        bs_attack_result_free(&res[i]);
-    free(res);
+    j->sj.rc = bs_attack_run(j->rm->model, j->req.x, j->targets, j->sj.k, &j->req.params,
+                             &j->ctl, pool_scratch(w), j->res, j->sj.err);
+    attack_finish(j);
 }
 
 /* The synchronous answer's type from the Accept header; -1 after a 406. */
@@ -367,6 +526,8 @@ handler_result attacks_create(server *srv, const http_request *req, http_respons
         return HANDLER_ANSWERED;
     }
     j->metrics = srv->metrics;
+    j->batch_rows = srv->cfg->attack_batch;
+    j->models = req->models;
     if (is_async)
         work->deadline = jobs_deadline(srv, req); /* a body's timeout lowers it below */
     else if (negotiate(req, j, resp)) {

@@ -371,6 +371,11 @@ static void held_free(void *ctx)
     free(h);
 }
 
+const http_work *work_unwrapped(const http_work *work)
+{
+    return work->run == held_run ? &((const held_work *)work->ctx)->inner : work;
+}
+
 /* work_hold_models: see handler.h. */
 int work_hold_models(http_work *work, registry_set *models)
 {

@@ -135,8 +135,10 @@ typedef struct http_stream {
  * deadline (a bs_now() time) and the cancel flag, raised when the client
  * hangs up, the drain time runs out or the job is cancelled; its progress
  * callback is set for asynchronous jobs (NULL otherwise) and may be handed
- * to the attack core as it is. free releases ctx once the work is over,
- * whether or not run was called. */
+ * to the attack core as it is. A run on a worker may hold its pool job
+ * (pool_hold) and fill out later, until pool_release; ctl and out stay
+ * valid until then. free releases ctx once the work is over, whether or
+ * not run was called. */
 typedef struct http_work {
     void (*run)(void *ctx, pool_worker *w, const bs_control *ctl,
                 http_response *out);
@@ -174,6 +176,9 @@ typedef handler_result (*http_handler)(server *srv, const http_request *req,
  * whatever reloads happen meanwhile. 0, or -1 when memory runs out (work
  * is left as it was). */
 int work_hold_models(http_work *work, registry_set *models);
+/* The work as its handler described it, seen through work_hold_models'
+ * wrapping. */
+const http_work *work_unwrapped(const http_work *work);
 
 /* Sets status and a JSON body (compact; reals with 9 significant digits,
  * enough to give back every float exactly). Takes the reference to body. */

@@ -110,6 +110,8 @@ typedef struct request_state {
     /* compute */
     http_work work;
     pool_job job;
+    bs_control ctl;             /* the work's, until the job ends (the run may hold it) */
+    double started;             /* bs_now() when its run began; 0: not run */
     /* the answer */
     http_response resp;
     size_t sent_len;
@@ -469,16 +471,23 @@ static void free_parts(request_state *st)
 
 #define STATE_OF(job) ((request_state *)((char *)(job) - offsetof(request_state, job)))
 
+/* Nothing is touched once run returns: a run that holds its job
+ * (pool_hold) may have ended it, and the request with it. */
 static void job_run(pool_job *job, pool_worker *w)
 {
     request_state *st = STATE_OF(job);
-    bs_control ctl = {.deadline = job->deadline, .cancel = &job->cancel};
-    double started = bs_now();
-    st->work.run(st->work.ctx, w, &ctl, &st->resp);
-    /* Queue and compute apart, per kind of work and model, for /metrics. */
-    if (st->work.kind)
+    st->ctl = (bs_control){.deadline = job->deadline, .cancel = &job->cancel};
+    st->started = bs_now();
+    st->work.run(st->work.ctx, w, &st->ctl, &st->resp);
+}
+
+/* Queue and compute apart, per kind of work and model, for /metrics; once
+ * the run's answer is made. */
+static void record_work(request_state *st)
+{
+    if (st->work.kind && st->started > 0)
         metrics_work(st->srv->metrics, st->work.kind, st->resp.model, st->resp.status < 400,
-                     started - st->req.arrival, bs_now() - started);
+                     st->started - st->req.arrival, bs_now() - st->started);
 }
 
 /* The answer for a job that did not run (any verdict but POOL_RAN). */
@@ -502,6 +511,8 @@ static void job_done(pool_job *job, pool_verdict verdict)
     request_state *st = STATE_OF(job);
     if (verdict != POOL_RAN)
         verdict_error(st, verdict);
+    else
+        record_work(st);
     st->phase = PHASE_DONE;
     MHD_resume_connection(st->conn);
 }
@@ -713,6 +724,7 @@ static enum MHD_Result on_complete(request_state *st)
 
     st->job.run = job_run;
     st->job.deadline = st->work.deadline;
+    st->job.tag = &st->work;
     if (hr == HANDLER_PARKED) {
         st->job.done = job_done;
         st->phase = PHASE_QUEUED;
@@ -727,6 +739,8 @@ static enum MHD_Result on_complete(request_state *st)
         if (verdict >= 0) {
             if (verdict != POOL_RAN)
                 verdict_error(st, (pool_verdict)verdict);
+            else
+                record_work(st);
             return answer(st);
         }
     }

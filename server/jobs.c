@@ -47,6 +47,8 @@ typedef struct job {
     char kind_buf[24];    /* the kind of a job read back from the store */
     http_work work;       /* ctx freed by the done callback */
     http_response out;    /* what work.run made; the worker's until done */
+    bs_control ctl;       /* the work's, until the job ends (the run may hold it) */
+    double run_started;   /* bs_now() when work.run was called; 0: not called */
     /* Guarded by table->lock: */
     job_state state;
     int done, total;      /* progress */
@@ -384,12 +386,12 @@ static void job_run(pool_job *pj, pool_worker *w)
     pthread_mutex_unlock(&j->table->lock);
     if (cancelled) /* between its submission and now: run nothing */
         return;
-    bs_control ctl = {.deadline = pj->deadline, .cancel = &pj->cancel,
-                             .progress = job_progress, .ctx = j};
-    double started = bs_now();
-    j->work.run(j->work.ctx, w, &ctl, &j->out);
-    metrics_work(j->table->metrics, j->kind, j->model, j->out.status < 400,
-                 started - j->submitted, bs_now() - started);
+    j->ctl = (bs_control){.deadline = pj->deadline, .cancel = &pj->cancel,
+                          .progress = job_progress, .ctx = j};
+    j->run_started = bs_now();
+    /* Nothing is touched once run returns: a run that holds its job
+     * (pool_hold) may have ended it already. */
+    j->work.run(j->work.ctx, w, &j->ctl, &j->out);
 }
 
 static char *error_text(bs_error_code code, const char *message)
@@ -426,6 +428,9 @@ static void job_done(pool_job *pj, pool_verdict verdict)
     int cancel_requested = j->cancel_requested;
     pthread_mutex_unlock(&t->lock);
 
+    if (verdict == POOL_RAN && j->run_started > 0)
+        metrics_work(t->metrics, j->kind, j->model, j->out.status < 400,
+                     j->run_started - j->submitted, bs_now() - j->run_started);
     job_state state;
     char *result = NULL, *error = NULL;
     if (verdict == POOL_RAN && j->out.status == 200) {
@@ -511,6 +516,7 @@ static void job_take(jobs *t, job *j, http_work *work, const char *model)
     j->pj.done = job_done;
     j->pj.fd = -1; /* no client to watch */
     j->pj.deadline = work->deadline;
+    j->pj.tag = &j->work;
     if (work->callback[0] && !j->callback) {
         j->callback = strdup(work->callback);
         j->cb_state = CB_PENDING;

@@ -86,6 +86,7 @@ struct metrics {
     unsigned long long reloads_ok, reloads_failed, load_failures;
     unsigned long long rate_limited[QUOTA_REASONS]; /* refusals by reason */
     unsigned long long jobs_evicted;
+    unsigned long long attack_streams, attack_stream_jobs;
 };
 
 metrics *metrics_new(void)
@@ -196,6 +197,14 @@ void metrics_attack(metrics *m, const char *method, const char *model, int succe
         s->count++;
         s->sum += seconds;
     }
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_attack_stream_job(metrics *m, int first)
+{
+    pthread_mutex_lock(&m->lock);
+    m->attack_streams += first != 0;
+    m->attack_stream_jobs++;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -462,7 +471,8 @@ char *metrics_render(metrics *m, const metrics_gauges *g, size_t *len)
     put_gauge(&t, "blindspot_queue_capacity", "Jobs that may wait (--queue-size).",
               g->queue_capacity);
     put_gauge(&t, "blindspot_workers_busy",
-              "Jobs running: on workers, and small inferences on HTTP threads.", g->busy);
+              "Jobs running: on workers (every attack of a batched stream), and small inferences on "
+              "HTTP threads.", g->busy);
     put_gauge(&t, "blindspot_workers", "Worker threads (--workers).", g->workers);
     put(&t, "# HELP blindspot_jobs Asynchronous jobs in the table, by state.\n"
             "# TYPE blindspot_jobs gauge\n");
@@ -543,6 +553,15 @@ char *metrics_render(metrics *m, const metrics_gauges *g, size_t *len)
                     "%llu\n",
                 s->method, s->model, names[o], v[o]);
     }
+    put(&t, "# HELP blindspot_attack_streams_total Streams of lbfgs attacks batched across "
+            "requests (--attack-batch) started.\n"
+            "# TYPE blindspot_attack_streams_total counter\n"
+            "blindspot_attack_streams_total %llu\n"
+            "# HELP blindspot_attack_stream_jobs_total Attack requests those streams ran, "
+            "their evaluations batched with the others of their stream.\n"
+            "# TYPE blindspot_attack_stream_jobs_total counter\n"
+            "blindspot_attack_stream_jobs_total %llu\n",
+        m->attack_streams, m->attack_stream_jobs);
     put(&t, "# HELP blindspot_attack_duration_seconds Wall time of attack requests on a "
             "worker.\n"
             "# TYPE blindspot_attack_duration_seconds histogram\n");

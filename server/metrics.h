@@ -27,6 +27,10 @@ void metrics_request(metrics *m, const char *route, const char *method, int stat
 void metrics_attack(metrics *m, const char *method, const char *model, int succeeded,
                     int failed, int timed_out, int cancelled, double seconds);
 
+/* An attack entered a stream of lbfgs attacks batched across requests;
+ * first: it started the stream (its worker's own). */
+void metrics_attack_stream_job(metrics *m, int first);
+
 /* One piece of work that ran on the pool, or inline on an HTTP thread:
  * kind (a static string: "inference", "attack"), model (its name; "" when
  * it has none), whether it answered below 400, the seconds from the

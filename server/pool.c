@@ -18,6 +18,9 @@ struct pool_worker {
     pthread_t thread;
     int place;         /* workers 0..n-1, inline places n..2n-1 (pool_places) */
     bs_scratch *scratch; /* the place's, for its life (pool_scratch) */
+    /* Touched only by the place's thread: */
+    pool_job *current; /* the job whose run runs now (NULL: none, or inline) */
+    int held;          /* its run held it (pool_hold) */
 };
 
 /* A doubly linked list of jobs (queue or running set). */
@@ -38,6 +41,7 @@ struct pool {
     int queue_size;
     int draining;          /* pool_reserve refuses */
     int stopping;          /* threads exit */
+    int n_idle;            /* workers waiting for a job */
     int n_workers;         /* threads started */
     int n_alloc;           /* workers allocated */
     pool_worker *workers;
@@ -84,14 +88,30 @@ static void run_in(pool_job *job, pool_worker *w)
     job->run(job, w);
 }
 
+/* Ends job j, out of the lists, with verdict v: its done callback, which
+ * runs without the lock. Called with the lock held. */
+static void end_job(pool *p, pool_job *j, pool_verdict v)
+{
+    /* Out of the lists before done: the watcher no longer looks at the
+     * job's socket, which done may hand back to the HTTP side. */
+    p->ending++;
+    pthread_mutex_unlock(&p->lock);
+    j->done(j, v);
+    pthread_mutex_lock(&p->lock);
+    p->ending--;
+    pthread_cond_broadcast(&p->idle);
+}
+
 static void *worker_main(void *arg)
 {
     pool_worker *w = arg;
     pool *p = w->p;
     pthread_mutex_lock(&p->lock);
     for (;;) {
+        p->n_idle++;
         while (!p->queue.head && !p->stopping)
             pthread_cond_wait(&p->work, &p->lock);
+        p->n_idle--;
         if (!p->queue.head)
             break;
         pool_job *j = p->queue.head;
@@ -102,18 +122,16 @@ static void *worker_main(void *arg)
         } else {
             list_push(&p->running, j);
             pthread_mutex_unlock(&p->lock);
+            w->current = j;
+            w->held = 0;
             run_in(j, w);
+            w->current = NULL;
             pthread_mutex_lock(&p->lock);
+            if (w->held) /* pool_release ends it; it may be freed already */
+                continue;
             list_remove(&p->running, j);
         }
-        /* Out of the lists before done: the watcher no longer looks at the
-         * job's socket, which done may hand back to the HTTP side. */
-        p->ending++;
-        pthread_mutex_unlock(&p->lock);
-        j->done(j, v);
-        pthread_mutex_lock(&p->lock);
-        p->ending--;
-        pthread_cond_broadcast(&p->idle);
+        end_job(p, j, v);
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;
@@ -293,6 +311,67 @@ int pool_cancel(pool *p, pool_job *job)
         atomic_store(&job->cancel, 1);
     pthread_mutex_unlock(&p->lock);
     return j ? 0 : -1;
+}
+
+int pool_take(pool_worker *w, int (*match)(pool_job *job, void *arg), void *arg)
+{
+    pool *p = w->p;
+    pthread_mutex_lock(&p->lock);
+    double now = bs_now();
+    /* The first jobs are the idle workers' to take, each on a core of its
+     * own; the next is this run's if it can serve it. One it cannot serve
+     * stops the search: passing it over would make it wait longer than for
+     * a free worker. */
+    int theirs = p->n_idle;
+    pool_job *j = p->queue.head;
+    for (; j; j = j->next) {
+        if (now > j->deadline)
+            continue; /* the watcher ends it EXPIRED */
+        if (theirs > 0) {
+            theirs--;
+            continue;
+        }
+        if (!match(j, arg))
+            j = NULL;
+        break;
+    }
+    if (!j) {
+        pthread_mutex_unlock(&p->lock);
+        return 0;
+    }
+    list_remove(&p->queue, j);
+    list_push(&p->running, j);
+    pthread_mutex_unlock(&p->lock);
+    pool_job *outer = w->current;
+    int outer_held = w->held;
+    w->current = j;
+    w->held = 0;
+    j->run(j, w);
+    int held = w->held;
+    w->current = outer;
+    w->held = outer_held;
+    if (!held) {
+        pthread_mutex_lock(&p->lock);
+        list_remove(&p->running, j);
+        end_job(p, j, POOL_RAN);
+        pthread_mutex_unlock(&p->lock);
+    }
+    return 1;
+}
+
+pool_job *pool_hold(pool_worker *w)
+{
+    w->held = 1;
+    return w->current;
+}
+
+void pool_release(pool_worker *w, pool_job *job)
+{
+    pool *p = w->p;
+    pthread_mutex_lock(&p->lock);
+    list_remove(&p->running, job);
+    end_job(p, job, POOL_RAN);
+    pthread_mutex_unlock(&p->lock);
 }
 
 /* Waits on cond until the bs_now() time `until`; 0 when it passed. */

@@ -24,7 +24,13 @@
  * share one and a model's workspaces go when the model goes. Each place also
  * owns a bs_scratch for its life (pool_scratch), the arena of the attacks
  * it runs; before each job the scratch is told the models' generation, so
- * that the workspace it keeps never outlives its model (core/scratch.h). */
+ * that the workspace it keeps never outlives its model (core/scratch.h).
+ *
+ * A worker may serve several jobs at once (attacks batched across
+ * requests): the run of its job takes further queued jobs it can serve
+ * with it (pool_take), each started in the worker's place as if a worker
+ * had taken it from the queue, and the jobs it serves end one by one as
+ * their work ends (pool_hold, pool_release), not when the run returns. */
 #ifndef BS_SERVER_POOL_H
 #define BS_SERVER_POOL_H
 
@@ -57,6 +63,7 @@ struct pool_job {
     double deadline;   /* bs_now() seconds; queued past this: EXPIRED */
     int fd;            /* client socket watched for hang-up; -1: none */
     atomic_int cancel; /* raised when the client hangs up or the drain ends */
+    void *tag;         /* the owner's, for a pool_take match to recognise the job by */
     /* Owned by the pool: */
     pool_job *next, *prev;
     pool_verdict verdict; /* how the watcher ended it */
@@ -103,6 +110,28 @@ int pool_cancel(pool *p, pool_job *job);
 int pool_drain(pool *p, double until);
 /* Joins the threads and frees the pool; drain first. */
 void pool_free(pool *p);
+
+/* Takes the next queued job, when match accepts it, and starts it in w's
+ * place as a worker would: it joins the running set (the watcher watches
+ * its client, the drain waits for it) and its run is called on the calling
+ * thread, which must be the one running a job of w's (whose run calls
+ * this). The next job is the first within its deadline after those the
+ * idle workers will take: serving several jobs at once takes no job from
+ * a free core and makes none wait longer than for a free worker. match is
+ * called with the pool's lock held: it must be quick and must not call the
+ * pool. The job's place is not told the
+ * models' generation again: the job shares the running job's models. A run
+ * that does not hold its job (pool_hold) ends it before this returns, as a
+ * worker would. Returns 1 when a job was taken, 0 when none matched. */
+int pool_take(pool_worker *w, int (*match)(pool_job *job, void *arg), void *arg);
+/* Called by the run of the job w runs now (on a worker, or taken by
+ * pool_take; not an inline one): the job does not end when its run returns
+ * but when pool_release ends it, with the verdict POOL_RAN, which may be
+ * before its run returns; its run must not touch the job after handing it
+ * to pool_release. Returns the job. */
+pool_job *pool_hold(pool_worker *w);
+/* Ends a held job: out of the running set, then its done callback. */
+void pool_release(pool_worker *w, pool_job *job);
 
 /* Jobs waiting, jobs running, and the worker count (for /metrics). */
 void pool_stats(pool *p, int *queued, int *running, int *workers);
