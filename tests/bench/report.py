@@ -677,11 +677,6 @@ def throughput_section(b, targets15):
     alone with the previous search, then the defaults batched across requests.
     Returns (markdown parts, problems)."""
     md = ["### Attack throughput, 32 clients (FC100-100-10)\n"]
-    skipped = os.path.join(b.folder, "throughput-skipped.txt")
-    if os.path.exists(skipped):
-        with open(skipped) as f:
-            md.append(f"Not measured: {f.read().strip()} when `make bench` ran.\n")
-        return md, []
     runs = {way: b.get(f"wrk-attack-{way}") for way in ("previous", "batched")}
     if not all(runs.values()):
         md.append("Not measured.\n")

@@ -262,20 +262,15 @@ else
     # previous search (factr 1e7, no warm starts: the daemon before the
     # lockstep engine), then the defaults, attacks batched across requests.
     # wrk (one thread) cycles through the same request bodies in both.
-    if ! build/blindspotd --help 2>&1 | grep -q -- --attack-batch; then
-        say "HTTP: build/blindspotd has no --attack-batch; no attack throughput figures"
-        echo "build/blindspotd had no --attack-batch" > "$OUT/throughput-skipped.txt"
-    else
-        $HTTP attack-bodies fc100-100-10 data "$N_HTTP" '{"factr": 1e7, "warm_start": false}' \
-            > "$OUT/attack-bodies-previous.txt"
-        $HTTP attack-bodies fc100-100-10 data "$N_HTTP" > "$OUT/attack-bodies-batched.txt"
-        for way in previous batched; do
-            if [ $way = previous ]; then start_daemon $way --attack-batch 1; else start_daemon $way; fi
-            measure "wrk-attack-$way" env BENCH_ATTACK_BODIES="$OUT/attack-bodies-$way.txt" \
-                wrk -t1 -c32 -d"${WRK_SECONDS}s" --timeout 30s -s tests/bench/attack.lua "$url/v1/attacks"
-            stop_daemon
-        done
-    fi
+    $HTTP attack-bodies fc100-100-10 data "$N_HTTP" '{"factr": 1e7, "warm_start": false}' \
+        > "$OUT/attack-bodies-previous.txt"
+    $HTTP attack-bodies fc100-100-10 data "$N_HTTP" > "$OUT/attack-bodies-batched.txt"
+    for way in previous batched; do
+        if [ $way = previous ]; then start_daemon $way --attack-batch 1; else start_daemon $way; fi
+        measure "wrk-attack-$way" env BENCH_ATTACK_BODIES="$OUT/attack-bodies-$way.txt" \
+            wrk -t1 -c32 -d"${WRK_SECONDS}s" --timeout 30s -s tests/bench/attack.lua "$url/v1/attacks"
+        stop_daemon
+    done
 fi
 bench_onnx
 printf 'load_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.tsv"
