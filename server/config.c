@@ -56,7 +56,7 @@ static const option_spec options[] = {
           "a small inference runs on them, when no job waits"},
     {"queue-size", "BLINDSPOT_QUEUE_SIZE", "N", OPT_COUNT, FIELD(queue_size), "64", 1,
      1000000, "jobs that may wait for a worker; more are refused with 503"},
-    {"attack-batch", "BLINDSPOT_ATTACK_BATCH", "ROWS", OPT_COUNT, FIELD(attack_batch), "32", 1,
+    {"attack-batch", "BLINDSPOT_ATTACK_BATCH", "ROWS", OPT_COUNT, FIELD(attack_batch), "8", 1,
      4096, "most rows (targets times lanes) of lbfgs attacks one worker runs in lockstep: "
            "queued attacks on the same model with the same params join a running one, "
            "their evaluations in one batch, and each answer is the one it gets alone "
