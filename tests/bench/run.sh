@@ -260,14 +260,21 @@ else
 
     # Attack throughput, 32 clients on FC100: each attack alone with the
     # previous search (factr 1e7, no warm starts: the daemon before the
-    # lockstep engine), then the defaults, attacks batched across requests.
-    # wrk (one thread) cycles through the same request bodies in both.
+    # lockstep engine), each alone with the defaults, then the defaults with
+    # attacks batched across requests, so that the search's share and the
+    # batching's show apart. wrk (one thread) cycles through the same images
+    # and targets in all three.
     $HTTP attack-bodies fc100-100-10 data "$N_HTTP" '{"factr": 1e7, "warm_start": false}' \
         > "$OUT/attack-bodies-previous.txt"
-    $HTTP attack-bodies fc100-100-10 data "$N_HTTP" > "$OUT/attack-bodies-batched.txt"
-    for way in previous batched; do
-        if [ $way = previous ]; then start_daemon $way --attack-batch 1; else start_daemon $way; fi
-        measure "wrk-attack-$way" env BENCH_ATTACK_BODIES="$OUT/attack-bodies-$way.txt" \
+    $HTTP attack-bodies fc100-100-10 data "$N_HTTP" > "$OUT/attack-bodies-defaults.txt"
+    for way in previous alone batched; do
+        bodies=$OUT/attack-bodies-defaults.txt
+        case $way in
+        previous) start_daemon $way --attack-batch 1; bodies=$OUT/attack-bodies-previous.txt ;;
+        alone) start_daemon $way --attack-batch 1 ;;
+        batched) start_daemon $way ;;
+        esac
+        measure "wrk-attack-$way" env BENCH_ATTACK_BODIES="$bodies" \
             wrk -t1 -c32 -d"${WRK_SECONDS}s" --timeout 30s -s tests/bench/attack.lua "$url/v1/attacks"
         stop_daemon
     done
