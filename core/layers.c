@@ -288,7 +288,8 @@ typedef enum conv_step {
 
 typedef struct conv_job {
     conv_step step;
-    int parts;
+    int parts;              /* the most parts a step is cut into */
+    int split;              /* the parts of this step */
     const bs_conv_dims *d;
     const bs_gemm_conv *g;  /* direct steps */
     float *out;             /* o, dinp or col */
@@ -306,26 +307,26 @@ static void conv_part(void *ctx, int k)
     int lo, hi;
     switch (j->step) {
     case CONV_DIRECT_FORWARD:
-        part_of(d->OC, j->parts, k, 4, &lo, &hi);
+        part_of(d->OC, j->split, k, 4, &lo, &hi);
         if (lo < hi)
             bs_gemm_conv_forward(j->out, j->in, j->weight, j->bias, j->g, lo, hi);
         return;
     case CONV_DIRECT_BACKWARD:
-        part_of(d->C, j->parts, k, 1, &lo, &hi);
+        part_of(d->C, j->split, k, 1, &lo, &hi);
         if (lo < hi)
             bs_gemm_conv_backward(j->out, j->in, j->weight, j->g, lo, hi);
         return;
     case CONV_UNFOLD:
-        part_of(d->C, j->parts, k, 1, &lo, &hi);
+        part_of(d->C, j->split, k, 1, &lo, &hi);
         im2col(j->col, j->in, d, lo, hi);
         return;
     case CONV_FOLD:
-        part_of(d->C, j->parts, k, 1, &lo, &hi);
+        part_of(d->C, j->split, k, 1, &lo, &hi);
         col2im(j->out, j->col, d, lo, hi);
         return;
     case CONV_FORWARD_COLUMNS:
         /* o (OC,OHW) = bias + weight (OC,CKK) @ col (CKK,OHW), per group */
-        part_of(OHW, j->parts, k, 8, &lo, &hi);
+        part_of(OHW, j->split, k, 8, &lo, &hi);
         if (lo < hi)
             for (int gi = 0; gi < G; gi++)
                 bs_gemm_nn(j->out + (size_t)gi * OCg * OHW + lo, OHW,
@@ -335,7 +336,7 @@ static void conv_part(void *ctx, int k)
         return;
     case CONV_BACKWARD_COLUMNS:
         /* dcol (CKK,OHW) = W^T (CKK,OC) @ dout (OC,OHW), per group */
-        part_of(OHW, j->parts, k, 8, &lo, &hi);
+        part_of(OHW, j->split, k, 8, &lo, &hi);
         if (lo < hi)
             for (int gi = 0; gi < G; gi++)
                 bs_gemm_nn(j->col + (size_t)gi * CKKg * OHW + lo, OHW,
@@ -346,12 +347,14 @@ static void conv_part(void *ctx, int k)
     }
 }
 
-/* Runs one step on the team, or all of it here. */
-static void conv_run(bs_team *team, conv_job *j, conv_step step)
+/* Runs one step on the team, or all of it here: in no more parts than
+ * it has units to cut (a step by input channel on a gray image is one). */
+static void conv_run(bs_team *team, conv_job *j, conv_step step, int units)
 {
     j->step = step;
-    if (j->parts > 1)
-        bs_team_run(team, j->parts, conv_part, j);
+    j->split = j->parts < units ? j->parts : units;
+    if (j->split > 1)
+        bs_team_run(team, j->split, conv_part, j);
     else
         conv_part(j, 0);
 }
@@ -379,10 +382,10 @@ void bs_conv2d_forward(float *out, const float *inp, const float *weight,
         j.out = out + b * out_n;
         j.in = inp + b * in_n;
         if (direct) {
-            conv_run(team, &j, CONV_DIRECT_FORWARD);
+            conv_run(team, &j, CONV_DIRECT_FORWARD, (d->OC + 3) / 4);
         } else {
-            conv_run(team, &j, CONV_UNFOLD);
-            conv_run(team, &j, CONV_FORWARD_COLUMNS);
+            conv_run(team, &j, CONV_UNFOLD, d->C);
+            conv_run(team, &j, CONV_FORWARD_COLUMNS, (d->OH * d->OW + 7) / 8);
         }
     }
 }
@@ -422,11 +425,11 @@ void bs_conv2d_backward(float *dinp, float *dweight, float *dbias,
         j.out = dinp + b * in_n;
         j.in = g;
         if (direct) {
-            conv_run(team, &j, CONV_DIRECT_BACKWARD);
+            conv_run(team, &j, CONV_DIRECT_BACKWARD, d->C);
         } else {
             /* dcol (CKK,OHW) = W^T (CKK,OC) @ g (OC,OHW) per group, folded back */
-            conv_run(team, &j, CONV_BACKWARD_COLUMNS);
-            conv_run(team, &j, CONV_FOLD);
+            conv_run(team, &j, CONV_BACKWARD_COLUMNS, (OHW + 7) / 8);
+            conv_run(team, &j, CONV_FOLD, d->C);
         }
     }
 }
