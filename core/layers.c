@@ -17,11 +17,12 @@
 
 /* Products of fewer multiply-adds than this (per sample) run on the calling
  * thread even with a team. A run costs about 0.4 us with the threads awake,
- * plus the outputs' trip between caches; 150,000 multiply-adds take about
- * 8 us on one core (AVX2), so halving them is worth a run, while smaller
- * layers such as fc100-100-10's 784x100 (78,400) stay whole: there a second
- * core that is not quite idle takes back more than it can give. */
-#define TEAM_MIN_MACS 150000
+ * but the parts' data must also travel between the cores' caches: on the
+ * 2-core machine this was measured on, forward and input gradient with 2
+ * threads against 1 were x0.5 to x0.9 below 150,000 multiply-adds, x1.2 to
+ * x1.7 for a linear layer of 313,600 (784x400), x0.93 to x1.3 for
+ * convolutions of 230,400 to 819,200. */
+#define TEAM_MIN_MACS 300000
 
 /* How many parts a product of macs multiply-adds is cut into. */
 static int team_parts(bs_team *team, size_t macs)
@@ -181,15 +182,20 @@ static void tap_range(int n, int n_out, int k, int s, int pad, int *lo, int *hi)
         *lo = *hi;
 }
 
+static int clamp(int v, int lo, int hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
 /* col (C*KH*KW, OH*OW): row (c,ky,kx), column (oy,ox) holds the input pixel
  * under kernel tap (ky,kx) when the window is at output (oy,ox); 0 in the
- * padding. The rows of channels c0..c1-1. */
+ * padding. The columns of output rows lo..hi-1. */
 static void im2col(float *restrict col, const float *restrict img,
-                   const bs_conv_dims *d, int c0, int c1)
+                   const bs_conv_dims *d, int lo, int hi)
 {
     window w = window_of(d);
     int S = w.sw, OW = d->OW, OHW = d->OH * d->OW;
-    for (int c = c0; c < c1; c++)
+    for (int c = 0; c < d->C; c++)
         for (int ky = 0; ky < w.kh; ky++) {
             int oy0, oy1, yoff = ky * w.dh - w.pt;
             tap_range(d->H, d->OH, ky * w.dh, w.sh, w.pt, &oy0, &oy1);
@@ -199,8 +205,9 @@ static void im2col(float *restrict col, const float *restrict img,
                 int ox0, ox1, xoff = kx * w.dw - w.pl;
                 tap_range(d->W, OW, kx * w.dw, S, w.pl, &ox0, &ox1);
                 int y1 = ox0 < ox1 ? oy1 : oy0; /* rows that see the input */
-                memset(row, 0, (size_t)oy0 * OW * sizeof(float));
-                for (int oy = oy0; oy < y1; oy++) {
+                int a = clamp(oy0, lo, hi), b = clamp(y1, lo, hi); /* of them, ours */
+                memset(row + (size_t)lo * OW, 0, (size_t)(a - lo) * OW * sizeof(float));
+                for (int oy = a; oy < b; oy++) {
                     /* src[i] is the pixel of output column ox0 + i */
                     const float *src = plane + (size_t)(oy * w.sh + yoff) * d->W +
                                        (ox0 * S + xoff);
@@ -219,7 +226,7 @@ static void im2col(float *restrict col, const float *restrict img,
                     for (int ox = ox1; ox < OW; ox++)
                         r[ox] = 0.0f;
                 }
-                memset(row + (size_t)y1 * OW, 0, (size_t)(d->OH - y1) * OW * sizeof(float));
+                memset(row + (size_t)b * OW, 0, (size_t)(hi - b) * OW * sizeof(float));
             }
         }
 }
@@ -276,17 +283,17 @@ static int direct_geometry(const bs_conv_dims *d, bs_gemm_conv *g)
            d->OW == d->W - w.kw + 1;
 }
 
-/* One sample's conv2d product, cut into parts for a team: each part a
- * range of output channels (direct forward), input channels (direct
- * backward, unfolding and folding back) or columns of the unfolded
- * product. Every element's sums are the same in any part. */
+/* One sample's conv2d product, cut into parts for a team, each part's data
+ * its own as far as it goes: output channels (direct forward), input
+ * channels (direct backward; unfolded backward, whose rows of W^T dout for
+ * a channel fold back onto that channel alone) or output rows (unfolded
+ * forward, whose columns of col are unfolded by the part that multiplies
+ * them). Every element's sums are the same in any part. */
 typedef enum conv_step {
-    CONV_DIRECT_FORWARD,  /* o = conv(in), output channels */
-    CONV_DIRECT_BACKWARD, /* dinp = conv^T(dout), input channels */
-    CONV_UNFOLD,          /* col = im2col(in), input channels */
-    CONV_FORWARD_COLUMNS, /* o = bias + W col per group, columns */
-    CONV_BACKWARD_COLUMNS, /* col = W^T dout per group, columns */
-    CONV_FOLD,            /* dinp = col2im(col), input channels */
+    CONV_DIRECT_FORWARD,    /* o = conv(in), by output channel */
+    CONV_DIRECT_BACKWARD,   /* dinp = conv^T(dout), by input channel */
+    CONV_UNFOLDED_FORWARD,  /* o = bias + W im2col(in), by output row */
+    CONV_UNFOLDED_BACKWARD, /* dinp = col2im(W^T dout), by input channel */
 } conv_step;
 
 typedef struct conv_job {
@@ -295,8 +302,8 @@ typedef struct conv_job {
     int split;              /* the parts of this step */
     const bs_conv_dims *d;
     const bs_gemm_conv *g;  /* direct steps */
-    float *out;             /* o, dinp or col */
-    const float *in;        /* in, dout or col */
+    float *out;             /* o or dinp */
+    const float *in;        /* in or dout */
     const float *weight, *bias;
     float *col;
 } conv_job;
@@ -306,8 +313,8 @@ static void conv_part(void *ctx, int k)
     const conv_job *j = ctx;
     const bs_conv_dims *d = j->d;
     window w = window_of(d);
-    int G = w.groups, OCg = d->OC / G, CKKg = d->C / G * w.kh * w.kw, OHW = d->OH * d->OW;
-    int lo, hi;
+    int G = w.groups, Cg = d->C / G, OCg = d->OC / G, KK = w.kh * w.kw, CKKg = Cg * KK;
+    int OHW = d->OH * d->OW, lo, hi;
     switch (j->step) {
     case CONV_DIRECT_FORWARD:
         part_of(d->OC, j->split, k, 4, &lo, &hi);
@@ -319,33 +326,33 @@ static void conv_part(void *ctx, int k)
         if (lo < hi)
             bs_gemm_conv_backward(j->out, j->in, j->weight, j->g, lo, hi);
         return;
-    case CONV_UNFOLD:
-        part_of(d->C, j->split, k, 1, &lo, &hi);
+    case CONV_UNFOLDED_FORWARD: {
+        /* o (OC,OHW) = bias + weight (OC,CKK) @ col (CKK,OHW) per group, on
+         * the columns of output rows lo..hi-1 */
+        part_of(d->OH, j->split, k, 1, &lo, &hi);
+        if (lo == hi)
+            return;
+        int c0 = lo * d->OW, n = (hi - lo) * d->OW;
         im2col(j->col, j->in, d, lo, hi);
+        for (int gi = 0; gi < G; gi++)
+            bs_gemm_nn(j->out + (size_t)gi * OCg * OHW + c0, OHW,
+                       j->weight + (size_t)gi * OCg * CKKg, CKKg, 0,
+                       j->col + (size_t)gi * CKKg * OHW + c0, OHW,
+                       j->bias ? j->bias + gi * OCg : NULL, OCg, n, CKKg);
         return;
-    case CONV_FOLD:
+    }
+    case CONV_UNFOLDED_BACKWARD:
+        /* dcol (CKK,OHW) = W^T (CKK,OC) @ dout (OC,OHW) per group, on the
+         * rows (c,ky,kx) of input channels lo..hi-1, folded back */
         part_of(d->C, j->split, k, 1, &lo, &hi);
+        for (int gi = lo / Cg; gi < G && gi * Cg < hi; gi++) {
+            int r0 = (clamp(lo, gi * Cg, (gi + 1) * Cg) - gi * Cg) * KK;
+            int r1 = (clamp(hi, gi * Cg, (gi + 1) * Cg) - gi * Cg) * KK;
+            bs_gemm_nn(j->col + ((size_t)gi * CKKg + r0) * OHW, OHW,
+                       j->weight + (size_t)gi * OCg * CKKg + r0, CKKg, 1,
+                       j->in + (size_t)gi * OCg * OHW, OHW, NULL, r1 - r0, OHW, OCg);
+        }
         col2im(j->out, j->col, d, lo, hi);
-        return;
-    case CONV_FORWARD_COLUMNS:
-        /* o (OC,OHW) = bias + weight (OC,CKK) @ col (CKK,OHW), per group */
-        part_of(OHW, j->split, k, 8, &lo, &hi);
-        if (lo < hi)
-            for (int gi = 0; gi < G; gi++)
-                bs_gemm_nn(j->out + (size_t)gi * OCg * OHW + lo, OHW,
-                           j->weight + (size_t)gi * OCg * CKKg, CKKg, 0,
-                           j->col + (size_t)gi * CKKg * OHW + lo, OHW,
-                           j->bias ? j->bias + gi * OCg : NULL, OCg, hi - lo, CKKg);
-        return;
-    case CONV_BACKWARD_COLUMNS:
-        /* dcol (CKK,OHW) = W^T (CKK,OC) @ dout (OC,OHW), per group */
-        part_of(OHW, j->split, k, 8, &lo, &hi);
-        if (lo < hi)
-            for (int gi = 0; gi < G; gi++)
-                bs_gemm_nn(j->col + (size_t)gi * CKKg * OHW + lo, OHW,
-                           j->weight + (size_t)gi * OCg * CKKg, CKKg, 1,
-                           j->in + (size_t)gi * OCg * OHW + lo, OHW, NULL, CKKg, hi - lo,
-                           OCg);
         return;
     }
 }
@@ -387,8 +394,7 @@ void bs_conv2d_forward(float *out, const float *inp, const float *weight,
         if (direct) {
             conv_run(team, &j, CONV_DIRECT_FORWARD, (d->OC + 3) / 4);
         } else {
-            conv_run(team, &j, CONV_UNFOLD, d->C);
-            conv_run(team, &j, CONV_FORWARD_COLUMNS, (d->OH * d->OW + 7) / 8);
+            conv_run(team, &j, CONV_UNFOLDED_FORWARD, d->OH);
         }
     }
 }
@@ -417,7 +423,7 @@ void bs_conv2d_backward(float *dinp, float *dweight, float *dbias,
             }
         if (dweight) {
             /* forward was o = W col, so dW (OCg,CKKg) += g (OCg,OHW) @ col^T per group */
-            im2col(col, inp + b * in_n, d, 0, d->C);
+            im2col(col, inp + b * in_n, d, 0, d->OH);
             for (int gi = 0; gi < G; gi++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OCg, CKKg, OHW, 1.0f,
                             g + (size_t)gi * OCg * OHW, OHW, col + (size_t)gi * CKKg * OHW,
@@ -430,9 +436,7 @@ void bs_conv2d_backward(float *dinp, float *dweight, float *dbias,
         if (direct) {
             conv_run(team, &j, CONV_DIRECT_BACKWARD, d->C);
         } else {
-            /* dcol (CKK,OHW) = W^T (CKK,OC) @ g (OC,OHW) per group, folded back */
-            conv_run(team, &j, CONV_BACKWARD_COLUMNS, (OHW + 7) / 8);
-            conv_run(team, &j, CONV_FOLD, d->C);
+            conv_run(team, &j, CONV_UNFOLDED_BACKWARD, d->C);
         }
     }
 }

@@ -2,12 +2,12 @@
  *
  * A run is published under the lock (its function, context, task count and
  * a new run number) and is open until the caller closes it. A worker joins
- * an open run under the lock, counting itself in `busy`, then takes task
- * numbers from the atomic `next` until none are left. The caller takes
+ * an open run under the lock, counting itself in `busy`, then takes tasks
+ * (its own first, see take_tasks) until none are left. The caller takes
  * tasks the same way; when they run out it closes the run and waits for
  * `busy` to reach zero. Since joining and closing both hold the lock, no
  * worker can still be taking tasks of one run when the next one resets
- * `next`. A worker leaves by decrementing `busy` (release), which the
+ * `next` and `taken`. A worker leaves by decrementing `busy` (release), which the
  * caller reads (acquire), so every write a task made happens before the
  * run returns. */
 #include "core/team.h"
@@ -21,10 +21,16 @@
  * pass, short enough not to steal a core from other work for long. */
 #define SPINS 20000
 
+typedef struct member {
+    struct bs_team *t;
+    int index;                /* 1..threads-1 (the caller is 0) */
+} member;
+
 struct bs_team {
     int threads;              /* the caller counted */
     int made;                 /* workers started */
     pthread_t workers[BS_TEAM_MAX];
+    member members[BS_TEAM_MAX];
     pthread_mutex_t lock;
     pthread_cond_t wake;      /* a run was published, or stop */
     pthread_cond_t idle;      /* busy reached zero */
@@ -38,22 +44,34 @@ struct bs_team {
     int caller_waits;         /* the caller waits on idle */
     atomic_int busy;          /* workers in the run: joins under lock */
     atomic_uint run;          /* the run's number: read unlocked to spin */
-    atomic_int next;          /* the next task to take */
+    atomic_int next;          /* the next task past the first `threads` */
+    atomic_bool taken[BS_TEAM_MAX]; /* of the first `threads` tasks */
 };
 
-static void take_tasks(bs_team *t, void (*fn)(void *, int), void *ctx, int tasks)
+/* Thread `index` runs task `index` first, if no other thread took it: a
+ * caller that splits the same work the same way run after run then finds
+ * each part's data in the cache of the core that wrote it last time. Then
+ * the tasks past the first `threads`, then any of the first left over. */
+static void take_tasks(bs_team *t, int index, void (*fn)(void *, int), void *ctx, int tasks)
 {
+    int first = tasks < t->threads ? tasks : t->threads;
+    if (index < first && !atomic_exchange_explicit(&t->taken[index], 1, memory_order_relaxed))
+        fn(ctx, index);
     for (;;) {
         int k = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
         if (k >= tasks)
-            return;
+            break;
         fn(ctx, k);
     }
+    for (int k = 0; k < first; k++)
+        if (!atomic_exchange_explicit(&t->taken[k], 1, memory_order_relaxed))
+            fn(ctx, k);
 }
 
 static void *worker(void *arg)
 {
-    bs_team *t = arg;
+    const member *me = arg;
+    bs_team *t = me->t;
     unsigned seen = 0;
     for (;;) {
         for (int i = 0; i < SPINS && atomic_load_explicit(&t->run, memory_order_relaxed) == seen;
@@ -78,7 +96,7 @@ static void *worker(void *arg)
         int tasks = t->tasks;
         atomic_fetch_add_explicit(&t->busy, 1, memory_order_relaxed);
         pthread_mutex_unlock(&t->lock);
-        take_tasks(t, fn, ctx, tasks);
+        take_tasks(t, me->index, fn, ctx, tasks);
         if (atomic_fetch_sub_explicit(&t->busy, 1, memory_order_release) == 1) {
             pthread_mutex_lock(&t->lock);
             if (t->caller_waits)
@@ -114,11 +132,15 @@ bs_team *bs_team_new(int threads)
         free(t);
         return NULL;
     }
-    for (; t->made < threads - 1; t->made++)
-        if (pthread_create(&t->workers[t->made], NULL, worker, t)) {
+    for (int k = 0; k < BS_TEAM_MAX; k++)
+        atomic_init(&t->taken[k], 0);
+    for (; t->made < threads - 1; t->made++) {
+        t->members[t->made] = (member){t, t->made + 1};
+        if (pthread_create(&t->workers[t->made], NULL, worker, &t->members[t->made])) {
             bs_team_free(t);
             return NULL;
         }
+    }
     return t;
 }
 
@@ -155,12 +177,14 @@ void bs_team_run(bs_team *t, int tasks, void (*fn)(void *ctx, int task), void *c
     t->ctx = ctx;
     t->tasks = tasks;
     t->open = 1;
-    atomic_store_explicit(&t->next, 0, memory_order_relaxed);
+    atomic_store_explicit(&t->next, t->threads, memory_order_relaxed);
+    for (int k = 0; k < t->threads; k++)
+        atomic_store_explicit(&t->taken[k], 0, memory_order_relaxed);
     atomic_fetch_add_explicit(&t->run, 1, memory_order_relaxed);
     if (t->sleepers)
         pthread_cond_broadcast(&t->wake);
     pthread_mutex_unlock(&t->lock);
-    take_tasks(t, fn, ctx, tasks);
+    take_tasks(t, 0, fn, ctx, tasks);
     pthread_mutex_lock(&t->lock);
     t->open = 0;
     pthread_mutex_unlock(&t->lock);

@@ -4,8 +4,10 @@
  * The threads are made once, by bs_team_new, and wait between runs: each
  * spins a little on the next run's number (a forward pass starts its ops
  * microseconds apart) and then sleeps on a condition variable. A run hands
- * out task numbers 0..tasks-1 to whichever thread asks first, the caller
- * included, and returns when every task is done. Nothing allocates in a
+ * out task numbers 0..tasks-1, the caller included: thread i (the caller
+ * 0) takes task i first, so that work split the same way run after run
+ * stays in the same cores' caches, and any task left goes to whichever
+ * thread asks first. It returns when every task is done. Nothing allocates in a
  * run. Which thread runs which task changes from run to run, so a task
  * must write only its own part of the output and compute it the same way
  * whatever thread runs it: then results never depend on the team.

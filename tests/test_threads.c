@@ -4,7 +4,8 @@
  * (its linear layers big enough to be split) and of the imported ResNet
  * (make onnx-fixtures; skipped without it) are bit for bit those of one
  * thread, at batch 1 and 3, with teams of 1, 2 and 3 threads, on the AVX2
- * kernels and on their portable twins; and a whole L-BFGS attack with a
+ * kernels and on their portable twins; so are convolutions with groups,
+ * strides, padding and dilations; and a whole L-BFGS attack with a
  * team of 2 returns the same images after the same number of evaluations.
  * Also the team itself: every task runs exactly once, run after run. Run
  * under ThreadSanitizer too (make SAN=thread). Needs make data models. */
@@ -17,6 +18,7 @@
 #include "core/attack.h"
 #include "core/dataset.h"
 #include "core/gemm.h"
+#include "core/layers.h"
 #include "core/model.h"
 #include "core/model_file.h"
 #include "core/onnx.h"
@@ -208,6 +210,68 @@ static void test_portable_identical(void **state)
     bs_gemm_portable = 0;
 }
 
+/* Convolutions the zoo and the fixtures do not split (groups, depthwise,
+ * strides, padding): forward and input gradient through bs_conv2d_* with
+ * teams of 2 and 3, against no team, on both kernel paths. */
+static void test_conv_shapes_identical(void **state)
+{
+    (void)state;
+    bs_conv_dims shapes[] = {
+        /* depthwise 3x3 */
+        {.C = 32, .H = 64, .W = 64, .OC = 32, .OH = 64, .OW = 64, .kh = 3, .kw = 3, .sh = 1,
+         .sw = 1, .dh = 1, .dw = 1, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .groups = 32},
+        /* 4 groups, stride 2 */
+        {.C = 16, .H = 48, .W = 48, .OC = 32, .OH = 24, .OW = 24, .kh = 3, .kw = 3, .sh = 2,
+         .sw = 2, .dh = 1, .dw = 1, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .groups = 4},
+        /* dense, 5x3 kernel, dilation 2 */
+        {.C = 8, .H = 30, .W = 30, .OC = 24, .OH = 22, .OW = 26, .kh = 5, .kw = 3, .sh = 1,
+         .sw = 1, .dh = 2, .dw = 2, .groups = 1},
+    };
+    bs_rng r;
+    bs_rng_seed(&r, 3);
+    for (int portable = 0; portable < 2; portable++) {
+        bs_gemm_portable = portable;
+        for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+            const bs_conv_dims *d = &shapes[k];
+            int B = 2;
+            size_t in_n = (size_t)B * d->C * d->H * d->W, out_n = (size_t)B * d->OC * d->OH * d->OW;
+            size_t w_n = (size_t)d->OC * (d->C / d->groups) * d->kh * d->kw;
+            float *x = random_floats(&r, in_n, 0.0f, 1.0f), *w = random_floats(&r, w_n, -1.0f, 1.0f);
+            float *bias = random_floats(&r, (size_t)d->OC, -1.0f, 1.0f);
+            float *g = random_floats(&r, out_n, -1.0f, 1.0f);
+            float *col = malloc(bs_conv2d_scratch(d) * sizeof(float));
+            float *y0 = malloc(out_n * sizeof(float)), *y = malloc(out_n * sizeof(float));
+            float *dx0 = malloc(in_n * sizeof(float)), *dx = malloc(in_n * sizeof(float));
+            assert_true(col && y0 && y && dx0 && dx);
+            bs_conv2d_forward(y0, x, w, bias, col, B, d, NULL);
+            bs_conv2d_backward(dx0, NULL, NULL, g, x, w, col, B, d, NULL);
+            for (int threads = 2; threads <= 3; threads++) {
+                bs_team *t = bs_team_new(threads);
+                assert_non_null(t);
+                memset(y, 0xff, out_n * sizeof(float));
+                memset(dx, 0xff, in_n * sizeof(float));
+                bs_conv2d_forward(y, x, w, bias, col, B, d, t);
+                bs_conv2d_backward(dx, NULL, NULL, g, x, w, col, B, d, t);
+                if (memcmp(y, y0, out_n * sizeof(float)) || memcmp(dx, dx0, in_n * sizeof(float)))
+                    fail_msg("conv shape %zu, %d threads%s: %s differ", k, threads,
+                             portable ? " (portable)" : "",
+                             memcmp(y, y0, out_n * sizeof(float)) ? "outputs" : "input gradients");
+                bs_team_free(t);
+            }
+            free(x);
+            free(w);
+            free(bias);
+            free(g);
+            free(col);
+            free(y0);
+            free(y);
+            free(dx0);
+            free(dx);
+        }
+    }
+    bs_gemm_portable = 0;
+}
+
 /* ---- a whole attack ------------------------------------------------------ */
 
 static void attack(const bs_model *m, const float *x, int target, bs_scratch *s,
@@ -267,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_zoo_identical),
         cmocka_unit_test(test_resnet_identical),
         cmocka_unit_test(test_portable_identical),
+        cmocka_unit_test(test_conv_shapes_identical),
         cmocka_unit_test(test_attack_identical),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
