@@ -8,6 +8,7 @@
 #include "core/attack.h"
 #include "core/dataset.h"
 #include "core/model_file.h"
+#include "core/team.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -49,6 +50,10 @@ static const char *attack_usage_tail =
     "                     optimizer native is the C port of L-BFGS-B 3.0 in\n"
     "                     core/lbfgsb.c, reference the Fortran original.\n"
     "  --timeout S        stop after S seconds with the best result so far\n"
+    "  --threads N        threads inside the attack (default 1, at most 64): the\n"
+    "                     model's big products (convolutions and wide linear\n"
+    "                     layers) are split among them; the result is bit for\n"
+    "                     bit that of one thread. Local attacks only\n"
     "  --models DIR       every model in DIR taking the same input predicts each\n"
     "                     result, listed by name (default: models; --models none:\n"
     "                     only the attacked one). With --server, every resident\n"
@@ -231,9 +236,11 @@ void cli_attack_print_text(const json_t *answer)
 
 /* The answer to request (taken) attacked here: the model of model_path,
  * the models of models_dir to report on (NULL: none), the image file's
- * bytes (or NULL for the request's dataset sample). NULL after a message. */
+ * bytes (or NULL for the request's dataset sample), with a team of threads
+ * lent to the attack's workspace when threads > 1. NULL after a message. */
 static json_t *attack_here(json_t *request, const char *model_path, const char *models_dir,
-                           const uint8_t *file, size_t file_len, const char *data_dir)
+                           const uint8_t *file, size_t file_len, const char *data_dir,
+                           int threads)
 {
     char err[BS_ERR_LEN], name[256];
     bs_attack_request req = {0};
@@ -242,6 +249,8 @@ static json_t *attack_here(json_t *request, const char *model_path, const char *
     int n_report = 0, k = 0, targets[BS_MAX_TARGETS];
     cli_env env = {.data_dir = data_dir};
     json_t *doc = NULL;
+    bs_team *team = NULL;
+    bs_scratch *scratch = NULL;
     bs_model *m = cli_load_model(model_path, err);
     if (!m) {
         cli_fail("attack", "%s", err);
@@ -271,9 +280,16 @@ static json_t *attack_here(json_t *request, const char *model_path, const char *
         cli_fail("attack", "%s", e.message);
         goto done;
     }
+    if (threads > 1) {
+        if (!(team = bs_team_new(threads)) || !(scratch = bs_scratch_new())) {
+            cli_fail("attack", "cannot start %d threads", threads);
+            goto done;
+        }
+        bs_scratch_team(scratch, team);
+    }
     res = calloc((size_t)k, sizeof *res);
     bs_control ctl = {.deadline = req.timeout > 0 ? bs_now() + req.timeout : 0.0};
-    if (!res || bs_attack_run(m, req.x, targets, k, &req.params, &ctl, NULL, res,
+    if (!res || bs_attack_run(m, req.x, targets, k, &req.params, &ctl, scratch, res,
                               res ? err : "out of memory")) {
         cli_fail("attack", "%s", res ? err : "out of memory");
         free(res);
@@ -287,6 +303,8 @@ done:
         for (int j = 0; j < k; j++)
             bs_attack_result_free(&res[j]);
     free(res);
+    bs_scratch_free(scratch);
+    bs_team_free(team);
     bs_attack_request_free(&req);
     json_decref(request);
     bs_dataset_free(&env.d);
@@ -366,7 +384,8 @@ static int write_images(const json_t *doc, const char *out)
 int cli_attack(int argc, char **argv)
 {
     enum { O_MODEL = 1000, O_TARGET, O_DATASET, O_SPLIT, O_INDEX, O_IMAGE, O_INVERT, O_RESIZE,
-           O_METHOD, O_PARAM, O_TIMEOUT, O_REPORT, O_OUT, O_DATA, O_JSON, O_SERVER };
+           O_METHOD, O_PARAM, O_TIMEOUT, O_THREADS, O_REPORT, O_OUT, O_DATA, O_JSON,
+           O_SERVER };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL}, {"target", required_argument, 0, O_TARGET},
         {"dataset", required_argument, 0, O_DATASET}, {"split", required_argument, 0, O_SPLIT},
@@ -374,6 +393,7 @@ int cli_attack(int argc, char **argv)
         {"invert", required_argument, 0, O_INVERT}, {"resize", required_argument, 0, O_RESIZE},
         {"method", required_argument, 0, O_METHOD},
         {"param", required_argument, 0, O_PARAM}, {"timeout", required_argument, 0, O_TIMEOUT},
+        {"threads", required_argument, 0, O_THREADS},
         {"models", required_argument, 0, O_REPORT}, {"out", required_argument, 0, 'o'},
         {"data", required_argument, 0, O_DATA}, {"json", no_argument, 0, O_JSON},
         {"server", required_argument, 0, O_SERVER}, {"help", no_argument, 0, 'h'},
@@ -384,7 +404,7 @@ int cli_attack(int argc, char **argv)
     const char *models_dir = "models";
     const char *out = NULL, *data_flag = NULL, *server_flag = NULL;
     int models_flag = 0;
-    long index = -1;
+    long index = -1, threads = 1;
     float timeout = 0.0f;
     int json = 0, c, rc = 2;
     json_t *params = json_object();
@@ -411,6 +431,9 @@ int cli_attack(int argc, char **argv)
         case O_TIMEOUT:
             if (cli_parse_float("--timeout", optarg, 0.001, 1e6, &timeout)) goto out;
             break;
+        case O_THREADS:
+            if (cli_parse_long("--threads", optarg, 1, BS_TEAM_MAX, &threads)) goto out;
+            break;
         case O_REPORT: models_dir = optarg; models_flag = 1; break;
         case 'o': out = optarg; break;
         case O_DATA: data_flag = optarg; break;
@@ -430,6 +453,11 @@ int cli_attack(int argc, char **argv)
     }
     const char *server = cli_server(server_flag);
     int no_report = !strcmp(models_dir, "none");
+    if (server && threads > 1) {
+        fprintf(stderr, "blindspot attack: --threads applies to a local attack; the daemon "
+                        "runs its own\n");
+        goto out;
+    }
     if (server && models_flag && !no_report) {
         fprintf(stderr, "blindspot attack: --models names a folder here; on the daemon every "
                         "resident model taking the same input reports (--models none: only "
@@ -471,7 +499,7 @@ int cli_attack(int argc, char **argv)
                   (models_flag || (stat(models_dir, &st) == 0 && S_ISDIR(st.st_mode)));
     json_t *doc = server ? attack_remote(server, request, file, file_len)
                          : attack_here(request, model_path, use_dir ? models_dir : NULL, file,
-                                       file_len, cli_data_dir(data_flag));
+                                       file_len, cli_data_dir(data_flag), (int)threads);
     free(file);
     if (!doc || (out && write_images(doc, out))) {
         json_decref(doc);

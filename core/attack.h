@@ -248,11 +248,13 @@ typedef struct bs_attack_feed {
 int bs_attack_stream_rows(const bs_attack_params *p, int k);
 
 /* Runs jobs from feed until it offers none and none is running, with at
- * most `rows` rows at once (at least one job of any size always runs).
+ * most `rows` rows at once (at least one job of any size always runs; the
+ * optimisers' state is held to about 256 MB, fewer rows for a big model).
  * Buffers come from scratch (NULL: a temporary one) as for bs_attack_run.
- * Returns 0, or -1 with a message when the stream cannot run at all (p not
- * lbfgs or invalid, out of memory before the first job): then no job was
- * taken from the feed. */
+ * A job the stream cannot run (invalid, or out of memory for it) is
+ * answered by done with rc -1 like any other. Returns 0, or -1 with a
+ * message when the stream cannot run at all (p not lbfgs or invalid, out
+ * of memory before the first job): then no job was taken from the feed. */
 int bs_attack_stream(const bs_model *m, const bs_attack_params *p, int rows,
                      bs_scratch *scratch, const bs_attack_feed *feed, char *err);
 

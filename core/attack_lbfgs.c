@@ -604,16 +604,12 @@ static void finish_stream(lockstep *L, lbfgs_job *J, void *ctx)
     feed->done(feed->ctx, J->from);
 }
 
-/* Sets up a job of the feed in a free job slot and admits it; a job that
- * is invalid or runs out of memory is answered at once. */
+/* Sets up a job of the feed (checked, with rows free for it) in a free job
+ * slot and admits it; a job that runs out of memory is answered at once. */
 static void admit_job(lockstep *L, bs_attack_job *job, const bs_attack_feed *feed)
 {
     const bs_model *m = L->m;
     job->rc = -1;
-    if (attack_check(m, job->x, job->targets, job->k, L->p, job->err)) {
-        feed->done(feed->ctx, job);
-        return;
-    }
     memset(job->results, 0, (size_t)job->k * sizeof *job->results);
     lbfgs_job *J = L->jobs;
     while (J->in_use)
@@ -653,13 +649,24 @@ int bs_attack_stream(const bs_model *m, const bs_attack_params *p, int rows,
         return bs_fail(err, "out of memory for the attack");
     size_t mark = bs_scratch_mark(scratch);
     lockstep L;
-    int rc = lockstep_init(&L, m, p, cap, scratch, err);
+    int rc = lockstep_init(&L, m, p, cap, scratch, err), taken = 0;
     bs_attack_job *waiting = NULL; /* offered, waiting for rows */
     while (!rc) {
         /* admit what the feed offers while it fits */
         for (;;) {
-            if (!waiting && !(waiting = feed->next(feed->ctx, L.free_rows)))
-                break;
+            if (!waiting) {
+                if (!(waiting = feed->next(feed->ctx, L.free_rows)))
+                    break;
+                taken = 1;
+                /* an invalid job is answered before it is sized */
+                if (attack_check(m, waiting->x, waiting->targets, waiting->k, p,
+                                 waiting->err)) {
+                    waiting->rc = -1;
+                    feed->done(feed->ctx, waiting);
+                    waiting = NULL;
+                    continue;
+                }
+            }
             int need = bs_attack_stream_rows(p, waiting->k);
             if (need > L.cap && !jobs_running(&L)) {
                 /* too big for the stream: alone, in a lockstep of its size */
@@ -680,6 +687,9 @@ int bs_attack_stream(const bs_model *m, const bs_attack_params *p, int rows,
             rc = lockstep_init(&L, m, p, cap, scratch, err);
         }
     }
+    /* Out of memory for a job larger than the stream, or for the stream
+     * after it (no job runs then): the job waiting is answered so, and the
+     * stream ends; the feed's other jobs are its caller's again. */
     if (rc && waiting) {
         waiting->rc = -1;
         snprintf(waiting->err, sizeof waiting->err, "%s", err);
@@ -687,5 +697,5 @@ int bs_attack_stream(const bs_model *m, const bs_attack_params *p, int rows,
     }
     bs_scratch_release(scratch, mark);
     bs_scratch_free(own);
-    return rc;
+    return taken ? 0 : rc;
 }

@@ -461,22 +461,26 @@ static void conv_block_span(int S, int bl, int *s0, int *s1)
 }
 
 /* Forward (out = conv(in)) or backward (dinp = conv^T(dout)): slot blocks
- * outside, blocks of 4 weight rows (output channels, or taps (c,ky,kx))
- * inside. Inlined into one function per direction. */
+ * outside, blocks of 4 weight rows inside: output channels lo..hi-1
+ * (forward), or the taps (c,ky,kx) of input channels lo..hi-1 (backward,
+ * which writes those channels' planes only). Every row's sums are the same
+ * whichever rows are done beside it. Inlined into one function per
+ * direction. */
 BS_AVX2 static ALWAYS_INLINE void conv_avx2(int backward, float *dst, const float *src, const float *w,
-                              const float *bias, const bs_gemm_conv *g)
+                              const float *bias, const bs_gemm_conv *g, int lo, int hi)
 {
-    int CKK = g->C * g->K * g->K, OHW = g->OH * g->OW, S = (g->OW + 7) / 8 * g->OH;
-    int rows = backward ? CKK : g->OC;
+    int KK = g->K * g->K, CKK = g->C * KK, OHW = g->OH * g->OW, S = (g->OW + 7) / 8 * g->OH;
+    int first = backward ? lo * KK : lo, rows = backward ? hi * KK : hi;
     if (backward)
-        memset(dst, 0, (size_t)g->C * g->H * g->W * sizeof(float));
+        memset(dst + (size_t)lo * g->H * g->W, 0,
+               (size_t)(hi - lo) * g->H * g->W * sizeof(float));
     for (int bl = 0; bl * CONV_NV < S; bl++) {
         int s0, s1;
         conv_block_span(S, bl, &s0, &s1);
         conv_slots sl;
         int masked = conv_fill_slots(&sl, s0, s1 - s0, g), nv = s1 - s0;
-        int tap[3] = {0, 0, 0}; /* backward: (c, ky, kx) of row i */
-        for (int i = 0; i < rows; i += 4) {
+        int tap[3] = {lo, 0, 0}; /* backward: (c, ky, kx) of row i */
+        for (int i = first; i < rows; i += 4) {
             int mr = rows - i < 4 ? rows - i : 4;
             if (backward) {
                 int tap_at[4];
@@ -495,15 +499,15 @@ BS_AVX2 static ALWAYS_INLINE void conv_avx2(int backward, float *dst, const floa
 }
 
 BS_AVX2 static void convf_avx2(float *out, const float *in, const float *w, const float *bias,
-                               const bs_gemm_conv *g)
+                               const bs_gemm_conv *g, int lo, int hi)
 {
-    conv_avx2(0, out, in, w, bias, g);
+    conv_avx2(0, out, in, w, bias, g, lo, hi);
 }
 
 BS_AVX2 static void convb_avx2(float *dinp, const float *dout, const float *w,
-                               const bs_gemm_conv *g)
+                               const bs_gemm_conv *g, int lo, int hi)
 {
-    conv_avx2(1, dinp, dout, w, NULL, g);
+    conv_avx2(1, dinp, dout, w, NULL, g, lo, hi);
 }
 
 #endif /* BS_HAVE_AVX2 */
@@ -536,28 +540,37 @@ void bs_gemm_nn(float *C, int ldc, const float *A, int lda, int trans_a, const f
     nn_portable(C, ldc, A, lda, trans_a, B, ldb, init, M, N, K);
 }
 
+int bs_gemm_conv_direct(void)
+{
+#if BS_HAVE_AVX2
+    return !bs_gemm_portable && bs_cpu_avx2();
+#else
+    return 0;
+#endif
+}
+
 int bs_gemm_conv_forward(float *out, const float *in, const float *weight, const float *bias,
-                         const bs_gemm_conv *g)
+                         const bs_gemm_conv *g, int lo, int hi)
 {
 #if BS_HAVE_AVX2
     if (!bs_gemm_portable && bs_cpu_avx2()) {
-        convf_avx2(out, in, weight, bias, g);
+        convf_avx2(out, in, weight, bias, g, lo, hi);
         return 1;
     }
 #endif
-    (void)out, (void)in, (void)weight, (void)bias, (void)g;
+    (void)out, (void)in, (void)weight, (void)bias, (void)g, (void)lo, (void)hi;
     return 0;
 }
 
 int bs_gemm_conv_backward(float *dinp, const float *dout, const float *weight,
-                          const bs_gemm_conv *g)
+                          const bs_gemm_conv *g, int lo, int hi)
 {
 #if BS_HAVE_AVX2
     if (!bs_gemm_portable && bs_cpu_avx2()) {
-        convb_avx2(dinp, dout, weight, g);
+        convb_avx2(dinp, dout, weight, g, lo, hi);
         return 1;
     }
 #endif
-    (void)dinp, (void)dout, (void)weight, (void)g;
+    (void)dinp, (void)dout, (void)weight, (void)g, (void)lo, (void)hi;
     return 0;
 }

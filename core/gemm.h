@@ -8,6 +8,8 @@
  * what one target alone gives. These kernels block rows and columns only to
  * reuse loaded values; the arithmetic of one element never depends on the
  * blocking, so results are row-stable (and the same on every thread).
+ * The same holds for columns: a product cut into column ranges, each range
+ * a call of its own (on another thread, say), gives the bits of one call.
  * On x86-64 with AVX2 and FMA they run register-blocked FMA kernels, else a
  * portable twin (core/simd.h). Matrices are row-major with leading
  * dimensions (the distance between rows, in floats). Nothing allocates. */
@@ -38,13 +40,19 @@ typedef struct bs_gemm_conv {
 /* The conv2d products without an unfolded matrix: the kernels read the
  * input (forward) and write the input gradient (backward) in place of the
  * im2col matrix. Forward: out = bias + weight @ im2col(in), each element
- * in the same sequence as bs_gemm_nn gives. Backward: dinp = col2im(W^T @
- * dout), overwritten. Both return 0, doing nothing, where only the
- * portable path runs: the caller then unfolds and uses bs_gemm_nn. */
+ * in the same sequence as bs_gemm_nn gives, for output channels lo..hi-1.
+ * Backward: dinp = col2im(W^T @ dout), overwritten, for the planes of
+ * input channels lo..hi-1 (each pixel's terms in the same order however
+ * the channels are split). So disjoint ranges may run on several threads
+ * and give the bits of one call over all. Both return 0, doing nothing,
+ * where only the portable path runs: the caller then unfolds and uses
+ * bs_gemm_nn. */
 int bs_gemm_conv_forward(float *out, const float *in, const float *weight, const float *bias,
-                         const bs_gemm_conv *g);
+                         const bs_gemm_conv *g, int lo, int hi);
 int bs_gemm_conv_backward(float *dinp, const float *dout, const float *weight,
-                          const bs_gemm_conv *g);
+                          const bs_gemm_conv *g, int lo, int hi);
+/* 1 where the two above run (they return 1), 0 where they decline. */
+int bs_gemm_conv_direct(void);
 
 /* Set to 1 to run the portable twins on any machine (for tests that
  * check both paths); 0 by default. Set it before threads start. */

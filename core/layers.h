@@ -15,19 +15,29 @@
  * passes and the gradients to the input use the row-stable products of
  * core/gemm.h (a sample's result never depends on the batch around it);
  * the parameter gradients, needed only in training, use CBLAS sgemm, all
- * on the calling thread. */
+ * on the calling thread (linear and conv2d may lend their products to a
+ * team, see below). */
 #ifndef BS_LAYERS_H
 #define BS_LAYERS_H
+
+#include "core/team.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
+/* team (linear and conv2d): NULL, or threads among which the products of
+ * the forward pass and of the input gradient are split when they are big
+ * enough to gain, by output elements (output features or channels, input
+ * features or channels, columns): each element's sums are those of one
+ * thread, so the results are bit-identical to team NULL. The parameter
+ * gradients stay on the calling thread. */
+
 /* linear: inp (B,C), weight (OC,C), bias (OC), out (B,OC): out = inp W^T + b */
 void bs_linear_forward(float *out, const float *inp, const float *weight,
-                       const float *bias, int B, int C, int OC);
+                       const float *bias, int B, int C, int OC, bs_team *team);
 void bs_linear_backward(float *dinp, float *dweight, float *dbias,
                         const float *dout, const float *inp,
-                        const float *weight, int B, int C, int OC);
+                        const float *weight, int B, int C, int OC, bs_team *team);
 
 /* Geometry of a 2-d convolution or pooling window. */
 typedef struct bs_conv_dims {
@@ -61,11 +71,11 @@ size_t bs_conv2d_scratch(const bs_conv_dims *d);
  * C/groups*KH*KW). */
 void bs_conv2d_forward(float *out, const float *inp, const float *weight,
                        const float *bias, float *col, int B,
-                       const bs_conv_dims *d);
+                       const bs_conv_dims *d, bs_team *team);
 void bs_conv2d_backward(float *dinp, float *dweight, float *dbias,
                         const float *dout, const float *inp,
                         const float *weight, float *col, int B,
-                        const bs_conv_dims *d);
+                        const bs_conv_dims *d, bs_team *team);
 
 /* maxpool2d: inp (B,C,H,W), out (B,C,OH,OW); d->OC == d->C. The _argmax
  * pair takes general windows (padding never wins: only taps inside the

@@ -20,6 +20,7 @@
 #define BS_MODEL_H
 
 #include "core/error.h"
+#include "core/team.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -221,6 +222,13 @@ typedef struct bs_workspace {
     float *losses;           /* (batch) per-sample loss */
     int *targets;            /* (batch) scratch for label batches */
     uint64_t rng;            /* dropout mask stream */
+    bs_team *team;           /* NULL: forward and backward run on the
+                             * calling thread; else they split the
+                             * products of big linear and conv2d nodes
+                             * (forward and to the input) among its
+                             * threads, bit-identical to NULL (see
+                             * core/layers.h). Not owned; set by the
+                             * owner, bs_workspace_new leaves it NULL */
     void *mem;
 } bs_workspace;
 

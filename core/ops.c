@@ -181,14 +181,16 @@ static int conv2d_infer(bs_layer *l, const bs_tensor *const *in, bs_tensor *out,
 static void conv2d_forward(const bs_op_run *r)
 {
     bs_conv_dims d = bs_op_window(r->m, r->l);
-    bs_conv2d_forward(r->out, r->in[0], weight(r), bias(r), r->ws->col, r->B, &d);
+    bs_conv2d_forward(r->out, r->in[0], weight(r), bias(r), r->ws->col, r->B, &d,
+                      r->ws->team);
 }
 
 static void conv2d_backward(const bs_op_run *r, const float *dout, float *const *din,
                             float *dw, float *db)
 {
     bs_conv_dims d = bs_op_window(r->m, r->l);
-    bs_conv2d_backward(din[0], dw, db, dout, r->in[0], weight(r), r->ws->col, r->B, &d);
+    bs_conv2d_backward(din[0], dw, db, dout, r->in[0], weight(r), r->ws->col, r->B, &d,
+                       r->ws->team);
 }
 
 static size_t conv2d_scratch(const bs_model *m, const bs_layer *l)
@@ -458,7 +460,8 @@ static int linear_rows(const bs_op_run *r, int *C)
 static void linear_forward(const bs_op_run *r)
 {
     int C, rows = linear_rows(r, &C);
-    bs_linear_forward(r->out, r->in[0], weight(r), bias(r), rows, C, r->l->out_features);
+    bs_linear_forward(r->out, r->in[0], weight(r), bias(r), rows, C, r->l->out_features,
+                      r->ws->team);
 }
 
 static void linear_backward(const bs_op_run *r, const float *dout, float *const *din,
@@ -466,7 +469,7 @@ static void linear_backward(const bs_op_run *r, const float *dout, float *const 
 {
     int C, rows = linear_rows(r, &C);
     bs_linear_backward(din[0], dw, db, dout, r->in[0], weight(r), rows, C,
-                       r->l->out_features);
+                       r->l->out_features, r->ws->team);
 }
 
 static double linear_lipschitz(const bs_model *m, const bs_layer *l, uint64_t seed,

@@ -33,6 +33,7 @@ struct bs_scratch {
     bs_workspace *ws;    /* kept workspace, made for ws_model ... */
     const bs_model *ws_model;
     uint64_t ws_generation; /* ... in this generation */
+    bs_team *team;       /* lent to the workspace, or NULL */
 };
 
 static size_t round_up(size_t bytes)
@@ -147,7 +148,13 @@ bs_workspace *bs_scratch_workspace(bs_scratch *s, const bs_model *m, int batch)
         s->ws_generation = s->generation;
     }
     s->ws->training = 0;
+    s->ws->team = s->team;
     return s->ws;
+}
+
+void bs_scratch_team(bs_scratch *s, bs_team *team)
+{
+    s->team = team;
 }
 
 long bs_scratch_allocations(const bs_scratch *s)

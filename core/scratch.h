@@ -55,6 +55,12 @@ void bs_scratch_generation(bs_scratch *s, uint64_t generation);
  * or bs_scratch_free. NULL when out of memory. */
 bs_workspace *bs_scratch_workspace(bs_scratch *s, const bs_model *m, int batch);
 
+/* Lends team (NULL for none) to the workspaces bs_scratch_workspace
+ * returns from now on: their models' forward and backward split big
+ * products among its threads, with the bits of one thread. The team is
+ * not owned and must outlive its use here. */
+void bs_scratch_team(bs_scratch *s, bs_team *team);
+
 /* Allocations the scratch has made since bs_scratch_new (arena blocks and
  * workspaces): what a test compares before and after a call. */
 long bs_scratch_allocations(const bs_scratch *s);

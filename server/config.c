@@ -61,6 +61,13 @@ static const option_spec options[] = {
            "queued attacks on the same model with the same params join a running one, "
            "their evaluations in one batch, and each answer is the one it gets alone "
            "(1: each attack alone)"},
+    {"attack-threads", "BLINDSPOT_ATTACK_THREADS", "N", OPT_COUNT, FIELD(attack_threads), "1",
+     1, 64, "threads each worker lends to one model evaluation of its work, the worker's "
+            "own counted: the large products of a big model (an imported convolutional net) "
+            "split among them with the bits of one thread. For fewer workers than cores "
+            "(--workers 1 --attack-threads 2 on two cores): a worker's threads spin briefly "
+            "between products and share the cores with the other workers' (on the zoo no "
+            "gain, docs/benchmarks.md)"},
     {"timeout", "BLINDSPOT_TIMEOUT", "SECONDS", OPT_SECONDS, FIELD(timeout), "60", 0.001,
      86400, "time budget of a job from its arrival (requests may lower it); then 504"},
     {"max-body", "BLINDSPOT_MAX_BODY", "BYTES", OPT_BYTES, FIELD(max_body), "16M", 1,

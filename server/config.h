@@ -28,6 +28,7 @@ typedef struct config {
     int http_threads;              /* libmicrohttpd's polling threads; 0 = one per core */
     int queue_size;                /* jobs waiting for a worker before 503 */
     int attack_batch;              /* rows of lbfgs attacks one worker runs in lockstep */
+    int attack_threads;            /* threads (the worker's counted) of its model evaluations */
     double timeout;                /* seconds a job may take, from arrival */
     size_t max_body;               /* bytes of request body */
     double drain_timeout;          /* seconds in-flight jobs get at shutdown */

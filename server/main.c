@@ -221,7 +221,7 @@ int main(int argc, char **argv)
         auth_free(srv.auth);
         return 1;
     }
-    srv.pool = pool_new(cfg.workers, cfg.queue_size, &srv.reg.generation);
+    srv.pool = pool_new(cfg.workers, cfg.attack_threads, cfg.queue_size, &srv.reg.generation);
     srv.jobs = srv.pool ? jobs_new(srv.pool, srv.metrics, cfg.max_jobs,
                                          cfg.max_client_jobs, cfg.job_ttl, store)
                         : NULL;

@@ -3,6 +3,7 @@
 #include "server/pool.h"
 
 #include "core/control.h" /* bs_now */
+#include "core/team.h"
 
 #include <poll.h>
 #include <pthread.h>
@@ -18,6 +19,7 @@ struct pool_worker {
     pthread_t thread;
     int place;         /* workers 0..n-1, inline places n..2n-1 (pool_places) */
     bs_scratch *scratch; /* the place's, for its life (pool_scratch) */
+    bs_team *team;       /* lent to its scratch's workspaces (--attack-threads); NULL: none */
     /* Touched only by the place's thread: */
     pool_job *current; /* the job whose run runs now (NULL: none, or inline) */
     int held;          /* its run held it (pool_hold) */
@@ -193,7 +195,7 @@ static void *watcher_main(void *arg)
     return NULL;
 }
 
-pool *pool_new(int n_workers, int queue_size, const _Atomic uint64_t *generation)
+pool *pool_new(int n_workers, int threads, int queue_size, const _Atomic uint64_t *generation)
 {
     pool *p = calloc(1, sizeof *p);
     if (!p)
@@ -223,6 +225,14 @@ pool *pool_new(int n_workers, int queue_size, const _Atomic uint64_t *generation
         if (!(w->scratch = bs_scratch_new())) {
             pool_free(p);
             return NULL;
+        }
+        /* a worker's team (inline places run small work alone) */
+        if (i < n_workers && threads > 1) {
+            if (!(w->team = bs_team_new(threads))) {
+                pool_free(p);
+                return NULL;
+            }
+            bs_scratch_team(w->scratch, w->team);
         }
     }
     for (int i = 0; i < n_workers; i++)
@@ -431,6 +441,7 @@ void pool_free(pool *p)
         pthread_join(p->watcher, NULL);
     for (int i = 0; i < p->n_alloc; i++) {
         bs_scratch_free(p->workers[i].scratch);
+        bs_team_free(p->workers[i].team);
         if (p->guests)
             bs_scratch_free(p->guests[i].scratch);
     }

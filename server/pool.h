@@ -70,11 +70,12 @@ struct pool_job {
 };
 
 /* Starts n_workers threads (and the watcher) for a queue of queue_size
- * jobs. generation (may be NULL) is the models' generation, which changes
+ * jobs; with threads > 1 each worker lends a team of that many threads (its
+ * own counted) to its scratch's model evaluations (core/team.h). generation (may be NULL) is the models' generation, which changes
  * before a model that may have been freed could be seen at its address
  * again (the registry's): each job's place reads it before the job runs.
  * NULL when threads or memory cannot be had. */
-pool *pool_new(int n_workers, int queue_size, const _Atomic uint64_t *generation);
+pool *pool_new(int n_workers, int threads, int queue_size, const _Atomic uint64_t *generation);
 
 /* Claims a place in the queue. 0, or -1 when the queue is full or the pool
  * is draining (answer 503). A claim must be followed by pool_submit. */

@@ -149,7 +149,7 @@ static double conv_ratio(const float *w, const bs_conv_dims *d, bs_rng *rng)
     float *col = xcalloc(bs_conv2d_scratch(d), sizeof *col);
     for (size_t i = 0; i < nin; i++)
         x[i] = bs_rng_normal(rng);
-    bs_conv2d_forward(y, x, w, bias, col, 1, d);
+    bs_conv2d_forward(y, x, w, bias, col, 1, d, NULL);
     double xx = 0.0, yy = 0.0;
     for (size_t i = 0; i < nin; i++)
         xx += (double)x[i] * x[i];
@@ -225,7 +225,7 @@ static float *conv_matrix(const float *w, const bs_conv_dims *d, int *rows, int 
     for (int k = 0; k < *cols; k++) {
         memset(x, 0, (size_t)*cols * sizeof *x);
         x[k] = 1.0f;
-        bs_conv2d_forward(y, x, w, bias, col, 1, d);
+        bs_conv2d_forward(y, x, w, bias, col, 1, d, NULL);
         for (int r = 0; r < *rows; r++)
             M[(size_t)r * *cols + k] = y[r];
     }

@@ -2,13 +2,16 @@
  * queued attacks on one model with the same params run in lockstep on one
  * worker, and every answer is bit for bit the one the attack gets alone.
  * Two daemons with one worker each serve the same requests: one with
- * --attack-batch 1 (each attack alone, the reference), one with 32. Checks
+ * --attack-batch 1 (each attack alone, the reference), one with 32 and
+ * --attack-threads 2 (its model evaluations split between two threads,
+ * which must not move a bit either). Checks
  * the answers (JSON with float images, PNG bytes and headers, async jobs'
  * results) and that the attacks did run in one stream; that a stream takes
  * no attack queued behind one it cannot serve; a request whose
  * budget runs out or whose client hangs up in a stream while the others
  * finish with their own answers; SIGTERM with a stream running (every
- * request answered); and --attack-batch refusing 0 and garbage. Needs
+ * request answered); and --attack-batch and --attack-threads refusing 0
+ * and garbage. Needs
  * `make data models`. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,7 +33,7 @@
 #include <unistd.h>
 
 static daemon_proc alone;   /* --attack-batch 1 */
-static daemon_proc batched; /* --attack-batch 32 */
+static daemon_proc batched; /* --attack-batch 32 --attack-threads 2 */
 
 static int group_setup(void **state)
 {
@@ -38,7 +41,8 @@ static int group_setup(void **state)
     curl_global_init(CURL_GLOBAL_ALL);
     signal(SIGPIPE, SIG_IGN);
     const char *one[] = {"--workers", "1", "--attack-batch", "1", NULL};
-    const char *many[] = {"--workers", "1", "--attack-batch", "32", NULL};
+    const char *many[] = {"--workers", "1", "--attack-batch", "32", "--attack-threads", "2",
+                          NULL};
     if (daemon_start(&alone, one) || daemon_start(&batched, many)) {
         fprintf(stderr, "blindspotd did not become ready; logs in %s and %s\n", alone.log,
                 batched.log);
@@ -423,16 +427,20 @@ static void test_sigterm_with_stream(void **state)
     daemon_cleanup(&d);
 }
 
-/* --attack-batch takes a whole number of rows, at least 1. */
+/* --attack-batch takes a whole number of rows, at least 1; --attack-threads
+ * a whole number of threads in [1, 64]. */
 static void test_attack_batch_refused(void **state)
 {
     (void)state;
-    const char *bad[] = {"--attack-batch 0", "--attack-batch many", "--attack-batch -3"};
+    const char *bad[] = {"--attack-batch 0", "--attack-batch many", "--attack-batch -3",
+                         "--attack-threads 0", "--attack-threads 65", "--attack-threads two"};
+    const char *why[] = {"--attack-batch wants a whole number in [1, 4096]",
+                         "--attack-threads wants a whole number in [1, 64]"};
     char cmd[512], *out = NULL;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(cmd, sizeof cmd, "%s %s --check 2>&1", tu_bin("blindspotd"), bad[i]);
         assert_int_equal(tu_run(cmd, &out), 2);
-        if (!strstr(out, "--attack-batch wants a whole number in [1, 4096]"))
+        if (!strstr(out, why[i / 3]))
             fail_msg("%s: %s", bad[i], out);
         free(out);
     }

@@ -348,6 +348,34 @@ static void test_reproduce_is_deterministic(void **state)
     free(b);
 }
 
+/* The result of the attack's first target without its timing. */
+static json_t *attack_result(const char *args)
+{
+    json_t *j = run_json(args);
+    json_t *r = json_incref(json_array_get(json_object_get(j, "results"), 0));
+    assert_non_null(r);
+    json_object_del(r, "seconds");
+    json_decref(j);
+    return r;
+}
+
+/* --threads 2 splits the CNN's convolutions between two threads and
+ * answers what one thread does: the same image, norms and evaluations. */
+static void test_attack_threads_change_nothing(void **state)
+{
+    (void)state;
+    const char *args = "attack --model models/cnn.safetensors --dataset mnist --index 18 "
+                       "--target 3 --models none --json";
+    char threaded[512];
+    snprintf(threaded, sizeof threaded, "%s --threads 2", args);
+    json_t *one = attack_result(args), *two = attack_result(threaded);
+    assert_true(json_is_true(json_object_get(one, "success")));
+    if (!json_equal(one, two))
+        fail_msg("--threads 2 changed the answer");
+    json_decref(one);
+    json_decref(two);
+}
+
 static void expect_failure(const char *args, int want_rc, const char *want_msg)
 {
     char cmd[1024], *out = NULL;
@@ -377,6 +405,10 @@ static void test_bad_usage_is_refused(void **state)
                    "--param bogus=1", 1, "unknown parameter");
     expect_failure("attack --model models/cnn.safetensors --image /nonexistent.png --target 1",
                    1, "cannot open");
+    expect_failure("attack --model models/cnn.safetensors --dataset mnist --index 0 --target 1 "
+                   "--threads 0", 2, "--threads");
+    expect_failure("attack --model models/cnn.safetensors --dataset mnist --index 0 --target 1 "
+                   "--threads 2 --server http://localhost:1", 2, "local attack");
 }
 
 /* Every command that takes --method lists the methods of core/attack.h's
@@ -444,6 +476,7 @@ int main(void)
         cmocka_unit_test(test_training_is_deterministic),
         cmocka_unit_test(test_attack_json_image_fools_the_model),
         cmocka_unit_test(test_attack_already_target_says_so),
+        cmocka_unit_test(test_attack_threads_change_nothing),
         cmocka_unit_test(test_eval_reports_rates),
         cmocka_unit_test(test_reproduce_is_deterministic),
         cmocka_unit_test(test_bad_usage_is_refused),

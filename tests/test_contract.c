@@ -5,7 +5,7 @@
  * understands. The attack methods of core/attack.h's table are the method
  * enums of AttackRequest and EvaluationRequest, and the table is sound
  * (names parse back, each method's parameters exist, its defaults pass the
- * check). */
+ * check); the studio's table of parameters and defaults is the core's. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -190,6 +190,69 @@ static void test_attack_method_table_is_sound(void **state)
                         "lbfgs, adam-l1, fgsm, pgd, cw-l2");
 }
 
+/* The studio's table of each method's parameters and their defaults
+ * (server/studio/studio.js, METHODS: a choice is a list whose first entry
+ * is the default) lists the core's, in the order help texts use, with the
+ * core's defaults. */
+static void test_studio_params_match_core(void **state)
+{
+    (void)state;
+    size_t len;
+    char *js = (char *)tu_read_file("server/studio/studio.js", &len);
+    assert_non_null(js);
+    const char *table = strstr(js, "const METHODS = {");
+    assert_non_null(table);
+    for (int i = 0; i < BS_ATTACK_N_METHODS; i++) {
+        const bs_attack_method_info *m = &bs_attack_methods[i];
+        char key[64];
+        snprintf(key, sizeof key, strchr(m->name, '-') ? "\n    '%s': {" : "\n    %s: {",
+                 m->name);
+        const char *at = strstr(table, key);
+        if (!at)
+            fail_msg("studio.js has no METHODS entry for %s", m->name);
+        at = strstr(at, "params: {");
+        assert_non_null(at);
+        at += strlen("params: {");
+        const char *want = m->params;
+        while (*at != '}') {
+            at += strspn(at, " \n,");
+            char name[32], value[64];
+            size_t n = strcspn(at, ":");
+            snprintf(name, sizeof name, "%.*s", (int)n, at);
+            at += n + 1 + strspn(at + n + 1, " ");
+            if (*at == '[') { /* a choice: its first entry, unquoted */
+                n = strcspn(at + 2, "'");
+                snprintf(value, sizeof value, "%.*s", (int)n, at + 2);
+                at = strchr(at, ']') + 1;
+            } else {
+                n = strcspn(at, ",}\n");
+                snprintf(value, sizeof value, "%.*s", (int)n, at);
+                at += n;
+            }
+            at += strspn(at, " \n,");
+            /* the next name the core lists */
+            want += strspn(want, " ");
+            size_t wn = strcspn(want, " ");
+            if (strlen(name) != wn || strncmp(name, want, wn))
+                fail_msg("studio.js lists %s's %s where the core lists %.*s", m->name, name,
+                         (int)wn, want);
+            want += wn;
+            char core[64];
+            const bs_attack_param_info *f = bs_attack_param_find(name);
+            bs_attack_param_format(&m->defaults, f, core, sizeof core);
+            int same = f->kind == BS_PARAM_CHOICE || f->kind == BS_PARAM_BOOL
+                           ? !strcmp(value, core)
+                           : strtod(value, NULL) == strtod(core, NULL);
+            if (!same)
+                fail_msg("studio.js gives %s's %s the default %s; the core's is %s", m->name,
+                         name, value, core);
+        }
+        if (want[strspn(want, " ")])
+            fail_msg("studio.js leaves out %s's %s", m->name, want + strspn(want, " "));
+    }
+    free(js);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +261,7 @@ int main(void)
         cmocka_unit_test(test_error_table_is_sound),
         cmocka_unit_test(test_attack_methods_match_openapi),
         cmocka_unit_test(test_attack_method_table_is_sound),
+        cmocka_unit_test(test_studio_params_match_core),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -204,8 +204,8 @@ static void check_conv(bs_rng *r, int C, int H, int W, int OC, int K)
     float *col = malloc((size_t)CKK * OHW * sizeof *col), *ref = malloc(out_n * sizeof *ref);
     assert_non_null(col);
     assert_non_null(ref);
-    int fwd = bs_gemm_conv_forward(out, in, w, bias, &g);
-    int bwd = bs_gemm_conv_backward(dinp, dout, w, &g);
+    int fwd = bs_gemm_conv_forward(out, in, w, bias, &g, 0, OC);
+    int bwd = bs_gemm_conv_backward(dinp, dout, w, &g, 0, C);
     assert_int_equal(fwd, bwd);
     if (!fwd)
         goto done;

@@ -181,7 +181,7 @@ static double linear_loss(void *p, int *kink)
 {
     linear_ctx *c = p;
     (void)kink;
-    bs_linear_forward(c->out, c->inp, c->w, c->b, c->B, c->C, c->OC);
+    bs_linear_forward(c->out, c->inp, c->w, c->b, c->B, c->C, c->OC, NULL);
     return dot_d(c->g, c->out, (size_t)c->B * c->OC);
 }
 
@@ -203,7 +203,7 @@ static void test_linear(void **state)
     fill_uniform(&r, c.g, no, -1, 1);
 
     /* forward against the formula in double */
-    bs_linear_forward(c.out, c.inp, c.w, c.b, c.B, c.C, c.OC);
+    bs_linear_forward(c.out, c.inp, c.w, c.b, c.B, c.C, c.OC, NULL);
     for (int b = 0; b < c.B; b++)
         for (int o = 0; o < c.OC; o++) {
             double s = c.b[o];
@@ -214,7 +214,7 @@ static void test_linear(void **state)
 
     float *dinp = falloc(ni), *dw = falloc(nw), *db = falloc(c.OC);
     fill_const(dinp, ni, 123.0f); /* overwritten, not accumulated */
-    bs_linear_backward(dinp, dw, db, c.g, c.inp, c.w, c.B, c.C, c.OC);
+    bs_linear_backward(dinp, dw, db, c.g, c.inp, c.w, c.B, c.C, c.OC, NULL);
 
     /* L is linear in every variable: any step is exact, a large one drowns
      * the float noise. */
@@ -226,7 +226,7 @@ static void test_linear(void **state)
     float *dw1 = falloc(nw), *db1 = falloc(c.OC), *dinp2 = falloc(ni);
     memcpy(dw1, dw, nw * sizeof(float));
     memcpy(db1, db, c.OC * sizeof(float));
-    bs_linear_backward(NULL, dw, db, c.g, c.inp, c.w, c.B, c.C, c.OC);
+    bs_linear_backward(NULL, dw, db, c.g, c.inp, c.w, c.B, c.C, c.OC, NULL);
     for (size_t i = 0; i < nw; i++)
         dw1[i] *= 2.0f;
     for (int i = 0; i < c.OC; i++)
@@ -236,7 +236,7 @@ static void test_linear(void **state)
 
     /* without parameter gradients, dinp alone, the same as before */
     fill_const(dinp2, ni, -7.0f);
-    bs_linear_backward(dinp2, NULL, NULL, c.g, c.inp, c.w, c.B, c.C, c.OC);
+    bs_linear_backward(dinp2, NULL, NULL, c.g, c.inp, c.w, c.B, c.C, c.OC, NULL);
     assert_all_close("linear dinp without dweight", dinp2, dinp, ni, 0);
 
     free(c.inp); free(c.w); free(c.b); free(c.out); free(c.g);
@@ -256,7 +256,7 @@ static double conv_loss(void *p, int *kink)
 {
     conv_ctx *c = p;
     (void)kink;
-    bs_conv2d_forward(c->out, c->inp, c->w, c->b, c->col, c->B, &c->d);
+    bs_conv2d_forward(c->out, c->inp, c->w, c->b, c->col, c->B, &c->d, NULL);
     return dot_d(c->g, c->out, (size_t)c->B * c->d.OC * c->d.OH * c->d.OW);
 }
 
@@ -323,7 +323,7 @@ static void test_conv2d_forward_direct(void **state)
     fill_uniform(&r, w, nw, -1, 1);
     fill_uniform(&r, bias, d.OC, -1, 1);
     fill_const(out, no, NAN);
-    bs_conv2d_forward(out, inp, w, bias, col, B, &d);
+    bs_conv2d_forward(out, inp, w, bias, col, B, &d, NULL);
     conv_direct(ref, inp, w, bias, B, &d);
     for (size_t i = 0; i < no; i++)
         if (!(fabs(out[i] - ref[i]) < 1e-5 * fmax(1.0, fabs(ref[i]))))
@@ -355,7 +355,7 @@ static void check_conv2d(int B, bs_conv_dims d, uint64_t seed)
 
     float *dinp = falloc(ni), *dw = falloc(nw), *db = falloc(d.OC);
     fill_const(dinp, ni, 123.0f);
-    bs_conv2d_backward(dinp, dw, db, c.g, c.inp, c.w, c.col, B, &d);
+    bs_conv2d_backward(dinp, dw, db, c.g, c.inp, c.w, c.col, B, &d, NULL);
     expect_grad("conv2d dinp", grad_check(conv_loss, &c, c.inp, ni, dinp, 0.5f, 1000, &r));
     expect_grad("conv2d dweight", grad_check(conv_loss, &c, c.w, nw, dw, 0.5f, 1000, &r));
     expect_grad("conv2d dbias", grad_check(conv_loss, &c, c.b, d.OC, db, 0.5f, 1000, &r));
@@ -365,11 +365,11 @@ static void check_conv2d(int B, bs_conv_dims d, uint64_t seed)
         dw1[i] = 2.0f * dw[i];
     for (int i = 0; i < d.OC; i++)
         db1[i] = 2.0f * db[i];
-    bs_conv2d_backward(NULL, dw, db, c.g, c.inp, c.w, c.col, B, &d);
+    bs_conv2d_backward(NULL, dw, db, c.g, c.inp, c.w, c.col, B, &d, NULL);
     assert_all_close("conv2d dweight after two calls", dw, dw1, nw, 1e-6);
     assert_all_close("conv2d dbias after two calls", db, db1, d.OC, 1e-6);
     fill_const(dinp2, ni, -7.0f);
-    bs_conv2d_backward(dinp2, NULL, NULL, c.g, c.inp, c.w, c.col, B, &d);
+    bs_conv2d_backward(dinp2, NULL, NULL, c.g, c.inp, c.w, c.col, B, &d, NULL);
     assert_all_close("conv2d dinp without dweight", dinp2, dinp, ni, 0);
 
     free(c.inp); free(c.w); free(c.b); free(c.out); free(c.g); free(c.col);

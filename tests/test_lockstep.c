@@ -265,8 +265,9 @@ static void cancel_after_first_run(void *ctx, int done, int total)
     atomic_store((atomic_int *)ctx, 1);
 }
 
-/* One job cancelled, one past its deadline, one refused: each ends its own
- * way, and the others are what they are alone. */
+/* One job cancelled, one past its deadline, three refused (a bad target,
+ * no targets, more than a stream may size for): each ends its own way, and
+ * the others are what they are alone. */
 static void test_stream_stop_and_refusal_are_per_job(void **state)
 {
     (void)state;
@@ -279,17 +280,19 @@ static void test_stream_stop_and_refusal_are_per_job(void **state)
                 (test.labels[2] + 1) % 10, 10 /* not a class */};
     bs_attack_result r[4], alone[2];
     char err[BS_ERR_LEN];
-    bs_attack_job jobs[5] = {
+    bs_attack_job jobs[7] = {
         {.x = image(0), .targets = &t[0], .k = 1, .ctl = &cancelled, .results = &r[0]},
         {.x = image(1), .targets = &t[1], .k = 1, .results = &r[1]},
         {.x = image(2), .targets = &t[2], .k = 1, .ctl = &late, .results = &r[2]},
         {.x = image(3), .targets = &t[3], .k = 1, .results = &r[3]},
         {.x = image(4), .targets = &t[1], .k = 1, .results = alone},
+        {.x = image(5), .targets = &t[1], .k = 0, .results = alone},
+        {.x = image(6), .targets = &t[1], .k = 100000, .results = alone},
     };
-    feed_state f = {.jobs = jobs, .n = 5, .every = 1};
+    feed_state f = {.jobs = jobs, .n = 7, .every = 1};
     bs_attack_feed feed = {feed_next, feed_done, &f};
     assert_int_equal(bs_attack_stream(model, &p, 8, NULL, &feed, err), 0);
-    assert_int_equal(f.n_done, 5);
+    assert_int_equal(f.n_done, 7);
     assert_int_equal(jobs[0].rc, 0);
     assert_int_equal(r[0].status, BS_ATTACK_CANCELLED);
     assert_int_equal(r[0].runs, 1);
@@ -297,10 +300,16 @@ static void test_stream_stop_and_refusal_are_per_job(void **state)
     assert_int_equal(r[2].status, BS_ATTACK_TIMEOUT);
     assert_int_equal(jobs[3].rc, -1);
     assert_non_null(strstr(jobs[3].err, "target 10"));
-    /* the refused and the late job were answered at admission, before the
+    for (int j = 5; j < 7; j++) {
+        assert_int_equal(jobs[j].rc, -1);
+        assert_non_null(strstr(jobs[j].err, "between 1 and 1024 targets"));
+    }
+    /* the refused and the late jobs were answered at admission, before the
      * others ended */
-    assert_true((f.done_order[0] == 2 && f.done_order[1] == 3) ||
-                (f.done_order[0] == 3 && f.done_order[1] == 2));
+    int early = 0;
+    for (int i = 0; i < 4; i++)
+        early += f.done_order[i] == 2 || f.done_order[i] == 3 || f.done_order[i] >= 5;
+    assert_int_equal(early, 4);
     assert_int_equal(bs_attack_run(model, image(1), &t[1], 1, &p, NULL, NULL, &alone[1], err),
                      0);
     assert_same_result(&r[1], &alone[1]);

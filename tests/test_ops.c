@@ -387,7 +387,7 @@ static void test_conv2d_general_forward(void **state)
         fill(x, nx, 1 + t, -1, 1);
         fill(w, nw, 2 + t, -1, 1);
         fill(b, d.OC, 3 + t, -1, 1);
-        bs_conv2d_forward(y, x, w, b, col, 1, &d);
+        bs_conv2d_forward(y, x, w, b, col, 1, &d, NULL);
         conv_reference(ref, x, w, b, &d);
         for (size_t i = 0; i < ny; i++)
             if (fabs(y[i] - ref[i]) > 1e-4 * fmax(1.0, fabs(ref[i])))

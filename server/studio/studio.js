@@ -8,8 +8,9 @@ const $ = (id) => document.getElementById(id);
 // Each method's parameters with their defaults (`blindspot attack --help`,
 // docs/attacks.md); an array is a choice whose first entry is the default.
 const METHODS = {
-    lbfgs: {name: 'L-BFGS (the paper\'s)', params: {search_steps: 8, initial_c: 1, c_factor: 10, norm: ['l2', 'l1'],
-        max_iterations: 150, history: 15, factr: 1e7, pgtol: 1e-5, optimizer: ['native', 'reference'], quantize: true, repair_steps: 40}},
+    lbfgs: {name: 'L-BFGS (the paper\'s)', params: {search_steps: 8, initial_c: 1, c_factor: 10, lanes: 1, warm_start: true,
+        norm: ['l2', 'l1'], max_iterations: 150, history: 15, factr: 1e10, pgtol: 1e-5, optimizer: ['native', 'reference'],
+        quantize: true, repair_steps: 40}},
     'adam-l1': {name: 'Adam L1', params: {lr: 0.001, steps: 3000, initial_c: 1, init: ['uniform', 'zeros'], c_search: false,
         search_steps: 5, c_factor: 10, seed: 1, quantize: true, repair_steps: 40}},
     fgsm: {name: 'FGSM', params: {eps_max: 1, search_steps: 10, quantize: true, repair_steps: 40}},

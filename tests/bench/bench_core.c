@@ -32,6 +32,11 @@
  *       JSON names the three and gives per image [successes, distortion
  *       of the first target's result or -1, first target]
  *
+ * With the environment variable BENCH_THREADS=N (1 to 64, default 1), net
+ * and attack lend a team of N threads (core/team.h) to each evaluation's
+ * workspace: the time of one evaluation or one attack with N cores, the
+ * results the same bits as with one. Their JSON names it team_threads.
+ *
  * MODEL is a safetensors file or an ONNX file (core/onnx.h). IMAGES is a
  * folder with mnist's test split, whose labels are the files', or a raw
  * little-endian float32 file of images of the model's input shape (C, H,
@@ -47,6 +52,7 @@
 #include "core/model.h"
 #include "core/model_file.h"
 #include "core/onnx.h"
+#include "core/team.h"
 
 #include <cblas.h>
 #include <pthread.h>
@@ -87,6 +93,33 @@ static double forward_flops(const bs_model *m)
 static double evaluation_flops(const bs_model *m)
 {
     return 2.0 * forward_flops(m);
+}
+
+/* BENCH_THREADS: the threads of the team lent to each workspace, 1 for
+ * none; 0 when the value is not one of 1..64. */
+static int team_threads(void)
+{
+    const char *s = getenv("BENCH_THREADS");
+    if (!s)
+        return 1;
+    int n = atoi(s);
+    if (n < 1 || n > BS_TEAM_MAX) {
+        fprintf(stderr, "bench_core: BENCH_THREADS wants 1 to %d\n", BS_TEAM_MAX);
+        return 0;
+    }
+    return n;
+}
+
+/* A team of n threads, or NULL for n = 1. *failed is set when it cannot
+ * be made. */
+static bs_team *team_of(int n, int *failed)
+{
+    bs_team *t = n > 1 ? bs_team_new(n) : NULL;
+    if (n > 1 && !t) {
+        fprintf(stderr, "bench_core: cannot start %d threads\n", n);
+        *failed = 1;
+    }
+    return t;
 }
 
 static bs_model *load_model(const char *path)
@@ -291,6 +324,9 @@ static void forward_step(void *arg)
 /* The network evaluation of an attack step, timed by time_best_block. */
 static int cmd_net(const char *model_path, int B)
 {
+    int threads = team_threads(), failed = 0;
+    if (!threads)
+        return 2;
     bs_model *m = load_model(model_path);
     if (!m)
         return 1;
@@ -305,6 +341,10 @@ static int cmd_net(const char *model_path, int B)
         fprintf(stderr, "bench_core: out of memory\n");
         return 1;
     }
+    bs_team *team = team_of(threads, &failed);
+    if (failed)
+        return 1;
+    ws->team = team;
     for (size_t i = 0; i < (size_t)B * n; i++)
         x[i] = (float)((i * 2654435761u) % 256) / 255.0f;
     for (int b = 0; b < B; b++)
@@ -315,9 +355,12 @@ static int cmd_net(const char *model_path, int B)
                      .dlogits = dlogits, .dx = dx};
     time_best_block(forward_backward_step, &step, &reps, &dt);
     double evals = (double)reps * B, flops = evaluation_flops(m);
-    printf("{\"model\": \"%s\", \"batch\": %d, \"evaluations\": %.0f, \"seconds\": %.4f, "
-           "\"us_per_evaluation\": %.3f, \"flops_per_evaluation\": %.0f, \"gflops\": %.3f}\n",
-           model_path, B, evals, dt, dt / evals * 1e6, flops, evals * flops / dt * 1e-9);
+    printf("{\"model\": \"%s\", \"batch\": %d, \"team_threads\": %d, \"evaluations\": %.0f, "
+           "\"seconds\": %.4f, \"us_per_evaluation\": %.3f, \"flops_per_evaluation\": %.0f, "
+           "\"gflops\": %.3f}\n",
+           model_path, B, threads, evals, dt, dt / evals * 1e6, flops,
+           evals * flops / dt * 1e-9);
+    bs_team_free(team);
     free(x);
     free(dx);
     free(dlogits);
@@ -386,6 +429,7 @@ typedef struct worker {
     atomic_int *next;       /* the next image to take, shared by all threads */
     int count;              /* images 0..count-1 */
     int targets;            /* labels attacked together per image */
+    int team_threads;       /* of the team lent to its scratch (1: none) */
     long attacks, successes, evaluations, iterations;
     double distortion_sum;  /* over the successes */
     int *success;           /* per image (count): successes among its targets */
@@ -424,6 +468,12 @@ static void *attack_images(void *arg)
         w->failed = 1;
         return NULL;
     }
+    bs_team *team = team_of(w->team_threads, &w->failed);
+    if (w->failed) {
+        bs_scratch_free(scratch);
+        return NULL;
+    }
+    bs_scratch_team(scratch, team);
     for (int i; (i = atomic_fetch_add(w->next, 1)) < w->count;) {
         const float *x = w->d->images + (size_t)i * w->d->input_size;
         for (int j = 0; j < w->targets; j++)
@@ -448,12 +498,16 @@ static void *attack_images(void *arg)
         }
     }
     bs_scratch_free(scratch);
+    bs_team_free(team);
     return NULL;
 }
 
 static int cmd_attack(const char *model_path, const char *source, int n, int threads,
                       int k)
 {
+    int team = team_threads();
+    if (!team)
+        return 2;
     bs_dataset d = {0};
     bs_model *m = load_model_images(model_path, source, &d);
     if (!m)
@@ -475,7 +529,8 @@ static int cmd_attack(const char *model_path, const char *source, int n, int thr
     double t0 = bs_now(), cpu0 = cpu_seconds();
     for (int t = 0; t < threads; t++) {
         w[t] = (worker){.m = m, .d = &d, .next = &next, .count = n,
-                        .targets = k, .success = success, .distortion = distortion};
+                        .targets = k, .team_threads = team, .success = success,
+                        .distortion = distortion};
         if (pthread_create(&tid[t], NULL, attack_images, &w[t])) {
             fprintf(stderr, "bench_core: cannot start thread %d\n", t);
             return 1;
@@ -496,14 +551,14 @@ static int cmd_attack(const char *model_path, const char *source, int n, int thr
         return 1;
     double flops = evaluation_flops(m);
     bs_attack_params p = attack_params();
-    printf("{\"model\": \"%s\", \"n\": %d, \"threads\": %d, \"targets\": %d, "
-           "\"lanes\": %d, \"warm_start\": %s, \"factr\": %g, "
+    printf("{\"model\": \"%s\", \"n\": %d, \"threads\": %d, \"team_threads\": %d, "
+           "\"targets\": %d, \"lanes\": %d, \"warm_start\": %s, \"factr\": %g, "
            "\"attacks\": %ld, \"seconds\": %.4f, \"cpu_seconds\": %.4f, \"attacks_per_s\": %.4f, "
            "\"calls_per_s\": %.4f, \"evaluations_per_s\": %.1f, "
            "\"evaluations_per_attack\": %.2f, \"iterations_per_attack\": %.2f, "
            "\"success\": %.4f, \"distortion\": %.6f, \"flops_per_evaluation\": %.0f, "
            "\"effective_gflops\": %.4f, \"per_image\": [",
-           model_path, n, threads, k, p.lanes, p.warm_start ? "true" : "false", p.factr,
+           model_path, n, threads, team, k, p.lanes, p.warm_start ? "true" : "false", p.factr,
            all.attacks, secs, cpu, all.attacks / secs, n / secs,
            all.evaluations / secs, (double)all.evaluations / all.attacks,
            (double)all.iterations / all.attacks, (double)all.successes / all.attacks,
