@@ -809,7 +809,43 @@ def onnx_section(b, peak):
                   f"average at the start / end of this part: {machine.get('load_start', '?')} / "
                   f"{machine.get('load_end', '?')}.\n")
         md.append(b.cmds(*[f"onnx-{side}-b{bs}" for bs in ONNX_BATCHES for side in ("infer", "ort")]))
+    md += team_section(b)
     return md, problems
+
+
+def team_section(b):
+    """One model evaluation, and one attack, on a team of 2 threads against 1
+    (the products split by output elements, the bits of one thread)."""
+    rows = []
+    for name, label in (("resnet", "imported ResNet (3x32x32)"), ("cnn", "CNN")):
+        n1, n2 = b.get(f"team-{name}-net-t1"), b.get(f"team-{name}-net-t2")
+        a1, a2 = b.get(f"team-{name}-attack-t1"), b.get(f"team-{name}-attack-t2")
+        if not (n1 and n2 and a1 and a2):
+            continue
+        same = (a1["evaluations_per_attack"] == a2["evaluations_per_attack"] and
+                a1["per_image"] == a2["per_image"])
+        rows.append([label, f"{n1['us_per_evaluation']:.1f}", f"{n2['us_per_evaluation']:.1f}",
+                     f"**{ratio(n1['us_per_evaluation'], n2['us_per_evaluation']):.2f}x**",
+                     a1["attacks_per_s"], a2["attacks_per_s"],
+                     f"**{ratio(a2['attacks_per_s'], a1['attacks_per_s']):.2f}x**",
+                     f"{cpu_wall(a1)} vs {cpu_wall(a2)}",
+                     "yes" if same else "**no**"])
+    if not rows:
+        return []
+    return ["### One attack on two threads\n",
+            table(["model", "µs per evaluation, batch 1: 1 thread", "2 threads", "speed-up",
+                   "attacks/s: 1 thread", "2 threads", "speed-up",
+                   "wall/cpu s (1 vs 2 threads)", "same evaluations and results"], rows),
+            "A team of threads lent to one attack (`blindspot attack --threads 2`, "
+            "`blindspotd --attack-threads 2`) splits the products of layers of at least "
+            "300,000 multiply-adds per sample by output elements, so every result keeps the "
+            "bits of one thread (the last column checks the evaluations per attack and each "
+            "image's outcome and distortion). A speed-up under 1 means the hand-over of each "
+            "product between the cores cost more than the second core gave; the daemon's "
+            "default is one thread per worker, `--attack-threads` is for machines where it "
+            "pays.\n",
+            b.cmds(*[f"team-{name}-{kind}-t{t}" for name in ("resnet", "cnn")
+                     for kind in ("net", "attack") for t in (1, 2)])]
 
 
 def main(argv):

@@ -66,8 +66,8 @@ done
 
 if [ "$ONLY" = onnx ]; then
     [ -f "$OUT/machine.tsv" ] || { say "BENCH_ONLY=onnx keeps a full run's figures: run make bench first"; exit 1; }
-    rm -f "$OUT"/onnx-*
-    sed -i '/^onnx-/d' "$OUT/commands.tsv"
+    rm -f "$OUT"/onnx-* "$OUT"/team-*
+    sed -i '/^onnx-/d; /^team-/d' "$OUT/commands.tsv"
 else
     rm -rf "$OUT" && mkdir -p "$OUT"
 fi
@@ -106,6 +106,14 @@ bench_onnx() {
     for b in 1 32; do
         measure "onnx-infer-b$b" $CORE infer "$ONNX_MODEL" "$images" "$b"
         measure "onnx-ort-b$b" node tests/bench/ort_bench.mjs "$ONNX_MODEL" "$images" $shape "$b"
+    done
+    # one attack on a team of 2 threads (blindspot attack --threads 2,
+    # blindspotd --attack-threads 2): the convolutional nets, against 1
+    for t in 1 2; do
+        measure "team-resnet-net-t$t" env BENCH_THREADS=$t $CORE net "$ONNX_MODEL" 1
+        measure "team-resnet-attack-t$t" env BENCH_THREADS=$t $CORE attack "$ONNX_MODEL" "$images" "$N_ONNX"
+        measure "team-cnn-net-t$t" env BENCH_THREADS=$t $CORE net models/cnn.safetensors 1
+        measure "team-cnn-attack-t$t" env BENCH_THREADS=$t $CORE attack models/cnn.safetensors data 10
     done
     printf 'load_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/onnx-machine.tsv"
 }
