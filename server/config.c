@@ -66,8 +66,8 @@ static const option_spec options[] = {
             "own counted: the large products of a big model (an imported convolutional net) "
             "split among them with the bits of one thread. For fewer workers than cores "
             "(--workers 1 --attack-threads 2 on two cores): a worker's threads spin briefly "
-            "between products and share the cores with the other workers' (on the zoo no "
-            "gain, docs/benchmarks.md)"},
+            "between products and share the cores with the other workers' (measure first: "
+            "on a 2-core machine the zoo's CNN is slower with 2, docs/benchmarks.md)"},
     {"timeout", "BLINDSPOT_TIMEOUT", "SECONDS", OPT_SECONDS, FIELD(timeout), "60", 0.001,
      86400, "time budget of a job from its arrival (requests may lower it); then 504"},
     {"max-body", "BLINDSPOT_MAX_BODY", "BYTES", OPT_BYTES, FIELD(max_body), "16M", 1,
