@@ -33,9 +33,12 @@ static const char slow_fmt[] =
 static const char fast_body[] =
     "{\"model\":\"fc100-100-10\",\"image\":{\"dataset\":\"mnist\",\"index\":18},"
     "\"target\":\"all\"}";
-/* An evaluation of a few seconds, its progress one attack at a time. */
+/* An evaluation of a few seconds, its progress one attack at a time (with
+ * SciPy's tolerance and cold starts, the slower search, so that it lasts
+ * long enough for several progress events). */
 static const char eval_body[] =
-    "{\"models\":[\"fc100-100-10\",\"cnn\"],\"n\":12,\"seed\":1}";
+    "{\"models\":[\"fc100-100-10\",\"cnn\"],\"n\":12,\"seed\":1,"
+    "\"params\":{\"factr\":1e7,\"warm_start\":false}}";
 
 /* POSTs body to path; the job's location goes to location. */
 static void submit_to(int port, const char *path, const char *body, char *location, size_t size)

@@ -263,6 +263,9 @@ export const tests = [
             await t.page.getByText('Advanced parameters').click();
             await t.page.getByLabel('Time budget').fill('1');
             t.assert.equal(await t.page.getByLabel('search_steps').inputValue(), '8');
+            // a search far longer than the budget: 100 runs, SciPy's tolerance
+            await t.page.getByLabel('search_steps').fill('100');
+            await t.page.getByLabel('factr').fill('1e7');
             await runAttack(t);
             await t.page.getByRole('alert').filter({hasText: 'ran out of time'}).waitFor();
             t.assert.match(await t.page.locator('#status').textContent(), /^Stopped by its time budget/);
