@@ -1043,11 +1043,15 @@ http_server *http_start(server *srv, char *err, size_t errlen)
         return NULL;
     }
     id_seed = (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 32);
-    /* MHD_USE_ITC lets MHD_quiesce_daemon stop a pool of polling threads */
+    /* MHD_USE_ITC lets MHD_quiesce_daemon stop a pool of polling threads.
+     * poll, not epoll: with epoll, libmicrohttpd 0.9.75's quiesce takes the
+     * listening socket out of each thread's epoll set while the thread may
+     * be doing so itself, and aborts the process when it loses the race
+     * ("Failed to remove listen FD from epoll set", seen on a SIGTERM that
+     * came with a request in flight); with poll, quiesce only flags the
+     * threads. Measured with wrk at 32 connections: no slower. */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG | MHD_USE_ITC;
-    flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL
-                                                                     : MHD_USE_POLL;
+                     MHD_USE_ERROR_LOG | MHD_USE_ITC | MHD_USE_POLL;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (h->tls)
