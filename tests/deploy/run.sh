@@ -175,7 +175,12 @@ step_serve() {
   grep -q '^HTTP/1.1 200' "$work/head" || { fail "attack: $(head -1 "$work/head")"; return; }
   local label got
   label=$(tr -d '\r' < "$work/head" | sed -n 's/^X-Blindspot-Label: //ip')
-  got=$(build/blindspot predict --model models/cnn.safetensors --image "$work/adv.png" --json |
+  # judged here by the image's own model: the zoo the image trained is not
+  # bit for bit the host's (training a CNN twice gives two models), and a
+  # minimal perturbation need not fool another one
+  podman cp bs-serve:/usr/share/blindspot/models/cnn.safetensors "$work/cnn.safetensors" ||
+    { fail "cannot copy the image's model out"; return; }
+  got=$(build/blindspot predict --model "$work/cnn.safetensors" --image "$work/adv.png" --json |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["label"])') ||
     { fail "the answer is not a PNG that decodes"; return; }
   [ -n "$label" ] && [ "$got" = "$label" ] ||
