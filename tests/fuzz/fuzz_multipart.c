@@ -41,7 +41,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     signal(SIGPIPE, SIG_IGN);
     srv.cfg = &cfg;
     srv.reg.current = fuzz_tiny_server(&srv);
-    srv.pool = pool_new(1, 8, NULL);
+    srv.pool = pool_new(1, 1, 8, NULL);
     PROMISE(srv.pool != NULL, "the pool");
     http_server *h = http_start(&srv, err, sizeof err);
     PROMISE(h != NULL, "the server: %s", err);

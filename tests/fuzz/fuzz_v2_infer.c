@@ -30,7 +30,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
     models = fuzz_tiny_server(&srv);
-    srv.pool = pool_new(1, 4, NULL);
+    srv.pool = pool_new(1, 1, 4, NULL);
     PROMISE(srv.pool != NULL, "pool");
     return 0;
 }
