@@ -234,13 +234,20 @@ static void sums_in_order(double *sum, const double *sq, int m, size_t n)
 /* ------------------------------------------------------------------------ */
 /* the lockstep */
 
+/* The doubles of the reference setulb_'s workspace wa, for n variables
+ * and history m. */
+static size_t reference_wa_len(size_t n, size_t m)
+{
+    return 2 * m * n + 5 * n + 11 * m * m + 8 * m;
+}
+
 /* The memory one row takes, for the stream's bound on its rows. */
 static size_t row_bytes(const bs_attack_params *p, size_t n)
 {
-    size_t m = (size_t)p->history;
-    size_t opt = p->optimizer == 1 ? bs_lbfgsb_size((int)n, p->history)
-                                   : (2 * m * n + 5 * n + 11 * m * m + 8 * m) * sizeof(double) +
-                                         3 * n * sizeof(int);
+    size_t opt = p->optimizer == 1
+                     ? bs_lbfgsb_size((int)n, p->history)
+                     : reference_wa_len(n, (size_t)p->history) * sizeof(double) +
+                           3 * n * sizeof(int);
     /* z, g and sq (doubles); xs, grad and a job's offer buffer (floats) */
     return opt + n * (3 * sizeof(double) + 4 * sizeof(float));
 }
@@ -250,8 +257,7 @@ static int lockstep_init(lockstep *L, const bs_model *m, const bs_attack_params 
                          bs_scratch *s, char *err)
 {
     int n = (int)m->input_size, V = m->classes, hist = p->history;
-    size_t wa_len = 2 * (size_t)hist * n + 5 * (size_t)n + 11 * (size_t)hist * hist +
-                    8 * (size_t)hist;
+    size_t wa_len = reference_wa_len((size_t)n, (size_t)hist);
     int slots = cap / p->lanes > 0 ? cap / p->lanes : 1;
     *L = (lockstep){.m = m, .p = p, .s = s, .n = n, .cap = cap, .slots = slots,
                     .free_rows = cap};
